@@ -1,0 +1,13 @@
+# CUDA plugin detection; the plugin itself is built in cuda/CMakeLists.txt.
+set(OPENDL_CUDA_SUMMARY "off")
+if(NOT OPENDL_WITH_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/cuda/CMakeLists.txt)
+    add_subdirectory(cuda)
+  elseif(OPENDL_WITH_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "OPENDL_WITH_CUDA=ON but no CUDA compiler was found")
+  else()
+    set(OPENDL_CUDA_SUMMARY "off (no CUDA compiler)")
+  endif()
+endif()

@@ -1,0 +1,71 @@
+// The C++ operators, named as in HALCON's C++ interface (CreateDlLayerConvolution, TrainDlModelBatch, ...),
+// with HALCON's parameter order. Tuple parameters take {} for HALCON's empty tuple.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "opendl/model.h"
+
+namespace opendl {
+
+// Generic constructor behind every CreateDlLayer*: `positional` holds the operator's control parameters
+// between layer_name and the generic parameters, in operator order.
+HDlLayer CreateDlLayer(const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& layer_name,
+                       const std::vector<Tuple>& positional, const Tuple& gen_param_name, const Tuple& gen_param_value);
+
+HDlLayer CreateDlLayerInput(const std::string& layer_name, const Tuple& shape, const Tuple& gen_param_name,
+                            const Tuple& gen_param_value);
+HDlLayer CreateDlLayerConvolution(const HDlLayer& input, const std::string& layer_name, const Tuple& kernel_size,
+                                  const Tuple& dilation, const Tuple& stride, int64_t num_kernel, int64_t groups,
+                                  const Tuple& padding, const std::string& activation, const Tuple& gen_param_name,
+                                  const Tuple& gen_param_value);
+HDlLayer CreateDlLayerBatchNormalization(const HDlLayer& input, const std::string& layer_name, const Value& momentum,
+                                         double epsilon, const std::string& activation, const Tuple& gen_param_name,
+                                         const Tuple& gen_param_value);
+HDlLayer CreateDlLayerActivation(const HDlLayer& input, const std::string& layer_name,
+                                 const std::string& activation_type, const Tuple& gen_param_name,
+                                 const Tuple& gen_param_value);
+HDlLayer CreateDlLayerPooling(const HDlLayer& input, const std::string& layer_name, const Tuple& kernel_size,
+                              const Tuple& stride, const Tuple& padding, const std::string& mode,
+                              const Tuple& gen_param_name, const Tuple& gen_param_value);
+HDlLayer CreateDlLayerDense(const HDlLayer& input, const std::string& layer_name, int64_t num_out,
+                            const Tuple& gen_param_name, const Tuple& gen_param_value);
+HDlLayer CreateDlLayerDropout(const HDlLayer& input, const std::string& layer_name, double probability,
+                              const Tuple& gen_param_name, const Tuple& gen_param_value);
+HDlLayer CreateDlLayerSoftmax(const HDlLayer& input, const std::string& layer_name, const Tuple& gen_param_name,
+                              const Tuple& gen_param_value);
+HDlLayer CreateDlLayerConcat(const std::vector<HDlLayer>& inputs, const std::string& layer_name,
+                             const std::string& axis, const Tuple& gen_param_name, const Tuple& gen_param_value);
+HDlLayer CreateDlLayerElementwise(const std::vector<HDlLayer>& inputs, const std::string& layer_name,
+                                  const std::string& operation, const Tuple& coefficients,
+                                  const Tuple& gen_param_name, const Tuple& gen_param_value);
+HDlLayer CreateDlLayerIdentity(const HDlLayer& input, const std::string& layer_name, const Tuple& gen_param_name,
+                               const Tuple& gen_param_value);
+HDlLayer CreateDlLayerReshape(const HDlLayer& input, const std::string& layer_name, const Tuple& shape,
+                              const Tuple& gen_param_name, const Tuple& gen_param_value);
+HDlLayer CreateDlLayerLossCrossEntropy(const HDlLayer& input, const HDlLayer& target, const HDlLayer& weights,
+                                       const std::string& layer_name, double loss_weight,
+                                       const Tuple& gen_param_name, const Tuple& gen_param_value);
+
+HDlModel CreateDlModel(const std::vector<HDlLayer>& output_layers);
+void SetDlModelParam(const HDlModel& model, const std::string& gen_param_name, const Tuple& gen_param_value);
+Tuple GetDlModelParam(const HDlModel& model, const std::string& gen_param_name);
+TrainResult TrainDlModelBatch(const HDlModel& model, const std::vector<Sample>& dlsample_batch);
+std::vector<Result> ApplyDlModel(const HDlModel& model, const std::vector<Sample>& dlsample_batch,
+                                 const std::vector<std::string>& outputs);
+Tuple GetDlLayerParam(const HDlLayer& layer, const std::string& gen_param_name);
+Tensor GetDlModelLayerWeights(const HDlModel& model, const std::string& layer_name, const std::string& weights_type);
+void SetDlModelLayerWeights(const Tensor& weights, const HDlModel& model, const std::string& layer_name,
+                            const std::string& weights_type);
+Tensor GetDlModelLayerActivations(const HDlModel& model, const std::string& layer_name);
+Tensor GetDlModelLayerGradients(const HDlModel& model, const std::string& layer_name);
+
+// System.
+void SetSeed(uint64_t seed);      // seed for models created afterwards ('seed_rand')
+uint64_t GetSeed();
+void SetThreadNum(int n);         // OpenMP threads of the CPU backend ('thread_num')
+int GetThreadNum();
+
+}  // namespace opendl

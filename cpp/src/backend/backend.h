@@ -1,0 +1,123 @@
+// Backend: the internal interface between layers and devices. It is the only place that knows both the
+// CPU (oneDNN + OpenMP, backend/cpu) and the GPU (libopendl_cuda) exist. Layers describe an operation with a
+// small POD key struct (which also keys the primitive cache) and pass raw device pointers; activations are
+// (N, C, H, W) row-major in this version. Every *_backward_* entry overwrites its output gradient unless
+// `accumulate` is set, in which case it adds to it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace opendl {
+
+enum class Act : int64_t { kNone = 0, kRelu, kSigmoid, kTanh };
+
+// All key structs hold int64_t fields only, so that they hash and compare as raw bytes.
+struct ConvKey {
+  int64_t n, ic, ih, iw, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups, bias, transposed;
+};
+struct PoolKey {
+  int64_t n, c, ih, iw, oh, ow, kh, kw, sh, sw, pt, pb, pl, pr, max;
+};
+struct BnKey {
+  int64_t n, c, h, w;
+};
+struct DenseKey {
+  int64_t n, ic, oc, bias;
+};
+struct ZoomKey {
+  int64_t n, c, ih, iw, oh, ow, bilinear, align_corners;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory.
+  virtual float* alloc(size_t count) = 0;
+  virtual void free(float* p) = 0;
+  virtual void fill(float* p, size_t n, float v) = 0;
+  virtual void copy(float* dst, const float* src, size_t n) = 0;
+  virtual void upload(float* dst, const float* host, size_t n) = 0;
+  virtual void download(float* host, const float* src, size_t n) = 0;
+
+  // Convolution and transposed convolution (weights (oc, ic/groups, kh, kw) for both, see convolution.cpp).
+  virtual void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) = 0;
+  virtual void conv_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) = 0;
+  virtual void conv_backward_weights(const ConvKey& k, const float* x, const float* dy, float* dw, float* db,
+                                     bool accumulate) = 0;
+  // Pooling; `ws` holds the workspace of max pooling (pool_workspace_floats floats).
+  virtual size_t pool_workspace_floats(const PoolKey& k) = 0;
+  virtual void pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) = 0;
+  virtual void pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) = 0;
+  // Batch normalisation with scale/shift; mean/var are the batch statistics (training) or running ones.
+  virtual void bn_forward(const BnKey& k, float eps, bool training, const float* x, const float* scale,
+                          const float* shift, float* mean, float* var, float* y) = 0;
+  virtual void bn_backward(const BnKey& k, float eps, const float* x, const float* dy, const float* scale,
+                           const float* mean, const float* var, float* dx, float* dscale, float* dshift,
+                           bool accumulate_dx, bool accumulate_dw) = 0;
+  // Dense (inner product) over the flattened (C, H, W) input; weights (oc, ic).
+  virtual void dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) = 0;
+  virtual void dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) = 0;
+  virtual void dense_backward_weights(const DenseKey& k, const float* x, const float* dy, float* dw, float* db,
+                                      bool accumulate) = 0;
+  // Activations; backward uses the forward output (valid for relu, sigmoid, tanh).
+  virtual void act_forward(Act a, size_t n, const float* x, float* y) = 0;
+  virtual void act_backward(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) = 0;
+  // Softmax over C for each of outer*inner positions of an (outer, C, inner) array.
+  virtual void softmax_forward(int64_t outer, int64_t c, int64_t inner, const float* x, float* y) = 0;
+  virtual void softmax_backward(int64_t outer, int64_t c, int64_t inner, const float* y, const float* dy, float* dx,
+                                bool accumulate) = 0;
+
+  // Generic kernels.
+  // dst[r*dst_ld + dst_off + j] (+)= alpha * src[r*src_ld + src_off + j] for r < rows, j < cols.
+  virtual void copy2d(float* dst, int64_t dst_ld, int64_t dst_off, const float* src, int64_t src_ld,
+                      int64_t src_off, int64_t rows, int64_t cols, float alpha, bool accumulate) = 0;
+  virtual void axpy(size_t n, float alpha, const float* x, float* y) = 0;  // y += alpha*x
+  virtual void mul(size_t n, const float* a, const float* b, float* y) = 0;  // y = a*b
+  virtual void mul_acc(size_t n, const float* a, const float* b, float* y, bool accumulate) = 0;  // y (+)= a*b
+  // Elementwise maximum/minimum of two arrays and its backward (gradient to the winner; ties to the first).
+  virtual void minmax_forward(size_t n, bool is_max, const float* a, const float* b, float* y) = 0;
+  virtual void minmax_backward(size_t n, bool is_max, bool first, const float* a, const float* b, const float* dy,
+                               float* dx, bool accumulate) = 0;
+  virtual void zoom_forward(const ZoomKey& k, const float* x, float* y) = 0;
+  virtual void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) = 0;
+  // Dropout with an inverted scale; mask holds 0 or 1/(1-p).
+  virtual void dropout_forward(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) = 0;
+  // depth max: per (n, h, w) the max over C and its index.
+  virtual void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) = 0;
+  virtual void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue,
+                                  float* dx, bool accumulate) = 0;
+
+  // Losses: return the loss value (already normalised) and write d(loss)/d(input) scaled by `scale`.
+  // Cross-entropy on probabilities p (N, C, S): target ids (N, 1, S), weights (N, 1, S) or (N, 1, 1) broadcast.
+  virtual double cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target,
+                               const float* weights, int64_t weights_s, float* dp, float scale, bool accumulate) = 0;
+  // Huber (smooth L1) on x - t with per-element weights; normalised by `norm`.
+  virtual double huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
+                       float scale, bool accumulate) = 0;
+  // Sigmoid focal loss on logits x (N, C, S) with one-hot / binary targets t and weights w; normalised by `norm`.
+  virtual double focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x,
+                              const float* t, const float* w, int64_t w_c, double norm, float* dx, float scale,
+                              bool accumulate) = 0;
+  // Distance loss per sample row (N, D): l2 (squared) or l1 with per-element weights.
+  virtual double distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
+                          float scale, bool accumulate) = 0;
+
+  // Reductions and solvers over flat arenas.
+  virtual double sum_squares_masked(size_t n, const float* x, const float* mask) = 0;
+  virtual void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
+                          const float* decay_mask, float* w, const float* g, float* v) = 0;
+  virtual void adam_update(size_t n, float lr, float beta1, float beta2, float eps, float bias1, float bias2,
+                           float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
+                           float* m, float* v) = 0;
+  virtual bool all_finite(size_t n, const float* x) = 0;
+};
+
+// The process-wide CPU backend (stateless apart from its primitive cache, which is thread-safe).
+Backend& cpu_backend();
+
+}  // namespace opendl

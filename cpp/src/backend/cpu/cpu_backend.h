@@ -1,0 +1,74 @@
+// CpuBackend: oneDNN primitives (onednn_ops.cpp) and OpenMP kernels (kernels.cpp, losses.cpp,
+// solvers.cpp) behind the Backend interface.
+#pragma once
+
+#include "backend/backend.h"
+
+namespace opendl {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  float* alloc(size_t count) override;
+  void free(float* p) override;
+  void fill(float* p, size_t n, float v) override;
+  void copy(float* dst, const float* src, size_t n) override;
+  void upload(float* dst, const float* host, size_t n) override { copy(dst, host, n); }
+  void download(float* host, const float* src, size_t n) override { copy(host, src, n); }
+
+  void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) override;
+  void conv_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) override;
+  void conv_backward_weights(const ConvKey& k, const float* x, const float* dy, float* dw, float* db,
+                             bool accumulate) override;
+  size_t pool_workspace_floats(const PoolKey& k) override;
+  void pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) override;
+  void pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) override;
+  void bn_forward(const BnKey& k, float eps, bool training, const float* x, const float* scale, const float* shift,
+                  float* mean, float* var, float* y) override;
+  void bn_backward(const BnKey& k, float eps, const float* x, const float* dy, const float* scale, const float* mean,
+                   const float* var, float* dx, float* dscale, float* dshift, bool accumulate_dx,
+                   bool accumulate_dw) override;
+  void dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) override;
+  void dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) override;
+  void dense_backward_weights(const DenseKey& k, const float* x, const float* dy, float* dw, float* db,
+                              bool accumulate) override;
+  void act_forward(Act a, size_t n, const float* x, float* y) override;
+  void act_backward(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) override;
+  void softmax_forward(int64_t outer, int64_t c, int64_t inner, const float* x, float* y) override;
+  void softmax_backward(int64_t outer, int64_t c, int64_t inner, const float* y, const float* dy, float* dx,
+                        bool accumulate) override;
+
+  void copy2d(float* dst, int64_t dst_ld, int64_t dst_off, const float* src, int64_t src_ld, int64_t src_off,
+              int64_t rows, int64_t cols, float alpha, bool accumulate) override;
+  void axpy(size_t n, float alpha, const float* x, float* y) override;
+  void mul(size_t n, const float* a, const float* b, float* y) override;
+  void mul_acc(size_t n, const float* a, const float* b, float* y, bool accumulate) override;
+  void minmax_forward(size_t n, bool is_max, const float* a, const float* b, float* y) override;
+  void minmax_backward(size_t n, bool is_max, bool first, const float* a, const float* b, const float* dy, float* dx,
+                       bool accumulate) override;
+  void zoom_forward(const ZoomKey& k, const float* x, float* y) override;
+  void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) override;
+  void dropout_forward(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) override;
+  void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) override;
+  void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue, float* dx,
+                          bool accumulate) override;
+
+  double cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
+                       int64_t weights_s, float* dp, float scale, bool accumulate) override;
+  double huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
+               float scale, bool accumulate) override;
+  double focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
+                      const float* w, int64_t w_c, double norm, float* dx, float scale, bool accumulate) override;
+  double distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
+                  float scale, bool accumulate) override;
+
+  double sum_squares_masked(size_t n, const float* x, const float* mask) override;
+  void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult, const float* decay_mask,
+                  float* w, const float* g, float* v) override;
+  void adam_update(size_t n, float lr, float beta1, float beta2, float eps, float bias1, float bias2,
+                   float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
+                   float* m, float* v) override;
+  bool all_finite(size_t n, const float* x) override;
+};
+
+}  // namespace opendl

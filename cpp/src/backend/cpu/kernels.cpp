@@ -1,0 +1,250 @@
+// CPU backend, OpenMP kernels: memory, activations, softmax, strided copies (concat), elementwise ops,
+// zoom (bilinear / nearest neighbour), dropout and depth max. Each kernel parallelises over independent
+// outputs so results do not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cpu/cpu_backend.h"
+#include "opendl/error.h"
+
+namespace opendl {
+
+Backend& cpu_backend() {
+  static CpuBackend be;
+  return be;
+}
+
+float* CpuBackend::alloc(size_t count) {
+  size_t bytes = ((count * sizeof(float) + 63) / 64) * 64;
+  if (bytes == 0) bytes = 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) fail(err::kHostMem, "out of host memory allocating " + std::to_string(count * sizeof(float)) + " bytes");
+  std::memset(p, 0, bytes);
+  return static_cast<float*>(p);
+}
+void CpuBackend::free(float* p) { std::free(p); }
+
+void CpuBackend::fill(float* p, size_t n, float v) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) p[i] = v;
+}
+void CpuBackend::copy(float* dst, const float* src, size_t n) {
+  if (dst != src) std::memcpy(dst, src, n * sizeof(float));
+}
+
+void CpuBackend::act_forward(Act a, size_t n, const float* x, float* y) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) {
+    float v = x[i];
+    switch (a) {
+      case Act::kNone: y[i] = v; break;
+      case Act::kRelu: y[i] = v > 0.f ? v : 0.f; break;
+      case Act::kSigmoid: y[i] = 1.f / (1.f + std::exp(-v)); break;
+      case Act::kTanh: y[i] = std::tanh(v); break;
+    }
+  }
+}
+
+void CpuBackend::act_backward(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) {
+    float g;
+    switch (a) {
+      case Act::kRelu: g = y[i] > 0.f ? dy[i] : 0.f; break;
+      case Act::kSigmoid: g = dy[i] * y[i] * (1.f - y[i]); break;
+      case Act::kTanh: g = dy[i] * (1.f - y[i] * y[i]); break;
+      default: g = dy[i];
+    }
+    dx[i] = accumulate ? dx[i] + g : g;
+  }
+}
+
+void CpuBackend::softmax_forward(int64_t outer, int64_t c, int64_t inner, const float* x, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* xo = x + o * c * inner;
+    float* yo = y + o * c * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      float m = -INFINITY;
+      for (int64_t k = 0; k < c; ++k) m = std::max(m, xo[k * inner + i]);
+      double s = 0;
+      for (int64_t k = 0; k < c; ++k) {
+        float e = std::exp(xo[k * inner + i] - m);
+        yo[k * inner + i] = e;
+        s += e;
+      }
+      float inv = static_cast<float>(1.0 / s);
+      for (int64_t k = 0; k < c; ++k) yo[k * inner + i] *= inv;
+    }
+  }
+}
+
+void CpuBackend::softmax_backward(int64_t outer, int64_t c, int64_t inner, const float* y, const float* dy, float* dx,
+                                  bool accumulate) {
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < outer; ++o) {
+    const int64_t base = o * c * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      double dot = 0;
+      for (int64_t k = 0; k < c; ++k) dot += double(y[base + k * inner + i]) * dy[base + k * inner + i];
+      for (int64_t k = 0; k < c; ++k) {
+        int64_t j = base + k * inner + i;
+        float g = y[j] * static_cast<float>(dy[j] - dot);
+        dx[j] = accumulate ? dx[j] + g : g;
+      }
+    }
+  }
+}
+
+void CpuBackend::copy2d(float* dst, int64_t dst_ld, int64_t dst_off, const float* src, int64_t src_ld,
+                        int64_t src_off, int64_t rows, int64_t cols, float alpha, bool accumulate) {
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst + r * dst_ld + dst_off;
+    const float* s = src + r * src_ld + src_off;
+    if (accumulate)
+      for (int64_t j = 0; j < cols; ++j) d[j] += alpha * s[j];
+    else
+      for (int64_t j = 0; j < cols; ++j) d[j] = alpha * s[j];
+  }
+}
+
+void CpuBackend::axpy(size_t n, float alpha, const float* x, float* y) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+void CpuBackend::mul(size_t n, const float* a, const float* b, float* y) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+void CpuBackend::mul_acc(size_t n, const float* a, const float* b, float* y, bool accumulate) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) y[i] = accumulate ? y[i] + a[i] * b[i] : a[i] * b[i];
+}
+void CpuBackend::minmax_forward(size_t n, bool is_max, const float* a, const float* b, float* y) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) y[i] = is_max ? std::max(a[i], b[i]) : std::min(a[i], b[i]);
+}
+void CpuBackend::minmax_backward(size_t n, bool is_max, bool first, const float* a, const float* b, const float* dy,
+                                 float* dx, bool accumulate) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) {
+    bool a_wins = is_max ? a[i] >= b[i] : a[i] <= b[i];
+    float g = (a_wins == first) ? dy[i] : 0.f;
+    dx[i] = accumulate ? dx[i] + g : g;
+  }
+}
+
+namespace {
+// Source coordinate of output index o along one axis (PyTorch / ONNX conventions).
+inline float zoom_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
+  if (align_corners) return out > 1 ? float(o) * float(in - 1) / float(out - 1) : 0.f;
+  float s = (float(o) + 0.5f) * float(in) / float(out) - 0.5f;
+  return s < 0.f ? 0.f : s;
+}
+inline int64_t nearest_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
+  int64_t s = align_corners ? (out > 1 ? int64_t(std::lround(double(o) * (in - 1) / (out - 1))) : 0)
+                            : int64_t(std::floor(double(o) * in / out));
+  return std::min<int64_t>(s, in - 1);
+}
+}  // namespace
+
+void CpuBackend::zoom_forward(const ZoomKey& k, const float* x, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < k.n * k.c; ++p) {
+    const float* xp = x + p * k.ih * k.iw;
+    float* yp = y + p * k.oh * k.ow;
+    for (int64_t oy = 0; oy < k.oh; ++oy)
+      for (int64_t ox = 0; ox < k.ow; ++ox) {
+        if (!k.bilinear) {
+          yp[oy * k.ow + ox] = xp[nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw +
+                                  nearest_src(ox, k.iw, k.ow, k.align_corners)];
+          continue;
+        }
+        float sy = zoom_src(oy, k.ih, k.oh, k.align_corners), sx = zoom_src(ox, k.iw, k.ow, k.align_corners);
+        int64_t y0 = std::min<int64_t>(int64_t(sy), k.ih - 1), x0 = std::min<int64_t>(int64_t(sx), k.iw - 1);
+        int64_t y1 = std::min<int64_t>(y0 + 1, k.ih - 1), x1 = std::min<int64_t>(x0 + 1, k.iw - 1);
+        float ly = sy - y0, lx = sx - x0;
+        yp[oy * k.ow + ox] = (1 - ly) * ((1 - lx) * xp[y0 * k.iw + x0] + lx * xp[y0 * k.iw + x1]) +
+                             ly * ((1 - lx) * xp[y1 * k.iw + x0] + lx * xp[y1 * k.iw + x1]);
+      }
+  }
+}
+
+void CpuBackend::zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) {
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < k.n * k.c; ++p) {
+    float* dxp = dx + p * k.ih * k.iw;
+    const float* dyp = dy + p * k.oh * k.ow;
+    if (!accumulate) std::memset(dxp, 0, sizeof(float) * k.ih * k.iw);
+    for (int64_t oy = 0; oy < k.oh; ++oy)
+      for (int64_t ox = 0; ox < k.ow; ++ox) {
+        float g = dyp[oy * k.ow + ox];
+        if (!k.bilinear) {
+          dxp[nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw + nearest_src(ox, k.iw, k.ow, k.align_corners)] += g;
+          continue;
+        }
+        float sy = zoom_src(oy, k.ih, k.oh, k.align_corners), sx = zoom_src(ox, k.iw, k.ow, k.align_corners);
+        int64_t y0 = std::min<int64_t>(int64_t(sy), k.ih - 1), x0 = std::min<int64_t>(int64_t(sx), k.iw - 1);
+        int64_t y1 = std::min<int64_t>(y0 + 1, k.ih - 1), x1 = std::min<int64_t>(x0 + 1, k.iw - 1);
+        float ly = sy - y0, lx = sx - x0;
+        dxp[y0 * k.iw + x0] += (1 - ly) * (1 - lx) * g;
+        dxp[y0 * k.iw + x1] += (1 - ly) * lx * g;
+        dxp[y1 * k.iw + x0] += ly * (1 - lx) * g;
+        dxp[y1 * k.iw + x1] += ly * lx * g;
+      }
+  }
+}
+
+void CpuBackend::dropout_forward(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) {
+  const float keep_scale = p < 1.f ? 1.f / (1.f - p) : 0.f;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) {
+    // Counter-based draw (splitmix64 of seed + index): identical masks for any thread count.
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    double u = double(z >> 11) * 0x1.0p-53;
+    mask[i] = u >= p ? keep_scale : 0.f;
+    y[i] = x[i] * mask[i];
+  }
+}
+
+void CpuBackend::depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) {
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t i = 0; i < hw; ++i) {
+      const float* xp = x + b * c * hw + i;
+      int64_t best = 0;
+      for (int64_t k = 1; k < c; ++k)
+        if (xp[k * hw] > xp[best * hw]) best = k;
+      if (argmax) argmax[b * hw + i] = float(best);
+      if (value) value[b * hw + i] = xp[best * hw];
+    }
+}
+
+void CpuBackend::depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue,
+                                    float* dx, bool accumulate) {
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t i = 0; i < hw; ++i) {
+      int64_t best = int64_t(argmax[b * hw + i]);
+      for (int64_t k = 0; k < c; ++k) {
+        float g = k == best ? dvalue[b * hw + i] : 0.f;
+        float& d = dx[b * c * hw + k * hw + i];
+        d = accumulate ? d + g : g;
+      }
+    }
+}
+
+bool CpuBackend::all_finite(size_t n, const float* x) {
+  int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) bad |= !std::isfinite(x[i]);
+  return !bad;
+}
+
+}  // namespace opendl

@@ -1,0 +1,361 @@
+// CPU backend, oneDNN part: convolution, transposed convolution, pooling, batch normalisation and dense
+// layers as oneDNN primitives. Primitive descriptors and primitives are created once per key struct and
+// cached; memory objects wrap the caller's pointers for each call. Activations use the plain nchw layout in
+// this version (blocked layouts between layers are planned, see README "Performance status").
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backend/cpu/cpu_backend.h"
+#include "opendl/error.h"
+
+namespace opendl {
+
+using namespace dnnl;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+namespace {
+
+engine& eng() {
+  static engine e(engine::kind::cpu, 0);
+  return e;
+}
+
+template <class K>
+struct KeyHash {
+  size_t operator()(const K& k) const {
+    const auto* p = reinterpret_cast<const int64_t*>(&k);
+    size_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < sizeof(K) / sizeof(int64_t); ++i) h = (h ^ static_cast<size_t>(p[i])) * 1099511628211ull;
+    return h;
+  }
+};
+template <class K>
+struct KeyEq {
+  bool operator()(const K& a, const K& b) const { return std::memcmp(&a, &b, sizeof(K)) == 0; }
+};
+template <class K, class V>
+using Cache = std::unordered_map<K, std::shared_ptr<V>, KeyHash<K>, KeyEq<K>>;
+
+memory mem(const memory::desc& d, const void* p) { return memory(d, eng(), const_cast<void*>(p)); }
+
+// Converts oneDNN failures into opendl::Error so that nothing escapes as a foreign exception.
+template <class F>
+void guarded(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const dnnl::error& e) {
+    fail(err::kInternal, std::string("oneDNN ") + what + " failed: " + e.what());
+  }
+}
+
+// --- convolution / transposed convolution ------------------------------------------------------------
+struct ConvPrims {
+  memory::desc x, w, b, y;
+  convolution_forward::primitive_desc fwd_pd;
+  deconvolution_forward::primitive_desc dfwd_pd;
+  primitive fwd, bwd_data, bwd_w;
+};
+
+std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
+  static std::mutex mu;
+  static Cache<ConvKey, ConvPrims> cache[4];
+  std::lock_guard<std::mutex> lock(mu);
+  auto& c = cache[static_cast<int>(act)];
+  auto it = c.find(k);
+  if (it != c.end()) return it->second;
+  auto p = std::make_shared<ConvPrims>();
+  memory::dims strides = {k.sh, k.sw}, dil = {k.dh - 1, k.dw - 1}, pl = {k.pt, k.pl}, pr = {k.pb, k.pr};
+  p->x = memory::desc({k.n, k.ic, k.ih, k.iw}, dt::f32, tag::nchw);
+  p->y = memory::desc({k.n, k.oc, k.oh, k.ow}, dt::f32, tag::nchw);
+  if (k.groups > 1)
+    p->w = memory::desc({k.groups, k.oc / k.groups, k.ic / k.groups, k.kh, k.kw}, dt::f32, tag::goihw);
+  else
+    p->w = memory::desc({k.oc, k.ic, k.kh, k.kw}, dt::f32, tag::oihw);
+  p->b = k.bias ? memory::desc({k.oc}, dt::f32, tag::x) : memory::desc();
+  primitive_attr attr;
+  if (act != Act::kNone) {
+    post_ops po;
+    algorithm a = act == Act::kRelu ? algorithm::eltwise_relu
+                  : act == Act::kSigmoid ? algorithm::eltwise_logistic : algorithm::eltwise_tanh;
+    po.append_eltwise(a, 0.f, 0.f);
+    attr.set_post_ops(po);
+  }
+  if (!k.transposed) {
+    p->fwd_pd = convolution_forward::primitive_desc(eng(), prop_kind::forward_training,
+                                                    algorithm::convolution_direct, p->x, p->w, p->b, p->y, strides,
+                                                    dil, pl, pr, attr);
+    p->fwd = convolution_forward(p->fwd_pd);
+    auto bd = convolution_backward_data::primitive_desc(eng(), algorithm::convolution_direct, p->x, p->w, p->y,
+                                                        strides, dil, pl, pr, p->fwd_pd);
+    p->bwd_data = convolution_backward_data(bd);
+    auto bw = convolution_backward_weights::primitive_desc(eng(), algorithm::convolution_direct, p->x, p->w, p->b,
+                                                           p->y, strides, dil, pl, pr, p->fwd_pd);
+    p->bwd_w = convolution_backward_weights(bw);
+  } else {
+    p->dfwd_pd = deconvolution_forward::primitive_desc(eng(), prop_kind::forward_training,
+                                                       algorithm::deconvolution_direct, p->x, p->w, p->b, p->y,
+                                                       strides, dil, pl, pr, attr);
+    p->fwd = deconvolution_forward(p->dfwd_pd);
+    auto bd = deconvolution_backward_data::primitive_desc(eng(), algorithm::deconvolution_direct, p->x, p->w, p->y,
+                                                          strides, dil, pl, pr, p->dfwd_pd);
+    p->bwd_data = deconvolution_backward_data(bd);
+    auto bw = deconvolution_backward_weights::primitive_desc(eng(), algorithm::deconvolution_direct, p->x, p->w,
+                                                             p->b, p->y, strides, dil, pl, pr, p->dfwd_pd);
+    p->bwd_w = deconvolution_backward_weights(bw);
+  }
+  c[k] = p;
+  return p;
+}
+
+// --- pooling --------------------------------------------------------------------------------------------
+struct PoolPrims {
+  memory::desc x, y, ws;
+  primitive fwd_train, fwd_inf, bwd;
+};
+
+std::shared_ptr<PoolPrims> pool_prims(const PoolKey& k) {
+  static std::mutex mu;
+  static Cache<PoolKey, PoolPrims> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(k);
+  if (it != cache.end()) return it->second;
+  auto p = std::make_shared<PoolPrims>();
+  p->x = memory::desc({k.n, k.c, k.ih, k.iw}, dt::f32, tag::nchw);
+  p->y = memory::desc({k.n, k.c, k.oh, k.ow}, dt::f32, tag::nchw);
+  // Average pooling divides by the number of input pixels inside the window (padding excluded), so
+  // windows reaching over 'implicit' or explicit padding are not biased towards zero.
+  algorithm a = k.max ? algorithm::pooling_max : algorithm::pooling_avg_exclude_padding;
+  memory::dims strides = {k.sh, k.sw}, kernel = {k.kh, k.kw}, dil = {0, 0}, pl = {k.pt, k.pl}, pr = {k.pb, k.pr};
+  auto ftrain = pooling_forward::primitive_desc(eng(), prop_kind::forward_training, a, p->x, p->y, strides, kernel,
+                                                dil, pl, pr);
+  auto finf = pooling_forward::primitive_desc(eng(), prop_kind::forward_inference, a, p->x, p->y, strides, kernel,
+                                              dil, pl, pr);
+  p->ws = ftrain.workspace_desc();
+  p->fwd_train = pooling_forward(ftrain);
+  p->fwd_inf = pooling_forward(finf);
+  auto bd = pooling_backward::primitive_desc(eng(), a, p->x, p->y, strides, kernel, dil, pl, pr, ftrain);
+  p->bwd = pooling_backward(bd);
+  cache[k] = p;
+  return p;
+}
+
+// --- batch normalisation ---------------------------------------------------------------------------------
+struct BnPrims {
+  memory::desc x, stat, ss;
+  primitive fwd_train, fwd_inf, bwd;
+};
+
+std::shared_ptr<BnPrims> bn_prims(const BnKey& k, float eps) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::shared_ptr<BnPrims>> cache;
+  std::string key = std::to_string(k.n) + "," + std::to_string(k.c) + "," + std::to_string(k.h) + "," +
+                    std::to_string(k.w) + "," + std::to_string(eps);
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  auto p = std::make_shared<BnPrims>();
+  p->x = memory::desc({k.n, k.c, k.h, k.w}, dt::f32, tag::nchw);
+  p->stat = memory::desc({k.c}, dt::f32, tag::x);
+  p->ss = memory::desc({k.c}, dt::f32, tag::x);
+  auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
+  auto ftrain = batch_normalization_forward::primitive_desc(eng(), prop_kind::forward_training, p->x, p->x, eps, flags);
+  auto finf = batch_normalization_forward::primitive_desc(eng(), prop_kind::forward_inference, p->x, p->x, eps,
+                                                          flags | normalization_flags::use_global_stats);
+  p->fwd_train = batch_normalization_forward(ftrain);
+  p->fwd_inf = batch_normalization_forward(finf);
+  auto bd = batch_normalization_backward::primitive_desc(eng(), prop_kind::backward, p->x, p->x, p->x, eps, flags,
+                                                         ftrain);
+  p->bwd = batch_normalization_backward(bd);
+  cache[key] = p;
+  return p;
+}
+
+// --- dense -----------------------------------------------------------------------------------------------
+struct DensePrims {
+  memory::desc x, w, b, y;
+  primitive fwd, bwd_data, bwd_w;
+};
+
+std::shared_ptr<DensePrims> dense_prims(const DenseKey& k) {
+  static std::mutex mu;
+  static Cache<DenseKey, DensePrims> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(k);
+  if (it != cache.end()) return it->second;
+  auto p = std::make_shared<DensePrims>();
+  p->x = memory::desc({k.n, k.ic}, dt::f32, tag::nc);
+  p->w = memory::desc({k.oc, k.ic}, dt::f32, tag::oi);
+  p->b = k.bias ? memory::desc({k.oc}, dt::f32, tag::x) : memory::desc();
+  p->y = memory::desc({k.n, k.oc}, dt::f32, tag::nc);
+  auto f = inner_product_forward::primitive_desc(eng(), prop_kind::forward_training, p->x, p->w, p->b, p->y);
+  p->fwd = inner_product_forward(f);
+  p->bwd_data = inner_product_backward_data(inner_product_backward_data::primitive_desc(eng(), p->x, p->w, p->y, f));
+  p->bwd_w = inner_product_backward_weights(
+      inner_product_backward_weights::primitive_desc(eng(), p->x, p->w, p->b, p->y, f));
+  cache[k] = p;
+  return p;
+}
+
+// Output of a backward primitive: the destination itself, or a temporary added afterwards.
+struct GradOut {
+  float* dst;
+  size_t n;
+  bool accumulate;
+  std::vector<float> tmp;
+  GradOut(float* d, size_t count, bool acc) : dst(d), n(count), accumulate(acc) {
+    if (acc && d) tmp.assign(count, 0.f);
+  }
+  void* target() { return accumulate ? tmp.data() : dst; }
+  void finish(Backend& be) {
+    if (accumulate && dst) be.axpy(n, 1.f, tmp.data(), dst);
+  }
+};
+
+void run(primitive& p, std::unordered_map<int, memory> args) {
+  stream s(eng());
+  p.execute(s, args);
+  s.wait();
+}
+
+}  // namespace
+
+void CpuBackend::conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) {
+  guarded("convolution forward", [&] {
+    auto p = conv_prims(k, act);
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)}, {DNNL_ARG_DST, mem(p->y, y)}};
+    if (k.bias) args[DNNL_ARG_BIAS] = mem(p->b, b);
+    run(p->fwd, args);
+  });
+}
+
+void CpuBackend::conv_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) {
+  guarded("convolution backward data", [&] {
+    auto p = conv_prims(k, Act::kNone);
+    GradOut o(dx, k.n * k.ic * k.ih * k.iw, accumulate);
+    run(p->bwd_data, {{DNNL_ARG_DIFF_DST, mem(p->y, dy)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)},
+                      {DNNL_ARG_DIFF_SRC, mem(p->x, o.target())}});
+    o.finish(*this);
+  });
+}
+
+void CpuBackend::conv_backward_weights(const ConvKey& k, const float* x, const float* dy, float* dw, float* db,
+                                       bool accumulate) {
+  guarded("convolution backward weights", [&] {
+    auto p = conv_prims(k, Act::kNone);
+    GradOut ow(dw, p->w.get_size() / sizeof(float), accumulate);
+    GradOut ob(k.bias ? db : nullptr, k.oc, accumulate);
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(p->x, x)},
+                                            {DNNL_ARG_DIFF_DST, mem(p->y, dy)},
+                                            {DNNL_ARG_DIFF_WEIGHTS, mem(p->w, ow.target())}};
+    if (k.bias) args[DNNL_ARG_DIFF_BIAS] = mem(p->b, ob.target());
+    run(p->bwd_w, args);
+    ow.finish(*this);
+    ob.finish(*this);
+  });
+}
+
+size_t CpuBackend::pool_workspace_floats(const PoolKey& k) {
+  size_t bytes = 0;
+  guarded("pooling", [&] { bytes = pool_prims(k)->ws.get_size(); });
+  return (bytes + sizeof(float) - 1) / sizeof(float);
+}
+
+void CpuBackend::pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) {
+  guarded("pooling forward", [&] {
+    auto p = pool_prims(k);
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_DST, mem(p->y, y)}};
+    if (training && k.max) args[DNNL_ARG_WORKSPACE] = mem(p->ws, ws);
+    run(training ? p->fwd_train : p->fwd_inf, args);
+  });
+}
+
+void CpuBackend::pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) {
+  guarded("pooling backward", [&] {
+    auto p = pool_prims(k);
+    GradOut o(dx, k.n * k.c * k.ih * k.iw, accumulate);
+    std::unordered_map<int, memory> args = {{DNNL_ARG_DIFF_DST, mem(p->y, dy)},
+                                            {DNNL_ARG_DIFF_SRC, mem(p->x, o.target())}};
+    if (k.max) args[DNNL_ARG_WORKSPACE] = mem(p->ws, ws);
+    run(p->bwd, args);
+    o.finish(*this);
+  });
+}
+
+void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, const float* x, const float* scale,
+                            const float* shift, float* mean, float* var, float* y) {
+  guarded("batch normalization forward", [&] {
+    auto p = bn_prims(k, eps);
+    run(training ? p->fwd_train : p->fwd_inf,
+        {{DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_DST, mem(p->x, y)}, {DNNL_ARG_SCALE, mem(p->ss, scale)},
+         {DNNL_ARG_SHIFT, mem(p->ss, shift)}, {DNNL_ARG_MEAN, mem(p->stat, mean)},
+         {DNNL_ARG_VARIANCE, mem(p->stat, var)}});
+  });
+}
+
+void CpuBackend::bn_backward(const BnKey& k, float eps, const float* x, const float* dy, const float* scale,
+                             const float* mean, const float* var, float* dx, float* dscale, float* dshift,
+                             bool accumulate_dx, bool accumulate_dw) {
+  guarded("batch normalization backward", [&] {
+    auto p = bn_prims(k, eps);
+    GradOut ox(dx, k.n * k.c * k.h * k.w, accumulate_dx);
+    GradOut os(dscale, k.c, accumulate_dw), ob(dshift, k.c, accumulate_dw);
+    std::vector<float> dummy_s, dummy_b;
+    void* ts = os.target();
+    void* tb = ob.target();
+    if (!dscale) { dummy_s.assign(k.c, 0.f); ts = dummy_s.data(); }
+    if (!dshift) { dummy_b.assign(k.c, 0.f); tb = dummy_b.data(); }
+    std::vector<float> dummy_x;
+    void* tx = ox.target();
+    if (!dx) { dummy_x.assign(k.n * k.c * k.h * k.w, 0.f); tx = dummy_x.data(); }
+    run(p->bwd, {{DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_DIFF_DST, mem(p->x, dy)},
+                 {DNNL_ARG_SCALE, mem(p->ss, scale)}, {DNNL_ARG_MEAN, mem(p->stat, mean)},
+                 {DNNL_ARG_VARIANCE, mem(p->stat, var)}, {DNNL_ARG_DIFF_SRC, mem(p->x, tx)},
+                 {DNNL_ARG_DIFF_SCALE, mem(p->ss, ts)}, {DNNL_ARG_DIFF_SHIFT, mem(p->ss, tb)}});
+    ox.finish(*this);
+    os.finish(*this);
+    ob.finish(*this);
+  });
+}
+
+void CpuBackend::dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) {
+  guarded("dense forward", [&] {
+    auto p = dense_prims(k);
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)}, {DNNL_ARG_DST, mem(p->y, y)}};
+    if (k.bias) args[DNNL_ARG_BIAS] = mem(p->b, b);
+    run(p->fwd, args);
+  });
+}
+
+void CpuBackend::dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) {
+  guarded("dense backward data", [&] {
+    auto p = dense_prims(k);
+    GradOut o(dx, k.n * k.ic, accumulate);
+    run(p->bwd_data, {{DNNL_ARG_DIFF_DST, mem(p->y, dy)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)},
+                      {DNNL_ARG_DIFF_SRC, mem(p->x, o.target())}});
+    o.finish(*this);
+  });
+}
+
+void CpuBackend::dense_backward_weights(const DenseKey& k, const float* x, const float* dy, float* dw, float* db,
+                                        bool accumulate) {
+  guarded("dense backward weights", [&] {
+    auto p = dense_prims(k);
+    GradOut ow(dw, k.oc * k.ic, accumulate), ob(k.bias ? db : nullptr, k.oc, accumulate);
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(p->x, x)},
+                                            {DNNL_ARG_DIFF_DST, mem(p->y, dy)},
+                                            {DNNL_ARG_DIFF_WEIGHTS, mem(p->w, ow.target())}};
+    if (k.bias) args[DNNL_ARG_DIFF_BIAS] = mem(p->b, ob.target());
+    run(p->bwd_w, args);
+    ow.finish(*this);
+    ob.finish(*this);
+  });
+}
+
+}  // namespace opendl

@@ -1,0 +1,159 @@
+// Layer: one node of the network graph. A layer holds its validated HALCON parameters (checked against its
+// type's parameter table), infers its output shape, declares its learnable blobs and scratch buffers, and
+// implements forward and backward by calling the backend. Layer types register themselves in a registry
+// (register_layer_type) so that no central switch needs editing when a layer is added.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/shape.h"
+#include "opendl/error.h"
+#include "opendl/tuple.h"
+
+namespace opendl {
+
+class Backend;
+class Layer;
+using LayerPtr = std::shared_ptr<Layer>;
+using ParamMap = std::map<std::string, Tuple>;
+
+// One parameter of a layer type: positional (an operator argument) or generic (GenParamName/Value).
+struct ParamSpec {
+  enum class Kind { kInt, kReal, kNumber, kString, kIntOrString, kNumberOrString };
+  std::string name;
+  Kind kind = Kind::kInt;
+  size_t min_len = 1, max_len = 1;    // tuple length bounds
+  Tuple dflt;                         // value when a generic parameter is not given
+  std::vector<std::string> choices;   // allowed strings, if any
+  double lo = -1e300, hi = 1e300;     // allowed numeric range (inclusive)
+  bool positional = false;
+};
+
+// Role of a learnable or persistent array owned by a layer.
+enum class BlobRole { kWeights, kBias, kState };  // kState: statistics, saved but not trained
+enum class Filler { kXavier, kMsra, kConst, kZero, kOne };
+
+struct BlobSpec {
+  std::string name;                 // 'weights', 'bias', 'moving_mean', 'moving_variance'
+  std::vector<int64_t> shape;       // as exchanged with users
+  BlobRole role = BlobRole::kWeights;
+  Filler filler = Filler::kXavier;
+  double fan_in = 1, fan_out = 1;   // for Xavier/MSRA
+  std::string variance_norm = "norm_in";
+  double const_val = 0.0;
+  double lr_mult = 1.0;
+};
+
+// Buffers handed to a layer for one forward/backward call. Gradients of inputs are written (overwritten)
+// when accumulate_dx[i] is false and added when true; parameter gradients likewise with accumulate_dw.
+struct LayerIO {
+  std::vector<const float*> x;
+  std::vector<Shape4> xs;
+  std::vector<float*> dx;           // nullptr: no gradient needed for that input
+  std::vector<bool> accumulate_dx;
+  float* y = nullptr;
+  Shape4 ys;
+  const float* dy = nullptr;
+  std::vector<float*> w;            // blobs, in blob_specs() order
+  std::vector<float*> dw;           // gradient of trainable blobs (nullptr for state blobs)
+  bool accumulate_dw = false;
+  std::vector<float*> scratch;      // persistent per-layer buffers, scratch_sizes() order
+  bool training = false;
+  Rng* rng = nullptr;
+  Backend* be = nullptr;
+  // Loss layers only: gradient scale (loss_weight / batch_size_multiplier) and the value computed.
+  float loss_scale = 1.f;
+  double loss_value = 0.0;
+};
+
+struct LayerTypeInfo;
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  const std::string& type() const { return type_; }
+  const std::string& name() const { return name_; }
+  const std::vector<LayerPtr>& inputs() const { return inputs_; }
+  const ParamMap& params() const { return params_; }
+  const Shape4& shape() const { return shape_; }  // output shape at batch size 1 (or the input's batch)
+
+  // Validated parameter access.
+  const Tuple& param(const std::string& k) const;
+  int64_t int_param(const std::string& k, size_t i = 0) const;
+  double real_param(const std::string& k, size_t i = 0) const;
+  std::string str_param(const std::string& k, size_t i = 0) const;
+  bool bool_param(const std::string& k) const;  // 'true'/'false' or 1/0
+
+  // Called once after parameters are set and validated: derived checks and cached fields.
+  virtual void configure() {}
+  // Output shape from input shapes; throws Error naming the offending shape.
+  virtual Shape4 infer(const std::vector<Shape4>& in) const = 0;
+  // Learnable and persistent blobs for the given input shapes.
+  virtual std::vector<BlobSpec> blob_specs(const std::vector<Shape4>& /*in*/) const { return {}; }
+  // Persistent scratch buffers (floats) needed between forward and backward.
+  virtual std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& /*in*/, const Shape4& /*out*/) const {
+    return {};
+  }
+  virtual void forward(LayerIO& io) = 0;
+  virtual void backward(LayerIO& io) = 0;
+
+  virtual bool is_input() const { return false; }
+  virtual bool is_loss() const { return false; }
+  // Which inputs receive gradients (targets and weights of losses do not).
+  virtual bool input_needs_grad(size_t /*i*/) const { return true; }
+  // Weight of a loss layer in total_loss.
+  virtual double loss_weight() const { return 0.0; }
+  // Validates batch values before anything runs; host[i] is set for inputs fed directly by input layers
+  // (e.g. the target ids of a loss), nullptr otherwise. Throws Error naming the bad value.
+  virtual void check_inputs(const std::vector<const float*>& /*host*/, const std::vector<Shape4>& /*xs*/) const {}
+  // Extra read-only values for get_dl_layer_param beyond the stored parameters.
+  virtual bool extra_param(const std::string& /*k*/, Tuple& /*out*/) const { return false; }
+
+  // Framework internals (set by create_layer / clone).
+  std::string type_, name_;
+  std::vector<LayerPtr> inputs_;
+  ParamMap params_;
+  Shape4 shape_;
+  const LayerTypeInfo* info_ = nullptr;
+};
+
+struct LayerTypeInfo {
+  std::string type;              // HALCON's type name, e.g. 'convolution'
+  int min_inputs = 1, max_inputs = 1;
+  std::vector<ParamSpec> params; // positional first (in operator order), then generic ones
+  std::function<LayerPtr()> make;
+};
+
+void register_layer_type(LayerTypeInfo info);
+const LayerTypeInfo& layer_type(const std::string& type);
+
+// Creates, validates and shape-infers a layer. Throws Error (1302.. codes) naming the bad parameter.
+LayerPtr create_layer(const std::string& type, const std::vector<LayerPtr>& inputs, const std::string& name,
+                      const std::vector<Tuple>& positional, const Tuple& gen_names, const Tuple& gen_values);
+// Deep copy of a layer with new inputs (used by create_dl_model so a model owns its graph).
+LayerPtr clone_layer(const Layer& l, const std::vector<LayerPtr>& new_inputs);
+
+// Registration helper: `static LayerRegistrar reg{ {...} };` in each layer file.
+struct LayerRegistrar {
+  explicit LayerRegistrar(LayerTypeInfo info) { register_layer_type(std::move(info)); }
+};
+
+// Common generic parameters shared by layers with weights (HALCON's filler/learning-rate options).
+std::vector<ParamSpec> filler_param_specs(bool with_bias);
+// Applies those generic parameters to a BlobSpec.
+void apply_filler_params(const Layer& l, BlobSpec& s, bool bias);
+
+// Helpers for parameter tables.
+ParamSpec pos_int(const std::string& n, size_t min_len = 1, size_t max_len = 1, double lo = -1e300, double hi = 1e300);
+ParamSpec pos_real(const std::string& n, double lo = -1e300, double hi = 1e300);
+ParamSpec pos_str(const std::string& n, std::vector<std::string> choices);
+ParamSpec gen(const std::string& n, ParamSpec::Kind k, Tuple dflt, std::vector<std::string> choices = {},
+              double lo = -1e300, double hi = 1e300, size_t min_len = 1, size_t max_len = 1);
+
+}  // namespace opendl

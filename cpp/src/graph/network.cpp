@@ -1,0 +1,257 @@
+// Network compilation (graph copy, topological order, blob arena layout) and execution.
+#include "graph/network.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <set>
+#include <unordered_map>
+
+namespace opendl {
+
+Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
+  if (outputs.empty()) fail(err::kWrongNumValues1, "output_layers must hold at least one layer");
+  // Depth-first post-order over the inputs gives a topological order; layers are cloned in that order.
+  std::unordered_map<const Layer*, int> index;
+  std::set<const Layer*> visiting;
+  std::function<int(const LayerPtr&)> visit = [&](const LayerPtr& l) -> int {
+    if (!l) fail(err::kInvalidHandle, "a layer handle is invalid");
+    auto it = index.find(l.get());
+    if (it != index.end()) return it->second;
+    if (visiting.count(l.get())) fail(err::kInvalidOutput, "the layer graph has a cycle at '" + l->name() + "'");
+    visiting.insert(l.get());
+    std::vector<int> ins;
+    std::vector<LayerPtr> new_inputs;
+    for (auto& in : l->inputs()) {
+      int j = visit(in);
+      ins.push_back(j);
+      new_inputs.push_back(slots_[j].layer);
+    }
+    LayerSlot s;
+    s.layer = clone_layer(*l, new_inputs);
+    s.inputs = ins;
+    slots_.push_back(std::move(s));
+    int id = static_cast<int>(slots_.size()) - 1;
+    index[l.get()] = id;
+    visiting.erase(l.get());
+    return id;
+  };
+  for (auto& o : outputs) {
+    int id = visit(o);
+    if (std::find(outputs_.begin(), outputs_.end(), id) == outputs_.end()) outputs_.push_back(id);
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const auto& n = slots_[i].layer->name();
+    if (!names.insert(n).second)
+      fail(err::kDuplicateName, "layer name '" + n + "' is used by more than one layer of the graph");
+    for (int j : slots_[i].inputs) slots_[j].consumers.push_back(static_cast<int>(i));
+  }
+  // Blob layout: trainable blobs first (they share the gradient and solver arenas), then state blobs.
+  for (auto& s : slots_) {
+    std::vector<Shape4> in;
+    for (int j : s.inputs) in.push_back(slots_[j].layer->shape());
+    for (auto& spec : s.layer->blob_specs(in)) {
+      BlobSlot b;
+      b.spec = spec;
+      b.size = 1;
+      for (auto d : spec.shape) b.size *= static_cast<size_t>(d);
+      s.blobs.push_back(b);
+    }
+  }
+  for (int pass = 0; pass < 2; ++pass)
+    for (auto& s : slots_)
+      for (auto& b : s.blobs) {
+        bool state = b.spec.role == BlobRole::kState;
+        if (state != (pass == 1)) continue;
+        b.offset = n_total_;
+        n_total_ += b.size;
+        if (!state) n_train_ += b.size;
+      }
+  params_ = be_.alloc(std::max<size_t>(n_total_, 1));
+  grads_ = be_.alloc(std::max<size_t>(n_train_, 1));
+  std::vector<float> lr(n_train_, 1.f), decay(n_train_, 0.f);
+  for (auto& s : slots_)
+    for (auto& b : s.blobs) {
+      if (b.spec.role == BlobRole::kState) continue;
+      std::fill(lr.begin() + b.offset, lr.begin() + b.offset + b.size, float(b.spec.lr_mult));
+      // weight_prior regularises every blob exchanged as 'weights' and never a bias (spec E.5).
+      std::fill(decay.begin() + b.offset, decay.begin() + b.offset + b.size,
+                b.spec.role == BlobRole::kWeights ? 1.f : 0.f);
+    }
+  lr_mult_ = be_.alloc(std::max<size_t>(n_train_, 1));
+  decay_mask_ = be_.alloc(std::max<size_t>(n_train_, 1));
+  if (n_train_) {
+    be_.upload(lr_mult_, lr.data(), n_train_);
+    be_.upload(decay_mask_, decay.data(), n_train_);
+  }
+  set_batch_size(1);
+}
+
+Network::~Network() {
+  free_activations();
+  be_.free(params_);
+  be_.free(grads_);
+  be_.free(lr_mult_);
+  be_.free(decay_mask_);
+}
+
+void Network::free_activations() {
+  for (float* p : owned_) be_.free(p);
+  owned_.clear();
+}
+
+void Network::set_batch_size(int64_t n) {
+  if (n < 1) fail(err::kWrongValue3, "batch_size must be at least 1, got " + std::to_string(n));
+  // Infer first, allocate after: a failing shape check leaves the network as it was.
+  std::vector<Shape4> shapes(slots_.size());
+  std::vector<std::vector<Shape4>> in_shapes(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
+    for (int j : s.inputs) in_shapes[i].push_back(shapes[j]);
+    if (s.layer->is_input()) {
+      shapes[i] = s.layer->shape();
+      shapes[i].n = n;
+    } else {
+      shapes[i] = s.layer->infer(in_shapes[i]);
+    }
+  }
+  free_activations();
+  batch_size_ = n;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
+    s.shape = shapes[i];
+    s.in_shapes = in_shapes[i];
+    s.y = be_.alloc(static_cast<size_t>(s.shape.numel()));
+    s.dy = be_.alloc(static_cast<size_t>(s.shape.numel()));
+    owned_.push_back(s.y);
+    owned_.push_back(s.dy);
+    s.scratch.clear();
+    s.scratch_sizes = s.layer->scratch_sizes(s.in_shapes, s.shape);
+    for (auto sz : s.scratch_sizes) {
+      float* p = be_.alloc(static_cast<size_t>(std::max<int64_t>(sz, 1)));
+      owned_.push_back(p);
+      s.scratch.push_back(p);
+    }
+  }
+}
+
+namespace {
+double fan(const BlobSpec& s) {
+  if (s.variance_norm == "norm_out") return s.fan_out;
+  if (s.variance_norm == "norm_average") return 0.5 * (s.fan_in + s.fan_out);
+  return s.fan_in;
+}
+}  // namespace
+
+void Network::init_params(Rng& rng) {
+  std::vector<float> host(n_total_);
+  for (auto& s : slots_)
+    for (auto& b : s.blobs) {
+      float* p = host.data() + b.offset;
+      const BlobSpec& sp = b.spec;
+      switch (sp.filler) {
+        case Filler::kXavier: {
+          // Glorot & Bengio (2010) in Caffe's form: uniform in [-a, a], a = sqrt(3 / n).
+          double a = std::sqrt(3.0 / std::max(fan(sp), 1.0));
+          for (size_t i = 0; i < b.size; ++i) p[i] = float((2.0 * rng.uniform() - 1.0) * a);
+          break;
+        }
+        case Filler::kMsra: {
+          // He et al. (2015): zero-mean Gaussian with variance 2 / n.
+          double sd = std::sqrt(2.0 / std::max(fan(sp), 1.0));
+          for (size_t i = 0; i < b.size; ++i) p[i] = float(rng.normal() * sd);
+          break;
+        }
+        case Filler::kConst: std::fill(p, p + b.size, float(sp.const_val)); break;
+        case Filler::kZero: std::fill(p, p + b.size, 0.f); break;
+        case Filler::kOne: std::fill(p, p + b.size, 1.f); break;
+      }
+    }
+  if (n_total_) be_.upload(params_, host.data(), n_total_);
+}
+
+namespace {
+LayerIO make_io(Network& net, LayerSlot& s, bool training, Rng* rng) {
+  LayerIO io;
+  auto& slots = net.slots();
+  for (int j : s.inputs) io.x.push_back(slots[j].y);
+  io.xs = s.in_shapes;
+  io.y = s.y;
+  io.ys = s.shape;
+  io.dy = s.dy;
+  for (auto& b : s.blobs) {
+    io.w.push_back(net.params() + b.offset);
+    io.dw.push_back(b.spec.role == BlobRole::kState ? nullptr : net.grads() + b.offset);
+  }
+  io.scratch = s.scratch;
+  io.training = training;
+  io.rng = rng;
+  io.be = &net.backend();
+  return io;
+}
+}  // namespace
+
+void Network::forward(bool training, Rng& rng) {
+  for (auto& s : slots_) {
+    if (s.layer->is_input()) continue;
+    LayerIO io = make_io(*this, s, training, &rng);
+    s.layer->forward(io);
+    if (s.layer->is_loss()) s.loss = io.loss_value;
+  }
+}
+
+void Network::backward(float loss_scale, bool accumulate_dw) {
+  std::vector<bool> written(slots_.size(), false);
+  for (int i = static_cast<int>(slots_.size()) - 1; i >= 0; --i) {
+    auto& s = slots_[i];
+    if (s.layer->is_input()) continue;
+    bool is_loss = s.layer->is_loss();
+    if (!is_loss && !written[i]) {
+      // No gradient reaches this layer (an output that is not a loss, or a branch that ends nowhere):
+      // its parameter gradients are zero.
+      if (!accumulate_dw)
+        for (auto& b : s.blobs)
+          if (b.spec.role != BlobRole::kState) be_.fill(grads_ + b.offset, b.size, 0.f);
+      continue;
+    }
+    LayerIO io = make_io(*this, s, true, nullptr);
+    io.accumulate_dw = accumulate_dw;
+    io.loss_scale = loss_scale * static_cast<float>(s.layer->loss_weight());
+    if (is_loss) io.dy = nullptr;
+    for (size_t k = 0; k < s.inputs.size(); ++k) {
+      int j = s.inputs[k];
+      bool need = s.layer->input_needs_grad(k) && (!slots_[j].layer->is_input() || input_grads_);
+      io.dx.push_back(need ? slots_[j].dy : nullptr);
+      io.accumulate_dx.push_back(need && written[j]);
+      if (need) written[j] = true;
+    }
+    s.layer->backward(io);
+  }
+  // Input layers nobody wrote a gradient to hold zeros, not stale values.
+  if (input_grads_)
+    for (size_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].layer->is_input() && !written[i]) be_.fill(slots_[i].dy, size_t(slots_[i].shape.numel()), 0.f);
+}
+
+int Network::find(const std::string& name) const {
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].layer->name() == name) return static_cast<int>(i);
+  return -1;
+}
+
+std::vector<int> Network::loss_layers() const {
+  std::vector<int> v;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].layer->is_loss()) v.push_back(static_cast<int>(i));
+  return v;
+}
+
+std::vector<int> Network::input_layers() const {
+  std::vector<int> v;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].layer->is_input()) v.push_back(static_cast<int>(i));
+  return v;
+}
+
+}  // namespace opendl

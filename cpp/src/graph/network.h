@@ -1,0 +1,91 @@
+// Network: the compiled layer graph of a model. It owns a private copy of the layers (so handles a user
+// keeps do not alias the model), executes them in topological order, keeps one flat arena for all learnable
+// blobs (trainable ones first, then persistent state such as batch-norm statistics), one arena for their
+// gradients, and per-layer activation, gradient and scratch buffers sized for the current batch size.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "graph/layer.h"
+
+namespace opendl {
+
+struct BlobSlot {
+  BlobSpec spec;
+  size_t offset = 0;  // in params (and grads for trainable blobs)
+  size_t size = 0;
+};
+
+struct LayerSlot {
+  LayerPtr layer;
+  std::vector<int> inputs;        // indices into layers_
+  std::vector<int> consumers;
+  Shape4 shape;                   // output shape at the current batch size
+  std::vector<Shape4> in_shapes;
+  std::vector<BlobSlot> blobs;
+  float* y = nullptr;
+  float* dy = nullptr;
+  std::vector<float*> scratch;
+  std::vector<int64_t> scratch_sizes;
+  double loss = 0.0;              // last loss value (loss layers)
+};
+
+class Network {
+ public:
+  Network(const std::vector<LayerPtr>& outputs, Backend& be);
+  ~Network();
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+
+  // Re-infers all shapes for batch size n and re-allocates activation buffers (weights are kept).
+  void set_batch_size(int64_t n);
+  int64_t batch_size() const { return batch_size_; }
+
+  // Initialises every blob from its filler with the given RNG (He/Xavier as HALCON documents).
+  void init_params(Rng& rng);
+
+  void forward(bool training, Rng& rng);
+  // Backward from all loss layers, each scaled by `loss_scale` * its loss weight. Parameter gradients are
+  // overwritten, or added when accumulate_dw (gradient accumulation over batch_size_multiplier).
+  void backward(float loss_scale, bool accumulate_dw);
+
+  std::vector<LayerSlot>& slots() { return slots_; }
+  const std::vector<LayerSlot>& slots() const { return slots_; }
+  int find(const std::string& name) const;  // -1 if absent
+  const std::vector<int>& outputs() const { return outputs_; }
+  std::vector<int> loss_layers() const;
+  std::vector<int> input_layers() const;
+
+  size_t num_trainable() const { return n_train_; }
+  size_t num_params() const { return n_total_; }
+  float* params() { return params_; }
+  float* grads() { return grads_; }
+  const float* lr_mult() const { return lr_mult_; }
+  const float* decay_mask() const { return decay_mask_; }
+  Backend& backend() { return be_; }
+
+  // Gradients with respect to input layers are computed only when enabled (they cost a backward-data pass
+  // of the first layer and are needed only for inspection and gradient checks).
+  void set_input_gradients(bool on) { input_grads_ = on; }
+  bool input_gradients() const { return input_grads_; }
+
+ private:
+  void free_activations();
+  Backend& be_;
+  std::vector<LayerSlot> slots_;
+  std::vector<int> outputs_;
+  int64_t batch_size_ = 0;
+  size_t n_train_ = 0, n_total_ = 0;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  float* lr_mult_ = nullptr;
+  float* decay_mask_ = nullptr;
+  std::vector<float*> owned_;     // activation buffers
+  bool input_grads_ = false;
+};
+
+}  // namespace opendl

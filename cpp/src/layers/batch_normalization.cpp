@@ -1,0 +1,107 @@
+// Batch normalisation (create_dl_layer_batch_normalization; Ioffe & Szegedy 2015). Training normalises with
+// the statistics of the current (micro-)batch and updates running statistics; inference uses the running
+// ones. momentum m: running = m * running + (1 - m) * batch; 'auto': cumulative average over all updates so
+// far (m = k / (k + 1) at update k), which suits short fine-tuning runs. The running variance is stored
+// unbiased (batch variance * M / (M - 1), M = N * H * W). Blobs: 'weights' = scale (gamma), 'bias' = shift
+// (beta), state 'moving_mean', 'moving_variance', 'update_count'.
+#include <vector>
+
+#include "backend/backend.h"
+#include "graph/layer.h"
+
+namespace opendl {
+namespace {
+
+class BatchNorm : public Layer {
+ public:
+  void configure() override {
+    act_ = str_param("activation") == "relu" ? Act::kRelu : Act::kNone;
+    const Value& m = param("momentum")[0];
+    auto_ = is_string(m);
+    momentum_ = auto_ ? 0.0 : as_double(m);
+    if (!auto_ && (momentum_ < 0.0 || momentum_ >= 1.0))
+      fail(err::kWrongValue3, "layer '" + name() + "': momentum must lie in [0, 1) or be 'auto', got " + to_string(m));
+  }
+  Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
+  std::vector<BlobSpec> blob_specs(const std::vector<Shape4>& in) const override {
+    int64_t c = in[0].c;
+    BlobSpec g{"weights", {c}, BlobRole::kWeights, Filler::kOne};
+    g.lr_mult = real_param("learning_rate_multiplier");
+    BlobSpec b{"bias", {c}, BlobRole::kBias, Filler::kZero};
+    b.lr_mult = real_param("learning_rate_multiplier_bias");
+    BlobSpec mean{"moving_mean", {c}, BlobRole::kState, Filler::kZero};
+    BlobSpec var{"moving_variance", {c}, BlobRole::kState, Filler::kOne};
+    BlobSpec cnt{"update_count", {1}, BlobRole::kState, Filler::kZero};
+    return {g, b, mean, var, cnt};
+  }
+  std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& in, const Shape4& out) const override {
+    // batch mean, batch variance, pre-activation output (fused relu only)
+    return {in[0].c, in[0].c, act_ != Act::kNone ? out.numel() : 0};
+  }
+  void forward(LayerIO& io) override {
+    const Shape4& x = io.xs[0];
+    BnKey k{x.n, x.c, x.h, x.w};
+    float eps = float(real_param("epsilon"));
+    float* out = act_ != Act::kNone ? io.scratch[2] : io.y;
+    if (io.training) {
+      io.be->bn_forward(k, eps, true, io.x[0], io.w[0], io.w[1], io.scratch[0], io.scratch[1], out);
+      update_running(io, x);
+    } else {
+      io.be->bn_forward(k, eps, false, io.x[0], io.w[0], io.w[1], io.w[2], io.w[3], out);
+    }
+    if (act_ != Act::kNone) io.be->act_forward(act_, size_t(io.ys.numel()), out, io.y);
+  }
+  void backward(LayerIO& io) override {
+    const Shape4& x = io.xs[0];
+    BnKey k{x.n, x.c, x.h, x.w};
+    const float* dy = io.dy;
+    if (act_ != Act::kNone) {
+      io.be->act_backward(act_, size_t(io.ys.numel()), io.y, io.dy, io.scratch[2], false);
+      dy = io.scratch[2];
+    }
+    io.be->bn_backward(k, float(real_param("epsilon")), io.x[0], dy, io.w[0], io.scratch[0], io.scratch[1],
+                       io.dx[0], io.dw[0], io.dw[1], io.dx[0] ? io.accumulate_dx[0] : false, io.accumulate_dw);
+  }
+
+ private:
+  void update_running(LayerIO& io, const Shape4& x) {
+    size_t c = size_t(x.c);
+    std::vector<float> bm(c), bv(c), rm(c), rv(c), cnt(1);
+    io.be->download(bm.data(), io.scratch[0], c);
+    io.be->download(bv.data(), io.scratch[1], c);
+    io.be->download(rm.data(), io.w[2], c);
+    io.be->download(rv.data(), io.w[3], c);
+    io.be->download(cnt.data(), io.w[4], 1);
+    double m = auto_ ? double(cnt[0]) / (double(cnt[0]) + 1.0) : momentum_;
+    double M = double(x.n * x.h * x.w);
+    double unbias = M > 1 ? M / (M - 1) : 1.0;
+    for (size_t i = 0; i < c; ++i) {
+      rm[i] = float(m * rm[i] + (1 - m) * bm[i]);
+      rv[i] = float(m * rv[i] + (1 - m) * bv[i] * unbias);
+    }
+    cnt[0] += 1.f;
+    io.be->upload(io.w[2], rm.data(), c);
+    io.be->upload(io.w[3], rv.data(), c);
+    io.be->upload(io.w[4], cnt.data(), 1);
+  }
+  Act act_ = Act::kNone;
+  bool auto_ = false;
+  double momentum_ = 0.9;
+};
+
+std::vector<ParamSpec> params() {
+  ParamSpec mom;
+  mom.name = "momentum";
+  mom.kind = ParamSpec::Kind::kNumberOrString;
+  mom.choices = {"auto"};
+  mom.positional = true;
+  using K = ParamSpec::Kind;
+  return {mom, pos_real("epsilon", 1e-12, 1.0), pos_str("activation", {"none", "relu"}),
+          gen("learning_rate_multiplier", K::kReal, {1.0}, {}, 0.0),
+          gen("learning_rate_multiplier_bias", K::kReal, {1.0}, {}, 0.0)};
+}
+
+LayerRegistrar reg{{"batchnorm", 1, 1, params(), [] { return std::make_shared<BatchNorm>(); }}};
+
+}  // namespace
+}  // namespace opendl

@@ -1,0 +1,32 @@
+// Dropout layer (create_dl_layer_dropout; Srivastava et al. 2014) in the inverted form: in training each
+// value is kept with probability 1 - p and scaled by 1 / (1 - p); inference passes values unchanged. The
+// mask comes from the model's seeded RNG, so training is reproducible.
+#include "backend/backend.h"
+#include "graph/layer.h"
+
+namespace opendl {
+namespace {
+
+class Dropout : public Layer {
+ public:
+  Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
+  std::vector<int64_t> scratch_sizes(const std::vector<Shape4>&, const Shape4& out) const override {
+    return {out.numel()};
+  }
+  void forward(LayerIO& io) override {
+    size_t n = size_t(io.ys.numel());
+    if (io.training)
+      io.be->dropout_forward(n, float(real_param("probability")), io.rng->next(), io.x[0], io.scratch[0], io.y);
+    else
+      io.be->copy(io.y, io.x[0], n);
+  }
+  void backward(LayerIO& io) override {
+    if (io.dx[0]) io.be->mul_acc(size_t(io.ys.numel()), io.dy, io.scratch[0], io.dx[0], io.accumulate_dx[0]);
+  }
+};
+
+LayerRegistrar reg{{"dropout", 1, 1, {pos_real("probability", 0.0, 0.999999)},
+                    [] { return std::make_shared<Dropout>(); }}};
+
+}  // namespace
+}  // namespace opendl

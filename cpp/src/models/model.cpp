@@ -1,0 +1,440 @@
+// Model parameters, the training step (validate, micro-batches with gradient accumulation, one solver
+// update) and inference of layer-built models.
+#include "models/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <set>
+
+#include "core/system.h"
+
+namespace opendl {
+
+Model::Model(const std::vector<LayerPtr>& outputs) : rng_(global_seed()) {
+  net_ = std::make_unique<Network>(outputs, cpu_backend());
+  net_->init_params(rng_);
+  size_t n = std::max<size_t>(net_->num_trainable(), 1);
+  m_ = net_->backend().alloc(n);
+  v_ = net_->backend().alloc(n);
+}
+
+Model::~Model() {
+  net_->backend().free(m_);
+  net_->backend().free(v_);
+}
+
+void Model::reset_solver_state() {
+  size_t n = std::max<size_t>(net_->num_trainable(), 1);
+  net_->backend().fill(m_, n, 0.f);
+  net_->backend().fill(v_, n, 0.f);
+  adam_t_ = 0;
+}
+
+namespace {
+double number(const std::string& name, const Tuple& v) {
+  if (v.size() != 1) fail(err::kWrongNumValues3, "'" + name + "' takes exactly one value, got " + to_string(v));
+  if (!is_number(v[0])) fail(err::kWrongType3, "'" + name + "' must be a number, got " + to_string(v));
+  double d = as_double(v[0]);
+  if (!std::isfinite(d)) fail(err::kWrongValue3, "'" + name + "' must be finite, got " + to_string(v));
+  return d;
+}
+int64_t integer(const std::string& name, const Tuple& v) {
+  double d = number(name, v);
+  if (d != std::floor(d)) fail(err::kWrongType3, "'" + name + "' must be an integer, got " + to_string(v));
+  return int64_t(d);
+}
+void in_range(const std::string& name, double d, double lo, double hi, bool hi_open) {
+  if (d < lo || d > hi || (hi_open && d == hi)) {
+    fail(err::kWrongValue3, "'" + name + "' must lie in [" + to_string(Value(lo)) + ", " + to_string(Value(hi)) +
+                                (hi_open ? ")" : "]") + ", got " + to_string(Value(d)));
+  }
+}
+const std::vector<std::string>& param_names() {
+  static const std::vector<std::string> v = {
+      "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "input_dimensions",
+      "layer_names", "learning_rate", "momentum", "num_trainable_params", "runtime", "solver_type", "type",
+      "weight_prior"};
+  return v;
+}
+[[noreturn]] void unknown_param(const std::string& name, bool set) {
+  std::string all;
+  for (auto& n : param_names()) all += (all.empty() ? "'" : ", '") + n + "'";
+  fail(err::kWrongValue2, "unknown model parameter '" + name + "' for " + (set ? "set" : "get") +
+                              "_dl_model_param (available: " + all + ")");
+}
+}  // namespace
+
+void Model::set_param(const std::string& name, const Tuple& v) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (name == "batch_size") {
+    int64_t b = integer(name, v);
+    if (b < 1) fail(err::kWrongValue3, "'batch_size' must be >= 1, got " + std::to_string(b));
+    net_->set_batch_size(b);
+    batch_size_ = b;
+  } else if (name == "batch_size_multiplier") {
+    int64_t m = integer(name, v);
+    if (m < 1) fail(err::kWrongBatchSizeMultiplier, "'batch_size_multiplier' must be >= 1, got " + std::to_string(m));
+    multiplier_ = m;
+  } else if (name == "learning_rate") {
+    double d = number(name, v);
+    if (d <= 0) fail(err::kWrongValue3, "'learning_rate' must be > 0, got " + to_string(v));
+    lr_ = d;
+  } else if (name == "momentum") {
+    double d = number(name, v);
+    in_range(name, d, 0.0, 1.0, true);
+    momentum_ = d;
+  } else if (name == "weight_prior") {
+    double d = number(name, v);
+    if (d < 0) fail(err::kWrongValue3, "'weight_prior' must be >= 0, got " + to_string(v));
+    weight_prior_ = d;
+  } else if (name == "adam_beta1" || name == "adam_beta2") {
+    double d = number(name, v);
+    in_range(name, d, 0.0, 1.0, true);
+    (name == "adam_beta1" ? beta1_ : beta2_) = d;
+  } else if (name == "adam_epsilon") {
+    double d = number(name, v);
+    if (d <= 0) fail(err::kWrongValue3, "'adam_epsilon' must be > 0, got " + to_string(v));
+    adam_eps_ = d;
+  } else if (name == "solver_type") {
+    if (v.size() != 1 || !is_string(v[0]) ||
+        (std::get<std::string>(v[0]) != "sgd" && std::get<std::string>(v[0]) != "adam"))
+      fail(err::kSolverInvalidType, "'solver_type' must be 'sgd' or 'adam', got " + to_string(v));
+    std::string s = std::get<std::string>(v[0]);
+    if (s != solver_) reset_solver_state();  // the state of one solver means nothing to the other
+    solver_ = s;
+  } else if (name == "runtime") {
+    if (v.size() != 1 || !is_string(v[0]) || std::get<std::string>(v[0]) != "cpu")
+      fail(err::kWrongValue3, "'runtime' " + to_string(v) + " is not available: this build runs on 'cpu' only");
+  } else if (name == "type" || name == "layer_names" || name == "num_trainable_params" ||
+             name == "input_dimensions") {
+    fail(err::kWrongValue2, "model parameter '" + name + "' can only be read");
+  } else {
+    unknown_param(name, true);
+  }
+}
+
+Tuple Model::get_param(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (name == "batch_size") return {batch_size_};
+  if (name == "batch_size_multiplier") return {multiplier_};
+  if (name == "learning_rate") return {lr_};
+  if (name == "momentum") return {momentum_};
+  if (name == "weight_prior") return {weight_prior_};
+  if (name == "adam_beta1") return {beta1_};
+  if (name == "adam_beta2") return {beta2_};
+  if (name == "adam_epsilon") return {adam_eps_};
+  if (name == "solver_type") return {solver_};
+  if (name == "runtime") return {std::string("cpu")};
+  if (name == "type") return {std::string("generic")};
+  if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
+  if (name == "layer_names") {
+    Tuple t;
+    for (auto& s : net_->slots()) t.push_back(s.layer->name());
+    return t;
+  }
+  if (name == "input_dimensions") {  // [width, height, depth] of every input layer, in graph order
+    Tuple t;
+    for (int i : net_->input_layers()) {
+      const Shape4& s = net_->slots()[i].shape;
+      t.push_back(s.w);
+      t.push_back(s.h);
+      t.push_back(s.c);
+    }
+    return t;
+  }
+  unknown_param(name, false);
+}
+
+int Model::slot_of(const std::string& layer) const {
+  int i = net_->find(layer);
+  if (i < 0) fail(err::kWrongValue2, "the model has no layer named '" + layer + "'");
+  return i;
+}
+
+LayerPtr Model::layer(const std::string& name) { return net_->slots()[slot_of(name)].layer; }
+
+std::vector<std::vector<float>> Model::pack(const std::vector<Sample>& batch, const std::vector<int>& inputs,
+                                            size_t padded) const {
+  std::vector<std::vector<float>> out;
+  for (int li : inputs) {
+    const auto& slot = net_->slots()[li];
+    const std::string& key = slot.layer->name();
+    const Shape4& s = slot.shape;
+    const int64_t per = s.per_sample();
+    std::vector<float> buf(size_t(per) * padded, 0.f);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto it = batch[i].find(key);
+      std::string where = "sample " + std::to_string(i) + ", key '" + key + "'";
+      if (it == batch[i].end())
+        fail(err::kInputsMissing, "sample " + std::to_string(i) + " has no key '" + key +
+                                      "' required by the input layer of that name");
+      float* dst = buf.data() + size_t(per) * i;
+      if (std::holds_alternative<Tensor>(it->second)) {
+        const Tensor& t = std::get<Tensor>(it->second);
+        if (t.dtype() != DType::kFloat32)
+          fail(err::kInputWrongType, where + ": image type '" + std::string(dtype_name(t.dtype())) +
+                                         "' given, the input needs 'real' (float32) images");
+        int64_t h = t.ndim() >= 1 ? t.dim(0) : 0, w = t.ndim() >= 2 ? t.dim(1) : 1;
+        int64_t c = t.ndim() == 3 ? t.dim(2) : 1;
+        if (t.ndim() < 2 || t.ndim() > 3 || h != s.h || w != s.w || c != s.c)
+          fail(err::kInputWrongLength, where + ": image of width " + std::to_string(w) + ", height " +
+                                           std::to_string(h) + " and " + std::to_string(c) +
+                                           " channel(s) given, the input layer expects width " + std::to_string(s.w) +
+                                           ", height " + std::to_string(s.h) + ", depth " + std::to_string(s.c));
+        const float* src = t.f32();
+        for (int64_t y = 0; y < h; ++y)  // (H, W, C) interleaved -> (C, H, W) planar
+          for (int64_t x = 0; x < w; ++x)
+            for (int64_t ch = 0; ch < c; ++ch) dst[(ch * h + y) * w + x] = src[(y * w + x) * c + ch];
+      } else {
+        const Tuple& tup = std::get<Tuple>(it->second);
+        if (int64_t(tup.size()) != per)
+          fail(err::kInputWrongLength, where + ": " + std::to_string(tup.size()) + " value(s) given, the input layer " +
+                                           "holds " + std::to_string(per) + " (width " + std::to_string(s.w) +
+                                           " x height " + std::to_string(s.h) + " x depth " + std::to_string(s.c) + ")");
+        for (size_t j = 0; j < tup.size(); ++j) {
+          if (!is_number(tup[j]))
+            fail(err::kInputWrongType, where + ": value " + to_string(tup[j]) + " is not a number");
+          dst[j] = float(as_double(tup[j]));
+        }
+      }
+      for (int64_t j = 0; j < per; ++j)
+        if (!std::isfinite(dst[j]))
+          fail(err::kInputWrongValues, where + ": contains a non-finite value (NaN or infinity)");
+    }
+    out.push_back(std::move(buf));
+  }
+  return out;
+}
+
+TrainResult Model::train_batch(const std::vector<Sample>& batch) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t need = size_t(batch_size_ * multiplier_);
+  if (batch.size() != need)
+    fail(err::kInputWrongBatchSizeWithMultiplier,
+         "dlsample_batch holds " + std::to_string(batch.size()) + " samples, but batch_size (" +
+             std::to_string(batch_size_) + ") * batch_size_multiplier (" + std::to_string(multiplier_) + ") = " +
+             std::to_string(need));
+  auto losses = net_->loss_layers();
+  if (losses.empty()) fail(err::kInvalidOutput, "the model has no loss layer, so it cannot be trained");
+  auto inputs = net_->input_layers();
+  auto staged = pack(batch, inputs, batch.size());
+  auto& slots = net_->slots();
+  Backend& be = net_->backend();
+  // Loss layers check their targets on the host before anything runs.
+  for (size_t mb = 0; mb < size_t(multiplier_); ++mb)
+    for (int li : losses) {
+      const auto& s = slots[li];
+      std::vector<const float*> host(s.inputs.size(), nullptr);
+      for (size_t k = 0; k < s.inputs.size(); ++k) {
+        auto it = std::find(inputs.begin(), inputs.end(), s.inputs[k]);
+        if (it != inputs.end()) {
+          size_t idx = size_t(it - inputs.begin());
+          host[k] = staged[idx].data() + size_t(mb) * size_t(slots[s.inputs[k]].shape.numel());
+        }
+      }
+      s.layer->check_inputs(host, s.in_shapes);
+    }
+  // Persistent state (batch-norm statistics) and the RNG are restored if the step fails numerically.
+  const size_t n_state = net_->num_params() - net_->num_trainable();
+  std::vector<float> state(n_state);
+  if (n_state) be.download(state.data(), net_->params() + net_->num_trainable(), n_state);
+  auto rng_state = rng_.state();
+
+  std::map<int, double> loss_sum;
+  for (int64_t mb = 0; mb < multiplier_; ++mb) {
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      size_t n = size_t(slots[inputs[k]].shape.numel());
+      be.upload(slots[inputs[k]].y, staged[k].data() + size_t(mb) * n, n);
+    }
+    net_->forward(true, rng_);
+    for (int li : losses) loss_sum[li] += slots[li].loss;
+    // Gradients are averaged over the micro-batches (spec E.6): each contributes 1/multiplier.
+    net_->backward(1.f / float(multiplier_), mb > 0);
+  }
+  TrainResult r;
+  double total = 0;
+  for (int li : losses) {
+    double v = slots[li].layer->loss_weight() * loss_sum[li] / double(multiplier_);
+    r[slots[li].layer->name()] = v;
+    total += v;
+  }
+  const size_t nt = net_->num_trainable();
+  double reg = 0;
+  if (weight_prior_ > 0 && nt) reg = 0.5 * weight_prior_ * be.sum_squares_masked(nt, net_->params(), net_->decay_mask());
+  total += reg;
+  if (!std::isfinite(total) || (nt && !be.all_finite(nt, net_->grads()))) {
+    if (n_state) be.upload(net_->params() + nt, state.data(), n_state);
+    rng_.set_state(rng_state);
+    fail(err::kTrainingFailed, "the loss or its gradient is not finite (loss " + to_string(Value(total)) +
+                                   "); training diverged, the model was left unchanged. Lower 'learning_rate'");
+  }
+  if (nt) {
+    if (solver_ == "sgd") {
+      be.sgd_update(nt, float(lr_), float(momentum_), float(weight_prior_), net_->lr_mult(), net_->decay_mask(),
+                    net_->params(), net_->grads(), m_);
+    } else {
+      ++adam_t_;
+      float b1 = float(1.0 - std::pow(beta1_, double(adam_t_))), b2 = float(1.0 - std::pow(beta2_, double(adam_t_)));
+      be.adam_update(nt, float(lr_), float(beta1_), float(beta2_), float(adam_eps_), b1, b2, float(weight_prior_),
+                     net_->lr_mult(), net_->decay_mask(), net_->params(), net_->grads(), m_, v_);
+    }
+  }
+  has_step_ = true;
+  r["regularization"] = reg;
+  r["total_loss"] = total;
+  return r;
+}
+
+std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::vector<std::string>& outputs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (batch.empty()) fail(err::kInputWrongBatchSize, "dlsample_batch is empty");
+  if (int64_t(batch.size()) > batch_size_)
+    fail(err::kInputWrongBatchSize, "dlsample_batch holds " + std::to_string(batch.size()) +
+                                        " samples, more than batch_size (" + std::to_string(batch_size_) + ")");
+  auto& slots = net_->slots();
+  std::vector<int> want;
+  if (outputs.empty()) {
+    for (size_t i = 0; i < slots.size(); ++i)
+      if (slots[i].layer->params().count("is_inference_output") &&
+          slots[i].layer->bool_param("is_inference_output"))
+        want.push_back(int(i));
+    if (want.empty())
+      for (int o : net_->outputs())
+        if (!slots[o].layer->is_loss()) want.push_back(o);
+    if (want.empty())  // only loss layers were given: their predictions (first inputs) are the outputs
+      for (int o : net_->outputs())
+        if (slots[o].layer->is_loss() && !slots[slots[o].inputs[0]].layer->is_input())
+          want.push_back(slots[o].inputs[0]);
+    if (want.empty()) fail(err::kInvalidOutput, "the model has no default outputs; name them in 'outputs'");
+  } else {
+    for (auto& n : outputs) want.push_back(slot_of(n));
+  }
+  // Only the ancestors of the wanted layers run.
+  std::vector<bool> needed(slots.size(), false);
+  std::function<void(int)> mark = [&](int i) {
+    if (needed[i]) return;
+    needed[i] = true;
+    for (int j : slots[i].inputs) mark(j);
+  };
+  for (int w : want) mark(w);
+  std::vector<int> inputs;
+  for (int i : net_->input_layers())
+    if (needed[i]) inputs.push_back(i);
+  auto staged = pack(batch, inputs, size_t(batch_size_));
+  Backend& be = net_->backend();
+  for (size_t k = 0; k < inputs.size(); ++k)
+    be.upload(slots[inputs[k]].y, staged[k].data(), size_t(slots[inputs[k]].shape.numel()));
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (!needed[i] || slots[i].layer->is_input()) continue;
+    LayerIO io;
+    for (int j : slots[i].inputs) io.x.push_back(slots[j].y);
+    io.xs = slots[i].in_shapes;
+    io.y = slots[i].y;
+    io.ys = slots[i].shape;
+    for (auto& b : slots[i].blobs) io.w.push_back(net_->params() + b.offset);
+    io.scratch = slots[i].scratch;
+    io.training = false;
+    io.rng = &rng_;
+    io.be = &be;
+    slots[i].layer->forward(io);
+    if (slots[i].layer->is_loss()) slots[i].loss = io.loss_value;
+  }
+  std::vector<Result> res(batch.size());
+  for (int w : want) {
+    const Shape4& s = slots[w].shape;
+    Tensor all = to_images(slots[w].y, s);  // (N, H, W, C)
+    size_t per = size_t(s.per_sample());
+    for (size_t i = 0; i < batch.size() && i < size_t(s.n); ++i) {
+      Tensor t({s.h, s.w, s.c});
+      std::copy(all.f32() + per * i, all.f32() + per * (i + 1), t.f32());
+      res[i][slots[w].layer->name()] = std::move(t);
+    }
+  }
+  return res;
+}
+
+Tensor Model::to_images(const float* dev, const Shape4& s) {
+  std::vector<float> nchw(size_t(s.numel()));
+  net_->backend().download(nchw.data(), dev, nchw.size());
+  Tensor t({s.n, s.h, s.w, s.c});
+  float* o = t.f32();
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t c = 0; c < s.c; ++c)
+      for (int64_t y = 0; y < s.h; ++y)
+        for (int64_t x = 0; x < s.w; ++x)
+          o[((n * s.h + y) * s.w + x) * s.c + c] = nchw[size_t(((n * s.c + c) * s.h + y) * s.w + x)];
+  return t;
+}
+
+const BlobSlot& Model::blob(int slot, const std::string& type, bool& gradient) const {
+  const auto& s = net_->slots()[slot];
+  gradient = false;
+  std::string base = type;
+  const std::string suffix = "_gradient";
+  if (base.size() > suffix.size() && base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    gradient = true;
+    base = base.substr(0, base.size() - suffix.size());
+  }
+  if (base == "batchnorm_mean") base = "moving_mean";
+  if (base == "batchnorm_variance") base = "moving_variance";
+  for (auto& b : s.blobs)
+    if (b.spec.name == base && !(gradient && b.spec.role == BlobRole::kState)) return b;
+  std::string avail;
+  for (auto& b : s.blobs) {
+    std::string n = b.spec.name == "moving_mean" ? "batchnorm_mean"
+                    : b.spec.name == "moving_variance" ? "batchnorm_variance" : b.spec.name;
+    if (n == "update_count") continue;
+    avail += (avail.empty() ? "'" : ", '") + n + "'";
+    if (b.spec.role != BlobRole::kState) avail += ", '" + n + "_gradient'";
+  }
+  fail(err::kWrongValue3, "layer '" + s.layer->name() + "' has no weights_type '" + type + "' (available: " +
+                              (avail.empty() ? "none" : avail) + ")");
+}
+
+Tensor Model::get_weights(const std::string& layer, const std::string& type) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bool grad;
+  const BlobSlot& b = blob(slot_of(layer), type, grad);
+  Tensor t(b.spec.shape);
+  net_->backend().download(t.f32(), (grad ? net_->grads() : net_->params()) + b.offset, b.size);
+  return t;
+}
+
+void Model::set_weights(const Tensor& w, const std::string& layer, const std::string& type) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bool grad;
+  const BlobSlot& b = blob(slot_of(layer), type, grad);
+  if (grad) fail(err::kWrongValue4, "weights_type '" + type + "' can only be read");
+  if (w.dtype() != DType::kFloat32) fail(err::kInputWrongType, "weights must be float32 ('real')");
+  if (w.shape() != b.spec.shape) {
+    std::string want, got;
+    for (auto d : b.spec.shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+    for (auto d : w.shape()) got += (got.empty() ? "" : ", ") + std::to_string(d);
+    fail(err::kInvalidShape, "weights '" + type + "' of layer '" + layer + "' have shape (" + want + "), got (" +
+                                 got + ")");
+  }
+  const float* p = w.f32();
+  for (size_t i = 0; i < b.size; ++i)
+    if (!std::isfinite(p[i])) fail(err::kInputWrongValues, "weights contain a non-finite value");
+  net_->backend().upload(net_->params() + b.offset, p, b.size);
+}
+
+Tensor Model::activations(const std::string& layer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int i = slot_of(layer);
+  return to_images(net_->slots()[i].y, net_->slots()[i].shape);
+}
+
+Tensor Model::gradients(const std::string& layer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int i = slot_of(layer);
+  const auto& s = net_->slots()[i];
+  if (!has_step_) fail(err::kParamNotAvailable, "no training step has run yet, so there are no gradients");
+  if (s.layer->is_input() && !net_->input_gradients())
+    fail(err::kParamNotAvailable, "gradients with respect to input layer '" + layer +
+                                      "' are not computed (they are needed only for inspection)");
+  return to_images(s.dy, s.shape);
+}
+
+}  // namespace opendl

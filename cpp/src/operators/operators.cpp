@@ -1,0 +1,167 @@
+// The C++ operators with HALCON's names. Each wraps the generic machinery and stamps the operator name
+// into any Error it throws, so messages read "create_dl_layer_convolution: ...".
+#include "opendl/operators.h"
+
+#include <omp.h>
+
+#include <atomic>
+
+#include "core/system.h"
+#include "graph/layer.h"
+#include "models/model.h"
+
+namespace opendl {
+namespace {
+
+template <class F>
+auto op(const char* name, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    if (!e.op().empty()) throw;
+    throw Error(e.code(), name, e.message());
+  } catch (const std::bad_alloc&) {
+    throw Error(err::kHostMem, name, "out of host memory");
+  }
+}
+
+std::vector<LayerPtr> ptrs(const std::vector<HDlLayer>& v) {
+  std::vector<LayerPtr> out;
+  for (auto& h : v) {
+    if (!h.ptr) fail(err::kInvalidHandle, "a layer handle is invalid (null)");
+    out.push_back(h.ptr);
+  }
+  return out;
+}
+
+Model& model_of(const HDlModel& m) {
+  if (!m.ptr) fail(err::kInvalidHandle, "the model handle is invalid (cleared or null)");
+  return *m.ptr;
+}
+
+std::atomic<uint64_t> g_seed{42};
+}  // namespace
+
+uint64_t global_seed() { return g_seed.load(); }
+void SetSeed(uint64_t seed) { g_seed = seed; }
+uint64_t GetSeed() { return g_seed.load(); }
+void SetThreadNum(int n) {
+  op("set_system", [&] {
+    if (n < 1) fail(err::kWrongValue2, "'thread_num' must be >= 1, got " + std::to_string(n));
+    omp_set_num_threads(n);
+  });
+}
+int GetThreadNum() { return omp_get_max_threads(); }
+
+HDlLayer CreateDlLayer(const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& layer_name,
+                       const std::vector<Tuple>& positional, const Tuple& gen_param_name, const Tuple& gen_param_value) {
+  std::string opname = "create_dl_layer_" + (type == "batchnorm" ? std::string("batch_normalization") : type);
+  return op(opname.c_str(), [&] {
+    return HDlLayer{create_layer(type, ptrs(inputs), layer_name, positional, gen_param_name, gen_param_value)};
+  });
+}
+
+HDlLayer CreateDlLayerInput(const std::string& n, const Tuple& shape, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("input", {}, n, {shape}, gn, gv);
+}
+HDlLayer CreateDlLayerConvolution(const HDlLayer& in, const std::string& n, const Tuple& kernel_size,
+                                  const Tuple& dilation, const Tuple& stride, int64_t num_kernel, int64_t groups,
+                                  const Tuple& padding, const std::string& activation, const Tuple& gn,
+                                  const Tuple& gv) {
+  return CreateDlLayer("convolution", {in}, n,
+                       {kernel_size, dilation, stride, {num_kernel}, {groups}, padding, {activation}}, gn, gv);
+}
+HDlLayer CreateDlLayerBatchNormalization(const HDlLayer& in, const std::string& n, const Value& momentum,
+                                         double epsilon, const std::string& activation, const Tuple& gn,
+                                         const Tuple& gv) {
+  return CreateDlLayer("batchnorm", {in}, n, {{momentum}, {epsilon}, {activation}}, gn, gv);
+}
+HDlLayer CreateDlLayerActivation(const HDlLayer& in, const std::string& n, const std::string& t, const Tuple& gn,
+                                 const Tuple& gv) {
+  return CreateDlLayer("activation", {in}, n, {{t}}, gn, gv);
+}
+HDlLayer CreateDlLayerPooling(const HDlLayer& in, const std::string& n, const Tuple& kernel_size, const Tuple& stride,
+                              const Tuple& padding, const std::string& mode, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("pooling", {in}, n, {kernel_size, stride, padding, {mode}}, gn, gv);
+}
+HDlLayer CreateDlLayerDense(const HDlLayer& in, const std::string& n, int64_t num_out, const Tuple& gn,
+                            const Tuple& gv) {
+  return CreateDlLayer("dense", {in}, n, {{num_out}}, gn, gv);
+}
+HDlLayer CreateDlLayerDropout(const HDlLayer& in, const std::string& n, double p, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("dropout", {in}, n, {{p}}, gn, gv);
+}
+HDlLayer CreateDlLayerSoftmax(const HDlLayer& in, const std::string& n, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("softmax", {in}, n, {}, gn, gv);
+}
+HDlLayer CreateDlLayerConcat(const std::vector<HDlLayer>& in, const std::string& n, const std::string& axis,
+                             const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("concat", in, n, {{axis}}, gn, gv);
+}
+HDlLayer CreateDlLayerElementwise(const std::vector<HDlLayer>& in, const std::string& n, const std::string& operation,
+                                  const Tuple& coefficients, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("elementwise", in, n, {{operation}, coefficients}, gn, gv);
+}
+HDlLayer CreateDlLayerIdentity(const HDlLayer& in, const std::string& n, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("identity", {in}, n, {}, gn, gv);
+}
+HDlLayer CreateDlLayerReshape(const HDlLayer& in, const std::string& n, const Tuple& shape, const Tuple& gn,
+                              const Tuple& gv) {
+  return CreateDlLayer("reshape", {in}, n, {shape}, gn, gv);
+}
+HDlLayer CreateDlLayerLossCrossEntropy(const HDlLayer& in, const HDlLayer& target, const HDlLayer& weights,
+                                       const std::string& n, double loss_weight, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("loss_cross_entropy", {in, target, weights}, n, {{loss_weight}}, gn, gv);
+}
+
+HDlModel CreateDlModel(const std::vector<HDlLayer>& outputs) {
+  return op("create_dl_model", [&] { return HDlModel{std::make_shared<Model>(ptrs(outputs))}; });
+}
+void SetDlModelParam(const HDlModel& m, const std::string& name, const Tuple& value) {
+  op("set_dl_model_param", [&] { model_of(m).set_param(name, value); });
+}
+Tuple GetDlModelParam(const HDlModel& m, const std::string& name) {
+  return op("get_dl_model_param", [&] { return model_of(m).get_param(name); });
+}
+TrainResult TrainDlModelBatch(const HDlModel& m, const std::vector<Sample>& batch) {
+  return op("train_dl_model_batch", [&] { return model_of(m).train_batch(batch); });
+}
+std::vector<Result> ApplyDlModel(const HDlModel& m, const std::vector<Sample>& batch,
+                                 const std::vector<std::string>& outputs) {
+  return op("apply_dl_model", [&] { return model_of(m).apply(batch, outputs); });
+}
+Tuple GetDlLayerParam(const HDlLayer& l, const std::string& name) {
+  return op("get_dl_layer_param", [&]() -> Tuple {
+    if (!l.ptr) fail(err::kInvalidHandle, "the layer handle is invalid");
+    const Layer& L = *l.ptr;
+    if (name == "name") return {L.name()};
+    if (name == "type") return {L.type()};
+    if (name == "shape") return {L.shape().w, L.shape().h, L.shape().c};
+    if (name == "input_layer") {
+      Tuple t;
+      for (auto& i : L.inputs()) t.push_back(i->name());
+      return t;
+    }
+    auto it = L.params().find(name);
+    if (it != L.params().end()) return it->second;
+    Tuple extra;
+    if (L.extra_param(name, extra)) return extra;
+    std::string avail = "'name', 'type', 'shape', 'input_layer'";
+    for (auto& kv : L.params()) avail += ", '" + kv.first + "'";
+    fail(err::kWrongValue2, "a " + L.type() + " layer has no parameter '" + name + "' (available: " + avail + ")");
+  });
+}
+Tensor GetDlModelLayerWeights(const HDlModel& m, const std::string& layer, const std::string& type) {
+  return op("get_dl_model_layer_weights", [&] { return model_of(m).get_weights(layer, type); });
+}
+void SetDlModelLayerWeights(const Tensor& w, const HDlModel& m, const std::string& layer, const std::string& type) {
+  op("set_dl_model_layer_weights", [&] { model_of(m).set_weights(w, layer, type); });
+}
+Tensor GetDlModelLayerActivations(const HDlModel& m, const std::string& layer) {
+  return op("get_dl_model_layer_activations", [&] { return model_of(m).activations(layer); });
+}
+Tensor GetDlModelLayerGradients(const HDlModel& m, const std::string& layer) {
+  return op("get_dl_model_layer_gradients", [&] { return model_of(m).gradients(layer); });
+}
+
+}  // namespace opendl

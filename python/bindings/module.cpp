@@ -1,0 +1,208 @@
+// opendl._core: the pybind11 module. Thin by design: Python <-> C++ conversion (tuples, numpy images,
+// sample dicts) and mapping opendl::Error to opendl.HOperatorError. The GIL is released while the core
+// trains or infers.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "models/model.h"
+#include "opendl/opendl.h"
+
+namespace py = pybind11;
+using namespace opendl;
+
+namespace {
+
+Value to_value(const py::handle& o) {
+  if (py::isinstance<py::str>(o)) return o.cast<std::string>();
+  if (py::isinstance<py::bool_>(o)) return int64_t(o.cast<bool>() ? 1 : 0);
+  if (PyLong_Check(o.ptr()) || (PyIndex_Check(o.ptr()) && !PyFloat_Check(o.ptr()))) return o.cast<int64_t>();
+  if (PyFloat_Check(o.ptr()) || py::hasattr(o, "__float__")) return o.cast<double>();
+  throw Error(err::kWrongType2, "", std::string("cannot convert a Python ") + py::str(o.get_type().attr("__name__")).cast<std::string>() +
+                                        " to a tuple element (int, float or str)");
+}
+
+// HALCON's tuple conversion: a scalar (also a str) is a 1-element tuple, a sequence becomes a tuple.
+Tuple to_tuple(const py::handle& o) {
+  Tuple t;
+  if (o.is_none()) return t;
+  if (py::isinstance<py::str>(o) || !py::hasattr(o, "__iter__")) {
+    t.push_back(to_value(o));
+    return t;
+  }
+  if (py::isinstance<py::array>(o)) {
+    py::array a = py::array::ensure(o);
+    for (auto item : a.attr("ravel")().attr("tolist")()) t.push_back(to_value(item));
+    return t;
+  }
+  for (auto item : o) t.push_back(to_value(item));
+  return t;
+}
+
+py::object from_value(const Value& v) {
+  if (is_int(v)) return py::int_(std::get<int64_t>(v));
+  if (is_real(v)) return py::float_(std::get<double>(v));
+  return py::str(std::get<std::string>(v));
+}
+
+py::list from_tuple(const Tuple& t) {
+  py::list l;
+  for (auto& v : t) l.append(from_value(v));
+  return l;
+}
+
+bool dtype_of(const py::dtype& d, DType& out) {
+  if (d.is(py::dtype::of<float>())) { out = DType::kFloat32; return true; }
+  if (d.is(py::dtype::of<uint8_t>())) { out = DType::kUInt8; return true; }
+  if (d.is(py::dtype::of<int8_t>())) { out = DType::kInt8; return true; }
+  if (d.is(py::dtype::of<int16_t>())) { out = DType::kInt16; return true; }
+  if (d.is(py::dtype::of<uint16_t>())) { out = DType::kUInt16; return true; }
+  if (d.is(py::dtype::of<int32_t>())) { out = DType::kInt32; return true; }
+  return false;
+}
+
+// numpy -> Tensor (copy). Images: (H, W) or (H, W, C) with HALCON's dtypes (spec 0).
+Tensor to_tensor(const py::array& a0, const std::string& what) {
+  py::array a = py::array::ensure(a0, py::array::c_style);
+  DType dt;
+  if (!dtype_of(a.dtype(), dt))
+    throw Error(err::kInputWrongType, "",
+                what + ": numpy dtype '" + py::str(a.dtype()).cast<std::string>() +
+                    "' has no HALCON image type (use float32, uint8, int8, int16, uint16 or int32)");
+  std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
+  Tensor t(shape, dt);
+  std::memcpy(t.raw(), a.data(), size_t(t.numel()) * dtype_size(dt));
+  return t;
+}
+
+py::array to_numpy(const Tensor& t) {
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  py::array_t<float> a(shape);
+  std::memcpy(a.mutable_data(), t.f32(), size_t(t.numel()) * sizeof(float));
+  return a;
+}
+
+Sample to_sample(const py::handle& d, size_t index) {
+  if (!py::isinstance<py::dict>(d))
+    throw Error(err::kWrongType2, "", "dlsample_batch entry " + std::to_string(index) + " is a " +
+                                          py::str(d.get_type().attr("__name__")).cast<std::string>() +
+                                          ", not a dict");
+  Sample s;
+  for (auto kv : py::reinterpret_borrow<py::dict>(d)) {
+    if (!py::isinstance<py::str>(kv.first)) continue;
+    std::string key = kv.first.cast<std::string>();
+    py::handle v = kv.second;
+    std::string what = "sample " + std::to_string(index) + ", key '" + key + "'";
+    if (py::isinstance<py::array>(v)) {
+      py::array a = py::reinterpret_borrow<py::array>(v);
+      if (a.ndim() >= 2) {
+        s[key] = to_tensor(a, what);
+        continue;
+      }
+    }
+    if (py::isinstance<py::dict>(v)) continue;  // nested dicts are not model inputs
+    try {
+      s[key] = to_tuple(v);
+    } catch (const Error&) {
+      // Values that are no tuple (handles, objects) are never inputs of a layer-built model.
+    } catch (const py::error_already_set&) {
+    }
+  }
+  return s;
+}
+
+std::vector<Sample> to_batch(const py::handle& batch) {
+  std::vector<Sample> out;
+  if (py::isinstance<py::dict>(batch)) {
+    out.push_back(to_sample(batch, 0));
+    return out;
+  }
+  size_t i = 0;
+  for (auto d : batch) out.push_back(to_sample(d, i++));
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "opendl C++ core (internal; use the opendl package)";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      py::object cls = py::module_::import("opendl.errors").attr("HOperatorError");
+      py::object exc = cls(e.code(), e.message(), e.op());
+      PyErr_SetObject(cls.ptr(), exc.ptr());
+    }
+  });
+
+  py::class_<HDlLayer>(m, "Layer")
+      .def("param", [](const HDlLayer& l, const std::string& n) { return from_tuple(GetDlLayerParam(l, n)); })
+      .def_property_readonly("name", [](const HDlLayer& l) { return std::get<std::string>(GetDlLayerParam(l, "name")[0]); })
+      .def_property_readonly("key", [](const HDlLayer& l) { return reinterpret_cast<uintptr_t>(l.ptr.get()); });
+
+  py::class_<HDlModel>(m, "Model")
+      .def_property_readonly("key", [](const HDlModel& h) { return reinterpret_cast<uintptr_t>(h.ptr.get()); })
+      .def("set_param", [](const HDlModel& h, const std::string& n, const py::object& v) { SetDlModelParam(h, n, to_tuple(v)); })
+      .def("get_param", [](const HDlModel& h, const std::string& n) { return from_tuple(GetDlModelParam(h, n)); })
+      .def("train_batch",
+           [](const HDlModel& h, const py::object& batch) {
+             auto b = to_batch(batch);
+             TrainResult r;
+             {
+               py::gil_scoped_release nogil;
+               r = TrainDlModelBatch(h, b);
+             }
+             py::dict d;
+             for (auto& kv : r) d[py::str(kv.first)] = kv.second;
+             return d;
+           })
+      .def("apply",
+           [](const HDlModel& h, const py::object& batch, const std::vector<std::string>& outputs) {
+             auto b = to_batch(batch);
+             std::vector<Result> r;
+             {
+               py::gil_scoped_release nogil;
+               r = ApplyDlModel(h, b, outputs);
+             }
+             py::list out;
+             for (auto& res : r) {
+               py::dict d;
+               for (auto& kv : res) d[py::str(kv.first)] = to_numpy(kv.second);
+               out.append(d);
+             }
+             return out;
+           })
+      .def("get_weights", [](const HDlModel& h, const std::string& l, const std::string& t) {
+        return to_numpy(GetDlModelLayerWeights(h, l, t));
+      })
+      .def("set_weights", [](const HDlModel& h, const py::array& w, const std::string& l, const std::string& t) {
+        SetDlModelLayerWeights(to_tensor(w, "weights"), h, l, t);
+      })
+      .def("activations", [](const HDlModel& h, const std::string& l) { return to_numpy(GetDlModelLayerActivations(h, l)); })
+      .def("gradients", [](const HDlModel& h, const std::string& l) { return to_numpy(GetDlModelLayerGradients(h, l)); })
+      .def("layer", [](const HDlModel& h, const std::string& l) {
+        if (!h.ptr) throw Error(err::kInvalidHandle, "get_dl_model_layer", "the model handle is invalid");
+        try {
+          return HDlLayer{h.ptr->layer(l)};
+        } catch (const Error& e) {
+          throw Error(e.code(), "get_dl_model_layer", e.message());
+        }
+      })
+      .def("set_input_gradients", [](const HDlModel& h, bool on) { h.ptr->net().set_input_gradients(on); });
+
+  m.def("create_layer", [](const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& name,
+                           const py::list& positional, const py::object& gen_names, const py::object& gen_values) {
+    std::vector<Tuple> pos;
+    for (auto p : positional) pos.push_back(to_tuple(p));
+    return CreateDlLayer(type, inputs, name, pos, to_tuple(gen_names), to_tuple(gen_values));
+  });
+  m.def("create_model", [](const std::vector<HDlLayer>& outputs) { return CreateDlModel(outputs); });
+  m.def("set_seed", [](uint64_t s) { SetSeed(s); });
+  m.def("get_seed", [] { return GetSeed(); });
+  m.def("set_thread_num", [](int n) { SetThreadNum(n); });
+  m.def("get_thread_num", [] { return GetThreadNum(); });
+}

@@ -1,0 +1,28 @@
+"""opendl: an open deep-learning training engine for machine vision with HALCON's operators.
+
+    import opendl as ha
+    img = ha.create_dl_layer_input("image", [32, 32, 3], [], [])
+"""
+
+from ._loader import preload_onednn as _preload
+
+_preload()
+
+from . import _core  # noqa: E402
+from .errors import HError, HOperatorError, HTupleConversionError  # noqa: E402
+from ._handles import HHandle  # noqa: E402
+from .layers import *  # noqa: E402,F401,F403
+from .model import (  # noqa: E402,F401
+    apply_dl_model, clear_dl_model, create_dl_model, get_dl_layer_param, get_dl_layer_param_s, get_dl_model_layer,
+    get_dl_model_layer_activations, get_dl_model_layer_gradients, get_dl_model_layer_param,
+    get_dl_model_layer_param_s, get_dl_model_layer_s, get_dl_model_layer_weights, get_dl_model_param,
+    get_dl_model_param_s, set_dl_model_layer_weights, set_dl_model_param, train_dl_model_batch)
+from .system import get_system, get_system_s, set_system  # noqa: E402,F401
+
+__version__ = "0.1.0"
+
+
+def cmake_dir() -> str:
+    """Directory holding opendlConfig.cmake (pass to CMake as opendl_DIR or in CMAKE_PREFIX_PATH)."""
+    import os
+    return os.path.join(os.path.dirname(__file__), "lib", "cmake", "opendl")

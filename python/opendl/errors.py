@@ -1,0 +1,65 @@
+"""HALCON's exception types (spec F.1) and the error codes opendl raises (spec F.3)."""
+
+from __future__ import annotations
+
+H_MSG_OK = 2
+H_ERR_WIPT2 = 1202
+H_ERR_WIPT3 = 1203
+H_ERR_WIPV1 = 1301
+H_ERR_WIPV2 = 1302
+H_ERR_WIPV3 = 1303
+H_ERR_WIPV4 = 1304
+H_ERR_WIPN1 = 1401
+H_ERR_WIPN2 = 1402
+H_ERR_WIPN3 = 1403
+H_ERR_WHDL = 2450
+H_ERR_DICT_KEY = 2894
+H_ERR_OUT_OF_DEVICE_MEM = 4104
+H_ERR_MEM = 6001
+H_ERR_CNN_TRAINING_FAILED = 7720
+H_ERR_CNN_INVALID_SHAPE = 7735
+H_ERR_DL_INTERNAL = 7779
+H_ERR_DL_INPUTS_MISSING = 7783
+H_ERR_DL_INPUT_WRONG_BS = 7784
+H_ERR_DL_INVALID_NAME = 7785
+H_ERR_DL_DUPLICATE_NAME = 7786
+H_ERR_DL_INVALID_OUTPUT = 7787
+H_ERR_DL_PARAM_NOT_AVAILABLE = 7788
+H_ERR_DL_INPUT_WRONG_LENGTH = 7789
+H_ERR_DL_INPUT_WRONG_TYPE = 7790
+H_ERR_DL_INPUT_WRONG_VALUES = 7791
+H_ERR_DL_WRONG_BS_MULTIPLIER = 7799
+H_ERR_DL_INPUT_WRONG_BS_WITH_MULTIPLIER = 7800
+H_ERR_DL_SOLVER_INVALID_TYPE = 7840
+H_ERR_DL_MODEL_UNSUPPORTED_GENPARAM = 7911
+H_ERR_DL_MODEL_UNSUPPORTED_GENVALUE = 7914
+
+
+class HError(Exception):
+    """Base of every opendl error, as in HALCON's Python interface."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class HOperatorError(HError):
+    """An operator failed. ``error_code`` is HALCON's code; ``message`` names the parameter, key, shape or
+    value at fault; ``operator_name`` the operator. ``extended_error_*`` mirror HALCON's attributes."""
+
+    def __init__(self, error_code: int, message: str = "", operator_name: str = ""):
+        self.error_code = int(error_code)
+        self.operator_name = operator_name
+        self.extended_error_code = self.error_code
+        self.extended_error_message = message
+        text = f"HALCON error #{self.error_code}"
+        if operator_name:
+            text += f" in operator {operator_name}"
+        super().__init__(f"{text}: {message}" if message else text)
+
+
+class HTupleConversionError(HError):
+    """A Python value could not be converted to or from a HALCON tuple."""

@@ -1,0 +1,43 @@
+"""set_system / get_system for the settings that concern deep learning: 'seed_rand' (seed of models
+created afterwards) and 'thread_num' (CPU threads)."""
+
+from __future__ import annotations
+
+from . import _core
+from ._convert import as_list, single
+from .errors import HOperatorError
+
+
+def set_system(system_parameter, value):
+    op = "set_system"
+    names, values = as_list(system_parameter), as_list(value)
+    if len(names) != len(values):
+        raise HOperatorError(1402, f"{len(names)} parameter name(s) but {len(values)} value(s)", op)
+    for n, v in zip(names, values):
+        if n == "seed_rand":
+            if not isinstance(v, int) or v < 0:
+                raise HOperatorError(1302, f"'seed_rand' needs a non-negative integer, got {v!r}", op)
+            _core.set_seed(v)
+        elif n == "thread_num":
+            if not isinstance(v, int) or v < 1:
+                raise HOperatorError(1302, f"'thread_num' needs an integer >= 1, got {v!r}", op)
+            _core.set_thread_num(v)
+        else:
+            raise HOperatorError(1301, f"unknown system parameter {n!r} (available: 'seed_rand', 'thread_num')", op)
+
+
+def get_system(query):
+    op = "get_system"
+    out = []
+    for q in as_list(query):
+        if q == "seed_rand":
+            out.append(_core.get_seed())
+        elif q == "thread_num":
+            out.append(_core.get_thread_num())
+        else:
+            raise HOperatorError(1301, f"unknown system parameter {q!r} (available: 'seed_rand', 'thread_num')", op)
+    return out
+
+
+def get_system_s(query):
+    return single(get_system(query), "get_system")
