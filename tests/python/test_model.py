@@ -1,0 +1,219 @@
+"""Model behaviour a user relies on: parameters, errors with HALCON's codes that leave the model unchanged,
+gradient accumulation over batch_size_multiplier, the weight_prior term, seeding and inference."""
+
+import numpy as np
+import pytest
+
+import opendl as ha
+
+
+def small_net(bn=True, classes=3):
+    img = ha.create_dl_layer_input("image", [6, 5, 2], [], [])
+    lab = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
+    w = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+    h = ha.create_dl_layer_convolution(img, "conv", 3, 1, 1, 4, 1, "half_kernel_size", "none", [], [])
+    if bn:
+        h = ha.create_dl_layer_batch_normalization(h, "bn", 0.9, 1e-4, "relu", [], [])
+    h = ha.create_dl_layer_dense(h, "fc", classes, [], [])
+    sm = ha.create_dl_layer_softmax(h, "softmax", [], [])
+    return ha.create_dl_model(ha.create_dl_layer_loss_cross_entropy(sm, lab, w, "loss", 1.0, [], []))
+
+
+def samples(n, seed=0, classes=3):
+    r = np.random.default_rng(seed)
+    return [{"image": r.standard_normal((5, 6, 2)).astype(np.float32), "image_label_id": int(r.integers(classes)),
+             "weights": 1.0} for _ in range(n)]
+
+
+def state(m):
+    out = {}
+    for layer in ha.get_dl_model_param(m, "layer_names"):
+        for t in ("weights", "bias", "batchnorm_mean", "batchnorm_variance"):
+            try:
+                out[(layer, t)] = ha.get_dl_model_layer_weights(m, layer, t).copy()
+            except ha.HOperatorError:
+                pass
+    return out
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=str(k))
+
+
+def test_parameters_roundtrip_and_validation():
+    m = small_net()
+    for name, value in [("batch_size", 4), ("batch_size_multiplier", 3), ("learning_rate", 0.05),
+                        ("momentum", 0.5), ("weight_prior", 1e-4), ("solver_type", "adam"), ("adam_beta1", 0.8),
+                        ("adam_beta2", 0.99), ("adam_epsilon", 1e-6)]:
+        ha.set_dl_model_param(m, name, value)
+        assert ha.get_dl_model_param_s(m, name) == pytest.approx(value) if not isinstance(value, str) else True
+    assert ha.get_dl_model_param_s(m, "solver_type") == "adam"
+    assert ha.get_dl_model_param(m, "layer_names")[0] == "image"
+    assert ha.get_dl_model_param_s(m, "num_trainable_params") == 2 * 4 * 9 + 4 + 4 + 4 + 4 * 30 * 3 + 3
+    cases = [("learning_rate", 0, 1303), ("momentum", 1.0, 1303), ("batch_size", 0, 1303),
+             ("batch_size_multiplier", 0, 7799), ("solver_type", "rmsprop", 7840), ("no_such_param", 1, 1302),
+             ("weight_prior", -1.0, 1303), ("learning_rate", "fast", 1203), ("num_trainable_params", 5, 1302)]
+    for name, value, code in cases:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.set_dl_model_param(m, name, value)
+        assert e.value.error_code == code, (name, value)
+        assert name in e.value.message or name == "no_such_param" and "no_such_param" in e.value.message
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_model_param(m, "nope")
+    assert e.value.error_code == 1302
+
+
+@pytest.mark.parametrize("mutate,code,word", [
+    (lambda b: b[:3], 7800, "batch_size"),
+    (lambda b: [dict(b[0], image_label_id=7)] + b[1:], 7791, "class index"),
+    (lambda b: [{"image": b[0]["image"], "weights": 1.0}] + b[1:], 7783, "image_label_id"),
+    (lambda b: [dict(b[0], image=b[0]["image"][:4])] + b[1:], 7789, "height"),
+    (lambda b: [dict(b[0], image=b[0]["image"].astype(np.uint8))] + b[1:], 7790, "byte"),
+    (lambda b: [dict(b[0], image=np.full((5, 6, 2), np.nan, np.float32))] + b[1:], 7791, "non-finite"),
+    (lambda b: [dict(b[0], weights=[1.0, 2.0])] + b[1:], 7789, "weights"),
+])
+def test_bad_batches_raise_and_change_nothing(mutate, code, word):
+    m = small_net()
+    ha.set_dl_model_param(m, "batch_size", 4)
+    ha.train_dl_model_batch(m, samples(4))  # velocity and running statistics are non-trivial now
+    before = state(m)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_model_batch(m, mutate(samples(4, seed=1)))
+    assert e.value.error_code == code
+    assert word in e.value.message
+    assert_same(before, state(m))
+    # The next good step equals the step of an identical model that never saw the bad batch.
+    twin = small_net()
+    ha.set_dl_model_param(twin, "batch_size", 4)
+    ha.train_dl_model_batch(twin, samples(4))
+    ha.train_dl_model_batch(m, samples(4, seed=2))
+    ha.train_dl_model_batch(twin, samples(4, seed=2))
+    assert_same(state(twin), state(m))
+
+
+def test_layer_errors():
+    img = ha.create_dl_layer_input("image", [6, 5, 2], [], [])
+    cases = [
+        (lambda: ha.create_dl_layer_convolution(img, "c", 0, 1, 1, 4, 1, "none", "none", [], []), 1303, "kernel_size"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 3, "none", "none", [], []), 1303, "groups"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "same", "none", [], []), 1303, "padding"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 9, 1, 1, 4, 1, "none", "none", [], []), 7735, "kernel"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "gelu", [], []), 1303, "activation"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "none", "nope", 1), 7911, "nope"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "none", "weight_filler", "bad"),
+         7914, "weight_filler"),
+        (lambda: ha.create_dl_layer_pooling(img, "p", [2, 2], [2, 2], "none", "median", [], []), 1303, "mode"),
+        (lambda: ha.create_dl_layer_dropout(img, "d", 1.5, [], []), 1303, "probability"),
+        (lambda: ha.create_dl_layer_reshape(img, "r", [7, 7, 7], [], []), 7735, "shape"),
+        (lambda: ha.create_dl_layer_elementwise([img, ha.create_dl_layer_input("o", [3, 5, 2], [], [])], "e", "sum",
+                                                [], [], []), 7735, "shape"),
+        (lambda: ha.create_dl_layer_batch_normalization(img, "b", 1.5, 1e-4, "none", [], []), 1303, "momentum"),
+    ]
+    for make, code, word in cases:
+        with pytest.raises(ha.HOperatorError) as e:
+            make()
+        assert e.value.error_code == code, e.value
+        assert word in e.value.message, e.value.message
+    a = ha.create_dl_layer_activation(img, "same", "relu", [], [])
+    b = ha.create_dl_layer_activation(a, "same", "relu", [], [])
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.create_dl_model(b)
+    assert e.value.error_code == 7786
+
+
+def test_batch_size_multiplier_averages_gradients():
+    # Without batch normalisation, 2 x 2 accumulated samples make the same single update as 1 x 4.
+    ha.set_system("seed_rand", 5)
+    a, b = small_net(bn=False), small_net(bn=False)
+    ha.set_dl_model_param(a, "batch_size", 4)
+    ha.set_dl_model_param(b, "batch_size", 2)
+    ha.set_dl_model_param(b, "batch_size_multiplier", 2)
+    s = samples(4)
+    ra, rb = ha.train_dl_model_batch(a, s), ha.train_dl_model_batch(b, s)
+    assert ra["total_loss"] == pytest.approx(rb["total_loss"], rel=1e-6)
+    for k, v in state(a).items():
+        np.testing.assert_allclose(state(b)[k], v, rtol=1e-5, atol=1e-7, err_msg=str(k))
+
+
+def test_weight_prior_term_and_update():
+    m = small_net(bn=False)
+    ha.set_dl_model_param(m, "batch_size", 2)
+    ha.set_dl_model_param(m, "momentum", 0.0)
+    ha.set_dl_model_param(m, "learning_rate", 0.1)
+    ha.set_dl_model_param(m, "weight_prior", 0.01)
+    before = state(m)
+    r = ha.train_dl_model_batch(m, samples(2))
+    reg = 0.5 * 0.01 * sum(float((v.astype(np.float64) ** 2).sum()) for (l, t), v in before.items() if t == "weights")
+    assert r["regularization"] == pytest.approx(reg, rel=1e-5)
+    assert r["total_loss"] == pytest.approx(r["loss"] + reg, rel=1e-9)
+    for (layer, t), w0 in before.items():
+        g = ha.get_dl_model_layer_weights(m, layer, t + "_gradient")
+        decay = 0.01 * w0 if t == "weights" else 0.0  # biases are not regularised
+        np.testing.assert_allclose(state(m)[(layer, t)], w0 - 0.1 * (g + decay), rtol=1e-5, atol=1e-7)
+
+
+def test_seed_makes_initialisation_and_training_reproducible():
+    ha.set_system("seed_rand", 123)
+    a = small_net()
+    ha.set_system("seed_rand", 123)
+    b = small_net()
+    ha.set_system("seed_rand", 124)
+    c = small_net()
+    assert_same(state(a), state(b))
+    assert not np.array_equal(state(a)[("conv", "weights")], state(c)[("conv", "weights")])
+    for m in (a, b):
+        ha.set_dl_model_param(m, "batch_size", 3)
+        for i in range(3):
+            ha.train_dl_model_batch(m, samples(3, seed=i))
+    assert_same(state(a), state(b))
+    assert ha.get_system_s("seed_rand") == 124
+
+
+def test_training_learns_and_apply_shapes():
+    ha.set_system("seed_rand", 1)
+    m = small_net()
+    ha.set_dl_model_param(m, "batch_size", 8)
+    ha.set_dl_model_param(m, "learning_rate", 0.05)
+    r = np.random.default_rng(0)
+    protos = r.standard_normal((3, 5, 6, 2)).astype(np.float32)
+
+    def batch(n):
+        ids = r.integers(0, 3, n)
+        return [{"image": protos[i] + 0.3 * r.standard_normal((5, 6, 2)).astype(np.float32),
+                 "image_label_id": int(i), "weights": 1.0} for i in ids]
+
+    first = ha.train_dl_model_batch(m, batch(8))["total_loss"]
+    for _ in range(40):
+        last = ha.train_dl_model_batch(m, batch(8))["total_loss"]
+    assert last < 0.3 * first
+    test = batch(6)
+    res = ha.apply_dl_model(m, test, [])  # fewer samples than batch_size are fine
+    assert len(res) == 6 and res[0]["softmax"].shape == (1, 1, 3)
+    acc = np.mean([np.argmax(x["softmax"]) == s["image_label_id"] for x, s in zip(res, test)])
+    assert acc >= 5 / 6
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.apply_dl_model(m, batch(9), [])
+    assert e.value.error_code == 7784
+    acts = ha.get_dl_model_layer_activations(m, "softmax")
+    assert acts.shape == (8, 1, 1, 3)
+    np.testing.assert_allclose(acts[:6, 0, 0], np.stack([x["softmax"][0, 0] for x in res]), rtol=1e-6)
+
+
+def test_model_layer_access_and_clear():
+    m = small_net()
+    conv = ha.get_dl_model_layer_s(m, "conv")
+    assert ha.get_dl_layer_param_s(conv, "type") == "convolution"
+    assert ha.get_dl_model_layer_param(m, "conv", "kernel_size") == [3]
+    assert ha.get_dl_model_layer_param_s(m, "conv", "input_layer") == "image"
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_model_layer_weights(m, "conv", "gamma")
+    assert e.value.error_code == 1303 and "weights_gradient" in e.value.message
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_layer_weights(np.zeros((4, 2, 3, 2), np.float32), m, "conv", "weights")
+    assert e.value.error_code == 7735
+    ha.clear_dl_model(m)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_model_param(m, "batch_size")
+    assert e.value.error_code == 2450
