@@ -3,6 +3,7 @@
 // the same way; a missing device or driver becomes 7708 / 7709 rather than a generic 4200.
 #include "context.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -28,7 +29,7 @@ Status cuda_status(cudaError_t e, const char* call, const char* file, int line) 
     code = OPENDL_CUDA_ERR_CUDA_LIBS_MISSING;
   char what[512];
   std::snprintf(what, sizeof what, "%s (%s, %d)", cudaGetErrorString(e), cudaGetErrorName(e), int(e));
-  // Clear the sticky-free "last error" so the next checked call does not report this one again.
+  // Reset CUDA's per-thread last error so that a later cudaGetLastError() does not report this one again.
   (void)cudaGetLastError();
   return make(code, "CUDA", what, call, file, line);
 }
