@@ -20,7 +20,23 @@ namespace {
 
 Status count_devices(int* count) {
   *count = 0;
-  OPENDL_CHECK_CUDA(cudaGetDeviceCount(count));
+  cudaError_t e = cudaGetDeviceCount(count);
+  if (e == cudaErrorInsufficientDriver) {
+    // Also what a machine without any NVIDIA driver reports; say which of the two it is.
+    int driver = 0, runtime = 0;
+    (void)cudaDriverGetVersion(&driver);
+    (void)cudaRuntimeGetVersion(&runtime);
+    (void)cudaGetLastError();
+    char buf[256];
+    if (driver == 0)
+      std::snprintf(buf, sizeof buf, "no NVIDIA driver found (libcuda.so.1 missing); the CUDA plugin needs a driver "
+                    "for CUDA %d.%d or newer", runtime / 1000, runtime % 1000 / 10);
+    else
+      std::snprintf(buf, sizeof buf, "the NVIDIA driver supports CUDA %d.%d, the CUDA plugin needs %d.%d or newer",
+                    driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+    return Status{OPENDL_CUDA_ERR_CUDA_LIBS_MISSING, buf};
+  }
+  OPENDL_CHECK_CUDA(e);
   if (*count == 0) return Status{OPENDL_CUDA_ERR_GPU_REQUIRED, "no CUDA device found"};
   return {};
 }

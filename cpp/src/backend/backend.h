@@ -111,7 +111,7 @@ class Backend {
   virtual double sum_squares_masked(size_t n, const float* x, const float* mask) = 0;
   virtual void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
                           const float* decay_mask, float* w, const float* g, float* v) = 0;
-  virtual void adam_update(size_t n, float lr, float beta1, float beta2, float eps, float bias1, float bias2,
+  virtual void adam_update(size_t n, float lr, double beta1, double beta2, float eps, float bias1, float bias2,
                            float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
                            float* m, float* v) = 0;
   virtual bool all_finite(size_t n, const float* x) = 0;

@@ -276,7 +276,7 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
     } else {
       ++adam_t_;
       float b1 = float(1.0 - std::pow(beta1_, double(adam_t_))), b2 = float(1.0 - std::pow(beta2_, double(adam_t_)));
-      be.adam_update(nt, float(lr_), float(beta1_), float(beta2_), float(adam_eps_), b1, b2, float(weight_prior_),
+      be.adam_update(nt, float(lr_), beta1_, beta2_, float(adam_eps_), b1, b2, float(weight_prior_),
                      net_->lr_mult(), net_->decay_mask(), net_->params(), net_->grads(), m_, v_);
     }
   }

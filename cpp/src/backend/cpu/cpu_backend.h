@@ -65,7 +65,7 @@ class CpuBackend final : public Backend {
   double sum_squares_masked(size_t n, const float* x, const float* mask) override;
   void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult, const float* decay_mask,
                   float* w, const float* g, float* v) override;
-  void adam_update(size_t n, float lr, float beta1, float beta2, float eps, float bias1, float bias2,
+  void adam_update(size_t n, float lr, double beta1, double beta2, float eps, float bias1, float bias2,
                    float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
                    float* m, float* v) override;
   bool all_finite(size_t n, const float* x) override;

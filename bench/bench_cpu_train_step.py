@@ -1,0 +1,162 @@
+"""CPU training-step benchmark: opendl vs PyTorch on the same small CNN.
+
+Net (both frameworks): input HxWx3 -> 5 x [conv 3x3 (padding 1, bias) -> batch norm -> ReLU], a 2x2/2 max pooling
+after each of the first --pools convs -> global average pooling -> dense --classes -> softmax cross entropy.
+Default widths 16-32-64-64-128, batch 32, 64x64x3 images, SGD with momentum 0.9.
+
+opendl: conv with activation 'none', batch normalisation with the ReLU fused ('relu' activation), and each step is
+one train_dl_model_batch call on a list of sample dicts (so its time includes opendl's sample conversion).
+PyTorch: torch.nn in channels_last memory format, torch.optim.SGD, torch.set_num_threads equal to opendl's thread
+count (OMP_NUM_THREADS if set, else the CPU count); one step = zero_grad, forward, loss, backward, optimizer step.
+
+Both frameworks run in one process, interleaved: after warm-up, each of --reps repetitions times --steps steps of
+each framework (the order alternates between repetitions). Prints, per framework, the median ms/step and images/s
+over the repetitions with the min-max spread, and the speed ratio opendl/torch (torch ms / opendl ms; higher means
+opendl is faster). Without PyTorch installed it prints opendl's numbers alone.
+
+    python bench/bench_cpu_train_step.py [--batch 32] [--size 64] [--widths 16,32,64,64,128] [--steps 10] [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+import opendl as ha
+
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError:  # opendl's numbers alone
+    torch = None
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=64, help="image width = height")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--widths", default="16,32,64,64,128", help="conv output channels, comma separated")
+    p.add_argument("--pools", type=int, default=3, help="max pooling after each of the first POOLS convs")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per repetition")
+    p.add_argument("--reps", type=int, default=5, help="repetitions (>= 3)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps per framework before timing")
+    p.add_argument("--threads", type=int, default=0, help="0: OMP_NUM_THREADS if set, else os.cpu_count()")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--no-torch", action="store_true", help="time opendl only")
+    a = p.parse_args()
+    a.widths = [int(w) for w in a.widths.split(",") if w]
+    a.reps = max(a.reps, 3)
+    if not a.threads:
+        a.threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
+    return a
+
+
+def build_opendl(a):
+    x = ha.create_dl_layer_input("image", [a.size, a.size, a.channels], [], [])
+    target = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
+    weights = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+    for i, w in enumerate(a.widths):
+        x = ha.create_dl_layer_convolution(x, f"conv{i}", 3, 1, 1, w, 1, "half_kernel_size", "none", [], [])
+        x = ha.create_dl_layer_batch_normalization(x, f"bn{i}", 0.9, 1e-5, "relu", [], [])
+        if i < a.pools:
+            x = ha.create_dl_layer_pooling(x, f"pool{i}", [2, 2], [2, 2], "none", "maximum", [], [])
+    x = ha.create_dl_layer_pooling(x, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
+    x = ha.create_dl_layer_dense(x, "fc", a.classes, [], [])
+    sm = ha.create_dl_layer_softmax(x, "softmax", [], [])
+    loss = ha.create_dl_layer_loss_cross_entropy(sm, target, weights, "loss", 1.0, [], [])
+    model = ha.create_dl_model(loss)
+    ha.set_dl_model_param(model, "batch_size", a.batch)
+    ha.set_dl_model_param(model, "solver_type", "sgd")
+    ha.set_dl_model_param(model, "learning_rate", a.lr)
+    ha.set_dl_model_param(model, "momentum", 0.9)
+    return model
+
+
+def build_torch(a):
+    layers, c = [], a.channels
+    for i, w in enumerate(a.widths):
+        layers += [nn.Conv2d(c, w, 3, padding=1, bias=True), nn.BatchNorm2d(w, eps=1e-5), nn.ReLU(inplace=True)]
+        if i < a.pools:
+            layers.append(nn.MaxPool2d(2, 2))
+        c = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
+    net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+    net.train()
+    return net, torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
+
+
+def time_steps(step, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t0) * 1e3 / n
+
+
+def summary(name, ms, batch):
+    med = statistics.median(ms)
+    print(f"{name:7s} median {med:8.2f} ms/step  {batch * 1e3 / med:8.1f} images/s   "
+          f"spread {min(ms):.2f}..{max(ms):.2f} ms ({(max(ms) - min(ms)) / med * 100:.1f}% of median)   "
+          f"runs: {', '.join(f'{m:.2f}' for m in ms)}")
+    return med
+
+
+def main():
+    a = parse()
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((a.batch, a.size, a.size, a.channels)).astype(np.float32)
+    labels = rng.integers(0, a.classes, a.batch)
+
+    ha.set_system("thread_num", a.threads)
+    model = build_opendl(a)
+    samples = [{"image": images[i], "image_label_id": int(labels[i]), "weights": 1.0} for i in range(a.batch)]
+
+    def opendl_step():
+        ha.train_dl_model_batch(model, samples)
+
+    runners = {"opendl": opendl_step}
+    use_torch = torch is not None and not a.no_torch
+    if use_torch:
+        torch.set_num_threads(a.threads)
+        torch.manual_seed(0)
+        net, opt = build_torch(a)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2)  # NHWC storage viewed as NCHW = channels_last
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy(labels)
+
+        def torch_step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+
+        runners["torch"] = torch_step
+
+    print(f"batch {a.batch}, {a.size}x{a.size}x{a.channels}, widths {a.widths}, pools {a.pools}, classes {a.classes}, "
+          f"threads {a.threads} (opendl thread_num {ha.get_system_s('thread_num')}"
+          + (f", torch {torch.get_num_threads()} / torch {torch.__version__}" if use_torch else ", no torch")
+          + f"), {a.reps} reps x {a.steps} steps after {a.warmup} warm-up steps")
+    for run in runners.values():
+        for _ in range(a.warmup):
+            run()
+    ms = {k: [] for k in runners}
+    names = list(runners)
+    for r in range(a.reps):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            ms[k].append(time_steps(runners[k], a.steps))
+    med = {k: summary(k, v, a.batch) for k, v in ms.items()}
+    if use_torch:
+        ratios = [t / o for o, t in zip(ms["opendl"], ms["torch"])]
+        print(f"speed ratio opendl/torch (torch ms / opendl ms, higher = opendl faster): "
+              f"{med['torch'] / med['opendl']:.3f} (per-repetition {min(ratios):.3f}..{max(ratios):.3f}; "
+              f"from the fastest repetitions {min(ms['torch']) / min(ms['opendl']):.3f}, the better estimate when "
+              f"other processes compete for the cores)")
+
+
+if __name__ == "__main__":
+    main()
