@@ -11,6 +11,27 @@ Act parse_act(const std::string& a) {
   return a == "relu" ? Act::kRelu : a == "sigmoid" ? Act::kSigmoid : a == "tanh" ? Act::kTanh : Act::kNone;
 }
 
+// Weights (k, depth_in / groups, kernel_h, kernel_w) and an optional bias (k), shared by both layer types.
+std::vector<BlobSpec> kernel_blobs(const Layer& l, int64_t k, int64_t depth_in, const Window& win, bool bias) {
+  int64_t g = l.int_param("groups");
+  BlobSpec w;
+  w.name = "weights";
+  w.shape = {k, depth_in / g, win.kh, win.kw};
+  w.fan_in = double(depth_in / g * win.kh * win.kw);
+  w.fan_out = double(k / g * win.kh * win.kw);
+  apply_filler_params(l, w, false);
+  std::vector<BlobSpec> v{w};
+  if (bias) {
+    BlobSpec b = w;
+    b.name = "bias";
+    b.shape = {k};
+    b.role = BlobRole::kBias;
+    apply_filler_params(l, b, true);
+    v.push_back(b);
+  }
+  return v;
+}
+
 class Convolution : public Layer {
  public:
   void configure() override {
@@ -34,23 +55,7 @@ class Convolution : public Layer {
     return y;
   }
   std::vector<BlobSpec> blob_specs(const std::vector<Shape4>& in) const override {
-    int64_t g = int_param("groups"), k = int_param("num_kernel");
-    BlobSpec w;
-    w.name = "weights";
-    w.shape = {k, in[0].c / g, win_.kh, win_.kw};
-    w.fan_in = double(in[0].c / g * win_.kh * win_.kw);
-    w.fan_out = double(k / g * win_.kh * win_.kw);
-    apply_filler_params(*this, w, false);
-    std::vector<BlobSpec> v{w};
-    if (bias_) {
-      BlobSpec b = w;
-      b.name = "bias";
-      b.shape = {k};
-      b.role = BlobRole::kBias;
-      apply_filler_params(*this, b, true);
-      v.push_back(b);
-    }
-    return v;
+    return kernel_blobs(*this, int_param("num_kernel"), in[0].c, win_, bias_);
   }
   std::vector<int64_t> scratch_sizes(const std::vector<Shape4>&, const Shape4& out) const override {
     return {act_ != Act::kNone ? out.numel() : 0};  // gradient before the fused activation
@@ -108,23 +113,7 @@ class TransposedConvolution : public Layer {
     return w;
   }
   std::vector<BlobSpec> blob_specs(const std::vector<Shape4>& in) const override {
-    int64_t g = int_param("groups"), k = int_param("kernel_depth");
-    BlobSpec w;
-    w.name = "weights";
-    w.shape = {k, in[0].c / g, win_.kh, win_.kw};
-    w.fan_in = double(in[0].c / g * win_.kh * win_.kw);
-    w.fan_out = double(k / g * win_.kh * win_.kw);
-    apply_filler_params(*this, w, false);
-    std::vector<BlobSpec> v{w};
-    if (bias_) {
-      BlobSpec b = w;
-      b.name = "bias";
-      b.shape = {k};
-      b.role = BlobRole::kBias;
-      apply_filler_params(*this, b, true);
-      v.push_back(b);
-    }
-    return v;
+    return kernel_blobs(*this, int_param("kernel_depth"), in[0].c, win_, bias_);
   }
   ConvKey key(const LayerIO& io) const {
     Window w = pads(io.xs[0]);
