@@ -50,7 +50,7 @@ int main() {
     std::printf("first loss %.4f, last loss %.4f\n", first, last);
     std::vector<Result> res = ApplyDlModel(model, batch(2), {"softmax"});
     std::printf("class-1 confidence of a class-0 image: %.3f, of a class-1 image: %.3f\n",
-                res[0]["softmax"].f32()[1], res[1]["softmax"].f32()[1]);
+                std::get<Tensor>(res[0]["softmax"]).f32()[1], std::get<Tensor>(res[1]["softmax"]).f32()[1]);
     return last < 0.5 * first ? 0 : 1;
   } catch (const Error& e) {
     std::fprintf(stderr, "opendl error %d in %s: %s\n", e.code(), e.op().c_str(), e.message().c_str());

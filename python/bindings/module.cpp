@@ -84,6 +84,84 @@ py::array to_numpy(const Tensor& t) {
   return a;
 }
 
+// Any HALCON image type -> numpy (copy).
+py::array to_numpy_any(const Tensor& t) {
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  py::dtype dt;
+  switch (t.dtype()) {
+    case DType::kFloat32: dt = py::dtype::of<float>(); break;
+    case DType::kUInt8: dt = py::dtype::of<uint8_t>(); break;
+    case DType::kInt8: dt = py::dtype::of<int8_t>(); break;
+    case DType::kInt16: dt = py::dtype::of<int16_t>(); break;
+    case DType::kUInt16: dt = py::dtype::of<uint16_t>(); break;
+    case DType::kInt32: dt = py::dtype::of<int32_t>(); break;
+  }
+  py::array a(dt, shape);
+  if (t.numel()) std::memcpy(a.mutable_data(), t.raw(), size_t(t.numel()) * dtype_size(t.dtype()));
+  return a;
+}
+
+// Dict trees: {key (str | int): list (tuple of int, float, str, nested tree) | ndarray (image object)}.
+DictKey to_key(const py::handle& k) {
+  if (py::isinstance<py::str>(k)) return k.cast<std::string>();
+  if (PyLong_Check(k.ptr()) && !py::isinstance<py::bool_>(k)) return k.cast<int64_t>();
+  throw Error(err::kWrongType2, "", "dict keys must be str or int, got " +
+                                        py::str(k.get_type().attr("__name__")).cast<std::string>());
+}
+
+DictPtr tree_to_dict(const py::handle& o, int depth) {
+  if (depth > 256) throw Error(2899, "", "the dict is nested more than 256 levels deep");
+  if (!py::isinstance<py::dict>(o)) throw Error(err::kWrongType2, "", "a dict tree must be a Python dict");
+  auto d = std::make_shared<Dict>();
+  for (auto kv : py::reinterpret_borrow<py::dict>(o)) {
+    DictKey key = to_key(kv.first);
+    py::handle v = kv.second;
+    if (py::isinstance<py::array>(v)) {
+      d->set(key, to_tensor(py::reinterpret_borrow<py::array>(v), "dict key " + key_repr(key)));
+    } else if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
+      DictTuple t;
+      for (auto e : v) {
+        if (py::isinstance<py::dict>(e)) t.emplace_back(tree_to_dict(e, depth + 1));
+        else
+          std::visit([&](auto&& x) { t.emplace_back(x); }, to_value(e));
+      }
+      d->set(key, std::move(t));
+    } else {
+      throw Error(err::kWrongType2, "", "dict key " + key_repr(key) + ": a value must be a list (tuple) or an ndarray");
+    }
+  }
+  return d;
+}
+
+py::dict dict_to_tree(const Dict& d) {
+  py::dict out;
+  for (auto& [k, v] : d.items()) {
+    py::object key = std::holds_alternative<int64_t>(k) ? py::object(py::int_(std::get<int64_t>(k)))
+                                                        : py::object(py::str(std::get<std::string>(k)));
+    if (auto* t = std::get_if<DictTuple>(&v)) {
+      py::list l;
+      for (auto& e : *t) {
+        if (auto* i = std::get_if<int64_t>(&e)) l.append(py::int_(*i));
+        else if (auto* r = std::get_if<double>(&e)) l.append(py::float_(*r));
+        else if (auto* s = std::get_if<std::string>(&e)) l.append(py::str(*s));
+        else l.append(dict_to_tree(*std::get<DictPtr>(e)));
+      }
+      out[key] = l;
+    } else {
+      out[key] = to_numpy_any(std::get<Tensor>(v));
+    }
+  }
+  return out;
+}
+
+py::bytes to_bytes(const std::vector<uint8_t>& b) {
+  return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
+}
+std::vector<uint8_t> from_bytes(const py::bytes& b) {
+  std::string s = b;
+  return std::vector<uint8_t>(s.begin(), s.end());
+}
+
 Sample to_sample(const py::handle& d, size_t index) {
   if (!py::isinstance<py::dict>(d))
     throw Error(err::kWrongType2, "", "dlsample_batch entry " + std::to_string(index) + " is a " +
@@ -171,7 +249,10 @@ PYBIND11_MODULE(_core, m) {
              py::list out;
              for (auto& res : r) {
                py::dict d;
-               for (auto& kv : res) d[py::str(kv.first)] = to_numpy(kv.second);
+               for (auto& kv : res) {
+                 if (auto* t = std::get_if<Tensor>(&kv.second)) d[py::str(kv.first)] = to_numpy(*t);
+                 else d[py::str(kv.first)] = from_tuple(std::get<Tuple>(kv.second));
+               }
                out.append(d);
              }
              return out;
@@ -192,7 +273,26 @@ PYBIND11_MODULE(_core, m) {
           throw Error(e.code(), "get_dl_model_layer", e.message());
         }
       })
-      .def("set_input_gradients", [](const HDlModel& h, bool on) { h.ptr->net().set_input_gradients(on); });
+      .def("set_input_gradients", [](const HDlModel& h, bool on) { h.ptr->net().set_input_gradients(on); })
+      .def("write", [](const HDlModel& h, const std::string& path) {
+        py::gil_scoped_release nogil;
+        WriteDlModel(h, path);
+      })
+      .def("serialize", [](const HDlModel& h) {
+        std::vector<uint8_t> b;
+        {
+          py::gil_scoped_release nogil;
+          b = SerializeDlModel(h);
+        }
+        return to_bytes(b);
+      })
+      .def("load_weights_from", [](const HDlModel& target, const HDlModel& source) {
+        return LoadDlModelWeights(source, target);
+      })
+      .def("get_meta_data", [](const HDlModel& h) { return dict_to_tree(*GetDlModelMetaData(h).ptr); })
+      .def("set_meta_data", [](const HDlModel& h, const py::object& tree) {
+        SetDlModelMetaData(h, HDict{tree_to_dict(tree, 0)});
+      });
 
   m.def("create_layer", [](const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& name,
                            const py::list& positional, const py::object& gen_names, const py::object& gen_values) {
@@ -201,6 +301,33 @@ PYBIND11_MODULE(_core, m) {
     return CreateDlLayer(type, inputs, name, pos, to_tuple(gen_names), to_tuple(gen_values));
   });
   m.def("create_model", [](const std::vector<HDlLayer>& outputs) { return CreateDlModel(outputs); });
+  m.def("read_model", [](const std::string& path) {
+    py::gil_scoped_release nogil;
+    return ReadDlModel(path);
+  });
+  m.def("deserialize_model", [](const py::bytes& b) {
+    auto v = from_bytes(b);
+    py::gil_scoped_release nogil;
+    return DeserializeDlModel(v);
+  });
+  m.def("dict_serialize", [](const py::object& tree) { return to_bytes(serialize_dict(*tree_to_dict(tree, 0))); });
+  m.def("dict_deserialize", [](const py::bytes& b) {
+    auto v = from_bytes(b);
+    return dict_to_tree(*deserialize_dict(v.data(), v.size()));
+  });
+  m.def("dict_write_file", [](const std::string& path, const py::object& tree) {
+    DictPtr d = tree_to_dict(tree, 0);
+    py::gil_scoped_release nogil;
+    write_dict_file(*d, path);
+  });
+  m.def("dict_read_file", [](const std::string& path) {
+    DictPtr d;
+    {
+      py::gil_scoped_release nogil;
+      d = read_dict_file(path);
+    }
+    return dict_to_tree(*d);
+  });
   m.def("set_seed", [](uint64_t s) { SetSeed(s); });
   m.def("get_seed", [] { return GetSeed(); });
   m.def("set_thread_num", [](int n) { SetThreadNum(n); });

@@ -29,7 +29,8 @@ using SampleValue = std::variant<Tuple, Tensor>;
 using Sample = std::map<std::string, SampleValue>;
 // DLTrainResult: 'total_loss', one entry per loss layer (its weighted value) and 'regularization'.
 using TrainResult = std::map<std::string, double>;
-// DLResult: per requested output layer, the sample's activation as a (H, W, C) float32 tensor.
-using Result = std::map<std::string, Tensor>;
+// DLResult: per requested output layer, the sample's activation as a (H, W, C) float32 tensor; typed models
+// add their result keys as tuples (e.g. 'classification_class_ids').
+using Result = std::map<std::string, SampleValue>;
 
 }  // namespace opendl

@@ -1,6 +1,7 @@
 // opendl: an open deep-learning training engine with HALCON's operators. Include this one header.
 #pragma once
 
+#include "opendl/dict.h"
 #include "opendl/error.h"
 #include "opendl/model.h"
 #include "opendl/operators.h"

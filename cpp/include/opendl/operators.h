@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "opendl/dict.h"
 #include "opendl/model.h"
 
 namespace opendl {
@@ -61,6 +62,18 @@ void SetDlModelLayerWeights(const Tensor& weights, const HDlModel& model, const 
                             const std::string& weights_type);
 Tensor GetDlModelLayerActivations(const HDlModel& model, const std::string& layer_name);
 Tensor GetDlModelLayerGradients(const HDlModel& model, const std::string& layer_name);
+
+// Files. ReadDlModel also takes the bare names of the built-in models ('pretrained_dl_classifier_compact.hdl',
+// ...) when no file of that name exists. Model files are opendl containers (see dict.h).
+HDlModel ReadDlModel(const std::string& file_name);
+void WriteDlModel(const HDlModel& model, const std::string& file_name);
+std::vector<uint8_t> SerializeDlModel(const HDlModel& model);
+HDlModel DeserializeDlModel(const std::vector<uint8_t>& serialized_item);
+std::vector<int64_t> LoadDlModelWeights(const HDlModel& source, const HDlModel& target);
+HDict GetDlModelMetaData(const HDlModel& model);                  // get_dl_model_param(model, 'meta_data')
+void SetDlModelMetaData(const HDlModel& model, const HDict& meta);  // set_dl_model_param(model, 'meta_data', dict)
+HDict ReadDict(const std::string& file_name);
+void WriteDict(const HDict& dict, const std::string& file_name);
 
 // System.
 void SetSeed(uint64_t seed);      // seed for models created afterwards ('seed_rand')

@@ -14,6 +14,17 @@ namespace opendl {
 
 enum class Act : int64_t { kNone = 0, kRelu, kSigmoid, kTanh };
 
+// Pointwise functions of the activation layer (HALCON's activation types); a and b are the type's parameters.
+enum class Pointwise : int64_t {
+  kAbs, kAcos, kAsin, kAtan, kCeil, kCelu, kClip, kCos, kCosh, kElu, kErf, kExp, kFloor, kGelu, kGeluTanh,
+  kHardSigmoid, kHardSwish, kLog, kMish, kNeg, kReciprocal, kRelu, kRound, kSelu, kSigmoid, kSign, kSin, kSinh,
+  kSoftplus, kSoftsign, kSqrt, kSwish, kTan, kTanh
+};
+struct PointwiseOp {
+  Pointwise op = Pointwise::kRelu;
+  float a = 0.f, b = 0.f, c = 0.f;  // relu: a = slope below 0, b = upper bound; clip: [a, b]; elu/celu: a = alpha ...
+};
+
 // All key structs hold int64_t fields only, so that they hash and compare as raw bytes.
 struct ConvKey {
   int64_t n, ic, ih, iw, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups, bias, transposed;
@@ -67,6 +78,10 @@ class Backend {
   // Activations; backward uses the forward output (valid for relu, sigmoid, tanh).
   virtual void act_forward(Act a, size_t n, const float* x, float* y) = 0;
   virtual void act_backward(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) = 0;
+  // Any pointwise function; backward needs the input x and the output y.
+  virtual void pointwise_forward(const PointwiseOp& p, size_t n, const float* x, float* y) = 0;
+  virtual void pointwise_backward(const PointwiseOp& p, size_t n, const float* x, const float* y, const float* dy,
+                                  float* dx, bool accumulate) = 0;
   // Softmax over C for each of outer*inner positions of an (outer, C, inner) array.
   virtual void softmax_forward(int64_t outer, int64_t c, int64_t inner, const float* x, float* y) = 0;
   virtual void softmax_backward(int64_t outer, int64_t c, int64_t inner, const float* y, const float* dy, float* dx,

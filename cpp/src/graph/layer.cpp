@@ -85,7 +85,7 @@ void register_layer_type(LayerTypeInfo info) {
 
 const LayerTypeInfo& layer_type(const std::string& type) {
   auto it = registry().find(type);
-  if (it == registry().end()) fail(err::kInternal, "unknown layer type '" + type + "'");
+  if (it == registry().end()) fail(err::kInvalidInputData, "unknown layer type '" + type + "'");
   return it->second;
 }
 
@@ -211,6 +211,34 @@ LayerPtr create_layer(const std::string& type, const std::vector<LayerPtr>& inpu
     }
     Tuple v = gen_names.size() == 1 ? gen_values : Tuple{gen_values[i]};
     l->params_[gn] = validate(*it, v, err::kUnsupportedGenValue);
+  }
+  finish_layer(*l);
+  return l;
+}
+
+LayerPtr restore_layer(const std::string& type, const std::vector<LayerPtr>& inputs, const std::string& name,
+                       const ParamMap& params) {
+  const auto& info = layer_type(type);
+  check_name(name);
+  if ((int)inputs.size() < info.min_inputs || (int)inputs.size() > info.max_inputs)
+    fail(err::kInvalidInputData, "layer '" + name + "' of type '" + type + "' has " + std::to_string(inputs.size()) +
+                                     " inputs");
+  for (auto& [k, v] : params)
+    if (std::none_of(info.params.begin(), info.params.end(), [&](const ParamSpec& s) { return s.name == k; }))
+      fail(err::kInvalidInputData, "layer '" + name + "' of type '" + type + "' has no parameter '" + k + "'");
+  LayerPtr l = info.make();
+  l->type_ = type;
+  l->name_ = name;
+  l->inputs_ = inputs;
+  l->info_ = &info;
+  for (const auto& s : info.params) {
+    auto it = params.find(s.name);
+    if (it == params.end()) {
+      if (s.positional) fail(err::kInvalidInputData, "layer '" + name + "' lacks parameter '" + s.name + "'");
+      l->params_[s.name] = s.dflt;
+    } else {
+      l->params_[s.name] = validate(s, it->second, s.positional ? err::kWrongValue3 : err::kUnsupportedGenValue);
+    }
   }
   finish_layer(*l);
   return l;

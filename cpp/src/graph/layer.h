@@ -136,6 +136,10 @@ const LayerTypeInfo& layer_type(const std::string& type);
 // Creates, validates and shape-infers a layer. Throws Error (1302.. codes) naming the bad parameter.
 LayerPtr create_layer(const std::string& type, const std::vector<LayerPtr>& inputs, const std::string& name,
                       const std::vector<Tuple>& positional, const Tuple& gen_names, const Tuple& gen_values);
+// Re-creates a layer from its stored parameters (model files, architecture changes); every value is validated
+// against the type's table as at creation, so a damaged file cannot build an invalid layer.
+LayerPtr restore_layer(const std::string& type, const std::vector<LayerPtr>& inputs, const std::string& name,
+                       const ParamMap& params);
 // Deep copy of a layer with new inputs (used by create_dl_model so a model owns its graph).
 LayerPtr clone_layer(const Layer& l, const std::vector<LayerPtr>& new_inputs);
 

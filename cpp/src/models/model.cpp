@@ -11,17 +11,25 @@
 
 namespace opendl {
 
-Model::Model(const std::vector<LayerPtr>& outputs) : rng_(global_seed()) {
+Model::Model(const std::vector<LayerPtr>& outputs) : adapter_(make_generic_adapter()), rng_(global_seed()) {
   net_ = std::make_unique<Network>(outputs, cpu_backend());
   net_->init_params(rng_);
-  size_t n = std::max<size_t>(net_->num_trainable(), 1);
-  m_ = net_->backend().alloc(n);
-  v_ = net_->backend().alloc(n);
+  alloc_solver_state();
 }
 
 Model::~Model() {
-  net_->backend().free(m_);
-  net_->backend().free(v_);
+  if (net_) {
+    net_->backend().free(m_);
+    net_->backend().free(v_);
+  }
+}
+
+void Model::alloc_solver_state() {
+  size_t n = std::max<size_t>(net_->num_trainable(), 1);
+  m_ = net_->backend().alloc(n);
+  v_ = net_->backend().alloc(n);
+  net_->backend().fill(m_, n, 0.f);
+  net_->backend().fill(v_, n, 0.f);
 }
 
 void Model::reset_solver_state() {
@@ -50,23 +58,26 @@ void in_range(const std::string& name, double d, double lo, double hi, bool hi_o
                                 (hi_open ? ")" : "]") + ", got " + to_string(Value(d)));
   }
 }
-const std::vector<std::string>& param_names() {
-  static const std::vector<std::string> v = {
+std::vector<std::string> param_names(const ModelAdapter& a) {
+  std::vector<std::string> v = {
       "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "input_dimensions",
       "layer_names", "learning_rate", "momentum", "num_trainable_params", "runtime", "solver_type", "type",
       "weight_prior"};
+  for (auto& n : a.param_names()) v.push_back(n);
+  std::sort(v.begin(), v.end());
   return v;
 }
-[[noreturn]] void unknown_param(const std::string& name, bool set) {
+[[noreturn]] void unknown_param(const ModelAdapter& a, const std::string& name, bool set) {
   std::string all;
-  for (auto& n : param_names()) all += (all.empty() ? "'" : ", '") + n + "'";
-  fail(err::kWrongValue2, "unknown model parameter '" + name + "' for " + (set ? "set" : "get") +
-                              "_dl_model_param (available: " + all + ")");
+  for (auto& n : param_names(a)) all += (all.empty() ? "'" : ", '") + n + "'";
+  fail(err::kWrongValue2, "unknown model parameter '" + name + "' for " + (set ? "set" : "get") + "_dl_model_param of a '" +
+                              a.type() + "' model (available: " + all + ")");
 }
 }  // namespace
 
 void Model::set_param(const std::string& name, const Tuple& v) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (adapter_->set_param(*this, name, v)) return;
   if (name == "batch_size") {
     int64_t b = integer(name, v);
     if (b < 1) fail(err::kWrongValue3, "'batch_size' must be >= 1, got " + std::to_string(b));
@@ -106,16 +117,28 @@ void Model::set_param(const std::string& name, const Tuple& v) {
   } else if (name == "runtime") {
     if (v.size() != 1 || !is_string(v[0]) || std::get<std::string>(v[0]) != "cpu")
       fail(err::kWrongValue3, "'runtime' " + to_string(v) + " is not available: this build runs on 'cpu' only");
-  } else if (name == "type" || name == "layer_names" || name == "num_trainable_params" ||
+  } else if (name == "type") {
+    if (v.size() != 1 || !is_string(v[0])) fail(err::kWrongType3, "'type' must be a string");
+    const std::string& t = std::get<std::string>(v[0]);
+    if (t == adapter_->type()) return;
+    if (t == "classification" && adapter_->type() == "generic") {
+      adapter_ = make_classification_adapter(*this);
+      return;
+    }
+    fail(err::kWrongValue3, "a '" + adapter_->type() + "' model cannot become type '" + t + "'" +
+                                (adapter_->type() == "generic" ? " (supported: 'classification')" : ""));
+  } else if (name == "layer_names" || name == "num_trainable_params" ||
              name == "input_dimensions") {
     fail(err::kWrongValue2, "model parameter '" + name + "' can only be read");
   } else {
-    unknown_param(name, true);
+    unknown_param(*adapter_, name, true);
   }
 }
 
 Tuple Model::get_param(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
+  Tuple out;
+  if (adapter_->get_param(*this, name, out)) return out;
   if (name == "batch_size") return {batch_size_};
   if (name == "batch_size_multiplier") return {multiplier_};
   if (name == "learning_rate") return {lr_};
@@ -126,7 +149,7 @@ Tuple Model::get_param(const std::string& name) {
   if (name == "adam_epsilon") return {adam_eps_};
   if (name == "solver_type") return {solver_};
   if (name == "runtime") return {std::string("cpu")};
-  if (name == "type") return {std::string("generic")};
+  if (name == "type") return {adapter_->type()};
   if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
   if (name == "layer_names") {
     Tuple t;
@@ -143,7 +166,7 @@ Tuple Model::get_param(const std::string& name) {
     }
     return t;
   }
-  unknown_param(name, false);
+  unknown_param(*adapter_, name, false);
 }
 
 int Model::slot_of(const std::string& layer) const {
@@ -218,7 +241,7 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
   auto losses = net_->loss_layers();
   if (losses.empty()) fail(err::kInvalidOutput, "the model has no loss layer, so it cannot be trained");
   auto inputs = net_->input_layers();
-  auto staged = pack(batch, inputs, batch.size());
+  auto staged = pack(adapter_->train_inputs(*this, batch), inputs, batch.size());
   auto& slots = net_->slots();
   Backend& be = net_->backend();
   // Loss layers check their targets on the host before anything runs.
@@ -294,7 +317,10 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
                                         " samples, more than batch_size (" + std::to_string(batch_size_) + ")");
   auto& slots = net_->slots();
   std::vector<int> want;
-  if (outputs.empty()) {
+  const bool typed = outputs.empty() && !adapter_->default_outputs().empty();
+  if (typed) {
+    for (auto& n : adapter_->default_outputs()) want.push_back(slot_of(n));
+  } else if (outputs.empty()) {
     for (size_t i = 0; i < slots.size(); ++i)
       if (slots[i].layer->params().count("is_inference_output") &&
           slots[i].layer->bool_param("is_inference_output"))
@@ -321,7 +347,7 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
   std::vector<int> inputs;
   for (int i : net_->input_layers())
     if (needed[i]) inputs.push_back(i);
-  auto staged = pack(batch, inputs, size_t(batch_size_));
+  auto staged = pack(adapter_->apply_inputs(*this, batch), inputs, size_t(batch_size_));
   Backend& be = net_->backend();
   for (size_t k = 0; k < inputs.size(); ++k)
     be.upload(slots[inputs[k]].y, staged[k].data(), size_t(slots[inputs[k]].shape.numel()));
@@ -351,6 +377,7 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
       res[i][slots[w].layer->name()] = std::move(t);
     }
   }
+  if (typed) adapter_->make_results(*this, res);
   return res;
 }
 

@@ -1,6 +1,7 @@
-// Model: a Network plus HALCON's model parameters (spec B), the solver state, the model's RNG, and the
-// sample adapter of layer-built models (each input layer takes the sample key of its name). Every public
-// call validates everything first and changes nothing when it throws.
+// Model: a Network plus HALCON's model parameters (spec B), the solver state, the model's RNG, a type adapter
+// (generic for layer-built models, classification, ...) and the user's meta_data dict. Every public call
+// validates everything first and changes nothing when it throws; architecture changes (classes, image size)
+// build the new network completely before swapping it in.
 #pragma once
 
 #include <memory>
@@ -10,10 +11,19 @@
 
 #include "core/rng.h"
 #include "graph/network.h"
+#include "models/adapter.h"
+#include "opendl/dict.h"
 #include "opendl/model.h"
 #include "opendl/tensor.h"
 
 namespace opendl {
+
+// A layer as stored in a model file and edited by architecture changes.
+struct LayerDesc {
+  std::string type, name;
+  std::vector<std::string> inputs;
+  ParamMap params;
+};
 
 class Model {
  public:
@@ -32,19 +42,43 @@ class Model {
   Tensor gradients(const std::string& layer);
   LayerPtr layer(const std::string& name);
 
+  // Files and copies (model_io.cpp). to_dict holds everything needed to continue training bit-exactly:
+  // architecture, weights, statistics, solver moments, hyper-parameters and the RNG state.
+  DictPtr to_dict();
+  static std::shared_ptr<Model> from_dict(const Dict& d, int code);
+  // Copies the weights of layers whose name, type and blob shapes match; returns one count per target layer.
+  std::vector<int64_t> load_weights_from(Model& src);
+
+  // Architecture (model_io.cpp): the current graph as descriptions, and a rebuild from edited descriptions.
+  // Blobs whose layer name, blob name and shape are unchanged keep their values and solver state; others are
+  // initialised from their fillers. Throws (leaving the model unchanged) when the new graph is invalid.
+  std::vector<LayerDesc> describe() const;
+  void rebuild(const std::vector<LayerDesc>& layers);
+
+  void set_adapter(std::unique_ptr<ModelAdapter> a) { adapter_ = std::move(a); }
+  ModelAdapter& adapter() const { return *adapter_; }
+  DictPtr meta_data() const { return meta_; }
+  void set_meta_data(DictPtr d) { meta_ = d ? std::move(d) : std::make_shared<Dict>(); }
   Network& net() { return *net_; }
+  const Network& net() const { return *net_; }
+  int64_t batch_size() const { return batch_size_; }
   std::mutex& mutex() { return mu_; }
 
  private:
+  Model() = default;
   int slot_of(const std::string& layer) const;
   // Validates the samples and packs input layer values into host staging arrays (N, C, H, W).
   std::vector<std::vector<float>> pack(const std::vector<Sample>& batch, const std::vector<int>& inputs,
                                        size_t padded) const;
   void reset_solver_state();
+  void alloc_solver_state();
   const BlobSlot& blob(int slot, const std::string& type, bool& gradient) const;
   Tensor to_images(const float* dev, const Shape4& s);
+  std::vector<std::string> output_names() const;
 
   std::unique_ptr<Network> net_;
+  std::unique_ptr<ModelAdapter> adapter_;
+  DictPtr meta_ = std::make_shared<Dict>();
   Rng rng_;
   int64_t batch_size_ = 1, multiplier_ = 1;
   double lr_ = 0.001, momentum_ = 0.9, weight_prior_ = 0.0;

@@ -5,10 +5,12 @@
 #include <omp.h>
 
 #include <atomic>
+#include <fstream>
 
 #include "core/system.h"
 #include "graph/layer.h"
 #include "models/model.h"
+#include "models/zoo.h"
 
 namespace opendl {
 namespace {
@@ -162,6 +164,58 @@ Tensor GetDlModelLayerActivations(const HDlModel& m, const std::string& layer) {
 }
 Tensor GetDlModelLayerGradients(const HDlModel& m, const std::string& layer) {
   return op("get_dl_model_layer_gradients", [&] { return model_of(m).gradients(layer); });
+}
+
+HDlModel ReadDlModel(const std::string& file_name) {
+  return op("read_dl_model", [&] {
+    std::ifstream probe(file_name, std::ios::binary);
+    if (!probe) {
+      if (auto m = make_builtin_model(file_name)) return HDlModel{m};
+      std::string names;
+      for (auto& n : builtin_model_names()) names += (names.empty() ? "'" : ", '") + n + "'";
+      fail(err::kFileNotFound, "model file '" + file_name + "' not found (built-in models: " + names + ")");
+    }
+    DictPtr d = read_dict_file(file_name, kModelCodes);
+    return HDlModel{Model::from_dict(*d, err::kFileRead)};
+  });
+}
+void WriteDlModel(const HDlModel& m, const std::string& file_name) {
+  op("write_dl_model", [&] { write_dict_file(*model_of(m).to_dict(), file_name, kModelCodes); });
+}
+std::vector<uint8_t> SerializeDlModel(const HDlModel& m) {
+  return op("serialize_dl_model", [&] { return serialize_dict(*model_of(m).to_dict()); });
+}
+HDlModel DeserializeDlModel(const std::vector<uint8_t>& bytes) {
+  return op("deserialize_dl_model", [&] {
+    DictPtr d = deserialize_dict(bytes.data(), bytes.size(), kModelCodes);
+    return HDlModel{Model::from_dict(*d, err::kFileRead)};
+  });
+}
+std::vector<int64_t> LoadDlModelWeights(const HDlModel& source, const HDlModel& target) {
+  return op("load_dl_model_weights", [&] {
+    Model& s = model_of(source);
+    Model& t = model_of(target);
+    if (&s == &t) fail(err::kWrongValue2, "source and target are the same model");
+    return t.load_weights_from(s);
+  });
+}
+HDict GetDlModelMetaData(const HDlModel& m) {
+  return op("get_dl_model_param", [&] { return HDict{model_of(m).meta_data()}; });
+}
+void SetDlModelMetaData(const HDlModel& m, const HDict& meta) {
+  op("set_dl_model_param", [&] {
+    if (!meta.ptr) fail(err::kInvalidHandle, "'meta_data' needs a dict handle");
+    model_of(m).set_meta_data(meta.ptr);
+  });
+}
+HDict ReadDict(const std::string& file_name) {
+  return op("read_dict", [&] { return HDict{read_dict_file(file_name)}; });
+}
+void WriteDict(const HDict& d, const std::string& file_name) {
+  op("write_dict", [&] {
+    if (!d.ptr) fail(err::kInvalidHandle, "the dict handle is invalid");
+    write_dict_file(*d.ptr, file_name);
+  });
 }
 
 }  // namespace opendl

@@ -34,6 +34,9 @@ class CpuBackend final : public Backend {
                               bool accumulate) override;
   void act_forward(Act a, size_t n, const float* x, float* y) override;
   void act_backward(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) override;
+  void pointwise_forward(const PointwiseOp& p, size_t n, const float* x, float* y) override;
+  void pointwise_backward(const PointwiseOp& p, size_t n, const float* x, const float* y, const float* dy, float* dx,
+                          bool accumulate) override;
   void softmax_forward(int64_t outer, int64_t c, int64_t inner, const float* x, float* y) override;
   void softmax_backward(int64_t outer, int64_t c, int64_t inner, const float* y, const float* dy, float* dx,
                         bool accumulate) override;

@@ -1,0 +1,179 @@
+// Built-in classifiers under HALCON's file names, built with the same layer operators a user calls. HALCON's
+// pretrained weights are not ours to ship: every network starts from seeded random weights (He initialisation
+// for ReLU layers), which the model's meta_data states. All end in global average pooling (AlexNet: fixed
+// 6 x 6 pooling grid via its last pooling layer and dense layers), so they accept any image size from their
+// minimum; defaults are 224 x 224 x 3 as HALCON's.
+//   compact      4 stride-2 stages of conv3x3-BN-ReLU pairs (32..256 channels), ~0.4 M weights, min 16 x 16
+//   enhanced     5 stages of 2 conv3x3-BN-ReLU (64..512), dropout 0.5, ~6 M weights, min 32 x 32
+//   resnet18     He et al. 2016, basic blocks [2, 2, 2, 2], min 32 x 32
+//   resnet50     He et al. 2016, bottleneck blocks [3, 4, 6, 3], min 32 x 32
+//   mobilenet_v2 Sandler et al. 2018, inverted residuals, ReLU6, width 1.0, min 32 x 32
+//   alexnet      Krizhevsky et al. 2012 without LRN, dense 4096-4096, min 67 x 67 (fixed dense input size:
+//                changing the image size re-initialises the first dense layer)
+#include <functional>
+#include <map>
+
+#include "models/model.h"
+#include "models/zoo.h"
+#include "opendl/operators.h"
+
+namespace opendl {
+namespace {
+
+using L = HDlLayer;
+const Tuple kNone{};
+const Tuple kMsra{std::string("weight_filler"), std::string("bias_term")};
+
+struct Builder {
+  int n = 0;
+  std::string name(const std::string& base) { return base + "_" + std::to_string(++n); }
+  L conv(const L& x, int64_t k, int64_t out, int64_t stride = 1, int64_t groups = 1, bool bias = false) {
+    return CreateDlLayerConvolution(x, name("conv"), {k}, {int64_t(1)}, {stride}, out, groups,
+                                    {std::string("half_kernel_size")}, "none",
+                                    {std::string("weight_filler"), std::string("bias_term")},
+                                    {std::string("msra"), std::string(bias ? "true" : "false")});
+  }
+  L bn(const L& x, bool relu) {
+    return CreateDlLayerBatchNormalization(x, name("bn"), Value(0.9), 1e-5, relu ? "relu" : "none", kNone, kNone);
+  }
+  L cbr(const L& x, int64_t k, int64_t out, int64_t stride = 1, int64_t groups = 1, bool relu = true) {
+    return bn(conv(x, k, out, stride, groups), relu);
+  }
+  L relu(const L& x) { return CreateDlLayerActivation(x, name("relu"), "relu", kNone, kNone); }
+  L relu6(const L& x) {
+    return CreateDlLayerActivation(x, name("relu6"), "relu", {std::string("upper_bound")}, {6.0});
+  }
+  L add(const L& a, const L& b) { return CreateDlLayerElementwise({a, b}, name("add"), "sum", kNone, kNone, kNone); }
+  L gap(const L& x) {
+    return CreateDlLayerPooling(x, "global_pool", {int64_t(1)}, {int64_t(1)}, {std::string("none")}, "global_average",
+                                kNone, kNone);
+  }
+  L maxpool(const L& x, int64_t k, int64_t s, const std::string& pad) {
+    return CreateDlLayerPooling(x, name("pool"), {k}, {s}, {pad}, "maximum", kNone, kNone);
+  }
+};
+
+// Adds the class scores, softmax, the label and weight inputs and the cross-entropy loss, and makes the
+// classification model.
+std::shared_ptr<Model> finish(const L& features, const L& image, const std::string& arch) {
+  L logits = CreateDlLayerDense(features, "class_scores", 3, kNone, kNone);
+  L prob = CreateDlLayerSoftmax(logits, "softmax", kNone, kNone);
+  L label = CreateDlLayerInput("image_label_id", {int64_t(1), int64_t(1), int64_t(1)}, kNone, kNone);
+  L weight = CreateDlLayerInput("class_weight", {int64_t(1), int64_t(1), int64_t(1)}, kNone, kNone);
+  L loss = CreateDlLayerLossCrossEntropy(prob, label, weight, "cross_entropy", 1.0, kNone, kNone);
+  (void)image;
+  auto m = std::make_shared<Model>(std::vector<LayerPtr>{loss.ptr});
+  m->set_adapter(make_classification_adapter(*m));
+  auto meta = std::make_shared<Dict>();
+  meta->set_tuple("architecture", {arch});
+  meta->set_tuple("weights", {std::string("random: seeded He/Xavier initialisation, not HALCON's pretrained weights")});
+  m->set_meta_data(meta);
+  return m;
+}
+
+L image_input() {
+  return CreateDlLayerInput("image", {int64_t(224), int64_t(224), int64_t(3)}, kNone, kNone);
+}
+
+std::shared_ptr<Model> compact() {
+  Builder b;
+  L img = image_input(), x = b.cbr(img, 3, 32, 2);
+  for (int64_t c : {32, 64, 128}) x = b.cbr(b.cbr(x, 3, c), 3, 2 * c, 2);
+  return finish(b.gap(x), img, "compact");
+}
+
+std::shared_ptr<Model> enhanced() {
+  Builder b;
+  L img = image_input(), x = b.cbr(img, 3, 64, 2);
+  x = b.cbr(x, 3, 64);
+  for (int64_t c : {128, 256, 512, 512}) x = b.cbr(b.cbr(x, 3, c, 2), 3, c);
+  x = CreateDlLayerDropout(b.gap(x), "dropout", 0.5, kNone, kNone);
+  return finish(x, img, "enhanced");
+}
+
+std::shared_ptr<Model> resnet(const std::vector<int>& blocks, bool bottleneck, const std::string& arch) {
+  Builder b;
+  L img = image_input();
+  L x = b.maxpool(b.cbr(img, 7, 64, 2), 3, 2, "half_kernel_size");
+  int64_t in_c = 64;
+  for (size_t stage = 0; stage < blocks.size(); ++stage) {
+    int64_t width = 64 << stage, out_c = bottleneck ? width * 4 : width;
+    for (int i = 0; i < blocks[stage]; ++i) {
+      int64_t stride = (i == 0 && stage > 0) ? 2 : 1;
+      L y = bottleneck ? b.cbr(b.cbr(b.cbr(x, 1, width), 3, width, stride), 1, out_c, 1, 1, false)
+                       : b.cbr(b.cbr(x, 3, width, stride), 3, out_c, 1, 1, false);
+      L shortcut = (stride != 1 || in_c != out_c) ? b.cbr(x, 1, out_c, stride, 1, false) : x;
+      x = b.relu(b.add(y, shortcut));
+      in_c = out_c;
+    }
+  }
+  return finish(b.gap(x), img, arch);
+}
+
+std::shared_ptr<Model> mobilenet_v2() {
+  Builder b;
+  L img = image_input();
+  L x = b.relu6(b.cbr(img, 3, 32, 2, 1, false));
+  int64_t in_c = 32;
+  const int cfg[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+                         {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
+  for (auto& c : cfg)
+    for (int i = 0; i < c[2]; ++i) {
+      int64_t stride = i == 0 ? c[3] : 1, hidden = in_c * c[0];
+      L y = x;
+      if (c[0] != 1) y = b.relu6(b.cbr(y, 1, hidden, 1, 1, false));
+      y = b.relu6(b.cbr(y, 3, hidden, stride, hidden, false));  // depthwise
+      y = b.cbr(y, 1, c[1], 1, 1, false);                         // linear bottleneck
+      x = (stride == 1 && in_c == c[1]) ? b.add(y, x) : y;
+      in_c = c[1];
+    }
+  x = b.relu6(b.cbr(x, 1, 1280, 1, 1, false));
+  return finish(b.gap(x), img, "mobilenet_v2");
+}
+
+std::shared_ptr<Model> alexnet() {
+  Builder b;
+  L img = image_input();
+  auto conv = [&](const L& x, int64_t k, int64_t out, int64_t s, const std::string& pad) {
+    return CreateDlLayerConvolution(x, b.name("conv"), {k}, {int64_t(1)}, {s}, out, 1, {pad}, "relu",
+                                    {std::string("weight_filler")}, {std::string("msra")});
+  };
+  L x = b.maxpool(conv(img, 11, 96, 4, "none"), 3, 2, "none");
+  x = b.maxpool(conv(x, 5, 256, 1, "half_kernel_size"), 3, 2, "none");
+  x = conv(conv(conv(x, 3, 384, 1, "half_kernel_size"), 3, 384, 1, "half_kernel_size"), 3, 256, 1, "half_kernel_size");
+  x = b.maxpool(x, 3, 2, "none");
+  for (int i = 0; i < 2; ++i) {
+    x = CreateDlLayerDense(x, b.name("fc"), 4096, {std::string("weight_filler")}, {std::string("msra")});
+    x = CreateDlLayerDropout(b.relu(x), b.name("dropout"), 0.5, kNone, kNone);
+  }
+  return finish(x, img, "alexnet");
+}
+
+const std::map<std::string, std::function<std::shared_ptr<Model>()>>& zoo() {
+  static const std::map<std::string, std::function<std::shared_ptr<Model>()>> z = {
+      {"pretrained_dl_classifier_compact.hdl", compact},
+      {"pretrained_dl_classifier_enhanced.hdl", enhanced},
+      {"pretrained_dl_classifier_resnet18.hdl", [] { return resnet({2, 2, 2, 2}, false, "resnet18"); }},
+      {"pretrained_dl_classifier_resnet50.hdl", [] { return resnet({3, 4, 6, 3}, true, "resnet50"); }},
+      {"pretrained_dl_classifier_mobilenet_v2.hdl", mobilenet_v2},
+      {"pretrained_dl_classifier_alexnet.hdl", alexnet},
+  };
+  return z;
+}
+
+}  // namespace
+
+std::shared_ptr<Model> make_builtin_model(const std::string& file_name) {
+  std::string base = file_name.substr(file_name.find_last_of('/') == std::string::npos ? 0 : file_name.find_last_of('/') + 1);
+  auto it = zoo().find(base);
+  if (it == zoo().end()) return nullptr;
+  return it->second();
+}
+
+std::vector<std::string> builtin_model_names() {
+  std::vector<std::string> v;
+  for (auto& kv : zoo()) v.push_back(kv.first);
+  return v;
+}
+
+}  // namespace opendl
