@@ -11,6 +11,11 @@ _preload()
 from . import _core  # noqa: E402
 from .errors import HError, HOperatorError, HTupleConversionError  # noqa: E402
 from ._handles import HHandle  # noqa: E402
+from .dicts import (  # noqa: E402,F401
+    as_dict_handle, as_python_dict, as_python_dict_s, clear_handle, copy_dict, create_dict, dict_to_json,
+    dict_to_json_s, from_python_dict, get_dict_object, get_dict_param, get_dict_param_s, get_dict_tuple,
+    get_dict_tuple_s, json_to_dict, json_to_dict_s, read_dict, remove_dict_key, set_dict_object, set_dict_tuple,
+    set_dict_tuple_at, write_dict)
 from .layers import *  # noqa: E402,F401,F403
 from .model import (  # noqa: E402,F401
     apply_dl_model, clear_dl_model, create_dl_model, get_dl_layer_param, get_dl_layer_param_s, get_dl_model_layer,

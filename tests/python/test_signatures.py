@@ -28,6 +28,9 @@ PROVIDED = [
     "set_dl_model_layer_weights", "get_dl_model_layer_activations", "get_dl_model_layer_gradients",
     "set_dl_model_param", "get_dl_model_param", "get_dl_model_param_s", "train_dl_model_batch", "apply_dl_model",
     "set_system", "get_system", "get_system_s",
+    "create_dict", "set_dict_tuple", "get_dict_tuple", "get_dict_tuple_s", "set_dict_tuple_at", "set_dict_object",
+    "get_dict_object", "get_dict_param", "get_dict_param_s", "remove_dict_key", "copy_dict", "read_dict",
+    "write_dict", "dict_to_json", "dict_to_json_s", "json_to_dict", "json_to_dict_s", "clear_handle",
 ]
 
 
