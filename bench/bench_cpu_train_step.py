@@ -118,7 +118,7 @@ def main():
     samples = [{"image": images[i], "image_label_id": int(labels[i]), "weights": 1.0} for i in range(a.batch)]
 
     def opendl_step():
-        ha.train_dl_model_batch(model, samples)
+        ha.as_python_dict_s(ha.train_dl_model_batch(model, samples))
 
     runners = {"opendl": opendl_step}
     use_torch = torch is not None and not a.no_torch

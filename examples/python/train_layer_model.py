@@ -69,7 +69,7 @@ def main():
     for step in range(args.steps):
         ids = rng.integers(0, len(CLASSES), args.batch)
         batch = [{"image": make_image(rng, c), "image_label_id": int(c), "weights": 1.0} for c in ids]
-        res = ha.train_dl_model_batch(model, batch)
+        res = ha.as_python_dict_s(ha.train_dl_model_batch(model, batch))
         if step % 25 == 0 or step == args.steps - 1:
             print(f"step {step:4d}  total_loss {res['total_loss']:.4f}")
     train_s = time.perf_counter() - t0
@@ -77,7 +77,7 @@ def main():
     correct = total = 0
     for _ in range(8):
         ids = test_rng.integers(0, len(CLASSES), args.batch)
-        res = ha.apply_dl_model(model, [{"image": make_image(test_rng, c)} for c in ids], [])
+        res = [ha.as_python_dict(r) for r in ha.apply_dl_model(model, [{"image": make_image(test_rng, c)} for c in ids], [])]
         correct += sum(int(np.argmax(r["softmax"])) == c for r, c in zip(res, ids))
         total += len(ids)
     print(f"trained {args.steps} steps of batch {args.batch} in {train_s:.1f} s; "

@@ -7,7 +7,9 @@
 
 #include <cstring>
 
+#include "backend/cuda_loader.h"
 #include "models/model.h"
+#include "models/zoo.h"
 #include "opendl/opendl.h"
 
 namespace py = pybind11;
@@ -328,6 +330,28 @@ PYBIND11_MODULE(_core, m) {
     }
     return dict_to_tree(*d);
   });
+  // The GPUs the CUDA plugin sees (empty without plugin, driver or GPU) and why CUDA is unavailable.
+  m.def("cuda_devices", [] {
+    py::list out;
+    for (auto& g : cuda_devices()) {
+      py::dict d;
+      d["id"] = g.id;
+      d["name"] = g.name;
+      d["total_memory"] = g.total_memory;
+      d["compute_capability"] = std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor);
+      d["multiprocessor_count"] = g.multiprocessor_count;
+      d["pci_bus_id"] = g.pci_bus_id;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def("cuda_status", [] {
+    std::string why;
+    int code = 0;
+    bool ok = cuda_plugin(&why, &code) != nullptr;
+    return py::make_tuple(ok, why, code);
+  });
+  m.def("builtin_model_names", [] { return builtin_model_names(); });
   m.def("set_seed", [](uint64_t s) { SetSeed(s); });
   m.def("get_seed", [] { return GetSeed(); });
   m.def("set_thread_num", [](int n) { SetThreadNum(n); });

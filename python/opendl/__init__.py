@@ -16,12 +16,16 @@ from .dicts import (  # noqa: E402,F401
     dict_to_json_s, from_python_dict, get_dict_object, get_dict_param, get_dict_param_s, get_dict_tuple,
     get_dict_tuple_s, json_to_dict, json_to_dict_s, read_dict, remove_dict_key, set_dict_object, set_dict_tuple,
     set_dict_tuple_at, write_dict)
+from .devices import (  # noqa: E402,F401
+    get_dl_device_param, get_dl_device_param_s, query_available_dl_devices, query_available_dl_devices_s,
+    set_dl_device_param)
 from .layers import *  # noqa: E402,F401,F403
 from .model import (  # noqa: E402,F401
-    apply_dl_model, clear_dl_model, create_dl_model, get_dl_layer_param, get_dl_layer_param_s, get_dl_model_layer,
-    get_dl_model_layer_activations, get_dl_model_layer_gradients, get_dl_model_layer_param,
+    apply_dl_model, clear_dl_model, create_dl_model, deserialize_dl_model, get_dl_layer_param, get_dl_layer_param_s,
+    get_dl_model_layer, get_dl_model_layer_activations, get_dl_model_layer_gradients, get_dl_model_layer_param,
     get_dl_model_layer_param_s, get_dl_model_layer_s, get_dl_model_layer_weights, get_dl_model_param,
-    get_dl_model_param_s, set_dl_model_layer_weights, set_dl_model_param, train_dl_model_batch)
+    get_dl_model_param_s, load_dl_model_weights, read_dl_model, serialize_dl_model, set_dl_model_layer_weights,
+    set_dl_model_param, train_dl_model_batch, write_dl_model)
 from .system import get_system, get_system_s, set_system  # noqa: E402,F401
 
 __version__ = "0.1.0"

@@ -1,13 +1,19 @@
-"""HALCON 26.05's model operators for layer-built models: create_dl_model, set/get_dl_model_param,
-train_dl_model_batch, apply_dl_model and the layer inspection operators (spec A.2)."""
+"""HALCON 26.05's model operators (spec A.2): create_dl_model, read/write/serialize/deserialize_dl_model,
+load_dl_model_weights, set/get_dl_model_param, train_dl_model_batch, apply_dl_model and the layer inspection
+operators. DLSample, DLTrainResult and DLResult are dict handles as in HALCON; samples may also be plain Python
+dicts."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from . import _core
 from ._convert import as_list, layer_list, one_str, single, wrap_layer
 from ._handles import HHandle, expect_handle
+from .devices import device_for
+from .dicts import _from_tree, _new_handle, _to_tree, as_dict_handle
 from .errors import HOperatorError
 
 
@@ -26,14 +32,91 @@ def clear_dl_model(dlmodel_handle):
         h.clear()
 
 
+def _file_name(file_name, op: str) -> str:
+    items = [file_name] if isinstance(file_name, os.PathLike) else as_list(file_name)
+    if len(items) != 1 or not isinstance(items[0], (str, os.PathLike)):
+        raise HOperatorError(1201, f"file_name must be one file name, got {file_name!r}", op)
+    return os.fspath(items[0])
+
+
+def read_dl_model(file_name):
+    """Reads an opendl model file. The bare names of HALCON's built-in classifiers
+    ('pretrained_dl_classifier_compact.hdl', '..._enhanced', '..._resnet18', '..._resnet50', '..._mobilenet_v2',
+    '..._alexnet') give those architectures with seeded random weights when no such file exists."""
+    op = "read_dl_model"
+    return HHandle(_core.read_model(_file_name(file_name, op)), "dl_model")
+
+
+def write_dl_model(dlmodel_handle, file_name):
+    """Writes architecture, weights, solver state, parameters and RNG state atomically to one checksummed file."""
+    op = "write_dl_model"
+    _model(dlmodel_handle, op).write(_file_name(file_name, op))
+
+
+def serialize_dl_model(dlmodel_handle):
+    """The model's file content as a serialized item handle (sem_type 'serialized_item', holding bytes)."""
+    op = "serialize_dl_model"
+    return HHandle(_model(dlmodel_handle, op).serialize(), "serialized_item")
+
+
+def deserialize_dl_model(serialized_item_handle):
+    op = "deserialize_dl_model"
+    data = serialized_item_handle
+    if isinstance(serialized_item_handle, HHandle):
+        data = expect_handle(serialized_item_handle, "serialized_item", op, "serialized_item_handle")
+    if not isinstance(data, (bytes, bytearray)):
+        raise HOperatorError(1201, "serialized_item_handle must be a serialized item handle", op)
+    return HHandle(_core.deserialize_model(bytes(data)), "dl_model")
+
+
+def load_dl_model_weights(dlmodel_handle_source, dlmodel_handle_target):
+    """Copies the weights of every target layer whose name, type and weight shapes match a source layer;
+    returns per target layer (in graph order) the number of weight values copied (0: layer unchanged)."""
+    op = "load_dl_model_weights"
+    src = expect_handle(dlmodel_handle_source, "dl_model", op, "dlmodel_handle_source")
+    tgt = expect_handle(dlmodel_handle_target, "dl_model", op, "dlmodel_handle_target")
+    return list(tgt.load_weights_from(src))
+
+
 def set_dl_model_param(dlmodel_handle, gen_param_name, gen_param_value):
     op = "set_dl_model_param"
-    _model(dlmodel_handle, op).set_param(one_str(gen_param_name, op, "gen_param_name"), as_list(gen_param_value))
+    m = _model(dlmodel_handle, op)
+    name = one_str(gen_param_name, op, "gen_param_name")
+    if name == "meta_data":
+        values = as_list(gen_param_value) if not isinstance(gen_param_value, dict) else [gen_param_value]
+        if len(values) != 1:
+            raise HOperatorError(1403, "'meta_data' takes one dict handle", op)
+        m.set_meta_data(_to_tree(as_dict_handle(values[0], op, "gen_param_value"), op, True, set()))
+        return
+    if name == "device":
+        values = as_list(gen_param_value)
+        if len(values) != 1:
+            raise HOperatorError(1403, "'device' takes one device handle from query_available_dl_devices", op)
+        info = expect_handle(values[0], "dl_device", op, "gen_param_value")
+        if info["runtime"] == "gpu":
+            m.set_param("gpu", info["id"])
+        m.set_param("runtime", info["runtime"])
+        return
+    m.set_param(name, as_list(gen_param_value))
 
 
 def get_dl_model_param(dlmodel_handle, gen_param_name):
     op = "get_dl_model_param"
-    return _model(dlmodel_handle, op).get_param(one_str(gen_param_name, op, "gen_param_name"))
+    m = _model(dlmodel_handle, op)
+    name = one_str(gen_param_name, op, "gen_param_name")
+    if name == "meta_data":
+        return [_from_tree(m.get_meta_data())]
+    if name == "device":
+        dev = device_for(m.get_param("runtime")[0], m.get_param("gpu")[0])
+        return [dev] if dev is not None else []
+    if name == "summary":
+        rows = []
+        for n in m.get_param("layer_names"):
+            layer = m.layer(n)
+            w, h, d = layer.param("shape")
+            rows.append(f"{n}: {layer.param('type')[0]}, output {w} x {h} x {d}")
+        return rows
+    return m.get_param(name)
 
 
 def get_dl_model_param_s(dlmodel_handle, gen_param_name):
@@ -41,31 +124,49 @@ def get_dl_model_param_s(dlmodel_handle, gen_param_name):
 
 
 def _samples(dlsample_batch, op):
-    items = [dlsample_batch] if isinstance(dlsample_batch, dict) else as_list(dlsample_batch)
+    """DLSample dict handles or plain dicts -> plain {key: value} dicts for the core (no copies of images)."""
+    if isinstance(dlsample_batch, (dict, HHandle)):
+        items = [dlsample_batch]
+    else:
+        items = as_list(dlsample_batch)
     out = []
     for i, s in enumerate(items):
         if isinstance(s, HHandle):
-            raise HOperatorError(1202, f"dlsample_batch entry {i}: dict handles arrive with the dict operators; "
-                                       "pass plain Python dicts", op)
-        if not isinstance(s, dict):
+            s = expect_handle(s, "dict", op, f"dlsample_batch[{i}]")
+        elif not isinstance(s, dict):
             raise HOperatorError(1202, f"dlsample_batch entry {i} is a {type(s).__name__}, not a dict", op)
         out.append(s)
     return out
 
 
 def train_dl_model_batch(dlmodel_handle, dlsample_batch):
-    """One optimiser step on exactly batch_size * batch_size_multiplier samples. Returns the DLTrainResult:
-    'total_loss', one entry per loss layer (its loss_weight times its value) and 'regularization'."""
+    """One optimiser step on exactly batch_size * batch_size_multiplier samples. Returns the DLTrainResult
+    dict handle: 'total_loss', one entry per loss layer (its loss_weight times its value; the built-in
+    classifiers' layer is 'cross_entropy') and 'regularization' (the weight_prior term)."""
     op = "train_dl_model_batch"
-    return _model(dlmodel_handle, op).train_batch(_samples(dlsample_batch, op))
+    res = _model(dlmodel_handle, op).train_batch(_samples(dlsample_batch, op))
+    return _new_handle({k: [float(v)] for k, v in res.items()})
+
+
+def _result_handle(res: dict) -> HHandle:
+    content = {}
+    for k, v in res.items():
+        if isinstance(v, np.ndarray):
+            v.flags.writeable = False
+            content[k] = v
+        else:
+            content[k] = list(v)
+    return _new_handle(content)
 
 
 def apply_dl_model(dlmodel_handle, dlsample_batch, outputs):
-    """Inference on up to batch_size samples. One DLResult dict per sample; each requested layer's output is
-    a float32 array (height, width, depth)."""
+    """Inference on up to batch_size samples. One DLResult dict handle per sample. Classification models give
+    'classification_class_ids', 'classification_class_names' and 'classification_confidences' (all classes,
+    by descending confidence); a requested layer name gives its output as a float32 image (height, width,
+    depth)."""
     op = "apply_dl_model"
     names = [one_str(o, op, "outputs") for o in as_list(outputs)]
-    return _model(dlmodel_handle, op).apply(_samples(dlsample_batch, op), names)
+    return [_result_handle(r) for r in _model(dlmodel_handle, op).apply(_samples(dlsample_batch, op), names)]
 
 
 def get_dl_layer_param(dllayer, gen_param_name):

@@ -1,11 +1,15 @@
 """set_system / get_system for the settings that concern deep learning: 'seed_rand' (seed of models
-created afterwards) and 'thread_num' (CPU threads)."""
+created afterwards), 'thread_num' (CPU threads) and 'cudnn_deterministic' ('true'/'false'; the CPU backend is
+deterministic for a fixed thread count either way, the GPU backend reads it)."""
 
 from __future__ import annotations
 
 from . import _core
 from ._convert import as_list, single
 from .errors import HOperatorError
+
+_flags = {"cudnn_deterministic": "false"}
+_NAMES = "'seed_rand', 'thread_num', 'cudnn_deterministic'"
 
 
 def set_system(system_parameter, value):
@@ -22,8 +26,12 @@ def set_system(system_parameter, value):
             if not isinstance(v, int) or v < 1:
                 raise HOperatorError(1302, f"'thread_num' needs an integer >= 1, got {v!r}", op)
             _core.set_thread_num(v)
+        elif n == "cudnn_deterministic":
+            if v not in ("true", "false"):
+                raise HOperatorError(1302, f"'cudnn_deterministic' takes 'true' or 'false', got {v!r}", op)
+            _flags[n] = v
         else:
-            raise HOperatorError(1301, f"unknown system parameter {n!r} (available: 'seed_rand', 'thread_num')", op)
+            raise HOperatorError(1301, f"unknown system parameter {n!r} (available: {_NAMES})", op)
 
 
 def get_system(query):
@@ -34,8 +42,10 @@ def get_system(query):
             out.append(_core.get_seed())
         elif q == "thread_num":
             out.append(_core.get_thread_num())
+        elif q == "cudnn_deterministic":
+            out.append(_flags[q])
         else:
-            raise HOperatorError(1301, f"unknown system parameter {q!r} (available: 'seed_rand', 'thread_num')", op)
+            raise HOperatorError(1301, f"unknown system parameter {q!r} (available: {_NAMES})", op)
     return out
 
 

@@ -57,7 +57,7 @@ class Probe:
         return out
 
     def loss(self, restore):
-        res = ha.train_dl_model_batch(self.model, self.samples)
+        res = ha.as_python_dict_s(ha.train_dl_model_batch(self.model, self.samples))
         for (layer, t), v in restore.items():
             ha.set_dl_model_layer_weights(v, self.model, layer, t)
         return res["total_loss"]

@@ -21,7 +21,7 @@ def run(build, shapes, batch, data=None):
     if data is None:
         data = {n: rng.standard_normal((batch, s[1], s[0], s[2])).astype(np.float32) for n, s in shapes.items()}
     samples = [{n: data[n][i] for n in data} for i in range(batch)]
-    res = ha.apply_dl_model(m, samples, ["L"])
+    res = [ha.as_python_dict(r) for r in ha.apply_dl_model(m, samples, ["L"])]
     return np.stack([r["L"] for r in res]), data, m
 
 
@@ -150,7 +150,7 @@ def test_batch_normalization_training_and_inference():
     ha.set_dl_model_layer_weights(beta, m, "L", "bias")
     x = rng.standard_normal((5, 2, 3, 4)).astype(np.float32) * 3 + 1
     z = np.zeros((2, 3, 4), np.float32)
-    ha.train_dl_model_batch(m, [{"x": x[i], "t": z, "wt": z + 1} for i in range(5)])
+    ha.as_python_dict_s(ha.train_dl_model_batch(m, [{"x": x[i], "t": z, "wt": z + 1} for i in range(5)]))
     y = ha.get_dl_model_layer_activations(m, "L")
     xd = x.astype(np.float64)
     mu, var = xd.mean(axis=(0, 1, 2)), xd.var(axis=(0, 1, 2))
@@ -161,7 +161,7 @@ def test_batch_normalization_training_and_inference():
     np.testing.assert_allclose(rm, 0.1 * mu, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(rv, 0.9 + 0.1 * var * 30 / 29, rtol=1e-5)
     # Inference uses the running statistics.
-    out = ha.apply_dl_model(m, [{"x": x[0]}], ["L"])[0]["L"]
+    out = [ha.as_python_dict(r) for r in ha.apply_dl_model(m, [{"x": x[0]}], ["L"])][0]["L"]
     np.testing.assert_allclose(out, (xd[0] - rm) / np.sqrt(rv + 1e-3) * gamma + beta, rtol=RTOL, atol=1e-4)
 
 
@@ -252,7 +252,7 @@ def test_depth_max():
                                               "argmax_and_value", [], [])
     m = ha.create_dl_model([arg, val])
     x = rng.standard_normal((2, 3, 5)).astype(np.float32)
-    r = ha.apply_dl_model(m, [{"x": x}], ["L", "L_value"])[0]
+    r = [ha.as_python_dict(r) for r in ha.apply_dl_model(m, [{"x": x}], ["L", "L_value"])][0]
     np.testing.assert_array_equal(r["L"][..., 0], np.argmax(x, axis=-1))
     np.testing.assert_allclose(r["L_value"][..., 0], x.max(axis=-1))
 
@@ -262,7 +262,7 @@ def loss_value(make, shapes, samples):
     m = ha.create_dl_model(make(inputs))
     ha.set_dl_model_param(m, "batch_size", len(samples))
     ha.set_dl_model_param(m, "learning_rate", 1e-30)
-    return ha.train_dl_model_batch(m, samples)
+    return ha.as_python_dict_s(ha.train_dl_model_batch(m, samples))
 
 
 def test_loss_values():

@@ -162,7 +162,7 @@ def loss_model(make_loss, shapes, batch, data):
 
 
 def fd_check_loss(m, samples, key="x", eps=1e-3, tol=2e-2):
-    ha.train_dl_model_batch(m, samples)
+    ha.as_python_dict_s(ha.train_dl_model_batch(m, samples))
     ana = ha.get_dl_model_layer_gradients(m, key)
     rng = np.random.default_rng(3)
     flat = ana.reshape(-1)
@@ -171,9 +171,9 @@ def fd_check_loss(m, samples, key="x", eps=1e-3, tol=2e-2):
         x = samples[b][key]
         old = x[tuple(rest)]
         x[tuple(rest)] = old + eps
-        lp = ha.train_dl_model_batch(m, samples)["total_loss"]
+        lp = ha.as_python_dict_s(ha.train_dl_model_batch(m, samples))["total_loss"]
         x[tuple(rest)] = old - eps
-        lm = ha.train_dl_model_batch(m, samples)["total_loss"]
+        lm = ha.as_python_dict_s(ha.train_dl_model_batch(m, samples))["total_loss"]
         x[tuple(rest)] = old
         num = (lp - lm) / (2 * eps)
         assert abs(num - flat[i]) <= tol * max(np.abs(flat).max(), 1e-6), (i, num, flat[i])

@@ -77,19 +77,19 @@ def test_parameters_roundtrip_and_validation():
 def test_bad_batches_raise_and_change_nothing(mutate, code, word):
     m = small_net()
     ha.set_dl_model_param(m, "batch_size", 4)
-    ha.train_dl_model_batch(m, samples(4))  # velocity and running statistics are non-trivial now
+    ha.as_python_dict_s(ha.train_dl_model_batch(m, samples(4)))  # velocity and running statistics are non-trivial now
     before = state(m)
     with pytest.raises(ha.HOperatorError) as e:
-        ha.train_dl_model_batch(m, mutate(samples(4, seed=1)))
+        ha.as_python_dict_s(ha.train_dl_model_batch(m, mutate(samples(4, seed=1))))
     assert e.value.error_code == code
     assert word in e.value.message
     assert_same(before, state(m))
     # The next good step equals the step of an identical model that never saw the bad batch.
     twin = small_net()
     ha.set_dl_model_param(twin, "batch_size", 4)
-    ha.train_dl_model_batch(twin, samples(4))
-    ha.train_dl_model_batch(m, samples(4, seed=2))
-    ha.train_dl_model_batch(twin, samples(4, seed=2))
+    ha.as_python_dict_s(ha.train_dl_model_batch(twin, samples(4)))
+    ha.as_python_dict_s(ha.train_dl_model_batch(m, samples(4, seed=2)))
+    ha.as_python_dict_s(ha.train_dl_model_batch(twin, samples(4, seed=2)))
     assert_same(state(twin), state(m))
 
 
@@ -131,7 +131,7 @@ def test_batch_size_multiplier_averages_gradients():
     ha.set_dl_model_param(b, "batch_size", 2)
     ha.set_dl_model_param(b, "batch_size_multiplier", 2)
     s = samples(4)
-    ra, rb = ha.train_dl_model_batch(a, s), ha.train_dl_model_batch(b, s)
+    ra, rb = ha.as_python_dict_s(ha.train_dl_model_batch(a, s)), ha.as_python_dict_s(ha.train_dl_model_batch(b, s))
     assert ra["total_loss"] == pytest.approx(rb["total_loss"], rel=1e-6)
     for k, v in state(a).items():
         np.testing.assert_allclose(state(b)[k], v, rtol=1e-5, atol=1e-7, err_msg=str(k))
@@ -144,7 +144,7 @@ def test_weight_prior_term_and_update():
     ha.set_dl_model_param(m, "learning_rate", 0.1)
     ha.set_dl_model_param(m, "weight_prior", 0.01)
     before = state(m)
-    r = ha.train_dl_model_batch(m, samples(2))
+    r = ha.as_python_dict_s(ha.train_dl_model_batch(m, samples(2)))
     reg = 0.5 * 0.01 * sum(float((v.astype(np.float64) ** 2).sum()) for (l, t), v in before.items() if t == "weights")
     assert r["regularization"] == pytest.approx(reg, rel=1e-5)
     assert r["total_loss"] == pytest.approx(r["loss"] + reg, rel=1e-9)
@@ -166,7 +166,7 @@ def test_seed_makes_initialisation_and_training_reproducible():
     for m in (a, b):
         ha.set_dl_model_param(m, "batch_size", 3)
         for i in range(3):
-            ha.train_dl_model_batch(m, samples(3, seed=i))
+            ha.as_python_dict_s(ha.train_dl_model_batch(m, samples(3, seed=i)))
     assert_same(state(a), state(b))
     assert ha.get_system_s("seed_rand") == 124
 
@@ -184,17 +184,17 @@ def test_training_learns_and_apply_shapes():
         return [{"image": protos[i] + 0.3 * r.standard_normal((5, 6, 2)).astype(np.float32),
                  "image_label_id": int(i), "weights": 1.0} for i in ids]
 
-    first = ha.train_dl_model_batch(m, batch(8))["total_loss"]
+    first = ha.as_python_dict_s(ha.train_dl_model_batch(m, batch(8)))["total_loss"]
     for _ in range(40):
-        last = ha.train_dl_model_batch(m, batch(8))["total_loss"]
+        last = ha.as_python_dict_s(ha.train_dl_model_batch(m, batch(8)))["total_loss"]
     assert last < 0.3 * first
     test = batch(6)
-    res = ha.apply_dl_model(m, test, [])  # fewer samples than batch_size are fine
+    res = [ha.as_python_dict(r) for r in ha.apply_dl_model(m, test, [])]  # fewer samples than batch_size are fine
     assert len(res) == 6 and res[0]["softmax"].shape == (1, 1, 3)
     acc = np.mean([np.argmax(x["softmax"]) == s["image_label_id"] for x, s in zip(res, test)])
     assert acc >= 5 / 6
     with pytest.raises(ha.HOperatorError) as e:
-        ha.apply_dl_model(m, batch(9), [])
+        [ha.as_python_dict(r) for r in ha.apply_dl_model(m, batch(9), [])]
     assert e.value.error_code == 7784
     acts = ha.get_dl_model_layer_activations(m, "softmax")
     assert acts.shape == (8, 1, 1, 3)

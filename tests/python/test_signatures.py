@@ -31,6 +31,9 @@ PROVIDED = [
     "create_dict", "set_dict_tuple", "get_dict_tuple", "get_dict_tuple_s", "set_dict_tuple_at", "set_dict_object",
     "get_dict_object", "get_dict_param", "get_dict_param_s", "remove_dict_key", "copy_dict", "read_dict",
     "write_dict", "dict_to_json", "dict_to_json_s", "json_to_dict", "json_to_dict_s", "clear_handle",
+    "read_dl_model", "write_dl_model", "serialize_dl_model", "deserialize_dl_model", "load_dl_model_weights",
+    "query_available_dl_devices", "query_available_dl_devices_s", "get_dl_device_param", "get_dl_device_param_s",
+    "set_dl_device_param",
 ]
 
 

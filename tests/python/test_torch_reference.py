@@ -92,7 +92,7 @@ def test_two_steps_match_torch(ref, solver):
     model = build(ref, solver)
     atol = ATOL if solver == "sgd" else ATOL_ADAM_PER_LR * float(ref["adam_learning_rate"])
     for step, tag in enumerate(("a", "b"), start=1):
-        res = ha.train_dl_model_batch(model, samples(ref, tag))
+        res = ha.as_python_dict_s(ha.train_dl_model_batch(model, samples(ref, tag)))
         np.testing.assert_allclose(res["total_loss"], ref[f"{solver}_total_loss"][step - 1], rtol=RTOL, atol=ATOL,
                                    err_msg=f"{solver} step {step} total_loss")
         for layer, t in BLOBS:
@@ -111,7 +111,7 @@ def test_adam_first_step_length(ref):
     error of the solver: e.g. computing 1 - beta2 in float32 (1.f - 0.999f = 0.00099998713, 1.3e-5 off) while the
     bias correction 1 - beta2^t is taken in double makes every step 6.7e-6 too long."""
     model = build(ref, "adam")
-    ha.train_dl_model_batch(model, samples(ref, "a"))
+    ha.as_python_dict_s(ha.train_dl_model_batch(model, samples(ref, "a")))
     lr = float(ref["adam_learning_rate"])
     dev = []
     for layer, t in BLOBS:

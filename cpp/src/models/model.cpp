@@ -60,7 +60,7 @@ void in_range(const std::string& name, double d, double lo, double hi, bool hi_o
 }
 std::vector<std::string> param_names(const ModelAdapter& a) {
   std::vector<std::string> v = {
-      "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "input_dimensions",
+      "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "gpu", "input_dimensions",
       "layer_names", "learning_rate", "momentum", "num_trainable_params", "runtime", "solver_type", "type",
       "weight_prior"};
   for (auto& n : a.param_names()) v.push_back(n);
@@ -114,6 +114,14 @@ void Model::set_param(const std::string& name, const Tuple& v) {
     std::string s = std::get<std::string>(v[0]);
     if (s != solver_) reset_solver_state();  // the state of one solver means nothing to the other
     solver_ = s;
+  } else if (name == "gpu") {
+    int64_t g = integer(name, v);
+    if (g < 0) fail(err::kWrongValue3, "'gpu' must be a CUDA device index >= 0, got " + std::to_string(g));
+    gpu_ = g;
+  } else if (name == "runtime_init") {
+    if (v.size() != 1 || !is_string(v[0]) || std::get<std::string>(v[0]) != "immediately")
+      fail(err::kWrongValue3, "'runtime_init' takes 'immediately'");
+    // CPU memory is allocated when the batch size is set, so there is nothing left to initialise.
   } else if (name == "runtime") {
     if (v.size() != 1 || !is_string(v[0]) || std::get<std::string>(v[0]) != "cpu")
       fail(err::kWrongValue3, "'runtime' " + to_string(v) + " is not available: this build runs on 'cpu' only");
@@ -149,6 +157,7 @@ Tuple Model::get_param(const std::string& name) {
   if (name == "adam_epsilon") return {adam_eps_};
   if (name == "solver_type") return {solver_};
   if (name == "runtime") return {std::string("cpu")};
+  if (name == "gpu") return {gpu_};
   if (name == "type") return {adapter_->type()};
   if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
   if (name == "layer_names") {

@@ -85,6 +85,7 @@ class Model {
   double beta1_ = 0.9, beta2_ = 0.999, adam_eps_ = 1e-8;
   std::string solver_ = "sgd";
   int64_t adam_t_ = 0;
+  int64_t gpu_ = 0;  // CUDA device index for runtime gpu
   float* m_ = nullptr;  // SGD velocity / Adam first moment
   float* v_ = nullptr;  // Adam second moment
   bool has_step_ = false;
