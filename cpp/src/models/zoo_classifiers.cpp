@@ -1,13 +1,13 @@
 // Built-in classifiers under HALCON's file names, built with the same layer operators a user calls. HALCON's
 // pretrained weights are not ours to ship: every network starts from seeded random weights (He initialisation
-// for ReLU layers), which the model's meta_data states. All end in global average pooling (AlexNet: fixed
-// 6 x 6 pooling grid via its last pooling layer and dense layers), so they accept any image size from their
-// minimum; defaults are 224 x 224 x 3 as HALCON's.
-//   compact      4 stride-2 stages of conv3x3-BN-ReLU pairs (32..256 channels), ~0.4 M weights, min 16 x 16
-//   enhanced     5 stages of 2 conv3x3-BN-ReLU (64..512), dropout 0.5, ~6 M weights, min 32 x 32
-//   resnet18     He et al. 2016, basic blocks [2, 2, 2, 2], min 32 x 32
-//   resnet50     He et al. 2016, bottleneck blocks [3, 4, 6, 3], min 32 x 32
-//   mobilenet_v2 Sandler et al. 2018, inverted residuals, ReLU6, width 1.0, min 32 x 32
+// for ReLU layers), which the model's meta_data states. All but AlexNet end in global average pooling, so
+// they accept any image size from their minimum (padding keeps every stage valid down to 1 x 1; 16-32 pixels are the sensible least); defaults
+// are 224 x 224 x 3 as HALCON's.
+//   compact      stem + 3 stride-2 stages of conv3x3-BN-ReLU pairs (32..256 channels), 0.58 M weights
+//   enhanced     stem + 4 stride-2 stages of 2 conv3x3-BN-ReLU (128..512), dropout 0.5, 9.4 M weights
+//   resnet18     He et al. 2016, basic blocks [2, 2, 2, 2]
+//   resnet50     He et al. 2016, bottleneck blocks [3, 4, 6, 3]
+//   mobilenet_v2 Sandler et al. 2018, inverted residuals, ReLU6, width 1.0
 //   alexnet      Krizhevsky et al. 2012 without LRN, dense 4096-4096, min 67 x 67 (fixed dense input size:
 //                changing the image size re-initialises the first dense layer)
 #include <functional>
