@@ -1,8 +1,8 @@
 // Built-in classifiers under HALCON's file names, built with the same layer operators a user calls. HALCON's
 // pretrained weights are not ours to ship: every network starts from seeded random weights (He initialisation
 // for ReLU layers), which the model's meta_data states. All but AlexNet end in global average pooling, so
-// they accept any image size from their minimum (padding keeps every stage valid down to 1 x 1; 16-32 pixels are the sensible least); defaults
-// are 224 x 224 x 3 as HALCON's.
+// they accept any image size (padding keeps every stage valid down to 1 x 1; 16 to 32 pixels are the
+// sensible least); defaults are 224 x 224 x 3 as HALCON's.
 //   compact      stem + 3 stride-2 stages of conv3x3-BN-ReLU pairs (32..256 channels), 0.58 M weights
 //   enhanced     stem + 4 stride-2 stages of 2 conv3x3-BN-ReLU (128..512), dropout 0.5, 9.4 M weights
 //   resnet18     He et al. 2016, basic blocks [2, 2, 2, 2]
