@@ -367,3 +367,25 @@ def test_cpu_device_is_listed_and_assignable():
     ha.set_system("cudnn_deterministic", "true")
     assert ha.get_system_s("cudnn_deterministic") == "true"
     ha.set_system("cudnn_deterministic", "false")
+
+
+def test_batchnorm_momentum_and_precision():
+    m = compact()
+    ha.train_dl_model_batch(m, batch(4))
+    conv = ha.get_dl_model_layer_weights(m, "conv_1", "weights")
+    mean = ha.get_dl_model_layer_weights(m, "bn_2", "batchnorm_mean")
+    ha.set_dl_model_param(m, "batchnorm_momentum", 0.5)
+    assert ha.get_dl_model_param_s(m, "batchnorm_momentum") == 0.5
+    assert ha.get_dl_model_layer_param_s(m, "bn_14", "momentum") == 0.5
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(m, "conv_1", "weights"), conv)
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(m, "bn_2", "batchnorm_mean"), mean)
+    ha.set_dl_model_param(m, "batchnorm_momentum", "auto")
+    assert ha.get_dl_model_param_s(m, "batchnorm_momentum") == "auto"
+    before = serialized(m)
+    for bad in (1.0, -0.1, "fast"):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.set_dl_model_param(m, "batchnorm_momentum", bad)
+        assert e.value.error_code == 1303
+    assert serialized(m) == before
+    assert ha.get_dl_model_param_s(m, "precision") == "float32"
+    assert ha.get_dl_model_param_s(m, "precision_is_converted") == "false"

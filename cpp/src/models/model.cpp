@@ -60,9 +60,9 @@ void in_range(const std::string& name, double d, double lo, double hi, bool hi_o
 }
 std::vector<std::string> param_names(const ModelAdapter& a) {
   std::vector<std::string> v = {
-      "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "gpu", "input_dimensions",
-      "layer_names", "learning_rate", "momentum", "num_trainable_params", "runtime", "solver_type", "type",
-      "weight_prior"};
+      "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "batchnorm_momentum", "gpu",
+      "input_dimensions", "layer_names", "learning_rate", "momentum", "num_trainable_params", "precision",
+      "precision_is_converted", "runtime", "solver_type", "type", "weight_prior"};
   for (auto& n : a.param_names()) v.push_back(n);
   std::sort(v.begin(), v.end());
   return v;
@@ -118,6 +118,23 @@ void Model::set_param(const std::string& name, const Tuple& v) {
     int64_t g = integer(name, v);
     if (g < 0) fail(err::kWrongValue3, "'gpu' must be a CUDA device index >= 0, got " + std::to_string(g));
     gpu_ = g;
+  } else if (name == "batchnorm_momentum") {
+    // Sets the momentum of every batch-normalisation layer (a number in [0, 1) or 'auto'); weights and
+    // statistics are kept.
+    if (v.size() != 1 || !(is_number(v[0]) || (is_string(v[0]) && std::get<std::string>(v[0]) == "auto")))
+      fail(err::kWrongValue3, "'batchnorm_momentum' takes one number in [0, 1) or 'auto', got " + to_string(v));
+    if (is_number(v[0])) in_range(name, as_double(v[0]), 0.0, 1.0, true);
+    auto ds = describe();
+    bool any = false;
+    for (auto& d : ds)
+      if (d.type == "batchnorm") {
+        d.params["momentum"] = Tuple{is_number(v[0]) ? Value(as_double(v[0])) : v[0]};
+        any = true;
+      }
+    if (!any) fail(err::kParamNotAvailable, "the model has no batch-normalisation layer");
+    rebuild(ds);
+  } else if (name == "precision" || name == "precision_is_converted") {
+    fail(err::kWrongValue2, "'" + name + "' can only be read (optimize_dl_model_for_inference is not available)");
   } else if (name == "runtime_init") {
     if (v.size() != 1 || !is_string(v[0]) || std::get<std::string>(v[0]) != "immediately")
       fail(err::kWrongValue3, "'runtime_init' takes 'immediately'");
@@ -158,6 +175,13 @@ Tuple Model::get_param(const std::string& name) {
   if (name == "solver_type") return {solver_};
   if (name == "runtime") return {std::string("cpu")};
   if (name == "gpu") return {gpu_};
+  if (name == "precision") return {std::string("float32")};
+  if (name == "batchnorm_momentum") {  // of the first batch-normalisation layer (all equal after a set)
+    for (auto& sl : net_->slots())
+      if (sl.layer->type() == "batchnorm") return sl.layer->param("momentum");
+    fail(err::kParamNotAvailable, "the model has no batch-normalisation layer");
+  }
+  if (name == "precision_is_converted") return {std::string("false")};
   if (name == "type") return {adapter_->type()};
   if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
   if (name == "layer_names") {
