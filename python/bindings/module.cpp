@@ -79,12 +79,8 @@ Tensor to_tensor(const py::array& a0, const std::string& what) {
   return t;
 }
 
-py::array to_numpy(const Tensor& t) {
-  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
-  py::array_t<float> a(shape);
-  std::memcpy(a.mutable_data(), t.f32(), size_t(t.numel()) * sizeof(float));
-  return a;
-}
+py::array to_numpy_any(const Tensor& t);
+py::array to_numpy(const Tensor& t) { return to_numpy_any(t); }
 
 // Any HALCON image type -> numpy (copy).
 py::array to_numpy_any(const Tensor& t) {

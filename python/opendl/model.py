@@ -5,15 +5,13 @@ dicts."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from . import _core
 from ._convert import as_list, layer_list, one_str, single, wrap_layer
 from ._handles import HHandle, expect_handle
 from .devices import device_for
-from .dicts import _from_tree, _new_handle, _to_tree, as_dict_handle
+from .dicts import _file_name, _from_tree, _new_handle, _to_tree, as_dict_handle
 from .errors import HOperatorError
 
 
@@ -32,25 +30,18 @@ def clear_dl_model(dlmodel_handle):
         h.clear()
 
 
-def _file_name(file_name, op: str) -> str:
-    items = [file_name] if isinstance(file_name, os.PathLike) else as_list(file_name)
-    if len(items) != 1 or not isinstance(items[0], (str, os.PathLike)):
-        raise HOperatorError(1201, f"file_name must be one file name, got {file_name!r}", op)
-    return os.fspath(items[0])
-
-
 def read_dl_model(file_name):
     """Reads an opendl model file. The bare names of HALCON's built-in classifiers
     ('pretrained_dl_classifier_compact.hdl', '..._enhanced', '..._resnet18', '..._resnet50', '..._mobilenet_v2',
     '..._alexnet') give those architectures with seeded random weights when no such file exists."""
     op = "read_dl_model"
-    return HHandle(_core.read_model(_file_name(file_name, op)), "dl_model")
+    return HHandle(_core.read_model(_file_name(file_name, op, 1201)), "dl_model")
 
 
 def write_dl_model(dlmodel_handle, file_name):
     """Writes architecture, weights, solver state, parameters and RNG state atomically to one checksummed file."""
     op = "write_dl_model"
-    _model(dlmodel_handle, op).write(_file_name(file_name, op))
+    _model(dlmodel_handle, op).write(_file_name(file_name, op, 1201))
 
 
 def serialize_dl_model(dlmodel_handle):
@@ -148,17 +139,6 @@ def train_dl_model_batch(dlmodel_handle, dlsample_batch):
     return _new_handle({k: [float(v)] for k, v in res.items()})
 
 
-def _result_handle(res: dict) -> HHandle:
-    content = {}
-    for k, v in res.items():
-        if isinstance(v, np.ndarray):
-            v.flags.writeable = False
-            content[k] = v
-        else:
-            content[k] = list(v)
-    return _new_handle(content)
-
-
 def apply_dl_model(dlmodel_handle, dlsample_batch, outputs):
     """Inference on up to batch_size samples. One DLResult dict handle per sample. Classification models give
     'classification_class_ids', 'classification_class_names' and 'classification_confidences' (all classes,
@@ -166,7 +146,7 @@ def apply_dl_model(dlmodel_handle, dlsample_batch, outputs):
     depth)."""
     op = "apply_dl_model"
     names = [one_str(o, op, "outputs") for o in as_list(outputs)]
-    return [_result_handle(r) for r in _model(dlmodel_handle, op).apply(_samples(dlsample_batch, op), names)]
+    return [_from_tree(r) for r in _model(dlmodel_handle, op).apply(_samples(dlsample_batch, op), names)]
 
 
 def get_dl_layer_param(dllayer, gen_param_name):

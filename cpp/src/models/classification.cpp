@@ -60,7 +60,7 @@ class ClassificationAdapter : public ModelAdapter {
                "of a dense (or convolution) layer with 1x1 output, whose target and weights inputs are input layers");
   }
 
-  std::vector<Sample> train_inputs(const Model& m, const std::vector<Sample>& batch) const override {
+  std::vector<Sample> train_inputs(const Model&, const std::vector<Sample>& batch) const override {
     std::vector<Sample> out;
     const double sum = class_weights_.empty() ? 0.0 : std::accumulate(class_weights_.begin(), class_weights_.end(), 0.0);
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -90,7 +90,6 @@ class ClassificationAdapter : public ModelAdapter {
       n[weight_] = Tuple{rho};
       out.push_back(std::move(n));
     }
-    (void)m;
     return out;
   }
   std::vector<Sample> apply_inputs(const Model&, const std::vector<Sample>& batch) const override {

@@ -244,9 +244,10 @@ std::shared_ptr<Model> Model::from_dict(const Dict& d, int code) {
       ld.type = std::get<std::string>(l.get_tuple("type").at(0));
       ld.name = std::get<std::string>(l.get_tuple("name").at(0));
       for (auto& v : l.get_tuple("inputs")) ld.inputs.push_back(std::get<std::string>(v));
-      for (auto& [k, v] : sub(l, "params")->items()) {
+      DictPtr params = l.get_dict("params");
+      for (auto& [k, v] : params->items()) {
         if (!std::holds_alternative<std::string>(k)) fail(code, "a layer parameter name is not a string");
-        ld.params[std::get<std::string>(k)] = l.get_dict("params")->get_tuple(k);
+        ld.params[std::get<std::string>(k)] = params->get_tuple(k);
       }
       ds.push_back(std::move(ld));
     }

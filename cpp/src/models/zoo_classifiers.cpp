@@ -22,7 +22,6 @@ namespace {
 
 using L = HDlLayer;
 const Tuple kNone{};
-const Tuple kMsra{std::string("weight_filler"), std::string("bias_term")};
 
 struct Builder {
   int n = 0;
@@ -55,13 +54,12 @@ struct Builder {
 
 // Adds the class scores, softmax, the label and weight inputs and the cross-entropy loss, and makes the
 // classification model.
-std::shared_ptr<Model> finish(const L& features, const L& image, const std::string& arch) {
+std::shared_ptr<Model> finish(const L& features, const std::string& arch) {
   L logits = CreateDlLayerDense(features, "class_scores", 3, kNone, kNone);
   L prob = CreateDlLayerSoftmax(logits, "softmax", kNone, kNone);
   L label = CreateDlLayerInput("image_label_id", {int64_t(1), int64_t(1), int64_t(1)}, kNone, kNone);
   L weight = CreateDlLayerInput("class_weight", {int64_t(1), int64_t(1), int64_t(1)}, kNone, kNone);
   L loss = CreateDlLayerLossCrossEntropy(prob, label, weight, "cross_entropy", 1.0, kNone, kNone);
-  (void)image;
   auto m = std::make_shared<Model>(std::vector<LayerPtr>{loss.ptr});
   m->set_adapter(make_classification_adapter(*m));
   auto meta = std::make_shared<Dict>();
@@ -79,7 +77,7 @@ std::shared_ptr<Model> compact() {
   Builder b;
   L img = image_input(), x = b.cbr(img, 3, 32, 2);
   for (int64_t c : {32, 64, 128}) x = b.cbr(b.cbr(x, 3, c), 3, 2 * c, 2);
-  return finish(b.gap(x), img, "compact");
+  return finish(b.gap(x), "compact");
 }
 
 std::shared_ptr<Model> enhanced() {
@@ -88,7 +86,7 @@ std::shared_ptr<Model> enhanced() {
   x = b.cbr(x, 3, 64);
   for (int64_t c : {128, 256, 512, 512}) x = b.cbr(b.cbr(x, 3, c, 2), 3, c);
   x = CreateDlLayerDropout(b.gap(x), "dropout", 0.5, kNone, kNone);
-  return finish(x, img, "enhanced");
+  return finish(x, "enhanced");
 }
 
 std::shared_ptr<Model> resnet(const std::vector<int>& blocks, bool bottleneck, const std::string& arch) {
@@ -107,7 +105,7 @@ std::shared_ptr<Model> resnet(const std::vector<int>& blocks, bool bottleneck, c
       in_c = out_c;
     }
   }
-  return finish(b.gap(x), img, arch);
+  return finish(b.gap(x), arch);
 }
 
 std::shared_ptr<Model> mobilenet_v2() {
@@ -128,7 +126,7 @@ std::shared_ptr<Model> mobilenet_v2() {
       in_c = c[1];
     }
   x = b.relu6(b.cbr(x, 1, 1280, 1, 1, false));
-  return finish(b.gap(x), img, "mobilenet_v2");
+  return finish(b.gap(x), "mobilenet_v2");
 }
 
 std::shared_ptr<Model> alexnet() {
@@ -146,7 +144,7 @@ std::shared_ptr<Model> alexnet() {
     x = CreateDlLayerDense(x, b.name("fc"), 4096, {std::string("weight_filler")}, {std::string("msra")});
     x = CreateDlLayerDropout(b.relu(x), b.name("dropout"), 0.5, kNone, kNone);
   }
-  return finish(x, img, "alexnet");
+  return finish(x, "alexnet");
 }
 
 const std::map<std::string, std::function<std::shared_ptr<Model>()>>& zoo() {
