@@ -27,6 +27,11 @@ from .model import (  # noqa: E402,F401
     get_dl_model_param_s, load_dl_model_weights, read_dl_model, serialize_dl_model, set_dl_model_layer_weights,
     set_dl_model_param, train_dl_model_batch, write_dl_model)
 from .system import get_system, get_system_s, set_system  # noqa: E402,F401
+from .legacy import (  # noqa: E402,F401
+    apply_dl_classifier, clear_dl_classifier, clear_dl_classifier_result, clear_dl_classifier_train_result,
+    deserialize_dl_classifier, get_dl_classifier_param, get_dl_classifier_param_s, get_dl_classifier_result,
+    get_dl_classifier_result_s, get_dl_classifier_train_result, get_dl_classifier_train_result_s, read_dl_classifier,
+    serialize_dl_classifier, set_dl_classifier_param, train_dl_classifier_batch, write_dl_classifier)
 
 __version__ = "0.1.0"
 

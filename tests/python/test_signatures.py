@@ -13,6 +13,8 @@ import opendl as ha
 HERE = os.path.dirname(__file__)
 with open(os.path.join(HERE, "..", "fixtures", "halcon_signatures_26050.json")) as f:
     HALCON = json.load(f)
+with open(os.path.join(HERE, "..", "fixtures", "halcon_signatures_20110.json")) as f:
+    HALCON_20110 = json.load(f)
 
 # Operators this version provides; each must exist and match HALCON exactly.
 PROVIDED = [
@@ -37,13 +39,24 @@ PROVIDED = [
 ]
 
 
-@pytest.mark.parametrize("name", PROVIDED)
-def test_signature_matches_halcon(name):
-    assert name in HALCON, f"{name} is not a HALCON 26.05 operator"
+# The legacy classifier operators, removed by 26.05, follow HALCON 20.11's interface.
+LEGACY_20110 = [
+    "read_dl_classifier", "write_dl_classifier", "serialize_dl_classifier", "deserialize_dl_classifier",
+    "set_dl_classifier_param", "get_dl_classifier_param", "get_dl_classifier_param_s", "train_dl_classifier_batch",
+    "get_dl_classifier_train_result", "get_dl_classifier_train_result_s", "apply_dl_classifier",
+    "get_dl_classifier_result", "get_dl_classifier_result_s", "clear_dl_classifier", "clear_dl_classifier_result",
+    "clear_dl_classifier_train_result",
+]
+
+
+@pytest.mark.parametrize("name, version", [(n, "26.05") for n in PROVIDED] + [(n, "20.11") for n in LEGACY_20110])
+def test_signature_matches_halcon(name, version):
+    reference = HALCON if version == "26.05" else HALCON_20110
+    assert name in reference, f"{name} is not a HALCON operator of that version"
     fn = getattr(ha, name, None)
     assert callable(fn), f"opendl lacks {name}"
     params = list(inspect.signature(fn).parameters.values())
-    assert [p.name for p in params] == HALCON[name]["params"]
+    assert [p.name for p in params] == reference[name]["params"]
     assert all(p.default is inspect.Parameter.empty for p in params), "HALCON operators have no defaults"
     assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
 

@@ -1,0 +1,312 @@
+"""HALCON 20.11's legacy classifier operators: training to held-out accuracy with string and index labels,
+results per image and for 'all', parameters, file and serialization round trips, the shared engine with
+read_dl_model, and bad input that must leave the classifier unchanged."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import opendl as ha
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+_spec = importlib.util.spec_from_file_location("cls_example", os.path.join(ROOT, "examples", "python", "classification.py"))
+example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(example)
+CLASSES = example.CLASS_NAMES
+
+
+def classifier(batch=4, lr=0.01, seed=5):
+    ha.set_system("seed_rand", seed)
+    c = ha.read_dl_classifier("pretrained_dl_classifier_compact.hdl")
+    ha.set_dl_classifier_param(c, "image_dimensions", [32, 32, 1])
+    ha.set_dl_classifier_param(c, "classes", CLASSES)
+    ha.set_dl_classifier_param(c, ["batch_size", "learning_rate", "momentum", "weight_prior"], [batch, lr, 0.9, 0.0005])
+    return c
+
+
+def data(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = [i % 3 for i in range(n)]
+    images = np.stack([example.make_image(rng, k) for k in labels])
+    perm = rng.permutation(n)
+    return images[perm], [labels[i] for i in perm]
+
+
+def state(c):
+    return bytes(ha.serialize_dl_classifier(c).core("t"))
+
+
+def train_and_score(label_of):
+    c = classifier(batch=16)
+    images, labels = data(960, 1)
+    for step in range(200):
+        a = (step * 16) % (len(images) - 16)
+        ha.train_dl_classifier_batch(images[a:a + 16], c, [label_of(k) for k in labels[a:a + 16]])
+    test_images, test_labels = data(240, 2)
+    res = ha.apply_dl_classifier(test_images, c)
+    pred = ha.get_dl_classifier_result(res, "all", "predicted_class_indices")
+    return float(np.mean(np.array(pred) == np.array(test_labels)))
+
+
+# ------------------------------------------------------------------ learning
+
+
+def test_string_labels_reach_95_percent_held_out():
+    assert train_and_score(lambda k: CLASSES[k]) >= 0.95
+
+
+def test_index_labels_reach_95_percent_held_out():
+    assert train_and_score(lambda k: k) >= 0.95
+
+
+def test_mixed_labels_train_like_names():
+    images, labels = data(8, 3)
+    a, b = classifier(), classifier()
+    for step in range(2):
+        part = slice(4 * step, 4 * step + 4)
+        mixed = [CLASSES[k] if i % 2 else k for i, k in enumerate(labels[part])]
+        la = ha.get_dl_classifier_train_result_s(ha.train_dl_classifier_batch(images[part], a, mixed), "loss")
+        lb = ha.get_dl_classifier_train_result_s(
+            ha.train_dl_classifier_batch(list(images[part]), b, [CLASSES[k] for k in labels[part]]), "loss")
+        assert la == lb
+    assert state(a) == state(b)
+
+
+def test_same_engine_as_read_dl_model_with_sgd():
+    # A legacy classifier and a classification model with the same settings take identical steps.
+    images, labels = data(12, 4)
+    c = classifier()
+    ha.set_system("seed_rand", 5)
+    m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    ha.set_dl_model_param(m, "image_dimensions", [32, 32, 1])
+    ha.set_dl_model_param(m, "class_names", CLASSES)
+    for name, value in [("batch_size", 4), ("learning_rate", 0.01), ("momentum", 0.9), ("weight_prior", 0.0005),
+                        ("solver_type", "sgd")]:
+        ha.set_dl_model_param(m, name, value)
+    for step in range(3):
+        part = slice(4 * step, 4 * step + 4)
+        r = ha.train_dl_classifier_batch(images[part], c, labels[part])
+        t = ha.train_dl_model_batch(m, [{"image": img, "image_label_id": k}
+                                        for img, k in zip(images[part], labels[part])])
+        assert ha.get_dl_classifier_train_result_s(r, "loss") == ha.get_dict_tuple_s(t, "total_loss")
+        assert ha.get_dl_classifier_train_result_s(r, "regularization_loss") == ha.get_dict_tuple_s(t, "regularization")
+
+
+def test_train_result_parts_add_up_and_regularization_is_the_l2_term():
+    images, labels = data(4, 5)
+    c = classifier()
+    ha.set_dl_classifier_param(c, "weight_prior", 0.01)
+    # R(w) = alpha/2 * sum of squared weights, biases excluded (spec E.5), before the step.
+    m = ha.deserialize_dl_model(ha.serialize_dl_classifier(c))
+    sq = 0.0
+    for name in ha.get_dl_model_param(m, "layer_names"):
+        try:
+            sq += float(np.sum(ha.get_dl_model_layer_weights(m, name, "weights").astype(np.float64) ** 2))
+        except ha.HOperatorError:
+            pass  # layers without weights
+    r = ha.train_dl_classifier_batch(images, c, labels)
+    total, data_term, reg = ha.get_dl_classifier_train_result(
+        r, ["loss", "multinomial_logistic_loss", "regularization_loss"])
+    assert total == pytest.approx(data_term + reg, rel=1e-12)
+    assert reg == pytest.approx(0.5 * 0.01 * sq, rel=1e-4)
+    assert 0 < data_term < 5
+
+
+def test_batch_size_multiplier_takes_batch_size_times_multiplier_images():
+    images, labels = data(8, 6)
+    c = classifier(batch=2)
+    ha.set_dl_classifier_param(c, "batch_size_multiplier", 4)
+    assert ha.get_dl_classifier_param_s(c, "batch_size_multiplier") == 4
+    r = ha.train_dl_classifier_batch(images, c, labels)
+    assert np.isfinite(ha.get_dl_classifier_train_result_s(r, "loss"))
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_results_per_index_hold_all_classes_by_descending_confidence():
+    images, _ = data(5, 7)
+    c = classifier()
+    res = ha.apply_dl_classifier(images, c)  # 5 images > batch_size 4: run in chunks
+    tops_names, tops_idx, tops_conf = [], [], []
+    for i in range(5):
+        names = ha.get_dl_classifier_result(res, i, "predicted_classes")
+        idx = ha.get_dl_classifier_result(res, i, "predicted_class_indices")
+        conf = ha.get_dl_classifier_result(res, i, "confidences")
+        assert sorted(names) == sorted(CLASSES) and [CLASSES[k] for k in idx] == names
+        assert conf == sorted(conf, reverse=True) and sum(conf) == pytest.approx(1.0, abs=1e-5)
+        both = ha.get_dl_classifier_result(res, i, ["predicted_classes", "confidences"])
+        assert both == names + conf
+        tops_names.append(names[0]), tops_idx.append(idx[0]), tops_conf.append(conf[0])
+    assert ha.get_dl_classifier_result(res, "all", "predicted_classes") == tops_names
+    assert ha.get_dl_classifier_result(res, "all", "predicted_class_indices") == tops_idx
+    assert ha.get_dl_classifier_result(res, "all", "confidences") == tops_conf
+    with pytest.raises(ha.HTupleConversionError):
+        ha.get_dl_classifier_result_s(res, 2, "predicted_classes")
+    assert ha.get_dl_classifier_result_s(ha.apply_dl_classifier(images[0], c), "all", "predicted_classes") == tops_names[0]
+
+
+def test_results_match_apply_dl_model_on_the_same_weights():
+    images, _ = data(4, 8)
+    c = classifier()
+    m = ha.deserialize_dl_model(ha.serialize_dl_classifier(c))
+    res = ha.apply_dl_classifier(list(images), c)
+    for i, r in enumerate(ha.apply_dl_model(m, [{"image": img} for img in images], [])):
+        d = ha.as_python_dict(r)
+        assert ha.get_dl_classifier_result(res, i, "predicted_classes") == d["classification_class_names"]
+        assert ha.get_dl_classifier_result(res, i, "confidences") == pytest.approx(d["classification_confidences"])
+
+
+def test_single_colour_image_and_batch_arrays():
+    c = classifier()
+    ha.set_dl_classifier_param(c, "image_num_channels", 3)
+    img = np.random.default_rng(0).normal(0, 40, (32, 32, 3)).astype(np.float32)
+    one = ha.apply_dl_classifier(img, c)  # (H, W, C) equal to the geometry: one image
+    stack = ha.apply_dl_classifier(np.stack([img, img]), c)  # (N, H, W, C)
+    assert ha.get_dl_classifier_result(stack, "all", "predicted_classes") == \
+        ha.get_dl_classifier_result(one, "all", "predicted_classes") * 2
+
+
+def test_result_errors():
+    images, _ = data(2, 9)
+    res = ha.apply_dl_classifier(images, classifier())
+    for bad in (2, -1, "first", 1.0):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.get_dl_classifier_result(res, bad, "predicted_classes")
+        assert e.value.error_code == 1302
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_classifier_result(res, 0, "predicted_labels")
+    assert e.value.error_code == 7713 and "predicted_labels" in str(e.value)
+    ha.clear_dl_classifier_result(res)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_classifier_result(res, 0, "confidences")
+    assert e.value.error_code == 2450
+    tr = ha.train_dl_classifier_batch(data(4, 1)[0], classifier(), [0, 1, 2, 0])
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_classifier_train_result(tr, "accuracy")
+    assert e.value.error_code == 7713
+    ha.clear_dl_classifier_train_result([tr])
+    with pytest.raises(ha.HOperatorError):
+        ha.get_dl_classifier_train_result(tr, "loss")
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def test_parameters_read_back():
+    c = classifier(batch=3, lr=0.02)
+    assert ha.get_dl_classifier_param(c, "classes") == CLASSES
+    assert ha.get_dl_classifier_param(c, ["batch_size", "learning_rate", "momentum"]) == [3, 0.02, 0.9]
+    assert ha.get_dl_classifier_param_s(c, "type") == "classification"
+    assert ha.get_dl_classifier_param(c, "image_dimensions") == [32, 32, 1]
+    assert ha.get_dl_classifier_param(c, ["image_width", "image_height", "image_num_channels"]) == [32, 32, 1]
+    assert ha.get_dl_classifier_param(c, ["image_range_min", "image_range_max"]) == [-127.0, 128.0]
+    assert ha.get_dl_classifier_param(c, ["runtime", "gpu"]) == ["cpu", 0]
+    ha.set_dl_classifier_param(c, "runtime_init", "immediately")
+    ha.set_dl_classifier_param(c, "classes", ["ok", "nok"])  # fewer classes: the output layer is resized
+    r = ha.apply_dl_classifier(data(1, 0)[0], c)
+    assert sorted(ha.get_dl_classifier_result(r, 0, "predicted_classes")) == ["nok", "ok"]
+
+
+def test_parameter_errors_leave_the_classifier_unchanged():
+    c = classifier()
+    before = state(c)
+    cases = [
+        ("learning_rat", 0.1, 7713), ("type", "detection", 7713), ("image_range_min", -1.0, 7713),
+        ("classes", ["a", "b", "a"], 7716), ("classes", ["a", 3], 1303), ("classes", [], 1303),
+        ("batch_size_multiplier", 0, 7799), ("image_num_channels", 2, 7724),
+        (["learning_rate", "batch_size_multiplier"], [0.5, 0], 7799),  # the first is rolled back
+        (["learning_rate", "momentum"], [0.5], 1403),
+    ]
+    for name, value, code in cases:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.set_dl_classifier_param(c, name, value)
+        assert e.value.error_code == code, (name, value, e.value)
+        assert state(c) == before, (name, value)
+    assert ha.get_dl_classifier_param_s(c, "learning_rate") == 0.01
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_classifier_param(c, "runtime_init")
+    assert e.value.error_code == 7713
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_write_read_round_trip_continues_training_exactly(tmp_path):
+    images, labels = data(12, 10)
+    c = classifier()
+    ha.train_dl_classifier_batch(images[:4], c, labels[:4])
+    path = str(tmp_path / "legacy.hdl")
+    ha.write_dl_classifier(c, path)
+    d = ha.read_dl_classifier(path)
+    assert ha.get_dl_classifier_param(d, ["classes", "learning_rate", "batch_size"]) == CLASSES + [0.01, 4]
+    for part in (slice(4, 8), slice(8, 12)):
+        la = ha.get_dl_classifier_train_result_s(ha.train_dl_classifier_batch(images[part], c, labels[part]), "loss")
+        lb = ha.get_dl_classifier_train_result_s(ha.train_dl_classifier_batch(images[part], d, labels[part]), "loss")
+        assert la == lb
+    assert state(c) == state(d)
+    # The same engine: read_dl_model reads a classifier file, read_dl_classifier a model file.
+    m = ha.read_dl_model(path)
+    assert ha.get_dl_model_param(m, "class_names") == CLASSES
+    ha.write_dl_model(m, str(tmp_path / "model.hdl"))
+    assert ha.get_dl_classifier_param(ha.read_dl_classifier(str(tmp_path / "model.hdl")), "classes") == CLASSES
+
+
+def test_serialize_round_trip_gives_identical_results():
+    images, labels = data(4, 11)
+    c = classifier()
+    ha.train_dl_classifier_batch(images, c, labels)
+    d = ha.deserialize_dl_classifier(ha.serialize_dl_classifier(c))
+    ra, rb = ha.apply_dl_classifier(images, c), ha.apply_dl_classifier(images, d)
+    for i in range(4):
+        assert ha.get_dl_classifier_result(ra, i, "confidences") == ha.get_dl_classifier_result(rb, i, "confidences")
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dl_classifier(str(tmp_path / "missing.hdl"))
+    assert e.value.error_code == 5200
+    # A model that is not a classifier cannot become a legacy classifier.
+    inp = ha.create_dl_layer_input("image", [4, 4, 1], [], [])
+    t = ha.create_dl_layer_input("target", [1, 1, 1], [], [])
+    w = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+    d = ha.create_dl_layer_dense(inp, "d", 1, [], [])
+    loss = ha.create_dl_layer_loss_distance(d, t, w, "loss", "l2", 1.0, [], [])
+    ha.write_dl_model(ha.create_dl_model(loss), str(tmp_path / "generic.hdl"))
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dl_classifier(str(tmp_path / "generic.hdl"))
+    assert e.value.error_code == 7912
+    c = classifier()
+    ha.clear_dl_classifier(c)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_dl_classifier(c, str(tmp_path / "x.hdl"))
+    assert e.value.error_code == 2450
+    assert not os.path.exists(tmp_path / "x.hdl")
+
+
+# ------------------------------------------------------------------ bad training input
+
+
+@pytest.mark.parametrize("make_bad, code", [
+    (lambda im, lab: (im, lab[:3] + ["crack"]), 7714),          # unknown class name
+    (lambda im, lab: (im, lab[:3] + [3]), 7714),                # index outside 'classes'
+    (lambda im, lab: (im, lab[:3] + [True]), 7714),             # neither name nor index
+    (lambda im, lab: (im, lab[:3]), 7714),                      # fewer labels than images
+    (lambda im, lab: (im[:3], lab[:3]), 7800),                  # not batch_size * multiplier images
+    (lambda im, lab: (im[:, :30], lab), 7789),                  # wrong image size
+    (lambda im, lab: ((im + 127).astype(np.uint8), lab), 7790),  # byte images, not preprocessed
+    (lambda im, lab: ([im[0], im[1], im[2], "image"], lab), 1201),
+    (lambda im, lab: (np.where(np.arange(4)[:, None, None, None] == 2, np.nan, im).astype(np.float32), lab), 7791),
+])
+def test_bad_training_input_raises_and_changes_nothing(make_bad, code):
+    images, labels = data(4, 12)
+    c = classifier()
+    before = state(c)
+    im, lab = make_bad(images, labels)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_classifier_batch(im, c, lab)
+    assert e.value.error_code == code, e.value
+    assert state(c) == before
+    ha.train_dl_classifier_batch(images, c, labels)  # still usable
