@@ -1,0 +1,265 @@
+"""The opendl command: train, evaluate and predict with HALCON's workflow procedures.
+
+    opendl train                          # the embedded demo dataset (generated washers, 4 classes), CPU
+    opendl train DATA --type classification [--model pretrained_dl_classifier_compact.hdl] [--epochs N] ...
+    opendl evaluate RUN_DIR/model_best.hdl DATA
+    opendl predict RUN_DIR/model_best.hdl IMAGE [IMAGE ...]
+    opendl --cmakedir | --include | --libdir | --version     # for C++ users
+
+`opendl train` runs read_dl_dataset_classification -> split_dl_dataset -> create_dl_preprocess_param_from_model
+-> preprocess_dl_dataset -> create_dl_train_param -> train_dl_model -> evaluate_dl_model, and writes into the run
+directory: model_best.hdl (best validation top-1 error) and model_final.hdl with their _info.hdict files,
+training_progress.png, confusion_matrix.png (test split), evaluation.json and summary.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _locations(args) -> int:
+    from . import __version__, cmake_dir
+    here = os.path.dirname(__file__)
+    if args.cmakedir:
+        print(cmake_dir())
+    elif args.include:
+        print(os.path.join(here, "include"))
+    elif args.libdir:
+        print(os.path.join(here, "lib"))
+    else:
+        print(__version__)
+    return 0
+
+
+def _jsonable(v):
+    from ._handles import HHandle
+    if isinstance(v, HHandle):
+        from .dicts import as_python_dict
+        v = as_python_dict(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    return v
+
+
+def _confusion(result: dict):
+    for where in (result, result.get("global", {}) if isinstance(result.get("global"), dict) else {}):
+        cm = where.get("absolute_confusion_matrix")
+        if isinstance(cm, list) and len(cm) == 1:
+            cm = cm[0]
+        if isinstance(cm, np.ndarray):
+            return cm
+    return None
+
+
+def _metric(result: dict, key: str):
+    from .training import _measure
+    return _measure(result, key)
+
+
+def train(args) -> int:
+    import opendl as ha
+    from .demo import CLASS_NAMES, write_demo_dataset
+    from .training import save_confusion_matrix_plot
+    t_all = time.perf_counter()
+    if args.type != "classification":
+        print(f"opendl train: --type {args.type} needs the {args.type} model type, which opendl does not have yet; "
+              "only 'classification' trains today", file=sys.stderr)
+        return 2
+    run = os.path.abspath(args.run_dir or time.strftime("opendl_run_%Y%m%d_%H%M%S"))
+    os.makedirs(run, exist_ok=True)
+    if args.data is None:
+        data = os.path.join(run, "demo_data")
+        t0 = time.perf_counter()
+        write_demo_dataset(data, num_per_class=args.demo_images_per_class, seed=args.seed)
+        print(f"demo dataset: {len(CLASS_NAMES)} classes x {args.demo_images_per_class} images (64 x 64) written to "
+              f"{data} in {time.perf_counter() - t0:.1f} s")
+        size = args.image_size or 64
+        channels = args.image_channels or 1
+    else:
+        data = args.data
+        size = args.image_size or 128
+        channels = args.image_channels or 3
+    ha.set_system("seed_rand", args.seed)
+    ds = ha.read_dl_dataset_classification(data, args.label_source)
+    class_names = ha.get_dict_tuple(ds, "class_names")
+    n = len(ha.get_dict_tuple(ds, "samples"))
+    print(f"dataset: {n} images, classes {class_names}")
+    ha.split_dl_dataset(ds, args.train_percent, args.validation_percent, [])
+    model = ha.read_dl_model(args.model)
+    ha.set_dl_model_param(model, "image_dimensions", [size, size, channels])
+    ha.set_dl_model_param(model, "class_names", class_names)
+    ha.set_dl_model_param(model, "class_ids", ha.get_dict_tuple(ds, "class_ids"))
+    ha.set_dl_model_param(model, "batch_size", args.batch_size)
+    ha.set_dl_model_param(model, "solver_type", args.solver)
+    ha.set_dl_model_param(model, "learning_rate", args.learning_rate)
+    if args.solver == "sgd":
+        ha.set_dl_model_param(model, "momentum", 0.9)
+    ha.set_dl_model_param(model, "weight_prior", args.weight_prior)
+    pp = ha.create_dl_preprocess_param_from_model(model, "none", "full_domain", [], [], [])
+    t0 = time.perf_counter()
+    ds_file = ha.preprocess_dl_dataset(ds, os.path.join(run, "preprocessed"), pp,
+                                       ha.from_python_dict({"overwrite_files": "true", "show_progress": "false"}))
+    print(f"preprocessed into {os.path.dirname(ds_file)} in {time.perf_counter() - t0:.1f} s")
+    ds = ha.read_dict(ds_file, [], [])
+    change = ha.from_python_dict({"model_param": "learning_rate", "initial_value": args.learning_rate,
+                                  "epochs": [0.7 * args.epochs], "values": [0.1 * args.learning_rate]})
+    serialize = [ha.from_python_dict({"type": "best", "basename": os.path.join(run, "model_best")}),
+                 ha.from_python_dict({"type": "final", "basename": os.path.join(run, "model_final")})]
+    names = ["change", "serialize", "augment", "display"]
+    values = [[change], serialize, ha.from_python_dict({"augmentation_percentage": 50, "mirror": "rc"}),
+              ha.from_python_dict({"plot_dir": run})]
+    if args.patience:
+        names.append("early_stopping")
+        values.append(ha.from_python_dict({"patience": args.patience}))
+    train_param = ha.create_dl_train_param(model, args.epochs, args.evaluation_interval, "false" if args.quiet else "true",
+                                           args.seed, names, values)
+    t0 = time.perf_counter()
+    results, infos, evals = ha.train_dl_model(ds, model, train_param, 0)
+    train_s = time.perf_counter() - t0
+    last_info = ha.as_python_dict(infos[-1])
+    best = ha.read_dl_model(os.path.join(run, "model_best.hdl"))
+    ev_param = ha.from_python_dict({"measures": ["top1_error", "precision", "recall", "f_score",
+                                                 "absolute_confusion_matrix", "relative_confusion_matrix"]})
+    test_split = "test" if any(ha.get_dict_tuple_s(s, "split") == "test"
+                               for s in ha.get_dict_tuple(ds, "samples")) else "validation"
+    result, _ = ha.evaluate_dl_model(ds, best, "split", test_split, ev_param)
+    res = ha.as_python_dict(result)
+    with open(os.path.join(run, "evaluation.json"), "w") as f:
+        json.dump(_jsonable(res), f, indent=1)
+    cm = _confusion(res)
+    if cm is not None:
+        save_confusion_matrix_plot(cm, class_names, os.path.join(run, "confusion_matrix.png"))
+    top1 = _metric(res, "top1_error")
+    lines = [
+        f"run directory        {run}",
+        f"iterations           {len(results)} ({last_info['epoch'][0]:.2f} epochs, batch {args.batch_size})",
+        f"training time        {train_s:.1f} s ({len(results) * args.batch_size / train_s:.0f} images/s)",
+        f"data pipeline        {last_info['data_samples_per_second'][0]:.0f} samples/s in the background loader; "
+        f"the step waited {last_info['data_wait_seconds'][0]:.2f} s for data in total",
+        f"best validation      top1_error {last_info.get('best_evaluation_value', [-1])[0]:.4f} at epoch "
+        f"{last_info.get('best_epoch', [-1])[0]:.2f}",
+        f"{test_split} split{' ' * (15 - len(test_split))}top1_error {top1:.4f} (accuracy {100 * (1 - top1):.1f} %), "
+        f"mean precision {_metric(res, 'mean_precision') or 0:.3f}, mean recall {_metric(res, 'mean_recall') or 0:.3f}",
+        f"files                model_best.hdl, model_final.hdl, training_progress.png, confusion_matrix.png, "
+        f"evaluation.json, summary.txt",
+        f"total time           {time.perf_counter() - t_all:.1f} s",
+    ]
+    text = "\n".join(lines)
+    with open(os.path.join(run, "summary.txt"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return 0
+
+
+def evaluate(args) -> int:
+    import opendl as ha
+    model = ha.read_dl_model(args.model)
+    ds = ha.read_dl_dataset_classification(args.data, args.label_source)
+    with_tmp = args.work_dir or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluate_preprocessed")
+    pp = ha.create_dl_preprocess_param_from_model(model, "none", "full_domain", [], [], [])
+    ds_file = ha.preprocess_dl_dataset(ds, with_tmp, pp, ha.from_python_dict({"overwrite_files": "true",
+                                                                              "show_progress": "false"}))
+    ds = ha.read_dict(ds_file, [], [])
+    n = len(ha.get_dict_tuple(ds, "samples"))
+    result, _ = ha.evaluate_dl_model(ds, model, "sample_indices", list(range(n)), ha.from_python_dict(
+        {"measures": ["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix"]}))
+    res = ha.as_python_dict(result)
+    top1 = _metric(res, "top1_error")
+    print(f"{n} images: top1_error {top1:.4f} (accuracy {100 * (1 - top1):.1f} %), mean precision "
+          f"{_metric(res, 'mean_precision'):.3f}, mean recall {_metric(res, 'mean_recall'):.3f}, mean F-score "
+          f"{_metric(res, 'mean_f_score'):.3f}")
+    cm = _confusion(res)
+    if cm is not None:
+        names = ha.get_dl_model_param(model, "class_names")
+        print("confusion matrix (rows: predicted, columns: ground truth; " + ", ".join(names) + ")")
+        print(np.array2string(np.asarray(cm)))
+    return 0
+
+
+def predict(args) -> int:
+    import opendl as ha
+    model = ha.read_dl_model(args.model)
+    pp = ha.create_dl_preprocess_param_from_model(model, "none", "full_domain", [], [], [])
+    bs = ha.get_dl_model_param_s(model, "batch_size")
+    for start in range(0, len(args.images), bs):
+        files = args.images[start:start + bs]
+        images = [ha.read_image(f) for f in files]
+        samples = ha.gen_dl_samples_from_images(images)
+        ha.preprocess_dl_samples(samples, pp)
+        for f, r in zip(files, ha.apply_dl_model(model, samples, [])):
+            d = ha.as_python_dict(r)
+            top = ", ".join(f"{n} {c:.3f}" for n, c in zip(d["classification_class_names"][:args.top_k],
+                                                          d["classification_confidences"][:args.top_k]))
+            print(f"{f}: {top}")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
+        p = argparse.ArgumentParser(prog="opendl", description=__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--cmakedir", action="store_true", help="directory of opendlConfig.cmake")
+        g.add_argument("--include", action="store_true", help="directory of the C++ headers")
+        g.add_argument("--libdir", action="store_true", help="directory of libopendl.so")
+        g.add_argument("--version", action="store_true")
+        return _locations(p.parse_args(argv))
+    p = argparse.ArgumentParser(prog="opendl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model (no DATA: the embedded demo dataset)")
+    t.add_argument("data", nargs="?", help="folder of images, one sub-folder per class (default: the demo dataset)")
+    t.add_argument("--type", default="classification", choices=["classification", "segmentation", "detection"])
+    t.add_argument("--model", default="pretrained_dl_classifier_compact.hdl", help="built-in name or model file")
+    t.add_argument("--run-dir", help="output directory (default: ./opendl_run_<date>_<time>)")
+    t.add_argument("--label-source", default="last_folder", choices=["last_folder", "file_name",
+                                                                     "file_name_remove_index"])
+    t.add_argument("--epochs", type=float, default=8)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--solver", default="adam", choices=["adam", "sgd"])
+    t.add_argument("--learning-rate", type=float, default=0.002)
+    t.add_argument("--weight-prior", type=float, default=0.0001)
+    t.add_argument("--image-size", type=int, help="square input size (default 64 for the demo, else 128)")
+    t.add_argument("--image-channels", type=int, choices=[1, 3], help="default 1 for the demo, else 3")
+    t.add_argument("--train-percent", type=float, default=70)
+    t.add_argument("--validation-percent", type=float, default=15)
+    t.add_argument("--evaluation-interval", type=float, default=1, help="epochs between evaluations")
+    t.add_argument("--patience", type=int, default=0, help="early stopping after this many evaluations "
+                                                            "without improvement (0: off)")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--demo-images-per-class", type=int, default=250)
+    t.add_argument("--quiet", action="store_true", help="no progress bar and no training plot")
+    e = sub.add_parser("evaluate", help="evaluate a classifier on a folder dataset")
+    e.add_argument("model")
+    e.add_argument("data")
+    e.add_argument("--label-source", default="last_folder")
+    e.add_argument("--work-dir", help="where the preprocessed samples go")
+    r = sub.add_parser("predict", help="classify image files")
+    r.add_argument("model")
+    r.add_argument("images", nargs="+")
+    r.add_argument("--top-k", type=int, default=3)
+    args = p.parse_args(argv)
+    from .errors import HError
+    try:
+        return {"train": train, "evaluate": evaluate, "predict": predict}[args.command](args)
+    except HError as err:
+        print(f"opendl {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
