@@ -22,6 +22,8 @@ def set_system(system_parameter, value):
             if not isinstance(v, int) or v < 0:
                 raise HOperatorError(1302, f"'seed_rand' needs a non-negative integer, got {v!r}", op)
             _core.set_seed(v)
+            from ._proc import RANDOM
+            RANDOM.reseed(v)  # the procedures' random source restarts too, also when the seed is the same
         elif n == "thread_num":
             if not isinstance(v, int) or v < 1:
                 raise HOperatorError(1302, f"'thread_num' needs an integer >= 1, got {v!r}", op)

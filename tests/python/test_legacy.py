@@ -310,3 +310,91 @@ def test_bad_training_input_raises_and_changes_nothing(make_bad, code):
     assert e.value.error_code == code, e.value
     assert state(c) == before
     ha.train_dl_classifier_batch(images, c, labels)  # still usable
+
+
+# ------------------------------------------------------------------ legacy helper procedures
+
+
+def write_folder(root, per_class=6, seed=0):
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(CLASSES):
+        os.makedirs(root / name, exist_ok=True)
+        for i in range(per_class):
+            img = (example.make_image(rng, k)[:, :, 0] + 127).astype(np.uint8)
+            ha.write_image(img, "png", 0, str(root / name / f"{name}_{i}.png"))
+
+
+def test_read_dl_classifier_data_set_labels_from_folders(tmp_path):
+    write_folder(tmp_path, per_class=3)
+    files, labels, indices, classes = ha.read_dl_classifier_data_set(str(tmp_path), "last_folder")
+    assert classes == sorted(CLASSES)
+    assert len(files) == 9 and all(os.path.isfile(f) for f in files)
+    assert [os.path.basename(os.path.dirname(f)) for f in files] == labels
+    assert [classes[k] for k in indices] == labels
+    _, labels2, _, classes2 = ha.read_dl_classifier_data_set(str(tmp_path), "file_name_remove_index")
+    assert labels2 == labels and classes2 == classes
+
+
+def test_split_is_class_balanced_seeded_and_complete():
+    files = [f"img_{i}.png" for i in range(60)]
+    labels = ["a"] * 30 + ["b"] * 20 + ["c"] * 10
+    ha.set_system("seed_rand", 7)
+    out = ha.split_dl_classifier_data_set(files, labels, 70, 20)
+    assert len(out) == 6
+    tr, trl, va, val, te, tel = out
+    assert sorted(tr + va + te) == sorted(files)
+    for part, part_labels, share in ((tr, trl, 0.7), (va, val, 0.2)):
+        for cls, n in (("a", 30), ("b", 20), ("c", 10)):
+            assert part_labels.count(cls) == int(n * share)
+        assert all(labels[files.index(f)] == lab for f, lab in zip(part, part_labels))
+    ha.set_system("seed_rand", 7)
+    assert ha.split_dl_classifier_data_set(files, labels, 70, 20) == out
+    ha.set_system("seed_rand", 8)
+    assert ha.split_dl_classifier_data_set(files, labels, 70, 20) != out
+
+
+@pytest.mark.parametrize("train, val, code", [(-1, 10, 1303), (101, 0, 1303), (60, 50, 1304), ("70", 10, 1203)])
+def test_split_rejects_bad_percentages(train, val, code):
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.split_dl_classifier_data_set(["a.png", "b.png"], ["x", "y"], train, val)
+    assert e.value.error_code == code
+
+
+def test_evaluate_dl_classifier_matches_a_hand_computed_confusion_matrix():
+    images, _ = data(6, 13)
+    c = classifier()
+    res = [ha.apply_dl_classifier(images[:4], c), ha.apply_dl_classifier(images[4:], c)]
+    pred = ha.get_dl_classifier_result(res[0], "all", "predicted_class_indices") + \
+        ha.get_dl_classifier_result(res[1], "all", "predicted_class_indices")
+    truth = [0, 1, 2, 0, 1, 2]
+    cm = np.zeros((3, 3), int)
+    for p, t in zip(pred, truth):
+        cm[p, t] += 1  # rows: predicted, columns: ground truth
+    got = ha.evaluate_dl_classifier([CLASSES[t] for t in truth], c, res, "absolute_confusion_matrix", "global")[0]
+    assert np.array_equal(got, cm)
+    rel = ha.evaluate_dl_classifier(truth, c, res, "relative_confusion_matrix", "global")[0]
+    assert np.allclose(rel, cm / cm.sum(axis=0, keepdims=True))
+    top1 = ha.evaluate_dl_classifier(truth, c, res, "top1_error", "global")
+    assert top1 == [pytest.approx(1 - np.trace(cm) / 6)]
+    prec = [cm[k, k] / cm[k].sum() if cm[k].sum() else 0.0 for k in range(3)]
+    rec = [cm[k, k] / cm[:, k].sum() for k in range(3)]
+    per_class = ha.evaluate_dl_classifier(truth, c, res, ["precision", "recall"], CLASSES)
+    assert per_class == pytest.approx(prec + rec)
+    present = [k for k in range(3) if cm[k].sum() or cm[:, k].sum()]
+    assert ha.evaluate_dl_classifier(truth, c, res, "precision", "global") == [pytest.approx(np.mean([prec[k] for k in present]))]
+    f = [2 * p * r / (p + r) if p + r else 0.0 for p, r in zip(prec, rec)]
+    assert ha.evaluate_dl_classifier(truth, c, res, "f_score", [CLASSES[1]]) == [pytest.approx(f[1])]
+
+
+def test_evaluate_dl_classifier_errors():
+    images, _ = data(2, 14)
+    c = classifier()
+    res = ha.apply_dl_classifier(images, c)
+    cases = [((["spot"], c, res, "top1_error", "global"), 1401),
+             ((["spot", "crack"], c, res, "top1_error", "global"), 7714),
+             ((["spot", "spot"], c, res, "accuracy", "global"), 1304),
+             ((["spot", "spot"], c, res, "precision", ["crack"]), 1305)]
+    for args, code in cases:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.evaluate_dl_classifier(*args)
+        assert e.value.error_code == code, args
