@@ -1,0 +1,298 @@
+"""HALCON's evaluation procedures (spec C.9, C.10, D.4): gen_confusion_matrix, create_evaluation_default_param
+and evaluate_dl_model (classification models; opendl has no other model types yet).
+
+Decisions where the spec leaves the behaviour open or opendl has no HALCON counterpart:
+- Confusion matrices are numpy arrays instead of HALCON matrix handles: rows = predicted class, columns =
+  ground-truth class (spec I.4), absolute counts as int32, the relative matrix (every column divided by its
+  ground-truth count) as float32, so that they can be stored in dicts as images and written to files.
+  gen_confusion_matrix draws nothing (there are no windows); 'display_matrix', 'display_color' and
+  'display_column_width' are validated and otherwise ignored, window_handle must be [].
+- evaluate_dl_model (classification): the result holds 'evaluated_samples' {image_ids, image_label_ids,
+  top1_predictions} and the requested confusion matrices at the top level, and one dict per entry of
+  'class_ids_to_evaluate' (or 'class_names_to_evaluate'): 'global' with top<k>_error, mean_precision,
+  precision_per_class, mean_recall, recall_per_class, mean_f_score, f_score_per_class (per-class tuples in the
+  order of the model's class_ids), 'class_id_<id>' with top<k>_error (over the samples of that class),
+  precision, recall, f_score. Precision of a class never predicted and recall of a class absent from the
+  ground truth are 0, and so is an F-score with P + R = 0; means are unweighted over all model classes.
+  The confusion matrices span the model's class_ids in ascending order and, as in HALCON, need every class
+  in the ground truth (1302 otherwise); precision, recall and F-score do not.
+- measures 'all' means top1_error, precision, recall, f_score, absolute_confusion_matrix and
+  relative_confusion_matrix. 'show_progress' is accepted and ignored.
+Error codes: see opendl._proc; a model type other than classification raises 7912.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ._convert import as_list
+from ._proc import (H_ERR_DL_MODEL_OPERATOR_UNSUPPORTED, content, flag, gen_params, get, get1, is_int,
+                    name_value_params, new_dict, put, samples_of)
+from .errors import H_ERR_DICT_KEY, HOperatorError
+
+__all__ = ["create_evaluation_default_param", "evaluate_dl_model", "gen_confusion_matrix"]
+
+EVALUATION_TYPES = ("anomaly_detection", "classification", "detection", "segmentation")
+CL_MEASURES = ("precision", "recall", "f_score", "absolute_confusion_matrix", "relative_confusion_matrix", "all")
+_TOPK = re.compile(r"^top([1-9][0-9]*)_error$")
+
+
+# ---------------------------------------------------------------- confusion matrix
+
+
+def _confusion(gt: list, pred: list, classes: list) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    m = np.zeros((len(classes), len(classes)), np.int64)
+    for g, p in zip(gt, pred):
+        m[index[p], index[g]] += 1
+    return m
+
+
+def _relative(m: np.ndarray) -> np.ndarray:
+    cols = m.sum(axis=0)
+    return (m / np.where(cols > 0, cols, 1)).astype(np.float32)
+
+
+def gen_confusion_matrix(ground_truth_labels, predicted_classes, gen_param_name, gen_param_value, window_handle):
+    """Confusion matrix over the sorted unique ground-truth labels (ints or class names): row = predicted
+    class, column = ground-truth class. 'return_matrix' 'absolute' (default, int32 counts), 'relative'
+    (columns normalised, float32) or 'none' (returns [])."""
+    op = "gen_confusion_matrix"
+    gt, pred = as_list(ground_truth_labels), as_list(predicted_classes)
+    if not gt:
+        raise HOperatorError(1401, "ground_truth_labels is empty", op)
+    if len(gt) != len(pred):
+        raise HOperatorError(1402, f"{len(gt)} ground-truth labels but {len(pred)} predicted classes", op)
+    params = name_value_params(gen_param_name, gen_param_value, op, 3,
+                               ("display_matrix", "return_matrix", "display_color", "display_column_width"))
+    choices = {"display_matrix": ("absolute", "relative", "none"), "return_matrix": ("absolute", "relative", "none"),
+               "display_color": ("true", "false"), "display_column_width": ("minimal", "equal")}
+    for k, v in params.items():
+        if v not in choices[k]:
+            raise HOperatorError(1304, f"{k!r} takes one of {', '.join(map(repr, choices[k]))}, got {v!r}", op)
+    if as_list(window_handle):
+        raise HOperatorError(1205, "window_handle must be []: opendl has no graphics windows", op)
+    kinds = {type(v) for v in gt + pred}
+    if not (kinds <= {int} or kinds <= {str}):
+        raise HOperatorError(1201, "labels must be all integers or all strings", op)
+    classes = sorted(set(gt))
+    unknown = [p for p in pred if p not in set(classes)]
+    if unknown:
+        raise HOperatorError(1302, f"predicted class {unknown[0]!r} does not occur in ground_truth_labels", op)
+    absolute = _confusion(gt, pred, classes)
+    kind = params.get("return_matrix", "absolute")
+    if kind == "none":
+        return []
+    return absolute.astype(np.int32) if kind == "absolute" else _relative(absolute)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def create_evaluation_default_param(evaluation_type, class_ids_model):
+    """The default EvalParams dict of spec C.9 for an evaluation type and the model's class ids."""
+    op = "create_evaluation_default_param"
+    t = as_list(evaluation_type)
+    if len(t) != 1 or t[0] not in EVALUATION_TYPES:
+        raise HOperatorError(1301, f"evaluation_type must be one of {', '.join(map(repr, EVALUATION_TYPES))}, got "
+                                   f"{evaluation_type!r}", op)
+    t = t[0]
+    ids = as_list(class_ids_model)
+    if not all(is_int(i) for i in ids):
+        raise HOperatorError(1202, f"class_ids_model must hold integers, got {class_ids_model!r}", op)
+    d = {"evaluation_type": t, "class_ids": [int(i) for i in ids], "num_classes": len(ids),
+         "evaluate_instances": 1 if t == "detection" else 0}
+    if t == "classification":
+        d.update(measures="top1_error", class_ids_to_evaluate="global")
+    elif t == "detection":
+        d.update(measures="mean_ap", instance_type="rectangle1",
+                 iou_threshold=[round(0.5 + 0.05 * k, 2) for k in range(10)], max_num_detections=-1,
+                 area_ranges={"name": ["all"], "min": [0], "max": [2e8]}, allocation_block_length=200,
+                 detailed_evaluation=0, interpolate_pr_curves=1)
+    elif t == "segmentation":
+        d.update(measures=["pixel_accuracy", "mean_accuracy", "mean_iou"], ignore_class_ids=[])
+    else:
+        if sorted(d["class_ids"]) != [0, 1]:
+            raise HOperatorError(1302, f"anomaly detection needs class_ids [0, 1], got {d['class_ids']}", op)
+        d.update(measures="anomaly_score_histogram", anomaly_classification_thresholds=[])
+    return new_dict(d)
+
+
+_GEN_KEYS = ("measures", "evaluation_type", "class_ids", "num_classes", "evaluate_instances", "show_progress",
+             "iou_threshold", "max_num_detections", "area_ranges", "detailed_evaluation", "allocation_block_length",
+             "interpolate_pr_curves", "ignore_class_ids", "class_names_to_evaluate", "class_ids_to_evaluate",
+             "anomaly_classification_thresholds", "instance_type", "class_names")
+
+
+def _measures(values: list, num_classes: int, op: str) -> list:
+    out = []
+    for m in values:
+        hit = _TOPK.match(m) if isinstance(m, str) else None
+        if hit and 1 <= int(hit.group(1)) <= num_classes:
+            out.append(m)
+        elif m in CL_MEASURES:
+            out.extend(["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix",
+                        "relative_confusion_matrix"] if m == "all" else [m])
+        else:
+            raise HOperatorError(1305, f"measure {m!r} is not valid for classification (top<k>_error with k in "
+                                       f"1..{num_classes}, {', '.join(map(repr, CL_MEASURES))})", op)
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------- evaluate_dl_model
+
+
+def _select(ds: dict, samples: list, method, values, op: str) -> list:
+    m = as_list(method)
+    if len(m) != 1 or m[0] not in ("split", "image_ids", "sample_indices"):
+        raise HOperatorError(1303, f"sample_select_method must be 'split', 'image_ids' or 'sample_indices', got "
+                                   f"{method!r}", op)
+    vals = as_list(values)
+    if not vals:
+        raise HOperatorError(1404, "sample_select_values is empty", op)
+    m = m[0]
+    if m == "sample_indices":
+        for v in vals:
+            if not is_int(v) or not 0 <= v < len(samples):
+                raise HOperatorError(1304, f"sample index {v!r} is outside 0..{len(samples) - 1}", op)
+        return [int(v) for v in vals]
+    key = "split" if m == "split" else "image_id"
+    wanted = set(vals)
+    out = [i for i, s in enumerate(samples) if len(get(s, key, [])) == 1 and get(s, key)[0] in wanted]
+    if not out:
+        raise HOperatorError(1304, f"no sample has {key} in {vals!r}", op)
+    return out
+
+
+def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_select_values, gen_param):
+    """Applies the model batch-wise to the selected preprocessed samples and computes the measures of spec
+    C.10. Returns (evaluation_result, eval_params)."""
+    from .datasets import read_dl_samples
+    from .model import apply_dl_model, get_dl_model_param
+
+    op = "evaluate_dl_model"
+    ds = content(dldataset, op, "dldataset")
+    model_type = get_dl_model_param(dlmodel_handle, "type")[0]
+    if model_type != "classification":
+        raise HOperatorError(H_ERR_DL_MODEL_OPERATOR_UNSUPPORTED, f"evaluation of {model_type!r} models is not "
+                                                                  "supported yet (classification only)", op)
+    samples = samples_of(ds, op)
+    if not samples:
+        raise HOperatorError(1301, "dldataset holds no samples", op)
+    if "preprocess_param" not in ds or "dlsample_dir" not in ds:
+        raise HOperatorError(H_ERR_DICT_KEY, "the dataset needs to be preprocessed already (no 'preprocess_param' / "
+                                             "'dlsample_dir'; run preprocess_dl_dataset)", op)
+    selected = _select(ds, samples, sample_select_method, sample_select_values, op)
+    class_ids = [int(c) for c in get_dl_model_param(dlmodel_handle, "class_ids")]
+    eval_params = create_evaluation_default_param("classification", class_ids)
+    ep = content(eval_params, op, "eval_params")
+    user = gen_params(gen_param, op, 5, _GEN_KEYS)
+    if "class_ids_to_evaluate" in user and "class_names_to_evaluate" in user:
+        raise HOperatorError(1305, "give 'class_ids_to_evaluate' or 'class_names_to_evaluate', not both", op)
+    for k, v in user.items():
+        if k in ("evaluation_type",) and v != ["classification"]:
+            raise HOperatorError(1305, f"GenParam 'evaluation_type' {v!r} does not match the model type "
+                                       "'classification'", op)
+        put(ep, k, v)
+    if "class_ids" in user:
+        put(ep, "num_classes", len(user["class_ids"]))
+    if "show_progress" in user:
+        flag(user["show_progress"], op, 1305, "GenParam 'show_progress'")
+    class_ids = [int(c) for c in get(ep, "class_ids")]
+    measures = _measures(get(ep, "measures"), len(class_ids), op)
+    if "class_names_to_evaluate" in user:
+        names = get(ep, "class_names", []) or get_dl_model_param(dlmodel_handle, "class_names")
+        model_ids = get_dl_model_param(dlmodel_handle, "class_ids")
+        lookup = dict(zip(names, model_ids))
+        targets = []
+        for n in get(ep, "class_names_to_evaluate"):
+            if n == "global":
+                targets.append("global")
+            elif n in lookup:
+                targets.append(int(lookup[n]))
+            else:
+                raise HOperatorError(1305, f"class name {n!r} is not one of the model's class names {names}", op)
+    else:
+        targets = [t if t == "global" else t for t in get(ep, "class_ids_to_evaluate")]
+        for t in targets:
+            if t != "global" and t not in class_ids:
+                raise HOperatorError(1305, f"class_ids_to_evaluate {t!r} is not one of the class ids {class_ids}",
+                                     op)
+
+    batch_size = int(get_dl_model_param(dlmodel_handle, "batch_size")[0])
+    image_ids, labels, ranked = [], [], []
+    for start in range(0, len(selected), batch_size):
+        idx = selected[start:start + batch_size]
+        batch = read_dl_samples(dldataset, idx)
+        for i, s in zip(idx, batch):
+            sd = content(s, op, "dlsample")
+            label = get1(sd, "image_label_id")
+            if label is None:
+                raise HOperatorError(H_ERR_DICT_KEY, f"DLSample of sample {i} has no 'image_label_id'", op)
+            if label not in class_ids:
+                raise HOperatorError(1301, f"sample {i} has image_label_id {label}, not one of the evaluated class "
+                                           f"ids {class_ids}", op)
+            labels.append(int(label))
+            image_ids.append(get1(sd, "image_id", get1(samples[i], "image_id", i)))
+        for r in apply_dl_model(dlmodel_handle, batch, []):
+            ranked.append([int(c) for c in get(content(r, op, "dlresult"), "classification_class_ids")])
+    result = _classification_result(np.array(labels), ranked, class_ids, targets, measures, op)
+    put(result, "evaluated_samples", {"image_ids": image_ids, "image_label_ids": labels,
+                                      "top1_predictions": [r[0] for r in ranked]})
+    put(ep, "measures", measures)
+    return new_dict(result), eval_params
+
+
+def _classification_result(labels: np.ndarray, ranked: list, class_ids: list, targets: list, measures: list,
+                           op: str) -> dict:
+    top1 = np.array([r[0] for r in ranked])
+    index = {c: k for k, c in enumerate(class_ids)}
+    unknown = [p for p in top1 if p not in index]
+    if unknown:
+        raise HOperatorError(1302, f"the model predicts class id {unknown[0]}, which is not evaluated", op)
+    cm = _confusion(list(labels), list(top1), class_ids)  # rows predicted, columns ground truth
+    tp = np.diag(cm).astype(np.float64)
+    rows, cols = cm.sum(axis=1), cm.sum(axis=0)
+    precision = np.where(rows > 0, tp / np.where(rows > 0, rows, 1), 0.0)
+    recall = np.where(cols > 0, tp / np.where(cols > 0, cols, 1), 0.0)
+    f_score = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0,
+                                                                               precision + recall, 1), 0.0)
+    result = {}
+    if "absolute_confusion_matrix" in measures or "relative_confusion_matrix" in measures:
+        missing = [c for c in class_ids if cols[index[c]] == 0]
+        if missing:
+            raise HOperatorError(1302, f"Not all classes are represented in the ground truth of the evaluated "
+                                       f"samples (missing class ids {missing}); confusion matrices need them all",
+                                 op)
+        if "absolute_confusion_matrix" in measures:
+            result["absolute_confusion_matrix"] = cm.astype(np.int32)
+        if "relative_confusion_matrix" in measures:
+            result["relative_confusion_matrix"] = _relative(cm)
+    topk = [m for m in measures if _TOPK.match(m)]
+
+    def topk_error(k, mask):
+        n = int(mask.sum())
+        if n == 0:
+            return 0.0
+        hits = sum(1 for ok, lab, r in zip(mask, labels, ranked) if ok and lab in r[:k])
+        return 1.0 - hits / n
+
+    for t in targets:
+        entry = {}
+        mask = np.ones(len(labels), bool) if t == "global" else labels == t
+        for m in topk:
+            entry[m] = topk_error(int(_TOPK.match(m).group(1)), mask)
+        if t == "global":
+            for name, values in (("precision", precision), ("recall", recall), ("f_score", f_score)):
+                if name in measures:
+                    entry[f"mean_{name}"] = float(values.mean())
+                    entry[f"{name}_per_class"] = [float(v) for v in values]
+            result["global"] = entry
+        else:
+            for name, values in (("precision", precision), ("recall", recall), ("f_score", f_score)):
+                if name in measures:
+                    entry[name] = float(values[index[t]])
+            result[f"class_id_{t}"] = entry
+    return result

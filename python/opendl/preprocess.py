@@ -1,0 +1,717 @@
+"""HALCON's preprocessing procedures (spec C.5, D.3, E.8, E.10): the DLPreprocessParam dict
+(create_dl_preprocess_param[_from_model], check_dl_preprocess_param), preprocess_dl_samples,
+preprocess_dl_dataset and augment_dl_samples.
+
+Decisions where the spec leaves the behaviour open or numpy images differ from HALCON's:
+- Resizing (HALCON's zoom_image_size with 'constant' interpolation) is separable: along an axis that grows,
+  bilinear interpolation between pixel centres (source coordinate (j + 0.5) * in / out - 0.5, clamped to the
+  image); along an axis that shrinks, the mean over the input interval each output pixel covers (area
+  averaging, partial pixels weighted by their overlap). As in HALCON, byte, int2 and uint2 images are zoomed
+  in their own type (rounded to the nearest value and clipped) and then converted to real; int1, int4 and real
+  images are converted first. Label images (segmentation_image, weight_image, anomaly_ground_truth) are zoomed
+  with nearest neighbour (source index floor((j + 0.5) * in / out)) and stored as real (float32).
+- numpy images have no domain, so 'crop_domain' and 'keep_domain' leave the image whole, like 'full_domain'.
+- Normalisation follows E.8 in float64 and stores float32. With 'constant_values' and three mean/deviation
+  values, a one-channel image is replicated to three channels first; one value applies to every channel.
+  Channel adaptation comes last: 1 -> 3 replicates, 3 -> 1 is HALCON's rgb1_to_gray
+  (0.299 R + 0.587 G + 0.114 B). A one-channel result is a (H, W) array, as HALCON's numpy interop gives.
+- Boxes: rows and columns are pixel-centred, so a coordinate x becomes (x + 0.5) * factor - 0.5 (factor =
+  new size / raw size along that axis). A rectangle2 with unequal row and column factors gets the mapped
+  half-axis along phi as its length1 and angle, and the component of the mapped second half-axis perpendicular
+  to it as length2. A box with no area raises 1301.
+- preprocess_dl_dataset writes every sample (not only 'train'); for segmentation it adds a weight_image to
+  every sample. Class weights (when GenParam 'class_weights' is not given) are
+  total / (number of classes * pixels of the class) over the samples of split 'train' (all samples when the
+  dataset is not split), capped at 'max_weight' (default 1000); classes without pixels get 'max_weight',
+  ignore classes 0. GenParam 'overwrite_files' true replaces an existing directory's dl_dataset.hdict and
+  samples (stale *_dlsample.hdict files are removed); 'show_progress' is accepted and ignored.
+- augment_dl_samples: 'mirror' 'rc' / 'cr' picks row, column or both uniformly per sample; 'rotate' rotates
+  counter-clockwise; 'brightness_variation' adds one offset uniform in [-v, v] to all channels;
+  'brightness_variation_spot' adds an offset uniform in [-v, v] that falls off as a Gaussian (sigma a quarter
+  of the smaller side) around a uniformly drawn centre; 'contrast_variation' (0..1) scales the deviation from
+  the image mean by a factor uniform in [1 - v, 1 + v]; 'crop_percentage' / 'crop_pixel' crop a random
+  window (that percentage of each side, or that many pixels) and zoom it back to the original size;
+  'rotate_range' rotates by a random integer angle in [-r, r] degrees about the centre (bilinear, uncovered
+  pixels 0). Integer images are rounded and clipped to their type, real ones are not clipped. Random draws
+  come from the procedures' random source (set_system('seed_rand', ...)).
+Error codes: see opendl._proc.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ._convert import as_list
+from ._handles import HHandle
+from ._proc import (content, flag, gen_params, get, get1, is_int, is_number, new_dict, put, rng, samples_of)
+from .datasets import gen_dl_samples, write_dl_samples
+from .dicts import copy_dict, write_dict
+from .errors import H_ERR_DICT_KEY, HOperatorError
+
+__all__ = ["augment_dl_samples", "check_dl_preprocess_param", "create_dl_preprocess_param",
+           "create_dl_preprocess_param_from_model", "preprocess_dl_dataset", "preprocess_dl_samples"]
+
+MODEL_TYPES = ("anomaly_detection", "classification", "detection", "segmentation")
+NORMALIZATION_TYPES = ("all_channels", "first_channel", "constant_values", "none")
+REQUIRED_KEYS = ("model_type", "image_width", "image_height", "image_num_channels", "image_range_min",
+                 "image_range_max", "normalization_type", "domain_handling")
+OPTIONAL_KEYS = ("ignore_class_ids", "set_background_id", "class_ids_background", "instance_type",
+                 "ignore_direction", "class_ids_no_orientation", "mean_values_normalization",
+                 "deviation_values_normalization", "check_params")
+DEFAULT_MEAN = [123.675, 116.28, 103.53]
+DEFAULT_DEVIATION = [58.395, 57.12, 57.375]
+_INT_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.uint16): (0, 65535), np.dtype(np.int16): (-32768, 32767),
+               np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
+
+
+# ---------------------------------------------------------------- DLPreprocessParam
+
+
+def _scalar(value, what: str, op: str, code: int):
+    items = as_list(value)
+    if len(items) != 1:
+        raise HOperatorError(code, f"{what} takes one value, got {value!r}", op)
+    return items[0]
+
+
+def create_dl_preprocess_param(dlmodel_type, image_width, image_height, image_num_channels, image_range_min,
+                               image_range_max, normalization_type, domain_handling, ignore_class_ids,
+                               set_background_id, class_ids_background, gen_param):
+    """Builds and validates a DLPreprocessParam dict (spec C.5). image_range_min/max [] mean -127/128;
+    detection models get instance_type 'rectangle1' unless GenParam says otherwise; every GenParam key is
+    copied into the result (unknown ones then fail validation)."""
+    op = "create_dl_preprocess_param"
+    rmin = as_list(image_range_min)
+    rmax = as_list(image_range_max)
+    d = {
+        "model_type": _scalar(dlmodel_type, "dlmodel_type", op, 1401),
+        "image_width": _scalar(image_width, "image_width", op, 1402),
+        "image_height": _scalar(image_height, "image_height", op, 1403),
+        "image_num_channels": _scalar(image_num_channels, "image_num_channels", op, 1404),
+        "image_range_min": rmin[0] if len(rmin) == 1 else -127.0 if not rmin else rmin,
+        "image_range_max": rmax[0] if len(rmax) == 1 else 128.0 if not rmax else rmax,
+        "normalization_type": _scalar(normalization_type, "normalization_type", op, 1407),
+        "domain_handling": _scalar(domain_handling, "domain_handling", op, 1408),
+        "ignore_class_ids": as_list(ignore_class_ids),
+        "set_background_id": as_list(set_background_id),
+        "class_ids_background": as_list(class_ids_background),
+    }
+    if d["model_type"] == "detection":
+        d["instance_type"] = "rectangle1"
+    if gen_param is not None and not (isinstance(gen_param, (list, tuple)) and len(gen_param) == 0):
+        extra = gen_params(gen_param, op, 12, _AnyKey())
+        d.update(extra)
+    param = new_dict(d)
+    check_dl_preprocess_param(param)
+    return param
+
+
+class _AnyKey:
+    def __contains__(self, key):
+        return True
+
+    def __iter__(self):
+        return iter(())
+
+
+def create_dl_preprocess_param_from_model(dlmodel_handle, normalization_type, domain_handling, set_background_id,
+                                          class_ids_background, gen_param):
+    """create_dl_preprocess_param with model type, image size, channels and range (and a segmentation model's
+    ignore_class_ids, a detection model's instance_type) read from the model."""
+    from .model import get_dl_model_param
+
+    def param(name, default=None):
+        try:
+            return get_dl_model_param(dlmodel_handle, name)
+        except HOperatorError:
+            if default is None:
+                raise
+            return default
+
+    model_type = param("type")[0]
+    ignore = param("ignore_class_ids", []) if model_type == "segmentation" else []
+    extra = {}
+    if gen_param is not None and not (isinstance(gen_param, (list, tuple)) and len(gen_param) == 0):
+        extra = dict(gen_params(gen_param, "create_dl_preprocess_param_from_model", 6, _AnyKey()))
+    if model_type == "detection" and "instance_type" not in extra:
+        extra["instance_type"] = param("instance_type", ["rectangle1"])
+    return create_dl_preprocess_param(model_type, param("image_width"), param("image_height"),
+                                      param("image_num_channels"), param("image_range_min"),
+                                      param("image_range_max"), normalization_type, domain_handling, ignore,
+                                      set_background_id, class_ids_background, extra or [])
+
+
+def _ints(values, what: str, op: str) -> list:
+    for v in values:
+        if not is_int(v) or v < 0:
+            raise HOperatorError(1301, f"{what} must hold non-negative integers, got {values!r}", op)
+    return [int(v) for v in values]
+
+
+def check_dl_preprocess_param(dlpreprocess_param):
+    """Validates a DLPreprocessParam dict (spec C.5, F.4); raises naming the key and the valid values."""
+    op = "check_dl_preprocess_param"
+    d = content(dlpreprocess_param, op, "dlpreprocess_param")
+    if "check_params" in d and not flag(get(d, "check_params"), op, 1301, "'check_params'"):
+        return
+    for k in d:
+        if k not in REQUIRED_KEYS + OPTIONAL_KEYS:
+            raise HOperatorError(1301, f"unknown key {k!r} for DLPreprocessParam (valid: "
+                                       f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})", op)
+    for k in REQUIRED_KEYS:
+        if k not in d:
+            raise HOperatorError(H_ERR_DICT_KEY, f"DLPreprocessParam lacks the required key {k!r}", op)
+
+    def one(k):
+        t = get(d, k)
+        if isinstance(t, np.ndarray) or len(t) != 1:
+            raise HOperatorError(1301, f"DLPreprocessParam {k!r} must hold one value, got {t!r}", op)
+        return t[0]
+
+    model_type = one("model_type")
+    if model_type not in MODEL_TYPES:
+        raise HOperatorError(1301, f"'model_type' {model_type!r} is not one of {', '.join(map(repr, MODEL_TYPES))}",
+                             op)
+    for k in ("image_width", "image_height", "image_num_channels"):
+        v = one(k)
+        if not is_int(v) or v < 1:
+            raise HOperatorError(1301, f"{k!r} must be a positive integer, got {v!r}", op)
+    lo, hi = one("image_range_min"), one("image_range_max")
+    if not is_number(lo) or not is_number(hi) or not lo < hi:
+        raise HOperatorError(1301, f"'image_range_min' ({lo!r}) must be a number below 'image_range_max' ({hi!r})",
+                             op)
+    if model_type in ("classification", "detection") and (lo != -127 or hi != 128):
+        raise HOperatorError(1301, f"{model_type} models need the image range -127 .. 128, got {lo} .. {hi}", op)
+    norm = one("normalization_type")
+    if norm not in NORMALIZATION_TYPES:
+        raise HOperatorError(1301, f"'normalization_type' {norm!r} is not one of "
+                                   f"{', '.join(map(repr, NORMALIZATION_TYPES))}", op)
+    domains = ("full_domain", "crop_domain") + (("keep_domain",) if model_type == "anomaly_detection" else ())
+    dom = one("domain_handling")
+    if dom not in domains:
+        raise HOperatorError(1301, f"'domain_handling' {dom!r} is not one of {', '.join(map(repr, domains))} for "
+                                   f"{model_type} models", op)
+    ignore = _ints(get(d, "ignore_class_ids", []), "'ignore_class_ids'", op)
+    background = _ints(get(d, "set_background_id", []), "'set_background_id'", op)
+    backgrounds = _ints(get(d, "class_ids_background", []), "'class_ids_background'", op)
+    if model_type != "segmentation":
+        for k, v in (("ignore_class_ids", ignore), ("set_background_id", background),
+                     ("class_ids_background", backgrounds)):
+            if v:
+                raise HOperatorError(1301, f"{k!r} is for segmentation models only; give [] for {model_type}", op)
+    else:
+        if len(background) > 1:
+            raise HOperatorError(1301, f"'set_background_id' takes at most one id, got {background}", op)
+        if bool(background) != bool(backgrounds):
+            raise HOperatorError(1301, "'set_background_id' and 'class_ids_background' must be given together", op)
+        if set(background) & set(backgrounds):
+            raise HOperatorError(1301, "'set_background_id' must not be one of 'class_ids_background'", op)
+        if set(ignore) & (set(background) | set(backgrounds)):
+            raise HOperatorError(1301, "'ignore_class_ids' must not overlap 'set_background_id' or "
+                                       "'class_ids_background'", op)
+    det_keys = ("instance_type", "ignore_direction", "class_ids_no_orientation")
+    for k in det_keys:
+        if k in d and get(d, k) and model_type != "detection":
+            raise HOperatorError(1301, f"{k!r} is for detection models only", op)
+    if "instance_type" in d and model_type == "detection" and one("instance_type") not in ("rectangle1",
+                                                                                            "rectangle2"):
+        raise HOperatorError(1301, f"'instance_type' must be 'rectangle1' or 'rectangle2', got "
+                                   f"{one('instance_type')!r}", op)
+    if "ignore_direction" in d and get(d, "ignore_direction"):
+        flag(get(d, "ignore_direction"), op, 1301, "'ignore_direction'")
+    _ints(get(d, "class_ids_no_orientation", []), "'class_ids_no_orientation'", op)
+    means, devs = get(d, "mean_values_normalization", []), get(d, "deviation_values_normalization", [])
+    if not all(is_number(v) for v in means):
+        raise HOperatorError(1301, f"'mean_values_normalization' must hold numbers, got {means!r}", op)
+    if not all(is_number(v) and v > 0 for v in devs):
+        raise HOperatorError(1301, f"'deviation_values_normalization' must hold positive numbers, got {devs!r}", op)
+    if means and devs and len(means) != len(devs):
+        raise HOperatorError(1301, f"'mean_values_normalization' holds {len(means)} values but "
+                                   f"'deviation_values_normalization' {len(devs)}", op)
+
+
+def _param_values(param: dict) -> dict:
+    """The DLPreprocessParam as plain Python values for the sample code."""
+    p = {k: (get(param, k) if k in param else []) for k in REQUIRED_KEYS + OPTIONAL_KEYS}
+    out = {k: (v[0] if len(v) == 1 and k in REQUIRED_KEYS + ("instance_type",) else v) for k, v in p.items()}
+    out["instance_type"] = out["instance_type"] or "rectangle1"
+    return out
+
+
+# ---------------------------------------------------------------- resizing
+
+
+def _axis_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) interpolation matrix along one axis (module notes)."""
+    w = np.zeros((n_out, n_in))
+    if n_out == n_in:
+        np.fill_diagonal(w, 1.0)
+    elif n_out > n_in:
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        i0 = np.floor(src).astype(int)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        frac = src - i0
+        rows = np.arange(n_out)
+        np.add.at(w, (rows, i0), 1 - frac)
+        np.add.at(w, (rows, i1), frac)
+    else:
+        scale = n_in / n_out
+        for j in range(n_out):
+            start, end = j * scale, (j + 1) * scale
+            for i in range(int(math.floor(start)), min(int(math.ceil(end)), n_in)):
+                w[j, i] = (min(end, i + 1) - max(start, i)) / scale
+    return w
+
+
+def zoom_linear(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """float64 (height, width[, C]) zoom of ``image`` (module notes: bilinear up, area mean down)."""
+    img = image.astype(np.float64)
+    h, w = img.shape[:2]
+    if (h, w) == (height, width):
+        return img
+    out = np.tensordot(_axis_weights(h, height), img, axes=(1, 0))
+    out = np.tensordot(_axis_weights(w, width), out, axes=(1, 1))  # (width, height[, C])
+    return np.swapaxes(out, 0, 1)
+
+
+def zoom_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+    return image[rows][:, cols]
+
+
+def _to_type(values: np.ndarray, dtype) -> np.ndarray:
+    lo, hi = _INT_RANGES[np.dtype(dtype)]
+    return np.clip(np.rint(values), lo, hi)
+
+
+# ---------------------------------------------------------------- samples
+
+
+def _preprocess_image(image, p: dict, op: str, where: str) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        raise HOperatorError(1301, f"{where}: 'image' must be an image array, got {type(image).__name__}", op)
+    if image.dtype not in (np.uint8, np.int8, np.int16, np.uint16, np.int32, np.float32, np.float64):
+        raise HOperatorError(1301, f"{where}: image type {image.dtype} is not supported (byte, int1, int2, uint2, "
+                                   "int4, real)", op)
+    width, height, channels = p["image_width"], p["image_height"], p["image_num_channels"]
+    img = image if image.ndim == 3 else image[:, :, None]
+    c = img.shape[2]
+    if c != channels and not (channels in (1, 3) and c in (1, 3)):
+        raise HOperatorError(1301, f"{where}: the image has {c} channels, the model {channels} (only 1 and 3 "
+                                   "convert into each other)", op)
+    # zoom first for byte / int2 / uint2 (in their own type, as HALCON), convert first otherwise
+    out = zoom_linear(img, width, height)
+    if img.dtype in (np.uint8, np.int16, np.uint16) and img.shape[:2] != (height, width):
+        out = _to_type(out, img.dtype)
+    lo, hi = float(p["image_range_min"]), float(p["image_range_max"])
+    norm = p["normalization_type"]
+    if norm == "none":
+        if image.dtype == np.uint8:
+            out = out * (hi - lo) / 255.0 + lo
+    elif norm in ("all_channels", "first_channel"):
+        if norm == "first_channel":
+            m = np.full(out.shape[2], out[:, :, 0].min())
+            mx = np.full(out.shape[2], out[:, :, 0].max())
+        else:
+            m, mx = out.min(axis=(0, 1)), out.max(axis=(0, 1))
+        scale = np.where(mx > m, (hi - lo) / np.where(mx > m, mx - m, 1.0), 1.0)
+        out = (out - m) * scale + lo
+    else:
+        means = [float(v) for v in p["mean_values_normalization"]] or DEFAULT_MEAN
+        devs = [float(v) for v in p["deviation_values_normalization"]] or DEFAULT_DEVIATION
+        n = max(len(means), len(devs))
+        if out.shape[2] == 1 and n == 3:
+            out = np.repeat(out, 3, axis=2)
+        if n not in (1, out.shape[2]):
+            raise HOperatorError(1302, f"{where}: {n} normalisation values for a {out.shape[2]}-channel image", op)
+        out = (out - np.array(means)) / np.array(devs)
+    if out.shape[2] != channels:
+        if channels == 3:
+            out = np.repeat(out[:, :, :1], 3, axis=2)
+        else:
+            out = (0.299 * out[:, :, 0] + 0.587 * out[:, :, 1] + 0.114 * out[:, :, 2])[:, :, None]
+    out = out.astype(np.float32)
+    return out[:, :, 0] if channels == 1 else out
+
+
+def _scale_boxes(d: dict, raw_hw, p: dict, op: str, where: str) -> None:
+    fr = p["image_height"] / raw_hw[0]
+    fc = p["image_width"] / raw_hw[1]
+    if "bbox_row1" in d:
+        r1, c1, r2, c2 = (np.array(get(d, k, []), np.float64) for k in
+                          ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"))
+        if np.any(r2 <= r1) or np.any(c2 <= c1):
+            raise HOperatorError(1301, f"{where}: a rectangle1 box has no area (row2 <= row1 or col2 <= col1)", op)
+        for k, v, f in (("bbox_row1", r1, fr), ("bbox_col1", c1, fc), ("bbox_row2", r2, fr), ("bbox_col2", c2, fc)):
+            put(d, k, [float(x) for x in (v + 0.5) * f - 0.5])
+    if "bbox_row" in d:
+        row, col, l1, l2, phi = (np.array(get(d, k, []), np.float64) for k in
+                                 ("bbox_row", "bbox_col", "bbox_length1", "bbox_length2", "bbox_phi"))
+        if np.any(l1 <= 0) or np.any(l2 <= 0):
+            raise HOperatorError(1301, f"{where}: a rectangle2 box has no area (length1 or length2 <= 0)", op)
+        # half-axes as (row, col) vectors; phi counter-clockwise from the column axis, rows point down
+        a1 = np.stack([-np.sin(phi) * l1 * fr, np.cos(phi) * l1 * fc])
+        a2 = np.stack([-np.cos(phi) * l2 * fr, -np.sin(phi) * l2 * fc])
+        n1 = np.hypot(a1[0], a1[1])
+        new_phi = np.arctan2(-a1[0], a1[1])
+        new_l2 = np.abs(a1[0] * a2[1] - a1[1] * a2[0]) / n1
+        put(d, "bbox_row", [float(x) for x in (row + 0.5) * fr - 0.5])
+        put(d, "bbox_col", [float(x) for x in (col + 0.5) * fc - 0.5])
+        put(d, "bbox_length1", [float(x) for x in n1])
+        put(d, "bbox_length2", [float(x) for x in new_l2])
+        put(d, "bbox_phi", [float(x) for x in new_phi])
+
+
+def _batch(dlsample_batch, op: str) -> list:
+    items = [dlsample_batch] if isinstance(dlsample_batch, (dict, HHandle)) else as_list(dlsample_batch)
+    return [content(s, op, f"dlsample_batch[{i}]") for i, s in enumerate(items)]
+
+
+def preprocess_dl_samples(dlsample_batch, dlpreprocess_param):
+    """Preprocesses DLSamples in place for a model (spec E.8): image zoomed, normalised, channel-adapted and
+    stored as float32; boxes scaled; label images zoomed (nearest) with background mapping."""
+    op = "preprocess_dl_samples"
+    pd = content(dlpreprocess_param, op, "dlpreprocess_param", 1202)
+    check_dl_preprocess_param(dlpreprocess_param)
+    p = _param_values(pd)
+    for i, d in enumerate(_batch(dlsample_batch, op)):
+        where = f"dlsample_batch[{i}]"
+        if "image" not in d:
+            raise HOperatorError(H_ERR_DICT_KEY, f"{where} has no 'image'", op)
+        raw = d["image"]
+        raw = raw if isinstance(raw, np.ndarray) else as_list(raw)[0] if as_list(raw) else None
+        image = _preprocess_image(raw, p, op, where)
+        _scale_boxes(d, raw.shape[:2], p, op, where)
+        put(d, "image", image)
+        for key in ("segmentation_image", "weight_image", "anomaly_ground_truth"):
+            if key not in d or not isinstance(d[key], np.ndarray):
+                continue
+            lab = d[key] if d[key].ndim == 2 else d[key][:, :, 0]
+            lab = zoom_nearest(lab, p["image_width"], p["image_height"]).astype(np.float32)
+            if key == "segmentation_image" and p["set_background_id"]:
+                lab = np.where(np.isin(lab, p["class_ids_background"]), np.float32(p["set_background_id"][0]), lab)
+            put(d, key, np.ascontiguousarray(lab))
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def _segmentation_class_weights(ds: dict, samples: list, class_ids: list, ignore: list, max_weight: float,
+                                op: str) -> dict:
+    from .images import read_image
+    seg_dir = get1(ds, "segmentation_dir", "")
+    chosen = [s for s in samples if get1(s, "split") == "train"] or samples
+    counts = {c: 0 for c in class_ids}
+    for s in chosen:
+        lab = read_image(os.path.join(seg_dir, get1(s, "segmentation_file_name")) if seg_dir else
+                         get1(s, "segmentation_file_name"))
+        lab = lab if lab.ndim == 2 else lab[:, :, 0]
+        values, n = np.unique(lab, return_counts=True)
+        for v, k in zip(values, n):
+            if int(v) in counts:
+                counts[int(v)] += int(k)
+    counted = {c: n for c, n in counts.items() if c not in ignore}
+    total = sum(counted.values())
+    weights = {}
+    for c in class_ids:
+        if c in ignore:
+            weights[c] = 0.0
+        elif counted[c] == 0:
+            weights[c] = max_weight
+        else:
+            weights[c] = min(max_weight, total / (len(counted) * counted[c]))
+    return weights
+
+
+def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_param):
+    """Preprocesses every sample of the dataset and writes it to <data_directory>/samples/<image_id>_dlsample.hdict
+    (gen_dl_samples -> preprocess_dl_samples -> write_dl_samples), stores 'preprocess_param' and 'dlsample_dir'
+    in the dataset, writes the dataset to <data_directory>/dl_dataset.hdict and returns that file name."""
+    op = "preprocess_dl_dataset"
+    ds = content(dldataset, op, "dldataset")
+    items = as_list(data_directory)
+    if len(items) != 1 or not isinstance(items[0], (str, os.PathLike)) or not os.fspath(items[0]):
+        raise HOperatorError(1202, f"data_directory must be one directory name, got {data_directory!r}", op)
+    directory = os.fspath(items[0])
+    pd = content(dlpreprocess_param, op, "dlpreprocess_param", 1203)
+    check_dl_preprocess_param(dlpreprocess_param)
+    p = _param_values(pd)
+    params = gen_params(gen_param, op, 4, ("overwrite_files", "show_progress", "max_weight", "class_weights"))
+    overwrite = flag(params.get("overwrite_files", 0), op, 1304, "'overwrite_files'")
+    flag(params.get("show_progress", 1), op, 1304, "'show_progress'")
+    model_type = p["model_type"]
+    if model_type != "segmentation" and ("max_weight" in params or "class_weights" in params):
+        raise HOperatorError(1304, "GenParam 'max_weight' and 'class_weights' are for segmentation only", op)
+    samples = samples_of(ds, op)
+    if not samples:
+        raise HOperatorError(1301, "dldataset holds no samples", op)
+    class_ids = [int(c) for c in get(ds, "class_ids", [])]
+    if model_type == "segmentation" and p["set_background_id"] and p["set_background_id"][0] not in class_ids:
+        raise HOperatorError(1303, f"'set_background_id' {p['set_background_id'][0]} is not one of the dataset's "
+                                   f"class_ids {class_ids}", op)
+    dataset_file = os.path.join(directory, "dl_dataset.hdict")
+    sample_dir = os.path.join(directory, "samples")
+    if os.path.exists(directory) and not overwrite:
+        raise HOperatorError(1302, f"data_directory {directory!r} exists; set GenParam 'overwrite_files' to true "
+                                   "to replace it", op)
+    os.makedirs(sample_dir, exist_ok=True)
+    for f in os.listdir(sample_dir):
+        if f.endswith("_dlsample.hdict"):
+            os.remove(os.path.join(sample_dir, f))
+    weights = None
+    if model_type == "segmentation":
+        given = params.get("class_weights")
+        if given:
+            if not all(is_number(w) and w >= 0 for w in given) or len(given) not in (1, len(class_ids)):
+                raise HOperatorError(1304, f"'class_weights' must be one non-negative number or one per class, got "
+                                           f"{given!r}", op)
+            weights = {c: float(given[0] if len(given) == 1 else given[k]) for k, c in enumerate(class_ids)}
+        else:
+            mw = params.get("max_weight", [1000])
+            if len(mw) != 1 or not is_number(mw[0]) or mw[0] <= 0:
+                raise HOperatorError(1304, f"'max_weight' must be a positive number, got {mw!r}", op)
+            weights = _segmentation_class_weights(ds, samples, class_ids, [int(c) for c in p["ignore_class_ids"]],
+                                                  float(mw[0]), op)
+    stored = {k: (get(pd, k)) for k in pd if k != "check_params"}
+    if p["normalization_type"] == "constant_values":
+        stored["image_range_min"], stored["image_range_max"] = [-2.0], [2.0]
+    put(ds, "dlsample_dir", sample_dir)
+    gen = {"instance_type": p["instance_type"]} if model_type == "detection" else []
+    for start in range(0, len(samples), 16):
+        idx = list(range(start, min(start + 16, len(samples))))
+        batch = gen_dl_samples(dldataset, idx, model_type, gen)
+        preprocess_dl_samples(batch, dlpreprocess_param)
+        if weights is not None:
+            for s in batch:
+                sd = content(s, op, "dlsample")
+                if "segmentation_image" in sd:
+                    lab = sd["segmentation_image"]
+                    table = np.zeros(int(max(max(weights), lab.max())) + 1, np.float32)
+                    for c, w in weights.items():
+                        table[c] = w
+                    put(sd, "weight_image", table[lab.astype(np.int64)])
+        write_dl_samples(dldataset, idx, batch, [], [])
+    ds["preprocess_param"] = [new_dict(stored)]
+    write_dict(dldataset if isinstance(dldataset, HHandle) else new_dict(dldataset), dataset_file, [], [])
+    return dataset_file
+
+
+# ---------------------------------------------------------------- augmentation
+
+_AUG_KEYS = ("augmentation_percentage", "rotate", "mirror", "brightness_variation", "brightness_variation_spot",
+             "contrast_variation", "crop_percentage", "crop_pixel", "rotate_range", "ignore_direction",
+             "class_ids_no_orientation")
+_GEOMETRY_KEYS = ("bbox_row1", "bbox_row", "segmentation_image", "weight_image", "anomaly_ground_truth")
+
+
+def _aug_params(gen_param, op: str) -> dict:
+    raw = gen_params(gen_param, op, 2, _AUG_KEYS)
+
+    def one(k, default):
+        v = raw.get(k, [default])
+        if len(v) != 1:
+            raise HOperatorError(1302, f"GenParam {k!r} takes one value, got {v!r}", op)
+        return v[0]
+
+    def number(k, default, lo, hi, integer=False):
+        v = one(k, default)
+        if not is_number(v) or not lo <= v <= hi or (integer and v != int(v)):
+            raise HOperatorError(1302, f"GenParam {k!r} must be a{'n integer' if integer else ' number'} in "
+                                       f"[{lo}, {hi}], got {v!r}", op)
+        return v
+
+    def off_or(k, lo, hi):
+        v = one(k, "off")
+        if v == "off":
+            return None
+        if not is_number(v) or not lo <= v <= hi:
+            raise HOperatorError(1302, f"GenParam {k!r} must be 'off' or a number in [{lo}, {hi}], got {v!r}", op)
+        return v
+
+    p = {"percentage": number("augmentation_percentage", 50, 0, 100),
+         "brightness": number("brightness_variation", 0, 0, 255),
+         "spot": number("brightness_variation_spot", 0, 0, 255),
+         "contrast": number("contrast_variation", 0, 0, 1),
+         "rotate_range": number("rotate_range", 0, 0, 180),
+         "crop_percentage": off_or("crop_percentage", 1, 100),
+         "crop_pixel": off_or("crop_pixel", 1, float("inf"))}
+    rot = one("rotate", 0)
+    if rot not in (0, 90, 180):
+        raise HOperatorError(1302, f"GenParam 'rotate' must be 0, 90 or 180, got {rot!r}", op)
+    p["rotate"] = int(rot)
+    mirror = one("mirror", "off")
+    if mirror not in ("off", "r", "c", "rc", "cr"):
+        raise HOperatorError(1302, f"GenParam 'mirror' must be 'off', 'r', 'c', 'rc' or 'cr', got {mirror!r}", op)
+    p["mirror"] = mirror
+    p["ignore_direction"] = flag(one("ignore_direction", "false"), op, 1302, "GenParam 'ignore_direction'")
+    p["no_orientation"] = [int(c) for c in raw.get("class_ids_no_orientation", [])]
+    return p
+
+
+def _finish(values: np.ndarray, dtype) -> np.ndarray:
+    if np.dtype(dtype) in _INT_RANGES:
+        return _to_type(values, dtype).astype(dtype)
+    return values.astype(dtype)
+
+
+def _geometry(d: dict, fn_image, fn_points, fn_phi, new_hw) -> None:
+    """Applies a pixel-exact geometric transform to the image, label images and boxes of a sample."""
+    for key in ("image", "segmentation_image", "weight_image", "anomaly_ground_truth"):
+        if key in d and isinstance(d[key], np.ndarray):
+            put(d, key, np.ascontiguousarray(fn_image(d[key])))
+    if "bbox_row1" in d:
+        r1, c1, r2, c2 = (np.array(get(d, k, []), np.float64) for k in
+                          ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"))
+        ra, ca = fn_points(r1, c1)
+        rb, cb = fn_points(r2, c2)
+        put(d, "bbox_row1", [float(x) for x in np.minimum(ra, rb)])
+        put(d, "bbox_row2", [float(x) for x in np.maximum(ra, rb)])
+        put(d, "bbox_col1", [float(x) for x in np.minimum(ca, cb)])
+        put(d, "bbox_col2", [float(x) for x in np.maximum(ca, cb)])
+    if "bbox_row" in d:
+        r, c = fn_points(np.array(get(d, "bbox_row", []), np.float64), np.array(get(d, "bbox_col", []), np.float64))
+        put(d, "bbox_row", [float(x) for x in r])
+        put(d, "bbox_col", [float(x) for x in c])
+        phi = fn_phi(np.array(get(d, "bbox_phi", []), np.float64))
+        put(d, "bbox_phi", [float(x) for x in np.angle(np.exp(1j * phi))])
+
+
+def _mirror(d: dict, rows: bool, cols: bool) -> None:
+    h, w = d["image"].shape[:2]
+
+    def img(a):
+        return a[::-1 if rows else 1, ::-1 if cols else 1]
+
+    def pts(r, c):
+        return (h - 1 - r if rows else r), (w - 1 - c if cols else c)
+
+    def phi(p):
+        if rows:
+            p = -p
+        if cols:
+            p = math.pi - p
+        return p
+
+    _geometry(d, img, pts, phi, (h, w))
+
+
+def _rotate90(d: dict, k: int) -> None:
+    """Counter-clockwise rotation by k * 90 degrees (np.rot90): pixel (r, c) -> (w - 1 - c, r) for k = 1."""
+    h, w = d["image"].shape[:2]
+
+    def pts(r, c):
+        hh, ww = h, w
+        for _ in range(k):
+            r, c = ww - 1 - c, r
+            hh, ww = ww, hh
+        return r, c
+
+    _geometry(d, lambda a: np.rot90(a, k), pts, lambda p: p + k * math.pi / 2, None)
+
+
+def _rotate_free(image: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    a = math.radians(degrees)
+    cr, cc = (h - 1) / 2, (w - 1) / 2
+    rr, cc_ = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    # inverse map: output pixel -> source pixel (rotation counter-clockwise on screen, rows pointing down)
+    dr, dc = rr - cr, cc_ - cc
+    sr = cr + math.cos(a) * dr - math.sin(a) * dc
+    sc = cc + math.sin(a) * dr + math.cos(a) * dc
+    img = image.astype(np.float64) if image.ndim == 3 else image.astype(np.float64)[:, :, None]
+    r0, c0 = np.floor(sr).astype(int), np.floor(sc).astype(int)
+    fr, fc = (sr - r0)[..., None], (sc - c0)[..., None]
+    out = np.zeros_like(img)
+    inside = (sr >= -0.5) & (sr <= h - 0.5) & (sc >= -0.5) & (sc <= w - 0.5)
+
+    def at(r, c):
+        return img[np.clip(r, 0, h - 1), np.clip(c, 0, w - 1)]
+
+    val = (at(r0, c0) * (1 - fr) * (1 - fc) + at(r0 + 1, c0) * fr * (1 - fc) + at(r0, c0 + 1) * (1 - fr) * fc
+           + at(r0 + 1, c0 + 1) * fr * fc)
+    out[inside] = val[inside]
+    return out if image.ndim == 3 else out[:, :, 0]
+
+
+def augment_dl_samples(dlsample_batch, gen_param):
+    """Augments DLSamples in place (spec E.10): each sample is picked with probability
+    augmentation_percentage / 100 and gets exactly one of the enabled distortions, chosen uniformly."""
+    op = "augment_dl_samples"
+    batch = _batch(dlsample_batch, op)
+    if not batch:
+        raise HOperatorError(1401, "dlsample_batch is empty", op)
+    if gen_param is None or (isinstance(gen_param, (list, tuple)) and len(gen_param) == 0):
+        return
+    p = _aug_params(gen_param, op)
+    classification_only = [k for k, v in (("crop_percentage", p["crop_percentage"]), ("crop_pixel", p["crop_pixel"]),
+                                          ("rotate_range", p["rotate_range"] or None)) if v is not None]
+    if classification_only:
+        for i, d in enumerate(batch):
+            if any(k in d for k in _GEOMETRY_KEYS):
+                raise HOperatorError(1302, f"GenParam {classification_only[0]!r} is for classification samples only; "
+                                           f"dlsample_batch[{i}] has boxes or label images", op)
+    enabled = []
+    if p["mirror"] != "off":
+        enabled.append("mirror")
+    if p["rotate"]:
+        enabled.append("rotate")
+    for k in ("brightness", "spot", "contrast", "rotate_range"):
+        if p[k]:
+            enabled.append(k)
+    if p["crop_percentage"] is not None:
+        enabled.append("crop_percentage")
+    if p["crop_pixel"] is not None:
+        enabled.append("crop_pixel")
+    if not enabled or p["percentage"] == 0:
+        return
+    gen = rng()
+    for i, d in enumerate(batch):
+        if "image" not in d or not isinstance(d["image"], np.ndarray):
+            raise HOperatorError(H_ERR_DICT_KEY, f"dlsample_batch[{i}] has no 'image'", op)
+        if gen.random() >= p["percentage"] / 100:
+            continue
+        kind = enabled[int(gen.integers(len(enabled)))]
+        image = d["image"]
+        h, w = image.shape[:2]
+        if kind == "mirror":
+            choice = p["mirror"] if p["mirror"] in ("r", "c") else ("r", "c", "rc")[int(gen.integers(3))]
+            _mirror(d, "r" in choice, "c" in choice)
+        elif kind == "rotate":
+            step = p["rotate"] // 90
+            ks = [k for k in range(step, 4, step) if h == w or k % 2 == 0]
+            if ks:
+                _rotate90(d, ks[int(gen.integers(len(ks)))])
+        elif kind == "brightness":
+            offset = gen.uniform(-p["brightness"], p["brightness"])
+            put(d, "image", _finish(image.astype(np.float64) + offset, image.dtype))
+        elif kind == "spot":
+            offset = gen.uniform(-p["spot"], p["spot"])
+            r0, c0 = gen.uniform(0, h - 1), gen.uniform(0, w - 1)
+            sigma = min(h, w) / 4
+            rr, cc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+            spot = offset * np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * sigma ** 2))
+            if image.ndim == 3:
+                spot = spot[:, :, None]
+            put(d, "image", _finish(image.astype(np.float64) + spot, image.dtype))
+        elif kind == "contrast":
+            f = gen.uniform(1 - p["contrast"], 1 + p["contrast"])
+            v = image.astype(np.float64)
+            put(d, "image", _finish((v - v.mean()) * f + v.mean(), image.dtype))
+        elif kind == "rotate_range":
+            angle = int(gen.integers(-int(p["rotate_range"]), int(p["rotate_range"]) + 1))
+            put(d, "image", _finish(_rotate_free(image, angle), image.dtype))
+        else:
+            if kind == "crop_percentage":
+                ch = max(1, int(round(h * p["crop_percentage"] / 100)))
+                cw = max(1, int(round(w * p["crop_percentage"] / 100)))
+            else:
+                ch, cw = min(h, int(p["crop_pixel"])), min(w, int(p["crop_pixel"]))
+            r0 = int(gen.integers(0, h - ch + 1))
+            c0 = int(gen.integers(0, w - cw + 1))
+            crop = image[r0:r0 + ch, c0:c0 + cw]
+            put(d, "image", _finish(zoom_linear(crop, w, h), image.dtype))
