@@ -36,15 +36,6 @@ from .preprocess import (  # noqa: E402,F401
     augment_dl_samples, check_dl_preprocess_param, create_dl_preprocess_param, create_dl_preprocess_param_from_model,
     preprocess_dl_dataset, preprocess_dl_samples)
 from .evaluation import create_evaluation_default_param, evaluate_dl_model, gen_confusion_matrix  # noqa: E402,F401
-from .images import read_image, write_image  # noqa: E402,F401
-from .datasets import (  # noqa: E402,F401
-    find_dl_samples, gen_dl_samples, gen_dl_samples_from_images, read_dl_dataset_anomaly,
-    read_dl_dataset_classification, read_dl_dataset_from_coco, read_dl_dataset_segmentation, read_dl_samples,
-    split_dl_dataset, write_dl_samples)
-from .preprocess import (  # noqa: E402,F401
-    augment_dl_samples, check_dl_preprocess_param, create_dl_preprocess_param, create_dl_preprocess_param_from_model,
-    preprocess_dl_dataset, preprocess_dl_samples)
-from .evaluation import create_evaluation_default_param, evaluate_dl_model, gen_confusion_matrix  # noqa: E402,F401
 from .legacy import (  # noqa: E402,F401
     apply_dl_classifier, clear_dl_classifier, clear_dl_classifier_result, clear_dl_classifier_train_result,
     deserialize_dl_classifier, get_dl_classifier_param, get_dl_classifier_param_s, get_dl_classifier_result,
