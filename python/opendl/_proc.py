@@ -160,9 +160,8 @@ def is_int(v) -> bool:
 
 class _ProcRandom:
     """The random source of split_dl_dataset, augment_dl_samples and the training procedures, standing in for
-    HALCON's tuple_rand. It follows set_system('seed_rand', s): whenever the process seed differs from the one
-    it was last seeded with, it restarts from that seed (numpy PCG64). Setting the same seed twice in a row is
-    not visible to it; ``reseed`` restarts it explicitly."""
+    HALCON's tuple_rand (numpy PCG64). set_system('seed_rand', s) restarts it from s (system.py calls reseed);
+    should the process seed change by another path, it restarts from the new seed when next used."""
 
     def __init__(self):
         self.seed = None

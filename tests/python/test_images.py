@@ -1,0 +1,181 @@
+"""read_image / write_image: lossless round trips for every format and pixel type HALCON's users store, the
+extension rules, several files at once, 16-bit colour PNGs with every PNG row filter, and the error codes."""
+
+import inspect
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import opendl as ha
+
+
+def _img(dtype, channels, seed=0, shape=(9, 13)):
+    rng = np.random.default_rng(seed)
+    full = shape if channels == 1 else shape + (channels,)
+    if np.dtype(dtype).kind == "f":
+        return rng.normal(0, 100, full).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, full, dtype=dtype, endpoint=True)
+
+
+def test_signatures_are_halcons():
+    assert list(inspect.signature(ha.read_image).parameters) == ["file_name"]
+    assert list(inspect.signature(ha.write_image).parameters) == ["image", "format", "fill_color", "file_name"]
+
+
+LOSSLESS = [("png", np.uint8, c) for c in (1, 2, 3, 4)] + [("png", np.uint16, c) for c in (1, 2, 3, 4)] + \
+    [("bmp", np.uint8, c) for c in (1, 3)] + \
+    [("tiff", dt, c) for dt in (np.uint8, np.uint16, np.int16, np.int32, np.float32) for c in (1, 3)] + \
+    [("tiff", np.uint8, 4), ("tiff", np.uint16, 2), ("tiff deflate", np.int16, 3), ("tiff deflate 9", np.uint8, 3),
+     ("tiff lzw", np.uint16, 1), ("png 9", np.uint8, 3), ("png none", np.uint16, 3)]
+
+
+@pytest.mark.parametrize("fmt,dtype,channels", LOSSLESS)
+def test_lossless_round_trip_keeps_type_channels_and_values(tmp_path, fmt, dtype, channels):
+    img = _img(dtype, channels)
+    ha.write_image(img, fmt, 0, str(tmp_path / "im"))
+    back = ha.read_image(str(tmp_path / "im"))
+    assert back.dtype == np.dtype(dtype)
+    assert back.shape == img.shape
+    np.testing.assert_array_equal(back, img)
+
+
+def test_one_channel_3d_array_is_written_as_gray(tmp_path):
+    img = _img(np.uint8, 1)[:, :, None]
+    ha.write_image(img, "png", 0, str(tmp_path / "g.png"))
+    back = ha.read_image(str(tmp_path / "g.png"))
+    assert back.shape == img.shape[:2]
+    np.testing.assert_array_equal(back, img[:, :, 0])
+
+
+def test_jpeg_quality_and_extension(tmp_path):
+    y, x = np.mgrid[0:64, 0:64]
+    img = np.stack([x * 4, y * 4, (x + y) * 2], axis=2).astype(np.uint8)
+    ha.write_image(img, "jpeg 95", 0, str(tmp_path / "hi"))
+    ha.write_image(img, "jpeg 10", 0, str(tmp_path / "lo"))
+    assert (tmp_path / "hi.jpg").is_file() and (tmp_path / "lo.jpg").is_file()
+    assert os.path.getsize(tmp_path / "lo.jpg") < os.path.getsize(tmp_path / "hi.jpg")
+    back = ha.read_image(str(tmp_path / "hi.jpg"))
+    assert back.dtype == np.uint8 and back.shape == img.shape
+    # a smooth ramp at quality 95 stays within a few grey values on average
+    assert np.abs(back.astype(int) - img).mean() < 3
+
+
+def test_extension_appended_only_when_missing(tmp_path):
+    img = _img(np.uint8, 3)
+    ha.write_image(img, "tiff", 0, str(tmp_path / "a.tiff"))
+    ha.write_image(img, "tiff", 0, str(tmp_path / "b.TIF"))
+    ha.write_image(img, "png", 0, str(tmp_path / "c.jpg"))
+    assert sorted(os.listdir(tmp_path)) == ["a.tiff", "b.TIF", "c.jpg.png"]
+
+
+def test_read_tries_known_extensions_and_reads_lists(tmp_path):
+    a, b = _img(np.uint8, 1, 1), _img(np.uint8, 3, 2)
+    ha.write_image(a, "png", 0, str(tmp_path / "a"))
+    ha.write_image(b, "bmp", 0, str(tmp_path / "b"))
+    np.testing.assert_array_equal(ha.read_image(str(tmp_path / "a")), a)
+    both = ha.read_image([str(tmp_path / "a"), str(tmp_path / "b.bmp")])
+    assert isinstance(both, list) and len(both) == 2
+    np.testing.assert_array_equal(both[1], b)
+    # a one-element list gives the single image
+    np.testing.assert_array_equal(ha.read_image([str(tmp_path / "b")]), b)
+
+
+def test_palette_and_bilevel_images_become_rgb_and_bytes(tmp_path):
+    from PIL import Image
+    pal = Image.new("P", (4, 3))
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pal.putpixel((1, 1), 1)
+    pal.save(tmp_path / "p.png")
+    rgb = ha.read_image(str(tmp_path / "p.png"))
+    assert rgb.shape == (3, 4, 3)
+    assert tuple(rgb[0, 0]) == (10, 20, 30) and tuple(rgb[1, 1]) == (200, 100, 50)
+    Image.fromarray(np.array([[0, 1], [1, 0]], bool)).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(ha.read_image(str(tmp_path / "b.png")), [[0, 255], [255, 0]])
+
+
+def _png16_with_filters(img: np.ndarray) -> bytes:
+    """A 16-bit colour PNG whose rows cycle through filter types 0..4, encoded here without opendl."""
+    h, w, c = img.shape
+    bpp = 2 * c
+    rows = img.astype(">u2").reshape(h, w * c).view(np.uint8).astype(np.int64)
+    out = bytearray()
+    prev = np.zeros(w * bpp, np.int64)
+    for y in range(h):
+        f, cur = y % 5, rows[y]
+        enc = []
+        for i in range(w * bpp):
+            a = cur[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            cc = prev[i - bpp] if i >= bpp else 0
+            if f == 0:
+                pred = 0
+            elif f == 1:
+                pred = a
+            elif f == 2:
+                pred = b
+            elif f == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - cc
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
+                pred = a if pa <= pb and pa <= pc else b if pb <= pc else cc
+            enc.append((cur[i] - pred) % 256)
+        out.append(f)
+        out.extend(enc)
+        prev = cur
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    color = {3: 2, 4: 6, 2: 4}[c]
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(out))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_16bit_colour_png_with_every_row_filter_decodes_exactly(tmp_path, channels):
+    img = _img(np.uint16, channels, seed=5, shape=(10, 7))
+    (tmp_path / "f.png").write_bytes(_png16_with_filters(img))
+    back = ha.read_image(str(tmp_path / "f.png"))
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, img)
+
+
+def _code(excinfo):
+    return excinfo.value.error_code
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_image(str(tmp_path / "nothere"))
+    assert _code(e) == 5200 and "nothere" in str(e.value)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is no image")
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_image(str(tmp_path / "bad.png"))
+    assert _code(e) == 5238 and "bad.png" in str(e.value)
+    img = _img(np.uint8, 3)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image(img, "gif", 0, str(tmp_path / "x"))
+    assert _code(e) == 1301 and "gif" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image(_img(np.uint16, 1), "jpeg", 0, str(tmp_path / "x"))
+    assert _code(e) == 1301 and "uint16" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image(img, "jpeg 101", 0, str(tmp_path / "x"))
+    assert _code(e) == 1301
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image(img, "png", "white", str(tmp_path / "x"))
+    assert _code(e) == 1202
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image([[1, 2]], "png", 0, str(tmp_path / "x"))
+    assert _code(e) == 1201
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image(img, "png", 0, str(tmp_path / "no" / "dir" / "x"))
+    assert _code(e) == 3142
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_image([])
+    assert _code(e) == 1401
