@@ -23,7 +23,8 @@ Decisions where the spec leaves the behaviour open:
   folder names, unless 'image_sub_dirs' is false); likewise the label directory ('segmentation_sub_dirs',
   'anomaly_sub_dirs'). Explicit lists are relative to their directory; two explicit lists of equal length are
   paired in order. Otherwise an image is matched to the label file with the same relative path without
-  extension, else the same file name without extension (when that is unique). An image without label file
+  extension, else the same file name without extension (when that name is unique among the images and
+  among the label files). An image without label file
   raises 1305 for segmentation unless 'ignore_unmatched_images' is true (the image is then left out); for
   anomaly detection the ground-truth file is optional. anomaly_label is 'ok' when the image's folder is named
   'ok' or 'good' (any case), else 'nok'; class_names ['ok', 'nok'], class_ids [0, 1].
@@ -167,10 +168,13 @@ def _match(images: list, labels: list, what: str):
     by_stem = {}
     for p in labels:
         by_stem.setdefault(_stem(p), []).append(p)
+    image_stems: dict = {}
+    for img in images:
+        image_stems[_stem(img)] = image_stems.get(_stem(img), 0) + 1
     out = []
     for img in images:
         hit = by_path.get(os.path.splitext(img)[0])
-        if hit is None and len(by_stem.get(_stem(img), [])) == 1:
+        if hit is None and len(by_stem.get(_stem(img), [])) == 1 and image_stems[_stem(img)] == 1:
             hit = by_stem[_stem(img)][0]
         out.append(hit)
     return out
