@@ -1,0 +1,330 @@
+"""Preprocessing procedures: the DLPreprocessParam dict and its checks, preprocess_dl_samples against numpy
+references of spec E.8 (normalisations, zoom, channel adaptation, label images, boxes), preprocess_dl_dataset
+on a generated folder dataset, and augment_dl_samples (seeded, exact geometric ops, range checks)."""
+
+import inspect
+import os
+
+import numpy as np
+import pytest
+
+import opendl as ha
+
+
+def py(h):
+    return ha.as_python_dict(h)
+
+
+def code_of(fn, *args, **kwargs):
+    with pytest.raises(ha.HOperatorError) as e:
+        fn(*args, **kwargs)
+    return e.value.error_code
+
+
+def param(w=8, h=6, c=3, norm="none", model="classification", lo=[], hi=[], gen=[], ignore=[], bg=[], bgs=[]):
+    return ha.create_dl_preprocess_param(model, w, h, c, lo, hi, norm, "full_domain", ignore, bg, bgs, gen)
+
+
+def run(image, p, **keys):
+    s = ha.from_python_dict({"image": image, **keys})
+    ha.preprocess_dl_samples([s], p)
+    return py(s)
+
+
+def test_signatures():
+    assert list(inspect.signature(ha.create_dl_preprocess_param).parameters) == [
+        "dlmodel_type", "image_width", "image_height", "image_num_channels", "image_range_min", "image_range_max",
+        "normalization_type", "domain_handling", "ignore_class_ids", "set_background_id", "class_ids_background",
+        "gen_param"]
+    assert list(inspect.signature(ha.create_dl_preprocess_param_from_model).parameters) == [
+        "dlmodel_handle", "normalization_type", "domain_handling", "set_background_id", "class_ids_background",
+        "gen_param"]
+    assert list(inspect.signature(ha.check_dl_preprocess_param).parameters) == ["dlpreprocess_param"]
+    assert list(inspect.signature(ha.preprocess_dl_samples).parameters) == ["dlsample_batch", "dlpreprocess_param"]
+    assert list(inspect.signature(ha.preprocess_dl_dataset).parameters) == [
+        "dldataset", "data_directory", "dlpreprocess_param", "gen_param"]
+    assert list(inspect.signature(ha.augment_dl_samples).parameters) == ["dlsample_batch", "gen_param"]
+
+
+# ---------------------------------------------------------------- DLPreprocessParam
+
+
+def test_create_param_keys_and_defaults():
+    p = py(param())
+    assert p == {"model_type": ["classification"], "image_width": [8], "image_height": [6],
+                 "image_num_channels": [3], "image_range_min": [-127.0], "image_range_max": [128.0],
+                 "normalization_type": ["none"], "domain_handling": ["full_domain"], "ignore_class_ids": [],
+                 "set_background_id": [], "class_ids_background": []}
+    d = py(param(model="detection", gen={"mean_values_normalization": [1.0, 2.0, 3.0]}))
+    assert d["instance_type"] == ["rectangle1"] and d["mean_values_normalization"] == [1.0, 2.0, 3.0]
+    s = py(param(model="segmentation", lo=0, hi=1, ignore=[5], bg=0, bgs=[3, 4]))
+    assert s["image_range_min"] == [0] and s["set_background_id"] == [0] and s["class_ids_background"] == [3, 4]
+
+
+def test_create_param_from_model():
+    m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    ha.set_dl_model_param(m, "image_dimensions", [20, 10, 1])
+    p = py(ha.create_dl_preprocess_param_from_model(m, "all_channels", "full_domain", [], [], []))
+    assert (p["model_type"], p["image_width"], p["image_height"], p["image_num_channels"]) == \
+        (["classification"], [20], [10], [1])
+    assert (p["image_range_min"], p["image_range_max"]) == ([-127.0], [128.0])
+    assert p["normalization_type"] == ["all_channels"]
+
+
+@pytest.mark.parametrize("kwargs,code", [
+    (dict(lo=0, hi=1), 1301),                       # classification needs -127 .. 128
+    (dict(norm="zscore"), 1301),
+    (dict(model="ocr"), 1301),
+    (dict(w=0), 1301),
+    (dict(ignore=[1]), 1301),                       # segmentation-only key
+    (dict(gen={"colour": 1}), 1301),                 # unknown key
+    (dict(model="segmentation", lo=0, hi=1, bg=0), 1301),            # background id without background classes
+    (dict(model="segmentation", lo=0, hi=1, bg=0, bgs=[0]), 1301),   # not disjoint
+    (dict(model="segmentation", lo=0, hi=1, ignore=[3], bg=0, bgs=[3]), 1301),
+    (dict(gen={"deviation_values_normalization": [0.0]}), 1301),
+    (dict(model="detection", gen={"instance_type": "polygon"}), 1301),
+])
+def test_check_rejects_bad_params(kwargs, code):
+    assert code_of(param, **kwargs) == code
+
+
+def test_check_missing_key_and_check_params_switch():
+    p = ha.copy_dict(param(), [], [])
+    ha.remove_dict_key(p, "domain_handling")
+    assert code_of(ha.check_dl_preprocess_param, p) == 2894
+    ha.set_dict_tuple(p, "check_params", 0)
+    ha.check_dl_preprocess_param(p)  # validation switched off
+
+
+# ---------------------------------------------------------------- preprocess_dl_samples
+
+
+def test_none_normalisation_maps_bytes_to_the_range():
+    img = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    out = run(img, param())["image"]
+    assert out.dtype == np.float32 and out.shape == (6, 8, 3)
+    np.testing.assert_array_equal(out, img.astype(np.float32) - 127)  # default range: v - 127, exact
+    seg = run(img, param(model="segmentation", lo=0, hi=1))["image"]
+    np.testing.assert_allclose(seg, img / 255.0, rtol=1e-6)
+    real = np.random.default_rng(1).normal(0, 3, (6, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(run(real, param())["image"], real)  # other types unchanged
+
+
+def test_all_channels_and_first_channel_normalisation():
+    rng = np.random.default_rng(2)
+    img = (rng.random((6, 8, 3)) * [10, 100, 1000] + [0, 5, -50]).astype(np.float32)
+    x = img.astype(np.float64)
+    m, mx = x.min(axis=(0, 1)), x.max(axis=(0, 1))
+    ref = (x - m) * 255 / (mx - m) - 127
+    out = run(img, param(norm="all_channels"))["image"]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)  # float32 storage of a float64 computation
+    assert np.allclose(out.min(axis=(0, 1)), -127) and np.allclose(out.max(axis=(0, 1)), 128)
+    m0, mx0 = x[:, :, 0].min(), x[:, :, 0].max()
+    ref = (x - m0) * 255 / (mx0 - m0) - 127
+    np.testing.assert_allclose(run(img, param(norm="first_channel"))["image"], ref, rtol=1e-5, atol=1e-3)
+    flat = np.full((6, 8, 3), 7, np.float32)  # max == min: scale 1
+    np.testing.assert_allclose(run(flat, param(norm="all_channels"))["image"], -127)
+
+
+def test_constant_values_normalisation():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    ref = (img - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375])
+    np.testing.assert_allclose(run(img, param(norm="constant_values"))["image"], ref, rtol=1e-5, atol=1e-6)
+    p = param(norm="constant_values", gen={"mean_values_normalization": [10.0],
+                                           "deviation_values_normalization": [2.0]})
+    np.testing.assert_allclose(run(img, p)["image"], (img - 10.0) / 2.0, rtol=1e-6)
+    gray = img[:, :, 0]  # one channel, default three means: replicated to three channels first
+    ref = (gray[:, :, None] - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375])
+    np.testing.assert_allclose(run(gray, param(norm="constant_values"))["image"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_channel_adaptation():
+    rng = np.random.default_rng(4)
+    gray = rng.integers(0, 256, (6, 8), dtype=np.uint8)
+    out = run(gray, param(c=3))["image"]
+    assert out.shape == (6, 8, 3)
+    for k in range(3):
+        np.testing.assert_array_equal(out[:, :, k], gray - 127.0)
+    rgb = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    out = run(rgb, param(c=1))["image"]
+    assert out.shape == (6, 8)
+    v = rgb.astype(np.float64) - 127
+    np.testing.assert_allclose(out, 0.299 * v[:, :, 0] + 0.587 * v[:, :, 1] + 0.114 * v[:, :, 2], atol=1e-4)
+    assert code_of(run, rng.integers(0, 256, (6, 8, 2), dtype=np.uint8), param(c=3)) == 1301
+
+
+def test_zoom_down_is_the_area_mean_and_zoom_up_bilinear():
+    rng = np.random.default_rng(5)
+    big = rng.normal(0, 20, (12, 16, 3)).astype(np.float32)
+    out = run(big, param(w=8, h=6))["image"]
+    ref = big.astype(np.float64).reshape(6, 2, 8, 2, 3).mean(axis=(1, 3))  # halving: 2 x 2 block means
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    small = rng.normal(0, 20, (3, 4)).astype(np.float32)
+    up = run(small, param(w=8, h=6, c=1, model="segmentation", lo=0, hi=1))["image"]
+    # doubling: output pixel centre (j + 0.5) / 2 - 0.5 in input coordinates, clamped at the border
+
+    def axis(n_in, n_out):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        i0 = np.floor(src).astype(int)
+        return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+
+    r0, r1, fr = axis(3, 6)
+    c0, c1, fc = axis(4, 8)
+    s = small.astype(np.float64)
+    ref = ((1 - fr)[:, None] * ((1 - fc) * s[r0][:, c0] + fc * s[r0][:, c1])
+           + fr[:, None] * ((1 - fc) * s[r1][:, c0] + fc * s[r1][:, c1]))
+    np.testing.assert_allclose(up, ref, atol=1e-4)
+    # byte images are zoomed as bytes (rounded) before the range mapping
+    b = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+    out = run(b, param(w=8, h=6, c=1))["image"]
+    ref = np.rint(b.astype(np.float64).reshape(6, 2, 8, 2).mean(axis=(1, 3))) - 127
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_segmentation_labels_nearest_with_background_mapping():
+    lab = np.array([[0, 1, 2, 3], [4, 5, 6, 7]], np.uint8)
+    img = np.zeros((2, 4), np.uint8)
+    p = param(w=8, h=4, c=1, model="segmentation", lo=0, hi=1, bg=0, bgs=[5, 6])
+    s = run(img, p, segmentation_image=lab)
+    out = s["segmentation_image"]
+    assert out.dtype == np.float32 and out.shape == (4, 8)
+    ref = np.repeat(np.repeat(lab, 2, axis=0), 2, axis=1).astype(np.float32)
+    ref[np.isin(ref, [5, 6])] = 0
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_boxes_are_scaled_in_pixel_centred_coordinates():
+    img = np.zeros((10, 20), np.uint8)
+    p = param(w=40, h=5, c=1, model="detection")
+    s = run(img, p, bbox_label_id=[1], bbox_row1=[1.5], bbox_col1=[-0.5], bbox_row2=[5.5], bbox_col2=[9.5])
+    # (x + 0.5) * factor - 0.5 with factors 0.5 (rows) and 2 (columns)
+    assert s["bbox_row1"] == [0.5] and s["bbox_row2"] == [2.5]
+    assert s["bbox_col1"] == [-0.5] and s["bbox_col2"] == [19.5]
+    r2 = run(img, param(w=40, h=20, c=1, model="detection"), bbox_label_id=[1], bbox_row=[4.5], bbox_col=[9.5],
+             bbox_length1=[3.0], bbox_length2=[1.0], bbox_phi=[0.3])
+    assert r2["bbox_row"] == [9.5] and r2["bbox_col"] == [19.5]
+    np.testing.assert_allclose(r2["bbox_length1"] + r2["bbox_length2"] + r2["bbox_phi"], [6.0, 2.0, 0.3])
+    assert code_of(run, img, p, bbox_label_id=[1], bbox_row1=[2.0], bbox_col1=[0.0], bbox_row2=[2.0],
+                   bbox_col2=[3.0]) == 1301
+    assert code_of(ha.preprocess_dl_samples, [ha.from_python_dict({"x": 1})], p) == 2894
+
+
+# ---------------------------------------------------------------- preprocess_dl_dataset
+
+
+def make_dataset(root, n=3):
+    rng = np.random.default_rng(6)
+    for c in ("a", "b"):
+        os.makedirs(os.path.join(root, c))
+        for i in range(n):
+            ha.write_image(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), "png", 0, os.path.join(root, c, f"{i}"))
+    return ha.read_dl_dataset_classification(root, "last_folder")
+
+
+def test_preprocess_dl_dataset_writes_samples_and_dataset(tmp_path):
+    ds = make_dataset(str(tmp_path / "raw"))
+    p = param(w=5, h=6, c=1)
+    out = str(tmp_path / "prep")
+    name = ha.preprocess_dl_dataset(ds, out, p, [])
+    assert name == os.path.join(out, "dl_dataset.hdict")
+    assert sorted(os.listdir(os.path.join(out, "samples"))) == [f"{i}_dlsample.hdict" for i in range(6)]
+    d = py(ds)
+    assert d["dlsample_dir"] == [os.path.join(out, "samples")]
+    assert d["preprocess_param"][0] == py(p)
+    assert [s["dlsample_file_name"] for s in d["samples"]] == [[f"{i}_dlsample.hdict"] for i in range(6)]
+    on_disk = py(ha.read_dict(name, [], []))
+    assert on_disk["samples"][4]["dlsample_file_name"] == ["4_dlsample.hdict"]
+    assert on_disk["preprocess_param"] == d["preprocess_param"]
+    s = py(ha.read_dl_samples(ds, [4])[0])
+    raw = ha.read_image(str(tmp_path / "raw" / "b" / "1.png"))
+    ref = run(raw, p)["image"]
+    assert s["image"].shape == (6, 5) and s["image_label_id"] == [1] and s["image_id"] == [4]
+    np.testing.assert_array_equal(s["image"], ref)
+    # the directory exists now
+    assert code_of(ha.preprocess_dl_dataset, ds, out, p, []) == 1302
+    ha.preprocess_dl_dataset(ds, out, param(w=5, h=6, c=1, norm="constant_values"), {"overwrite_files": "true"})
+    stored = py(ds)["preprocess_param"][0]
+    assert (stored["image_range_min"], stored["image_range_max"]) == ([-2.0], [2.0])
+    assert code_of(ha.preprocess_dl_dataset, ds, out, p, {"overwrite_files": 1, "max_weight": 5}) == 1304
+
+
+# ---------------------------------------------------------------- augment_dl_samples
+
+
+def batch(n=8, shape=(6, 6, 3), seed=7):
+    rng = np.random.default_rng(seed)
+    return [ha.from_python_dict({"image": rng.normal(0, 30, shape).astype(np.float32), "image_label_id": 0})
+            for _ in range(n)]
+
+
+def images(b):
+    return [py(s)["image"] for s in b]
+
+
+def test_augment_is_reproducible_with_the_seed():
+    params = {"augmentation_percentage": 70, "mirror": "rc", "rotate": 90, "brightness_variation": 20,
+              "crop_percentage": 60, "rotate_range": 10, "contrast_variation": 0.2, "brightness_variation_spot": 30}
+    a, b = batch(), batch()
+    ha.set_system("seed_rand", 5)
+    ha.augment_dl_samples(a, params)
+    ha.set_system("seed_rand", 5)
+    ha.augment_dl_samples(b, params)
+    for x, y in zip(images(a), images(b)):
+        np.testing.assert_array_equal(x, y)
+    changed = sum(not np.array_equal(x, y) for x, y in zip(images(a), images(batch())))
+    assert 1 <= changed <= 8
+
+
+def test_augment_geometry_is_exact():
+    orig = images(batch(2))
+    b = batch(2)
+    ha.augment_dl_samples(b, {"augmentation_percentage": 100, "mirror": "r"})
+    for x, y in zip(images(b), orig):
+        np.testing.assert_array_equal(x, y[::-1])
+    b = batch(2)
+    ha.augment_dl_samples(b, {"augmentation_percentage": 100, "rotate": 180})
+    for x, y in zip(images(b), orig):
+        np.testing.assert_array_equal(x, y[::-1, ::-1])
+    b = batch(2)
+    ha.augment_dl_samples(b, {"augmentation_percentage": 100, "brightness_variation": 10})
+    for x, y in zip(images(b), orig):
+        d = x.astype(np.float64) - y
+        assert np.ptp(d) < 1e-4 and abs(d.mean()) <= 10  # one offset for the whole image
+    b = batch(2)
+    ha.augment_dl_samples(b, {"augmentation_percentage": 0, "mirror": "c"})
+    ha.augment_dl_samples(b, [])
+    for x, y in zip(images(b), orig):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_augment_moves_boxes_and_labels_with_the_image():
+    img = np.zeros((4, 6), np.float32)
+    img[0, 0] = 1
+    lab = np.zeros((4, 6), np.float32)
+    lab[0, 0] = 2
+    s = ha.from_python_dict({"image": img, "segmentation_image": lab, "bbox_label_id": [1], "bbox_row1": [0.0],
+                             "bbox_col1": [0.0], "bbox_row2": [1.0], "bbox_col2": [2.0]})
+    ha.augment_dl_samples([s], {"augmentation_percentage": 100, "mirror": "c"})
+    d = py(s)
+    assert d["image"][0, 5] == 1 and d["segmentation_image"][0, 5] == 2
+    assert (d["bbox_col1"], d["bbox_col2"]) == ([3.0], [5.0])  # col -> 5 - col
+    # rotate 90 on a non-square image: only 180 degrees are possible
+    ha.augment_dl_samples([s], {"augmentation_percentage": 100, "rotate": 90})
+    d = py(s)
+    assert d["image"].shape == (4, 6) and d["image"][3, 0] == 1
+    assert (d["bbox_row1"], d["bbox_row2"], d["bbox_col1"], d["bbox_col2"]) == ([2.0], [3.0], [0.0], [2.0])
+
+
+@pytest.mark.parametrize("params", [
+    {"augmentation_percentage": 101}, {"rotate": 45}, {"mirror": "x"}, {"brightness_variation": 300},
+    {"crop_percentage": 0}, {"rotate_range": 200}, {"flip": 1},
+])
+def test_augment_rejects_out_of_range_values(params):
+    assert code_of(ha.augment_dl_samples, batch(1), params) == 1302
+
+
+def test_augment_crop_only_for_classification_and_needs_samples():
+    s = ha.from_python_dict({"image": np.zeros((4, 4), np.float32), "bbox_row1": [0.0]})
+    assert code_of(ha.augment_dl_samples, [s], {"crop_percentage": 50}) == 1302
+    assert code_of(ha.augment_dl_samples, [], {"mirror": "r"}) == 1401
