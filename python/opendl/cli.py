@@ -56,7 +56,8 @@ def _jsonable(v):
 
 
 def _confusion(result: dict):
-    for where in (result, result.get("global", {}) if isinstance(result.get("global"), dict) else {}):
+    from .training import _sub
+    for where in (result, _sub(result.get("global"))):
         cm = where.get("absolute_confusion_matrix")
         if isinstance(cm, list) and len(cm) == 1:
             cm = cm[0]

@@ -641,7 +641,12 @@ def _rotate_free(image: np.ndarray, degrees: float) -> np.ndarray:
 def augment_dl_samples(dlsample_batch, gen_param):
     """Augments DLSamples in place (spec E.10): each sample is picked with probability
     augmentation_percentage / 100 and gets exactly one of the enabled distortions, chosen uniformly."""
-    op = "augment_dl_samples"
+    _augment_batch(dlsample_batch, gen_param, None, "augment_dl_samples")
+
+
+def _augment_batch(dlsample_batch, gen_param, gen, op: str) -> None:
+    """augment_dl_samples drawing from ``gen`` (None: the procedures' random source). train_dl_model's
+    background loader gives every batch its own generator, so results do not depend on thread timing."""
     batch = _batch(dlsample_batch, op)
     if not batch:
         raise HOperatorError(1401, "dlsample_batch is empty", op)
@@ -669,7 +674,7 @@ def augment_dl_samples(dlsample_batch, gen_param):
         enabled.append("crop_pixel")
     if not enabled or p["percentage"] == 0:
         return
-    gen = rng()
+    gen = rng() if gen is None else gen
     for i, d in enumerate(batch):
         if "image" not in d or not isinstance(d["image"], np.ndarray):
             raise HOperatorError(H_ERR_DICT_KEY, f"dlsample_batch[{i}] has no 'image'", op)

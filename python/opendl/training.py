@@ -6,8 +6,10 @@ batch_size * batch_size_multiplier drawn contiguously from it, floor(N_train / B
 strategies evaluated before every iteration at the fractional epoch, evaluation on the 'validation' split every
 floor(evaluation_interval_epochs * iterations_per_epoch) iterations and after the last one, and the
 serialization strategies 'best', 'final', 'epochs' and 'current' writing <basename>.hdl (write_dl_model) and
-<basename>_info.hdict (train_infos, evaluation_infos, epoch). StartEpoch 'resume' continues from the newest
-<basename>_info.hdict of the strategies; pass the model read from the matching .hdl.
+<basename>_info.hdict (train_infos, evaluation_infos, epoch). StartEpoch 'resume' continues from the epoch in
+the 'current' strategy's <basename>_info.hdict; pass the model read from its <basename>.hdl. Batches and
+augmentation seeds are drawn epoch by epoch from RandomSeed, so a resumed run (also one with a larger
+num_epochs) continues exactly as the uninterrupted run would have.
 
 Decisions and extras (opendl's; HALCON has no counterpart):
 - Reading the preprocessed samples and augmenting them runs in background threads ('num_data_workers' of
@@ -74,6 +76,14 @@ def _one(v, default=None):
     return default if v is None else v
 
 
+def _sub(v) -> dict:
+    """A nested dict value (a dict, or a 1-element tuple holding one; [] for none) as a plain dict."""
+    v = _plain(v)
+    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], dict):
+        return v[0]
+    return v if isinstance(v, dict) else {}
+
+
 def _dicts(v) -> list:
     """A tuple of dict handles / dicts (or one) as a list of plain dicts."""
     v = _plain(v)
@@ -120,7 +130,7 @@ def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs
         if n not in _GEN_PARAMS:
             raise HOperatorError(1306, f"the provided gen_param_name {n!r} is invalid (accepted: "
                                        f"{', '.join(repr(a) for a in _GEN_PARAMS)})", op)
-        gp[n] = _plain(v)
+        gp[n] = _sub(v) if n in ("evaluate", "augment", "display", "early_stopping", "data_loader") else _plain(v)
     evaluation_param = gp.get("evaluate", {}) or {}
     if not isinstance(evaluation_param, dict):
         raise HOperatorError(1307, "'evaluate' takes a dict (evaluate_dl_model GenParam)", op)
@@ -235,8 +245,8 @@ def _check_early(e, op: str) -> dict:
 
 def _measure(result: dict, key: str):
     """A comparison key's value in an EvaluationResult (at the top or under 'global'); None if absent."""
-    for where in (result, result.get("global") if isinstance(result.get("global"), dict) else None):
-        if where is not None and key in where:
+    for where in (result, _sub(result.get("global"))):
+        if key in where:
             v = where[key]
             v = v[0] if isinstance(v, list) and len(v) == 1 else v
             if _proc.is_number(v):
@@ -339,23 +349,17 @@ def _write_snapshot(model, basename: str, train_infos, evaluation_infos, epoch: 
 
 
 def _resume_point(strategies: list, op: str):
-    """The newest <basename>_info.hdict among the strategies' files -> (epoch, train_infos, evaluation_infos)."""
-    best = None
+    """The state saved by the 'current' serialization strategy -> (epoch, train_infos, evaluation_infos)."""
     for s in strategies:
-        bases = s["basename"]
-        if s["type"][0] == "epochs" and len(bases) == 1:
-            bases = [f"{bases[0]}_{e:.2f}" for e in s["epochs"]]
-        for b in bases:
-            path = b + "_info.hdict"
-            if os.path.isfile(path):
-                info = _plain(read_dict(path, [], []))
-                e = float(_one(info.get("epoch"), 0.0))
-                if best is None or e > best[0]:
-                    best = (e, info.get("train_infos", []), info.get("evaluation_infos", []))
-    if best is None:
-        raise HOperatorError(1304, "start_epoch 'resume' needs a <basename>_info.hdict of a serialization strategy; "
-                                   "none was found", op)
-    return best
+        if s["type"][0] == "current":
+            path = s["basename"][0] + "_info.hdict"
+            if not os.path.isfile(path):
+                raise HOperatorError(5200, f"start_epoch 'resume': {path} (written by the 'current' serialization "
+                                           "strategy) does not exist", op)
+            info = _plain(read_dict(path, [], []))
+            return float(_one(info.get("epoch"), 0.0)), info.get("train_infos", []), info.get("evaluation_infos", [])
+    raise HOperatorError(1304, "start_epoch 'resume' needs a 'current' serialization strategy (its "
+                               "<basename>_info.hdict holds the epoch to continue from)", op)
 
 
 def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
@@ -385,17 +389,15 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
     if missing:
         raise HOperatorError(1302, f"model class ids {missing} are not in the dataset's 'class_ids'", op)
     num_epochs = float(_one(tp["num_epochs"]))
-    strategies = tp.get("serialization_strategies", []) or []
-    strategies = [strategies] if isinstance(strategies, dict) else strategies
-    changes = tp.get("change_strategies", []) or []
-    changes = [changes] if isinstance(changes, dict) else changes
-    display = tp.get("display_param", {}) or {}
+    strategies = _dicts(tp.get("serialization_strategies"))
+    changes = _dicts(tp.get("change_strategies"))
+    display = _sub(tp.get("display_param"))
     show = bool(_one(display.get("enabled"), 0))
-    early = tp.get("early_stopping") or None
-    loader_cfg = tp.get("data_loader", {}) or {}
+    early = _sub(tp.get("early_stopping")) or None
+    loader_cfg = _sub(tp.get("data_loader"))
     keys = as_list(tp.get("evaluation_comparison_keys", ["top1_error"]))
     highest = bool(_one(tp.get("evaluation_comparison_keys_best_highest"), 0))
-    eval_param = tp.get("evaluation_param", {}) or {}
+    eval_param = _sub(tp.get("evaluation_param"))
     ipe = len(train_idx) // total_batch
     num_iterations = int(ipe * num_epochs)
     interval = int(math.floor(float(_one(tp.get("evaluation_interval_epochs"), 0)) * ipe))
@@ -415,14 +417,19 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
     first = min(int(round(epoch0 * ipe)), num_iterations)
 
     # HALCON's random stream: ceil(num_epochs) shuffles of the train indices and a seed per stream position.
+    # 'gen' also draws the train subset of selected_percentage_train_samples; it is not used before the stream.
     seed = int(_one(tp.get("seed_rand"), 0))
     from .system import set_system
     set_system("seed_rand", seed)
     gen = np.random.Generator(np.random.PCG64(seed))
-    reps = max(1, math.ceil(num_epochs))
-    stream = np.concatenate([np.asarray(train_idx)[gen.permutation(len(train_idx))] for _ in range(reps)])
-    seeds = gen.integers(0, 2 ** 31 - 1, size=len(stream))
-    aug = tp.get("augmentation_param", {}) or {}
+    # Drawn epoch by epoch, so that the first epochs' batches and seeds do not depend on num_epochs (a run
+    # continued with 'resume' and a larger num_epochs sees the same stream).
+    perms, pools = [], []
+    for _ in range(max(1, math.ceil(num_epochs))):
+        perms.append(np.asarray(train_idx)[gen.permutation(len(train_idx))])
+        pools.append(gen.integers(0, 2 ** 31 - 1, size=len(train_idx)))
+    stream, seeds = np.concatenate(perms), np.concatenate(pools)
+    aug = _sub(tp.get("augmentation_param"))
 
     best_value, best_epoch, best_bytes, since_best = None, None, None, 0
     for info in evaluation_infos:  # a resumed run knows its best value so far
@@ -587,8 +594,8 @@ def _plots(plot_dir: str, train_infos, evaluation_infos, results, ipe: int, firs
     if evaluation_infos:
         res = evaluation_infos[-1].get("result", {})
         cm = res.get("absolute_confusion_matrix") if isinstance(res, dict) else None
-        if cm is None and isinstance(res.get("global"), dict):
-            cm = res["global"].get("absolute_confusion_matrix")
+        if cm is None:
+            cm = _sub(res.get("global")).get("absolute_confusion_matrix")
         if isinstance(cm, list) and len(cm) == 1:
             cm = cm[0]
         if isinstance(cm, np.ndarray) and cm.ndim >= 2:

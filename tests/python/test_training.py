@@ -1,0 +1,216 @@
+"""create_dl_train_param and train_dl_model: the whole HALCON workflow with procedure calls only, change and
+serialization strategies, exact resume, early stopping, the background loader's determinism, plots, errors,
+and the opendl command."""
+
+import os
+
+import numpy as np
+import pytest
+
+import opendl as ha
+from opendl import cli, demo
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A folder dataset on disk as a HALCON user has it, read, split and preprocessed by the procedures."""
+    root = tmp_path_factory.mktemp("train")
+    demo.write_demo_dataset(str(root / "images"), num_per_class=16, seed=3, size=32)
+    ha.set_system("seed_rand", 5)
+    ds = ha.read_dl_dataset_classification(str(root / "images"), "last_folder")
+    ha.split_dl_dataset(ds, 70, 15, [])
+    model = new_model(ds)
+    pp = ha.create_dl_preprocess_param_from_model(model, "none", "full_domain", [], [], [])
+    path = ha.preprocess_dl_dataset(ds, str(root / "pre"), pp, [])
+    return path, root
+
+
+def new_model(ds, lr=0.002):
+    ha.set_system("seed_rand", 11)
+    m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    ha.set_dl_model_param(m, "image_dimensions", [32, 32, 1])
+    ha.set_dl_model_param(m, "class_names", ha.get_dict_tuple(ds, "class_names"))
+    ha.set_dl_model_param(m, "class_ids", ha.get_dict_tuple(ds, "class_ids"))
+    ha.set_dl_model_param(m, "batch_size", 8)
+    ha.set_dl_model_param(m, "solver_type", "adam")
+    ha.set_dl_model_param(m, "learning_rate", lr)
+    return m
+
+
+def serialize(kind, basename):
+    return ha.from_python_dict({"type": kind, "basename": basename})
+
+
+def test_workflow_with_procedures_only(prepared, tmp_path):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    model = new_model(ds)
+    change = ha.from_python_dict({"model_param": "learning_rate", "initial_value": 0.002, "epochs": [2],
+                                  "values": [0.0005]})
+    tp = ha.create_dl_train_param(model, 3, 1, "false", 42, ["serialize", "change", "augment"],
+                                  [[serialize("best", str(tmp_path / "best")), serialize("final", str(tmp_path / "final"))],
+                                   [change], ha.from_python_dict({"augmentation_percentage": 50, "mirror": "rc"})])
+    results, infos, evals = ha.train_dl_model(ds, model, tp, 0)
+    n_train = sum(ha.get_dict_tuple_s(s, "split") == "train" for s in ha.get_dict_tuple(ds, "samples"))
+    assert len(results) == (n_train // 8) * 3
+    assert all(np.isfinite(ha.get_dict_tuple_s(r, "total_loss")) for r in results)
+    assert len(evals) == 3  # one evaluation per epoch
+    ev = ha.as_python_dict(evals[-1])
+    assert ev["epoch"] == [3.0] and ev["iteration"] == [len(results) - 1]
+    assert ha.get_dl_model_param_s(model, "learning_rate") == 0.0005  # the change strategy ran
+    info = ha.as_python_dict(infos[-1])
+    for key in ("epoch", "num_epochs", "num_iterations_per_epoch", "model_params", "mean_loss", "time_elapsed",
+                "best_evaluation_value", "data_samples_per_second", "data_wait_seconds"):
+        assert key in info, key
+    for base in ("best", "final"):
+        assert os.path.isfile(tmp_path / f"{base}.hdl")
+        saved = ha.as_python_dict(ha.read_dict(str(tmp_path / f"{base}_info.hdict"), [], []))
+        assert {"train_infos", "evaluation_infos", "epoch"} <= set(saved)
+    best = ha.read_dl_model(str(tmp_path / "best.hdl"))
+    result, params = ha.evaluate_dl_model(ds, best, "split", "test", [])
+    res = ha.as_python_dict(result)
+    err = ha.get_dict_tuple_s(ha.get_dict_tuple_s(result, "global"), "top1_error")
+    assert 0 <= err <= 1 and "evaluated_samples" in res
+    # The best file holds the best validation value seen.
+    values = [ha.get_dict_tuple_s(ha.get_dict_tuple_s(ha.get_dict_tuple_s(e, "result"), "global"), "top1_error")
+              for e in evals]
+    assert info["best_evaluation_value"] == [min(values)]
+
+
+def test_loss_decreases_on_the_demo_data(prepared):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    model = new_model(ds)
+    tp = ha.create_dl_train_param(model, 6, 0, "false", 1, [], [])
+    results, _, evals = ha.train_dl_model(ds, model, tp, 0)
+    loss = [ha.get_dict_tuple_s(r, "total_loss") for r in results]
+    assert evals == []  # evaluation_interval_epochs 0: no evaluation
+    assert np.mean(loss[-5:]) < 0.6 * np.mean(loss[:5])
+
+
+def test_resume_continues_exactly(prepared, tmp_path):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    aug = ha.from_python_dict({"augmentation_percentage": 60, "mirror": "rc", "brightness_variation": 10})
+    straight = new_model(ds)
+    tp = ha.create_dl_train_param(straight, 4, 0, "false", 7, ["augment", "serialize"],
+                                  [aug, [serialize("final", str(tmp_path / "a"))]])
+    full, _, _ = ha.train_dl_model(ds, straight, tp, 0)
+    first = new_model(ds)
+    current = str(tmp_path / "current")
+    tp2 = ha.create_dl_train_param(first, 2, 0, "false", 7, ["augment", "serialize"], [aug, [serialize("current", current)]])
+    part1, _, _ = ha.train_dl_model(ds, first, tp2, 0)
+    assert ha.get_dict_tuple_s(ha.read_dict(current + "_info.hdict", [], []), "epoch") == 2.0
+    resumed = ha.read_dl_model(current + ".hdl")
+    tp3 = ha.create_dl_train_param(resumed, 4, 0, "false", 7, ["augment", "serialize"], [aug, [serialize("current", current)]])
+    part2, infos, _ = ha.train_dl_model(ds, resumed, tp3, "resume")
+    loss = lambda rs: [ha.get_dict_tuple_s(r, "total_loss") for r in rs]  # noqa: E731
+    assert loss(part1) + loss(part2) == loss(full)
+    assert bytes(ha.serialize_dl_model(resumed).core("t")) == bytes(ha.serialize_dl_model(straight).core("t"))
+
+
+def test_data_workers_do_not_change_results(prepared):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    runs = []
+    for workers in (0, 3):
+        m = new_model(ds)
+        tp = ha.create_dl_train_param(m, 1, 0, "false", 9, ["augment", "data_loader"], [
+            ha.from_python_dict({"augmentation_percentage": 100, "mirror": "rc", "rotate": 90}),
+            ha.from_python_dict({"num_data_workers": workers, "prefetch_batches": 2})])
+        runs.append([ha.get_dict_tuple_s(r, "total_loss") for r in ha.train_dl_model(ds, m, tp, 0)[0]])
+    assert runs[0] == runs[1]
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(prepared, tmp_path):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    model = new_model(ds)
+    # min_delta 2 cannot be reached by a top-1 error: only the first evaluation counts as an improvement.
+    tp = ha.create_dl_train_param(model, 10, 0.5, "false", 3, ["early_stopping", "serialize"], [
+        ha.from_python_dict({"patience": 2, "min_delta": 2.0}), [serialize("best", str(tmp_path / "best"))]])
+    results, infos, evals = ha.train_dl_model(ds, model, tp, 0)
+    ipe = ha.get_dict_tuple_s(infos[-1], "num_iterations_per_epoch")
+    assert len(evals) == 3 and len(results) == 3 * (ipe // 2)
+    last = ha.as_python_dict(infos[-1])
+    assert last["stopped_early"] == [1] and last["best_epoch"] == [ha.get_dict_tuple_s(evals[0], "epoch")]
+    best = ha.read_dl_model(str(tmp_path / "best.hdl"))
+    for layer in ("conv_1", "class_scores"):
+        assert np.array_equal(ha.get_dl_model_layer_weights(model, layer, "weights"),
+                              ha.get_dl_model_layer_weights(best, layer, "weights"))
+
+
+def test_display_writes_plots(prepared, tmp_path):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    model = new_model(ds)
+    tp = ha.create_dl_train_param(model, 1, 1, "true", 1, ["display", "evaluate"], [
+        ha.from_python_dict({"plot_dir": str(tmp_path)}),
+        ha.from_python_dict({"measures": ["top1_error", "absolute_confusion_matrix"]})])
+    ha.train_dl_model(ds, model, tp, 0)
+    for name in ("training_progress.png", "confusion_matrix.png"):
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_param_errors(prepared):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    m = new_model(ds)
+    cases = [
+        ((m, 0, 1, "false", 1, [], []), 1302),
+        ((m, 2, -1, "false", 1, [], []), 1303),
+        ((m, 2, 1, "maybe", 1, [], []), 1304),
+        ((m, 2, 1, "false", 1, ["schedule"], [1]), 1306),
+        ((m, 2, 1, "false", 1, ["serialize", "change"], [1]), 1407),
+        ((m, 2, 1, "false", 1, ["serialize"], [serialize("sometimes", "x")]), 1307),
+        ((m, 2, 1, "false", 1, ["change"], [ha.from_python_dict({"model_param": "learning_rate", "initial_value": 1,
+                                                                  "epochs": [1, 2], "values": [1]})]), 1307),
+        ((m, 2, 1, "false", 1, ["early_stopping"], [ha.from_python_dict({"patience": 0})]), 1307),
+        ((m, 2, 1, "false", 1, ["display"], [ha.from_python_dict({"colour": "red"})]), 1307),
+    ]
+    for args, code in cases:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.create_dl_train_param(*args)
+        assert e.value.error_code == code, (args, e.value)
+
+
+def test_train_dl_model_errors(prepared, tmp_path):
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    m = new_model(ds)
+    tp = ha.create_dl_train_param(m, 2, 1, "false", 1, [], [])
+    raw = ha.read_dl_dataset_classification(str(prepared[1] / "images"), "last_folder")
+    ha.split_dl_dataset(raw, 70, 15, [])
+    before = bytes(ha.serialize_dl_model(m).core("t"))
+    for args, code in [((raw, m, tp, 0), 1301),        # not preprocessed
+                       ((ds, m, tp, 5), 1304),         # start epoch beyond num_epochs
+                       ((ds, m, tp, "later"), 1304),
+                       ((ds, m, tp, "resume"), 1304),  # no 'current' strategy
+                       ((ds, m, 5, 0), 1203)]:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.train_dl_model(*args)
+        assert e.value.error_code == code, (args[3], e.value)
+    assert bytes(ha.serialize_dl_model(m).core("t")) == before
+    ha.set_dl_model_param(m, "batch_size", 64)  # more than the train split holds
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_model(ds, m, tp, 0)
+    assert e.value.error_code == 1301 and "batch_size" in str(e.value)
+
+
+def test_opendl_command_trains_evaluates_and_predicts(tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = cli.main(["train", "--run-dir", str(run), "--demo-images-per-class", "12", "--epochs", "2", "--batch-size", "8",
+                   "--image-size", "32", "--quiet"])
+    assert rc == 0
+    for name in ("model_best.hdl", "model_final.hdl", "evaluation.json", "summary.txt", "confusion_matrix.png"):
+        assert os.path.isfile(run / name), name
+    out = capsys.readouterr().out
+    assert "top1_error" in out and "samples/s" in out
+    rc = cli.main(["evaluate", str(run / "model_best.hdl"), str(run / "demo_data"), "--work-dir", str(tmp_path / "ev")])
+    assert rc == 0 and "48 images: top1_error" in capsys.readouterr().out
+    image = str(run / "demo_data" / "notch" / "notch_0000.png")
+    assert cli.main(["predict", str(run / "model_best.hdl"), image]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(image + ": ") and len(line.split(",")) == 3
+    assert cli.main(["train", "--type", "detection", "--run-dir", str(tmp_path / "det")]) == 2
