@@ -144,9 +144,10 @@ def test_display_writes_plots(prepared, tmp_path):
     path, _ = prepared
     ds = ha.read_dict(path, [], [])
     model = new_model(ds)
-    tp = ha.create_dl_train_param(model, 1, 1, "true", 1, ["display", "evaluate"], [
+    tp = ha.create_dl_train_param(model, 1, 1, "true", 1, ["display", "evaluate", "serialize"], [
         ha.from_python_dict({"plot_dir": str(tmp_path)}),
-        ha.from_python_dict({"measures": ["top1_error", "absolute_confusion_matrix"]})])
+        ha.from_python_dict({"measures": ["top1_error", "absolute_confusion_matrix"]}),
+        [serialize("best", str(tmp_path / "best"))]])
     ha.train_dl_model(ds, model, tp, 0)
     for name in ("training_progress.png", "confusion_matrix.png"):
         with open(tmp_path / name, "rb") as f:
