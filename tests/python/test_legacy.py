@@ -398,3 +398,34 @@ def test_evaluate_dl_classifier_errors():
         with pytest.raises(ha.HOperatorError) as e:
             ha.evaluate_dl_classifier(*args)
         assert e.value.error_code == code, args
+
+
+def test_preprocess_dl_classifier_images_matches_the_byte_mapping():
+    c = classifier()
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+    out = ha.preprocess_dl_classifier_images(img, [], [], c)
+    assert out.dtype == np.float32 and out.shape == (32, 32, 1)
+    assert np.allclose(out[:, :, 0], img.astype(np.float64) - 127.0)  # 0..255 -> -127..128 (spec E.8, 'none')
+    big = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)  # other size, colour: resized and made gray
+    outs = ha.preprocess_dl_classifier_images([big, img], [], [], c)
+    assert [o.shape for o in outs] == [(32, 32, 1), (32, 32, 1)]
+    stretched = ha.preprocess_dl_classifier_images((img // 4 + 10).astype(np.uint8), "contrast_normalization",
+                                                   "true", c)
+    assert stretched.min() == pytest.approx(-127) and stretched.max() == pytest.approx(128)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.preprocess_dl_classifier_images(img, "zoom", "true", c)
+    assert e.value.error_code == 1302
+
+
+def test_apply_dl_classifier_batchwise_reads_files_in_chunks(tmp_path):
+    write_folder(tmp_path, per_class=3)
+    files, labels, _, _ = ha.read_dl_classifier_data_set(str(tmp_path), "last_folder")
+    c = classifier(batch=4)
+    ha.set_dl_classifier_param(c, "classes", sorted(CLASSES))
+    handles, predicted, confidences = ha.apply_dl_classifier_batchwise(files, c)
+    assert len(handles) == 3 and len(predicted) == len(confidences) == 9  # 9 files in chunks of 4
+    direct = ha.apply_dl_classifier(ha.preprocess_dl_classifier_images([ha.read_image(f) for f in files[:4]], [], [], c), c)
+    assert ha.get_dl_classifier_result(direct, "all", "predicted_classes") == predicted[:4]
+    err = ha.evaluate_dl_classifier(labels, c, handles, "top1_error", "global")[0]
+    assert err == pytest.approx(np.mean([p != t for p, t in zip(predicted, labels)]))
