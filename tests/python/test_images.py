@@ -1,10 +1,9 @@
 """read_image / write_image: lossless round trips for every format and pixel type HALCON's users store, the
-extension rules, several files at once, 16-bit colour PNGs with every PNG row filter, and the error codes."""
+extension rules, several files at once, 16-bit colour PNGs and TIFFs from other writers (and ours read by other
+readers), TIFF JPEG compression, and the error codes."""
 
 import inspect
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -26,11 +25,13 @@ def test_signatures_are_halcons():
     assert list(inspect.signature(ha.write_image).parameters) == ["image", "format", "fill_color", "file_name"]
 
 
+TIFF_TYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32)
 LOSSLESS = [("png", np.uint8, c) for c in (1, 2, 3, 4)] + [("png", np.uint16, c) for c in (1, 2, 3, 4)] + \
     [("bmp", np.uint8, c) for c in (1, 3)] + \
-    [("tiff", dt, c) for dt in (np.uint8, np.uint16, np.int16, np.int32, np.float32) for c in (1, 3)] + \
-    [("tiff", np.uint8, 4), ("tiff", np.uint16, 2), ("tiff deflate", np.int16, 3), ("tiff deflate 9", np.uint8, 3),
-     ("tiff lzw", np.uint16, 1), ("png 9", np.uint8, 3), ("png none", np.uint16, 3)]
+    [("tiff", dt, c) for dt in TIFF_TYPES for c in (1, 2, 3, 4, 5)] + \
+    [(f"tiff {comp}", dt, c) for comp in ("none", "deflate", "deflate 9", "lzw", "packbits") for dt in TIFF_TYPES
+     for c in (1, 4)] + \
+    [("png 9", np.uint8, 3), ("png none", np.uint16, 3), ("png best", np.uint16, 4), ("png fastest", np.uint16, 2)]
 
 
 @pytest.mark.parametrize("fmt,dtype,channels", LOSSLESS)
@@ -97,52 +98,79 @@ def test_palette_and_bilevel_images_become_rgb_and_bytes(tmp_path):
     np.testing.assert_array_equal(ha.read_image(str(tmp_path / "b.png")), [[0, 255], [255, 0]])
 
 
-def _png16_with_filters(img: np.ndarray) -> bytes:
-    """A 16-bit colour PNG whose rows cycle through filter types 0..4, encoded here without opendl."""
-    h, w, c = img.shape
-    bpp = 2 * c
-    rows = img.astype(">u2").reshape(h, w * c).view(np.uint8).astype(np.int64)
-    out = bytearray()
-    prev = np.zeros(w * bpp, np.int64)
-    for y in range(h):
-        f, cur = y % 5, rows[y]
-        enc = []
-        for i in range(w * bpp):
-            a = cur[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            cc = prev[i - bpp] if i >= bpp else 0
-            if f == 0:
-                pred = 0
-            elif f == 1:
-                pred = a
-            elif f == 2:
-                pred = b
-            elif f == 3:
-                pred = (a + b) // 2
-            else:
-                p = a + b - cc
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
-                pred = a if pa <= pb and pa <= pc else b if pb <= pc else cc
-            enc.append((cur[i] - pred) % 256)
-        out.append(f)
-        out.extend(enc)
-        prev = cur
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    color = {3: 2, 4: 6, 2: 4}[c]
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(out))) + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize("channels", [2, 3, 4])
-def test_16bit_colour_png_with_every_row_filter_decodes_exactly(tmp_path, channels):
+def test_16bit_colour_png_from_libpng_and_interlaced_decodes_exactly(tmp_path, channels):
+    import imagecodecs
+    import png
+
     img = _img(np.uint16, channels, seed=5, shape=(10, 7))
-    (tmp_path / "f.png").write_bytes(_png16_with_filters(img))
-    back = ha.read_image(str(tmp_path / "f.png"))
-    assert back.dtype == np.uint16
-    np.testing.assert_array_equal(back, img)
+    (tmp_path / "f.png").write_bytes(imagecodecs.png_encode(img))  # libpng, adaptive row filters
+    h, w = img.shape[:2]
+    writer = png.Writer(w, h, greyscale=channels == 2, alpha=channels != 3, bitdepth=16, interlace=True)
+    with open(tmp_path / "i.png", "wb") as f:
+        writer.write(f, img.reshape(h, w * channels).tolist())
+    for name in ("f.png", "i.png"):
+        back = ha.read_image(str(tmp_path / name))
+        assert back.dtype == np.uint16
+        np.testing.assert_array_equal(back, img)
+
+
+def test_written_16bit_colour_png_and_tiffs_are_standard_files(tmp_path):
+    import imagecodecs
+    from PIL import Image
+
+    img16 = _img(np.uint16, 3, seed=6)
+    ha.write_image(img16, "png", 0, str(tmp_path / "c16"))
+    np.testing.assert_array_equal(imagecodecs.png_decode((tmp_path / "c16.png").read_bytes()), img16)
+    img8 = _img(np.uint8, 4, seed=7)
+    for fmt in ("tiff", "tiff deflate", "tiff lzw", "tiff packbits"):
+        ha.write_image(img8, fmt, 0, str(tmp_path / "rgba"))
+        with Image.open(tmp_path / "rgba.tif") as im:
+            assert im.mode == "RGBA"
+            np.testing.assert_array_equal(np.asarray(im), img8)
+
+
+def test_tiff_jpeg_is_lossy_with_quality_and_takes_bytes_only(tmp_path):
+    y, x = np.mgrid[0:64, 0:64]
+    img = np.stack([x * 4, y * 4, (x + y) * 2], axis=2).astype(np.uint8)
+    ha.write_image(img, "tiff jpeg 95", 0, str(tmp_path / "hi"))
+    ha.write_image(img, "tiff jpeg 10", 0, str(tmp_path / "lo"))
+    ha.write_image(img[:, :, 0], "tiff jpeg", 0, str(tmp_path / "gray"))
+    assert os.path.getsize(tmp_path / "lo.tif") < os.path.getsize(tmp_path / "hi.tif")
+    back = ha.read_image(str(tmp_path / "hi.tif"))
+    assert back.dtype == np.uint8 and back.shape == img.shape
+    assert np.abs(back.astype(int) - img).mean() < 3
+    gray = ha.read_image(str(tmp_path / "gray.tif"))
+    assert gray.shape == img.shape[:2] and np.abs(gray.astype(int) - img[:, :, 0]).mean() < 3
+    for bad in (_img(np.uint16, 3), _img(np.uint8, 4), _img(np.float32, 1)):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.write_image(bad, "tiff jpeg 90", 0, str(tmp_path / "x"))
+        assert _code(e) == 1301 and "tiff jpeg" in str(e.value)
+
+
+def test_tiffs_from_other_writers(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    planar = _img(np.int16, 3, seed=8)  # planar (channel-first) storage comes back as (H, W, C)
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(planar, -1, 0), photometric="minisblack",
+                     planarconfig="separate")
+    np.testing.assert_array_equal(ha.read_image(str(tmp_path / "planar.tif")), planar)
+    wide = _img(np.uint32, 1, seed=9) >> 1  # uint32 samples become int32
+    tifffile.imwrite(tmp_path / "u32.tif", wide)
+    back = ha.read_image(str(tmp_path / "u32.tif"))
+    assert back.dtype == np.int32
+    np.testing.assert_array_equal(back, wide)
+    rgb = _img(np.uint8, 3, seed=10)
+    Image.fromarray(rgb).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    np.testing.assert_array_equal(ha.read_image(str(tmp_path / "lzw.tif")), rgb)
+    pal = Image.new("P", (4, 3))
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pal.putpixel((1, 1), 1)
+    pal.save(tmp_path / "pal.tif")
+    back = ha.read_image(str(tmp_path / "pal.tif"))
+    assert back.shape == (3, 4, 3)
+    assert tuple(back[0, 0]) == (10, 20, 30) and tuple(back[1, 1]) == (200, 100, 50)
 
 
 def _code(excinfo):
