@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     t.add_argument("--run-dir", help="output directory (default: ./opendl_run_<date>_<time>)")
     t.add_argument("--label-source", default="last_folder", choices=["last_folder", "file_name",
                                                                      "file_name_remove_index"])
-    t.add_argument("--epochs", type=float, default=8)
+    t.add_argument("--epochs", type=float, default=16)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--solver", default="adam", choices=["adam", "sgd"])
     t.add_argument("--learning-rate", type=float, default=0.002)
