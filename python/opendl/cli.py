@@ -155,8 +155,9 @@ def train(args) -> int:
         f"{last_info.get('best_epoch', [-1])[0]:.2f}",
         f"{test_split} split{' ' * (15 - len(test_split))}top1_error {top1:.4f} (accuracy {100 * (1 - top1):.1f} %), "
         f"mean precision {_metric(res, 'mean_precision') or 0:.3f}, mean recall {_metric(res, 'mean_recall') or 0:.3f}",
-        f"files                model_best.hdl, model_final.hdl, training_progress.png, confusion_matrix.png, "
-        f"evaluation.json, summary.txt",
+        "files                " + ", ".join(f for f in ("model_best.hdl", "model_final.hdl", "training_progress.png",
+                                                          "confusion_matrix.png", "evaluation.json")
+                                              if os.path.isfile(os.path.join(run, f))) + ", summary.txt",
         f"total time           {time.perf_counter() - t_all:.1f} s",
     ]
     text = "\n".join(lines)
