@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from .training import _measure, confusion_matrix_of, save_confusion_matrix_plot
+
 
 def _locations(args) -> int:
     from . import __version__, cmake_dir
@@ -55,26 +57,9 @@ def _jsonable(v):
     return v
 
 
-def _confusion(result: dict):
-    from .training import _sub
-    for where in (result, _sub(result.get("global"))):
-        cm = where.get("absolute_confusion_matrix")
-        if isinstance(cm, list) and len(cm) == 1:
-            cm = cm[0]
-        if isinstance(cm, np.ndarray):
-            return cm
-    return None
-
-
-def _metric(result: dict, key: str):
-    from .training import _measure
-    return _measure(result, key)
-
-
 def train(args) -> int:
     import opendl as ha
     from .demo import CLASS_NAMES, write_demo_dataset
-    from .training import save_confusion_matrix_plot
     t_all = time.perf_counter()
     if args.type != "classification":
         print(f"opendl train: --type {args.type} needs the {args.type} model type, which opendl does not have yet; "
@@ -141,10 +126,10 @@ def train(args) -> int:
     res = ha.as_python_dict(result)
     with open(os.path.join(run, "evaluation.json"), "w") as f:
         json.dump(_jsonable(res), f, indent=1)
-    cm = _confusion(res)
+    cm = confusion_matrix_of(res)
     if cm is not None:
         save_confusion_matrix_plot(cm, class_names, os.path.join(run, "confusion_matrix.png"))
-    top1 = _metric(res, "top1_error")
+    top1 = _measure(res, "top1_error")
     lines = [
         f"run directory        {run}",
         f"iterations           {len(results)} ({last_info['epoch'][0]:.2f} epochs, batch {args.batch_size})",
@@ -154,7 +139,7 @@ def train(args) -> int:
         f"best validation      top1_error {last_info.get('best_evaluation_value', [-1])[0]:.4f} at epoch "
         f"{last_info.get('best_epoch', [-1])[0]:.2f}",
         f"{test_split} split{' ' * (15 - len(test_split))}top1_error {top1:.4f} (accuracy {100 * (1 - top1):.1f} %), "
-        f"mean precision {_metric(res, 'mean_precision') or 0:.3f}, mean recall {_metric(res, 'mean_recall') or 0:.3f}",
+        f"mean precision {_measure(res, 'mean_precision') or 0:.3f}, mean recall {_measure(res, 'mean_recall') or 0:.3f}",
         "files                " + ", ".join(f for f in ("model_best.hdl", "model_final.hdl", "training_progress.png",
                                                           "confusion_matrix.png", "evaluation.json")
                                               if os.path.isfile(os.path.join(run, f))) + ", summary.txt",
@@ -180,11 +165,11 @@ def evaluate(args) -> int:
     result, _ = ha.evaluate_dl_model(ds, model, "sample_indices", list(range(n)), ha.from_python_dict(
         {"measures": ["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix"]}))
     res = ha.as_python_dict(result)
-    top1 = _metric(res, "top1_error")
+    top1 = _measure(res, "top1_error")
     print(f"{n} images: top1_error {top1:.4f} (accuracy {100 * (1 - top1):.1f} %), mean precision "
-          f"{_metric(res, 'mean_precision'):.3f}, mean recall {_metric(res, 'mean_recall'):.3f}, mean F-score "
-          f"{_metric(res, 'mean_f_score'):.3f}")
-    cm = _confusion(res)
+          f"{_measure(res, 'mean_precision'):.3f}, mean recall {_measure(res, 'mean_recall'):.3f}, mean F-score "
+          f"{_measure(res, 'mean_f_score'):.3f}")
+    cm = confusion_matrix_of(res)
     if cm is not None:
         names = ha.get_dl_model_param(model, "class_names")
         print("confusion matrix (rows: predicted, columns: ground truth; " + ", ".join(names) + ")")

@@ -101,12 +101,8 @@ def serialize_dl_classifier(dlclassifier_handle):
 
 def deserialize_dl_classifier(serialized_item_handle):
     op = "deserialize_dl_classifier"
-    data = serialized_item_handle
-    if isinstance(serialized_item_handle, HHandle):
-        data = expect_handle(serialized_item_handle, "serialized_item", op, "serialized_item_handle")
-    if not isinstance(data, (bytes, bytearray)):
-        raise HOperatorError(1201, "serialized_item_handle must be a serialized item handle", op)
-    return _adopt(_core.deserialize_model(bytes(data)), op, "serialized_item_handle")
+    from .model import serialized_bytes
+    return _adopt(_core.deserialize_model(serialized_bytes(serialized_item_handle, op)), op, "serialized_item_handle")
 
 
 def _clear(handles, sem_type: str, op: str, param: str) -> None:

@@ -50,14 +50,19 @@ def serialize_dl_model(dlmodel_handle):
     return HHandle(_model(dlmodel_handle, op).serialize(), "serialized_item")
 
 
-def deserialize_dl_model(serialized_item_handle):
-    op = "deserialize_dl_model"
+def serialized_bytes(serialized_item_handle, op: str) -> bytes:
+    """The bytes of a serialized item handle (or of bytes given directly)."""
     data = serialized_item_handle
     if isinstance(serialized_item_handle, HHandle):
         data = expect_handle(serialized_item_handle, "serialized_item", op, "serialized_item_handle")
     if not isinstance(data, (bytes, bytearray)):
         raise HOperatorError(1201, "serialized_item_handle must be a serialized item handle", op)
-    return HHandle(_core.deserialize_model(bytes(data)), "dl_model")
+    return bytes(data)
+
+
+def deserialize_dl_model(serialized_item_handle):
+    op = "deserialize_dl_model"
+    return HHandle(_core.deserialize_model(serialized_bytes(serialized_item_handle, op)), "dl_model")
 
 
 def load_dl_model_weights(dlmodel_handle_source, dlmodel_handle_target):

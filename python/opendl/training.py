@@ -592,15 +592,20 @@ def _plots(plot_dir: str, train_infos, evaluation_infos, results, ipe: int, firs
     fig.savefig(os.path.join(plot_dir, "training_progress.png"), dpi=100)
     plt.close(fig)
     if evaluation_infos:
-        res = evaluation_infos[-1].get("result", {})
-        cm = res.get("absolute_confusion_matrix") if isinstance(res, dict) else None
-        if cm is None:
-            cm = _sub(res.get("global")).get("absolute_confusion_matrix")
+        cm = confusion_matrix_of(_sub(evaluation_infos[-1].get("result")))
+        if cm is not None:
+            save_confusion_matrix_plot(cm, None, os.path.join(plot_dir, "confusion_matrix.png"))
+
+
+def confusion_matrix_of(result: dict):
+    """The absolute confusion matrix of a (plain) EvaluationResult as a 2-D array, or None."""
+    for where in (result, _sub(result.get("global"))):
+        cm = where.get("absolute_confusion_matrix")
         if isinstance(cm, list) and len(cm) == 1:
             cm = cm[0]
         if isinstance(cm, np.ndarray) and cm.ndim >= 2:
-            save_confusion_matrix_plot(np.asarray(cm).reshape(cm.shape[0], cm.shape[1]), None,
-                                       os.path.join(plot_dir, "confusion_matrix.png"))
+            return cm.reshape(cm.shape[0], cm.shape[1])
+    return None
 
 
 def save_confusion_matrix_plot(matrix: np.ndarray, class_names, path: str) -> None:

@@ -10,16 +10,7 @@ import numpy as np
 import pytest
 
 import opendl as ha
-
-
-def py(h):
-    return ha.as_python_dict(h)
-
-
-def code_of(fn, *args):
-    with pytest.raises(ha.HOperatorError) as e:
-        fn(*args)
-    return e.value.error_code
+from procedure_helpers import code_of, py
 
 
 def make_classification(root, classes=("apple", "pear", "plum"), per_class=(10, 10, 10), size=(6, 8)):
