@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import threading
 import time
 

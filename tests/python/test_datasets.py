@@ -7,7 +7,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 import opendl as ha
 from procedure_helpers import code_of, py
