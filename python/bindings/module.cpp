@@ -352,4 +352,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_seed", [] { return GetSeed(); });
   m.def("set_thread_num", [](int n) { SetThreadNum(n); });
   m.def("get_thread_num", [] { return GetThreadNum(); });
+  m.def("set_deterministic", [](bool on) { SetDeterministic(on); });
+  m.def("get_deterministic", [] { return GetDeterministic(); });
 }

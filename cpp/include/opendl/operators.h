@@ -80,5 +80,10 @@ void SetSeed(uint64_t seed);      // seed for models created afterwards ('seed_r
 uint64_t GetSeed();
 void SetThreadNum(int n);         // OpenMP threads of the CPU backend ('thread_num')
 int GetThreadNum();
+// Deterministic training for the calling thread (opendl extra, used by opendl.tools): bit-identical weights
+// and losses whatever the thread count, at the cost of running weight-gradient, batch-normalisation and
+// inner-product primitives single-threaded.
+void SetDeterministic(bool on);
+bool GetDeterministic();
 
 }  // namespace opendl

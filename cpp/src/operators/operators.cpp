@@ -15,8 +15,18 @@
 namespace opendl {
 namespace {
 
+std::atomic<int> g_threads{0};  // set_system('thread_num'); 0: OpenMP's default
+
+// OpenMP's thread count is a per-thread setting: apply the process-wide one in the calling thread, so that a
+// model trained on a background thread uses the same count as one trained on the main thread.
+void sync_threads() {
+  int n = g_threads.load();
+  if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+}
+
 template <class F>
 auto op(const char* name, F&& f) -> decltype(f()) {
+  sync_threads();
   try {
     return f();
   } catch (const Error& e) {
@@ -50,10 +60,16 @@ uint64_t GetSeed() { return g_seed.load(); }
 void SetThreadNum(int n) {
   op("set_system", [&] {
     if (n < 1) fail(err::kWrongValue2, "'thread_num' must be >= 1, got " + std::to_string(n));
+    g_threads = n;
     omp_set_num_threads(n);
   });
 }
-int GetThreadNum() { return omp_get_max_threads(); }
+int GetThreadNum() {
+  sync_threads();
+  return omp_get_max_threads();
+}
+void SetDeterministic(bool on) { set_thread_deterministic(on); }
+bool GetDeterministic() { return thread_deterministic(); }
 
 HDlLayer CreateDlLayer(const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& layer_name,
                        const std::vector<Tuple>& positional, const Tuple& gen_param_name, const Tuple& gen_param_value) {

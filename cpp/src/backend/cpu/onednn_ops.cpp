@@ -2,6 +2,8 @@
 // layers as oneDNN primitives. Primitive descriptors and primitives are created once per key struct and
 // cached; memory objects wrap the caller's pointers for each call. Activations use the plain nchw layout in
 // this version (blocked layouts between layers are planned, see README "Performance status").
+#include <omp.h>
+
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -10,9 +12,16 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/cpu/cpu_backend.h"
+#include "core/system.h"
 #include "opendl/error.h"
 
 namespace opendl {
+
+namespace {
+thread_local bool t_deterministic = false;
+}  // namespace
+void set_thread_deterministic(bool on) { t_deterministic = on; }
+bool thread_deterministic() { return t_deterministic; }
 
 using namespace dnnl;
 using tag = memory::format_tag;
@@ -38,8 +47,32 @@ template <class K>
 struct KeyEq {
   bool operator()(const K& a, const K& b) const { return std::memcmp(&a, &b, sizeof(K)) == 0; }
 };
+// Primitives are cached per shape key and per thread count: oneDNN fixes a primitive's thread count (and with
+// it the order of its reductions) when it is created.
+template <class K>
+struct Threaded {
+  K k;
+  int64_t nthr;
+};
 template <class K, class V>
-using Cache = std::unordered_map<K, std::shared_ptr<V>, KeyHash<K>, KeyEq<K>>;
+using Cache = std::unordered_map<Threaded<K>, std::shared_ptr<V>, KeyHash<Threaded<K>>, KeyEq<Threaded<K>>>;
+template <class K>
+Threaded<K> threaded(const K& k) { return Threaded<K>{k, omp_get_max_threads()}; }
+
+// In deterministic mode, the primitives whose reduction order depends on the thread count are created and run
+// with one thread (see core/system.h).
+struct SingleThreadIfDeterministic {
+  int prev = 0;
+  SingleThreadIfDeterministic() {
+    if (t_deterministic) {
+      prev = omp_get_max_threads();
+      omp_set_num_threads(1);
+    }
+  }
+  ~SingleThreadIfDeterministic() {
+    if (prev > 0) omp_set_num_threads(prev);
+  }
+};
 
 memory mem(const memory::desc& d, const void* p) { return memory(d, eng(), const_cast<void*>(p)); }
 
@@ -66,7 +99,7 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
   static Cache<ConvKey, ConvPrims> cache[4];
   std::lock_guard<std::mutex> lock(mu);
   auto& c = cache[static_cast<int>(act)];
-  auto it = c.find(k);
+  auto it = c.find(threaded(k));
   if (it != c.end()) return it->second;
   auto p = std::make_shared<ConvPrims>();
   memory::dims strides = {k.sh, k.sw}, dil = {k.dh - 1, k.dw - 1}, pl = {k.pt, k.pl}, pr = {k.pb, k.pr};
@@ -108,7 +141,7 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
                                                              p->b, p->y, strides, dil, pl, pr, p->dfwd_pd);
     p->bwd_w = deconvolution_backward_weights(bw);
   }
-  c[k] = p;
+  c[threaded(k)] = p;
   return p;
 }
 
@@ -122,7 +155,7 @@ std::shared_ptr<PoolPrims> pool_prims(const PoolKey& k) {
   static std::mutex mu;
   static Cache<PoolKey, PoolPrims> cache;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(k);
+  auto it = cache.find(threaded(k));
   if (it != cache.end()) return it->second;
   auto p = std::make_shared<PoolPrims>();
   p->x = memory::desc({k.n, k.c, k.ih, k.iw}, dt::f32, tag::nchw);
@@ -140,7 +173,7 @@ std::shared_ptr<PoolPrims> pool_prims(const PoolKey& k) {
   p->fwd_inf = pooling_forward(finf);
   auto bd = pooling_backward::primitive_desc(eng(), a, p->x, p->y, strides, kernel, dil, pl, pr, ftrain);
   p->bwd = pooling_backward(bd);
-  cache[k] = p;
+  cache[threaded(k)] = p;
   return p;
 }
 
@@ -154,7 +187,8 @@ std::shared_ptr<BnPrims> bn_prims(const BnKey& k, float eps) {
   static std::mutex mu;
   static std::unordered_map<std::string, std::shared_ptr<BnPrims>> cache;
   std::string key = std::to_string(k.n) + "," + std::to_string(k.c) + "," + std::to_string(k.h) + "," +
-                    std::to_string(k.w) + "," + std::to_string(eps);
+                    std::to_string(k.w) + "," + std::to_string(eps) + "," +
+                    std::to_string(omp_get_max_threads());
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
@@ -185,7 +219,7 @@ std::shared_ptr<DensePrims> dense_prims(const DenseKey& k) {
   static std::mutex mu;
   static Cache<DenseKey, DensePrims> cache;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(k);
+  auto it = cache.find(threaded(k));
   if (it != cache.end()) return it->second;
   auto p = std::make_shared<DensePrims>();
   p->x = memory::desc({k.n, k.ic}, dt::f32, tag::nc);
@@ -197,7 +231,7 @@ std::shared_ptr<DensePrims> dense_prims(const DenseKey& k) {
   p->bwd_data = inner_product_backward_data(inner_product_backward_data::primitive_desc(eng(), p->x, p->w, p->y, f));
   p->bwd_w = inner_product_backward_weights(
       inner_product_backward_weights::primitive_desc(eng(), p->x, p->w, p->b, p->y, f));
-  cache[k] = p;
+  cache[threaded(k)] = p;
   return p;
 }
 
@@ -226,6 +260,7 @@ void run(primitive& p, std::unordered_map<int, memory> args) {
 
 void CpuBackend::conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) {
   guarded("convolution forward", [&] {
+    SingleThreadIfDeterministic single;
     auto p = conv_prims(k, act);
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)}, {DNNL_ARG_DST, mem(p->y, y)}};
@@ -247,6 +282,7 @@ void CpuBackend::conv_backward_data(const ConvKey& k, const float* dy, const flo
 void CpuBackend::conv_backward_weights(const ConvKey& k, const float* x, const float* dy, float* dw, float* db,
                                        bool accumulate) {
   guarded("convolution backward weights", [&] {
+    SingleThreadIfDeterministic single;
     auto p = conv_prims(k, Act::kNone);
     GradOut ow(dw, p->w.get_size() / sizeof(float), accumulate);
     GradOut ob(k.bias ? db : nullptr, k.oc, accumulate);
@@ -290,6 +326,7 @@ void CpuBackend::pool_backward(const PoolKey& k, const float* dy, const float* w
 void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, const float* x, const float* scale,
                             const float* shift, float* mean, float* var, float* y) {
   guarded("batch normalization forward", [&] {
+    SingleThreadIfDeterministic single;
     auto p = bn_prims(k, eps);
     run(training ? p->fwd_train : p->fwd_inf,
         {{DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_DST, mem(p->x, y)}, {DNNL_ARG_SCALE, mem(p->ss, scale)},
@@ -302,6 +339,7 @@ void CpuBackend::bn_backward(const BnKey& k, float eps, const float* x, const fl
                              const float* mean, const float* var, float* dx, float* dscale, float* dshift,
                              bool accumulate_dx, bool accumulate_dw) {
   guarded("batch normalization backward", [&] {
+    SingleThreadIfDeterministic single;
     auto p = bn_prims(k, eps);
     GradOut ox(dx, k.n * k.c * k.h * k.w, accumulate_dx);
     GradOut os(dscale, k.c, accumulate_dw), ob(dshift, k.c, accumulate_dw);
@@ -325,6 +363,7 @@ void CpuBackend::bn_backward(const BnKey& k, float eps, const float* x, const fl
 
 void CpuBackend::dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) {
   guarded("dense forward", [&] {
+    SingleThreadIfDeterministic single;
     auto p = dense_prims(k);
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)}, {DNNL_ARG_DST, mem(p->y, y)}};
@@ -335,6 +374,7 @@ void CpuBackend::dense_forward(const DenseKey& k, const float* x, const float* w
 
 void CpuBackend::dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) {
   guarded("dense backward data", [&] {
+    SingleThreadIfDeterministic single;
     auto p = dense_prims(k);
     GradOut o(dx, k.n * k.ic, accumulate);
     run(p->bwd_data, {{DNNL_ARG_DIFF_DST, mem(p->y, dy)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)},
@@ -346,6 +386,7 @@ void CpuBackend::dense_backward_data(const DenseKey& k, const float* dy, const f
 void CpuBackend::dense_backward_weights(const DenseKey& k, const float* x, const float* dy, float* dw, float* db,
                                         bool accumulate) {
   guarded("dense backward weights", [&] {
+    SingleThreadIfDeterministic single;
     auto p = dense_prims(k);
     GradOut ow(dw, k.oc * k.ic, accumulate), ob(k.bias ? db : nullptr, k.oc, accumulate);
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(p->x, x)},
