@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <cstring>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -47,8 +46,10 @@ template <class K>
 struct KeyEq {
   bool operator()(const K& a, const K& b) const { return std::memcmp(&a, &b, sizeof(K)) == 0; }
 };
-// Primitives are cached per shape key and per thread count: oneDNN fixes a primitive's thread count (and with
-// it the order of its reductions) when it is created.
+// Primitives are cached per calling thread, shape key and thread count. oneDNN fixes a primitive's thread count
+// (and with it the order of its reductions) when it is created. Each thread keeps its own primitives: a
+// primitive created in one thread and executed in another crashed (gemm convolution writing its im2col buffer
+// out of bounds), e.g. a model trained in a background thread and then applied in the main thread.
 template <class K>
 struct Threaded {
   K k;
@@ -95,9 +96,7 @@ struct ConvPrims {
 };
 
 std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
-  static std::mutex mu;
-  static Cache<ConvKey, ConvPrims> cache[4];
-  std::lock_guard<std::mutex> lock(mu);
+  thread_local Cache<ConvKey, ConvPrims> cache[4];
   auto& c = cache[static_cast<int>(act)];
   auto it = c.find(threaded(k));
   if (it != c.end()) return it->second;
@@ -152,9 +151,7 @@ struct PoolPrims {
 };
 
 std::shared_ptr<PoolPrims> pool_prims(const PoolKey& k) {
-  static std::mutex mu;
-  static Cache<PoolKey, PoolPrims> cache;
-  std::lock_guard<std::mutex> lock(mu);
+  thread_local Cache<PoolKey, PoolPrims> cache;
   auto it = cache.find(threaded(k));
   if (it != cache.end()) return it->second;
   auto p = std::make_shared<PoolPrims>();
@@ -184,12 +181,10 @@ struct BnPrims {
 };
 
 std::shared_ptr<BnPrims> bn_prims(const BnKey& k, float eps) {
-  static std::mutex mu;
-  static std::unordered_map<std::string, std::shared_ptr<BnPrims>> cache;
+  thread_local std::unordered_map<std::string, std::shared_ptr<BnPrims>> cache;
   std::string key = std::to_string(k.n) + "," + std::to_string(k.c) + "," + std::to_string(k.h) + "," +
                     std::to_string(k.w) + "," + std::to_string(eps) + "," +
                     std::to_string(omp_get_max_threads());
-  std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   auto p = std::make_shared<BnPrims>();
@@ -216,9 +211,7 @@ struct DensePrims {
 };
 
 std::shared_ptr<DensePrims> dense_prims(const DenseKey& k) {
-  static std::mutex mu;
-  static Cache<DenseKey, DensePrims> cache;
-  std::lock_guard<std::mutex> lock(mu);
+  thread_local Cache<DenseKey, DensePrims> cache;
   auto it = cache.find(threaded(k));
   if (it != cache.end()) return it->second;
   auto p = std::make_shared<DensePrims>();

@@ -1,0 +1,163 @@
+"""DataAugmentation: per-sample random geometric and intensity changes of preprocessed training images.
+
+Every range is symmetric around "no change" and every draw is uniform within it, from a generator the tool
+seeds per sample (seed, iteration, position in the pass), so augmentation is reproducible and independent of
+threads. Images are the preprocessed float arrays (H, W, C) whose value range is [lo, hi] (the model's
+image_range_min / image_range_max).
+
+Geometry: one affine map about the image centre, composed of (in this order, from output to input) shift,
+rotation, shear along x and isotropic scale, plus flips; pixels are sampled bilinearly and positions outside
+the image take the nearest border pixel (no black corners that a classifier could learn from).
+- flip_horizontal / flip_vertical: flip with probability 0.5.
+- rotation r (degrees): angle in [-r, r].   scale (lo, hi): factor in [lo, hi] (> 1 zooms in).
+- shift s: translation in [-s, s] times the image width / height.   shear h (degrees): shear angle in [-h, h].
+Intensity, with R = hi - lo:
+- brightness b: offset in [-b, b] * R.   contrast c: deviation from the image mean scaled by [1 - c, 1 + c].
+- hue h (degrees): RGB rotated about the grey axis by [-h, h] (3-channel images only).
+- saturation s: deviation from the per-pixel grey value scaled by [1 - s, 1 + s] (3-channel images only).
+- gaussian_noise g: additive noise of standard deviation in [0, g] * R.
+- speckle_noise k: multiplicative noise, (x - lo) * (1 + n) with n of standard deviation in [0, k].
+- salt_and_pepper p: a fraction in [0, p] of the pixels set to lo or hi (equally likely).
+Results are clipped to [lo, hi].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .. import _proc
+from ..errors import HOperatorError
+
+
+@dataclass
+class DataAugmentation:
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    rotation: float = 0.0
+    scale: tuple = (1.0, 1.0)
+    shift: float = 0.0
+    shear: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    hue: float = 0.0
+    saturation: float = 0.0
+    gaussian_noise: float = 0.0
+    speckle_noise: float = 0.0
+    salt_and_pepper: float = 0.0
+
+    _LIMITS = {"rotation": 180.0, "shift": 0.5, "shear": 45.0, "brightness": 1.0, "contrast": 1.0, "hue": 180.0,
+               "saturation": 1.0, "gaussian_noise": 1.0, "speckle_noise": 1.0, "salt_and_pepper": 1.0}
+
+    def __post_init__(self):
+        op = "DataAugmentation"
+        for f in ("flip_horizontal", "flip_vertical"):
+            if not isinstance(getattr(self, f), (bool, np.bool_)):
+                raise HOperatorError(1302, f"{f} must be True or False, got {getattr(self, f)!r}", op)
+        for f, hi in self._LIMITS.items():
+            v = getattr(self, f)
+            if not _proc.is_number(v) or not 0.0 <= v <= hi:
+                raise HOperatorError(1302, f"{f} must be a number in [0, {hi:g}], got {v!r}", op)
+        s = self.scale
+        if _proc.is_number(s):
+            s = (float(s), float(s))
+        if (not isinstance(s, (tuple, list)) or len(s) != 2 or not all(_proc.is_number(v) for v in s)
+                or not 0.1 <= s[0] <= s[1] <= 10.0):
+            raise HOperatorError(1302, f"scale must be (min, max) with 0.1 <= min <= max <= 10, got {self.scale!r}",
+                                 op)
+        self.scale = (float(s[0]), float(s[1]))
+
+    def as_dict(self) -> dict:
+        return {f.name: (list(getattr(self, f.name)) if f.name == "scale" else getattr(self, f.name))
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataAugmentation":
+        d = dict(d)
+        if "scale" in d:
+            d["scale"] = tuple(d["scale"])
+        return cls(**d)
+
+    @property
+    def geometric(self) -> bool:
+        return (self.flip_horizontal or self.flip_vertical or self.rotation > 0 or self.scale != (1.0, 1.0)
+                or self.shift > 0 or self.shear > 0)
+
+    def apply(self, image: np.ndarray, gen: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+        """The augmented copy of one preprocessed image (H, W) or (H, W, C), float32."""
+        x = np.asarray(image, dtype=np.float32)
+        squeeze = x.ndim == 2
+        if squeeze:
+            x = x[:, :, None]
+        # Draw every value in a fixed order, whether used or not, so that one setting does not shift another's
+        # random numbers.
+        u = gen.random(16)
+        rng = float(hi - lo)
+        if self.geometric:
+            x = self._warp(x, u)
+        if self.brightness > 0:
+            x = x + np.float32((2 * u[7] - 1) * self.brightness * rng)
+        if self.contrast > 0:
+            m = x.mean(axis=(0, 1), keepdims=True)
+            x = m + (x - m) * np.float32(1 + (2 * u[8] - 1) * self.contrast)
+        if x.shape[2] == 3 and (self.hue > 0 or self.saturation > 0):
+            x = self._color(x, u)
+        if self.gaussian_noise > 0:
+            x = x + gen.standard_normal(x.shape, dtype=np.float32) * np.float32(u[11] * self.gaussian_noise * rng)
+        if self.speckle_noise > 0:
+            n = gen.standard_normal(x.shape, dtype=np.float32) * np.float32(u[12] * self.speckle_noise)
+            x = x + (x - np.float32(lo)) * n
+        if self.salt_and_pepper > 0:
+            hit = gen.random(x.shape[:2]) < u[13] * self.salt_and_pepper
+            salt = gen.random(x.shape[:2]) < 0.5
+            x = x.copy()
+            x[hit & salt] = hi
+            x[hit & ~salt] = lo
+        x = np.clip(x, lo, hi).astype(np.float32, copy=False)
+        return x[:, :, 0] if squeeze else x
+
+    def _warp(self, x: np.ndarray, u) -> np.ndarray:
+        h, w = x.shape[:2]
+        fx = -1.0 if self.flip_horizontal and u[0] < 0.5 else 1.0
+        fy = -1.0 if self.flip_vertical and u[1] < 0.5 else 1.0
+        a = math.radians((2 * u[2] - 1) * self.rotation)
+        s = self.scale[0] + u[3] * (self.scale[1] - self.scale[0])
+        tx = (2 * u[4] - 1) * self.shift * w
+        ty = (2 * u[5] - 1) * self.shift * h
+        sh = math.tan(math.radians((2 * u[6] - 1) * self.shear))
+        # Forward map (input -> output, about the centre): p' = T + R(a) * Sh * S * F * p. Sampling needs its
+        # inverse: p = (R Sh S F)^-1 (p' - T).
+        fwd = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) @ np.array([[1.0, sh], [0.0, 1.0]]) \
+            @ np.diag([s * fx, s * fy])
+        inv = np.linalg.inv(fwd)
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        px, py = xx - cx - tx, yy - cy - ty
+        sx = inv[0, 0] * px + inv[0, 1] * py + cx
+        sy = inv[1, 0] * px + inv[1, 1] * py + cy
+        sx = np.clip(sx, 0, w - 1)
+        sy = np.clip(sy, 0, h - 1)
+        x0 = np.minimum(np.floor(sx).astype(np.int64), w - 2) if w > 1 else np.zeros_like(sx, dtype=np.int64)
+        y0 = np.minimum(np.floor(sy).astype(np.int64), h - 2) if h > 1 else np.zeros_like(sy, dtype=np.int64)
+        x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+        wx = (sx - x0).astype(np.float32)[:, :, None]
+        wy = (sy - y0).astype(np.float32)[:, :, None]
+        top = x[y0, x0] * (1 - wx) + x[y0, x1] * wx
+        bottom = x[y1, x0] * (1 - wx) + x[y1, x1] * wx
+        return top * (1 - wy) + bottom * wy
+
+    def _color(self, x: np.ndarray, u) -> np.ndarray:
+        grey = x.mean(axis=2, keepdims=True)
+        if self.saturation > 0:
+            x = grey + (x - grey) * np.float32(1 + (2 * u[10] - 1) * self.saturation)
+        if self.hue > 0:
+            # Rotation about the (1, 1, 1) axis by angle t (Rodrigues' formula).
+            t = math.radians((2 * u[9] - 1) * self.hue)
+            c, s = math.cos(t), math.sin(t)
+            k = 1.0 / math.sqrt(3.0)
+            kx = np.array([[0, -k, k], [k, 0, -k], [-k, k, 0]])
+            rot = c * np.eye(3) + s * kx + (1 - c) * np.full((3, 3), k * k)
+            x = x @ rot.T.astype(np.float32)
+        return x

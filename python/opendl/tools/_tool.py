@@ -1,0 +1,795 @@
+"""The training tools: a model with its own background training thread, early stopping, automatic batch size,
+deterministic and continued training, and inference.
+
+Terms (Euresys' usage): an *iteration* is one pass over the training images (HALCON calls it an epoch); a
+*step* is one optimiser update on one batch.
+
+How a tool trains (``train``):
+- The first training fixes the classes (from the dataset), the image size (the dataset's images when they all
+  have one size, else the built-in model's default), builds the model (seeded by
+  ``deterministic_training_random_seed`` when deterministic training is on) and locks the split: later
+  trainings must use a split with the same fingerprint.
+- The images of the split are preprocessed once (HALCON's preprocess_dl_samples with the model's
+  DLPreprocessParam) and kept in memory as float32.
+- Iteration i (0-based, counted over the tool's life) shuffles the training images with a generator seeded by
+  (seed, i) and augments image j of the pass with one seeded by (seed, i, j). Batches of ``batch_size`` are drawn
+  from the shuffled order; floor(N / batch_size) steps per iteration. The learning rate is constant. Since the
+  data stream depends only on the seed and the iteration number, and the model file holds weights, solver
+  moments and the dropout generator, saving after k iterations, loading and training m more gives the same
+  weights as training k + m at once.
+- After every iteration the validation images are classified: ``training_metrics(i)`` gets 'training_loss'
+  (mean loss of the iteration's steps), 'validation_error' (top-1 error), 'validation_loss' (mean cross-entropy)
+  and 'validation_accuracy', 'mean_precision', 'mean_recall', 'mean_f_score', plus 'batch_size', 'seconds'
+  and 'images_per_second'.
+- Best iteration: the lowest validation_error; among equal errors the lowest validation_loss. Inference
+  (``apply``, ``save``) uses the best iteration's weights; the training state (for continuing) is the last
+  iteration's.
+- Early stopping (``iterations=None``): training ends when ``early_stopping_patience`` (default 10) iterations
+  have passed without a new best iteration, or after ``max_iterations`` (default 200). It needs a validation
+  split. Continuing a tool after such a run needs an explicit ``iterations``.
+- ``stop_training`` takes effect before the next step; the model returns to the end of the last completed
+  iteration (a partly done iteration is discarded), so the tool is consistent and can be continued.
+- Errors inside the training thread are raised by the next ``wait_for_*``, ``apply`` or ``train`` call.
+
+Automatic batch size (the default until ``batch_size`` is set): before the first step, batch sizes 1, 2,
+4, ... up to half the training images (at most 256) are timed on a copy of the model (one warm-up step, then
+steps for at least 0.25 s); the probe stops at a size whose predicted memory (twice the resident memory growth
+of the previous size) exceeds half the available memory, at one that fails for lack of memory, or when one step
+takes over 3 s. The smallest size reaching 95 % of the best images/s wins. With deterministic training the
+choice must not depend on timing, so the automatic size is then min(32, largest power of two <= N / 2).
+
+Deterministic training (``enable_deterministic_training``): the data stream and the model initialisation come
+from ``deterministic_training_random_seed``, and the core runs in its deterministic mode in the training thread
+(the primitives whose reduction order depends on the thread count run single-threaded), so two runs with the
+same seed and settings give bit-identical weights and metrics whatever set_system('thread_num') is. Without
+it the seed is drawn once per tool, the data stream is still reproducible, and the core uses all threads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+import zipfile
+
+import numpy as np
+
+from .. import _core, _proc
+from .._handles import HHandle
+from ..errors import H_ERR_FNF, H_ERR_MEM, H_ERR_WFF, HOperatorError
+from ._augment import DataAugmentation
+from ._data import Dataset, DatasetSplit
+
+_FORMAT = "opendl_tool"
+_FORMAT_VERSION = 1
+_MEMORY_CODES = (H_ERR_MEM, 4104)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _model_from_bytes(data: bytes) -> HHandle:
+    return HHandle(_core.deserialize_model(data), "dl_model")
+
+
+def _model_bytes(model: HHandle) -> bytes:
+    return bytes(model.core("opendl.tools").serialize())
+
+
+class Classifier:
+    """An image classifier trained in the background. ``model``: a built-in classifier name
+    ('pretrained_dl_classifier_compact.hdl' default, '..._enhanced', '..._resnet18', '..._resnet50',
+    '..._mobilenet_v2', '..._alexnet') or an opendl model file. ``image_size``: (width, height), default from the
+    dataset; ``image_num_channels``: 1 or 3, default from the dataset. ``solver_type`` 'adam' (default,
+    learning rate 0.001) or 'sgd' (0.01, momentum 0.9)."""
+
+    TYPE = "classification"
+
+    def __init__(self, model: str = "pretrained_dl_classifier_compact.hdl", image_size=None,
+                 image_num_channels=None, solver_type: str = "adam", learning_rate=None,
+                 early_stopping_patience: int = 10, max_iterations: int = 200):
+        op = "Classifier"
+        if not isinstance(model, (str, os.PathLike)):
+            raise HOperatorError(1201, f"model must be a built-in model name or a file name, got {model!r}", op)
+        if image_size is not None and (len(image_size) != 2 or not all(_proc.is_int(v) and v >= 8
+                                                                       for v in image_size)):
+            raise HOperatorError(1302, f"image_size must be (width, height) with values >= 8, got {image_size!r}", op)
+        if image_num_channels not in (None, 1, 3):
+            raise HOperatorError(1303, f"image_num_channels must be 1 or 3, got {image_num_channels!r}", op)
+        if solver_type not in ("adam", "sgd"):
+            raise HOperatorError(1304, f"solver_type must be 'adam' or 'sgd', got {solver_type!r}", op)
+        if learning_rate is not None and (not _proc.is_number(learning_rate) or not learning_rate > 0):
+            raise HOperatorError(1305, f"learning_rate must be a number > 0, got {learning_rate!r}", op)
+        for name, v, code in (("early_stopping_patience", early_stopping_patience, 1306),
+                              ("max_iterations", max_iterations, 1307)):
+            if not _proc.is_int(v) or v < 1:
+                raise HOperatorError(code, f"{name} must be an integer >= 1, got {v!r}", op)
+        self._settings = {
+            "model": os.fspath(model), "image_size": list(image_size) if image_size else None,
+            "image_num_channels": image_num_channels, "solver_type": solver_type,
+            "learning_rate": float(learning_rate) if learning_rate else (0.001 if solver_type == "adam" else 0.01),
+            "early_stopping_patience": int(early_stopping_patience), "max_iterations": int(max_iterations),
+            "batch_size": None, "optimize_batch_size": True, "deterministic": False, "seed": 42,
+        }
+        self._class_names, self._class_ids = None, None
+        self._train_bytes = None      # training model at the end of the last completed iteration
+        self._best_bytes = None       # inference model (best iteration)
+        self._metrics = []            # one dict per iteration
+        self._best = None             # (iteration, validation_error, validation_loss)
+        self._lock = None             # {'dataset', 'split', 'counts'}
+        self._stream_seed = None
+        self._auto_run_done = False
+        self._inference_batch = None
+        self._infer_model, self._infer_key = None, None
+        self._best_version = 0
+        self._pp = None
+        self._cache = {}
+        self._thread = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._error = None
+        self._run = {"target": 0, "done": 0, "steps": 0, "steps_total": 1, "progress": 0.0}
+        self._state_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def class_names(self):
+        return list(self._class_names) if self._class_names else None
+
+    @property
+    def batch_size(self):
+        """The training batch size: the last one used or set (None before the first automatic choice)."""
+        return self._settings["batch_size"]
+
+    @batch_size.setter
+    def batch_size(self, value):
+        if not _proc.is_int(value) or value < 1:
+            raise HOperatorError(1302, f"batch_size must be an integer >= 1, got {value!r}", "Classifier.batch_size")
+        self._settings["batch_size"] = int(value)
+        self._settings["optimize_batch_size"] = False
+
+    def optimize_batch_size(self, enable: bool = True) -> None:
+        """True: choose the batch size automatically at the next training (the default); False: keep the
+        current one."""
+        self._settings["optimize_batch_size"] = bool(enable)
+
+    @property
+    def is_batch_size_optimized(self) -> bool:
+        return self._settings["optimize_batch_size"]
+
+    @property
+    def enable_deterministic_training(self) -> bool:
+        return self._settings["deterministic"]
+
+    @enable_deterministic_training.setter
+    def enable_deterministic_training(self, value: bool):
+        self._settings["deterministic"] = bool(value)
+
+    @property
+    def deterministic_training_random_seed(self) -> int:
+        return self._settings["seed"]
+
+    @deterministic_training_random_seed.setter
+    def deterministic_training_random_seed(self, value: int):
+        if not _proc.is_int(value) or value < 0:
+            raise HOperatorError(1302, f"deterministic_training_random_seed must be an integer >= 0, got {value!r}",
+                                 "Classifier.deterministic_training_random_seed")
+        self._settings["seed"] = int(value)
+
+    @property
+    def early_stopping_patience(self) -> int:
+        return self._settings["early_stopping_patience"]
+
+    @early_stopping_patience.setter
+    def early_stopping_patience(self, value: int):
+        if not _proc.is_int(value) or value < 1:
+            raise HOperatorError(1302, f"early_stopping_patience must be an integer >= 1, got {value!r}",
+                                 "Classifier.early_stopping_patience")
+        self._settings["early_stopping_patience"] = int(value)
+
+    @property
+    def max_iterations(self) -> int:
+        return self._settings["max_iterations"]
+
+    @max_iterations.setter
+    def max_iterations(self, value: int):
+        if not _proc.is_int(value) or value < 1:
+            raise HOperatorError(1302, f"max_iterations must be an integer >= 1, got {value!r}",
+                                 "Classifier.max_iterations")
+        self._settings["max_iterations"] = int(value)
+
+    @property
+    def image_size(self):
+        return tuple(self._settings["image_size"]) if self._settings["image_size"] else None
+
+    # ------------------------------------------------------------------ progress
+
+    @property
+    def is_training(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    @property
+    def current_training_progression(self) -> float:
+        """Progress of the current (or last) train() call in [0, 1], never decreasing. With early stopping the
+        total is the iteration at which training would stop without further improvement."""
+        with self._cond:
+            return self._run["progress"]
+
+    @property
+    def current_training_finished_iterations(self) -> int:
+        with self._cond:
+            return self._run["done"]
+
+    @property
+    def current_training_num_iterations(self) -> int:
+        with self._cond:
+            return self._run["target"]
+
+    @property
+    def num_trained_iterations(self) -> int:
+        return len(self._metrics)
+
+    @property
+    def best_iteration(self):
+        """The iteration (1-based) whose weights the tool uses for inference; None before training."""
+        return self._best[0] + 1 if self._best else None
+
+    def training_metrics(self, iteration: int) -> dict:
+        """The metrics of iteration ``iteration`` (1-based, counting on across train() calls and save/load)."""
+        n = len(self._metrics)
+        if not _proc.is_int(iteration) or not 1 <= iteration <= n:
+            raise HOperatorError(1301, f"iteration must be in 1..{n} (the iterations trained so far), got "
+                                       f"{iteration!r}", "Classifier.training_metrics")
+        return dict(self._metrics[iteration - 1])
+
+    def _raise_pending(self) -> None:
+        with self._cond:
+            err, self._error = self._error, None
+        if err is not None:
+            raise err
+
+    def wait_for_iteration_completion(self, timeout: float = -1) -> bool:
+        """Blocks until the running training completes its next iteration or ends. Returns False on timeout
+        (seconds; -1: no limit)."""
+        with self._cond:
+            start = self._run["done"]
+            ok = self._cond.wait_for(lambda: self._run["done"] > start or not self._running(),
+                                     None if timeout is None or timeout < 0 else timeout)
+        self._raise_pending()
+        return bool(ok)
+
+    def wait_for_training_completion(self, timeout: float = -1) -> int:
+        """Blocks until the training ends (timeout in seconds; -1: no limit) and returns the number of
+        iterations the current train() call has completed. ``is_training`` tells whether it ended."""
+        t = self._thread
+        if t is not None:
+            t.join(None if timeout is None or timeout < 0 else timeout)
+        self._raise_pending()
+        return self.current_training_finished_iterations
+
+    def stop_training(self, wait: bool = True) -> None:
+        """Asks the training to stop before its next step; with ``wait`` returns when it has stopped."""
+        self._stop.set()
+        if wait and self._thread is not None:
+            self._thread.join()
+        if wait:
+            self._raise_pending()
+
+    def _running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._run.get("finished", False)
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, dataset: Dataset, split: DatasetSplit, augmentation: DataAugmentation = None,
+              iterations=None) -> None:
+        """Starts training in the background and returns at once. ``iterations``: the number of iterations
+        (passes over the training images) to run; None: early stopping decides (see the module notes)."""
+        op = "Classifier.train"
+        if self.is_training:
+            raise HOperatorError(7720, "this tool is already training; wait for it or stop it first", op)
+        self._raise_pending()
+        if not isinstance(dataset, Dataset):
+            raise HOperatorError(1201, f"dataset must be an opendl.tools.Dataset, got {type(dataset).__name__}", op)
+        if not isinstance(split, DatasetSplit):
+            raise HOperatorError(1202, f"split must be an opendl.tools.DatasetSplit, got {type(split).__name__}", op)
+        if split.dataset.fingerprint != dataset.fingerprint:
+            raise HOperatorError(1302, "split was made for another dataset", op)
+        if augmentation is not None and not isinstance(augmentation, DataAugmentation):
+            raise HOperatorError(1203, f"augmentation must be an opendl.tools.DataAugmentation or None, got "
+                                       f"{type(augmentation).__name__}", op)
+        if iterations is not None and (not _proc.is_int(iterations) or iterations < 1):
+            raise HOperatorError(1304, f"iterations must be an integer >= 1 or None (early stopping), got "
+                                       f"{iterations!r}", op)
+        if split.train.size == 0:
+            raise HOperatorError(1302, "split has no training images", op)
+        if iterations is None and split.validation.size == 0:
+            raise HOperatorError(1302, "early stopping (iterations=None) needs validation images in the split; "
+                                       "give iterations, or a split with a validation fraction", op)
+        if self._lock is not None:
+            if self._lock["split"] != split.fingerprint:
+                raise HOperatorError(1302, "this tool was trained with another split (or dataset); a trained tool's "
+                                           "split is locked to it: use the same split, or a new tool", op)
+            if self._train_bytes is None:
+                raise HOperatorError(1301, "this tool was saved without its training model "
+                                           "(include_training_model=False) and cannot be trained further", op)
+            if iterations is None and self._auto_run_done:
+                raise HOperatorError(1304, "continuing after an early-stopping run needs an explicit iterations "
+                                           "count", op)
+        if self._lock is None:
+            self._create_model(dataset, op)
+            self._lock = {"dataset": dataset.fingerprint, "split": split.fingerprint,
+                          "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
+        self._stop.clear()
+        with self._cond:
+            self._run = {"target": int(iterations) if iterations else 0, "done": 0, "steps": 0, "steps_total": 1,
+                         "progress": 0.0, "finished": False}
+        self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training", daemon=True,
+                                        args=(dataset, split, augmentation, iterations))
+        self._thread.start()
+
+    def _create_model(self, dataset: Dataset, op: str) -> None:
+        from ..model import get_dl_model_param, read_dl_model, set_dl_model_param
+        s = self._settings
+        shapes = set()
+        for i in range(min(len(dataset), 64)):
+            im = dataset.image(i)
+            shapes.add((im.shape[1], im.shape[0], 1 if im.ndim == 2 else im.shape[2]))
+        prev_seed = _core.get_seed()
+        seed = s["seed"] if s["deterministic"] else int(np.random.SeedSequence().entropy % (2 ** 31))
+        _core.set_seed(seed)
+        try:
+            model = read_dl_model(s["model"])
+        finally:
+            _core.set_seed(prev_seed)
+        if get_dl_model_param(model, "type")[0] != self.TYPE:
+            raise HOperatorError(1302, f"model {s['model']!r} is not a {self.TYPE} model", op)
+        if s["image_size"] is None:
+            sizes = {(w, h) for w, h, _ in shapes}
+            s["image_size"] = list(sizes.pop()) if len(sizes) == 1 else [get_dl_model_param(model, "image_width")[0],
+                                                                         get_dl_model_param(model, "image_height")[0]]
+        if s["image_num_channels"] is None:
+            s["image_num_channels"] = 1 if all(c == 1 for _, _, c in shapes) else 3
+        set_dl_model_param(model, "image_dimensions", [s["image_size"][0], s["image_size"][1],
+                                                        s["image_num_channels"]])
+        set_dl_model_param(model, "class_ids", dataset.class_ids)
+        set_dl_model_param(model, "class_names", dataset.class_names)
+        set_dl_model_param(model, "solver_type", s["solver_type"])
+        set_dl_model_param(model, "learning_rate", s["learning_rate"])
+        if s["solver_type"] == "sgd":
+            set_dl_model_param(model, "momentum", 0.9)
+        self._class_names, self._class_ids = list(dataset.class_names), list(dataset.class_ids)
+        self._stream_seed = seed
+        self._train_bytes = _model_bytes(model)
+        self._pp = None
+
+    def _preprocess_param(self) -> dict:
+        """The model's DLPreprocessParam values (fixed once the model exists)."""
+        if self._pp is None:
+            from ..preprocess import _param_values, create_dl_preprocess_param_from_model
+            model = _model_from_bytes(self._train_bytes if self._train_bytes is not None else self._best_bytes)
+            pp = create_dl_preprocess_param_from_model(model, "none", "full_domain", [], [], [])
+            self._pp = _param_values(_proc.content(pp, "opendl.tools", "preprocess"))
+            model.clear()
+        return self._pp
+
+    def _preprocess(self, images, op: str) -> np.ndarray:
+        from ..preprocess import _preprocess_image
+        p = self._preprocess_param()
+        out = [_preprocess_image(im, p, op, f"images[{i}]") for i, im in enumerate(images)]
+        out = np.stack(out).astype(np.float32, copy=False)
+        return out[..., None] if out.ndim == 3 else out
+
+    def _prepared(self, dataset: Dataset, indices) -> np.ndarray:
+        key = (dataset.fingerprint, tuple(self._settings["image_size"]), self._settings["image_num_channels"])
+        if self._cache.get("key") != key:
+            self._cache = {"key": key, "images": {}}
+        store = self._cache["images"]
+        missing = [int(i) for i in indices if int(i) not in store]
+        for start in range(0, len(missing), 64):
+            chunk = missing[start:start + 64]
+            for i, x in zip(chunk, self._preprocess([dataset.image(i) for i in chunk], "Classifier.train")):
+                store[i] = x
+        return np.stack([store[int(i)] for i in indices]) if len(indices) else np.zeros((0,), np.float32)
+
+    def _train_thread(self, dataset, split, augmentation, iterations) -> None:
+        deterministic = self._settings["deterministic"]
+        _core.set_deterministic(deterministic)
+        model = None
+        try:
+            x_train = self._prepared(dataset, split.train)
+            y_train = dataset.labels[split.train]
+            x_val = self._prepared(dataset, split.validation)
+            y_val = dataset.labels[split.validation]
+            model = _model_from_bytes(self._train_bytes)
+            batch = self._training_batch_size(model, x_train, y_train)
+            self._train_loop(model, batch, x_train, y_train, x_val, y_val, augmentation, iterations)
+            if iterations is None:
+                self._auto_run_done = True
+        except _Stopped:
+            pass
+        except BaseException as e:  # surfaces on the next wait/apply/train call
+            with self._cond:
+                self._error = e
+        finally:
+            _core.set_deterministic(False)
+            with self._cond:
+                self._run["finished"] = True
+                if self._error is None and not self._stop.is_set():
+                    self._run["progress"] = 1.0
+                self._cond.notify_all()
+
+    def _training_batch_size(self, model, x, y) -> int:
+        from ..model import set_dl_model_param
+        n = len(x)
+        s = self._settings
+        if s["optimize_batch_size"] or s["batch_size"] is None:
+            cap = max(1, min(256, n // 2))
+            if s["deterministic"]:
+                b = 1
+                while b * 2 <= min(32, cap):
+                    b *= 2
+            else:
+                b = self._probe_training_batch(x, y, cap)
+            s["batch_size"] = b
+        b = min(s["batch_size"], n)
+        set_dl_model_param(model, "batch_size", b)
+        return b
+
+    def _samples(self, images, labels) -> list:
+        ids = self._class_ids
+        return [{"image": images[k] if images.shape[-1] > 1 else images[k][:, :, 0],
+                 "image_label_id": [ids[int(labels[k])]]} for k in range(len(labels))]
+
+    def _probe_training_batch(self, x, y, cap: int) -> int:
+        """Measured images/s per candidate batch size on a copy of the training model (module notes)."""
+        from ..model import set_dl_model_param, train_dl_model_batch
+        budget = _available_memory() // 2
+        rates, b, prev_mem = {}, 1, None
+        while b <= cap:
+            if prev_mem is not None and 2 * prev_mem > budget:
+                break
+            if self._stop.is_set():
+                raise _Stopped
+            probe = _model_from_bytes(self._train_bytes)
+            base = _rss()
+            try:
+                set_dl_model_param(probe, "batch_size", b)
+                samples = self._samples(x[:b] if b <= len(x) else x, y[:b])
+                train_dl_model_batch(probe, samples)
+                steps, t0 = 0, time.perf_counter()
+                while True:
+                    train_dl_model_batch(probe, samples)
+                    steps += 1
+                    elapsed = time.perf_counter() - t0
+                    if elapsed >= 0.25 or elapsed / steps > 3.0:
+                        break
+            except MemoryError:
+                break
+            except HOperatorError as e:
+                if e.error_code in _MEMORY_CODES:
+                    break
+                raise
+            finally:
+                probe.clear()
+            rates[b] = b * steps / elapsed
+            prev_mem = max(_rss() - base, 1)
+            if elapsed / steps > 3.0:
+                break
+            b *= 2
+        if not rates:
+            return 1
+        best = max(rates.values())
+        return min(k for k, r in rates.items() if r >= 0.95 * best)
+
+    def _train_loop(self, model, batch, x_train, y_train, x_val, y_val, augmentation, iterations) -> None:
+        from ..model import train_dl_model_batch
+        s = self._settings
+        n = len(x_train)
+        steps = max(1, n // batch)
+        first = len(self._metrics)
+        auto = iterations is None
+        patience, cap = s["early_stopping_patience"], s["max_iterations"]
+        lo, hi = self._range()
+        seed = self._stream_seed
+
+        def stop_at() -> int:
+            """Iterations of this run after which it ends (early stopping: patience after the best one)."""
+            if not auto:
+                return iterations
+            best_it = self._best[0] - first + 1 if self._best and self._best[0] >= first else 0
+            return min(cap, best_it + patience)
+
+        def target_now() -> int:
+            return max(stop_at(), self._run["done"] + (0 if self._run["done"] >= stop_at() else 1))
+
+        with self._cond:
+            self._run["target"] = target_now()
+        it = first
+        while True:
+            if it - first >= stop_at():
+                break
+            lr = self._scheduled_learning_rate(model)
+            t0 = time.perf_counter()
+            order = np.random.Generator(np.random.PCG64([seed, it])).permutation(n)
+            losses = []
+            for k in range(steps):
+                if self._stop.is_set():
+                    raise _Stopped
+                idx = order[k * batch:(k + 1) * batch]
+                images = x_train[idx]
+                if augmentation is not None:
+                    images = np.stack([augmentation.apply(images[j], np.random.Generator(
+                        np.random.PCG64([seed, it, k * batch + j])), lo, hi) for j in range(len(idx))])
+                    images = images[..., None] if images.ndim == 3 else images
+                res = train_dl_model_batch(model, self._samples(images, y_train[idx]))
+                losses.append(float(res.core("Classifier.train")["total_loss"][0]))
+                with self._cond:
+                    self._run["steps"] += 1
+                    total = max(1, target_now()) * steps
+                    self._run["progress"] = max(self._run["progress"], min(1.0, self._run["steps"] / total))
+            seconds = time.perf_counter() - t0
+            metrics = {"training_loss": float(np.mean(losses)), "batch_size": batch,
+                       "learning_rate": lr, "seconds": seconds,
+                       "images_per_second": steps * batch / seconds if seconds > 0 else 0.0}
+            if len(x_val):
+                metrics.update(self._validation_metrics(model, x_val, y_val))
+            train_bytes = _model_bytes(model)
+            with self._state_lock:
+                key = (metrics.get("validation_error", 0.0), metrics.get("validation_loss", 0.0))
+                if self._best is None or not len(x_val) or key < (self._best[1], self._best[2]):
+                    self._best = (it, key[0], key[1])
+                    self._best_bytes = train_bytes
+                    self._best_version += 1
+                self._train_bytes = train_bytes
+                self._metrics.append(metrics)
+            it += 1
+            with self._cond:
+                self._run["done"] = it - first
+                self._run["target"] = target_now()
+                self._cond.notify_all()
+
+    def _scheduled_learning_rate(self, model) -> float:
+        """Reduce on plateau: the learning rate drops by 10x when ``plateau`` = max(2, patience // 2)
+        iterations have passed since the best iteration and since the last drop, down to 1/1000 of the initial
+        value. The decision uses only the saved metrics, so continued training follows the same schedule."""
+        from ..model import get_dl_model_param, set_dl_model_param
+        lr = float(get_dl_model_param(model, "learning_rate")[0])
+        m = self._metrics
+        if not m or "validation_error" not in m[-1] or self._best is None:
+            return lr
+        plateau = max(2, self._settings["early_stopping_patience"] // 2)
+        last_drop = max([k for k in range(1, len(m)) if m[k]["learning_rate"] < m[k - 1]["learning_rate"]],
+                        default=0)
+        since = len(m) - max(self._best[0] + 1, last_drop)
+        floor = self._settings["learning_rate"] * 1e-3
+        if since >= plateau and lr * 0.1 >= floor * (1 - 1e-9):
+            lr *= 0.1
+            set_dl_model_param(model, "learning_rate", lr)
+        return lr
+
+    def _range(self):
+        p = self._preprocess_param()
+        return float(p["image_range_min"]), float(p["image_range_max"])
+
+    def _probabilities(self, model, x) -> np.ndarray:
+        """Class confidences (N, K) in the order of class_ids, classified with ``model`` in chunks of its
+        batch size."""
+        from ..model import get_dl_model_param
+        b = get_dl_model_param(model, "batch_size")[0]
+        col = {c: k for k, c in enumerate(self._class_ids)}
+        out = np.zeros((len(x), len(self._class_ids)), np.float64)
+        core = model.core("Classifier")
+        for start in range(0, len(x), b):
+            chunk = x[start:start + b]
+            res = core.apply([{"image": im if im.shape[-1] > 1 else im[:, :, 0]} for im in chunk], [])
+            for r, d in enumerate(res):
+                for cid, conf in zip(d["classification_class_ids"], d["classification_confidences"]):
+                    out[start + r, col[int(cid)]] = conf
+        return out
+
+    def _validation_metrics(self, model, x, y) -> dict:
+        p = self._probabilities(model, x)
+        pred = p.argmax(axis=1)
+        k = p.shape[1]
+        prec, rec, f = [], [], []
+        for c in range(k):
+            tp = np.sum((pred == c) & (y == c))
+            npred, ntrue = np.sum(pred == c), np.sum(y == c)
+            pc = tp / npred if npred else 0.0
+            rc = tp / ntrue if ntrue else 0.0
+            prec.append(pc)
+            rec.append(rc)
+            f.append(2 * pc * rc / (pc + rc) if pc + rc > 0 else 0.0)
+        err = float(np.mean(pred != y))
+        return {"validation_error": err, "validation_accuracy": 1.0 - err,
+                "validation_loss": float(np.mean(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-30)))),
+                "mean_precision": float(np.mean(prec)), "mean_recall": float(np.mean(rec)),
+                "mean_f_score": float(np.mean(f))}
+
+    # ------------------------------------------------------------------ inference
+
+    def _inference_model(self, batch: int) -> HHandle:
+        from ..model import set_dl_model_param
+        with self._state_lock:
+            data, version = self._best_bytes, self._best_version
+        if data is None:
+            raise HOperatorError(1301, "the tool has not been trained yet", "Classifier.apply")
+        if self._infer_key != (version, batch):
+            if self._infer_model is None or self._infer_key[0] != version:
+                self._infer_model = _model_from_bytes(data)
+            set_dl_model_param(self._infer_model, "batch_size", batch)
+            self._infer_key = (version, batch)
+        return self._infer_model
+
+    def apply(self, images) -> list:
+        """Classifies images (one numpy image, a list of them, or an (N, H, W[, C]) stack) with the best
+        iteration's weights. Returns one DLResult dict per image: 'classification_class_ids',
+        'classification_class_names' and 'classification_confidences' (all classes, by descending confidence).
+        Can be called while the tool trains."""
+        op = "Classifier.apply"
+        self._raise_pending()
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        elif isinstance(images, np.ndarray):
+            size = self.image_size
+            c = self._settings["image_num_channels"]
+            stack = images.ndim == 3 and size is not None and images.shape != (size[1], size[0], c) and \
+                not (c == 3 and images.shape[2] == 3)
+            images = list(images) if stack else [images]
+        else:
+            images = list(images)
+        if not images:
+            return []
+        x = self._preprocess(images, op)
+        batch = self._inference_batch or min(len(x), 32)
+        model = self._inference_model(batch)
+        p = self._probabilities(model, x)
+        out = []
+        for row in p:
+            order = np.argsort(-row, kind="stable")
+            out.append({"classification_class_ids": [self._class_ids[k] for k in order],
+                        "classification_class_names": [self._class_names[k] for k in order],
+                        "classification_confidences": [float(row[k]) for k in order]})
+        return out
+
+    @property
+    def batch_size_for_maximum_inference_speed(self) -> int:
+        """Measured once per tool (after training or loading): the batch size in 1, 2, 4, ..., 256 with the most
+        images/s for ``apply`` (the smallest within 5 % of the best); ``apply`` then uses it."""
+        if self._inference_batch is None:
+            from ..model import apply_dl_model, set_dl_model_param
+            with self._state_lock:
+                data = self._best_bytes
+            if data is None:
+                raise HOperatorError(1301, "the tool has not been trained yet",
+                                     "Classifier.batch_size_for_maximum_inference_speed")
+            w, h = self._settings["image_size"]
+            c = self._settings["image_num_channels"]
+            image = np.zeros((h, w) if c == 1 else (h, w, c), np.float32)
+            rates, b = {}, 1
+            model = _model_from_bytes(data)
+            budget, base = _available_memory() // 2, _rss()
+            while b <= 256:
+                try:
+                    set_dl_model_param(model, "batch_size", b)
+                    samples = [{"image": image}] * b
+                    apply_dl_model(model, samples, [])
+                    runs, t0 = 0, time.perf_counter()
+                    while time.perf_counter() - t0 < 0.2:
+                        apply_dl_model(model, samples, [])
+                        runs += 1
+                except MemoryError:
+                    break
+                except HOperatorError as e:
+                    if e.error_code in _MEMORY_CODES:
+                        break
+                    raise
+                rates[b] = b * runs / (time.perf_counter() - t0)
+                if 2 * max(_rss() - base, 1) > budget or (len(rates) >= 3 and rates[b] < 0.8 * max(rates.values())):
+                    break
+                b *= 2
+            model.clear()
+            best = max(rates.values())
+            self._inference_batch = min(k for k, r in rates.items() if r >= 0.95 * best)
+        return self._inference_batch
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path, include_training_model: bool = True) -> None:
+        """Writes the tool to one file (a zip archive: tool.json, model.hdl with the best iteration's weights,
+        and with ``include_training_model`` training_model.hdl with the last iteration's weights and solver
+        state, needed to train further). model.hdl is an ordinary opendl model file (read_dl_model). The file
+        is written atomically."""
+        op = "Classifier.save"
+        self._raise_pending()
+        if self.is_training:
+            raise HOperatorError(7720, "cannot save while the tool trains; wait for it or stop it first", op)
+        if self._best_bytes is None:
+            raise HOperatorError(1301, "the tool has not been trained yet; nothing to save", op)
+        path = os.fspath(path)
+        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "type": self.TYPE, "settings": self._settings,
+                "class_names": self._class_names, "class_ids": self._class_ids, "metrics": self._metrics,
+                "best": list(self._best) if self._best else None, "lock": self._lock,
+                "stream_seed": self._stream_seed, "auto_run_done": self._auto_run_done,
+                "inference_batch": self._inference_batch}
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".opendl_tool_", dir=directory)
+        except OSError as e:
+            raise HOperatorError(3142, f"cannot write {path!r}: {e}", op) from None
+        try:
+            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr("tool.json", json.dumps(meta, indent=1))
+                z.writestr("model.hdl", self._best_bytes)
+                if include_training_model and self._train_bytes is not None:
+                    z.writestr("training_model.hdl", self._train_bytes)
+            os.replace(tmp, path)
+        except OSError as e:
+            os.unlink(tmp)
+            raise HOperatorError(3142, f"cannot write {path!r}: {e}", op) from None
+
+    @classmethod
+    def load(cls, path) -> "Classifier":
+        op = f"{cls.__name__}.load"
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise HOperatorError(H_ERR_FNF, f"file {path!r} does not exist", op)
+        try:
+            with zipfile.ZipFile(path) as z:
+                meta = json.loads(z.read("tool.json"))
+                best = z.read("model.hdl")
+                train = z.read("training_model.hdl") if "training_model.hdl" in z.namelist() else None
+        except (zipfile.BadZipFile, KeyError, ValueError) as e:
+            raise HOperatorError(H_ERR_WFF, f"{path!r} is not an opendl tool file ({e})", op) from None
+        if meta.get("format") != _FORMAT or meta.get("type") != cls.TYPE:
+            raise HOperatorError(H_ERR_WFF, f"{path!r} holds a {meta.get('type')!r} tool of format "
+                                            f"{meta.get('format')!r}, not a {cls.TYPE!r} {_FORMAT!r}", op)
+        if meta.get("version", 0) > _FORMAT_VERSION:
+            raise HOperatorError(H_ERR_WFF, f"{path!r} has format version {meta['version']}, newer than this opendl "
+                                            f"reads ({_FORMAT_VERSION})", op)
+        try:
+            _core.deserialize_model(best)
+            if train is not None:
+                _core.deserialize_model(train)
+        except Exception as e:
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: a model in it is damaged ({e})", op) from None
+        tool = cls()
+        tool._settings.update(meta["settings"])
+        tool._class_names, tool._class_ids = meta["class_names"], meta["class_ids"]
+        tool._metrics = meta["metrics"]
+        tool._best = tuple(meta["best"]) if meta["best"] else None
+        tool._lock = meta["lock"]
+        tool._stream_seed = meta["stream_seed"]
+        tool._auto_run_done = meta["auto_run_done"]
+        tool._inference_batch = meta["inference_batch"]
+        tool._best_bytes, tool._train_bytes = best, train
+        return tool
+
+    def __repr__(self) -> str:
+        state = "training" if self.is_training else f"{self.num_trained_iterations} iterations trained"
+        return f"{type(self).__name__}({self._settings['model']!r}, {state}, best iteration {self.best_iteration})"

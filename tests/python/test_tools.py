@@ -1,0 +1,491 @@
+"""opendl.tools: non-blocking training, progress, wait, stop, early stopping, automatic batch size, deterministic
+and continued training, the training queue, data augmentation, datasets and splits, files and errors."""
+
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+import opendl as ha
+from opendl import demo
+from opendl.errors import HOperatorError
+from opendl.tools import Classifier, DataAugmentation, Dataset, DatasetSplit, TrainingQueue
+
+TIMINGS = ("seconds", "images_per_second")
+
+
+def shapes_dataset(per_class=16, size=32, seed=0):
+    """Three easy classes: a horizontal bar, a vertical bar, a square; at random places on noise."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for label in ("hbar", "vbar", "square"):
+        for _ in range(per_class):
+            im = rng.integers(0, 60, (size, size)).astype(np.uint8)
+            p = int(rng.integers(4, size - 8))
+            if label == "hbar":
+                im[p:p + 3, 3:size - 3] = 220
+            elif label == "vbar":
+                im[3:size - 3, p:p + 3] = 220
+            else:
+                im[p:p + 6, p:p + 6] = 220
+            images.append(im)
+            labels.append(label)
+    return Dataset.from_images(images, labels)
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = shapes_dataset()
+    return ds, DatasetSplit(ds, train=0.5, validation=0.25, test=0.25, seed=3)
+
+
+def tool_for(batch_size=8, seed=5, **kw):
+    tool = Classifier(**kw)
+    tool.batch_size = batch_size
+    tool.enable_deterministic_training = True
+    tool.deterministic_training_random_seed = seed
+    return tool
+
+
+def learning_metrics(tool):
+    return [{k: v for k, v in tool.training_metrics(i).items() if k not in TIMINGS}
+            for i in range(1, tool.num_trained_iterations + 1)]
+
+
+class Gate(DataAugmentation):
+    """An augmentation that changes nothing, counts the samples it sees, and while closed blocks the training
+    thread inside the step in progress."""
+
+    def __init__(self, open_=False):
+        super().__init__()
+        self.cond = threading.Condition()
+        self.open = open_
+        self.waiting = False
+        self.calls = 0
+
+    def apply(self, image, gen, lo, hi):
+        with self.cond:
+            self.calls += 1
+            self.waiting = True
+            self.cond.notify_all()
+            assert self.cond.wait_for(lambda: self.open, 60)
+            self.waiting = False
+        return image
+
+    def hold(self):
+        with self.cond:
+            self.open = False
+
+    def release(self):
+        with self.cond:
+            self.open = True
+            self.cond.notify_all()
+
+    def wait_blocked(self) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.waiting and not self.open, 60)
+
+
+class Failing(DataAugmentation):
+    def apply(self, image, gen, lo, hi):
+        raise RuntimeError("augmentation failed on purpose")
+
+
+# ---------------------------------------------------------------- non-blocking training and progress
+
+
+def test_train_returns_while_training_runs_and_progress_is_monotone(data):
+    ds, split = data
+    tool = tool_for()
+    gate = Gate()
+    tool.train(ds, split, gate, iterations=3)
+    assert gate.wait_blocked()            # the training thread is inside its first step ...
+    assert tool.is_training               # ... and train() has returned
+    assert tool.current_training_finished_iterations == 0
+    assert tool.current_training_num_iterations == 3
+    assert tool.wait_for_training_completion(timeout=0.05) == 0 and tool.is_training
+    gate.release()
+    seen = [tool.current_training_progression]
+    while tool.is_training:
+        tool.wait_for_iteration_completion()
+        seen.append(tool.current_training_progression)
+    assert tool.wait_for_training_completion() == 3
+    seen.append(tool.current_training_progression)
+    assert all(b >= a for a, b in zip(seen, seen[1:])) and seen[-1] == 1.0
+    assert tool.num_trained_iterations == 3 and tool.current_training_finished_iterations == 3
+    m = tool.training_metrics(3)
+    for key in ("training_loss", "validation_error", "validation_loss", "validation_accuracy", "mean_precision",
+                "mean_recall", "mean_f_score", "learning_rate", "batch_size"):
+        assert key in m
+    assert m["validation_accuracy"] == pytest.approx(1 - m["validation_error"])
+    with pytest.raises(HOperatorError) as e:
+        tool.training_metrics(4)
+    assert e.value.error_code == 1301
+
+
+def test_stop_is_prompt_and_leaves_a_consistent_tool(data):
+    ds, split = data
+    tool = tool_for(batch_size=4)
+    gate = Gate(open_=True)
+    tool.train(ds, split, gate, iterations=50)
+    tool.wait_for_iteration_completion()
+    gate.hold()
+    assert gate.wait_blocked()            # blocked inside a step of iteration >= 2
+    calls_at_stop = gate.calls
+    stopper = threading.Thread(target=tool.stop_training)
+    stopper.start()
+    while not tool._stop.is_set():
+        pass
+    gate.release()
+    stopper.join(60)
+    assert not tool.is_training
+    # At most the rest of the step in progress ran after the stop request (batch size 4).
+    assert gate.calls - calls_at_stop <= 3
+    n = tool.num_trained_iterations
+    assert 1 <= n < 50 and tool.current_training_finished_iterations == n
+    assert tool.current_training_progression < 1.0
+    # The discarded partial iteration left no trace: continuing trains on from iteration n.
+    assert len(tool.apply([ds.image(0)])) == 1
+    tool.train(ds, split, None, iterations=1)
+    assert tool.wait_for_training_completion() == 1
+    assert tool.num_trained_iterations == n + 1
+
+
+def test_errors_of_the_training_thread_surface_on_the_next_wait(data):
+    ds, split = data
+    tool = tool_for()
+    tool.train(ds, split, Failing(), iterations=2)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        tool.wait_for_training_completion()
+    assert tool.num_trained_iterations == 0
+    tool.wait_for_training_completion()   # raised once only
+    tool.train(ds, split, None, iterations=1)
+    assert tool.wait_for_training_completion() == 1
+
+
+# ---------------------------------------------------------------- early stopping and best iteration
+
+
+def test_early_stopping_ends_on_the_best_iteration(data):
+    ds, split = data
+    tool = tool_for(early_stopping_patience=3, max_iterations=25)
+    tool.train(ds, split)                 # iterations=None: early stopping
+    tool.wait_for_training_completion()
+    metrics = [tool.training_metrics(i) for i in range(1, tool.num_trained_iterations + 1)]
+    keys = [(m["validation_error"], m["validation_loss"]) for m in metrics]
+    best = min(range(len(keys)), key=lambda i: keys[i]) + 1
+    assert tool.best_iteration == best
+    n = tool.num_trained_iterations
+    assert n == min(25, best + 3)
+    # The tool answers with the best iteration's weights: its validation figures come back from apply.
+    res = tool.apply([ds.image(i) for i in split.validation])
+    names = np.array([r["classification_class_names"][0] for r in res])
+    truth = np.array([ds.class_names[k] for k in ds.labels[split.validation]])
+    assert np.mean(names != truth) == pytest.approx(metrics[best - 1]["validation_error"])
+    p_true = [dict(zip(r["classification_class_names"], r["classification_confidences"]))[t]
+              for r, t in zip(res, truth)]
+    assert np.mean(-np.log(p_true)) == pytest.approx(metrics[best - 1]["validation_loss"], rel=1e-5)
+    # Continuing after an automatic run needs a count.
+    with pytest.raises(HOperatorError) as e:
+        tool.train(ds, split)
+    assert e.value.error_code == 1304
+
+
+def test_early_stopping_needs_a_validation_split(data):
+    ds, _ = data
+    with pytest.raises(HOperatorError) as e:
+        tool_for().train(ds, DatasetSplit(ds, train=0.8, seed=1))
+    assert e.value.error_code == 1302 and "validation" in str(e.value)
+
+
+def test_the_tool_learns(data):
+    ds, split = data
+    tool = tool_for(batch_size=4)
+    tool.train(ds, split, DataAugmentation(flip_horizontal=True, flip_vertical=True), iterations=12)
+    tool.wait_for_training_completion()
+    res = tool.apply(np.stack([ds.image(i) for i in split.test]))
+    pred = [r["classification_class_names"][0] for r in res]
+    truth = [ds.class_names[k] for k in ds.labels[split.test]]
+    assert np.mean([p == t for p, t in zip(pred, truth)]) >= 0.75
+    for r in res:
+        assert sorted(r["classification_class_names"]) == sorted(ds.class_names)
+        assert sum(r["classification_confidences"]) == pytest.approx(1.0, abs=1e-5)
+
+
+# ---------------------------------------------------------------- determinism and continued training
+
+
+def test_deterministic_training_is_bit_identical_whatever_the_thread_count(data):
+    ds, split = data
+    aug = DataAugmentation(flip_horizontal=True, rotation=10, brightness=0.05, gaussian_noise=0.02)
+    runs = []
+    before = ha.get_system("thread_num")
+    try:
+        for threads in (1, 3):
+            ha.set_system("thread_num", threads)
+            tool = Classifier()
+            tool.enable_deterministic_training = True
+            tool.deterministic_training_random_seed = 42
+            tool.train(ds, split, aug, iterations=2)
+            tool.wait_for_training_completion()
+            runs.append(tool)
+    finally:
+        ha.set_system("thread_num", before[0])
+    a, b = runs
+    assert a.batch_size == b.batch_size > 1
+    assert learning_metrics(a) == learning_metrics(b)
+    assert a._train_bytes == b._train_bytes
+    # Another seed gives another model.
+    c = tool_for(batch_size=a.batch_size, seed=43)
+    c.train(ds, split, aug, iterations=2)
+    c.wait_for_training_completion()
+    assert learning_metrics(c) != learning_metrics(a)
+
+
+def test_two_plus_two_iterations_after_save_and_load_equal_four(data, tmp_path):
+    ds, split = data
+    aug = DataAugmentation(flip_vertical=True, shift=0.1, contrast=0.2)
+    whole = tool_for()
+    whole.train(ds, split, aug, iterations=4)
+    whole.wait_for_training_completion()
+
+    first = tool_for()
+    first.train(ds, split, aug, iterations=2)
+    first.wait_for_training_completion()
+    first.save(tmp_path / "tool.odt")
+    again = Classifier.load(tmp_path / "tool.odt")
+    assert again.num_trained_iterations == 2 and again.batch_size == 8
+    again.train(ds, split, aug, iterations=2)
+    assert again.wait_for_training_completion() == 2
+    assert again.num_trained_iterations == 4
+    assert learning_metrics(again) == learning_metrics(whole)
+    assert again._train_bytes == whole._train_bytes
+    assert again.best_iteration == whole.best_iteration
+    probe = [ds.image(i) for i in split.test[:4]]
+    assert again.apply(probe) == whole.apply(probe)
+
+
+def test_split_is_locked_and_files_without_training_model_cannot_continue(data, tmp_path):
+    ds, split = data
+    tool = tool_for()
+    tool.train(ds, split, None, iterations=1)
+    tool.wait_for_training_completion()
+    with pytest.raises(HOperatorError) as e:
+        tool.train(ds, DatasetSplit(ds, train=0.5, validation=0.25, test=0.25, seed=4), None, iterations=1)
+    assert e.value.error_code == 1302 and "split" in str(e.value)
+    other = shapes_dataset(seed=9)
+    with pytest.raises(HOperatorError) as e:
+        tool.train(ds, DatasetSplit(other, train=0.5, validation=0.5), None, iterations=1)
+    assert e.value.error_code == 1302
+    assert tool.num_trained_iterations == 1
+    tool.save(tmp_path / "inference_only.odt", include_training_model=False)
+    with zipfile.ZipFile(tmp_path / "inference_only.odt") as z:
+        assert sorted(z.namelist()) == ["model.hdl", "tool.json"]
+        (tmp_path / "model.hdl").write_bytes(z.read("model.hdl"))
+    plain = ha.read_dl_model(str(tmp_path / "model.hdl"))     # an ordinary model file
+    assert ha.get_dl_model_param(plain, "class_names") == ds.class_names
+    loaded = Classifier.load(tmp_path / "inference_only.odt")
+    assert loaded.apply([ds.image(3)]) == tool.apply([ds.image(3)])
+    with pytest.raises(HOperatorError) as e:
+        loaded.train(ds, split, None, iterations=1)
+    assert e.value.error_code == 1301 and "include_training_model" in str(e.value)
+
+
+# ---------------------------------------------------------------- batch size
+
+
+def test_automatic_batch_size_is_measured_and_greater_than_one_on_the_cpu(data):
+    ds, split = data
+    tool = Classifier()
+    assert tool.is_batch_size_optimized and tool.batch_size is None
+    tool.train(ds, split, None, iterations=1)
+    tool.wait_for_training_completion()
+    assert 1 < tool.batch_size <= split.train.size // 2
+    assert tool.training_metrics(1)["batch_size"] == tool.batch_size
+    b = tool.batch_size_for_maximum_inference_speed
+    assert b >= 1 and b & (b - 1) == 0
+    tool.batch_size = 3
+    assert not tool.is_batch_size_optimized
+    tool.train(ds, split, None, iterations=1)
+    tool.wait_for_training_completion()
+    assert tool.training_metrics(2)["batch_size"] == 3
+    with pytest.raises(HOperatorError):
+        tool.batch_size = 0
+
+
+# ---------------------------------------------------------------- queue
+
+
+def test_training_queue_runs_in_order_with_reorder_and_cancel(data):
+    ds, split = data
+    tools = [tool_for() for _ in range(4)]
+    gate = Gate()
+    queue = TrainingQueue()
+    jobs = [queue.add(tools[0], ds, split, gate, iterations=1)]
+    assert gate.wait_blocked()           # job 0 is running and held
+    jobs += [queue.add(t, ds, split, None, iterations=1) for t in tools[1:]]
+    assert queue.running is jobs[0] and queue.pending == jobs[1:]
+    queue.move(jobs[3], 0)
+    queue.cancel(jobs[2])
+    assert queue.pending == [jobs[3], jobs[1]]
+    with pytest.raises(HOperatorError):
+        queue.move(jobs[0], 0)            # running, not pending
+    gate.release()
+    assert queue.wait(300)
+    assert [j.id for j in queue.finished] == [jobs[2].id, jobs[0].id, jobs[3].id, jobs[1].id]
+    assert [j.state for j in jobs] == ["done", "done", "cancelled", "done"]
+    assert [t.num_trained_iterations for t in tools] == [1, 1, 0, 1]
+
+
+# ---------------------------------------------------------------- data augmentation
+
+
+def test_augmentation_ranges_and_reproducibility():
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-100, 100, (20, 24, 3)).astype(np.float32)
+    assert np.array_equal(DataAugmentation().apply(image, np.random.default_rng(0), -127, 128), image)
+    flips = DataAugmentation(flip_horizontal=True, flip_vertical=True)
+    outs = [flips.apply(image, np.random.default_rng(s), -127, 128) for s in range(12)]
+    allowed = [image, image[:, ::-1], image[::-1], image[::-1, ::-1]]
+    for o in outs:
+        assert any(np.allclose(o, a, atol=1e-4) for a in allowed)
+    assert len({tuple(np.round(o[0, :2, 0], 3)) for o in outs}) > 1
+    b = DataAugmentation(brightness=0.1)
+    out = b.apply(image, np.random.default_rng(3), -127, 128)
+    offset = out - image
+    assert np.allclose(offset, offset.flat[0], atol=1e-4) and abs(offset.flat[0]) <= 0.1 * 255 + 1e-4
+    noisy = DataAugmentation(gaussian_noise=0.5, salt_and_pepper=0.5, speckle_noise=0.5)
+    out = noisy.apply(image, np.random.default_rng(4), -127, 128)
+    assert out.min() >= -127 and out.max() <= 128 and out.dtype == np.float32
+    everything = DataAugmentation(True, True, 20, (0.8, 1.2), 0.1, 10, 0.1, 0.2, 30, 0.3, 0.05, 0.05, 0.01)
+    a = everything.apply(image, np.random.default_rng(7), -127, 128)
+    assert np.array_equal(a, everything.apply(image, np.random.default_rng(7), -127, 128))
+    assert a.shape == image.shape
+    grey = image[:, :, 0]
+    assert everything.apply(grey, np.random.default_rng(7), -127, 128).shape == grey.shape
+
+
+def test_augmentation_geometry_against_numpy():
+    image = np.arange(7 * 9, dtype=np.float32).reshape(7, 9)
+    # A shift of exactly one pixel to the right: draw u[4] so that (2u - 1) * shift * w == 1.
+    aug = DataAugmentation(shift=1.0 / 9)
+
+    class Fixed:
+        def random(self, n):
+            u = np.full(n, 0.5)
+            u[4] = 1.0
+            return u
+
+    out = aug.apply(image, Fixed(), 0, 1000)
+    assert np.allclose(out[:, 1:], image[:, :-1]) and np.allclose(out[:, 0], image[:, 0])
+    rot = DataAugmentation(rotation=90.0)
+
+    class Quarter:
+        def random(self, n):
+            u = np.full(n, 0.5)
+            u[2] = 1.0          # +90 degrees
+            return u
+
+    square = np.arange(25, dtype=np.float32).reshape(5, 5)
+    turned = rot.apply(square, Quarter(), 0, 1000)
+    assert np.allclose(turned, np.rot90(square, 1)) or np.allclose(turned, np.rot90(square, -1))
+
+
+@pytest.mark.parametrize("kw", [{"rotation": -1}, {"scale": (1.2, 1.0)}, {"brightness": 2},
+                                {"flip_horizontal": "yes"}, {"salt_and_pepper": "0.1"}])
+def test_augmentation_rejects_bad_ranges(kw):
+    with pytest.raises(HOperatorError) as e:
+        DataAugmentation(**kw)
+    assert e.value.error_code == 1302 and list(kw)[0] in str(e.value)
+
+
+# ---------------------------------------------------------------- datasets and splits
+
+
+def test_split_is_stratified_disjoint_and_seeded(data):
+    ds, split = data
+    parts = [split.train, split.validation, split.test]
+    assert sum(p.size for p in parts) == len(ds)
+    assert len(set(np.concatenate(parts).tolist())) == len(ds)
+    for c in range(ds.num_classes):
+        assert [int(np.sum(ds.labels[p] == c)) for p in parts] == [8, 4, 4]
+    again = DatasetSplit(ds, train=0.5, validation=0.25, test=0.25, seed=3)
+    assert again.fingerprint == split.fingerprint
+    assert DatasetSplit(ds, train=0.5, validation=0.25, test=0.25, seed=4).fingerprint != split.fingerprint
+    partial = DatasetSplit(ds, train=0.5)
+    assert partial.validation.size == 0 and partial.test.size == 0 and partial.train.size == 24
+    for kw, code in (({"train": 0.8, "validation": 0.3}, 1302), ({"validation": -0.1}, 1303),
+                     ({"test": 2}, 1304), ({"seed": -1}, 1305)):
+        with pytest.raises(HOperatorError) as e:
+            DatasetSplit(ds, **kw)
+        assert e.value.error_code == code
+
+
+def test_dataset_from_folder_and_from_dldataset(tmp_path):
+    root = demo.write_demo_dataset(str(tmp_path / "images"), num_per_class=3, seed=1, size=32)
+    a = Dataset.from_folder(root)
+    b = Dataset.from_dldataset(ha.read_dl_dataset_classification(root, "last_folder"))
+    assert len(a) == 12 and a.class_names == sorted(demo.CLASS_NAMES)
+    assert a.fingerprint == b.fingerprint
+    assert a.image(0).shape == (32, 32)
+    with pytest.raises(HOperatorError) as e:
+        Dataset.from_images([np.zeros((8, 8))], ["a", "b"])
+    assert e.value.error_code == 1302
+    with pytest.raises(HOperatorError) as e:
+        Dataset.from_images([np.zeros((8, 8)), np.zeros((8, 8))], [0, "x"], class_names=["a"])
+    assert e.value.error_code == 1302
+
+
+# ---------------------------------------------------------------- files and threads
+
+
+def test_load_and_save_errors_leave_files_as_they_were(data, tmp_path):
+    ds, split = data
+    with pytest.raises(HOperatorError) as e:
+        Classifier.load(tmp_path / "missing.odt")
+    assert e.value.error_code == 5200
+    junk = tmp_path / "junk.odt"
+    junk.write_bytes(b"not a tool")
+    with pytest.raises(HOperatorError) as e:
+        Classifier.load(junk)
+    assert e.value.error_code == 5238
+    with pytest.raises(HOperatorError) as e:
+        Classifier().save(tmp_path / "untrained.odt")
+    assert e.value.error_code == 1301 and not (tmp_path / "untrained.odt").exists()
+    tool = tool_for()
+    tool.train(ds, split, None, iterations=1)
+    tool.wait_for_training_completion()
+    with pytest.raises(HOperatorError) as e:
+        tool.save(tmp_path / "no_such_dir" / "tool.odt")
+    assert e.value.error_code == 3142 and not (tmp_path / "no_such_dir").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.odt"]
+
+
+def test_model_trained_in_a_thread_can_be_applied_in_another():
+    """Regression: oneDNN primitives created in the training thread crashed when run from the main thread."""
+    ha.set_system("seed_rand", 3)
+    m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    ha.set_dl_model_param(m, "image_dimensions", [32, 32, 1])
+    ha.set_dl_model_param(m, "class_ids", [0, 1])
+    ha.set_dl_model_param(m, "batch_size", 4)
+    x = np.random.default_rng(0).random((6, 32, 32)).astype(np.float32)
+    t = threading.Thread(target=ha.train_dl_model_batch,
+                         args=(m, [{"image": im, "image_label_id": [k % 2]} for k, im in enumerate(x[:4])]))
+    t.start()
+    t.join()
+    assert len(ha.apply_dl_model(m, [{"image": im} for im in x[:4]], [])) == 4
+    assert len(ha.apply_dl_model(m, [{"image": im} for im in x[4:]], [])) == 2
+
+
+def test_thread_num_applies_in_every_thread():
+    before = ha.get_system("thread_num")
+    seen = []
+    try:
+        ha.set_system("thread_num", 1)
+        t = threading.Thread(target=lambda: seen.append(ha.get_system("thread_num")))
+        t.start()
+        t.join()
+    finally:
+        ha.set_system("thread_num", before[0])
+    assert seen == [[1]]
