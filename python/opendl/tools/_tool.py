@@ -32,11 +32,13 @@ How a tool trains (``train``):
 - Errors inside the training thread are raised by the next ``wait_for_*``, ``apply`` or ``train`` call.
 
 Automatic batch size (the default until ``batch_size`` is set): before the first step, batch sizes 1, 2,
-4, ... up to half the training images (at most 256) are timed on a copy of the model (one warm-up step, then
+4, ... up to N / 8 for N training images (at least 2, at most 256; so that an iteration has about 8 steps or
+more: fewer, larger steps gain images/s but learn less per iteration) are timed on a copy of the model (one warm-up step, then
 steps for at least 0.25 s); the probe stops at a size whose predicted memory (twice the resident memory growth
 of the previous size) exceeds half the available memory, at one that fails for lack of memory, or when one step
 takes over 3 s. The smallest size reaching 95 % of the best images/s wins. With deterministic training the
-choice must not depend on timing, so the automatic size is then min(32, largest power of two <= N / 2).
+choice must not depend on timing, so the automatic size is then the largest power of two <= min(32, that
+limit).
 
 Deterministic training (``enable_deterministic_training``): the data stream and the model initialisation come
 from ``deterministic_training_random_seed``, and the core runs in its deterministic mode in the training thread
@@ -151,7 +153,7 @@ class Classifier:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._error = None
-        self._run = {"target": 0, "done": 0, "steps": 0, "steps_total": 1, "progress": 0.0}
+        self._run = {"target": 0, "done": 0, "steps": 0, "progress": 0.0}
         self._state_lock = threading.RLock()
 
     # ------------------------------------------------------------------ settings
@@ -235,8 +237,9 @@ class Classifier:
 
     @property
     def current_training_progression(self) -> float:
-        """Progress of the current (or last) train() call in [0, 1], never decreasing. With early stopping the
-        total is the iteration at which training would stop without further improvement."""
+        """Progress of the current (or last) train() call in [0, 1], never decreasing, 1 when it has ended
+        normally. With early stopping the total is estimated as the iteration at which training would stop
+        without further improvement; when an improvement extends it, progress slows down instead of going back."""
         with self._cond:
             return self._run["progress"]
 
@@ -346,7 +349,7 @@ class Classifier:
                           "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
         self._stop.clear()
         with self._cond:
-            self._run = {"target": int(iterations) if iterations else 0, "done": 0, "steps": 0, "steps_total": 1,
+            self._run = {"target": int(iterations) if iterations else 0, "done": 0, "steps": 0,
                          "progress": 0.0, "finished": False}
         self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training", daemon=True,
                                         args=(dataset, split, augmentation, iterations))
@@ -448,7 +451,7 @@ class Classifier:
         n = len(x)
         s = self._settings
         if s["optimize_batch_size"] or s["batch_size"] is None:
-            cap = max(1, min(256, n // 2))
+            cap = min(n, max(2, min(256, n // 8)))
             if s["deterministic"]:
                 b = 1
                 while b * 2 <= min(32, cap):
@@ -549,9 +552,11 @@ class Classifier:
                 res = train_dl_model_batch(model, self._samples(images, y_train[idx]))
                 losses.append(float(res.core("Classifier.train")["total_loss"][0]))
                 with self._cond:
+                    # Each step covers its share of what remains by the current estimate: linear when the
+                    # estimate holds, slower (never backwards, never 1 early) when early stopping extends it.
+                    remaining = max(1, target_now() * steps - self._run["steps"])
                     self._run["steps"] += 1
-                    total = max(1, target_now()) * steps
-                    self._run["progress"] = max(self._run["progress"], min(1.0, self._run["steps"] / total))
+                    self._run["progress"] += (0.999 - self._run["progress"]) / remaining
             seconds = time.perf_counter() - t0
             metrics = {"training_loss": float(np.mean(losses)), "batch_size": batch,
                        "learning_rate": lr, "seconds": seconds,
