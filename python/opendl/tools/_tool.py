@@ -50,7 +50,6 @@ it the seed is drawn once per tool, the data stream is still reproducible, and t
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import threading
