@@ -100,6 +100,43 @@ def _model_bytes(model: HHandle) -> bytes:
     return bytes(model.core("opendl.tools").serialize())
 
 
+def _fastest_batch_size(step_for, cap: int, min_seconds: float, stop) -> int:
+    """Batch sizes 1, 2, 4, ... <= cap: ``step_for(b)`` prepares size b and returns a function running one step;
+    after a warm-up step, steps are timed for ``min_seconds``. The probe ends at a size whose predicted memory
+    (twice the resident memory growth of the previous one) exceeds half the available memory, at one failing for
+    lack of memory, or after a size whose step takes over 3 s. Returns the smallest size within 5 % of the best
+    images/s (1 if none ran)."""
+    budget, base = _available_memory() // 2, _rss()
+    rates, b = {}, 1
+    while b <= cap:
+        if stop is not None and stop.is_set():
+            raise _Stopped
+        try:
+            step = step_for(b)
+            step()
+            steps, t0 = 0, time.perf_counter()
+            while True:
+                step()
+                steps += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed >= min_seconds:
+                    break
+        except MemoryError:
+            break
+        except HOperatorError as e:
+            if e.error_code in _MEMORY_CODES:
+                break
+            raise
+        rates[b] = b * steps / elapsed
+        if 2 * max(_rss() - base, 1) > budget or elapsed / steps > 3.0:
+            break
+        b *= 2
+    if not rates:
+        return 1
+    best = max(rates.values())
+    return min(k for k, r in rates.items() if r >= 0.95 * best)
+
+
 class Classifier:
     """An image classifier trained in the background. ``model``: a built-in classifier name
     ('pretrained_dl_classifier_compact.hdl' default, '..._enhanced', '..._resnet18', '..._resnet50',
@@ -470,43 +507,17 @@ class Classifier:
     def _probe_training_batch(self, x, y, cap: int) -> int:
         """Measured images/s per candidate batch size on a copy of the training model (module notes)."""
         from ..model import set_dl_model_param, train_dl_model_batch
-        budget = _available_memory() // 2
-        rates, b, prev_mem = {}, 1, None
-        while b <= cap:
-            if prev_mem is not None and 2 * prev_mem > budget:
-                break
-            if self._stop.is_set():
-                raise _Stopped
-            probe = _model_from_bytes(self._train_bytes)
-            base = _rss()
-            try:
-                set_dl_model_param(probe, "batch_size", b)
-                samples = self._samples(x[:b] if b <= len(x) else x, y[:b])
-                train_dl_model_batch(probe, samples)
-                steps, t0 = 0, time.perf_counter()
-                while True:
-                    train_dl_model_batch(probe, samples)
-                    steps += 1
-                    elapsed = time.perf_counter() - t0
-                    if elapsed >= 0.25 or elapsed / steps > 3.0:
-                        break
-            except MemoryError:
-                break
-            except HOperatorError as e:
-                if e.error_code in _MEMORY_CODES:
-                    break
-                raise
-            finally:
-                probe.clear()
-            rates[b] = b * steps / elapsed
-            prev_mem = max(_rss() - base, 1)
-            if elapsed / steps > 3.0:
-                break
-            b *= 2
-        if not rates:
-            return 1
-        best = max(rates.values())
-        return min(k for k, r in rates.items() if r >= 0.95 * best)
+        probe = _model_from_bytes(self._train_bytes)
+
+        def step_for(b):
+            set_dl_model_param(probe, "batch_size", b)
+            samples = self._samples(x[:b], y[:b])
+            return lambda: train_dl_model_batch(probe, samples)
+
+        try:
+            return _fastest_batch_size(step_for, cap, 0.25, self._stop)
+        finally:
+            probe.clear()
 
     def _train_loop(self, model, batch, x_train, y_train, x_val, y_val, augmentation, iterations) -> None:
         from ..model import train_dl_model_batch
@@ -686,40 +697,26 @@ class Classifier:
         """Measured once per tool (after training or loading): the batch size in 1, 2, 4, ..., 256 with the most
         images/s for ``apply`` (the smallest within 5 % of the best); ``apply`` then uses it."""
         if self._inference_batch is None:
-            from ..model import apply_dl_model, set_dl_model_param
             with self._state_lock:
                 data = self._best_bytes
             if data is None:
                 raise HOperatorError(1301, "the tool has not been trained yet",
                                      "Classifier.batch_size_for_maximum_inference_speed")
+            from ..model import apply_dl_model, set_dl_model_param
             w, h = self._settings["image_size"]
             c = self._settings["image_num_channels"]
             image = np.zeros((h, w) if c == 1 else (h, w, c), np.float32)
-            rates, b = {}, 1
             model = _model_from_bytes(data)
-            budget, base = _available_memory() // 2, _rss()
-            while b <= 256:
-                try:
-                    set_dl_model_param(model, "batch_size", b)
-                    samples = [{"image": image}] * b
-                    apply_dl_model(model, samples, [])
-                    runs, t0 = 0, time.perf_counter()
-                    while time.perf_counter() - t0 < 0.2:
-                        apply_dl_model(model, samples, [])
-                        runs += 1
-                except MemoryError:
-                    break
-                except HOperatorError as e:
-                    if e.error_code in _MEMORY_CODES:
-                        break
-                    raise
-                rates[b] = b * runs / (time.perf_counter() - t0)
-                if 2 * max(_rss() - base, 1) > budget or (len(rates) >= 3 and rates[b] < 0.8 * max(rates.values())):
-                    break
-                b *= 2
-            model.clear()
-            best = max(rates.values())
-            self._inference_batch = min(k for k, r in rates.items() if r >= 0.95 * best)
+
+            def step_for(b):
+                set_dl_model_param(model, "batch_size", b)
+                samples = [{"image": image}] * b
+                return lambda: apply_dl_model(model, samples, [])
+
+            try:
+                self._inference_batch = _fastest_batch_size(step_for, 256, 0.2, None)
+            finally:
+                model.clear()
         return self._inference_batch
 
     # ------------------------------------------------------------------ files
