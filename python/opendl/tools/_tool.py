@@ -100,6 +100,12 @@ def _model_bytes(model: HHandle) -> bytes:
     return bytes(model.core("opendl.tools").serialize())
 
 
+def _int_at_least(value, minimum: int, name: str, op: str, code: int = 1302) -> int:
+    if not _proc.is_int(value) or value < minimum:
+        raise HOperatorError(code, f"{name} must be an integer >= {minimum}, got {value!r}", op)
+    return int(value)
+
+
 def _fastest_batch_size(step_for, cap: int, min_seconds: float, stop) -> int:
     """Batch sizes 1, 2, 4, ... <= cap: ``step_for(b)`` prepares size b and returns a function running one step;
     after a warm-up step, steps are timed for ``min_seconds``. The probe ends at a size whose predicted memory
@@ -161,10 +167,8 @@ class Classifier:
             raise HOperatorError(1304, f"solver_type must be 'adam' or 'sgd', got {solver_type!r}", op)
         if learning_rate is not None and (not _proc.is_number(learning_rate) or not learning_rate > 0):
             raise HOperatorError(1305, f"learning_rate must be a number > 0, got {learning_rate!r}", op)
-        for name, v, code in (("early_stopping_patience", early_stopping_patience, 1306),
-                              ("max_iterations", max_iterations, 1307)):
-            if not _proc.is_int(v) or v < 1:
-                raise HOperatorError(code, f"{name} must be an integer >= 1, got {v!r}", op)
+        _int_at_least(early_stopping_patience, 1, "early_stopping_patience", op, 1306)
+        _int_at_least(max_iterations, 1, "max_iterations", op, 1307)
         self._settings = {
             "model": os.fspath(model), "image_size": list(image_size) if image_size else None,
             "image_num_channels": image_num_channels, "solver_type": solver_type,
@@ -205,9 +209,7 @@ class Classifier:
 
     @batch_size.setter
     def batch_size(self, value):
-        if not _proc.is_int(value) or value < 1:
-            raise HOperatorError(1302, f"batch_size must be an integer >= 1, got {value!r}", "Classifier.batch_size")
-        self._settings["batch_size"] = int(value)
+        self._settings["batch_size"] = _int_at_least(value, 1, "batch_size", "Classifier.batch_size")
         self._settings["optimize_batch_size"] = False
 
     def optimize_batch_size(self, enable: bool = True) -> None:
@@ -233,10 +235,8 @@ class Classifier:
 
     @deterministic_training_random_seed.setter
     def deterministic_training_random_seed(self, value: int):
-        if not _proc.is_int(value) or value < 0:
-            raise HOperatorError(1302, f"deterministic_training_random_seed must be an integer >= 0, got {value!r}",
-                                 "Classifier.deterministic_training_random_seed")
-        self._settings["seed"] = int(value)
+        self._settings["seed"] = _int_at_least(value, 0, "deterministic_training_random_seed",
+                                               "Classifier.deterministic_training_random_seed")
 
     @property
     def early_stopping_patience(self) -> int:
@@ -244,10 +244,8 @@ class Classifier:
 
     @early_stopping_patience.setter
     def early_stopping_patience(self, value: int):
-        if not _proc.is_int(value) or value < 1:
-            raise HOperatorError(1302, f"early_stopping_patience must be an integer >= 1, got {value!r}",
-                                 "Classifier.early_stopping_patience")
-        self._settings["early_stopping_patience"] = int(value)
+        self._settings["early_stopping_patience"] = _int_at_least(value, 1, "early_stopping_patience",
+                                                                  "Classifier.early_stopping_patience")
 
     @property
     def max_iterations(self) -> int:
@@ -255,10 +253,7 @@ class Classifier:
 
     @max_iterations.setter
     def max_iterations(self, value: int):
-        if not _proc.is_int(value) or value < 1:
-            raise HOperatorError(1302, f"max_iterations must be an integer >= 1, got {value!r}",
-                                 "Classifier.max_iterations")
-        self._settings["max_iterations"] = int(value)
+        self._settings["max_iterations"] = _int_at_least(value, 1, "max_iterations", "Classifier.max_iterations")
 
     @property
     def image_size(self):
@@ -458,7 +453,6 @@ class Classifier:
     def _train_thread(self, dataset, split, augmentation, iterations) -> None:
         deterministic = self._settings["deterministic"]
         _core.set_deterministic(deterministic)
-        model = None
         try:
             x_train = self._prepared(dataset, split.train)
             y_train = dataset.labels[split.train]
