@@ -76,3 +76,86 @@ def write_demo_dataset(directory: str, num_per_class: int = 150, seed: int = 42,
         for label in CLASS_NAMES:
             write_image(make_demo_image(rng, label, size), "png", 0, os.path.join(directory, label, f"{label}_{i:04d}.png"))
     return directory
+
+
+# ---------------------------------------------------------------- scenes for segmentation and multi-label
+
+SEGMENTATION_CLASS_NAMES = ("background", "ring", "plate", "bracket")
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A textured surface: weave, blotches and a lighting gradient, grey values about 40..140."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    base = rng.uniform(60, 110)
+    weave = rng.uniform(6, 14) * np.sin((xx * np.cos(a := rng.uniform(0, np.pi)) + yy * np.sin(a)) * rng.uniform(0.7, 1.4))
+    blotch = np.zeros((size, size))
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(size / 8, size / 3)]
+        blotch += rng.uniform(-15, 15) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    gradient = rng.uniform(-20, 20) * (xx / size - 0.5) + rng.uniform(-20, 20) * (yy / size - 0.5)
+    return base + weave + blotch + gradient
+
+
+def _shape_mask(rng: np.random.Generator, kind: int, size: int) -> np.ndarray:
+    """The pixels of one part: 1 ring, 2 rotated rectangular plate, 3 L-shaped bracket."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    cy, cx = rng.uniform(0.2, 0.8, 2) * size
+    s = size * rng.uniform(0.13, 0.2)
+    if kind == 1:
+        r = np.hypot(yy - cy, xx - cx)
+        return (r <= s) & (r >= s * rng.uniform(0.4, 0.6))
+    a = rng.uniform(0, np.pi)
+    u = (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)
+    v = -(xx - cx) * np.sin(a) + (yy - cy) * np.cos(a)
+    if kind == 2:
+        return (np.abs(u) <= s * 1.2) & (np.abs(v) <= s * 0.6)
+    arm = s * 0.45
+    return ((np.abs(v + s - arm) <= arm) & (np.abs(u) <= s)) | ((np.abs(u + s - arm) <= arm) & (np.abs(v) <= s))
+
+
+def make_segmentation_scene(rng: np.random.Generator, size: int = 64, classes=None) -> tuple:
+    """A textured (size, size) uint8 image with parts of the classes 1 (ring), 2 (plate) and 3 (bracket) and
+    its label image (uint8 class ids, 0 = background). `classes` lists the part classes to place (each once);
+    None places each class with probability 0.6. Parts are placed so that they hardly overlap; their grey
+    values overlap across classes, so the shape tells the class."""
+    if classes is None:
+        classes = [k for k in (1, 2, 3) if rng.random() < 0.6]
+    img = _texture(rng, size)
+    label = np.zeros((size, size), np.uint8)
+    taken = np.zeros((size, size), bool)
+    for k in rng.permutation(np.asarray(classes, dtype=np.int64)).tolist():
+        for _ in range(20):  # parts touch at most slightly: the placement is retried while it overlaps much
+            m = _shape_mask(rng, int(k), size)
+            if (m & taken).sum() <= 0.05 * m.sum():
+                break
+        img[m] = rng.uniform(150, 215) + rng.normal(0, 6, int(m.sum()))
+        label[m] = k
+        taken |= m
+    img = img + rng.normal(0, rng.uniform(3, 8), img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), label
+
+
+def make_multi_label_image(rng: np.random.Generator, size: int = 64) -> tuple:
+    """A scene as make_segmentation_scene and the sorted list of part classes (1..3) visible in it."""
+    img, label = make_segmentation_scene(rng, size)
+    return img, sorted(int(k) for k in np.unique(label) if k != 0)
+
+
+def make_edge_scene(rng: np.random.Generator, size: int = 64) -> tuple:
+    """A textured uint8 image crossed by 2 to 4 thin scratches (straight lines and circular arcs, one pixel
+    wide, brighter or darker than the surface) and its label image: 1 on scratch pixels, 0 elsewhere."""
+    img = _texture(rng, size)
+    label = np.zeros((size, size), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    for _ in range(rng.integers(2, 5)):
+        if rng.random() < 0.5:
+            a, off = rng.uniform(0, np.pi), rng.uniform(-0.35, 0.35) * size
+            d = (xx - size / 2) * np.sin(a) - (yy - size / 2) * np.cos(a) - off
+        else:
+            cy, cx = rng.uniform(0, size, 2)
+            d = np.hypot(yy - cy, xx - cx) - rng.uniform(size / 6, size / 2)
+        line = np.abs(d) < 0.5
+        img[line] += rng.choice([-1, 1]) * rng.uniform(35, 60)
+        label[line] = 1
+    img = img + rng.normal(0, rng.uniform(2, 5), img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), label

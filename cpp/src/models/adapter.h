@@ -23,10 +23,12 @@ class ModelAdapter {
   // Network inputs for a training batch / an inference batch; throws Error naming the bad sample and key.
   virtual std::vector<Sample> train_inputs(const Model&, const std::vector<Sample>& batch) const { return batch; }
   virtual std::vector<Sample> apply_inputs(const Model&, const std::vector<Sample>& batch) const { return batch; }
-  // Layers whose outputs apply_dl_model computes by default (empty: the generic rule).
-  virtual std::vector<std::string> default_outputs() const { return {}; }
-  // Turns the default outputs (one (H, W, C) tensor per layer and sample) into DLResult entries.
-  virtual void make_results(const Model&, std::vector<Result>& /*results*/) const {}
+  // The layers apply_dl_model computes for the requested outputs (empty request: the type's default
+  // results) when the request is one of the type's; empty: the generic rule (layer names).
+  virtual std::vector<std::string> output_layers(const std::vector<std::string>& /*requested*/) const { return {}; }
+  // Turns those layers' outputs (one (H, W, C) tensor per layer and sample) into the requested DLResult entries.
+  virtual void make_results(const Model&, std::vector<Result>& /*results*/,
+                            const std::vector<std::string>& /*requested*/) const {}
   // Type-specific parameters; return false when the name is not theirs.
   virtual bool set_param(Model&, const std::string& /*name*/, const Tuple& /*value*/) { return false; }
   virtual bool get_param(const Model&, const std::string& /*name*/, Tuple& /*out*/) const { return false; }

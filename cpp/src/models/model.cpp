@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/system.h"
+#include "models/class_adapter.h"
 
 namespace opendl {
 
@@ -146,12 +147,17 @@ void Model::set_param(const std::string& name, const Tuple& v) {
     if (v.size() != 1 || !is_string(v[0])) fail(err::kWrongType3, "'type' must be a string");
     const std::string& t = std::get<std::string>(v[0]);
     if (t == adapter_->type()) return;
-    if (t == "classification" && adapter_->type() == "generic") {
-      adapter_ = make_classification_adapter(*this);
-      return;
-    }
-    fail(err::kWrongValue3, "a '" + adapter_->type() + "' model cannot become type '" + t + "'" +
-                                (adapter_->type() == "generic" ? " (supported: 'classification')" : ""));
+    const std::string from = adapter_->type();
+    std::unique_ptr<ModelAdapter> next;
+    if (from == "generic" && t == "classification") next = make_classification_adapter(*this);
+    else if (from == "generic" && t == "segmentation") next = make_segmentation_adapter(*this);
+    else if (from == "classification" && t == "multi_label_classification") next = make_multi_label_adapter(*this);
+    else if (from == "multi_label_classification" && t == "classification")
+      next = make_classification_from_multi_label(*this);
+    else
+      fail(err::kWrongValue3, "a '" + from + "' model cannot become type '" + t + "' (possible: 'generic' -> "
+                              "'classification' or 'segmentation', 'classification' <-> 'multi_label_classification')");
+    adapter_ = std::move(next);
   } else if (name == "layer_names" || name == "num_trainable_params" ||
              name == "input_dimensions") {
     fail(err::kWrongValue2, "model parameter '" + name + "' can only be read");
@@ -350,9 +356,10 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
                                         " samples, more than batch_size (" + std::to_string(batch_size_) + ")");
   auto& slots = net_->slots();
   std::vector<int> want;
-  const bool typed = outputs.empty() && !adapter_->default_outputs().empty();
+  const auto typed_layers = adapter_->output_layers(outputs);
+  const bool typed = !typed_layers.empty();
   if (typed) {
-    for (auto& n : adapter_->default_outputs()) want.push_back(slot_of(n));
+    for (auto& n : typed_layers) want.push_back(slot_of(n));
   } else if (outputs.empty()) {
     for (size_t i = 0; i < slots.size(); ++i)
       if (slots[i].layer->params().count("is_inference_output") &&
@@ -410,7 +417,7 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
       res[i][slots[w].layer->name()] = std::move(t);
     }
   }
-  if (typed) adapter_->make_results(*this, res);
+  if (typed) adapter_->make_results(*this, res, outputs);
   return res;
 }
 

@@ -52,8 +52,9 @@ class Model {
   // Architecture (model_io.cpp): the current graph as descriptions, and a rebuild from edited descriptions.
   // Blobs whose layer name, blob name and shape are unchanged keep their values and solver state; others are
   // initialised from their fillers. Throws (leaving the model unchanged) when the new graph is invalid.
+  // `outputs` names the new graph's output layers (empty: those of the current graph).
   std::vector<LayerDesc> describe() const;
-  void rebuild(const std::vector<LayerDesc>& layers);
+  void rebuild(const std::vector<LayerDesc>& layers, const std::vector<std::string>& outputs = {});
 
   void set_adapter(std::unique_ptr<ModelAdapter> a) { adapter_ = std::move(a); }
   ModelAdapter& adapter() const { return *adapter_; }

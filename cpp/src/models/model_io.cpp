@@ -89,9 +89,9 @@ std::map<BlobKey, BlobData> snapshot(Network& net, const float* m, const float* 
 }
 }  // namespace
 
-void Model::rebuild(const std::vector<LayerDesc>& layers) {
+void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std::string>& outputs) {
   // Build and size the new network completely before anything of the current model changes.
-  auto outs = build_graph(layers, output_names());
+  auto outs = build_graph(layers, outputs.empty() ? output_names() : outputs);
   auto net = std::make_unique<Network>(outs, net_->backend());
   net->set_batch_size(batch_size_);
   auto old = snapshot(*net_, m_, v_);

@@ -15,42 +15,11 @@
 
 #include "models/model.h"
 #include "models/zoo.h"
-#include "opendl/operators.h"
 
 namespace opendl {
 namespace {
 
-using L = HDlLayer;
-const Tuple kNone{};
-
-struct Builder {
-  int n = 0;
-  std::string name(const std::string& base) { return base + "_" + std::to_string(++n); }
-  L conv(const L& x, int64_t k, int64_t out, int64_t stride = 1, int64_t groups = 1, bool bias = false) {
-    return CreateDlLayerConvolution(x, name("conv"), {k}, {int64_t(1)}, {stride}, out, groups,
-                                    {std::string("half_kernel_size")}, "none",
-                                    {std::string("weight_filler"), std::string("bias_term")},
-                                    {std::string("msra"), std::string(bias ? "true" : "false")});
-  }
-  L bn(const L& x, bool relu) {
-    return CreateDlLayerBatchNormalization(x, name("bn"), Value(0.9), 1e-5, relu ? "relu" : "none", kNone, kNone);
-  }
-  L cbr(const L& x, int64_t k, int64_t out, int64_t stride = 1, int64_t groups = 1, bool relu = true) {
-    return bn(conv(x, k, out, stride, groups), relu);
-  }
-  L relu(const L& x) { return CreateDlLayerActivation(x, name("relu"), "relu", kNone, kNone); }
-  L relu6(const L& x) {
-    return CreateDlLayerActivation(x, name("relu6"), "relu", {std::string("upper_bound")}, {6.0});
-  }
-  L add(const L& a, const L& b) { return CreateDlLayerElementwise({a, b}, name("add"), "sum", kNone, kNone, kNone); }
-  L gap(const L& x) {
-    return CreateDlLayerPooling(x, "global_pool", {int64_t(1)}, {int64_t(1)}, {std::string("none")}, "global_average",
-                                kNone, kNone);
-  }
-  L maxpool(const L& x, int64_t k, int64_t s, const std::string& pad) {
-    return CreateDlLayerPooling(x, name("pool"), {k}, {s}, {pad}, "maximum", kNone, kNone);
-  }
-};
+using namespace zoo;
 
 // Adds the class scores, softmax, the label and weight inputs and the cross-entropy loss, and makes the
 // classification model.
@@ -67,10 +36,6 @@ std::shared_ptr<Model> finish(const L& features, const std::string& arch) {
   meta->set_tuple("weights", {std::string("random: seeded He/Xavier initialisation, not HALCON's pretrained weights")});
   m->set_meta_data(meta);
   return m;
-}
-
-L image_input() {
-  return CreateDlLayerInput("image", {int64_t(224), int64_t(224), int64_t(3)}, kNone, kNone);
 }
 
 std::shared_ptr<Model> compact() {
@@ -147,7 +112,7 @@ std::shared_ptr<Model> alexnet() {
   return finish(x, "alexnet");
 }
 
-const std::map<std::string, std::function<std::shared_ptr<Model>()>>& zoo() {
+const std::map<std::string, std::function<std::shared_ptr<Model>()>>& registry() {
   static const std::map<std::string, std::function<std::shared_ptr<Model>()>> z = {
       {"pretrained_dl_classifier_compact.hdl", compact},
       {"pretrained_dl_classifier_enhanced.hdl", enhanced},
@@ -155,6 +120,9 @@ const std::map<std::string, std::function<std::shared_ptr<Model>()>>& zoo() {
       {"pretrained_dl_classifier_resnet50.hdl", [] { return resnet({3, 4, 6, 3}, true, "resnet50"); }},
       {"pretrained_dl_classifier_mobilenet_v2.hdl", mobilenet_v2},
       {"pretrained_dl_classifier_alexnet.hdl", alexnet},
+      {"pretrained_dl_segmentation_compact.hdl", segmentation_compact},
+      {"pretrained_dl_segmentation_enhanced.hdl", segmentation_enhanced},
+      {"pretrained_dl_edge_extractor.hdl", edge_extractor},
   };
   return z;
 }
@@ -163,14 +131,14 @@ const std::map<std::string, std::function<std::shared_ptr<Model>()>>& zoo() {
 
 std::shared_ptr<Model> make_builtin_model(const std::string& file_name) {
   std::string base = file_name.substr(file_name.find_last_of('/') == std::string::npos ? 0 : file_name.find_last_of('/') + 1);
-  auto it = zoo().find(base);
-  if (it == zoo().end()) return nullptr;
+  auto it = registry().find(base);
+  if (it == registry().end()) return nullptr;
   return it->second();
 }
 
 std::vector<std::string> builtin_model_names() {
   std::vector<std::string> v;
-  for (auto& kv : zoo()) v.push_back(kv.first);
+  for (auto& kv : registry()) v.push_back(kv.first);
   return v;
 }
 
