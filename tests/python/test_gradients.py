@@ -223,3 +223,28 @@ def test_distance_loss_gradient(dist):
                 "t": rng.standard_normal((3, 4, 2)).astype(np.float32),
                 "w": rng.uniform(0.5, 2, (3, 4, 2)).astype(np.float32)} for _ in range(2)]
     fd_check_loss(m, samples)
+
+
+# --- the decoder step of the built-in segmentation networks, at a size that is not a multiple of the stride --
+
+
+def test_unet_decoder_step_at_odd_size():
+    """conv stride 2 (7 x 5 -> 4 x 3), bilinear zoom back to the skip's size, concat with the skip, conv."""
+    def build(i):
+        down = ha.create_dl_layer_convolution(i["x"], "down", 3, 1, 2, 4, 1, "half_kernel_size", "relu", [], [])
+        up = ha.create_dl_layer_zoom_to_layer_size(down, i["x"], "up", "bilinear", "false", [], [])
+        cat = ha.create_dl_layer_concat([up, i["x"]], "cat", "depth", [], [])
+        return ha.create_dl_layer_convolution(cat, "L", 3, 1, 1, 2, 1, "half_kernel_size", "none", [], [])
+    Probe(build, {"x": [7, 5, 3]}, batch=2).check(layers_with_weights=["down", "L"])
+
+
+def test_binary_cross_entropy_gradient():
+    """The multi-label loss: focal loss with gamma 0 on class scores (N, C, 1, 1), per-class weights."""
+    rng = np.random.default_rng(5)
+    shapes = {"x": [1, 1, 4], "t": [1, 1, 4], "w": [1, 1, 4]}
+    m = loss_model(lambda i: ha.create_dl_layer_loss_focal(i["x"], i["t"], i["w"], [], "f", 1.0, 0.0, [],
+                                                           "focal_binary", [], []), shapes, 3, None)
+    samples = [{"x": rng.standard_normal((1, 1, 4)).astype(np.float32),
+                "t": rng.integers(0, 2, (1, 1, 4)).astype(np.float32),
+                "w": rng.uniform(0.5, 2, (1, 1, 4)).astype(np.float32)} for _ in range(3)]
+    fd_check_loss(m, samples)
