@@ -1,5 +1,5 @@
 """HALCON's evaluation procedures (spec C.9, C.10, D.4): gen_confusion_matrix, create_evaluation_default_param
-and evaluate_dl_model (classification models; opendl has no other model types yet).
+and evaluate_dl_model (classification and segmentation models).
 
 Decisions where the spec leaves the behaviour open or opendl has no HALCON counterpart:
 - Confusion matrices are numpy arrays instead of HALCON matrix handles: rows = predicted class, columns =
@@ -18,7 +18,13 @@ Decisions where the spec leaves the behaviour open or opendl has no HALCON count
   in the ground truth (1302 otherwise); precision, recall and F-score do not.
 - measures 'all' means top1_error, precision, recall, f_score, absolute_confusion_matrix and
   relative_confusion_matrix. 'show_progress' is accepted and ignored.
-Error codes: see opendl._proc; a model type other than classification raises 7912.
+- evaluate_dl_model (segmentation): the measures of spec C.10 at the top level of the result, from one pixel
+  confusion matrix over all selected samples. Pixels whose ground truth is one of the ignore_class_ids (the
+  model's, merged with the GenParam's) count nowhere. 'pixel_confusion_matrix' is an int32 array (rows =
+  predicted class, columns = ground truth, in class_ids order); class_iou / class_pixel_accuracy are tuples in
+  class_ids order with -1 for a class without ground-truth pixels, which the means leave out. 'all' means every
+  measure except the confusion matrix.
+Error codes: see opendl._proc; other model types raise 7912.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ __all__ = ["create_evaluation_default_param", "evaluate_dl_model", "gen_confusio
 
 EVALUATION_TYPES = ("anomaly_detection", "classification", "detection", "segmentation")
 CL_MEASURES = ("precision", "recall", "f_score", "absolute_confusion_matrix", "relative_confusion_matrix", "all")
+SEG_MEASURES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "class_iou", "class_pixel_accuracy",
+                "pixel_confusion_matrix", "frequency_weighted_iou", "all")
 _TOPK = re.compile(r"^top([1-9][0-9]*)_error$")
 
 
@@ -168,16 +176,15 @@ def _select(ds: dict, samples: list, method, values, op: str) -> list:
 
 def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_select_values, gen_param):
     """Applies the model batch-wise to the selected preprocessed samples and computes the measures of spec
-    C.10. Returns (evaluation_result, eval_params)."""
-    from .datasets import read_dl_samples
-    from .model import apply_dl_model, get_dl_model_param
+    C.10 (classification and segmentation models). Returns (evaluation_result, eval_params)."""
+    from .model import get_dl_model_param
 
     op = "evaluate_dl_model"
     ds = content(dldataset, op, "dldataset")
     model_type = get_dl_model_param(dlmodel_handle, "type")[0]
-    if model_type != "classification":
+    if model_type not in ("classification", "segmentation"):
         raise HOperatorError(H_ERR_DL_MODEL_OPERATOR_UNSUPPORTED, f"evaluation of {model_type!r} models is not "
-                                                                  "supported yet (classification only)", op)
+                                                                  "supported yet (classification, segmentation)", op)
     samples = samples_of(ds, op)
     if not samples:
         raise HOperatorError(1301, "dldataset holds no samples", op)
@@ -186,20 +193,38 @@ def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_se
                                              "'dlsample_dir'; run preprocess_dl_dataset)", op)
     selected = _select(ds, samples, sample_select_method, sample_select_values, op)
     class_ids = [int(c) for c in get_dl_model_param(dlmodel_handle, "class_ids")]
-    eval_params = create_evaluation_default_param("classification", class_ids)
+    eval_params = create_evaluation_default_param(model_type, class_ids)
     ep = content(eval_params, op, "eval_params")
     user = gen_params(gen_param, op, 5, _GEN_KEYS)
-    if "class_ids_to_evaluate" in user and "class_names_to_evaluate" in user:
-        raise HOperatorError(1305, "give 'class_ids_to_evaluate' or 'class_names_to_evaluate', not both", op)
     for k, v in user.items():
-        if k in ("evaluation_type",) and v != ["classification"]:
+        if k in ("evaluation_type",) and v != [model_type]:
             raise HOperatorError(1305, f"GenParam 'evaluation_type' {v!r} does not match the model type "
-                                       "'classification'", op)
+                                       f"{model_type!r}", op)
         put(ep, k, v)
     if "class_ids" in user:
         put(ep, "num_classes", len(user["class_ids"]))
     if "show_progress" in user:
         flag(user["show_progress"], op, 1305, "GenParam 'show_progress'")
+    if model_type == "segmentation":
+        return _evaluate_segmentation(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
+    return _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
+
+
+def _batches(dldataset, dlmodel_handle, selected):
+    """(sample indices, DLSamples, DLResults) per batch of the model's batch size."""
+    from .datasets import read_dl_samples
+    from .model import apply_dl_model, get_dl_model_param
+    batch_size = int(get_dl_model_param(dlmodel_handle, "batch_size")[0])
+    for start in range(0, len(selected), batch_size):
+        idx = selected[start:start + batch_size]
+        batch = read_dl_samples(dldataset, idx)
+        yield idx, batch, apply_dl_model(dlmodel_handle, batch, [])
+
+
+def _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op):
+    from .model import get_dl_model_param
+    if "class_ids_to_evaluate" in user and "class_names_to_evaluate" in user:
+        raise HOperatorError(1305, "give 'class_ids_to_evaluate' or 'class_names_to_evaluate', not both", op)
     class_ids = [int(c) for c in get(ep, "class_ids")]
     measures = _measures(get(ep, "measures"), len(class_ids), op)
     if "class_names_to_evaluate" in user:
@@ -215,17 +240,13 @@ def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_se
             else:
                 raise HOperatorError(1305, f"class name {n!r} is not one of the model's class names {names}", op)
     else:
-        targets = [t if t == "global" else t for t in get(ep, "class_ids_to_evaluate")]
+        targets = list(get(ep, "class_ids_to_evaluate"))
         for t in targets:
             if t != "global" and t not in class_ids:
                 raise HOperatorError(1305, f"class_ids_to_evaluate {t!r} is not one of the class ids {class_ids}",
                                      op)
-
-    batch_size = int(get_dl_model_param(dlmodel_handle, "batch_size")[0])
     image_ids, labels, ranked = [], [], []
-    for start in range(0, len(selected), batch_size):
-        idx = selected[start:start + batch_size]
-        batch = read_dl_samples(dldataset, idx)
+    for idx, batch, results in _batches(dldataset, dlmodel_handle, selected):
         for i, s in zip(idx, batch):
             sd = content(s, op, "dlsample")
             label = get1(sd, "image_label_id")
@@ -236,7 +257,7 @@ def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_se
                                            f"ids {class_ids}", op)
             labels.append(int(label))
             image_ids.append(get1(sd, "image_id", get1(samples[i], "image_id", i)))
-        for r in apply_dl_model(dlmodel_handle, batch, []):
+        for r in results:
             ranked.append([int(c) for c in get(content(r, op, "dlresult"), "classification_class_ids")])
     result = _classification_result(np.array(labels), ranked, class_ids, targets, measures, op)
     put(result, "evaluated_samples", {"image_ids": image_ids, "image_label_ids": labels,
@@ -296,3 +317,83 @@ def _classification_result(labels: np.ndarray, ranked: list, class_ids: list, ta
                     entry[name] = float(values[index[t]])
             result[f"class_id_{t}"] = entry
     return result
+
+
+# ---------------------------------------------------------------- segmentation
+
+
+def _segmentation_measures(values: list, op: str) -> list:
+    out = []
+    for m in values:
+        if m == "all":
+            out.extend(SEG_MEASURES[:-1])
+        elif m in SEG_MEASURES:
+            out.append(m)
+        else:
+            raise HOperatorError(1305, f"measure {m!r} is not valid for segmentation (valid: "
+                                       f"{', '.join(map(repr, SEG_MEASURES))})", op)
+    return list(dict.fromkeys(out))
+
+
+def segmentation_measures(cm: np.ndarray, measures: list) -> dict:
+    """The measures of spec C.10 from a pixel confusion matrix (rows predicted, columns ground truth) over the
+    evaluated classes. A class without ground-truth pixels has class_iou and class_pixel_accuracy -1 and is
+    left out of the means."""
+    cm = cm.astype(np.float64)
+    tp, gt, pred = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+    valid = gt > 0
+    acc = np.where(valid, tp / np.where(valid, gt, 1), -1.0)
+    iou = np.where(valid, tp / np.where(valid, gt + pred - tp, 1), -1.0)
+    total = gt.sum()
+    out = {}
+    if "pixel_accuracy" in measures:
+        out["pixel_accuracy"] = float(tp.sum() / total) if total else -1.0
+    if "mean_accuracy" in measures:
+        out["mean_accuracy"] = float(acc[valid].mean()) if valid.any() else -1.0
+    if "mean_iou" in measures:
+        out["mean_iou"] = float(iou[valid].mean()) if valid.any() else -1.0
+    if "class_pixel_accuracy" in measures:
+        out["class_pixel_accuracy"] = [float(v) for v in acc]
+    if "class_iou" in measures:
+        out["class_iou"] = [float(v) for v in iou]
+    if "frequency_weighted_iou" in measures:
+        out["frequency_weighted_iou"] = float((gt[valid] / total * iou[valid]).sum()) if total else -1.0
+    if "pixel_confusion_matrix" in measures:
+        out["pixel_confusion_matrix"] = cm.astype(np.int32)
+    return out
+
+
+def _evaluate_segmentation(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op):
+    from .model import get_dl_model_param
+    class_ids = [int(c) for c in get(ep, "class_ids")]
+    model_ignore = [int(c) for c in get_dl_model_param(dlmodel_handle, "ignore_class_ids")]
+    ignore = sorted(set(model_ignore) | {int(c) for c in as_list(user.get("ignore_class_ids", []))})
+    put(ep, "ignore_class_ids", ignore)
+    measures = _segmentation_measures(as_list(get(ep, "measures")), op)
+    both = sorted(set(ignore) & set(class_ids))
+    if both:
+        raise HOperatorError(1305, f"class ids {both} are both evaluated and ignored", op)
+    k = len(class_ids)
+    lut = np.full(max(class_ids + ignore) + 1, -2, np.int64)  # -2: unknown id, -1: ignored
+    lut[class_ids] = np.arange(k)
+    lut[ignore] = -1
+    cm = np.zeros((k, k), np.int64)
+    for idx, batch, results in _batches(dldataset, dlmodel_handle, selected):
+        for i, s, r in zip(idx, batch, results):
+            gt_img = get(content(s, op, "dlsample"), "segmentation_image")
+            if not isinstance(gt_img, np.ndarray):
+                raise HOperatorError(H_ERR_DICT_KEY, f"DLSample of sample {i} has no 'segmentation_image'", op)
+            gt = np.asarray(gt_img).reshape(-1)
+            if np.any(gt != np.round(gt)) or gt.min() < 0 or gt.max() >= len(lut) or np.any(lut[gt.astype(np.int64)] == -2):
+                bad = sorted(set(np.unique(gt).tolist()) - set(class_ids) - set(ignore))
+                raise HOperatorError(1301, f"sample {i}: segmentation_image holds ids {bad[:5]}, which are neither "
+                                           f"evaluated class ids {class_ids} nor ignore_class_ids {ignore}", op)
+            g = lut[gt.astype(np.int64)]
+            pred = np.asarray(get(content(r, op, "dlresult"), "segmentation_image")).reshape(-1).astype(np.int64)
+            p = np.where(pred < len(lut), lut[np.minimum(pred, len(lut) - 1)], -2)
+            keep = g >= 0  # pixels of ignore classes count nowhere
+            if np.any(p[keep] < 0):
+                raise HOperatorError(1302, f"sample {i}: the model predicts class ids that are not evaluated", op)
+            cm += np.bincount(p[keep] * k + g[keep], minlength=k * k).reshape(k, k)
+    put(ep, "measures", measures)
+    return new_dict(segmentation_measures(cm, measures)), eval_params

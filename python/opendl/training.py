@@ -52,7 +52,7 @@ _GEN_PARAMS = ("evaluate", "augment", "change", "serialize", "display", "early_s
 _DISPLAY_KEYS = ("enabled", "change_plot_interval_seconds", "num_images", "selected_percentage_train_samples",
                  "update_images_interval_epochs", "x_axis_label", "status_model_params", "tiled_param",
                  "randomize_images", "plot_dir")
-_TRAINABLE_TYPES = ("classification",)
+_TRAINABLE_TYPES = ("classification", "segmentation")
 _MODEL_INFO_PARAMS = ("batch_size", "batch_size_multiplier", "learning_rate", "momentum", "solver_type",
                       "weight_prior", "image_width", "image_height", "image_num_channels", "type")
 
@@ -96,6 +96,22 @@ def _dicts(v) -> list:
 # ---------------------------------------------------------------- create_dl_train_param
 
 
+def _comparison_keys(model_type: str, measures: list) -> tuple:
+    """The evaluation_comparison_keys for the measures asked for (spec C.6) and whether higher is better:
+    classification top1_error (lower is better) unless precision / recall / F-score are asked for;
+    segmentation mean_iou unless other scalar measures are asked for (all higher-is-better)."""
+    if model_type == "segmentation":
+        scalar = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
+        return [m for m in measures if m in scalar] or ["mean_iou"], 1
+    keys = []
+    for m in measures or ["top1_error"]:
+        if m == "all":
+            m = "top1_error"
+        keys.append(f"mean_{m}" if m in ("precision", "recall", "f_score") else m)
+    keys = [k for k in keys if "confusion_matrix" not in k] or ["top1_error"]
+    return keys, 0 if all(k.startswith("top") and k.endswith("_error") for k in keys) else 1
+
+
 def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs, enable_display, random_seed,
                           gen_param_name, gen_param_value):
     """TrainParam dict (spec C.6) for train_dl_model. gen_param_name: 'evaluate' (evaluate_dl_model GenParam),
@@ -133,14 +149,7 @@ def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs
     evaluation_param = gp.get("evaluate", {}) or {}
     if not isinstance(evaluation_param, dict):
         raise HOperatorError(1307, "'evaluate' takes a dict (evaluate_dl_model GenParam)", op)
-    measures = as_list(evaluation_param.get("measures", []))
-    keys = []
-    for m in measures or ["top1_error"]:
-        if m == "all":
-            m = "top1_error"
-        keys.append(f"mean_{m}" if m in ("precision", "recall", "f_score") else m)
-    keys = [k for k in keys if "confusion_matrix" not in k] or ["top1_error"]
-    best_highest = 0 if all(k.startswith("top") and k.endswith("_error") for k in keys) else 1
+    keys, best_highest = _comparison_keys(model_type, as_list(evaluation_param.get("measures", [])))
     display_param = gp.get("display", {}) or {}
     if not isinstance(display_param, dict):
         raise HOperatorError(1307, "'display' takes a dict", op)

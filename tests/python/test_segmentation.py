@@ -288,3 +288,53 @@ def test_edge_extractor_learns_thin_scratches():
     f = 2 * precision * recall / (precision + recall)
     print(f"edge precision {precision:.3f} recall {recall:.3f} F {f:.3f}")
     assert f >= 0.8, (precision, recall)
+
+
+def test_workflow_read_preprocess_train_evaluate(tmp_path):
+    """read_dl_dataset_segmentation -> split -> preprocess (weight images) -> train_dl_model (validation
+    mean_iou, 'best' snapshot) -> evaluate_dl_model, whose measures match a numpy reference on the test split."""
+    from opendl.images import write_image
+    rng = np.random.default_rng(21)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    for i in range(40):
+        img, lab = make_segmentation_scene(rng, 32)
+        lab[:2, :2] = 255  # a corner nobody labelled
+        write_image(img, "png", 0, str(tmp_path / "img" / f"s{i:02d}.png"))
+        write_image(lab, "png", 0, str(tmp_path / "lab" / f"s{i:02d}.png"))
+    ds = ha.read_dl_dataset_segmentation(str(tmp_path / "img"), str(tmp_path / "lab"), ["bg", "ring", "plate", "bracket"],
+                                         [0, 1, 2, 3], [], [], [])
+    ha.split_dl_dataset(ds, 60, 20, [])
+    m = seg_model(size=(32, 32, 1), ids=(0, 1, 2, 3), batch=4)
+    ha.set_dl_model_param(m, "ignore_class_ids", [255])
+    ha.set_dl_model_param(m, "solver_type", "adam")
+    pp = ha.create_dl_preprocess_param_from_model(m, "none", "full_domain", [], [], [])
+    ds = ha.read_dict(ha.preprocess_dl_dataset(ds, str(tmp_path / "prep"), pp, {"overwrite_files": "true"}), [], [])
+    s0 = ha.read_dl_samples(ds, [0])[0]
+    assert ha.get_dict_object(s0, "weight_image")[:2, :2].max() == 0  # ignored pixels weigh nothing
+    tp = ha.create_dl_train_param(m, 2, 1, "false", 7, ["serialize"],
+                                  [{"type": "best", "basename": str(tmp_path / "best")}])
+    assert ha.get_dict_tuple(tp, "evaluation_comparison_keys") == ["mean_iou"]
+    _, _, evals = ha.train_dl_model(ds, m, tp, 0)
+    assert "mean_iou" in ha.as_python_dict(evals[-1])["result"][0]
+    assert (tmp_path / "best.hdl").exists()
+    result, params = ha.evaluate_dl_model(ds, m, "split", "test", {"measures": "all"})
+    r = ha.as_python_dict(result)
+    assert ha.get_dict_tuple(params, "ignore_class_ids") == [255]
+    # Reference: apply on the test samples, confusion over pixels whose ground truth is not ignored.
+    samples = ha.as_python_dict(ds)["samples"]
+    test_idx = [i for i, s in enumerate(samples) if s["split"] == ["test"]]
+    conf = np.zeros((4, 4), np.int64)
+    for i in test_idx:
+        s = ha.read_dl_samples(ds, [i])[0]
+        gt = ha.get_dict_object(s, "segmentation_image").astype(np.int64)
+        pred = ha.get_dict_object(ha.apply_dl_model(m, [s], [])[0], "segmentation_image").astype(np.int64)
+        keep = gt != 255
+        conf += confusion(pred[keep], gt[keep], 4)
+    iou = iou_per_class(conf)
+    np.testing.assert_array_equal(r["pixel_confusion_matrix"], conf)
+    assert r["mean_iou"][0] == pytest.approx(np.nanmean(iou))
+    assert r["pixel_accuracy"][0] == pytest.approx(np.trace(conf) / conf.sum())
+    np.testing.assert_allclose(r["class_iou"], np.where(conf.sum(0) > 0, iou, -1.0))
+    gt_share = conf.sum(0) / conf.sum()
+    assert r["frequency_weighted_iou"][0] == pytest.approx(np.nansum(gt_share * iou))
