@@ -2,13 +2,14 @@
 
     opendl train                          # the embedded demo dataset (generated washers, 4 classes), CPU
     opendl train DATA --type classification [--model pretrained_dl_classifier_compact.hdl] [--epochs N] ...
+    opendl train [DATA] --type segmentation [--class-names bg,a,b]   # DATA/images + DATA/labels
     opendl evaluate RUN_DIR/model_best.hdl DATA
     opendl predict RUN_DIR/model_best.hdl IMAGE [IMAGE ...]
     opendl --cmakedir | --include | --libdir | --version     # for C++ users
 
-`opendl train` runs read_dl_dataset_classification -> split_dl_dataset -> create_dl_preprocess_param_from_model
+`opendl train` runs read_dl_dataset_classification (segmentation: read_dl_dataset_segmentation) -> split_dl_dataset -> create_dl_preprocess_param_from_model
 -> preprocess_dl_dataset -> create_dl_train_param -> train_dl_model -> evaluate_dl_model, and writes into the run
-directory: model_best.hdl (best validation top-1 error) and model_final.hdl with their _info.hdict files,
+directory: model_best.hdl (best validation top-1 error, segmentation: mean IoU) and model_final.hdl with their _info.hdict files,
 training_progress.png, confusion_matrix.png (test split), evaluation.json and summary.txt.
 """
 
@@ -57,35 +58,49 @@ def _jsonable(v):
     return v
 
 
-def train(args) -> int:
-    import opendl as ha
-    from .demo import CLASS_NAMES, write_demo_dataset
-    t_all = time.perf_counter()
-    if args.type != "classification":
-        print(f"opendl train: --type {args.type} needs the {args.type} model type, which opendl does not have yet; "
-              "only 'classification' trains today", file=sys.stderr)
-        return 2
-    run = os.path.abspath(args.run_dir or time.strftime("opendl_run_%Y%m%d_%H%M%S"))
-    os.makedirs(run, exist_ok=True)
+def _dataset(ha, args, run: str):
+    """(DLDataset, class names, default image size, default channels) of the train command."""
+    from .demo import CLASS_NAMES, SEGMENTATION_CLASS_NAMES, write_demo_dataset, write_demo_segmentation_dataset
+    seg = args.type == "segmentation"
     if args.data is None:
         data = os.path.join(run, "demo_data")
         t0 = time.perf_counter()
-        write_demo_dataset(data, num_per_class=args.demo_images_per_class, seed=args.seed)
-        print(f"demo dataset: {len(CLASS_NAMES)} classes x {args.demo_images_per_class} images (64 x 64) written to "
-              f"{data} in {time.perf_counter() - t0:.1f} s")
-        size = args.image_size or 64
-        channels = args.image_channels or 1
+        if seg:
+            write_demo_segmentation_dataset(data, num_images=args.demo_images, seed=args.seed)
+            what = f"{args.demo_images} scenes ({len(SEGMENTATION_CLASS_NAMES)} classes with background)"
+        else:
+            write_demo_dataset(data, num_per_class=args.demo_images // len(CLASS_NAMES), seed=args.seed)
+            what = f"{len(CLASS_NAMES)} classes x {args.demo_images // len(CLASS_NAMES)} images"
+        print(f"demo dataset: {what} (64 x 64) written to {data} in {time.perf_counter() - t0:.1f} s")
+        size, channels = 64, 1
     else:
-        data = args.data
-        size = args.image_size or 128
-        channels = args.image_channels or 3
+        data, size, channels = args.data, 128, 3
+    if seg:
+        names = list(SEGMENTATION_CLASS_NAMES) if args.data is None else args.class_names.split(",")
+        ds = ha.read_dl_dataset_segmentation(os.path.join(data, "images"), os.path.join(data, "labels"), names,
+                                             list(range(len(names))), [], [], [])
+    else:
+        ds = ha.read_dl_dataset_classification(data, args.label_source)
+    return ds, ha.get_dict_tuple(ds, "class_names"), args.image_size or size, args.image_channels or channels
+
+
+def train(args) -> int:
+    import opendl as ha
+    t_all = time.perf_counter()
+    if args.type == "detection":
+        print("opendl train: --type detection needs the detection model type, which opendl does not have yet",
+              file=sys.stderr)
+        return 2
+    seg = args.type == "segmentation"
+    run = os.path.abspath(args.run_dir or time.strftime("opendl_run_%Y%m%d_%H%M%S"))
+    os.makedirs(run, exist_ok=True)
     ha.set_system("seed_rand", args.seed)
-    ds = ha.read_dl_dataset_classification(data, args.label_source)
-    class_names = ha.get_dict_tuple(ds, "class_names")
+    ds, class_names, size, channels = _dataset(ha, args, run)
     n = len(ha.get_dict_tuple(ds, "samples"))
     print(f"dataset: {n} images, classes {class_names}")
     ha.split_dl_dataset(ds, args.train_percent, args.validation_percent, [])
-    model = ha.read_dl_model(args.model)
+    model = ha.read_dl_model(args.model or ("pretrained_dl_segmentation_compact.hdl" if seg else
+                                            "pretrained_dl_classifier_compact.hdl"))
     ha.set_dl_model_param(model, "image_dimensions", [size, size, channels])
     ha.set_dl_model_param(model, "class_names", class_names)
     ha.set_dl_model_param(model, "class_ids", ha.get_dict_tuple(ds, "class_ids"))
@@ -113,33 +128,40 @@ def train(args) -> int:
         values.append(ha.from_python_dict({"patience": args.patience}))
     train_param = ha.create_dl_train_param(model, args.epochs, args.evaluation_interval, "false" if args.quiet else "true",
                                            args.seed, names, values)
+    key = ha.get_dict_tuple(train_param, "evaluation_comparison_keys")[0]
     t0 = time.perf_counter()
     results, infos, evals = ha.train_dl_model(ds, model, train_param, 0)
     train_s = time.perf_counter() - t0
     last_info = ha.as_python_dict(infos[-1])
     best = ha.read_dl_model(os.path.join(run, "model_best.hdl"))
-    ev_param = ha.from_python_dict({"measures": ["top1_error", "precision", "recall", "f_score",
-                                                 "absolute_confusion_matrix", "relative_confusion_matrix"]})
     test_split = "test" if any(ha.get_dict_tuple_s(s, "split") == "test"
                                for s in ha.get_dict_tuple(ds, "samples")) else "validation"
-    result, _ = ha.evaluate_dl_model(ds, best, "split", test_split, ev_param)
+    measures = ["all"] if seg else ["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix",
+                                    "relative_confusion_matrix"]
+    result, _ = ha.evaluate_dl_model(ds, best, "split", test_split, ha.from_python_dict({"measures": measures}))
     res = ha.as_python_dict(result)
     with open(os.path.join(run, "evaluation.json"), "w") as f:
         json.dump(_jsonable(res), f, indent=1)
-    cm = confusion_matrix_of(res)
-    if cm is not None:
-        save_confusion_matrix_plot(cm, class_names, os.path.join(run, "confusion_matrix.png"))
-    top1 = _measure(res, "top1_error")
+    if seg:
+        ious = ", ".join(f"{n} {v:.3f}" for n, v in zip(class_names, res["class_iou"]))
+        test_line = (f"mean_iou {_measure(res, 'mean_iou'):.4f}, pixel accuracy "
+                     f"{100 * _measure(res, 'pixel_accuracy'):.1f} %; class IoU: {ious}")
+    else:
+        cm = confusion_matrix_of(res)
+        if cm is not None:
+            save_confusion_matrix_plot(cm, class_names, os.path.join(run, "confusion_matrix.png"))
+        top1 = _measure(res, "top1_error")
+        test_line = (f"top1_error {top1:.4f} (accuracy {100 * (1 - top1):.1f} %), mean precision "
+                     f"{_measure(res, 'mean_precision') or 0:.3f}, mean recall {_measure(res, 'mean_recall') or 0:.3f}")
     lines = [
         f"run directory        {run}",
         f"iterations           {len(results)} ({last_info['epoch'][0]:.2f} epochs, batch {args.batch_size})",
         f"training time        {train_s:.1f} s ({len(results) * args.batch_size / train_s:.0f} images/s)",
         f"data pipeline        {last_info['data_samples_per_second'][0]:.0f} samples/s in the background loader; "
         f"the step waited {last_info['data_wait_seconds'][0]:.2f} s for data in total",
-        f"best validation      top1_error {last_info.get('best_evaluation_value', [-1])[0]:.4f} at epoch "
+        f"best validation      {key} {last_info.get('best_evaluation_value', [-1])[0]:.4f} at epoch "
         f"{last_info.get('best_epoch', [-1])[0]:.2f}",
-        f"{test_split} split{' ' * (15 - len(test_split))}top1_error {top1:.4f} (accuracy {100 * (1 - top1):.1f} %), "
-        f"mean precision {_measure(res, 'mean_precision') or 0:.3f}, mean recall {_measure(res, 'mean_recall') or 0:.3f}",
+        f"{test_split} split{' ' * (15 - len(test_split))}{test_line}",
         "files                " + ", ".join(f for f in ("model_best.hdl", "model_final.hdl", "training_progress.png",
                                                           "confusion_matrix.png", "evaluation.json")
                                               if os.path.isfile(os.path.join(run, f))) + ", summary.txt",
@@ -209,9 +231,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="opendl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model (no DATA: the embedded demo dataset)")
-    t.add_argument("data", nargs="?", help="folder of images, one sub-folder per class (default: the demo dataset)")
+    t.add_argument("data", nargs="?", help="classification: folder of images, one sub-folder per class; segmentation: "
+                                          "folder with images/ and labels/ (label images of the same names, pixel "
+                                          "value = class id); default: the demo dataset of the type")
     t.add_argument("--type", default="classification", choices=["classification", "segmentation", "detection"])
-    t.add_argument("--model", default="pretrained_dl_classifier_compact.hdl", help="built-in name or model file")
+    t.add_argument("--class-names", help="segmentation: comma-separated class names of ids 0, 1, ...")
+    t.add_argument("--model", help="built-in name or model file (default: the compact network of the type)")
     t.add_argument("--run-dir", help="output directory (default: ./opendl_run_<date>_<time>)")
     t.add_argument("--label-source", default="last_folder", choices=["last_folder", "file_name",
                                                                      "file_name_remove_index"])
@@ -228,7 +253,7 @@ def main(argv=None) -> int:
     t.add_argument("--patience", type=int, default=0, help="early stopping after this many evaluations "
                                                             "without improvement (0: off)")
     t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--demo-images-per-class", type=int, default=250)
+    t.add_argument("--demo-images", type=int, default=1000, help="demo dataset size (all classes together)")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no training plot")
     e = sub.add_parser("evaluate", help="evaluate a classifier on a folder dataset")
     e.add_argument("model")

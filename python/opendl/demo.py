@@ -1,6 +1,6 @@
 """The embedded demo dataset: generated industrial-inspection images, deterministic for a seed (no download).
 
-Each image is a 64 x 64 byte image of a machined ring (a washer) lying on a textured conveyor belt, seen from
+Classification: each image is a 64 x 64 byte image of a machined ring (a washer) lying on a textured conveyor belt, seen from
 above under uneven light, at a random position, size, brightness and noise level. The four classes are what
 an inspection system sorts washers into:
 
@@ -159,3 +159,19 @@ def make_edge_scene(rng: np.random.Generator, size: int = 64) -> tuple:
         label[line] = 1
     img = img + rng.normal(0, rng.uniform(2, 5), img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), label
+
+
+def write_demo_segmentation_dataset(directory: str, num_images: int = 400, seed: int = 42, size: int = 64) -> str:
+    """Writes num_images scenes of make_segmentation_scene as directory/images/scene_<index>.png and their label
+    images (pixel value = class id of SEGMENTATION_CLASS_NAMES) as directory/labels/scene_<index>.png; returns
+    the directory. Read it with read_dl_dataset_segmentation(directory + '/images', directory + '/labels',
+    SEGMENTATION_CLASS_NAMES, [0, 1, 2, 3], [], [], [])."""
+    from .images import write_image
+    rng = np.random.default_rng(seed)
+    for sub in ("images", "labels"):
+        os.makedirs(os.path.join(directory, sub), exist_ok=True)
+    for i in range(num_images):
+        img, label = make_segmentation_scene(rng, size)
+        write_image(img, "png", 0, os.path.join(directory, "images", f"scene_{i:04d}.png"))
+        write_image(label, "png", 0, os.path.join(directory, "labels", f"scene_{i:04d}.png"))
+    return directory

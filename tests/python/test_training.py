@@ -201,7 +201,7 @@ def test_train_dl_model_errors(prepared, tmp_path):
 
 def test_opendl_command_trains_evaluates_and_predicts(tmp_path, capsys):
     run = tmp_path / "run"
-    rc = cli.main(["train", "--run-dir", str(run), "--demo-images-per-class", "12", "--epochs", "2", "--batch-size", "8",
+    rc = cli.main(["train", "--run-dir", str(run), "--demo-images", "48", "--epochs", "2", "--batch-size", "8",
                    "--image-size", "32", "--quiet"])
     assert rc == 0
     for name in ("model_best.hdl", "model_final.hdl", "evaluation.json", "summary.txt", "confusion_matrix.png"):
@@ -215,3 +215,17 @@ def test_opendl_command_trains_evaluates_and_predicts(tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith(image + ": ") and len(line.split(",")) == 3
     assert cli.main(["train", "--type", "detection", "--run-dir", str(tmp_path / "det")]) == 2
+
+
+def test_opendl_command_trains_segmentation(tmp_path, capsys):
+    run = tmp_path / "seg"
+    rc = cli.main(["train", "--type", "segmentation", "--run-dir", str(run), "--demo-images", "24", "--epochs", "1",
+                   "--batch-size", "4", "--image-size", "32", "--quiet"])
+    assert rc == 0
+    for name in ("model_best.hdl", "model_final.hdl", "evaluation.json", "summary.txt"):
+        assert os.path.isfile(run / name), name
+    out = capsys.readouterr().out
+    assert "best validation      mean_iou" in out and "class IoU: background" in out
+    m = ha.read_dl_model(str(run / "model_best.hdl"))
+    assert ha.get_dl_model_param(m, "type") == ["segmentation"]
+    assert ha.get_dl_model_param(m, "class_names") == ["background", "ring", "plate", "bracket"]
