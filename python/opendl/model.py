@@ -147,8 +147,10 @@ def train_dl_model_batch(dlmodel_handle, dlsample_batch):
 def apply_dl_model(dlmodel_handle, dlsample_batch, outputs):
     """Inference on up to batch_size samples. One DLResult dict handle per sample. Classification models give
     'classification_class_ids', 'classification_class_names' and 'classification_confidences' (all classes,
-    by descending confidence); a requested layer name gives its output as a float32 image (height, width,
-    depth)."""
+    by descending confidence); multi-label models the classes above min_confidence and every class's
+    confidence; segmentation models 'segmentation_image' and 'segmentation_confidence' (outputs may name those
+    and 'segmentation_confidences'); a requested layer name gives its output as a float32 image (height,
+    width, depth)."""
     op = "apply_dl_model"
     names = [one_str(o, op, "outputs") for o in as_list(outputs)]
     return [_from_tree(r) for r in _model(dlmodel_handle, op).apply(_samples(dlsample_batch, op), names)]

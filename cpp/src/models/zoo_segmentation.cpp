@@ -5,7 +5,7 @@
 // the encoder stage before it and concatenates that stage (skip connection) before two or one conv3x3-BN-ReLU.
 // A 1x1 convolution ('class_scores') gives one score per class and pixel, a softmax the probabilities.
 //   compact   full-resolution stem (16 channels) and 3 stride-2 stages (32, 64, 128 channels, output stride 8);
-//             upsampling by bilinear zoom; 0.47 M weights.
+//             upsampling by bilinear zoom; 0.44 M weights.
 //   enhanced  full-resolution stem (32) and 4 stride-2 stages (64 .. 512, output stride 16), two convolutions
 //             per stage; upsampling by learned 2x2 stride-2 transposed convolutions; 7.8 M weights.
 //   edge      the compact network with the classes 'background' (0) and 'edge' (1) and class weights 1 and

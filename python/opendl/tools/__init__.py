@@ -11,8 +11,9 @@ automatic batch size, deterministic and continued training, on top of opendl's c
         print(tool.current_training_progression)
     tool.apply(images)
 
-The segmentation and detection tools (Segmenter, Locator) need the segmentation and detection model types of
-the core, which opendl does not have yet.
+The Segmenter and Locator tools are not here yet: the segmentation model type they need exists (issue 5),
+the Segmenter itself (label-image datasets and augmentation, IoU-based early stopping) and the detection type
+are still to come.
 """
 
 from ._augment import DataAugmentation
