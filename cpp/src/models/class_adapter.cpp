@@ -13,6 +13,27 @@ std::string ids_str(const std::vector<int64_t>& v) {
   return to_string(t);
 }
 
+bool find_softmax_head(const Model& m, bool spatial, std::string roles[5], int64_t& num_classes);
+
+void ClassAdapter::find_roles(const Model& m, bool spatial, const std::string& needs) {
+  std::string r[5];
+  int64_t c = 0;
+  if (!find_softmax_head(m, spatial, r, c))
+    fail(7912, "the model cannot become a '" + type() + "' model: it needs " + needs);
+  set_roles(r[0], r[1], r[2], r[3], r[4], c);
+}
+
+std::vector<Sample> ClassAdapter::apply_inputs(const Model&, const std::vector<Sample>& batch) const {
+  std::vector<Sample> out;
+  for (size_t i = 0; i < batch.size(); ++i) out.push_back(image_of(batch[i], i));
+  return out;
+}
+
+std::vector<std::string> ClassAdapter::output_layers(const std::vector<std::string>& requested) const {
+  if (!requested.empty()) return {};
+  return {prob_};
+}
+
 void ClassAdapter::set_roles(const std::string& image, const std::string& label, const std::string& weight,
                              const std::string& prob, const std::string& logits, int64_t num_classes) {
   image_ = image;

@@ -20,6 +20,9 @@ class ClassAdapter : public ModelAdapter {
   bool set_param(Model& m, const std::string& name, const Tuple& v) override;
   void save(Dict& d) const override;
   void load(const Dict& d) override;
+  // Inference needs only the image; by default apply_dl_model gives the class probabilities.
+  std::vector<Sample> apply_inputs(const Model& m, const std::vector<Sample>& batch) const override;
+  std::vector<std::string> output_layers(const std::vector<std::string>& requested) const override;
 
   const std::string& image_layer() const { return image_; }
   const std::string& prob_layer() const { return prob_; }
@@ -27,6 +30,9 @@ class ClassAdapter : public ModelAdapter {
   const std::vector<std::string>& class_names() const { return class_names_; }
 
  protected:
+  // Finds the roles in the graph of `m` (a cross-entropy loss on a softmax of class scores; per pixel at the
+  // image's size when `spatial`) and sets classes 0..n-1; throws 7912 saying what the type `needs`.
+  void find_roles(const Model& m, bool spatial, const std::string& needs);
   // Sets roles and default classes 0..n-1 (used by the type conversions).
   void set_roles(const std::string& image, const std::string& label, const std::string& weight,
                  const std::string& prob, const std::string& logits, int64_t num_classes);

@@ -55,15 +55,9 @@ class ClassificationAdapter : public ClassAdapter {
   std::string type() const override { return "classification"; }
   std::unique_ptr<ModelAdapter> clone() const override { return std::make_unique<ClassificationAdapter>(*this); }
 
-  // Finds the roles in the graph of a model; throws 7912 naming what is missing.
   void configure_from(const Model& m) {
-    std::string r[5];
-    int64_t c = 0;
-    if (!find_softmax_head(m, false, r, c))
-      fail(7912, "the model cannot become a 'classification' model: it needs a cross-entropy loss layer on a "
-                 "softmax of a dense (or convolution) layer with 1x1 output, whose target and weights inputs are "
-                 "input layers");
-    set_roles(r[0], r[1], r[2], r[3], r[4], c);
+    find_roles(m, false, "a cross-entropy loss layer on a softmax of a dense (or convolution) layer with 1x1 "
+                         "output, whose target and weights inputs are input layers");
   }
   // Takes over the classes and settings of another class adapter (type conversions).
   void take_over(const ClassAdapter& a) { ClassAdapter::operator=(a); }
@@ -94,15 +88,6 @@ class ClassificationAdapter : public ClassAdapter {
       out.push_back(std::move(n));
     }
     return out;
-  }
-  std::vector<Sample> apply_inputs(const Model&, const std::vector<Sample>& batch) const override {
-    std::vector<Sample> out;
-    for (size_t i = 0; i < batch.size(); ++i) out.push_back(image_of(batch[i], i));
-    return out;
-  }
-  std::vector<std::string> output_layers(const std::vector<std::string>& requested) const override {
-    if (!requested.empty()) return {};
-    return {prob_};
   }
   void make_results(const Model&, std::vector<Result>& results, const std::vector<std::string>&) const override {
     for (auto& r : results) {

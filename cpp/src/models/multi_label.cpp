@@ -107,15 +107,6 @@ class MultiLabelAdapter : public ClassAdapter {
     }
     return out;
   }
-  std::vector<Sample> apply_inputs(const Model&, const std::vector<Sample>& batch) const override {
-    std::vector<Sample> out;
-    for (size_t i = 0; i < batch.size(); ++i) out.push_back(image_of(batch[i], i));
-    return out;
-  }
-  std::vector<std::string> output_layers(const std::vector<std::string>& requested) const override {
-    if (!requested.empty()) return {};
-    return {prob_};
-  }
   void make_results(const Model&, std::vector<Result>& results, const std::vector<std::string>&) const override {
     for (auto& r : results) {
       auto it = r.find(prob_);

@@ -22,7 +22,6 @@
 
 namespace opendl {
 
-bool find_softmax_head(const Model& m, bool spatial, std::string roles[5], int64_t& num_classes);
 std::unique_ptr<ModelAdapter> make_multi_label_from_file();
 
 namespace {
@@ -64,13 +63,9 @@ class SegmentationAdapter : public ClassAdapter {
   std::unique_ptr<ModelAdapter> clone() const override { return std::make_unique<SegmentationAdapter>(*this); }
 
   void configure_from(const Model& m) {
-    std::string r[5];
-    int64_t c = 0;
-    if (!find_softmax_head(m, true, r, c))
-      fail(7912, "the model cannot become a 'segmentation' model: it needs a cross-entropy loss layer on a softmax "
-                 "of a convolution layer (possibly zoomed to the image size) whose output has the image's width and "
-                 "height, and whose target and weights inputs are input layers");
-    set_roles(r[0], r[1], r[2], r[3], r[4], c);
+    find_roles(m, true, "a cross-entropy loss layer on a softmax of a convolution layer (possibly zoomed to the "
+                        "image size) whose output has the image's width and height, and whose target and weights "
+                        "inputs are input layers");
   }
 
   std::vector<Sample> train_inputs(const Model& m, const std::vector<Sample>& batch) const override {
@@ -117,11 +112,6 @@ class SegmentationAdapter : public ClassAdapter {
       n[weight_] = std::move(weight);
       out.push_back(std::move(n));
     }
-    return out;
-  }
-  std::vector<Sample> apply_inputs(const Model&, const std::vector<Sample>& batch) const override {
-    std::vector<Sample> out;
-    for (size_t i = 0; i < batch.size(); ++i) out.push_back(image_of(batch[i], i));
     return out;
   }
   std::vector<std::string> output_layers(const std::vector<std::string>& requested) const override {

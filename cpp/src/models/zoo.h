@@ -12,6 +12,8 @@ class Model;
 // The model a bare HALCON file name such as 'pretrained_dl_classifier_compact.hdl' stands for, or nullptr.
 std::shared_ptr<Model> make_builtin_model(const std::string& file_name);
 std::vector<std::string> builtin_model_names();
+// States in the model's meta_data its architecture and that its weights are seeded random ones.
+void set_zoo_meta_data(Model& m, const std::string& arch);
 
 // Built-in segmentation models (zoo_segmentation.cpp).
 std::shared_ptr<Model> segmentation_compact();

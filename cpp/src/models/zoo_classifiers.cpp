@@ -31,10 +31,7 @@ std::shared_ptr<Model> finish(const L& features, const std::string& arch) {
   L loss = CreateDlLayerLossCrossEntropy(prob, label, weight, "cross_entropy", 1.0, kNone, kNone);
   auto m = std::make_shared<Model>(std::vector<LayerPtr>{loss.ptr});
   m->set_adapter(make_classification_adapter(*m));
-  auto meta = std::make_shared<Dict>();
-  meta->set_tuple("architecture", {arch});
-  meta->set_tuple("weights", {std::string("random: seeded He/Xavier initialisation, not HALCON's pretrained weights")});
-  m->set_meta_data(meta);
+  set_zoo_meta_data(*m, arch);
   return m;
 }
 
@@ -128,6 +125,13 @@ const std::map<std::string, std::function<std::shared_ptr<Model>()>>& registry()
 }
 
 }  // namespace
+
+void set_zoo_meta_data(Model& m, const std::string& arch) {
+  auto meta = std::make_shared<Dict>();
+  meta->set_tuple("architecture", {arch});
+  meta->set_tuple("weights", {std::string("random: seeded He/Xavier initialisation, not HALCON's pretrained weights")});
+  m.set_meta_data(meta);
+}
 
 std::shared_ptr<Model> make_builtin_model(const std::string& file_name) {
   std::string base = file_name.substr(file_name.find_last_of('/') == std::string::npos ? 0 : file_name.find_last_of('/') + 1);

@@ -43,10 +43,7 @@ std::shared_ptr<Model> finish(const L& features, const std::string& arch) {
   L loss = CreateDlLayerLossCrossEntropy(prob, target, weight, "cross_entropy", 1.0, kNone, kNone);
   auto m = std::make_shared<Model>(std::vector<LayerPtr>{loss.ptr});
   m->set_adapter(make_segmentation_adapter(*m));
-  auto meta = std::make_shared<Dict>();
-  meta->set_tuple("architecture", {arch});
-  meta->set_tuple("weights", {std::string("random: seeded He/Xavier initialisation, not HALCON's pretrained weights")});
-  m->set_meta_data(meta);
+  set_zoo_meta_data(*m, arch);
   return m;
 }
 
