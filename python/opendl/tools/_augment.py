@@ -85,18 +85,26 @@ class DataAugmentation:
         return (self.flip_horizontal or self.flip_vertical or self.rotation > 0 or self.scale != (1.0, 1.0)
                 or self.shift > 0 or self.shear > 0)
 
-    def apply(self, image: np.ndarray, gen: np.random.Generator, lo: float, hi: float) -> np.ndarray:
-        """The augmented copy of one preprocessed image (H, W) or (H, W, C), float32."""
+    def apply(self, image: np.ndarray, gen: np.random.Generator, lo: float, hi: float, label=None):
+        """The augmented copy of one preprocessed image (H, W) or (H, W, C), float32. With ``label`` (an (H, W)
+        label image of class ids) returns (image, label): the label image moved by the same geometric map, sampled
+        at the nearest pixel (class ids are never blended); intensity changes leave it alone."""
         x = np.asarray(image, dtype=np.float32)
         squeeze = x.ndim == 2
         if squeeze:
             x = x[:, :, None]
+        if label is not None and np.shape(label)[:2] != x.shape[:2]:
+            raise HOperatorError(1302, f"label image shape {np.shape(label)} differs from the image's {x.shape[:2]}",
+                                 "DataAugmentation.apply")
         # Draw every value in a fixed order, whether used or not, so that one setting does not shift another's
         # random numbers.
         u = gen.random(16)
         rng = float(hi - lo)
         if self.geometric:
-            x = self._warp(x, u)
+            sx, sy = self._source_coordinates(x.shape[0], x.shape[1], u)
+            x = self._bilinear(x, sx, sy)
+            if label is not None:
+                label = np.asarray(label)[np.rint(sy).astype(np.int64), np.rint(sx).astype(np.int64)]
         if self.brightness > 0:
             x = x + np.float32((2 * u[7] - 1) * self.brightness * rng)
         if self.contrast > 0:
@@ -116,10 +124,11 @@ class DataAugmentation:
             x[hit & salt] = hi
             x[hit & ~salt] = lo
         x = np.clip(x, lo, hi).astype(np.float32, copy=False)
-        return x[:, :, 0] if squeeze else x
+        x = x[:, :, 0] if squeeze else x
+        return x if label is None else (x, label)
 
-    def _warp(self, x: np.ndarray, u) -> np.ndarray:
-        h, w = x.shape[:2]
+    def _source_coordinates(self, h: int, w: int, u):
+        """For every output pixel, the input position (x, y) it samples, clipped to the image."""
         fx = -1.0 if self.flip_horizontal and u[0] < 0.5 else 1.0
         fy = -1.0 if self.flip_vertical and u[1] < 0.5 else 1.0
         a = math.radians((2 * u[2] - 1) * self.rotation)
@@ -137,8 +146,11 @@ class DataAugmentation:
         px, py = xx - cx - tx, yy - cy - ty
         sx = inv[0, 0] * px + inv[0, 1] * py + cx
         sy = inv[1, 0] * px + inv[1, 1] * py + cy
-        sx = np.clip(sx, 0, w - 1)
-        sy = np.clip(sy, 0, h - 1)
+        return np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1)
+
+    @staticmethod
+    def _bilinear(x: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+        h, w = x.shape[:2]
         x0 = np.minimum(np.floor(sx).astype(np.int64), w - 2) if w > 1 else np.zeros_like(sx, dtype=np.int64)
         y0 = np.minimum(np.floor(sy).astype(np.int64), h - 2) if h > 1 else np.zeros_like(sy, dtype=np.int64)
         x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)

@@ -1,9 +1,10 @@
 """Dataset and DatasetSplit of the training tools.
 
-A Dataset is an ordered list of images (files read on demand, or numpy arrays) with one class label each; a
-DatasetSplit assigns its indices to 'train', 'validation' and 'test', stratified per class and seeded. Both
-carry a fingerprint (SHA-256 of the image names or pixels and labels, and of the assignment) by which a tool
-recognises the split it was trained with.
+A Dataset is an ordered list of images (files read on demand, or numpy arrays) with either one class label each
+(``task`` 'classification') or one label image each, whose pixel values are class ids (``task``
+'segmentation'). A DatasetSplit assigns its indices to 'train', 'validation' and 'test' (stratified per class
+for classification, seeded). Both carry a fingerprint (SHA-256 of the image names or pixels and labels, and of
+the assignment) by which a tool recognises the split it was trained with.
 """
 
 from __future__ import annotations
@@ -23,36 +24,53 @@ def _fraction(value, name: str, code: int, op: str) -> float:
     return float(value)
 
 
+def _hash_arrays(h, arrays) -> None:
+    for im in arrays:
+        h.update(repr((im.shape, im.dtype.str)).encode())
+        h.update(np.ascontiguousarray(im).tobytes())
+
+
 class Dataset:
-    """Images with one class label each. Build it with ``from_folder``, ``from_dldataset`` or ``from_images``.
+    """Images with one class label each (classification) or one label image each (segmentation). Build it with
+    ``from_folder``, ``from_segmentation_folders``, ``from_dldataset`` or ``from_images``.
 
-    ``class_names`` and ``class_ids`` list the classes; ``labels`` holds each image's class as an index into
-    them. ``image(i)`` returns image i as a numpy array (read from its file when the dataset was built from
-    files)."""
+    ``class_names`` and ``class_ids`` list the classes. Classification: ``labels`` holds each image's class as
+    an index into them. Segmentation: ``labels`` is None and ``label_image(i)`` returns image i's label image,
+    an (H, W) array of class ids (values that are no class id must be ignore_class_ids of the tool).
+    ``image(i)`` returns image i as a numpy array (read from its file when the dataset was built from files)."""
 
-    def __init__(self, class_names, class_ids, labels, files=None, images=None, source: str = ""):
+    def __init__(self, class_names, class_ids, labels=None, files=None, images=None, source: str = "",
+                 label_files=None, label_images=None):
         self.class_names = [str(c) for c in class_names]
         self.class_ids = [int(c) for c in class_ids]
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.task = "segmentation" if label_files is not None or label_images is not None else "classification"
+        self.labels = np.asarray(labels, dtype=np.int64) if self.task == "classification" else None
         self._files = list(files) if files is not None else None
         self._images = images
+        self._label_files = list(label_files) if label_files is not None else None
+        self._label_images = label_images
         self.source = source
         h = hashlib.sha256()
-        h.update(repr((self.class_names, self.class_ids)).encode())
-        h.update(self.labels.tobytes())
+        h.update(repr((self.task, self.class_names, self.class_ids)).encode())
+        if self.labels is not None:
+            h.update(self.labels.tobytes())
         if self._files is not None:
             h.update("\0".join(self._files).encode())
         else:
-            for im in self._images:
-                h.update(repr((im.shape, im.dtype.str)).encode())
-                h.update(np.ascontiguousarray(im).tobytes())
+            _hash_arrays(h, self._images)
+        if self._label_files is not None:
+            h.update(b"|labels|" + "\0".join(self._label_files).encode())
+        elif self._label_images is not None:
+            h.update(b"|labels|")
+            _hash_arrays(h, self._label_images)
         self.fingerprint = h.hexdigest()
 
     def __len__(self) -> int:
-        return int(self.labels.size)
+        return len(self._files) if self._files is not None else len(self._images)
 
     def __repr__(self) -> str:
-        return (f"Dataset({len(self)} images, classes {self.class_names}"
+        kind = "" if self.task == "classification" else " with label images"
+        return (f"Dataset({len(self)} images{kind}, classes {self.class_names}"
                 + (f", from {self.source!r}" if self.source else "") + ")")
 
     @property
@@ -64,6 +82,18 @@ class Dataset:
             from ..images import read_image
             return read_image(self._files[index])
         return self._images[index]
+
+    def label_image(self, index: int) -> np.ndarray:
+        """Segmentation: the label image of image ``index`` as an (H, W) array of class ids."""
+        if self.task != "segmentation":
+            raise HOperatorError(1301, "this is a classification dataset; it has no label images",
+                                 "Dataset.label_image")
+        if self._label_files is not None:
+            from ..images import read_image
+            lab = read_image(self._label_files[index])
+        else:
+            lab = self._label_images[index]
+        return lab[:, :, 0] if lab.ndim == 3 else lab
 
     @classmethod
     def from_folder(cls, path, label_source: str = "last_folder") -> "Dataset":
@@ -78,7 +108,8 @@ class Dataset:
     @classmethod
     def from_dldataset(cls, dldataset) -> "Dataset":
         """A HALCON classification DLDataset (dict handle or dict: 'image_dir', 'class_names', 'class_ids',
-        'samples' with 'image_file_name' and 'image_label_id')."""
+        'samples' with 'image_file_name' and 'image_label_id') or segmentation DLDataset ('segmentation_dir' and
+        samples with 'image_file_name' and 'segmentation_file_name', as read_dl_dataset_segmentation makes)."""
         op = "Dataset.from_dldataset"
         return cls._from_content(_proc.content(dldataset, op, "dldataset"), op, "")
 
@@ -90,26 +121,60 @@ class Dataset:
             raise HOperatorError(1301, f"dldataset has {len(names)} class_names but {len(ids)} class_ids", op)
         index = {c: k for k, c in enumerate(ids)}
         image_dir = _proc.get1(ds, "image_dir", "") or ""
-        files, labels = [], []
-        for i, s in enumerate(_proc.samples_of(ds, op)):
-            name = _proc.get1(s, "image_file_name")
-            label = _proc.get1(s, "image_label_id")
-            if name is None or label is None:
-                raise HOperatorError(2894, f"dldataset sample {i} lacks 'image_file_name' or 'image_label_id' "
-                                           "(a classification dataset is needed)", op)
-            if label not in index:
-                raise HOperatorError(1301, f"dldataset sample {i} has image_label_id {label!r}, which is not in "
-                                           f"class_ids {ids}", op)
-            files.append(os.path.join(image_dir, name) if image_dir else name)
-            labels.append(index[label])
-        if not files:
+        seg_dir = _proc.get1(ds, "segmentation_dir", "") or ""
+        samples = _proc.samples_of(ds, op)
+        if not samples:
             raise HOperatorError(1301, "dldataset has no samples", op)
+        segmentation = _proc.get1(samples[0], "segmentation_file_name") is not None
+
+        def join(directory, name):
+            return os.path.join(directory, name) if directory else name
+
+        files, labels, label_files = [], [], []
+        for i, s in enumerate(samples):
+            name = _proc.get1(s, "image_file_name")
+            if segmentation:
+                label = _proc.get1(s, "segmentation_file_name")
+                if name is None or label is None:
+                    raise HOperatorError(2894, f"dldataset sample {i} lacks 'image_file_name' or "
+                                               "'segmentation_file_name' (sample 0 has a label image, so every "
+                                               "sample needs one)", op)
+                label_files.append(join(seg_dir, label))
+            else:
+                label = _proc.get1(s, "image_label_id")
+                if name is None or label is None:
+                    raise HOperatorError(2894, f"dldataset sample {i} lacks 'image_file_name' or 'image_label_id' "
+                                               "(a classification or segmentation dataset is needed)", op)
+                if label not in index:
+                    raise HOperatorError(1301, f"dldataset sample {i} has image_label_id {label!r}, which is not "
+                                               f"in class_ids {ids}", op)
+                labels.append(index[label])
+            files.append(join(image_dir, name))
+        if segmentation:
+            return cls(names, ids, files=files, label_files=label_files, source=source or image_dir)
         return cls(names, ids, labels, files=files, source=source or image_dir)
 
     @classmethod
-    def from_images(cls, images, labels, class_names=None) -> "Dataset":
-        """Images as numpy arrays ((H, W) or (H, W, C) each, or one (N, H, W[, C]) stack) with their labels:
-        class indices 0..K-1, or class names when ``class_names`` is given or the labels are strings."""
+    def from_segmentation_folders(cls, image_dir, label_dir, class_names, class_ids=None) -> "Dataset":
+        """A segmentation dataset: the images in ``image_dir``, each paired with the label image of the same base
+        name in ``label_dir`` (HALCON's read_dl_dataset_segmentation). ``class_ids`` default 0..K-1."""
+        from ..datasets import read_dl_dataset_segmentation
+        op = "Dataset.from_segmentation_folders"
+        names = [class_names] if isinstance(class_names, str) else list(class_names)
+        ids = list(range(len(names))) if class_ids is None else list(class_ids)
+        ds = _proc.content(read_dl_dataset_segmentation(os.fspath(image_dir), os.fspath(label_dir), names, ids,
+                                                        [], [], []), op, "image_dir")
+        return cls._from_content(ds, op, os.fspath(image_dir))
+
+    @classmethod
+    def from_images(cls, images, labels, class_names=None, class_ids=None) -> "Dataset":
+        """Images as numpy arrays ((H, W) or (H, W, C) each, or one (N, H, W[, C]) stack) with their labels.
+
+        Classification: labels are class indices 0..K-1, or class names when ``class_names`` is given or the
+        labels are strings. Segmentation: labels are label images (one (H, W) integer array per image, of the
+        image's size, or an (N, H, W) stack) whose pixel values are class ids; ``class_ids`` default 0..K-1 for
+        K ``class_names``, else the sorted values found in the label images; ``class_names`` default the ids
+        as strings."""
         op = "Dataset.from_images"
         if isinstance(images, np.ndarray) and images.ndim in (3, 4):
             images = list(images)
@@ -122,6 +187,11 @@ class Dataset:
             if not isinstance(im, np.ndarray) or im.ndim not in (2, 3) or min(im.shape[:2]) < 1:
                 raise HOperatorError(1201, f"images[{i}] must be an (H, W) or (H, W, C) numpy array, got "
                                            f"{getattr(im, 'shape', type(im).__name__)}", op)
+        if any(isinstance(v, np.ndarray) and v.ndim >= 2 for v in labels):
+            return cls._segmentation_from_images(images, labels, class_names, class_ids, op)
+        if class_ids is not None:
+            raise HOperatorError(1304, "class_ids is for segmentation datasets (label images); classification "
+                                       "labels are class indices or names", op)
         if class_names is None:
             if all(isinstance(v, str) for v in labels):
                 class_names = sorted(set(labels))
@@ -144,13 +214,40 @@ class Dataset:
                                      op)
         return cls(class_names, range(len(class_names)), out, images=images)
 
+    @classmethod
+    def _segmentation_from_images(cls, images, labels, class_names, class_ids, op: str) -> "Dataset":
+        out = []
+        for i, (im, lab) in enumerate(zip(images, labels)):
+            lab = np.asarray(lab)
+            if lab.ndim == 3 and lab.shape[2] == 1:
+                lab = lab[:, :, 0]
+            if lab.ndim != 2 or lab.shape != im.shape[:2]:
+                raise HOperatorError(1302, f"labels[{i}] must be an (H, W) label image of the size of images[{i}] "
+                                           f"{im.shape[:2]}, got shape {lab.shape}", op)
+            if not (np.issubdtype(lab.dtype, np.integer) or np.all(lab == np.rint(lab))):
+                raise HOperatorError(1302, f"labels[{i}] holds non-integer values; label image pixels are class "
+                                           "ids", op)
+            out.append(lab.astype(np.int64) if not np.issubdtype(lab.dtype, np.integer) else lab)
+        if class_ids is None:
+            if class_names is not None:
+                class_ids = list(range(len(class_names)))
+            else:
+                class_ids = sorted(set(np.unique(np.concatenate([v.ravel() for v in out])).tolist()))
+        if not all(_proc.is_int(c) and c >= 0 for c in class_ids) or len(set(class_ids)) != len(class_ids):
+            raise HOperatorError(1304, f"class_ids must be distinct integers >= 0, got {class_ids!r}", op)
+        if class_names is None:
+            class_names = [str(c) for c in class_ids]
+        if len(class_names) != len(class_ids) or not class_ids:
+            raise HOperatorError(1303, f"{len(class_names)} class_names but {len(class_ids)} class_ids", op)
+        return cls(class_names, class_ids, images=images, label_images=out)
+
 
 class DatasetSplit:
     """Assigns a Dataset's images to 'train', 'validation' and 'test' (``train``, ``validation``, ``test``:
-    sorted index arrays). Fractions are of each class (stratified); a fraction left out is 0 and their sum must
-    not exceed 1 (the rest stays unused). Per class of n images: round(n * train) go to train,
-    round(n * validation) to validation and round(n * test) to test, each limited to what is left, taken from
-    a permutation drawn with ``seed``."""
+    sorted index arrays). Fractions are of each class (stratified; for a segmentation dataset, of all images);
+    a fraction left out is 0 and their sum must not exceed 1 (the rest stays unused). Per class of n images:
+    round(n * train) go to train, round(n * validation) to validation and round(n * test) to test, each limited
+    to what is left, taken from a permutation drawn with ``seed``."""
 
     def __init__(self, dataset: Dataset, train=0.0, validation=0.0, test=0.0, seed: int = 1):
         op = "DatasetSplit"
@@ -164,8 +261,10 @@ class DatasetSplit:
             raise HOperatorError(1305, f"seed must be an integer >= 0, got {seed!r}", op)
         gen = np.random.Generator(np.random.PCG64(int(seed)))
         parts = [[], [], []]
-        for c in range(dataset.num_classes):
-            members = np.flatnonzero(dataset.labels == c)
+        # Classification: per class. Segmentation: an image holds several classes, so the images form one group.
+        groups = dataset.labels if dataset.labels is not None else np.zeros(len(dataset), np.int64)
+        for c in range(dataset.num_classes if dataset.labels is not None else 1):
+            members = np.flatnonzero(groups == c)
             members = members[gen.permutation(members.size)]
             start = 0
             for k, f in enumerate(fr):

@@ -1,5 +1,6 @@
 """The training tools: a model with its own background training thread, early stopping, automatic batch size,
-deterministic and continued training, and inference.
+deterministic and continued training, and inference. ``_Tool`` holds what every tool shares; ``Classifier``
+(here) and ``Segmenter`` (_segmenter.py) add their task's labels, validation measures and results.
 
 Terms (Euresys' usage): an *iteration* is one pass over the training images (HALCON calls it an epoch); a
 *step* is one optimiser update on one batch.
@@ -17,10 +18,9 @@ How a tool trains (``train``):
   data stream depends only on the seed and the iteration number, and the model file holds weights, solver
   moments and the dropout generator, saving after k iterations, loading and training m more gives the same
   weights as training k + m at once.
-- After every iteration the validation images are classified: ``training_metrics(i)`` gets 'training_loss'
-  (mean loss of the iteration's steps), 'validation_error' (top-1 error), 'validation_loss' (mean cross-entropy)
-  and 'validation_accuracy', 'mean_precision', 'mean_recall', 'mean_f_score', plus 'batch_size', 'seconds'
-  and 'images_per_second'.
+- After every iteration the validation images are evaluated: ``training_metrics(i)`` gets 'training_loss'
+  (mean loss of the iteration's steps), 'validation_error' and 'validation_loss' and the task's measures (see
+  the tool's class), plus 'batch_size', 'learning_rate', 'seconds' and 'images_per_second'.
 - Best iteration: the lowest validation_error; among equal errors the lowest validation_loss. Inference
   (``apply``, ``save``) uses the best iteration's weights; the training state (for continuing) is the last
   iteration's.
@@ -143,19 +143,20 @@ def _fastest_batch_size(step_for, cap: int, min_seconds: float, stop) -> int:
     return min(k for k, r in rates.items() if r >= 0.95 * best)
 
 
-class Classifier:
-    """An image classifier trained in the background. ``model``: a built-in classifier name
-    ('pretrained_dl_classifier_compact.hdl' default, '..._enhanced', '..._resnet18', '..._resnet50',
-    '..._mobilenet_v2', '..._alexnet') or an opendl model file. ``image_size``: (width, height), default from the
-    dataset; ``image_num_channels``: 1 or 3, default from the dataset. ``solver_type`` 'adam' (default,
-    learning rate 0.001) or 'sgd' (0.01, momentum 0.9)."""
+class _Tool:
+    """What every training tool shares: settings, background training, progress, early stopping, automatic batch
+    size, inference model, files. A subclass sets TYPE (the model type), DEFAULT_MODEL and TASK (the Dataset
+    task) and provides the task's labels, samples, validation measures and results."""
 
-    TYPE = "classification"
+    TYPE = ""
+    TASK = ""
+    DEFAULT_MODEL = ""
+    LABEL_IMAGES = False      # labels are images moved along by geometric augmentation
 
-    def __init__(self, model: str = "pretrained_dl_classifier_compact.hdl", image_size=None,
-                 image_num_channels=None, solver_type: str = "adam", learning_rate=None,
-                 early_stopping_patience: int = 10, max_iterations: int = 200):
-        op = "Classifier"
+    def __init__(self, model=None, image_size=None, image_num_channels=None, solver_type: str = "adam",
+                 learning_rate=None, early_stopping_patience: int = 10, max_iterations: int = 200):
+        op = type(self).__name__
+        model = self.DEFAULT_MODEL if model is None else model
         if not isinstance(model, (str, os.PathLike)):
             raise HOperatorError(1201, f"model must be a built-in model name or a file name, got {model!r}", op)
         if image_size is not None and (len(image_size) != 2 or not all(_proc.is_int(v) and v >= 8
@@ -209,7 +210,7 @@ class Classifier:
 
     @batch_size.setter
     def batch_size(self, value):
-        self._settings["batch_size"] = _int_at_least(value, 1, "batch_size", "Classifier.batch_size")
+        self._settings["batch_size"] = _int_at_least(value, 1, "batch_size", f"{type(self).__name__}.batch_size")
         self._settings["optimize_batch_size"] = False
 
     def optimize_batch_size(self, enable: bool = True) -> None:
@@ -236,7 +237,7 @@ class Classifier:
     @deterministic_training_random_seed.setter
     def deterministic_training_random_seed(self, value: int):
         self._settings["seed"] = _int_at_least(value, 0, "deterministic_training_random_seed",
-                                               "Classifier.deterministic_training_random_seed")
+                                               f"{type(self).__name__}.deterministic_training_random_seed")
 
     @property
     def early_stopping_patience(self) -> int:
@@ -245,7 +246,7 @@ class Classifier:
     @early_stopping_patience.setter
     def early_stopping_patience(self, value: int):
         self._settings["early_stopping_patience"] = _int_at_least(value, 1, "early_stopping_patience",
-                                                                  "Classifier.early_stopping_patience")
+                                                                  f"{type(self).__name__}.early_stopping_patience")
 
     @property
     def max_iterations(self) -> int:
@@ -253,7 +254,7 @@ class Classifier:
 
     @max_iterations.setter
     def max_iterations(self, value: int):
-        self._settings["max_iterations"] = _int_at_least(value, 1, "max_iterations", "Classifier.max_iterations")
+        self._settings["max_iterations"] = _int_at_least(value, 1, "max_iterations", f"{type(self).__name__}.max_iterations")
 
     @property
     def image_size(self):
@@ -298,7 +299,7 @@ class Classifier:
         n = len(self._metrics)
         if not _proc.is_int(iteration) or not 1 <= iteration <= n:
             raise HOperatorError(1301, f"iteration must be in 1..{n} (the iterations trained so far), got "
-                                       f"{iteration!r}", "Classifier.training_metrics")
+                                       f"{iteration!r}", f"{type(self).__name__}.training_metrics")
         return dict(self._metrics[iteration - 1])
 
     def _raise_pending(self) -> None:
@@ -343,7 +344,7 @@ class Classifier:
               iterations=None) -> None:
         """Starts training in the background and returns at once. ``iterations``: the number of iterations
         (passes over the training images) to run; None: early stopping decides (see the module notes)."""
-        op = "Classifier.train"
+        op = f"{type(self).__name__}.train"
         if self.is_training:
             raise HOperatorError(7720, "this tool is already training; wait for it or stop it first", op)
         self._raise_pending()
@@ -351,6 +352,9 @@ class Classifier:
             raise HOperatorError(1201, f"dataset must be an opendl.tools.Dataset, got {type(dataset).__name__}", op)
         if not isinstance(split, DatasetSplit):
             raise HOperatorError(1202, f"split must be an opendl.tools.DatasetSplit, got {type(split).__name__}", op)
+        if dataset.task != self.TASK:
+            raise HOperatorError(1302, f"a {type(self).__name__} trains on a {self.TASK} dataset, but dataset is a "
+                                       f"{dataset.task} dataset", op)
         if split.dataset.fingerprint != dataset.fingerprint:
             raise HOperatorError(1302, "split was made for another dataset", op)
         if augmentation is not None and not isinstance(augmentation, DataAugmentation):
@@ -416,6 +420,7 @@ class Classifier:
         set_dl_model_param(model, "learning_rate", s["learning_rate"])
         if s["solver_type"] == "sgd":
             set_dl_model_param(model, "momentum", 0.9)
+        self._configure_model(model, dataset, op)
         self._class_names, self._class_ids = list(dataset.class_names), list(dataset.class_ids)
         self._stream_seed = seed
         self._train_bytes = _model_bytes(model)
@@ -438,27 +443,53 @@ class Classifier:
         out = np.stack(out).astype(np.float32, copy=False)
         return out[..., None] if out.ndim == 3 else out
 
-    def _prepared(self, dataset: Dataset, indices) -> np.ndarray:
+    def _configure_model(self, model, dataset: Dataset, op: str) -> None:
+        """Task settings of a new model (after classes, size and solver are set)."""
+
+    def _cached(self, kind: str, dataset: Dataset, indices, prepare) -> np.ndarray:
+        """The preprocessed ``kind`` ('images', 'labels') of ``indices``, kept in memory per tool:
+        ``prepare(chunk)`` makes those of a list of indices."""
         key = (dataset.fingerprint, tuple(self._settings["image_size"]), self._settings["image_num_channels"])
         if self._cache.get("key") != key:
-            self._cache = {"key": key, "images": {}}
-        store = self._cache["images"]
+            self._cache = {"key": key}
+        store = self._cache.setdefault(kind, {})
         missing = [int(i) for i in indices if int(i) not in store]
         for start in range(0, len(missing), 64):
             chunk = missing[start:start + 64]
-            for i, x in zip(chunk, self._preprocess([dataset.image(i) for i in chunk], "Classifier.train")):
+            for i, x in zip(chunk, prepare(chunk)):
                 store[i] = x
         return np.stack([store[int(i)] for i in indices]) if len(indices) else np.zeros((0,), np.float32)
+
+    def _prepared(self, dataset: Dataset, indices) -> np.ndarray:
+        op = f"{type(self).__name__}.train"
+        return self._cached("images", dataset, indices,
+                            lambda chunk: self._preprocess([dataset.image(i) for i in chunk], op))
+
+    def _labels(self, dataset: Dataset, indices) -> np.ndarray:
+        """The training targets of ``indices``, as ``_samples`` takes them."""
+        raise NotImplementedError
+
+    def _before_training(self, model, y_train) -> None:
+        """Called in the training thread before the first step of every train() call."""
+
+    def _samples(self, images, labels) -> list:
+        """The DLSamples of one batch: preprocessed ``images`` (N, H, W, C) with their targets."""
+        raise NotImplementedError
+
+    def _validation_metrics(self, model, x, y) -> dict:
+        """'validation_error' (lower is better), 'validation_loss' (breaks ties) and the task's measures."""
+        raise NotImplementedError
 
     def _train_thread(self, dataset, split, augmentation, iterations) -> None:
         deterministic = self._settings["deterministic"]
         _core.set_deterministic(deterministic)
         try:
             x_train = self._prepared(dataset, split.train)
-            y_train = dataset.labels[split.train]
+            y_train = self._labels(dataset, split.train)
             x_val = self._prepared(dataset, split.validation)
-            y_val = dataset.labels[split.validation]
+            y_val = self._labels(dataset, split.validation)
             model = _model_from_bytes(self._train_bytes)
+            self._before_training(model, y_train)
             batch = self._training_batch_size(model, x_train, y_train)
             self._train_loop(model, batch, x_train, y_train, x_val, y_val, augmentation, iterations)
             if iterations is None:
@@ -492,11 +523,6 @@ class Classifier:
         b = min(s["batch_size"], n)
         set_dl_model_param(model, "batch_size", b)
         return b
-
-    def _samples(self, images, labels) -> list:
-        ids = self._class_ids
-        return [{"image": images[k] if images.shape[-1] > 1 else images[k][:, :, 0],
-                 "image_label_id": [ids[int(labels[k])]]} for k in range(len(labels))]
 
     def _probe_training_batch(self, x, y, cap: int) -> int:
         """Measured images/s per candidate batch size on a copy of the training model (module notes)."""
@@ -548,13 +574,11 @@ class Classifier:
                 if self._stop.is_set():
                     raise _Stopped
                 idx = order[k * batch:(k + 1) * batch]
-                images = x_train[idx]
+                images, labels = x_train[idx], y_train[idx]
                 if augmentation is not None:
-                    images = np.stack([augmentation.apply(images[j], np.random.Generator(
-                        np.random.PCG64([seed, it, k * batch + j])), lo, hi) for j in range(len(idx))])
-                    images = images[..., None] if images.ndim == 3 else images
-                res = train_dl_model_batch(model, self._samples(images, y_train[idx]))
-                losses.append(float(res.core("Classifier.train")["total_loss"][0]))
+                    images, labels = self._augmented(augmentation, images, labels, (seed, it, k * batch), lo, hi)
+                res = train_dl_model_batch(model, self._samples(images, labels))
+                losses.append(float(res.core(f"{type(self).__name__}.train")["total_loss"][0]))
                 with self._cond:
                     # Each step covers its share of what remains by the current estimate: linear when the
                     # estimate holds, slower (never backwards, never 1 early) when early stopping extends it.
@@ -582,6 +606,23 @@ class Classifier:
                 self._run["target"] = target_now()
                 self._cond.notify_all()
 
+    def _augmented(self, augmentation, images, labels, stream, lo, hi):
+        """Augments the batch: sample j with a generator seeded by (seed, iteration, stream[2] + j); label
+        images (LABEL_IMAGES) move with their images."""
+        seed, it, first = stream
+        xs, ys = [], []
+        for j in range(len(images)):
+            gen = np.random.Generator(np.random.PCG64([seed, it, first + j]))
+            if self.LABEL_IMAGES:
+                x, y = augmentation.apply(images[j], gen, lo, hi, labels[j])
+                ys.append(y)
+            else:
+                x = augmentation.apply(images[j], gen, lo, hi)
+            xs.append(x)
+        xs = np.stack(xs)
+        xs = xs[..., None] if xs.ndim == 3 else xs
+        return xs, (np.stack(ys) if self.LABEL_IMAGES else labels)
+
     def _scheduled_learning_rate(self, model) -> float:
         """Reduce on plateau: the learning rate drops by 10x when ``plateau`` = max(2, patience // 2)
         iterations have passed since the best iteration and since the last drop, down to 1/1000 of the initial
@@ -605,41 +646,6 @@ class Classifier:
         p = self._preprocess_param()
         return float(p["image_range_min"]), float(p["image_range_max"])
 
-    def _probabilities(self, model, x) -> np.ndarray:
-        """Class confidences (N, K) in the order of class_ids, classified with ``model`` in chunks of its
-        batch size."""
-        from ..model import get_dl_model_param
-        b = get_dl_model_param(model, "batch_size")[0]
-        col = {c: k for k, c in enumerate(self._class_ids)}
-        out = np.zeros((len(x), len(self._class_ids)), np.float64)
-        core = model.core("Classifier")
-        for start in range(0, len(x), b):
-            chunk = x[start:start + b]
-            res = core.apply([{"image": im if im.shape[-1] > 1 else im[:, :, 0]} for im in chunk], [])
-            for r, d in enumerate(res):
-                for cid, conf in zip(d["classification_class_ids"], d["classification_confidences"]):
-                    out[start + r, col[int(cid)]] = conf
-        return out
-
-    def _validation_metrics(self, model, x, y) -> dict:
-        p = self._probabilities(model, x)
-        pred = p.argmax(axis=1)
-        k = p.shape[1]
-        prec, rec, f = [], [], []
-        for c in range(k):
-            tp = np.sum((pred == c) & (y == c))
-            npred, ntrue = np.sum(pred == c), np.sum(y == c)
-            pc = tp / npred if npred else 0.0
-            rc = tp / ntrue if ntrue else 0.0
-            prec.append(pc)
-            rec.append(rc)
-            f.append(2 * pc * rc / (pc + rc) if pc + rc > 0 else 0.0)
-        err = float(np.mean(pred != y))
-        return {"validation_error": err, "validation_accuracy": 1.0 - err,
-                "validation_loss": float(np.mean(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-30)))),
-                "mean_precision": float(np.mean(prec)), "mean_recall": float(np.mean(rec)),
-                "mean_f_score": float(np.mean(f))}
-
     # ------------------------------------------------------------------ inference
 
     def _inference_model(self, batch: int) -> HHandle:
@@ -647,7 +653,7 @@ class Classifier:
         with self._state_lock:
             data, version = self._best_bytes, self._best_version
         if data is None:
-            raise HOperatorError(1301, "the tool has not been trained yet", "Classifier.apply")
+            raise HOperatorError(1301, "the tool has not been trained yet", f"{type(self).__name__}.apply")
         if self._infer_key != (version, batch):
             if self._infer_model is None or self._infer_key[0] != version:
                 self._infer_model = _model_from_bytes(data)
@@ -655,36 +661,35 @@ class Classifier:
             self._infer_key = (version, batch)
         return self._infer_model
 
-    def apply(self, images) -> list:
-        """Classifies images (one numpy image, a list of them, or an (N, H, W[, C]) stack) with the best
-        iteration's weights. Returns one DLResult dict per image: 'classification_class_ids',
-        'classification_class_names' and 'classification_confidences' (all classes, by descending confidence).
-        Can be called while the tool trains."""
-        op = "Classifier.apply"
-        self._raise_pending()
+    def _image_list(self, images) -> list:
+        """One numpy image, a list of them, or an (N, H, W[, C]) stack, as a list of images."""
         if isinstance(images, np.ndarray) and images.ndim == 4:
-            images = list(images)
-        elif isinstance(images, np.ndarray):
+            return list(images)
+        if isinstance(images, np.ndarray):
             size = self.image_size
             c = self._settings["image_num_channels"]
             stack = images.ndim == 3 and size is not None and images.shape != (size[1], size[0], c) and \
                 not (c == 3 and images.shape[2] == 3)
-            images = list(images) if stack else [images]
-        else:
-            images = list(images)
+            return list(images) if stack else [images]
+        return list(images)
+
+    def apply(self, images) -> list:
+        """Infers images (one numpy image, a list of them, or an (N, H, W[, C]) stack) with the best
+        iteration's weights; one DLResult dict per image (see the tool's class). Can be called while the tool
+        trains."""
+        op = f"{type(self).__name__}.apply"
+        self._raise_pending()
+        images = self._image_list(images)
         if not images:
             return []
         x = self._preprocess(images, op)
         batch = self._inference_batch or min(len(x), 32)
         model = self._inference_model(batch)
-        p = self._probabilities(model, x)
-        out = []
-        for row in p:
-            order = np.argsort(-row, kind="stable")
-            out.append({"classification_class_ids": [self._class_ids[k] for k in order],
-                        "classification_class_names": [self._class_names[k] for k in order],
-                        "classification_confidences": [float(row[k]) for k in order]})
-        return out
+        return self._results(model, x, images)
+
+    def _results(self, model, x, images) -> list:
+        """The DLResult dicts of the preprocessed images ``x`` (``images``: the images as given)."""
+        raise NotImplementedError
 
     @property
     def batch_size_for_maximum_inference_speed(self) -> int:
@@ -695,7 +700,7 @@ class Classifier:
                 data = self._best_bytes
             if data is None:
                 raise HOperatorError(1301, "the tool has not been trained yet",
-                                     "Classifier.batch_size_for_maximum_inference_speed")
+                                     f"{type(self).__name__}.batch_size_for_maximum_inference_speed")
             from ..model import apply_dl_model, set_dl_model_param
             w, h = self._settings["image_size"]
             c = self._settings["image_num_channels"]
@@ -720,7 +725,7 @@ class Classifier:
         and with ``include_training_model`` training_model.hdl with the last iteration's weights and solver
         state, needed to train further). model.hdl is an ordinary opendl model file (read_dl_model). The file
         is written atomically."""
-        op = "Classifier.save"
+        op = f"{type(self).__name__}.save"
         self._raise_pending()
         if self.is_training:
             raise HOperatorError(7720, "cannot save while the tool trains; wait for it or stop it first", op)
@@ -749,7 +754,7 @@ class Classifier:
             raise HOperatorError(3142, f"cannot write {path!r}: {e}", op) from None
 
     @classmethod
-    def load(cls, path) -> "Classifier":
+    def load(cls, path) -> "_Tool":
         op = f"{cls.__name__}.load"
         path = os.fspath(path)
         if not os.path.isfile(path):
@@ -788,3 +793,79 @@ class Classifier:
     def __repr__(self) -> str:
         state = "training" if self.is_training else f"{self.num_trained_iterations} iterations trained"
         return f"{type(self).__name__}({self._settings['model']!r}, {state}, best iteration {self.best_iteration})"
+
+
+class Classifier(_Tool):
+    """An image classifier trained in the background. ``model``: a built-in classifier name
+    ('pretrained_dl_classifier_compact.hdl' default, '..._enhanced', '..._resnet18', '..._resnet50',
+    '..._mobilenet_v2', '..._alexnet') or an opendl model file. ``image_size``: (width, height), default from the
+    dataset; ``image_num_channels``: 1 or 3, default from the dataset. ``solver_type`` 'adam' (default,
+    learning rate 0.001) or 'sgd' (0.01, momentum 0.9).
+
+    Validation measures per iteration: 'validation_error' (top-1 error), 'validation_loss' (mean
+    cross-entropy), 'validation_accuracy', 'mean_precision', 'mean_recall', 'mean_f_score'. ``apply`` gives
+    'classification_class_ids', 'classification_class_names' and 'classification_confidences' (all classes, by
+    descending confidence)."""
+
+    TYPE = "classification"
+    TASK = "classification"
+    DEFAULT_MODEL = "pretrained_dl_classifier_compact.hdl"
+
+    def __init__(self, model: str = DEFAULT_MODEL, image_size=None, image_num_channels=None,
+                 solver_type: str = "adam", learning_rate=None, early_stopping_patience: int = 10,
+                 max_iterations: int = 200):
+        super().__init__(model, image_size, image_num_channels, solver_type, learning_rate,
+                         early_stopping_patience, max_iterations)
+
+    def _labels(self, dataset: Dataset, indices) -> np.ndarray:
+        return dataset.labels[indices]
+
+    def _samples(self, images, labels) -> list:
+        ids = self._class_ids
+        return [{"image": images[k] if images.shape[-1] > 1 else images[k][:, :, 0],
+                 "image_label_id": [ids[int(labels[k])]]} for k in range(len(labels))]
+
+    def _probabilities(self, model, x) -> np.ndarray:
+        """Class confidences (N, K) in the order of class_ids, classified with ``model`` in chunks of its
+        batch size."""
+        from ..model import get_dl_model_param
+        b = get_dl_model_param(model, "batch_size")[0]
+        col = {c: k for k, c in enumerate(self._class_ids)}
+        out = np.zeros((len(x), len(self._class_ids)), np.float64)
+        core = model.core(type(self).__name__)
+        for start in range(0, len(x), b):
+            chunk = x[start:start + b]
+            res = core.apply([{"image": im if im.shape[-1] > 1 else im[:, :, 0]} for im in chunk], [])
+            for r, d in enumerate(res):
+                for cid, conf in zip(d["classification_class_ids"], d["classification_confidences"]):
+                    out[start + r, col[int(cid)]] = conf
+        return out
+
+    def _validation_metrics(self, model, x, y) -> dict:
+        p = self._probabilities(model, x)
+        pred = p.argmax(axis=1)
+        k = p.shape[1]
+        prec, rec, f = [], [], []
+        for c in range(k):
+            tp = np.sum((pred == c) & (y == c))
+            npred, ntrue = np.sum(pred == c), np.sum(y == c)
+            pc = tp / npred if npred else 0.0
+            rc = tp / ntrue if ntrue else 0.0
+            prec.append(pc)
+            rec.append(rc)
+            f.append(2 * pc * rc / (pc + rc) if pc + rc > 0 else 0.0)
+        err = float(np.mean(pred != y))
+        return {"validation_error": err, "validation_accuracy": 1.0 - err,
+                "validation_loss": float(np.mean(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-30)))),
+                "mean_precision": float(np.mean(prec)), "mean_recall": float(np.mean(rec)),
+                "mean_f_score": float(np.mean(f))}
+
+    def _results(self, model, x, images) -> list:
+        p = self._probabilities(model, x)
+        out = []
+        for row in p:
+            order = np.argsort(-row, kind="stable")
+            out.append({"classification_class_ids": [self._class_ids[k] for k in order],
+                        "classification_class_names": [self._class_names[k] for k in order],
+                        "classification_confidences": [float(row[k]) for k in order]})
+        return out
