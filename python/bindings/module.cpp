@@ -299,6 +299,11 @@ PYBIND11_MODULE(_core, m) {
     return CreateDlLayer(type, inputs, name, pos, to_tuple(gen_names), to_tuple(gen_values));
   });
   m.def("create_model", [](const std::vector<HDlLayer>& outputs) { return CreateDlModel(outputs); });
+  m.def("create_model_detection", [](const std::string& backbone, int64_t num_classes, const py::object& param) {
+    HDict d{tree_to_dict(param, 0)};
+    py::gil_scoped_release nogil;
+    return CreateDlModelDetection(backbone, num_classes, d);
+  });
   m.def("read_model", [](const std::string& path) {
     py::gil_scoped_release nogil;
     return ReadDlModel(path);

@@ -21,7 +21,7 @@ from .devices import (  # noqa: E402,F401
     set_dl_device_param)
 from .layers import *  # noqa: E402,F401,F403
 from .model import (  # noqa: E402,F401
-    apply_dl_model, clear_dl_model, create_dl_model, deserialize_dl_model, get_dl_layer_param, get_dl_layer_param_s,
+    apply_dl_model, clear_dl_model, create_dl_model, create_dl_model_detection, deserialize_dl_model, get_dl_layer_param, get_dl_layer_param_s,
     get_dl_model_layer, get_dl_model_layer_activations, get_dl_model_layer_gradients, get_dl_model_layer_param,
     get_dl_model_layer_param_s, get_dl_model_layer_s, get_dl_model_layer_weights, get_dl_model_param,
     get_dl_model_param_s, load_dl_model_weights, read_dl_model, serialize_dl_model, set_dl_model_layer_weights,

@@ -24,6 +24,23 @@ def create_dl_model(output_layers):
     return HHandle(_core.create_model(layer_list(output_layers, op, "output_layers")), "dl_model")
 
 
+def create_dl_model_detection(backbone, num_classes, dlmodel_detection_param):
+    """A RetinaNet-style detector (feature pyramid, class and box heads per level, anchors) on a classifier
+    backbone: a built-in classifier name or a classifier model file. dlmodel_detection_param: a dict (handle)
+    with keys of spec B.3, or [] for the defaults. Instance type 'rectangle1' (axis-aligned boxes)."""
+    op = "create_dl_model_detection"
+    name = _file_name(backbone, op, 1201)
+    items = as_list(num_classes)
+    n = items[0] if len(items) == 1 else None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise HOperatorError(1202, f"num_classes must be an integer, got {num_classes!r}", op)
+    if isinstance(dlmodel_detection_param, (list, tuple)) and len(dlmodel_detection_param) == 0:
+        tree = {}
+    else:
+        tree = _to_tree(as_dict_handle(dlmodel_detection_param, op, "dlmodel_detection_param"), op, True, set())
+    return HHandle(_core.create_model_detection(name, int(n), tree), "dl_model")
+
+
 def clear_dl_model(dlmodel_handle):
     for h in as_list(dlmodel_handle):
         expect_handle(h, "dl_model", "clear_dl_model", "dlmodel_handle")

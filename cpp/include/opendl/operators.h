@@ -51,6 +51,10 @@ HDlLayer CreateDlLayerLossCrossEntropy(const HDlLayer& input, const HDlLayer& ta
                                        const Tuple& gen_param_name, const Tuple& gen_param_value);
 
 HDlModel CreateDlModel(const std::vector<HDlLayer>& output_layers);
+// A RetinaNet-style detector on a classifier backbone (built-in name or model file); the dict holds the keys
+// of spec B.3 (an empty dict: all defaults).
+HDlModel CreateDlModelDetection(const std::string& backbone, int64_t num_classes,
+                                const HDict& dlmodel_detection_param);
 void SetDlModelParam(const HDlModel& model, const std::string& gen_param_name, const Tuple& gen_param_value);
 Tuple GetDlModelParam(const HDlModel& model, const std::string& gen_param_name);
 TrainResult TrainDlModelBatch(const HDlModel& model, const std::vector<Sample>& dlsample_batch);

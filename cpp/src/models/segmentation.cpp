@@ -19,6 +19,7 @@
 #include <set>
 
 #include "models/class_adapter.h"
+#include "models/detection.h"
 
 namespace opendl {
 
@@ -206,6 +207,7 @@ std::unique_ptr<ModelAdapter> make_segmentation_adapter(const Model& m) {
 std::unique_ptr<ModelAdapter> make_empty_adapter(const std::string& type) {
   if (type == "segmentation") return std::make_unique<SegmentationAdapter>();
   if (type == "multi_label_classification") return make_multi_label_from_file();
+  if (type == "detection") return make_empty_detection_adapter();
   return nullptr;
 }
 

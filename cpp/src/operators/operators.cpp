@@ -9,6 +9,7 @@
 
 #include "core/system.h"
 #include "graph/layer.h"
+#include "models/detection.h"
 #include "models/model.h"
 #include "models/zoo.h"
 
@@ -182,17 +183,44 @@ Tensor GetDlModelLayerGradients(const HDlModel& m, const std::string& layer) {
   return op("get_dl_model_layer_gradients", [&] { return model_of(m).gradients(layer); });
 }
 
+namespace {
+std::shared_ptr<Model> read_model_file(const std::string& file_name) {
+  std::ifstream probe(file_name, std::ios::binary);
+  if (!probe) {
+    if (auto m = make_builtin_model(file_name)) return m;
+    std::string names;
+    for (auto& n : builtin_model_names()) names += (names.empty() ? "'" : ", '") + n + "'";
+    fail(err::kFileNotFound, "model file '" + file_name + "' not found (built-in models: " + names + ")");
+  }
+  DictPtr d = read_dict_file(file_name, kModelCodes);
+  return Model::from_dict(*d, err::kFileRead);
+}
+}  // namespace
+
 HDlModel ReadDlModel(const std::string& file_name) {
-  return op("read_dl_model", [&] {
-    std::ifstream probe(file_name, std::ios::binary);
-    if (!probe) {
-      if (auto m = make_builtin_model(file_name)) return HDlModel{m};
-      std::string names;
-      for (auto& n : builtin_model_names()) names += (names.empty() ? "'" : ", '") + n + "'";
-      fail(err::kFileNotFound, "model file '" + file_name + "' not found (built-in models: " + names + ")");
+  return op("read_dl_model", [&] { return HDlModel{read_model_file(file_name)}; });
+}
+HDlModel CreateDlModelDetection(const std::string& backbone, int64_t num_classes,
+                                const HDict& dlmodel_detection_param) {
+  return op("create_dl_model_detection", [&] {
+    std::map<std::string, Tuple> param;
+    for (auto& [key, value] : dlmodel_detection_param.ptr->items()) {
+      if (!std::holds_alternative<std::string>(key))
+        fail(err::kWrongType3, "dlmodel_detection_param: keys must be strings, got " + key_repr(key));
+      const std::string& k = std::get<std::string>(key);
+      if (!std::holds_alternative<DictTuple>(value))
+        fail(err::kWrongType3, "dlmodel_detection_param: '" + k + "' must be a tuple, not an image");
+      Tuple t;
+      for (auto& e : std::get<DictTuple>(value)) {
+        if (std::holds_alternative<DictPtr>(e))
+          fail(err::kWrongType3, "dlmodel_detection_param: '" + k + "' must hold numbers or strings, not a dict");
+        std::visit([&](auto&& x) {
+          if constexpr (!std::is_same_v<std::decay_t<decltype(x)>, DictPtr>) t.push_back(x);
+        }, e);
+      }
+      param[k] = t;
     }
-    DictPtr d = read_dict_file(file_name, kModelCodes);
-    return HDlModel{Model::from_dict(*d, err::kFileRead)};
+    return HDlModel{create_detection_model(backbone, num_classes, param, read_model_file)};
   });
 }
 void WriteDlModel(const HDlModel& m, const std::string& file_name) {
