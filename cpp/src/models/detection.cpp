@@ -219,9 +219,9 @@ class DetectionAdapter : public ClassAdapter {
                                 to_string(v[2][b]) + ", " + to_string(v[3][b]) + ", " + to_string(v[4][b]) + ")";
       if (!(box.r2 > box.r1) || !(box.c2 > box.c1))
         fail(err::kInputWrongValues, which + ": zero or negative area (row2 must exceed row1, col2 col1)");
-      // Half a pixel of slack: HALCON's pixel-centred coordinates put a full-image box at -0.5 .. size - 0.5.
-      if (box.r1 < -0.5 || box.c1 < -0.5 || box.r2 > double(img.h) - 0.5 + 1e-6 + 0.5 ||
-          box.c2 > double(img.w) - 0.5 + 1e-6 + 0.5)
+      // HALCON's pixel-centred coordinates put a full-image box at -0.5 .. size - 0.5; half a pixel of slack
+      // on either side allows for rounding in the annotation tools.
+      if (box.r1 < -1.0 || box.c1 < -1.0 || box.r2 > double(img.h) + 1e-9 || box.c2 > double(img.w) + 1e-9)
         fail(err::kInputWrongValues, which + " lies outside the " + std::to_string(img.h) + " x " +
                                          std::to_string(img.w) + " image");
       boxes.push_back(box);
