@@ -246,6 +246,7 @@ def test_bad_input_gets_halcon_errors(data):
     with pytest.raises(HOperatorError) as e:
         overlapping.train(ds, split, iterations=1)
     assert e.value.error_code == 1308 and not overlapping.is_training and overlapping.num_trained_iterations == 0
+    assert overlapping.image_size is None and overlapping.class_names is None    # the tool is as it was
     with pytest.raises(HOperatorError) as e:
         Segmenter(class_weights=[1, 2]).train(ds, split, iterations=1)
     assert e.value.error_code == 1309 and "4 classes" in str(e.value)

@@ -314,7 +314,8 @@ class DetectionAdapter : public ClassAdapter {
     return v;
   }
 
-  void make_results(const Model& m, std::vector<Result>& results, const std::vector<std::string>& requested) const override {
+  void make_results(const Model& m, std::vector<Result>& results,
+                    const std::vector<std::string>& requested) const override {
     const Shape4 img = image_shape(m);
     const auto lv = levels(m);
     const int64_t a_num = num_anchors(), k_num = int64_t(class_ids_.size());
@@ -336,8 +337,9 @@ class DetectionAdapter : public ClassAdapter {
         for (int64_t q = 0; q < L.h * L.w * a_num * k_num; ++q)
           if (double(c[q]) >= logit_min) cand.push_back({c[q], q});
         if (cand.size() > kTopPerLevel) {
-          std::partial_sort(cand.begin(), cand.begin() + kTopPerLevel, cand.end(),
-                            [](auto& x, auto& y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+          std::partial_sort(cand.begin(), cand.begin() + kTopPerLevel, cand.end(), [](auto& x, auto& y) {
+            return x.first > y.first || (x.first == y.first && x.second < y.second);
+          });
           cand.resize(kTopPerLevel);
         }
         if (cand.empty()) continue;
@@ -723,7 +725,11 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
   if (auto v = take("num_classes"))
     if (integer_of(*v, "num_classes", 1, 1 << 20) != num_classes)
       fail(err::kWrongValue3, "dlmodel_detection_param 'num_classes' differs from num_classes");
-  set_zoo_meta_data(*m, "detection_retinanet_" + backbone_name);
+  auto meta = std::make_shared<Dict>();
+  meta->set_tuple("architecture", {std::string("detection: RetinaNet-style feature pyramid on ") + backbone_name});
+  meta->set_tuple("weights", {std::string("backbone layers from '") + backbone_name +
+                              "', pyramid and heads seeded He initialisation"});
+  m->set_meta_data(meta);
   return m;
 }
 

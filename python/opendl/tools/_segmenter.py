@@ -98,20 +98,22 @@ class Segmenter(_Tool):
 
     # ------------------------------------------------------------------ training data
 
-    def _configure_model(self, model, dataset: Dataset, op: str) -> None:
-        from ..model import set_dl_model_param
+    def _check_dataset(self, dataset: Dataset, op: str) -> None:
         s = self._settings
         both = sorted(set(s["ignore_class_ids"]) & set(dataset.class_ids))
         if both:
             raise HOperatorError(1308, f"ignore_class_ids {both} are also class_ids of the dataset "
                                        f"{dataset.class_ids}", op)
-        set_dl_model_param(model, "ignore_class_ids", s["ignore_class_ids"])
         weights = s["class_weights"]
-        if isinstance(weights, list):
-            if len(weights) != len(dataset.class_ids):
-                raise HOperatorError(1309, f"class_weights has {len(weights)} values, but the dataset has "
-                                           f"{len(dataset.class_ids)} classes {dataset.class_names}", op)
-            set_dl_model_param(model, "class_weights", weights)
+        if isinstance(weights, list) and len(weights) != len(dataset.class_ids):
+            raise HOperatorError(1309, f"class_weights has {len(weights)} values, but the dataset has "
+                                       f"{len(dataset.class_ids)} classes {dataset.class_names}", op)
+
+    def _configure_model(self, model, dataset: Dataset, op: str) -> None:
+        from ..model import set_dl_model_param
+        set_dl_model_param(model, "ignore_class_ids", self._settings["ignore_class_ids"])
+        if isinstance(self._settings["class_weights"], list):
+            set_dl_model_param(model, "class_weights", self._settings["class_weights"])
 
     def _label_values(self, dataset: Dataset, i: int, lab: np.ndarray, shape, op: str) -> np.ndarray:
         """Label image ``lab`` of image i checked (size, values) and zoomed (nearest) to the model's size."""

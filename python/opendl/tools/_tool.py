@@ -254,7 +254,8 @@ class _Tool:
 
     @max_iterations.setter
     def max_iterations(self, value: int):
-        self._settings["max_iterations"] = _int_at_least(value, 1, "max_iterations", f"{type(self).__name__}.max_iterations")
+        self._settings["max_iterations"] = _int_at_least(value, 1, "max_iterations",
+                                                         f"{type(self).__name__}.max_iterations")
 
     @property
     def image_size(self):
@@ -379,6 +380,7 @@ class _Tool:
                 raise HOperatorError(1304, "continuing after an early-stopping run needs an explicit iterations "
                                            "count", op)
         if self._lock is None:
+            self._check_dataset(dataset, op)
             self._create_model(dataset, op)
             self._lock = {"dataset": dataset.fingerprint, "split": split.fingerprint,
                           "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
@@ -442,6 +444,9 @@ class _Tool:
         out = [_preprocess_image(im, p, op, f"images[{i}]") for i, im in enumerate(images)]
         out = np.stack(out).astype(np.float32, copy=False)
         return out[..., None] if out.ndim == 3 else out
+
+    def _check_dataset(self, dataset: Dataset, op: str) -> None:
+        """Task checks of the first training's dataset, before anything of the tool changes."""
 
     def _configure_model(self, model, dataset: Dataset, op: str) -> None:
         """Task settings of a new model (after classes, size and solver are set)."""
