@@ -415,6 +415,12 @@ def _segmentation_class_weights(ds: dict, samples: list, class_ids: list, ignore
         for v, k in zip(values, n):
             if int(v) in counts:
                 counts[int(v)] += int(k)
+    return inverse_frequency_class_weights(counts, class_ids, ignore, max_weight)
+
+
+def inverse_frequency_class_weights(counts: dict, class_ids: list, ignore: list, max_weight: float) -> dict:
+    """HALCON's class weights from pixel counts {class id: n}: w_c = min(max_weight, N / (K n_c)) over the K
+    counted (not ignored) classes and their N pixels; a class without pixels gets max_weight, an ignored one 0."""
     counted = {c: n for c, n in counts.items() if c not in ignore}
     total = sum(counted.values())
     weights = {}

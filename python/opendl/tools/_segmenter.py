@@ -151,21 +151,18 @@ class Segmenter(_Tool):
 
     def _before_training(self, model, y_train) -> None:
         from ..model import set_dl_model_param
+        from ..preprocess import inverse_frequency_class_weights
         s = self._settings
         if s["class_weights"] != "inverse_frequency" or self._metrics:
             return
-        ids = self._class_ids
-        ignore = set(s["ignore_class_ids"])
-        counts = np.zeros(len(ids), np.float64)
+        counts = {c: 0 for c in self._class_ids}
         for lab in y_train:
             values, n = np.unique(lab, return_counts=True)
             for v, c in zip(values.tolist(), n.tolist()):
-                if v not in ignore:
-                    counts[ids.index(v)] += c
-        total = counts.sum()
-        weights = [s["max_class_weight"] if c == 0 else min(s["max_class_weight"], total / (len(ids) * c))
-                   for c in counts]
-        set_dl_model_param(model, "class_weights", weights)
+                if v in counts:          # the others are ignore_class_ids
+                    counts[v] += c
+        weights = inverse_frequency_class_weights(counts, self._class_ids, [], s["max_class_weight"])
+        set_dl_model_param(model, "class_weights", [weights[c] for c in self._class_ids])
 
     def _samples(self, images, labels) -> list:
         return [{"image": images[k] if images.shape[-1] > 1 else images[k][:, :, 0],
