@@ -5,9 +5,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstring>
 
 #include "backend/cuda_loader.h"
+#include "models/detection.h"
 #include "models/model.h"
 #include "models/zoo.h"
 #include "opendl/opendl.h"
@@ -351,6 +353,10 @@ PYBIND11_MODULE(_core, m) {
     int code = 0;
     bool ok = cuda_plugin(&why, &code) != nullptr;
     return py::make_tuple(ok, why, code);
+  });
+  // Test hook: the detector's exact IoU of two rectangle2 boxes (row, col, phi, length1, length2).
+  m.def("_box_iou_rectangle2", [](std::array<double, 5> a, std::array<double, 5> b) {
+    return box_iou(Box2{a[0], a[1], a[2], a[3], a[4]}, Box2{b[0], b[1], b[2], b[3], b[4]});
   });
   m.def("builtin_model_names", [] { return builtin_model_names(); });
   m.def("set_seed", [](uint64_t s) { SetSeed(s); });

@@ -1,4 +1,4 @@
-"""Object detection (create_dl_model_detection, rectangle1): learning to mAP@0.5 >= 0.8 on held-out generated
+"""Object detection (create_dl_model_detection, rectangle1; rectangle2 in test_detection_rectangle2.py): learning to mAP@0.5 >= 0.8 on held-out generated
 scenes, decoding and NMS against a numpy brute-force reference built from the documented anchors and box
 encoding, DLTrainResult keys, parameters, files, and bad input leaving the model unchanged."""
 
@@ -214,7 +214,7 @@ def test_bad_input_gets_halcon_errors_and_leaves_the_model_unchanged():
     np.testing.assert_array_equal(ha.get_dl_model_layer_weights(m, "class_scores_2", "weights"), before)
 
     with pytest.raises(HOperatorError) as e:
-        make_model(instance_type="rectangle2")
+        make_model(instance_type="polygon")
     assert e.value.error_code == 7824
     with pytest.raises(HOperatorError) as e:
         make_model(min_level=4, max_level=3)

@@ -1,5 +1,5 @@
-// Type 'detection' (create_dl_model_detection), instance type 'rectangle1' (axis-aligned boxes): a
-// RetinaNet-style detector (Lin et al. 2017) on a classifier backbone.
+// Type 'detection' (create_dl_model_detection), instance types 'rectangle1' (axis-aligned boxes) and 'rectangle2'
+// (oriented boxes): a RetinaNet-style detector (Lin et al. 2017) on a classifier backbone.
 //
 // Network. The backbone is a classification model (built-in name or file) at the detector's image size; its
 // classification head is dropped. For each level l in min_level..max_level (level l: the image downsampled
@@ -33,11 +33,29 @@
 // the batch over all levels (at least 1). DLTrainResult: total_loss, these per-level losses, regularization.
 // An image without boxes is a valid sample (all its anchors are background).
 //
+// rectangle2 (oriented boxes; DLSample keys bbox_row, bbox_col, bbox_phi, bbox_length1, bbox_length2). Every
+// rectangle1 anchor above is repeated for each of anchor_angles: centre kept, l1 = width / 2 along the angle,
+// l2 = height / 2 (anchor a = (k * |ratios| + ratio index) * |angles| + angle index). Assignment as above
+// with the exact IoU of the oriented rectangles (polygon clipping). Encoding relative to an anchor of centre
+// (ra, ca), angle pa and half lengths la1, la2: the centre offset in the anchor's own axes, ((d . e1) / (2
+// la1), (d . e2) / (2 la2)) with d = (r - ra, c - ca), e1 = (-sin pa, cos pa) and e2 = (cos pa, sin pa) in
+// (row, col); log(l1 / la1), log(l2 / la2); then the angle difference dphi = phi - pa:
+// - ignore_direction 'false' (the default): phi is a heading in (-pi, pi] and the box has 6 deltas, the last
+//   two sin(dphi) and cos(dphi), so that the target is continuous all around the circle (decoded with atan2);
+// - ignore_direction 'true': phi is taken modulo pi, results lie in (-pi/2, pi/2], and since (l1, l2, phi) and
+//   (l2, l1, phi +- pi/2) are the same rectangle the box is encoded in the form whose dphi is nearest 0,
+//   |dphi| <= pi/4, as one fifth delta.
+// class_ids_no_orientation: ground-truth boxes of these classes are replaced by their enclosing axis-aligned
+// rectangle2 (phi 0), encoded in the form nearest each anchor, and their results are again the enclosing
+// axis-aligned rectangle2 of the decoded box. Box channels per anchor: 4 (rectangle1), 5 or 6 (rectangle2).
+// A rectangle2 box may reach beyond the image; its centre must lie in it. Results are not clipped.
+//
 // Inference: per level the anchors and classes with sigmoid confidence >= min_confidence (at most the 1000
-// best per level) are decoded and clipped to the image; then non-maximum suppression per class at IoU
+// best per level) are decoded (rectangle1: clipped to the image); then non-maximum suppression per class at IoU
 // max_overlap, class-agnostic suppression at max_overlap_class_agnostic (1.0: off), and the
-// max_num_detections most confident. DLResult: bbox_row1, bbox_col1, bbox_row2, bbox_col2, bbox_class_id,
-// bbox_class_name, bbox_confidence (by descending confidence).
+// max_num_detections most confident. DLResult: bbox_row1, bbox_col1, bbox_row2, bbox_col2 (rectangle1) or
+// bbox_row, bbox_col, bbox_phi, bbox_length1, bbox_length2 (rectangle2), and bbox_class_id, bbox_class_name,
+// bbox_confidence (by descending confidence).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -98,7 +116,9 @@ Box1 decode_box(const Box1& anchor, const float d[4]) {
   return {r - h / 2, c - w / 2, r + h / 2, c + w / 2};
 }
 
-std::vector<size_t> nms(const std::vector<Box1>& boxes, const std::vector<double>& scores, double max_overlap) {
+namespace {
+template <class B>
+std::vector<size_t> greedy_nms(const std::vector<B>& boxes, const std::vector<double>& scores, double max_overlap) {
   std::vector<size_t> order(boxes.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
@@ -114,6 +134,124 @@ std::vector<size_t> nms(const std::vector<Box1>& boxes, const std::vector<double
     }
   }
   return keep;
+}
+
+struct Pt {
+  double x, y;  // x = column, y = row
+};
+double cross(const Pt& o, const Pt& a, const Pt& b) { return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x); }
+void corners(const Box2& b, Pt out[4]) {
+  // length1 runs along (row, col) = (-sin phi, cos phi), length2 along (cos phi, sin phi)
+  const double s = std::sin(b.phi), c = std::cos(b.phi);
+  const double ux = c * b.l1, uy = -s * b.l1, vx = s * b.l2, vy = c * b.l2;
+  out[0] = {b.c + ux + vx, b.r + uy + vy};
+  out[1] = {b.c - ux + vx, b.r - uy + vy};
+  out[2] = {b.c - ux - vx, b.r - uy - vy};
+  out[3] = {b.c + ux - vx, b.r + uy - vy};
+}
+}  // namespace
+
+std::vector<size_t> nms(const std::vector<Box1>& boxes, const std::vector<double>& scores, double max_overlap) {
+  return greedy_nms(boxes, scores, max_overlap);
+}
+std::vector<size_t> nms(const std::vector<Box2>& boxes, const std::vector<double>& scores, double max_overlap) {
+  return greedy_nms(boxes, scores, max_overlap);
+}
+
+double box_iou(const Box2& a, const Box2& b) {
+  if (!(a.l1 > 0) || !(a.l2 > 0) || !(b.l1 > 0) || !(b.l2 > 0)) return 0.0;
+  if (std::hypot(a.r - b.r, a.c - b.c) >= std::hypot(a.l1, a.l2) + std::hypot(b.l1, b.l2)) return 0.0;
+  // Sutherland-Hodgman: clip a's polygon by each edge of b (both convex).
+  Pt pa[4], pb[4];
+  corners(a, pa);
+  corners(b, pb);
+  const double orient = cross(pb[0], pb[1], pb[2]) > 0 ? 1.0 : -1.0;
+  std::vector<Pt> poly(pa, pa + 4), next;
+  for (int e = 0; e < 4 && !poly.empty(); ++e) {
+    const Pt &e0 = pb[e], &e1 = pb[(e + 1) % 4];
+    next.clear();
+    for (size_t j = 0; j < poly.size(); ++j) {
+      const Pt& cur = poly[j];
+      const Pt& prev = poly[(j + poly.size() - 1) % poly.size()];
+      const double sc = orient * cross(e0, e1, cur), sp = orient * cross(e0, e1, prev);
+      if (sc >= 0) {
+        if (sp < 0) {
+          const double t = sp / (sp - sc);
+          next.push_back({prev.x + t * (cur.x - prev.x), prev.y + t * (cur.y - prev.y)});
+        }
+        next.push_back(cur);
+      } else if (sp >= 0) {
+        const double t = sp / (sp - sc);
+        next.push_back({prev.x + t * (cur.x - prev.x), prev.y + t * (cur.y - prev.y)});
+      }
+    }
+    poly.swap(next);
+  }
+  double inter = 0;
+  for (size_t j = 0; j < poly.size(); ++j) {
+    const Pt &p = poly[j], &q = poly[(j + 1) % poly.size()];
+    inter += p.x * q.y - q.x * p.y;
+  }
+  inter = std::abs(inter) / 2;
+  const double u = 4 * a.l1 * a.l2 + 4 * b.l1 * b.l2 - inter;
+  return u > 0 ? std::clamp(inter / u, 0.0, 1.0) : 0.0;
+}
+
+double wrap_angle(double x, double period) { return x - period * std::ceil(x / period - 0.5); }
+
+Box2 enclosing_axis_aligned(const Box2& b) {
+  const double s = std::abs(std::sin(b.phi)), c = std::abs(std::cos(b.phi));
+  return {b.r, b.c, 0.0, b.l1 * c + b.l2 * s, b.l1 * s + b.l2 * c};
+}
+
+std::vector<Box2> level_anchors(int64_t level, int64_t map_h, int64_t map_w, int64_t image_h, int64_t image_w,
+                                int64_t num_subscales, const std::vector<double>& ratios,
+                                const std::vector<double>& angles) {
+  std::vector<Box2> out;
+  out.reserve(size_t(map_h * map_w) * size_t(num_subscales) * ratios.size() * angles.size());
+  for (const Box1& a : level_anchors(level, map_h, map_w, image_h, image_w, num_subscales, ratios))
+    for (double phi : angles)
+      out.push_back({(a.r1 + a.r2) / 2, (a.c1 + a.c2) / 2, phi, (a.c2 - a.c1) / 2, (a.r2 - a.r1) / 2});
+  return out;
+}
+
+void encode_box(const Box2& anchor, const Box2& box, bool ignore_direction, float* out) {
+  Box2 b = box;
+  double dphi;
+  if (ignore_direction) {
+    // (l1, l2, phi) and (l2, l1, phi +- pi / 2) are the same region: take the form nearest the anchor
+    dphi = wrap_angle(b.phi - anchor.phi, M_PI);
+    if (dphi > M_PI / 4) std::swap(b.l1, b.l2), dphi -= M_PI / 2;
+    else if (dphi <= -M_PI / 4) std::swap(b.l1, b.l2), dphi += M_PI / 2;
+  } else {
+    dphi = wrap_angle(b.phi - anchor.phi, 2 * M_PI);
+  }
+  const double s = std::sin(anchor.phi), c = std::cos(anchor.phi);
+  const double dr = b.r - anchor.r, dc = b.c - anchor.c;
+  out[0] = float((-s * dr + c * dc) / (2 * anchor.l1));
+  out[1] = float((c * dr + s * dc) / (2 * anchor.l2));
+  out[2] = float(std::log(b.l1 / anchor.l1));
+  out[3] = float(std::log(b.l2 / anchor.l2));
+  if (ignore_direction) {
+    out[4] = float(dphi);
+  } else {
+    out[4] = float(std::sin(dphi));
+    out[5] = float(std::cos(dphi));
+  }
+}
+
+Box2 decode_box(const Box2& anchor, const float* d, bool ignore_direction) {
+  const double s = std::sin(anchor.phi), c = std::cos(anchor.phi);
+  const double u = double(d[0]) * 2 * anchor.l1, v = double(d[1]) * 2 * anchor.l2;
+  const double lim = std::log(1000.0 / 16.0);
+  Box2 b;
+  b.r = anchor.r - s * u + c * v;
+  b.c = anchor.c + c * u + s * v;
+  b.l1 = anchor.l1 * std::exp(std::min(double(d[2]), lim));
+  b.l2 = anchor.l2 * std::exp(std::min(double(d[3]), lim));
+  const double dphi = ignore_direction ? double(d[4]) : std::atan2(double(d[4]), double(d[5]));
+  b.phi = wrap_angle(anchor.phi + dphi, ignore_direction ? M_PI : 2 * M_PI);
+  return b;
 }
 
 // ---------------------------------------------------------------------------------------------- adapter
@@ -161,7 +299,13 @@ class DetectionAdapter : public ClassAdapter {
   double min_confidence_ = 0.5, max_overlap_ = 0.5, max_overlap_ca_ = 1.0;
   int64_t max_num_detections_ = 100;
 
-  int64_t num_anchors() const { return subscales_ * int64_t(ratios_.size()); }
+  // rectangle2 settings.
+  bool rect2_ = false, ignore_dir_ = false;
+  std::vector<double> angles_ = {0.0};
+  std::vector<int64_t> no_orient_;  // class_ids_no_orientation
+
+  int64_t num_anchors() const { return subscales_ * int64_t(ratios_.size()) * (rect2_ ? int64_t(angles_.size()) : 1); }
+  int64_t box_channels() const { return rect2_ ? box2_deltas(ignore_dir_) : 4; }
   std::vector<double> alpha() const {
     return class_weights_.empty() ? std::vector<double>(class_ids_.size(), 0.25) : class_weights_;
   }
@@ -189,87 +333,134 @@ class DetectionAdapter : public ClassAdapter {
 
   // ------------------------------------------------------------------ samples
 
-  std::vector<Box1> sample_boxes(const Sample& s, size_t i, const Shape4& img, std::vector<int64_t>& cls) const {
-    const char* keys[5] = {"bbox_label_id", "bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"};
+  // Ground truth of one sample, by instance type (b1 for rectangle1, b2 for rectangle2).
+  struct Truth {
+    std::vector<int64_t> cls;  // class index
+    std::vector<Box1> b1;
+    std::vector<Box2> b2;
+  };
+  bool no_orientation(int64_t class_index) const {
+    return std::find(no_orient_.begin(), no_orient_.end(), class_ids_[size_t(class_index)]) != no_orient_.end();
+  }
+
+  Truth sample_truth(const Sample& s, size_t i, const Shape4& img) const {
+    static const char* k1[5] = {"bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2", nullptr};
+    static const char* k2[5] = {"bbox_row", "bbox_col", "bbox_phi", "bbox_length1", "bbox_length2"};
+    std::vector<const char*> keys{"bbox_label_id"};
+    for (int k = 0; k < (rect2_ ? 5 : 4); ++k) keys.push_back(rect2_ ? k2[k] : k1[k]);
     const std::string at = "sample " + std::to_string(i);
-    std::vector<Tuple> v(5);
-    for (int k = 0; k < 5; ++k) {
+    std::vector<Tuple> v(keys.size());
+    for (size_t k = 0; k < keys.size(); ++k) {
       auto it = s.find(keys[k]);
       if (it == s.end())
         fail(err::kInputsMissing, at + " has no key '" + keys[k] + "' (an image without objects has empty tuples)");
       if (!std::holds_alternative<Tuple>(it->second))
         fail(err::kInputWrongType, at + ": '" + keys[k] + "' must be a tuple of numbers");
-      v[size_t(k)] = std::get<Tuple>(it->second);
-      for (auto& e : v[size_t(k)])
+      v[k] = std::get<Tuple>(it->second);
+      for (auto& e : v[k])
         if (!is_number(e) || !std::isfinite(as_double(e)))
           fail(err::kInputWrongType, at + ": '" + keys[k] + "' holds " + to_string(e) + ", not a finite number");
-      if (v[size_t(k)].size() != v[0].size())
-        fail(err::kInputWrongLength, at + ": '" + keys[k] + "' has " + std::to_string(v[size_t(k)].size()) +
+      if (v[k].size() != v[0].size())
+        fail(err::kInputWrongLength, at + ": '" + keys[k] + "' has " + std::to_string(v[k].size()) +
                                          " values but 'bbox_label_id' " + std::to_string(v[0].size()));
     }
-    std::vector<Box1> boxes;
+    Truth t;
     for (size_t b = 0; b < v[0].size(); ++b) {
       const double id = as_double(v[0][b]);
       const int64_t k = id == std::floor(id) ? index_of(int64_t(id)) : -1;
       if (k < 0)
         fail(err::kInputWrongValues, at + ": bbox_label_id " + to_string(v[0][b]) + " is not one of the class_ids " +
                                          ids_str(class_ids_));
-      Box1 box{as_double(v[1][b]), as_double(v[2][b]), as_double(v[3][b]), as_double(v[4][b])};
-      const std::string which = at + ", box " + std::to_string(b) + " (" + to_string(v[1][b]) + ", " +
-                                to_string(v[2][b]) + ", " + to_string(v[3][b]) + ", " + to_string(v[4][b]) + ")";
-      if (!(box.r2 > box.r1) || !(box.c2 > box.c1))
-        fail(err::kInputWrongValues, which + ": zero or negative area (row2 must exceed row1, col2 col1)");
-      // HALCON's pixel-centred coordinates put a full-image box at -0.5 .. size - 0.5; half a pixel of slack
-      // on either side allows for rounding in the annotation tools.
-      if (box.r1 < -1.0 || box.c1 < -1.0 || box.r2 > double(img.h) + 1e-9 || box.c2 > double(img.w) + 1e-9)
-        fail(err::kInputWrongValues, which + " lies outside the " + std::to_string(img.h) + " x " +
-                                         std::to_string(img.w) + " image");
-      boxes.push_back(box);
-      cls.push_back(k);
+      std::string which = at + ", box " + std::to_string(b) + " (";
+      for (size_t q = 1; q < keys.size(); ++q) which += (q > 1 ? ", " : "") + to_string(v[q][b]);
+      which += ")";
+      auto x = [&](size_t q) { return as_double(v[q][b]); };
+      if (!rect2_) {
+        Box1 box{x(1), x(2), x(3), x(4)};
+        if (!(box.r2 > box.r1) || !(box.c2 > box.c1))
+          fail(err::kInputWrongValues, which + ": zero or negative area (row2 must exceed row1, col2 col1)");
+        // HALCON's pixel-centred coordinates put a full-image box at -0.5 .. size - 0.5; half a pixel of
+        // slack on either side allows for rounding in the annotation tools.
+        if (box.r1 < -1.0 || box.c1 < -1.0 || box.r2 > double(img.h) + 1e-9 || box.c2 > double(img.w) + 1e-9)
+          fail(err::kInputWrongValues, which + " lies outside the " + std::to_string(img.h) + " x " +
+                                           std::to_string(img.w) + " image");
+        t.b1.push_back(box);
+      } else {
+        Box2 box{x(1), x(2), x(3), x(4), x(5)};
+        if (!(box.l1 > 0) || !(box.l2 > 0))
+          fail(err::kInputWrongValues, which + ": zero or negative area (bbox_length1 and bbox_length2 must be > 0)");
+        // The centre must lie in the image (with the half pixel of slack); the box may reach beyond it.
+        if (box.r < -1.0 || box.c < -1.0 || box.r > double(img.h) + 1e-9 || box.c > double(img.w) + 1e-9)
+          fail(err::kInputWrongValues, which + ": the centre lies outside the " + std::to_string(img.h) + " x " +
+                                           std::to_string(img.w) + " image");
+        box.phi = wrap_angle(box.phi, ignore_dir_ ? M_PI : 2 * M_PI);
+        if (no_orientation(k)) box = enclosing_axis_aligned(box);
+        t.b2.push_back(box);
+      }
+      t.cls.push_back(k);
     }
-    return boxes;
+    return t;
+  }
+
+  // The equivalent form of an unoriented box (l1, l2, phi + j pi / 2, lengths swapped for odd j) whose angle
+  // lies nearest the anchor's.
+  static Box2 nearest_form(Box2 b, double anchor_phi) {
+    double d = wrap_angle(b.phi - anchor_phi, M_PI);
+    if (d > M_PI / 4) std::swap(b.l1, b.l2), d -= M_PI / 2;
+    else if (d <= -M_PI / 4) std::swap(b.l1, b.l2), d += M_PI / 2;
+    b.phi = anchor_phi + d;
+    return b;
   }
 
   std::vector<Sample> train_inputs(const Model& m, const std::vector<Sample>& batch) const override {
     const Shape4 img = image_shape(m);
     const auto lv = levels(m);
-    const int64_t a_num = num_anchors(), k_num = int64_t(class_ids_.size());
+    const int64_t a_num = num_anchors(), k_num = int64_t(class_ids_.size()), d_num = box_channels();
+    // All anchors of all levels, for the assignment.
+    std::vector<Box1> anchors1;
+    std::vector<Box2> anchors2;
+    std::vector<size_t> start;
+    for (auto& L : lv) {
+      if (rect2_) {
+        start.push_back(anchors2.size());
+        auto a = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_, angles_);
+        anchors2.insert(anchors2.end(), a.begin(), a.end());
+      } else {
+        start.push_back(anchors1.size());
+        auto a = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_);
+        anchors1.insert(anchors1.end(), a.begin(), a.end());
+      }
+    }
+    const size_t n_anchors = rect2_ ? anchors2.size() : anchors1.size();
     std::vector<Sample> out;
     for (size_t i = 0; i < batch.size(); ++i) {
       Sample n = image_of(batch[i], i);
-      std::vector<int64_t> cls;
-      std::vector<Box1> gt = sample_boxes(batch[i], i, img, cls);
-      // All anchors of all levels, for the assignment.
-      std::vector<Box1> anchors;
-      std::vector<size_t> start;
-      for (auto& L : lv) {
-        start.push_back(anchors.size());
-        auto a = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_);
-        anchors.insert(anchors.end(), a.begin(), a.end());
-      }
-      std::vector<int64_t> match(anchors.size(), -1);  // -1 background, -2 ignored, else box index
-      std::vector<double> best_of_box(gt.size(), 0.0);
-      std::vector<double> iou_best(anchors.size(), 0.0);
-      for (size_t a = 0; a < anchors.size(); ++a) {
+      const Truth gt = sample_truth(batch[i], i, img);
+      const size_t G = gt.cls.size();
+      std::vector<double> q(n_anchors * G);  // IoU of anchor a and box b at a * G + b
+      for (size_t a = 0; a < n_anchors; ++a)
+        for (size_t b = 0; b < G; ++b)
+          q[a * G + b] = rect2_ ? box_iou(anchors2[a], gt.b2[b]) : box_iou(anchors1[a], gt.b1[b]);
+      std::vector<int64_t> match(n_anchors, -1);  // -1 background, -2 ignored, else box index
+      std::vector<double> best_of_box(G, 0.0);
+      for (size_t a = 0; a < n_anchors; ++a) {
         double best = 0;
         int64_t arg = -1;
-        for (size_t b = 0; b < gt.size(); ++b) {
-          double q = box_iou(anchors[a], gt[b]);
-          if (q > best) best = q, arg = int64_t(b);
-          best_of_box[b] = std::max(best_of_box[b], q);
+        for (size_t b = 0; b < G; ++b) {
+          if (q[a * G + b] > best) best = q[a * G + b], arg = int64_t(b);
+          best_of_box[b] = std::max(best_of_box[b], q[a * G + b]);
         }
-        iou_best[a] = best;
         match[a] = best >= kFgIou ? arg : best >= kBgIou ? -2 : -1;
       }
-      for (size_t b = 0; b < gt.size(); ++b)
+      for (size_t b = 0; b < G; ++b)
         if (best_of_box[b] > 0)
-          for (size_t a = 0; a < anchors.size(); ++a)
-            if (box_iou(anchors[a], gt[b]) == best_of_box[b]) match[a] = int64_t(b);
+          for (size_t a = 0; a < n_anchors; ++a)
+            if (q[a * G + b] == best_of_box[b]) match[a] = int64_t(b);
       int64_t fg = 0;
       for (size_t li = 0; li < lv.size(); ++li) {
         const auto& L = lv[li];
         Tensor ct({L.h, L.w, a_num * k_num}), cw({L.h, L.w, a_num * k_num});
-        Tensor bt({L.h, L.w, a_num * 4}), bw({L.h, L.w, a_num * 4});
+        Tensor bt({L.h, L.w, a_num * d_num}), bw({L.h, L.w, a_num * d_num});
         float *ctp = ct.f32(), *cwp = cw.f32(), *btp = bt.f32(), *bwp = bw.f32();
         std::fill(ctp, ctp + ct.numel(), 0.f);
         std::fill(cwp, cwp + cw.numel(), 1.f);
@@ -279,13 +470,20 @@ class DetectionAdapter : public ClassAdapter {
           for (int64_t a = 0; a < a_num; ++a) {
             const size_t g = start[li] + size_t(p * a_num + a);
             const int64_t mb = match[g];
+            const int64_t pa = p * a_num + a;
             if (mb == -2) {
-              for (int64_t k = 0; k < k_num; ++k) cwp[p * a_num * k_num + a * k_num + k] = 0.f;
+              for (int64_t k = 0; k < k_num; ++k) cwp[pa * k_num + k] = 0.f;
             } else if (mb >= 0) {
               ++fg;
-              ctp[p * a_num * k_num + a * k_num + cls[size_t(mb)]] = 1.f;
-              encode_box(anchors[g], gt[size_t(mb)], btp + p * a_num * 4 + a * 4);
-              for (int d = 0; d < 4; ++d) bwp[p * a_num * 4 + a * 4 + d] = 1.f;
+              const int64_t k = gt.cls[size_t(mb)];
+              ctp[pa * k_num + k] = 1.f;
+              if (!rect2_) encode_box(anchors1[g], gt.b1[size_t(mb)], btp + pa * 4);
+              else {
+                const Box2& b = gt.b2[size_t(mb)];
+                encode_box(anchors2[g], no_orientation(k) ? nearest_form(b, anchors2[g].phi) : b, ignore_dir_,
+                           btp + pa * d_num);
+              }
+              for (int64_t d = 0; d < d_num; ++d) bwp[pa * d_num + d] = 1.f;
             }
           }
         n[lname("class_target", L.l)] = std::move(ct);
@@ -302,10 +500,11 @@ class DetectionAdapter : public ClassAdapter {
   // ------------------------------------------------------------------ results
 
   std::vector<std::string> output_layers(const std::vector<std::string>& requested) const override {
-    static const std::set<std::string> keys = {"bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2",
-                                               "bbox_class_id", "bbox_class_name", "bbox_confidence"};
+    static const std::set<std::string> common = {"bbox_class_id", "bbox_class_name", "bbox_confidence"};
+    static const std::set<std::string> k1 = {"bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"};
+    static const std::set<std::string> k2 = {"bbox_row", "bbox_col", "bbox_phi", "bbox_length1", "bbox_length2"};
     for (auto& r : requested)
-      if (!keys.count(r)) return {};
+      if (!common.count(r) && !(rect2_ ? k2 : k1).count(r)) return {};
     std::vector<std::string> v;
     for (int64_t l = min_level_; l <= max_level_; ++l) {
       v.push_back(lname("class_scores", l));
@@ -318,10 +517,11 @@ class DetectionAdapter : public ClassAdapter {
                     const std::vector<std::string>& requested) const override {
     const Shape4 img = image_shape(m);
     const auto lv = levels(m);
-    const int64_t a_num = num_anchors(), k_num = int64_t(class_ids_.size());
+    const int64_t a_num = num_anchors(), k_num = int64_t(class_ids_.size()), d_num = box_channels();
     const double logit_min = std::log(std::max(min_confidence_, 1e-12) / std::max(1.0 - min_confidence_, 1e-12));
     for (auto& r : results) {
-      std::vector<Box1> boxes;
+      std::vector<Box1> boxes1;
+      std::vector<Box2> boxes2;
       std::vector<double> scores;
       std::vector<int64_t> cls;
       for (auto& L : lv) {
@@ -343,64 +543,84 @@ class DetectionAdapter : public ClassAdapter {
           cand.resize(kTopPerLevel);
         }
         if (cand.empty()) continue;
-        auto anchors = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_);
+        std::vector<Box1> anchors1;
+        std::vector<Box2> anchors2;
+        if (rect2_) anchors2 = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_, angles_);
+        else anchors1 = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_);
         for (auto& [logit, q] : cand) {
           const int64_t pa = q / k_num, k = q % k_num;  // pa = p * A + a
-          Box1 b = decode_box(anchors[size_t(pa)], d + pa * 4);
-          b.r1 = std::clamp(b.r1, -0.5, double(img.h) - 0.5);
-          b.r2 = std::clamp(b.r2, -0.5, double(img.h) - 0.5);
-          b.c1 = std::clamp(b.c1, -0.5, double(img.w) - 0.5);
-          b.c2 = std::clamp(b.c2, -0.5, double(img.w) - 0.5);
-          if (!(b.r2 > b.r1) || !(b.c2 > b.c1)) continue;
-          boxes.push_back(b);
+          if (rect2_) {
+            Box2 b = decode_box(anchors2[size_t(pa)], d + pa * d_num, ignore_dir_);
+            if (!std::isfinite(b.r) || !std::isfinite(b.c) || !std::isfinite(b.phi) || !(b.l1 > 0) || !(b.l2 > 0))
+              continue;
+            if (no_orientation(k)) b = enclosing_axis_aligned(b);
+            boxes2.push_back(b);
+          } else {
+            Box1 b = decode_box(anchors1[size_t(pa)], d + pa * 4);
+            b.r1 = std::clamp(b.r1, -0.5, double(img.h) - 0.5);
+            b.r2 = std::clamp(b.r2, -0.5, double(img.h) - 0.5);
+            b.c1 = std::clamp(b.c1, -0.5, double(img.w) - 0.5);
+            b.c2 = std::clamp(b.c2, -0.5, double(img.w) - 0.5);
+            if (!(b.r2 > b.r1) || !(b.c2 > b.c1)) continue;
+            boxes1.push_back(b);
+          }
           scores.push_back(1.0 / (1.0 + std::exp(-double(logit))));
           cls.push_back(k);
         }
       }
+      auto suppress = [&](const std::vector<size_t>& idx, double thr) {
+        std::vector<double> s;
+        for (size_t i : idx) s.push_back(scores[i]);
+        std::vector<size_t> keep;
+        if (rect2_) {
+          std::vector<Box2> b;
+          for (size_t i : idx) b.push_back(boxes2[i]);
+          keep = nms(b, s, thr);
+        } else {
+          std::vector<Box1> b;
+          for (size_t i : idx) b.push_back(boxes1[i]);
+          keep = nms(b, s, thr);
+        }
+        for (auto& j : keep) j = idx[j];
+        return keep;
+      };
       // Per class suppression, then class-agnostic.
       std::vector<size_t> kept;
       for (int64_t k = 0; k < k_num; ++k) {
         std::vector<size_t> idx;
-        for (size_t i = 0; i < boxes.size(); ++i)
+        for (size_t i = 0; i < scores.size(); ++i)
           if (cls[i] == k) idx.push_back(i);
-        std::vector<Box1> b;
-        std::vector<double> s;
-        for (size_t i : idx) b.push_back(boxes[i]), s.push_back(scores[i]);
-        for (size_t j : nms(b, s, max_overlap_)) kept.push_back(idx[j]);
+        for (size_t j : suppress(idx, max_overlap_)) kept.push_back(j);
       }
-      if (max_overlap_ca_ < 1.0) {
-        std::vector<Box1> b;
-        std::vector<double> s;
-        for (size_t i : kept) b.push_back(boxes[i]), s.push_back(scores[i]);
-        std::vector<size_t> again;
-        for (size_t j : nms(b, s, max_overlap_ca_)) again.push_back(kept[j]);
-        kept = again;
-      }
+      if (max_overlap_ca_ < 1.0) kept = suppress(kept, max_overlap_ca_);
       std::stable_sort(kept.begin(), kept.end(), [&](size_t a, size_t b) {
         return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
       });
       if (int64_t(kept.size()) > max_num_detections_) kept.resize(size_t(max_num_detections_));
-      Tuple r1, c1, r2, c2, id, name, conf;
+      std::vector<std::pair<const char*, Tuple>> cols;
+      if (rect2_) cols = {{"bbox_row", {}}, {"bbox_col", {}}, {"bbox_phi", {}}, {"bbox_length1", {}}, {"bbox_length2", {}}};
+      else cols = {{"bbox_row1", {}}, {"bbox_col1", {}}, {"bbox_row2", {}}, {"bbox_col2", {}}};
+      Tuple id, name, conf;
       for (size_t i : kept) {
-        r1.push_back(boxes[i].r1);
-        c1.push_back(boxes[i].c1);
-        r2.push_back(boxes[i].r2);
-        c2.push_back(boxes[i].c2);
+        if (rect2_) {
+          const Box2& b = boxes2[i];
+          const double x[5] = {b.r, b.c, b.phi, b.l1, b.l2};
+          for (size_t q = 0; q < 5; ++q) cols[q].second.push_back(x[q]);
+        } else {
+          const Box1& b = boxes1[i];
+          const double x[4] = {b.r1, b.c1, b.r2, b.c2};
+          for (size_t q = 0; q < 4; ++q) cols[q].second.push_back(x[q]);
+        }
         id.push_back(class_ids_[size_t(cls[i])]);
         name.push_back(class_names_[size_t(cls[i])]);
         conf.push_back(scores[i]);
       }
+      cols.push_back({"bbox_class_id", id});
+      cols.push_back({"bbox_class_name", name});
+      cols.push_back({"bbox_confidence", conf});
       std::set<std::string> want(requested.begin(), requested.end());
-      auto put = [&](const char* k, Tuple t) {
+      for (auto& [k, t] : cols)
         if (want.empty() || want.count(k)) r[k] = std::move(t);
-      };
-      put("bbox_row1", r1);
-      put("bbox_col1", c1);
-      put("bbox_row2", r2);
-      put("bbox_col2", c2);
-      put("bbox_class_id", id);
-      put("bbox_class_name", name);
-      put("bbox_confidence", conf);
     }
   }
 
@@ -411,7 +631,7 @@ class DetectionAdapter : public ClassAdapter {
     for (const char* n : {"backbone", "instance_type", "min_level", "max_level", "anchor_num_subscales",
                           "anchor_aspect_ratios", "capacity", "backbone_docking_layers", "bbox_heads_weight",
                           "class_heads_weight", "min_confidence", "max_overlap", "max_overlap_class_agnostic",
-                          "max_num_detections"})
+                          "max_num_detections", "anchor_angles", "ignore_direction", "class_ids_no_orientation"})
       v.push_back(n);
     return v;
   }
@@ -420,7 +640,10 @@ class DetectionAdapter : public ClassAdapter {
       auto a = alpha();
       out.assign(a.begin(), a.end());
     } else if (name == "backbone") out = {backbone_};
-    else if (name == "instance_type") out = {std::string("rectangle1")};
+    else if (name == "instance_type") out = {std::string(rect2_ ? "rectangle2" : "rectangle1")};
+    else if (name == "anchor_angles") out.assign(angles_.begin(), angles_.end());
+    else if (name == "ignore_direction") out = {std::string(ignore_dir_ ? "true" : "false")};
+    else if (name == "class_ids_no_orientation") out.assign(no_orient_.begin(), no_orient_.end());
     else if (name == "min_level") out = {min_level_};
     else if (name == "max_level") out = {max_level_};
     else if (name == "anchor_num_subscales") out = {subscales_};
@@ -440,7 +663,7 @@ class DetectionAdapter : public ClassAdapter {
     static const std::set<std::string> fixed = {
         "backbone", "instance_type", "min_level", "max_level", "anchor_num_subscales", "anchor_aspect_ratios",
         "capacity", "backbone_docking_layers", "bbox_heads_weight", "class_heads_weight", "image_width",
-        "image_height", "image_num_channels", "image_dimensions", "image_size"};
+        "image_height", "image_num_channels", "image_dimensions", "image_size", "anchor_angles", "ignore_direction"};
     if (fixed.count(name))
       fail(err::kWrongValue2, "'" + name + "' of a detection model is set at creation (create_dl_model_detection) "
                                            "and cannot be changed afterwards");
@@ -448,6 +671,19 @@ class DetectionAdapter : public ClassAdapter {
     else if (name == "max_overlap") max_overlap_ = unit_of(v, name);
     else if (name == "max_overlap_class_agnostic") max_overlap_ca_ = unit_of(v, name);
     else if (name == "max_num_detections") max_num_detections_ = integer_of(v, name, 1, 1 << 30);
+    else if (name == "class_ids_no_orientation") {
+      std::vector<int64_t> ids;
+      for (auto& e : v) {
+        const double x = is_number(e) ? as_double(e) : -1;
+        if (x != std::floor(x) || index_of(int64_t(x)) < 0)
+          fail(err::kWrongValue3, "'class_ids_no_orientation' holds " + to_string(e) + ", not one of the class_ids " +
+                                      ids_str(class_ids_));
+        ids.push_back(int64_t(x));
+      }
+      if (!ids.empty() && !rect2_)
+        fail(7822, "'class_ids_no_orientation' applies to instance_type 'rectangle2' only; this model is 'rectangle1'");
+      no_orient_ = ids;
+    }
     else if (name == "class_weights") {
       std::vector<double> w;
       for (auto& e : v) {
@@ -506,6 +742,11 @@ class DetectionAdapter : public ClassAdapter {
     d.set_tuple("backbone_docking_layers", Tuple(docking_.begin(), docking_.end()));
     d.set_tuple("heads_weights", {bbox_heads_weight_, class_heads_weight_});
     d.set_tuple("inference", {min_confidence_, max_overlap_, max_overlap_ca_, max_num_detections_});
+    if (rect2_) {
+      d.set_tuple("rectangle2", {int64_t(ignore_dir_ ? 1 : 0)});
+      d.set_tuple("anchor_angles", Tuple(angles_.begin(), angles_.end()));
+      d.set_tuple("class_ids_no_orientation", Tuple(no_orient_.begin(), no_orient_.end()));
+    }
   }
   void load(const Dict& d) override {
     ClassAdapter::load(d);
@@ -527,6 +768,15 @@ class DetectionAdapter : public ClassAdapter {
     max_overlap_ = as_double(inf.at(1));
     max_overlap_ca_ = as_double(inf.at(2));
     max_num_detections_ = std::get<int64_t>(inf.at(3));
+    rect2_ = d.contains("rectangle2");
+    ignore_dir_ = rect2_ && std::get<int64_t>(d.get_tuple("rectangle2").at(0)) != 0;
+    angles_ = {0.0};
+    no_orient_.clear();
+    if (rect2_) {
+      angles_.clear();
+      for (auto& v : d.get_tuple("anchor_angles")) angles_.push_back(as_double(v));
+      for (auto& v : d.get_tuple("class_ids_no_orientation")) no_orient_.push_back(std::get<int64_t>(v));
+    }
   }
 };
 
@@ -579,16 +829,36 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
       "image_dimensions", "instance_type", "min_level", "max_level", "anchor_num_subscales",
       "anchor_aspect_ratios", "capacity", "backbone_docking_layers", "class_weights", "bbox_heads_weight",
       "class_heads_weight", "min_confidence", "max_overlap", "max_overlap_class_agnostic", "max_num_detections",
-      "image_range_min", "image_range_max"};
+      "image_range_min", "image_range_max", "anchor_angles", "ignore_direction", "class_ids_no_orientation"};
   for (auto& kv : p)
     if (!known.count(kv.first))
       fail(err::kWrongValue3, "dlmodel_detection_param: unknown key '" + kv.first + "'");
   if (auto v = take("instance_type")) {
     const std::string t = v->size() == 1 && is_string((*v)[0]) ? std::get<std::string>((*v)[0]) : "";
-    if (t == "rectangle2")
-      fail(7824, "instance_type 'rectangle2' (oriented boxes) is not supported by this version of opendl yet; "
-                 "use 'rectangle1'");
-    if (t != "rectangle1") fail(7824, "instance_type must be 'rectangle1' or 'rectangle2', got " + to_string(*v));
+    if (t != "rectangle1" && t != "rectangle2")
+      fail(7824, "instance_type must be 'rectangle1' or 'rectangle2', got " + to_string(*v));
+    a.rect2_ = t == "rectangle2";
+  }
+  if (auto v = take("ignore_direction")) {
+    const Value x = v->size() == 1 ? (*v)[0] : Value(std::string());
+    const std::string t = is_string(x) ? std::get<std::string>(x) : is_number(x) ? std::to_string(int(as_double(x))) : "";
+    if (t != "true" && t != "false" && t != "1" && t != "0")
+      fail(7822, "ignore_direction must be 'true' or 'false', got " + to_string(*v));
+    a.ignore_dir_ = t == "true" || t == "1";
+    if (a.ignore_dir_ && !a.rect2_)
+      fail(7822, "ignore_direction applies to instance_type 'rectangle2' only");
+  }
+  if (auto v = take("anchor_angles")) {
+    std::vector<double> ang;
+    for (auto& e : *v) {
+      if (!is_number(e) || !std::isfinite(as_double(e)))
+        fail(7822, "anchor_angles must be finite angles in radians, got " + to_string(*v));
+      ang.push_back(wrap_angle(as_double(e), a.ignore_dir_ ? M_PI : 2 * M_PI));
+    }
+    if (ang.empty()) fail(err::kWrongNumValues3, "anchor_angles needs at least one angle");
+    if (!a.rect2_ && (ang.size() != 1 || ang[0] != 0.0))
+      fail(7822, "anchor_angles apply to instance_type 'rectangle2' only; a 'rectangle1' model takes [0.0]");
+    a.angles_ = ang;
   }
   if (auto v = take("min_level")) a.min_level_ = integer_of(*v, "min_level", 1, 8);
   if (auto v = take("max_level")) a.max_level_ = integer_of(*v, "max_level", 1, 8);
@@ -686,7 +956,7 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
     }
     pyr[l] = lat;
   }
-  const int64_t A = a.num_anchors(), K = num_classes;
+  const int64_t A = a.num_anchors(), K = num_classes, D = a.box_channels();
   L num_fg = CreateDlLayerInput(kNumFg, {int64_t(1), int64_t(1), int64_t(1)}, kNone, kNone);
   std::vector<LayerPtr> outputs;
   Tuple alpha;
@@ -700,12 +970,12 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
       bh = b.cbr(bh, lname("box_head", l) + "_" + std::to_string(i), F);
     }
     L cls = b.conv_bias(ch, lname("class_scores", l), 3, A * K, 1, "none", -std::log((1 - kPrior) / kPrior));
-    L box = b.conv_bias(bh, lname("box_deltas", l), 3, A * 4, 1, "none");
+    L box = b.conv_bias(bh, lname("box_deltas", l), 3, A * D, 1, "none");
     const Shape4 s = cls.ptr->shape();
     L ct = CreateDlLayerInput(lname("class_target", l), {s.w, s.h, A * K}, kNone, kNone);
     L cw = CreateDlLayerInput(lname("class_weight", l), {s.w, s.h, A * K}, kNone, kNone);
-    L bt = CreateDlLayerInput(lname("box_target", l), {s.w, s.h, A * 4}, kNone, kNone);
-    L bw = CreateDlLayerInput(lname("box_weight", l), {s.w, s.h, A * 4}, kNone, kNone);
+    L bt = CreateDlLayerInput(lname("box_target", l), {s.w, s.h, A * D}, kNone, kNone);
+    L bw = CreateDlLayerInput(lname("box_weight", l), {s.w, s.h, A * D}, kNone, kNone);
     L lc = CreateDlLayer("loss_focal", {cls, ct, cw, num_fg}, lname("loss_class", l),
                          {{a.class_heads_weight_}, {kGamma}, alpha, {std::string("focal_binary")}}, kNone, kNone);
     L lb = CreateDlLayer("loss_huber", {box, bt, bw, num_fg}, lname("loss_box", l), {{a.bbox_heads_weight_}, {kBeta}},
@@ -720,7 +990,8 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
   m->set_param("image_range_max", range_max);
   // Settable keys last, through the adapter's own checks.
   for (const char* k : {"class_ids", "class_names", "class_weights", "min_confidence", "max_overlap",
-                        "max_overlap_class_agnostic", "max_num_detections", "image_range_min", "image_range_max"})
+                        "max_overlap_class_agnostic", "max_num_detections", "image_range_min", "image_range_max",
+                        "class_ids_no_orientation"})
     if (auto v = take(k)) m->set_param(k, *v);
   if (auto v = take("num_classes"))
     if (integer_of(*v, "num_classes", 1, 1 << 20) != num_classes)
