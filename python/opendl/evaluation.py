@@ -1,5 +1,5 @@
 """HALCON's evaluation procedures (spec C.9, C.10, D.4): gen_confusion_matrix, create_evaluation_default_param
-and evaluate_dl_model (classification and segmentation models).
+and evaluate_dl_model (classification, segmentation and detection models).
 
 Decisions where the spec leaves the behaviour open or opendl has no HALCON counterpart:
 - Confusion matrices are numpy arrays instead of HALCON matrix handles: rows = predicted class, columns =
@@ -24,6 +24,12 @@ Decisions where the spec leaves the behaviour open or opendl has no HALCON count
   predicted class, columns = ground truth, in class_ids order); class_iou / class_pixel_accuracy are tuples in
   class_ids order with -1 for a class without ground-truth pixels, which the means leave out. 'all' means every
   measure except the confusion matrix.
+- evaluate_dl_model (detection): the nested result of spec C.10, max_num_detections_<N|all> / area_<name> /
+  {mean_ap, ap_iou_<t>, mean_iou_ap} (+ mean_soap_tp, soap_tp_iou_<t>, mean_iou_soap_tp for rectangle2 models
+  with 'soap', which is added when the model's ignore_direction is 'false'), and with detailed_evaluation the
+  counts detailed_evaluation_iou_<t>; the algorithm is described in opendl._detection_eval. The DLSamples'
+  boxes and the results are compared in the preprocessed image's coordinates. Not produced:
+  detection_confusion_matrix and the soap_fp_* / mean_soap_all keys of the detailed evaluation.
 Error codes: see opendl._proc; other model types raise 7912.
 """
 
@@ -35,7 +41,7 @@ import numpy as np
 
 from ._convert import as_list
 from ._proc import (H_ERR_DL_MODEL_OPERATOR_UNSUPPORTED, content, flag, gen_params, get, get1, is_int,
-                    name_value_params, new_dict, put, samples_of)
+                    is_number, name_value_params, new_dict, put, samples_of, sub_dict)
 from .errors import H_ERR_DICT_KEY, HOperatorError
 
 __all__ = ["create_evaluation_default_param", "evaluate_dl_model", "gen_confusion_matrix"]
@@ -182,9 +188,10 @@ def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_se
     op = "evaluate_dl_model"
     ds = content(dldataset, op, "dldataset")
     model_type = get_dl_model_param(dlmodel_handle, "type")[0]
-    if model_type not in ("classification", "segmentation"):
+    if model_type not in ("classification", "segmentation", "detection"):
         raise HOperatorError(H_ERR_DL_MODEL_OPERATOR_UNSUPPORTED, f"evaluation of {model_type!r} models is not "
-                                                                  "supported yet (classification, segmentation)", op)
+                                                                  "supported yet (classification, segmentation, "
+                                                                  "detection)", op)
     samples = samples_of(ds, op)
     if not samples:
         raise HOperatorError(1301, "dldataset holds no samples", op)
@@ -205,6 +212,8 @@ def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_se
         put(ep, "num_classes", len(user["class_ids"]))
     if "show_progress" in user:
         flag(user["show_progress"], op, 1305, "GenParam 'show_progress'")
+    if model_type == "detection":
+        return _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
     if model_type == "segmentation":
         return _evaluate_segmentation(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
     return _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
@@ -397,3 +406,76 @@ def _evaluate_segmentation(dldataset, dlmodel_handle, samples, selected, ep, use
             cm += np.bincount(p[keep] * k + g[keep], minlength=k * k).reshape(k, k)
     put(ep, "measures", measures)
     return new_dict(segmentation_measures(cm, measures)), eval_params
+
+
+# ---------------------------------------------------------------- detection
+
+
+def _detection_settings(ep: dict, model_instance_type: str, ignore_direction: bool, op: str) -> dict:
+    """The detection EvalParams checked and normalised (spec C.9)."""
+    it = get1(ep, "instance_type", model_instance_type)
+    if it != model_instance_type:
+        raise HOperatorError(1305, f"instance_type {it!r} does not match the model's {model_instance_type!r}", op)
+    measures = []
+    for m in as_list(get(ep, "measures")):
+        if m not in ("mean_ap", "soap", "all"):
+            raise HOperatorError(1305, f"measure {m!r} is not valid for detection ('mean_ap', 'soap', 'all')", op)
+        if m == "soap" and it != "rectangle2":
+            raise HOperatorError(1305, "measure 'soap' needs instance_type 'rectangle2'", op)
+        measures.extend(["mean_ap"] + (["soap"] if it == "rectangle2" else []) if m == "all" else [m])
+    if it == "rectangle2" and not ignore_direction and "soap" not in measures:
+        measures.append("soap")
+    thresholds = as_list(get(ep, "iou_threshold"))
+    if not thresholds or not all(is_number(t) and 0 < t < 1 for t in thresholds):
+        raise HOperatorError(1305, f"iou_threshold must be reals in (0, 1), got {thresholds!r}", op)
+    max_nums = as_list(get(ep, "max_num_detections"))
+    if not max_nums or not all(is_int(n) and (n == -1 or n > 0) for n in max_nums):
+        raise HOperatorError(1305, f"max_num_detections must be -1 (all) or positive integers, got {max_nums!r}", op)
+    ar = sub_dict(ep, "area_ranges", op, "area_ranges")
+    if ar is None:
+        raise HOperatorError(1305, "area_ranges must be a dict with 'name', 'min' and 'max'", op)
+    names, lo, hi = (as_list(get(ar, k, [])) for k in ("name", "min", "max"))
+    if not names or not (len(names) == len(lo) == len(hi)) or not all(isinstance(n, str) for n in names) or \
+            not all(is_number(v) for v in lo + hi) or any(a > b for a, b in zip(lo, hi)):
+        raise HOperatorError(1305, f"area_ranges needs as many names, min and max values (min <= max), got "
+                                   f"name {names!r}, min {lo!r}, max {hi!r}", op)
+    detailed = flag(get1(ep, "detailed_evaluation", 0), op, 1305, "'detailed_evaluation'")
+    interpolate = flag(get1(ep, "interpolate_pr_curves", 1), op, 1305, "'interpolate_pr_curves'")
+    put(ep, "measures", list(dict.fromkeys(measures)))
+    put(ep, "instance_type", it)
+    return {"instance_type": it, "soap": "soap" in measures, "thresholds": [float(t) for t in thresholds],
+            "max_nums": [int(n) for n in max_nums], "areas": list(zip(names, map(float, lo), map(float, hi))),
+            "detailed": detailed, "interpolate": interpolate}
+
+
+def _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op):
+    from . import _detection_eval as de
+    from .model import get_dl_model_param
+    class_ids = [int(c) for c in get(ep, "class_ids")]
+    it = get_dl_model_param(dlmodel_handle, "instance_type")[0]
+    ignore_direction = it == "rectangle2" and get_dl_model_param(dlmodel_handle, "ignore_direction")[0] == "true"
+    cfg = _detection_settings(ep, it, ignore_direction, op)
+    keys = de.RECT1 if it == "rectangle1" else de.RECT2
+    images, image_ids = [], []
+    for idx, batch, results in _batches(dldataset, dlmodel_handle, selected):
+        for i, s, r in zip(idx, batch, results):
+            sd, rd = content(s, op, "dlsample"), content(r, op, "dlresult")
+            missing = [k for k in ("bbox_label_id",) + keys if k not in sd]
+            if missing:
+                raise HOperatorError(H_ERR_DICT_KEY, f"DLSample of sample {i} has no {missing[0]!r} ({it} ground "
+                                                     "truth)", op)
+            labels = [int(c) for c in get(sd, "bbox_label_id")]
+            unknown = sorted(set(labels) - set(class_ids))
+            if unknown:
+                raise HOperatorError(1301, f"sample {i}: bbox_label_id {unknown} not among the evaluated class ids "
+                                           f"{class_ids}", op)
+            gt = np.array([get(sd, k) for k in keys], np.float64).T.reshape(-1, len(keys))
+            det = np.array([get(rd, k, []) for k in keys], np.float64).T.reshape(-1, len(keys))
+            images.append(de.Image(labels, gt, [int(c) for c in get(rd, "bbox_class_id", [])], det,
+                                   get(rd, "bbox_confidence", []), it))
+            image_ids.append(get1(sd, "image_id", get1(samples[i], "image_id", i)))
+    result = de.evaluate(images, class_ids, cfg["thresholds"], cfg["max_nums"], cfg["areas"], cfg["interpolate"],
+                         cfg["soap"])
+    if cfg["detailed"]:
+        result.update(de.detailed(images, class_ids, cfg["thresholds"], image_ids))
+    return new_dict(result), eval_params

@@ -52,7 +52,7 @@ _GEN_PARAMS = ("evaluate", "augment", "change", "serialize", "display", "early_s
 _DISPLAY_KEYS = ("enabled", "change_plot_interval_seconds", "num_images", "selected_percentage_train_samples",
                  "update_images_interval_epochs", "x_axis_label", "status_model_params", "tiled_param",
                  "randomize_images", "plot_dir")
-_TRAINABLE_TYPES = ("classification", "segmentation")
+_TRAINABLE_TYPES = ("classification", "segmentation", "detection")
 _MODEL_INFO_PARAMS = ("batch_size", "batch_size_multiplier", "learning_rate", "momentum", "solver_type",
                       "weight_prior", "image_width", "image_height", "image_num_channels", "type")
 
@@ -99,7 +99,10 @@ def _dicts(v) -> list:
 def _comparison_keys(model_type: str, measures: list) -> tuple:
     """The evaluation_comparison_keys for the measures asked for (spec C.6) and whether higher is better:
     classification top1_error (lower is better) unless precision / recall / F-score are asked for;
-    segmentation mean_iou unless other scalar measures are asked for (all higher-is-better)."""
+    segmentation mean_iou unless other scalar measures are asked for (all higher-is-better); detection mean_ap
+    (and mean_soap_tp when 'soap' is asked for), found under max_num_detections_all / area_all."""
+    if model_type == "detection":
+        return ["mean_ap"] + (["mean_soap_tp"] if "soap" in measures else []), 1
     if model_type == "segmentation":
         scalar = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
         return [m for m in measures if m in scalar] or ["mean_iou"], 1
@@ -252,8 +255,16 @@ def _check_early(e, op: str) -> dict:
 
 
 def _measure(result: dict, key: str):
-    """A comparison key's value in an EvaluationResult (at the top or under 'global'); None if absent."""
-    for where in (result, _sub(result.get("global"))):
+    """A comparison key's value in an EvaluationResult (at the top, under 'global', or for detection under
+    max_num_detections_all / area_all, else the first of each); None if absent."""
+    places = [result, _sub(result.get("global"))]
+    per_num = [k for k in result if isinstance(k, str) and k.startswith("max_num_detections_")]
+    if per_num:
+        areas = _sub(result.get("max_num_detections_all" if "max_num_detections_all" in per_num else per_num[0]))
+        names = [k for k in areas if isinstance(k, str) and k.startswith("area_")]
+        if names:
+            places.append(_sub(areas.get("area_all" if "area_all" in names else names[0])))
+    for where in places:
         if key in where:
             v = where[key]
             v = v[0] if isinstance(v, list) and len(v) == 1 else v
