@@ -3,13 +3,16 @@
     opendl train                          # the embedded demo dataset (generated washers, 4 classes), CPU
     opendl train DATA --type classification [--model pretrained_dl_classifier_compact.hdl] [--epochs N] ...
     opendl train [DATA] --type segmentation [--class-names bg,a,b]   # DATA/images + DATA/labels
+    opendl train [DATA] --type detection                           # DATA/annotations.json (COCO) + DATA/images
     opendl evaluate RUN_DIR/model_best.hdl DATA
     opendl predict RUN_DIR/model_best.hdl IMAGE [IMAGE ...]
     opendl --cmakedir | --include | --libdir | --version     # for C++ users
 
-`opendl train` runs read_dl_dataset_classification (segmentation: read_dl_dataset_segmentation) -> split_dl_dataset -> create_dl_preprocess_param_from_model
--> preprocess_dl_dataset -> create_dl_train_param -> train_dl_model -> evaluate_dl_model, and writes into the run
-directory: model_best.hdl (best validation top-1 error, segmentation: mean IoU) and model_final.hdl with their _info.hdict files,
+`opendl train` runs read_dl_dataset_classification (segmentation: read_dl_dataset_segmentation, detection:
+read_dl_dataset_from_coco) -> split_dl_dataset -> create_dl_preprocess_param_from_model (detection:
+create_dl_model_detection first) -> preprocess_dl_dataset -> create_dl_train_param -> train_dl_model ->
+evaluate_dl_model, and writes into the run directory: model_best.hdl (best validation top-1 error,
+segmentation: mean IoU, detection: mean AP) and model_final.hdl with their _info.hdict files,
 training_progress.png, confusion_matrix.png (test split), evaluation.json and summary.txt.
 """
 
@@ -23,7 +26,7 @@ import time
 
 import numpy as np
 
-from .training import _measure, confusion_matrix_of, save_confusion_matrix_plot
+from .training import _measure, _sub, confusion_matrix_of, save_confusion_matrix_plot
 
 
 def _locations(args) -> int:
@@ -60,14 +63,18 @@ def _jsonable(v):
 
 def _dataset(ha, args, run: str):
     """(DLDataset, class names, default image size, default channels) of the train command."""
-    from .demo import CLASS_NAMES, SEGMENTATION_CLASS_NAMES, write_demo_dataset, write_demo_segmentation_dataset
-    seg = args.type == "segmentation"
+    from .demo import (CLASS_NAMES, SEGMENTATION_CLASS_NAMES, write_demo_dataset, write_demo_detection_dataset,
+                       write_demo_segmentation_dataset)
+    seg, det = args.type == "segmentation", args.type == "detection"
     if args.data is None:
         data = os.path.join(run, "demo_data")
         t0 = time.perf_counter()
         if seg:
             write_demo_segmentation_dataset(data, num_images=args.demo_images, seed=args.seed)
             what = f"{args.demo_images} scenes ({len(SEGMENTATION_CLASS_NAMES)} classes with background)"
+        elif det:
+            write_demo_detection_dataset(data, num_images=args.demo_images, seed=args.seed)
+            what = f"{args.demo_images} scenes with boxes of {len(SEGMENTATION_CLASS_NAMES) - 1} classes"
         else:
             write_demo_dataset(data, num_per_class=args.demo_images // len(CLASS_NAMES), seed=args.seed)
             what = f"{len(CLASS_NAMES)} classes x {args.demo_images // len(CLASS_NAMES)} images"
@@ -75,6 +82,9 @@ def _dataset(ha, args, run: str):
         size, channels = 64, 1
     else:
         data, size, channels = args.data, 128, 3
+    if det:
+        ds = ha.read_dl_dataset_from_coco(os.path.join(data, "annotations.json"), os.path.join(data, "images"), [])
+        return ds, ha.get_dict_tuple(ds, "class_names"), args.image_size or size, args.image_channels or channels
     if seg:
         names = list(SEGMENTATION_CLASS_NAMES) if args.data is None else args.class_names.split(",")
         ds = ha.read_dl_dataset_segmentation(os.path.join(data, "images"), os.path.join(data, "labels"), names,
@@ -87,11 +97,7 @@ def _dataset(ha, args, run: str):
 def train(args) -> int:
     import opendl as ha
     t_all = time.perf_counter()
-    if args.type == "detection":
-        print("opendl train: --type detection needs the detection model type, which opendl does not have yet",
-              file=sys.stderr)
-        return 2
-    seg = args.type == "segmentation"
+    seg, det = args.type == "segmentation", args.type == "detection"
     run = os.path.abspath(args.run_dir or time.strftime("opendl_run_%Y%m%d_%H%M%S"))
     os.makedirs(run, exist_ok=True)
     ha.set_system("seed_rand", args.seed)
@@ -99,11 +105,17 @@ def train(args) -> int:
     n = len(ha.get_dict_tuple(ds, "samples"))
     print(f"dataset: {n} images, classes {class_names}")
     ha.split_dl_dataset(ds, args.train_percent, args.validation_percent, [])
-    model = ha.read_dl_model(args.model or ("pretrained_dl_segmentation_compact.hdl" if seg else
-                                            "pretrained_dl_classifier_compact.hdl"))
-    ha.set_dl_model_param(model, "image_dimensions", [size, size, channels])
-    ha.set_dl_model_param(model, "class_names", class_names)
-    ha.set_dl_model_param(model, "class_ids", ha.get_dict_tuple(ds, "class_ids"))
+    class_ids = ha.get_dict_tuple(ds, "class_ids")
+    if det:
+        model = ha.create_dl_model_detection(args.model or "pretrained_dl_classifier_compact.hdl", len(class_ids), {
+            "image_dimensions": [size, size, channels], "class_ids": class_ids, "class_names": class_names,
+            "capacity": args.capacity})
+    else:
+        model = ha.read_dl_model(args.model or ("pretrained_dl_segmentation_compact.hdl" if seg else
+                                                "pretrained_dl_classifier_compact.hdl"))
+        ha.set_dl_model_param(model, "image_dimensions", [size, size, channels])
+        ha.set_dl_model_param(model, "class_names", class_names)
+        ha.set_dl_model_param(model, "class_ids", class_ids)
     ha.set_dl_model_param(model, "batch_size", args.batch_size)
     ha.set_dl_model_param(model, "solver_type", args.solver)
     ha.set_dl_model_param(model, "learning_rate", args.learning_rate)
@@ -136,13 +148,19 @@ def train(args) -> int:
     best = ha.read_dl_model(os.path.join(run, "model_best.hdl"))
     test_split = "test" if any(ha.get_dict_tuple_s(s, "split") == "test"
                                for s in ha.get_dict_tuple(ds, "samples")) else "validation"
-    measures = ["all"] if seg else ["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix",
+    measures = ["all"] if seg or det else ["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix",
                                     "relative_confusion_matrix"]
     result, _ = ha.evaluate_dl_model(ds, best, "split", test_split, ha.from_python_dict({"measures": measures}))
     res = ha.as_python_dict(result)
     with open(os.path.join(run, "evaluation.json"), "w") as f:
         json.dump(_jsonable(res), f, indent=1)
-    if seg:
+    if det:
+        r = _sub(_sub(res["max_num_detections_all"])["area_all"])
+        per_class = _sub(r["mean_iou_ap"])
+        aps = ", ".join(f"{n} {per_class[f'class_{c}'][0]:.3f}" for n, c in zip(class_names, class_ids))
+        test_line = (f"mean_ap (IoU 0.5:0.95) {r['mean_ap'][0]:.4f}, AP@0.5 "
+                     f"{_sub(r['ap_iou_05'])['mean_class_ap'][0]:.4f}; AP per class: {aps}")
+    elif seg:
         ious = ", ".join(f"{n} {v:.3f}" for n, v in zip(class_names, res["class_iou"]))
         test_line = (f"mean_iou {_measure(res, 'mean_iou'):.4f}, pixel accuracy "
                      f"{100 * _measure(res, 'pixel_accuracy'):.1f} %; class IoU: {ious}")
@@ -177,13 +195,24 @@ def train(args) -> int:
 def evaluate(args) -> int:
     import opendl as ha
     model = ha.read_dl_model(args.model)
-    ds = ha.read_dl_dataset_classification(args.data, args.label_source)
+    det = ha.get_dl_model_param(model, "type")[0] == "detection"
+    if det:
+        ds = ha.read_dl_dataset_from_coco(os.path.join(args.data, "annotations.json"), os.path.join(args.data, "images"),
+                                          [])
+    else:
+        ds = ha.read_dl_dataset_classification(args.data, args.label_source)
     with_tmp = args.work_dir or os.path.join(os.path.dirname(os.path.abspath(args.model)), "evaluate_preprocessed")
     pp = ha.create_dl_preprocess_param_from_model(model, "none", "full_domain", [], [], [])
     ds_file = ha.preprocess_dl_dataset(ds, with_tmp, pp, ha.from_python_dict({"overwrite_files": "true",
                                                                               "show_progress": "false"}))
     ds = ha.read_dict(ds_file, [], [])
     n = len(ha.get_dict_tuple(ds, "samples"))
+    if det:
+        result, _ = ha.evaluate_dl_model(ds, model, "sample_indices", list(range(n)), [])
+        r = _sub(_sub(ha.as_python_dict(result)["max_num_detections_all"])["area_all"])
+        print(f"{n} images: mean_ap (IoU 0.5:0.95) {r['mean_ap'][0]:.4f}, AP@0.5 "
+              f"{_sub(r['ap_iou_05'])['mean_class_ap'][0]:.4f}, AP@0.75 {_sub(r['ap_iou_075'])['mean_class_ap'][0]:.4f}")
+        return 0
     result, _ = ha.evaluate_dl_model(ds, model, "sample_indices", list(range(n)), ha.from_python_dict(
         {"measures": ["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix"]}))
     res = ha.as_python_dict(result)
@@ -199,6 +228,25 @@ def evaluate(args) -> int:
     return 0
 
 
+def _boxes_line(d: dict, image, model, ha) -> str:
+    """The detections of a DLResult in the coordinates of the image file (preprocessing zoomed it to the model's
+    size: a pixel centre p maps back to (p + 0.5) * factor - 0.5)."""
+    h, w = np.asarray(image).shape[:2]
+    mw, mh = ha.get_dl_model_param(model, "image_width")[0], ha.get_dl_model_param(model, "image_height")[0]
+    fr, fc = h / mh, w / mw
+    out = []
+    for k, (name, conf) in enumerate(zip(d["bbox_class_name"], d["bbox_confidence"])):
+        if "bbox_row1" in d:
+            r1, c1, r2, c2 = ((d[key][k] + 0.5) * f - 0.5 for key, f in
+                              (("bbox_row1", fr), ("bbox_col1", fc), ("bbox_row2", fr), ("bbox_col2", fc)))
+            out.append(f"{name} {conf:.3f} (row1 {r1:.1f}, col1 {c1:.1f}, row2 {r2:.1f}, col2 {c2:.1f})")
+        else:
+            out.append(f"{name} {conf:.3f} (row {(d['bbox_row'][k] + 0.5) * fr - 0.5:.1f}, col "
+                       f"{(d['bbox_col'][k] + 0.5) * fc - 0.5:.1f}, phi {d['bbox_phi'][k]:.3f}, length1 "
+                       f"{d['bbox_length1'][k]:.1f}, length2 {d['bbox_length2'][k]:.1f}; lengths in model pixels)")
+    return "; ".join(out) if out else "no objects"
+
+
 def predict(args) -> int:
     import opendl as ha
     model = ha.read_dl_model(args.model)
@@ -209,8 +257,11 @@ def predict(args) -> int:
         images = [ha.read_image(f) for f in files]
         samples = ha.gen_dl_samples_from_images(images)
         ha.preprocess_dl_samples(samples, pp)
-        for f, r in zip(files, ha.apply_dl_model(model, samples, [])):
+        for f, img, r in zip(files, images, ha.apply_dl_model(model, samples, [])):
             d = ha.as_python_dict(r)
+            if "bbox_class_id" in d:
+                print(f"{f}: " + _boxes_line(d, img, model, ha))
+                continue
             top = ", ".join(f"{n} {c:.3f}" for n, c in zip(d["classification_class_names"][:args.top_k],
                                                           d["classification_confidences"][:args.top_k]))
             print(f"{f}: {top}")
@@ -233,9 +284,12 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="train a model (no DATA: the embedded demo dataset)")
     t.add_argument("data", nargs="?", help="classification: folder of images, one sub-folder per class; segmentation: "
                                           "folder with images/ and labels/ (label images of the same names, pixel "
-                                          "value = class id); default: the demo dataset of the type")
+                                          "value = class id); detection: folder with annotations.json (COCO boxes) "
+                                          "and images/; default: the demo dataset of the type")
     t.add_argument("--type", default="classification", choices=["classification", "segmentation", "detection"])
     t.add_argument("--class-names", help="segmentation: comma-separated class names of ids 0, 1, ...")
+    t.add_argument("--capacity", default="medium", choices=["high", "medium", "low"],
+                   help="detection: size of the feature pyramid and heads")
     t.add_argument("--model", help="built-in name or model file (default: the compact network of the type)")
     t.add_argument("--run-dir", help="output directory (default: ./opendl_run_<date>_<time>)")
     t.add_argument("--label-source", default="last_folder", choices=["last_folder", "file_name",
@@ -255,12 +309,13 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--demo-images", type=int, default=1000, help="demo dataset size (all classes together)")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no training plot")
-    e = sub.add_parser("evaluate", help="evaluate a classifier on a folder dataset")
+    e = sub.add_parser("evaluate", help="evaluate a classifier on a folder dataset, or a detector on a folder with "
+                                         "annotations.json (COCO) and images/")
     e.add_argument("model")
     e.add_argument("data")
     e.add_argument("--label-source", default="last_folder")
     e.add_argument("--work-dir", help="where the preprocessed samples go")
-    r = sub.add_parser("predict", help="classify image files")
+    r = sub.add_parser("predict", help="classify image files, or find the objects in them")
     r.add_argument("model")
     r.add_argument("images", nargs="+")
     r.add_argument("--top-k", type=int, default=3)

@@ -175,3 +175,39 @@ def write_demo_segmentation_dataset(directory: str, num_images: int = 400, seed:
         write_image(img, "png", 0, os.path.join(directory, "images", f"scene_{i:04d}.png"))
         write_image(label, "png", 0, os.path.join(directory, "labels", f"scene_{i:04d}.png"))
     return directory
+
+
+def detection_boxes(label: np.ndarray) -> list:
+    """(class id, row1, col1, row2, col2) of each part of a make_segmentation_scene label image: the rectangle1
+    enclosing its pixels (pixel centres at integer coordinates, so the edges lie half a pixel outside them)."""
+    out = []
+    for k in (1, 2, 3):
+        rr, cc = np.nonzero(label == k)
+        if rr.size:
+            out.append((k, float(rr.min()) - 0.5, float(cc.min()) - 0.5, float(rr.max()) + 0.5, float(cc.max()) + 0.5))
+    return out
+
+
+def write_demo_detection_dataset(directory: str, num_images: int = 400, seed: int = 42, size: int = 64) -> str:
+    """Writes num_images scenes of make_segmentation_scene as directory/images/scene_<index>.png and the boxes of
+    their parts (classes 1 ring, 2 plate, 3 bracket) as the COCO file directory/annotations.json; returns the
+    directory. Read it with read_dl_dataset_from_coco(directory + '/annotations.json', directory + '/images', [])."""
+    import json
+
+    from .images import write_image
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(directory, "images"), exist_ok=True)
+    images, annotations = [], []
+    for i in range(num_images):
+        img, label = make_segmentation_scene(rng, size)
+        name = f"scene_{i:04d}.png"
+        write_image(img, "png", 0, os.path.join(directory, "images", name))
+        images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
+        for k, r1, c1, r2, c2 in detection_boxes(label):
+            # COCO: [x, y, width, height] from the top-left pixel corner
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": k, "iscrowd": 0,
+                                "bbox": [c1 + 0.5, r1 + 0.5, c2 - c1, r2 - r1], "area": (c2 - c1) * (r2 - r1)})
+    categories = [{"id": k, "name": SEGMENTATION_CLASS_NAMES[k]} for k in (1, 2, 3)]
+    with open(os.path.join(directory, "annotations.json"), "w", encoding="utf-8") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+    return directory

@@ -12,17 +12,8 @@ def scene(rng, size=64):
     """A demo segmentation scene and the boxes of its parts (class ids 1..3): each part's box is the
     rectangle1 enclosing its pixels (pixel centres at integer coordinates, so the edges lie at +-0.5)."""
     img, lab = demo.make_segmentation_scene(rng, size)
-    b = {"bbox_label_id": [], "bbox_row1": [], "bbox_col1": [], "bbox_row2": [], "bbox_col2": []}
-    for k in (1, 2, 3):
-        rr, cc = np.nonzero(lab == k)
-        if rr.size == 0:
-            continue
-        b["bbox_label_id"].append(k)
-        b["bbox_row1"].append(float(rr.min()) - 0.5)
-        b["bbox_col1"].append(float(cc.min()) - 0.5)
-        b["bbox_row2"].append(float(rr.max()) + 0.5)
-        b["bbox_col2"].append(float(cc.max()) + 0.5)
-    return img, b
+    boxes = demo.detection_boxes(lab)
+    return img, {k: [b[j] for b in boxes] for j, k in enumerate(("bbox_label_id",) + KEYS)}
 
 
 def iou(a, b):

@@ -2,6 +2,7 @@
 serialization strategies, exact resume, early stopping, the background loader's determinism, plots, errors,
 and the opendl command."""
 
+import json
 import os
 
 import numpy as np
@@ -214,7 +215,28 @@ def test_opendl_command_trains_evaluates_and_predicts(tmp_path, capsys):
     assert cli.main(["predict", str(run / "model_best.hdl"), image]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(image + ": ") and len(line.split(",")) == 3
-    assert cli.main(["train", "--type", "detection", "--run-dir", str(tmp_path / "det")]) == 2
+
+
+def test_opendl_command_trains_evaluates_and_predicts_detection(tmp_path, capsys):
+    run = tmp_path / "det"
+    rc = cli.main(["train", "--type", "detection", "--run-dir", str(run), "--demo-images", "40", "--epochs", "2",
+                   "--batch-size", "8", "--capacity", "low", "--quiet"])
+    assert rc == 0
+    for name in ("model_best.hdl", "model_final.hdl", "evaluation.json", "summary.txt"):
+        assert os.path.isfile(run / name), name
+    out = capsys.readouterr().out
+    assert "mean_ap (IoU 0.5:0.95)" in out and "AP per class: ring" in out
+    with open(run / "evaluation.json") as f:
+        assert "mean_ap" in json.load(f)["max_num_detections_all"][0]["area_all"][0]
+    rc = cli.main(["evaluate", str(run / "model_best.hdl"), str(run / "demo_data"), "--work-dir", str(tmp_path / "ev")])
+    assert rc == 0 and "40 images: mean_ap" in capsys.readouterr().out
+    image = str(run / "demo_data" / "images" / "scene_0000.png")
+    model = ha.read_dl_model(str(run / "model_best.hdl"))
+    ha.set_dl_model_param(model, "min_confidence", 0.01)
+    ha.write_dl_model(model, str(tmp_path / "low.hdl"))
+    assert cli.main(["predict", str(tmp_path / "low.hdl"), image]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(image + ": ") and "row1" in line
 
 
 def test_opendl_command_trains_segmentation(tmp_path, capsys):
