@@ -354,9 +354,21 @@ PYBIND11_MODULE(_core, m) {
     bool ok = cuda_plugin(&why, &code) != nullptr;
     return py::make_tuple(ok, why, code);
   });
-  // Test hook: the detector's exact IoU of two rectangle2 boxes (row, col, phi, length1, length2).
+  // The detector's exact IoU of two rectangle2 boxes (row, col, phi, length1, length2); evaluate_dl_model
+  // uses it for rectangle2 models.
   m.def("_box_iou_rectangle2", [](std::array<double, 5> a, std::array<double, 5> b) {
     return box_iou(Box2{a[0], a[1], a[2], a[3], a[4]}, Box2{b[0], b[1], b[2], b[3], b[4]});
+  });
+  // Test hooks: the detector's rectangle2 box encoding and decoding relative to an anchor.
+  m.def("_encode_box_rectangle2", [](std::array<double, 5> a, std::array<double, 5> b, bool ignore_direction) {
+    std::vector<float> d(size_t(box2_deltas(ignore_direction)));
+    encode_box(Box2{a[0], a[1], a[2], a[3], a[4]}, Box2{b[0], b[1], b[2], b[3], b[4]}, ignore_direction, d.data());
+    return d;
+  });
+  m.def("_decode_box_rectangle2", [](std::array<double, 5> a, std::vector<float> d, bool ignore_direction) {
+    if (d.size() != size_t(box2_deltas(ignore_direction))) throw std::invalid_argument("wrong number of deltas");
+    Box2 b = decode_box(Box2{a[0], a[1], a[2], a[3], a[4]}, d.data(), ignore_direction);
+    return std::array<double, 5>{b.r, b.c, b.phi, b.l1, b.l2};
   });
   m.def("builtin_model_names", [] { return builtin_model_names(); });
   m.def("set_seed", [](uint64_t s) { SetSeed(s); });

@@ -259,3 +259,66 @@ def test_bad_input_gets_halcon_errors_and_leaves_the_model_unchanged():
     with pytest.raises(HOperatorError):
         ha.set_dl_model_param(m, "class_ids_no_orientation", [0])
     assert ha.get_dl_model_param(m, "class_ids_no_orientation") == []
+
+
+def reference_encoding(anchor, box, ignore_direction):
+    """The documented rectangle2 encoding in float64 numpy."""
+    ra, ca, pa, la1, la2 = anchor
+    r, c, phi, l1, l2 = box
+    if ignore_direction:
+        d = np.angle(np.exp(2j * (phi - pa))) / 2            # into [-pi/2, pi/2]
+        if d > PI / 4:
+            l1, l2, d = l2, l1, d - PI / 2
+        elif d <= -PI / 4:
+            l1, l2, d = l2, l1, d + PI / 2
+        angle = [d]
+    else:
+        d = phi - pa
+        angle = [np.sin(d), np.cos(d)]
+    e1, e2 = np.array([-np.sin(pa), np.cos(pa)]), np.array([np.cos(pa), np.sin(pa)])
+    off = np.array([r - ra, c - ca])
+    return np.array([off @ e1 / (2 * la1), off @ e2 / (2 * la2), np.log(l1 / la1), np.log(l2 / la2)] + angle)
+
+
+@pytest.mark.parametrize("ignore_direction", [False, True])
+def test_box_encoding_matches_the_documented_formula_and_round_trips(ignore_direction):
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        anchor = [rng.uniform(0, 64), rng.uniform(0, 64), rng.uniform(-PI, PI), rng.uniform(4, 30), rng.uniform(4, 30)]
+        box = [anchor[0] + rng.normal(0, 5), anchor[1] + rng.normal(0, 5), rng.uniform(-3 * PI, 3 * PI),
+               anchor[3] * np.exp(rng.normal(0, 0.3)), anchor[4] * np.exp(rng.normal(0, 0.3))]
+        d = np.asarray(_core._encode_box_rectangle2(anchor, box, ignore_direction), np.float64)
+        # float32 deltas: agreement to float32 rounding
+        np.testing.assert_allclose(d, reference_encoding(anchor, box, ignore_direction), rtol=1e-5, atol=1e-5)
+        back = _core._decode_box_rectangle2(anchor, d.astype(np.float32).tolist(), ignore_direction)
+        # the same rectangle; the heading too unless ignore_direction (then phi lies in (-pi/2, pi/2])
+        assert iou2(back, box) == pytest.approx(1.0, abs=1e-4)
+        if ignore_direction:
+            assert -PI / 2 < back[2] <= PI / 2
+        else:
+            assert -PI < back[2] <= PI
+            assert abs(np.angle(np.exp(1j * (back[2] - box[2])))) < 1e-4
+            np.testing.assert_allclose(back[3:], box[3:], rtol=1e-4)
+        np.testing.assert_allclose(back[:2], box[:2], atol=1e-3)
+
+
+def test_anchor_layout_matches_the_documented_order():
+    """The class-score channels follow the anchors (subscale, ratio, angle) of each cell: a model whose box
+    deltas are all zero returns the anchors themselves, which must be the documented ones."""
+    m = make_model(max_level=2)
+    for name in ("weights", "bias"):
+        w = ha.get_dl_model_layer_weights(m, "box_deltas_2", name)
+        ha.set_dl_model_layer_weights(np.zeros_like(w), m, "box_deltas_2", name)
+    w = ha.get_dl_model_layer_weights(m, "class_scores_2", "weights")
+    ha.set_dl_model_layer_weights(np.zeros_like(w), m, "class_scores_2", "weights")
+    b = np.full(ha.get_dl_model_layer_weights(m, "class_scores_2", "bias").shape, -10.0, np.float32)
+    b[2 * 5 + 0] = 5.0       # anchor 5 (subscale 0, ratio 0.6, angle pi/4), class 1, in every cell
+    ha.set_dl_model_layer_weights(b, m, "class_scores_2", "bias")
+    ha.set_dl_model_param(m, "max_overlap", 1.0)
+    ha.set_dl_model_param(m, "max_num_detections", 1000)
+    img, _ = oriented_scene(np.random.default_rng(0))
+    r = ha.apply_dl_model(m, samples([(img, {})]), [])[0]
+    got = np.stack([ha.get_dict_tuple(r, k) for k in KEYS2], axis=1)
+    expect = reference_anchors(2, 16, 16)[5::16]
+    order = np.lexsort((got[:, 1], got[:, 0]))
+    np.testing.assert_allclose(got[order], expect, atol=1e-9)
