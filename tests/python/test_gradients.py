@@ -213,6 +213,20 @@ def test_focal_loss_gradient():
     fd_check_loss(m, samples)
 
 
+def test_focal_loss_gradient_with_one_hot_targets_and_normalization():
+    """The detector's form: one-hot (per class) targets and weights of the anchors' class channels, the sum
+    divided by the batch's foreground count given as the normalization input."""
+    rng = np.random.default_rng(5)
+    shapes = {"x": [4, 3, 6], "t": [4, 3, 6], "w": [4, 3, 6], "n": [1, 1, 1]}
+    m = loss_model(lambda i: ha.create_dl_layer_loss_focal(i["x"], i["t"], i["w"], i["n"], "f", 1.5, 2.0,
+                                                           [0.25, 0.5] * 3, "focal_binary", [], []),
+                   shapes, 2, None)
+    samples = [{"x": rng.standard_normal((3, 4, 6)).astype(np.float32),
+                "t": (rng.random((3, 4, 6)) < 0.2).astype(np.float32),
+                "w": (rng.random((3, 4, 6)) < 0.8).astype(np.float32), "n": 4.0} for _ in range(2)]
+    fd_check_loss(m, samples)
+
+
 @pytest.mark.parametrize("dist", ["l1", "l2"])
 def test_distance_loss_gradient(dist):
     rng = np.random.default_rng(4)

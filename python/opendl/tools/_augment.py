@@ -19,6 +19,12 @@ Intensity, with R = hi - lo:
 - speckle_noise k: multiplicative noise, (x - lo) * (1 + n) with n of standard deviation in [0, k].
 - salt_and_pepper p: a fraction in [0, p] of the pixels set to lo or hi (equally likely).
 Results are clipped to [lo, hi].
+
+Boxes (detection) move with the geometric map: a rectangle1 box becomes the axis-aligned box enclosing its
+four mapped corners, clipped to the image, and is dropped when less than half of it stays inside; a rectangle2
+box keeps its centre mapped, its length1 axis mapped (new length1 its length, phi its direction, so flips
+turn the heading too) and length2 such that the area of the mapped parallelogram is kept, and is dropped when
+its centre leaves the image.
 """
 
 from __future__ import annotations
@@ -85,10 +91,12 @@ class DataAugmentation:
         return (self.flip_horizontal or self.flip_vertical or self.rotation > 0 or self.scale != (1.0, 1.0)
                 or self.shift > 0 or self.shear > 0)
 
-    def apply(self, image: np.ndarray, gen: np.random.Generator, lo: float, hi: float, label=None):
+    def apply(self, image: np.ndarray, gen: np.random.Generator, lo: float, hi: float, label=None, boxes=None):
         """The augmented copy of one preprocessed image (H, W) or (H, W, C), float32. With ``label`` (an (H, W)
         label image of class ids) returns (image, label): the label image moved by the same geometric map, sampled
-        at the nearest pixel (class ids are never blended); intensity changes leave it alone."""
+        at the nearest pixel (class ids are never blended); intensity changes leave it alone. With ``boxes`` (a
+        dict of bbox_label_id and the rectangle1 or rectangle2 keys, in the image's pixel coordinates) returns
+        (image, boxes) with the boxes moved by the map (see the module)."""
         x = np.asarray(image, dtype=np.float32)
         squeeze = x.ndim == 2
         if squeeze:
@@ -105,6 +113,8 @@ class DataAugmentation:
             x = self._bilinear(x, sx, sy)
             if label is not None:
                 label = np.asarray(label)[np.rint(sy).astype(np.int64), np.rint(sx).astype(np.int64)]
+            if boxes is not None:
+                boxes = self._moved_boxes(boxes, x.shape[0], x.shape[1], u)
         if self.brightness > 0:
             x = x + np.float32((2 * u[7] - 1) * self.brightness * rng)
         if self.contrast > 0:
@@ -125,10 +135,13 @@ class DataAugmentation:
             x[hit & ~salt] = lo
         x = np.clip(x, lo, hi).astype(np.float32, copy=False)
         x = x[:, :, 0] if squeeze else x
+        if boxes is not None:
+            return x, boxes
         return x if label is None else (x, label)
 
-    def _source_coordinates(self, h: int, w: int, u):
-        """For every output pixel, the input position (x, y) it samples, clipped to the image."""
+    def _forward(self, h: int, w: int, u):
+        """The forward map (input -> output) p' = fwd (p - c) + c + t in (x, y) = (column, row) pixel
+        coordinates: (fwd, c, t)."""
         fx = -1.0 if self.flip_horizontal and u[0] < 0.5 else 1.0
         fy = -1.0 if self.flip_vertical and u[1] < 0.5 else 1.0
         a = math.radians((2 * u[2] - 1) * self.rotation)
@@ -140,13 +153,52 @@ class DataAugmentation:
         # inverse: p = (R Sh S F)^-1 (p' - T).
         fwd = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) @ np.array([[1.0, sh], [0.0, 1.0]]) \
             @ np.diag([s * fx, s * fy])
+        return fwd, np.array([(w - 1) / 2.0, (h - 1) / 2.0]), np.array([tx, ty])
+
+    def _source_coordinates(self, h: int, w: int, u):
+        """For every output pixel, the input position (x, y) it samples, clipped to the image."""
+        fwd, (cx, cy), (tx, ty) = self._forward(h, w, u)
         inv = np.linalg.inv(fwd)
-        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
         px, py = xx - cx - tx, yy - cy - ty
         sx = inv[0, 0] * px + inv[0, 1] * py + cx
         sy = inv[1, 0] * px + inv[1, 1] * py + cy
         return np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1)
+
+    def _moved_boxes(self, boxes: dict, h: int, w: int, u) -> dict:
+        fwd, c, t = self._forward(h, w, u)
+        ids = list(boxes.get("bbox_label_id", []))
+
+        def move(px, py):  # points (x = column, y = row), arrays of any shape -> mapped points
+            dx, dy = px - c[0], py - c[1]
+            return (fwd[0, 0] * dx + fwd[0, 1] * dy + c[0] + t[0], fwd[1, 0] * dx + fwd[1, 1] * dy + c[1] + t[1])
+
+        out = {"bbox_label_id": []}
+        if "bbox_row1" in boxes:
+            r1, c1, r2, c2 = (np.asarray(boxes[k], np.float64) for k in ("bbox_row1", "bbox_col1", "bbox_row2",
+                                                                          "bbox_col2"))
+            xs, ys = move(np.stack([c1, c2, c2, c1]), np.stack([r1, r1, r2, r2]))
+            nr1, nr2, nc1, nc2 = ys.min(axis=0), ys.max(axis=0), xs.min(axis=0), xs.max(axis=0)
+            cr1, cr2 = np.clip(nr1, -0.5, h - 0.5), np.clip(nr2, -0.5, h - 0.5)
+            cc1, cc2 = np.clip(nc1, -0.5, w - 0.5), np.clip(nc2, -0.5, w - 0.5)
+            full = (nr2 - nr1) * (nc2 - nc1)
+            keep = (cr2 > cr1) & (cc2 > cc1) & ((cr2 - cr1) * (cc2 - cc1) >= 0.5 * full)
+            for k, v in (("bbox_row1", cr1), ("bbox_col1", cc1), ("bbox_row2", cr2), ("bbox_col2", cc2)):
+                out[k] = [float(x) for x in v[keep]]
+        else:
+            r, col, phi, l1, l2 = (np.asarray(boxes[k], np.float64) for k in ("bbox_row", "bbox_col", "bbox_phi",
+                                                                               "bbox_length1", "bbox_length2"))
+            nx, ny = move(col, r)
+            a1 = fwd @ np.stack([np.cos(phi) * l1, -np.sin(phi) * l1])     # length1 axis as (x, y)
+            a2 = fwd @ np.stack([np.sin(phi) * l2, np.cos(phi) * l2])
+            n1 = np.hypot(a1[0], a1[1])
+            new = {"bbox_row": ny, "bbox_col": nx, "bbox_phi": np.arctan2(-a1[1], a1[0]), "bbox_length1": n1,
+                   "bbox_length2": np.abs(a1[0] * a2[1] - a1[1] * a2[0]) / n1}
+            keep = (ny >= -0.5) & (ny <= h - 0.5) & (nx >= -0.5) & (nx <= w - 0.5)
+            for k, v in new.items():
+                out[k] = [float(x) for x in v[keep]]
+        out["bbox_label_id"] = [i for i, k in zip(ids, keep) if k]
+        return out
 
     @staticmethod
     def _bilinear(x: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:

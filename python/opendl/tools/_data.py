@@ -1,9 +1,10 @@
 """Dataset and DatasetSplit of the training tools.
 
 A Dataset is an ordered list of images (files read on demand, or numpy arrays) with either one class label each
-(``task`` 'classification') or one label image each, whose pixel values are class ids (``task``
-'segmentation'). A DatasetSplit assigns its indices to 'train', 'validation' and 'test' (stratified per class
-for classification, seeded). Both carry a fingerprint (SHA-256 of the image names or pixels and labels, and of
+(``task`` 'classification'), one label image each, whose pixel values are class ids (``task``
+'segmentation'), or boxes (``task`` 'detection': HALCON's rectangle1 or rectangle2 keys per image). A
+DatasetSplit assigns its indices to 'train', 'validation' and 'test' (stratified per class for
+classification, seeded). Both carry a fingerprint (SHA-256 of the image names or pixels and labels, and of
 the assignment) by which a tool recognises the split it was trained with.
 """
 
@@ -24,6 +25,10 @@ def _fraction(value, name: str, code: int, op: str) -> float:
     return float(value)
 
 
+RECT1 = ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2")
+RECT2 = ("bbox_row", "bbox_col", "bbox_phi", "bbox_length1", "bbox_length2")
+
+
 def _hash_arrays(h, arrays) -> None:
     for im in arrays:
         h.update(repr((im.shape, im.dtype.str)).encode())
@@ -40,10 +45,13 @@ class Dataset:
     ``image(i)`` returns image i as a numpy array (read from its file when the dataset was built from files)."""
 
     def __init__(self, class_names, class_ids, labels=None, files=None, images=None, source: str = "",
-                 label_files=None, label_images=None):
+                 label_files=None, label_images=None, boxes=None, instance_type: str = "rectangle1"):
         self.class_names = [str(c) for c in class_names]
         self.class_ids = [int(c) for c in class_ids]
-        self.task = "segmentation" if label_files is not None or label_images is not None else "classification"
+        self.task = "segmentation" if label_files is not None or label_images is not None else \
+            "detection" if boxes is not None else "classification"
+        self.instance_type = instance_type if self.task == "detection" else None
+        self._boxes = [dict(b) for b in boxes] if boxes is not None else None
         self.labels = np.asarray(labels, dtype=np.int64) if self.task == "classification" else None
         self._files = list(files) if files is not None else None
         self._images = images
@@ -63,13 +71,16 @@ class Dataset:
         elif self._label_images is not None:
             h.update(b"|labels|")
             _hash_arrays(h, self._label_images)
+        if self._boxes is not None:
+            h.update(b"|boxes|" + repr((self.instance_type, self._boxes)).encode())
         self.fingerprint = h.hexdigest()
 
     def __len__(self) -> int:
         return len(self._files) if self._files is not None else len(self._images)
 
     def __repr__(self) -> str:
-        kind = "" if self.task == "classification" else " with label images"
+        kind = {"classification": "", "segmentation": " with label images",
+                "detection": f" with {self.instance_type} boxes"}[self.task]
         return (f"Dataset({len(self)} images{kind}, classes {self.class_names}"
                 + (f", from {self.source!r}" if self.source else "") + ")")
 
@@ -95,6 +106,24 @@ class Dataset:
             lab = self._label_images[index]
         return lab[:, :, 0] if lab.ndim == 3 else lab
 
+    def boxes(self, index: int) -> dict:
+        """Detection: the boxes of image ``index``, a dict of 'bbox_label_id' (class ids) and the rectangle1
+        ('bbox_row1', 'bbox_col1', 'bbox_row2', 'bbox_col2') or rectangle2 ('bbox_row', 'bbox_col', 'bbox_phi',
+        'bbox_length1', 'bbox_length2') keys, lists of equal length, in the image's pixel coordinates."""
+        if self.task != "detection":
+            raise HOperatorError(1301, f"this is a {self.task} dataset; it has no boxes", "Dataset.boxes")
+        return {k: list(v) for k, v in self._boxes[index].items()}
+
+    @classmethod
+    def from_coco(cls, coco_file, image_dir) -> "Dataset":
+        """A detection dataset (rectangle1 boxes) from a COCO annotation file (HALCON's read_dl_dataset_from_coco);
+        image file names are relative to ``image_dir``."""
+        from ..datasets import read_dl_dataset_from_coco
+        op = "Dataset.from_coco"
+        ds = _proc.content(read_dl_dataset_from_coco(os.fspath(coco_file), os.fspath(image_dir), []), op,
+                           "coco_file")
+        return cls._from_content(ds, op, os.fspath(coco_file))
+
     @classmethod
     def from_folder(cls, path, label_source: str = "last_folder") -> "Dataset":
         """Images found recursively under ``path``, labelled by HALCON's read_dl_dataset_classification rule
@@ -108,8 +137,9 @@ class Dataset:
     @classmethod
     def from_dldataset(cls, dldataset) -> "Dataset":
         """A HALCON classification DLDataset (dict handle or dict: 'image_dir', 'class_names', 'class_ids',
-        'samples' with 'image_file_name' and 'image_label_id') or segmentation DLDataset ('segmentation_dir' and
-        samples with 'image_file_name' and 'segmentation_file_name', as read_dl_dataset_segmentation makes)."""
+        'samples' with 'image_file_name' and 'image_label_id'), segmentation DLDataset ('segmentation_dir' and
+        samples with 'image_file_name' and 'segmentation_file_name', as read_dl_dataset_segmentation makes) or
+        detection DLDataset (samples with 'bbox_label_id' and the rectangle1 or rectangle2 keys)."""
         op = "Dataset.from_dldataset"
         return cls._from_content(_proc.content(dldataset, op, "dldataset"), op, "")
 
@@ -126,6 +156,8 @@ class Dataset:
         if not samples:
             raise HOperatorError(1301, "dldataset has no samples", op)
         segmentation = _proc.get1(samples[0], "segmentation_file_name") is not None
+        if not segmentation and "bbox_label_id" in samples[0]:
+            return cls._detection_from_samples(names, ids, samples, image_dir, op, source)
 
         def join(directory, name):
             return os.path.join(directory, name) if directory else name
@@ -155,6 +187,38 @@ class Dataset:
         return cls(names, ids, labels, files=files, source=source or image_dir)
 
     @classmethod
+    def _detection_from_samples(cls, names, ids, samples, image_dir, op, source) -> "Dataset":
+        keys = RECT1 if "bbox_row1" in samples[0] else RECT2
+        files, boxes = [], []
+        for i, s in enumerate(samples):
+            name = _proc.get1(s, "image_file_name")
+            if name is None:
+                raise HOperatorError(2894, f"dldataset sample {i} lacks 'image_file_name'", op)
+            files.append(os.path.join(image_dir, name) if image_dir else name)
+            boxes.append(cls._checked_boxes(s, keys, ids, f"dldataset sample {i}", op))
+        return cls(names, ids, files=files, boxes=boxes, instance_type="rectangle1" if keys == RECT1 else
+                   "rectangle2", source=source or image_dir)
+
+    @staticmethod
+    def _checked_boxes(s: dict, keys, ids, where: str, op: str) -> dict:
+        out = {}
+        for k in ("bbox_label_id",) + tuple(keys):
+            if k not in s:
+                raise HOperatorError(2894, f"{where} lacks {k!r} (an image without objects has empty lists)", op)
+            v = _proc.as_tuple(s[k])
+            if not all(_proc.is_number(x) for x in v):
+                raise HOperatorError(1302, f"{where}: {k!r} must hold numbers, got {v!r}", op)
+            out[k] = [int(x) for x in v] if k == "bbox_label_id" else [float(x) for x in v]
+        n = len(out["bbox_label_id"])
+        for k in keys:
+            if len(out[k]) != n:
+                raise HOperatorError(1302, f"{where}: {k!r} has {len(out[k])} values but 'bbox_label_id' {n}", op)
+        bad = sorted(set(out["bbox_label_id"]) - set(ids))
+        if bad:
+            raise HOperatorError(1302, f"{where}: bbox_label_id {bad} not among the class_ids {ids}", op)
+        return out
+
+    @classmethod
     def from_segmentation_folders(cls, image_dir, label_dir, class_names, class_ids=None) -> "Dataset":
         """A segmentation dataset: the images in ``image_dir``, each paired with the label image of the same base
         name in ``label_dir`` (HALCON's read_dl_dataset_segmentation). ``class_ids`` default 0..K-1."""
@@ -174,7 +238,9 @@ class Dataset:
         labels are strings. Segmentation: labels are label images (one (H, W) integer array per image, of the
         image's size, or an (N, H, W) stack) whose pixel values are class ids; ``class_ids`` default 0..K-1 for
         K ``class_names``, else the sorted values found in the label images; ``class_names`` default the ids
-        as strings."""
+        as strings. Detection: labels are dicts of 'bbox_label_id' and the rectangle1 or rectangle2 keys (see
+        ``boxes``), the same kind for every image; ``class_ids`` as for segmentation (default: the sorted ids
+        found)."""
         op = "Dataset.from_images"
         if isinstance(images, np.ndarray) and images.ndim in (3, 4):
             images = list(images)
@@ -189,6 +255,19 @@ class Dataset:
                                            f"{getattr(im, 'shape', type(im).__name__)}", op)
         if any(isinstance(v, np.ndarray) and v.ndim >= 2 for v in labels):
             return cls._segmentation_from_images(images, labels, class_names, class_ids, op)
+        if any(isinstance(v, dict) for v in labels):
+            if not all(isinstance(v, dict) for v in labels):
+                raise HOperatorError(1302, "labels mix box dicts and other labels", op)
+            keys = RECT1 if "bbox_row1" in labels[0] else RECT2
+            if class_ids is None:
+                class_ids = sorted({int(c) for v in labels for c in _proc.as_tuple(v.get("bbox_label_id", []))})
+            if class_names is None:
+                class_names = [str(c) for c in class_ids]
+            if len(class_names) != len(class_ids) or not class_ids:
+                raise HOperatorError(1303, f"{len(class_names)} class_names but {len(class_ids)} class_ids", op)
+            boxes = [cls._checked_boxes(v, keys, list(class_ids), f"labels[{i}]", op) for i, v in enumerate(labels)]
+            return cls(class_names, class_ids, images=images, boxes=boxes,
+                       instance_type="rectangle1" if keys == RECT1 else "rectangle2")
         if class_ids is not None:
             raise HOperatorError(1304, "class_ids is for segmentation datasets (label images); classification "
                                        "labels are class indices or names", op)
@@ -244,7 +323,8 @@ class Dataset:
 
 class DatasetSplit:
     """Assigns a Dataset's images to 'train', 'validation' and 'test' (``train``, ``validation``, ``test``:
-    sorted index arrays). Fractions are of each class (stratified; for a segmentation dataset, of all images);
+    sorted index arrays). Fractions are of each class (stratified; for a segmentation or detection dataset, of all
+    images);
     a fraction left out is 0 and their sum must not exceed 1 (the rest stays unused). Per class of n images:
     round(n * train) go to train, round(n * validation) to validation and round(n * test) to test, each limited
     to what is left, taken from a permutation drawn with ``seed``."""

@@ -152,6 +152,7 @@ class _Tool:
     TASK = ""
     DEFAULT_MODEL = ""
     LABEL_IMAGES = False      # labels are images moved along by geometric augmentation
+    BOXES = False             # labels are box dicts moved along by geometric augmentation
 
     def __init__(self, model=None, image_size=None, image_num_channels=None, solver_type: str = "adam",
                  learning_rate=None, early_stopping_patience: int = 10, max_iterations: int = 200):
@@ -393,7 +394,7 @@ class _Tool:
         self._thread.start()
 
     def _create_model(self, dataset: Dataset, op: str) -> None:
-        from ..model import get_dl_model_param, read_dl_model, set_dl_model_param
+        from ..model import set_dl_model_param
         s = self._settings
         shapes = set()
         for i in range(min(len(dataset), 64)):
@@ -403,19 +404,9 @@ class _Tool:
         seed = s["seed"] if s["deterministic"] else int(np.random.SeedSequence().entropy % (2 ** 31))
         _core.set_seed(seed)
         try:
-            model = read_dl_model(s["model"])
+            model = self._new_model(dataset, shapes, op)
         finally:
             _core.set_seed(prev_seed)
-        if get_dl_model_param(model, "type")[0] != self.TYPE:
-            raise HOperatorError(1302, f"model {s['model']!r} is not a {self.TYPE} model", op)
-        if s["image_size"] is None:
-            sizes = {(w, h) for w, h, _ in shapes}
-            s["image_size"] = list(sizes.pop()) if len(sizes) == 1 else [get_dl_model_param(model, "image_width")[0],
-                                                                         get_dl_model_param(model, "image_height")[0]]
-        if s["image_num_channels"] is None:
-            s["image_num_channels"] = 1 if all(c == 1 for _, _, c in shapes) else 3
-        set_dl_model_param(model, "image_dimensions", [s["image_size"][0], s["image_size"][1],
-                                                        s["image_num_channels"]])
         set_dl_model_param(model, "class_ids", dataset.class_ids)
         set_dl_model_param(model, "class_names", dataset.class_names)
         set_dl_model_param(model, "solver_type", s["solver_type"])
@@ -427,6 +418,24 @@ class _Tool:
         self._stream_seed = seed
         self._train_bytes = _model_bytes(model)
         self._pp = None
+
+    def _new_model(self, dataset: Dataset, shapes: set, op: str):
+        """The untrained model at the tool's image size (``shapes``: (width, height, channels) of the dataset's
+        first images); fixes image_size and image_num_channels where they are None."""
+        from ..model import get_dl_model_param, read_dl_model, set_dl_model_param
+        s = self._settings
+        model = read_dl_model(s["model"])
+        if get_dl_model_param(model, "type")[0] != self.TYPE:
+            raise HOperatorError(1302, f"model {s['model']!r} is not a {self.TYPE} model", op)
+        if s["image_size"] is None:
+            sizes = {(w, h) for w, h, _ in shapes}
+            s["image_size"] = list(sizes.pop()) if len(sizes) == 1 else [get_dl_model_param(model, "image_width")[0],
+                                                                         get_dl_model_param(model, "image_height")[0]]
+        if s["image_num_channels"] is None:
+            s["image_num_channels"] = 1 if all(c == 1 for _, _, c in shapes) else 3
+        set_dl_model_param(model, "image_dimensions", [s["image_size"][0], s["image_size"][1],
+                                                        s["image_num_channels"]])
+        return model
 
     def _preprocess_param(self) -> dict:
         """The model's DLPreprocessParam values (fixed once the model exists)."""
@@ -463,7 +472,12 @@ class _Tool:
             chunk = missing[start:start + 64]
             for i, x in zip(chunk, prepare(chunk)):
                 store[i] = x
-        return np.stack([store[int(i)] for i in indices]) if len(indices) else np.zeros((0,), np.float32)
+        items = [store[int(i)] for i in indices]
+        if items and isinstance(items[0], dict):    # boxes: an object array of dicts
+            out = np.empty(len(items), dtype=object)
+            out[:] = items
+            return out
+        return np.stack(items) if len(indices) else np.zeros((0,), np.float32)
 
     def _prepared(self, dataset: Dataset, indices) -> np.ndarray:
         op = f"{type(self).__name__}.train"
@@ -613,7 +627,7 @@ class _Tool:
 
     def _augmented(self, augmentation, images, labels, stream, lo, hi):
         """Augments the batch: sample j with a generator seeded by (seed, iteration, stream[2] + j); label
-        images (LABEL_IMAGES) move with their images."""
+        images (LABEL_IMAGES) and boxes (BOXES) move with their images."""
         seed, it, first = stream
         xs, ys = [], []
         for j in range(len(images)):
@@ -621,11 +635,18 @@ class _Tool:
             if self.LABEL_IMAGES:
                 x, y = augmentation.apply(images[j], gen, lo, hi, labels[j])
                 ys.append(y)
+            elif self.BOXES:
+                x, y = augmentation.apply(images[j], gen, lo, hi, boxes=labels[j])
+                ys.append(y)
             else:
                 x = augmentation.apply(images[j], gen, lo, hi)
             xs.append(x)
         xs = np.stack(xs)
         xs = xs[..., None] if xs.ndim == 3 else xs
+        if self.BOXES:
+            out = np.empty(len(ys), dtype=object)
+            out[:] = ys
+            return xs, out
         return xs, (np.stack(ys) if self.LABEL_IMAGES else labels)
 
     def _scheduled_learning_rate(self, model) -> float:
