@@ -163,3 +163,19 @@ def test_bad_box_input():
     with pytest.raises(HOperatorError) as e:
         tool.wait_for_training_completion()
     assert "no area" in str(e.value)
+
+
+def test_deterministic_training_repeats_exactly():
+    images, boxes = scenes(32, seed=4)
+    ds = Dataset.from_images(images, boxes, class_names=NAMES)
+    split = DatasetSplit(ds, train=0.75, validation=0.25, seed=1)
+    runs = []
+    for _ in range(2):
+        tool = Locator(capacity="low")
+        tool.batch_size = 4
+        tool.enable_deterministic_training = True
+        tool.train(ds, split, DataAugmentation(rotation=10, shift=0.1), iterations=2)
+        tool.wait_for_training_completion()
+        runs.append(([{k: v for k, v in tool.training_metrics(i).items() if k not in TIMINGS} for i in (1, 2)],
+                     tool.apply(images[:4])))
+    assert runs[0] == runs[1]
