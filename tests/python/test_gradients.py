@@ -35,6 +35,19 @@ def test_convolution(kw):
     p.check(layers_with_weights=["L"])
 
 
+def test_convolutions_sharing_weights_get_the_sum_of_their_gradients():
+    """Two convolutions in a row with one set of weights ('weights_shared_with'): perturbing the shared weights
+    moves both, and the analytic gradient must be the sum of both uses."""
+    def build(i):
+        a = ha.create_dl_layer_convolution(i["x"], "L0", 3, 1, 1, 4, 1, "half_kernel_size", "tanh", [], [])
+        return ha.create_dl_layer_convolution(a, "L", 3, 1, 1, 4, 1, "half_kernel_size", "none",
+                                              "weights_shared_with", "L0")
+    p = Probe(build, X, batch=2)
+    p.check(layers_with_weights=["L0"])
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(p.model, "L", "weights_gradient"),
+                                  ha.get_dl_model_layer_weights(p.model, "L0", "weights_gradient"))
+
+
 def test_transposed_convolution():
     p = Probe(lambda i: ha.create_dl_layer_transposed_convolution(i["x"], "L", 3, 2, 3, 1, 1, [], []), X, batch=2)
     p.check(layers_with_weights=["L"])

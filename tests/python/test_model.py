@@ -217,3 +217,52 @@ def test_model_layer_access_and_clear():
     with pytest.raises(ha.HOperatorError) as e:
         ha.get_dl_model_param(m, "batch_size")
     assert e.value.error_code == 2450
+
+
+def shared_net(share="conv1"):
+    img = ha.create_dl_layer_input("image", [6, 5, 3], [], [])
+    lab = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
+    w = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+    h = ha.create_dl_layer_convolution(img, "conv1", 3, 1, 1, 3, 1, "half_kernel_size", "relu", [], [])
+    h = ha.create_dl_layer_convolution(h, "conv2", 3, 1, 1, 3, 1, "half_kernel_size", "relu",
+                                       "weights_shared_with", share)
+    h = ha.create_dl_layer_dense(h, "fc", 3, [], [])
+    sm = ha.create_dl_layer_softmax(h, "softmax", [], [])
+    return ha.create_dl_model(ha.create_dl_layer_loss_cross_entropy(sm, lab, w, "loss", 1.0, [], []))
+
+
+def test_weight_sharing_one_set_of_weights_trained_once(tmp_path):
+    m = shared_net()
+    own = shared_net(share="")
+    conv = 3 * 3 * 3 * 3 + 3
+    # the shared convolution's weights count once
+    assert ha.get_dl_model_param(m, "num_trainable_params")[0] == \
+        ha.get_dl_model_param(own, "num_trainable_params")[0] - conv
+    ha.set_dl_model_param(m, "batch_size", 4)
+    ha.set_dl_model_param(m, "solver_type", "sgd")
+    ha.set_dl_model_param(m, "momentum", 0.0)
+    ha.set_dl_model_param(m, "learning_rate", 0.1)
+    before = ha.get_dl_model_layer_weights(m, "conv1", "weights").copy()
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(m, "conv2", "weights"), before)
+    r = np.random.default_rng(1)
+    ha.train_dl_model_batch(m, [{"image": r.standard_normal((5, 6, 3)).astype(np.float32),
+                                 "image_label_id": k % 3, "weights": 1.0} for k in range(4)])
+    after = ha.get_dl_model_layer_weights(m, "conv1", "weights")
+    grad = ha.get_dl_model_layer_weights(m, "conv1", "weights_gradient")
+    # plain SGD: one update of the shared weights by the summed gradient (weight_prior 0 here)
+    assert ha.get_dl_model_param(m, "weight_prior")[0] == 0.0
+    np.testing.assert_allclose(after, before - 0.1 * grad, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(m, "conv2", "weights"), after)
+    assert ha.get_dl_layer_param(ha.get_dl_model_layer(m, "conv2")[0], "weights_shared_with") == ["conv1"]
+    ha.write_dl_model(m, str(tmp_path / "shared.hdl"))
+    again = ha.read_dl_model(str(tmp_path / "shared.hdl"))
+    assert ha.get_dl_model_param(again, "num_trainable_params") == ha.get_dl_model_param(m, "num_trainable_params")
+    ha.set_dl_model_layer_weights(np.zeros_like(after), again, "conv2", "weights")
+    assert not ha.get_dl_model_layer_weights(again, "conv1", "weights").any()
+
+
+@pytest.mark.parametrize("share, word", [("nowhere", "no layer"), ("conv2", "itself"), ("fc", "differ")])
+def test_weight_sharing_errors(share, word):
+    with pytest.raises(ha.HOperatorError) as e:
+        shared_net(share)
+    assert word in str(e.value) and "weights_shared_with" in str(e.value)

@@ -138,6 +138,9 @@ std::vector<ParamSpec> filler_param_specs(bool with_bias) {
       gen("weight_filler_const_val", K::kReal, {0.5}),
       gen("weight_filler_variance_norm", K::kString, {std::string("norm_in")}, {"norm_in", "norm_out", "norm_average"}),
       gen("learning_rate_multiplier", K::kReal, {1.0}, {}, 0.0),
+      // opendl extension: the name of a layer of the same type and blob shapes whose weights (and bias) this
+      // layer uses instead of its own (see Network); '' = own weights.
+      gen("weights_shared_with", K::kString, {std::string("")}),
   };
   if (with_bias) {
     v.push_back(gen("bias_term", K::kString, {std::string("true")}, {"true", "false"}));

@@ -59,15 +59,43 @@ Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
       s.blobs.push_back(b);
     }
   }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
+    const auto& pm = s.layer->params();
+    auto it = pm.find("weights_shared_with");
+    if (it == pm.end() || it->second.empty() || std::get<std::string>(it->second[0]).empty()) continue;
+    const std::string owner = std::get<std::string>(it->second[0]);
+    const std::string at = "layer '" + s.layer->name() + "': weights_shared_with '" + owner + "'";
+    int o = -1;
+    for (size_t j = 0; j < slots_.size(); ++j)
+      if (slots_[j].layer->name() == owner) o = int(j);
+    if (o < 0) fail(err::kWrongValue3, at + " is no layer of the model");
+    if (o == int(i)) fail(err::kWrongValue3, at + " names the layer itself");
+    const auto& opm = slots_[size_t(o)].layer->params();
+    auto ot = opm.find("weights_shared_with");
+    if (ot != opm.end() && !ot->second.empty() && !std::get<std::string>(ot->second[0]).empty())
+      fail(err::kWrongValue3, at + " shares the weights of another layer itself; name that layer instead");
+    const auto& ob = slots_[size_t(o)].blobs;
+    bool same = slots_[size_t(o)].layer->type() == s.layer->type() && ob.size() == s.blobs.size();
+    for (size_t k = 0; same && k < ob.size(); ++k)
+      same = ob[k].spec.shape == s.blobs[k].spec.shape && ob[k].spec.role == s.blobs[k].spec.role;
+    if (!same)
+      fail(err::kWrongValue3, at + ": the layers differ in type or in the shapes of their weights");
+    s.blob_owner = o;
+  }
   for (int pass = 0; pass < 2; ++pass)
     for (auto& s : slots_)
       for (auto& b : s.blobs) {
+        if (s.blob_owner >= 0) continue;
         bool state = b.spec.role == BlobRole::kState;
         if (state != (pass == 1)) continue;
         b.offset = n_total_;
         n_total_ += b.size;
         if (!state) n_train_ += b.size;
       }
+  for (auto& s : slots_)
+    if (s.blob_owner >= 0)
+      for (size_t k = 0; k < s.blobs.size(); ++k) s.blobs[k].offset = slots_[size_t(s.blob_owner)].blobs[k].offset;
   params_ = be_.alloc(std::max<size_t>(n_total_, 1));
   grads_ = be_.alloc(std::max<size_t>(n_train_, 1));
   std::vector<float> lr(n_train_, 1.f), decay(n_train_, 0.f);
@@ -203,20 +231,25 @@ void Network::forward(bool training, Rng& rng) {
 
 void Network::backward(float loss_scale, bool accumulate_dw) {
   std::vector<bool> written(slots_.size(), false);
+  // Per blob owner: whether a layer using its blobs has written their gradients in this pass (sharing).
+  std::vector<bool> dw_written(slots_.size(), false);
   for (int i = static_cast<int>(slots_.size()) - 1; i >= 0; --i) {
     auto& s = slots_[i];
     if (s.layer->is_input()) continue;
     bool is_loss = s.layer->is_loss();
+    const size_t owner = s.blob_owner >= 0 ? size_t(s.blob_owner) : size_t(i);
     if (!is_loss && !written[i]) {
       // No gradient reaches this layer (an output that is not a loss, or a branch that ends nowhere):
       // its parameter gradients are zero.
-      if (!accumulate_dw)
+      if (!accumulate_dw && !dw_written[owner])
         for (auto& b : s.blobs)
           if (b.spec.role != BlobRole::kState) be_.fill(grads_ + b.offset, b.size, 0.f);
+      dw_written[owner] = true;
       continue;
     }
     LayerIO io = make_io(*this, s, true, nullptr);
-    io.accumulate_dw = accumulate_dw;
+    io.accumulate_dw = accumulate_dw || dw_written[owner];
+    dw_written[owner] = true;
     io.loss_scale = loss_scale * static_cast<float>(s.layer->loss_weight());
     if (is_loss) io.dy = nullptr;
     for (size_t k = 0; k < s.inputs.size(); ++k) {

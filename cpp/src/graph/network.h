@@ -20,6 +20,10 @@ struct BlobSlot {
   size_t size = 0;
 };
 
+// Weight sharing (layer gen param 'weights_shared_with'): a layer naming another layer of the same type and
+// blob shapes gets that layer's blob offsets, so both read the same weights, the solver updates them once,
+// and their gradients add up (whichever of them runs backward first overwrites, the others accumulate).
+
 struct LayerSlot {
   LayerPtr layer;
   std::vector<int> inputs;        // indices into layers_
@@ -27,6 +31,7 @@ struct LayerSlot {
   Shape4 shape;                   // output shape at the current batch size
   std::vector<Shape4> in_shapes;
   std::vector<BlobSlot> blobs;
+  int blob_owner = -1;            // slot whose blobs these are (weight sharing); -1: its own
   float* y = nullptr;
   float* dy = nullptr;
   std::vector<float*> scratch;

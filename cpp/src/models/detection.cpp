@@ -6,11 +6,12 @@
 // by 2^l) the docking layer is the backbone's last layer whose output has the size of that level; levels
 // deeper than the backbone get a stride-2 conv3x3-ReLU on the level before (like RetinaNet's P6/P7). A feature
 // pyramid (Lin et al. 2017, FPN) makes one map of F channels per level: lateral conv1x1 on the docking layer,
-// plus the next deeper pyramid map zoomed to its size, then a conv3x3. Every level has its own class head and
-// box head (opendl has no weight sharing between layers yet, so the heads are per level, not shared as in
-// RetinaNet): n conv3x3-BN-ReLU of F channels, then a conv3x3 giving A * K class scores ('class_scores_<l>',
-// the class-score bias starts at -log((1 - 0.01) / 0.01) so that every anchor starts at confidence 0.01) or
-// A * 4 box deltas ('box_deltas_<l>'). capacity 'high': F = 128, n = 2; 'medium': 64, 2; 'low': 32, 1.
+// plus the next deeper pyramid map zoomed to its size, then a conv3x3. The class head and the box head are
+// shared by all levels as in RetinaNet (their convolutions at level l > min_level name min_level's in
+// 'weights_shared_with'), with batch normalisation per level (EfficientDet): n conv3x3-BN-ReLU of F channels,
+// then a conv3x3 giving A * K class scores ('class_scores_<l>', the class-score bias starts at
+// -log((1 - 0.01) / 0.01) so that every anchor starts at confidence 0.01) or A * D box deltas
+// ('box_deltas_<l>'). capacity 'high': F = 128, n = 2; 'medium': 64, 2; 'low': 32, 1.
 //
 // Anchors. At level l (stride s = 2^l; exactly image size / map size) each map cell (i, j) has A =
 // anchor_num_subscales * |anchor_aspect_ratios| anchors centred at ((i + 0.5) * s_row, (j + 0.5) * s_col),
@@ -784,18 +785,21 @@ class DetectionAdapter : public ClassAdapter {
 
 struct Head {
   // Layer names of the detector's own layers carry its prefixes, so they never collide with backbone names.
-  L cbr(const L& x, const std::string& nm, int64_t out) {
+  // `share`: the layer whose weights a convolution uses ('' = its own).
+  L cbr(const L& x, const std::string& nm, int64_t out, const std::string& share = "") {
     L c = CreateDlLayerConvolution(x, nm + "_conv", {int64_t(3)}, {int64_t(1)}, {int64_t(1)}, out, 1,
                                    {std::string("half_kernel_size")}, "none",
-                                   {std::string("weight_filler"), std::string("bias_term")},
-                                   {std::string("msra"), std::string("false")});
+                                   {std::string("weight_filler"), std::string("bias_term"),
+                                    std::string("weights_shared_with")},
+                                   {std::string("msra"), std::string("false"), share.empty() ? "" : share + "_conv"});
     return CreateDlLayerBatchNormalization(c, nm + "_bn", Value(0.9), 1e-5, "relu", kNone, kNone);
   }
   L conv_bias(const L& x, const std::string& nm, int64_t k, int64_t out, int64_t stride, const std::string& act,
-              double bias = 0.0) {
+              double bias = 0.0, const std::string& share = "") {
     return CreateDlLayerConvolution(x, nm, {k}, {int64_t(1)}, {stride}, out, 1, {std::string("half_kernel_size")},
-                                    act, {std::string("weight_filler"), std::string("bias_filler_const_val")},
-                                    {std::string("msra"), bias});
+                                    act, {std::string("weight_filler"), std::string("bias_filler_const_val"),
+                                          std::string("weights_shared_with")},
+                                    {std::string("msra"), bias, share});
   }
 };
 
@@ -964,13 +968,18 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
     for (int64_t k = 0; k < K; ++k) alpha.push_back(0.25);
   for (int64_t l = a.min_level_; l <= a.max_level_; ++l) {
     L p = b.conv_bias(pyr[l], lname("fpn_out", l), 3, F, 1, "none");
+    // The head convolutions of every level share the weights of min_level's (RetinaNet); each level keeps its
+    // own batch normalisation, since the statistics of the levels differ (as in EfficientDet).
+    auto shared = [&](const char* base) { return l == a.min_level_ ? std::string() : lname(base, a.min_level_); };
     L ch = p, bh = p;
     for (int i = 0; i < n_head; ++i) {
-      ch = b.cbr(ch, lname("class_head", l) + "_" + std::to_string(i), F);
-      bh = b.cbr(bh, lname("box_head", l) + "_" + std::to_string(i), F);
+      const std::string k = "_" + std::to_string(i);
+      ch = b.cbr(ch, lname("class_head", l) + k, F, l == a.min_level_ ? "" : shared("class_head") + k);
+      bh = b.cbr(bh, lname("box_head", l) + k, F, l == a.min_level_ ? "" : shared("box_head") + k);
     }
-    L cls = b.conv_bias(ch, lname("class_scores", l), 3, A * K, 1, "none", -std::log((1 - kPrior) / kPrior));
-    L box = b.conv_bias(bh, lname("box_deltas", l), 3, A * D, 1, "none");
+    L cls = b.conv_bias(ch, lname("class_scores", l), 3, A * K, 1, "none", -std::log((1 - kPrior) / kPrior),
+                        shared("class_scores"));
+    L box = b.conv_bias(bh, lname("box_deltas", l), 3, A * D, 1, "none", 0.0, shared("box_deltas"));
     const Shape4 s = cls.ptr->shape();
     L ct = CreateDlLayerInput(lname("class_target", l), {s.w, s.h, A * K}, kNone, kNone);
     L cw = CreateDlLayerInput(lname("class_weight", l), {s.w, s.h, A * K}, kNone, kNone);
