@@ -229,3 +229,51 @@ def test_bad_input_gets_halcon_errors_and_leaves_the_model_unchanged():
         ha.set_dl_model_param(m, "min_confidence", 1.5)
     with pytest.raises(HOperatorError):
         ha.create_dl_model_detection("pretrained_dl_segmentation_compact.hdl", 2, [])
+
+
+def test_freeze_backbone_level_keeps_early_backbone_layers_fixed(tmp_path):
+    m = make_model(freeze_backbone_level=2)
+    assert ha.get_dl_model_param(m, "freeze_backbone_level") == [2]
+    ha.set_dl_model_param(m, "batch_size", 4)
+    ha.set_dl_model_param(m, "solver_type", "adam")
+    ha.set_dl_model_param(m, "learning_rate", 0.01)
+    names = ha.get_dl_model_param(m, "layer_names")
+    convs = [n for n in names if n.startswith("conv_")]
+    bns = [n for n in names if n.startswith("bn_")]
+    layer = {n: ha.get_dl_model_layer(m, n)[0] for n in convs + bns}
+    frozen = [n for n in convs + bns if ha.get_dl_layer_param(layer[n], "learning_rate_multiplier") == [0.0]]
+    free = [n for n in convs + bns if n not in frozen]
+    # the compact backbone's layers down to level 2 (stride 4) are frozen, the deeper ones train
+    assert frozen and free and all(ha.get_dl_layer_param(layer[n], "use_global_stats") == ["true"]
+                                   for n in frozen if n.startswith("bn_"))
+    kinds = ("weights", "bias", "batchnorm_mean", "batchnorm_variance")
+
+    def blobs(model, layers):
+        out = {}
+        for n in layers:
+            for t in kinds:
+                try:
+                    out[n, t] = ha.get_dl_model_layer_weights(model, n, t).copy()
+                except ha.HOperatorError:
+                    pass
+        return out
+
+    before = blobs(m, convs + bns)
+    data = [scene(np.random.default_rng(40 + i)) for i in range(4)]
+    for _ in range(3):
+        ha.train_dl_model_batch(m, samples(data))
+    after = blobs(m, convs + bns)
+    for key in before:
+        same = np.array_equal(before[key], after[key])
+        assert same == (key[0] in frozen), key
+    ha.write_dl_model(m, str(tmp_path / "frozen.hdl"))
+    again = ha.read_dl_model(str(tmp_path / "frozen.hdl"))
+    assert ha.get_dl_model_param(again, "freeze_backbone_level") == [2]
+    # unfreezing restores multipliers 1 and batch statistics; the weights stay
+    ha.set_dl_model_param(again, "freeze_backbone_level", 0)
+    lay = ha.get_dl_model_layer(again, frozen[0])[0]
+    assert ha.get_dl_layer_param(lay, "learning_rate_multiplier") == [1.0]
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(again, frozen[0], "weights"),
+                                  after[frozen[0], "weights"])
+    with pytest.raises(HOperatorError):
+        ha.set_dl_model_param(again, "freeze_backbone_level", -1)

@@ -35,6 +35,24 @@ def test_convolution(kw):
     p.check(layers_with_weights=["L"])
 
 
+@pytest.mark.parametrize("act", ["none", "relu"])
+def test_batch_normalization_with_global_statistics(act):
+    """use_global_stats 'true' (a frozen layer): a fixed per-channel affine map of the running statistics, in
+    training too. Running statistics other than (0, 1) make the check meaningful."""
+    p = Probe(lambda i: ha.create_dl_layer_batch_normalization(i["x"], "L", 0.9, 1e-4, act, "use_global_stats",
+                                                               "true"), X, batch=3)
+    rng = np.random.default_rng(3)
+    mean = rng.normal(0, 0.5, 4).astype(np.float32)
+    var = rng.uniform(0.5, 2.0, 4).astype(np.float32)
+    ha.set_dl_model_layer_weights(mean, p.model, "L", "batchnorm_mean")
+    ha.set_dl_model_layer_weights(var, p.model, "L", "batchnorm_variance")
+    ha.set_dl_model_layer_weights(rng.uniform(0.5, 1.5, 4).astype(np.float32), p.model, "L", "weights")
+    p.check(layers_with_weights=["L"])
+    # the running statistics stay as they were
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(p.model, "L", "batchnorm_mean"), mean)
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(p.model, "L", "batchnorm_variance"), var)
+
+
 def test_convolutions_sharing_weights_get_the_sum_of_their_gradients():
     """Two convolutions in a row with one set of weights ('weights_shared_with'): perturbing the shared weights
     moves both, and the analytic gradient must be the sum of both uses."""

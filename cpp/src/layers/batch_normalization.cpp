@@ -4,6 +4,11 @@
 // far (m = k / (k + 1) at update k), which suits short fine-tuning runs. The running variance is stored
 // unbiased (batch variance * M / (M - 1), M = N * H * W). Blobs: 'weights' = scale (gamma), 'bias' = shift
 // (beta), state 'moving_mean', 'moving_variance', 'update_count'.
+// Gen param 'use_global_stats' (opendl extension, default 'false'): 'true' normalises with the running
+// statistics in training too and leaves them unchanged, so the layer is a fixed per-channel affine map
+// y = gamma (x - mean) / sqrt(var + eps) + beta (a frozen layer; create_dl_model_detection's
+// freeze_backbone_level sets it together with learning-rate multipliers 0).
+#include <cmath>
 #include <vector>
 
 #include "backend/backend.h"
@@ -16,6 +21,7 @@ class BatchNorm : public Layer {
  public:
   void configure() override {
     act_ = str_param("activation") == "relu" ? Act::kRelu : Act::kNone;
+    global_ = bool_param("use_global_stats");
     const Value& m = param("momentum")[0];
     auto_ = is_string(m);
     momentum_ = auto_ ? 0.0 : as_double(m);
@@ -43,7 +49,7 @@ class BatchNorm : public Layer {
     BnKey k{x.n, x.c, x.h, x.w};
     float eps = float(real_param("epsilon"));
     float* out = act_ != Act::kNone ? io.scratch[2] : io.y;
-    if (io.training) {
+    if (io.training && !global_) {
       io.be->bn_forward(k, eps, true, io.x[0], io.w[0], io.w[1], io.scratch[0], io.scratch[1], out);
       update_running(io, x);
     } else {
@@ -59,11 +65,61 @@ class BatchNorm : public Layer {
       io.be->act_backward(act_, size_t(io.ys.numel()), io.y, io.dy, io.scratch[2], false);
       dy = io.scratch[2];
     }
+    if (global_) {
+      backward_global(io, x, dy);
+      return;
+    }
     io.be->bn_backward(k, float(real_param("epsilon")), io.x[0], dy, io.w[0], io.scratch[0], io.scratch[1],
                        io.dx[0], io.dw[0], io.dw[1], io.dx[0] ? io.accumulate_dx[0] : false, io.accumulate_dw);
   }
 
  private:
+  // The fixed affine map's gradients (running statistics): dx = dy * gamma / sqrt(var + eps),
+  // dgamma = sum dy * (x - mean) / sqrt(var + eps), dbeta = sum dy, over (N, H, W) per channel.
+  void backward_global(LayerIO& io, const Shape4& x, const float* dy) {
+    const size_t c = size_t(x.c), hw = size_t(x.h * x.w), n = size_t(x.n), total = n * c * hw;
+    std::vector<float> g(c), mean(c), var(c), hx(total), hdy(total), hdx(total), dg(c, 0.f), db(c, 0.f);
+    io.be->download(g.data(), io.w[0], c);
+    io.be->download(mean.data(), io.w[2], c);
+    io.be->download(var.data(), io.w[3], c);
+    io.be->download(hdy.data(), dy, total);
+    if (io.dw[0] || io.dw[1]) io.be->download(hx.data(), io.x[0], total);
+    const double eps = real_param("epsilon");
+    for (size_t ch = 0; ch < c; ++ch) {
+      const double inv = 1.0 / std::sqrt(double(var[ch]) + eps);
+      double sg = 0, sb = 0;
+      for (size_t b = 0; b < n; ++b) {
+        const size_t o = (b * c + ch) * hw;
+        for (size_t q = 0; q < hw; ++q) {
+          hdx[o + q] = float(double(hdy[o + q]) * double(g[ch]) * inv);
+          sb += hdy[o + q];
+          if (io.dw[0]) sg += double(hdy[o + q]) * (double(hx[o + q]) - mean[ch]) * inv;
+        }
+      }
+      dg[ch] = float(sg);
+      db[ch] = float(sb);
+    }
+    if (io.dx[0]) {
+      if (io.accumulate_dx[0]) {
+        std::vector<float> old(total);
+        io.be->download(old.data(), io.dx[0], total);
+        for (size_t i = 0; i < total; ++i) hdx[i] += old[i];
+      }
+      io.be->upload(io.dx[0], hdx.data(), total);
+    }
+    for (int k = 0; k < 2; ++k) {
+      float* dst = io.dw[size_t(k)];
+      if (!dst) continue;
+      std::vector<float>& v = k == 0 ? dg : db;
+      if (io.accumulate_dw) {
+        std::vector<float> old(c);
+        io.be->download(old.data(), dst, c);
+        for (size_t i = 0; i < c; ++i) v[i] += old[i];
+      }
+      io.be->upload(dst, v.data(), c);
+    }
+  }
+
   void update_running(LayerIO& io, const Shape4& x) {
     size_t c = size_t(x.c);
     std::vector<float> bm(c), bv(c), rm(c), rv(c), cnt(1);
@@ -85,7 +141,7 @@ class BatchNorm : public Layer {
     io.be->upload(io.w[4], cnt.data(), 1);
   }
   Act act_ = Act::kNone;
-  bool auto_ = false;
+  bool auto_ = false, global_ = false;
   double momentum_ = 0.9;
 };
 
@@ -98,7 +154,8 @@ std::vector<ParamSpec> params() {
   using K = ParamSpec::Kind;
   return {mom, pos_real("epsilon", 1e-12, 1.0), pos_str("activation", {"none", "relu"}),
           gen("learning_rate_multiplier", K::kReal, {1.0}, {}, 0.0),
-          gen("learning_rate_multiplier_bias", K::kReal, {1.0}, {}, 0.0)};
+          gen("learning_rate_multiplier_bias", K::kReal, {1.0}, {}, 0.0),
+          gen("use_global_stats", K::kString, {std::string("false")}, {"true", "false"})};
 }
 
 LayerRegistrar reg{{"batchnorm", 1, 1, params(), [] { return std::make_shared<BatchNorm>(); }}};

@@ -13,6 +13,11 @@
 // -log((1 - 0.01) / 0.01) so that every anchor starts at confidence 0.01) or A * D box deltas
 // ('box_deltas_<l>'). capacity 'high': F = 128, n = 2; 'medium': 64, 2; 'low': 32, 1.
 //
+// freeze_backbone_level L (settable later; 0 = nothing): the backbone layers before the first one whose output
+// lies at a level deeper than L keep their weights (learning-rate multipliers 0) and their batch normalisation
+// normalises with its running statistics and keeps them (use_global_stats); setting a lower L gives the
+// layers above it multipliers 1 and batch statistics again.
+//
 // Anchors. At level l (stride s = 2^l; exactly image size / map size) each map cell (i, j) has A =
 // anchor_num_subscales * |anchor_aspect_ratios| anchors centred at ((i + 0.5) * s_row, (j + 0.5) * s_col),
 // of size 4 * 2^l * 2^(k / anchor_num_subscales) for subscale k and, for aspect ratio r (height / width),
@@ -304,6 +309,10 @@ class DetectionAdapter : public ClassAdapter {
   bool rect2_ = false, ignore_dir_ = false;
   std::vector<double> angles_ = {0.0};
   std::vector<int64_t> no_orient_;  // class_ids_no_orientation
+  // Backbone layers in execution order with the pyramid level of their output (freeze_backbone_level).
+  std::vector<std::string> bb_names_;
+  std::vector<int64_t> bb_levels_;
+  int64_t freeze_level_ = 0;
 
   int64_t num_anchors() const { return subscales_ * int64_t(ratios_.size()) * (rect2_ ? int64_t(angles_.size()) : 1); }
   int64_t box_channels() const { return rect2_ ? box2_deltas(ignore_dir_) : 4; }
@@ -632,7 +641,8 @@ class DetectionAdapter : public ClassAdapter {
     for (const char* n : {"backbone", "instance_type", "min_level", "max_level", "anchor_num_subscales",
                           "anchor_aspect_ratios", "capacity", "backbone_docking_layers", "bbox_heads_weight",
                           "class_heads_weight", "min_confidence", "max_overlap", "max_overlap_class_agnostic",
-                          "max_num_detections", "anchor_angles", "ignore_direction", "class_ids_no_orientation"})
+                          "max_num_detections", "anchor_angles", "ignore_direction", "class_ids_no_orientation",
+                          "freeze_backbone_level"})
       v.push_back(n);
     return v;
   }
@@ -645,6 +655,7 @@ class DetectionAdapter : public ClassAdapter {
     else if (name == "anchor_angles") out.assign(angles_.begin(), angles_.end());
     else if (name == "ignore_direction") out = {std::string(ignore_dir_ ? "true" : "false")};
     else if (name == "class_ids_no_orientation") out.assign(no_orient_.begin(), no_orient_.end());
+    else if (name == "freeze_backbone_level") out = {freeze_level_};
     else if (name == "min_level") out = {min_level_};
     else if (name == "max_level") out = {max_level_};
     else if (name == "anchor_num_subscales") out = {subscales_};
@@ -672,7 +683,16 @@ class DetectionAdapter : public ClassAdapter {
     else if (name == "max_overlap") max_overlap_ = unit_of(v, name);
     else if (name == "max_overlap_class_agnostic") max_overlap_ca_ = unit_of(v, name);
     else if (name == "max_num_detections") max_num_detections_ = integer_of(v, name, 1, 1 << 30);
-    else if (name == "class_ids_no_orientation") {
+    else if (name == "freeze_backbone_level") {
+      const int64_t level = integer_of(v, name, 0, 16);
+      if (level > 0 && bb_names_.empty())
+        fail(err::kWrongValue3, "freeze_backbone_level: this model file does not list its backbone layers (written "
+                                "by an older opendl); create the model again to freeze its backbone");
+      auto ds = m.describe();
+      freeze(ds, level);
+      m.rebuild(ds);
+      freeze_level_ = level;
+    } else if (name == "class_ids_no_orientation") {
       std::vector<int64_t> ids;
       for (auto& e : v) {
         const double x = is_number(e) ? as_double(e) : -1;
@@ -709,6 +729,21 @@ class DetectionAdapter : public ClassAdapter {
     } else return ClassAdapter::set_param(m, name, v);
     return true;
   }
+  // freeze_backbone_level L: the backbone layers before the first one of a level deeper than L get learning-rate
+  // multipliers 0 and their batch normalisation uses (and keeps) its running statistics; the others get
+  // multipliers 1 and batch statistics. L = 0 freezes nothing.
+  void freeze(std::vector<LayerDesc>& ds, int64_t level) const {
+    std::set<std::string> frozen, backbone(bb_names_.begin(), bb_names_.end());
+    for (size_t i = 0; i < bb_names_.size() && level > 0 && bb_levels_[i] <= level; ++i) frozen.insert(bb_names_[i]);
+    for (auto& d : ds) {
+      if (!backbone.count(d.name)) continue;
+      const bool f = frozen.count(d.name) > 0;
+      for (const char* k : {"learning_rate_multiplier", "learning_rate_multiplier_bias"})
+        if (d.params.count(k)) d.params[k] = Tuple{f ? 0.0 : 1.0};
+      if (d.params.count("use_global_stats")) d.params["use_global_stats"] = Tuple{std::string(f ? "true" : "false")};
+    }
+  }
+
   void set_focal_alpha(std::vector<LayerDesc>& ds) const {
     Tuple t;
     auto a = alpha();
@@ -743,6 +778,9 @@ class DetectionAdapter : public ClassAdapter {
     d.set_tuple("backbone_docking_layers", Tuple(docking_.begin(), docking_.end()));
     d.set_tuple("heads_weights", {bbox_heads_weight_, class_heads_weight_});
     d.set_tuple("inference", {min_confidence_, max_overlap_, max_overlap_ca_, max_num_detections_});
+    d.set_tuple("backbone_layers", Tuple(bb_names_.begin(), bb_names_.end()));
+    d.set_tuple("backbone_layer_levels", Tuple(bb_levels_.begin(), bb_levels_.end()));
+    d.set_tuple("freeze_backbone_level", {freeze_level_});
     if (rect2_) {
       d.set_tuple("rectangle2", {int64_t(ignore_dir_ ? 1 : 0)});
       d.set_tuple("anchor_angles", Tuple(angles_.begin(), angles_.end()));
@@ -769,6 +807,14 @@ class DetectionAdapter : public ClassAdapter {
     max_overlap_ = as_double(inf.at(1));
     max_overlap_ca_ = as_double(inf.at(2));
     max_num_detections_ = std::get<int64_t>(inf.at(3));
+    bb_names_.clear();
+    bb_levels_.clear();
+    freeze_level_ = 0;
+    if (d.contains("backbone_layers")) {
+      for (auto& v : d.get_tuple("backbone_layers")) bb_names_.push_back(std::get<std::string>(v));
+      for (auto& v : d.get_tuple("backbone_layer_levels")) bb_levels_.push_back(std::get<int64_t>(v));
+      freeze_level_ = std::get<int64_t>(d.get_tuple("freeze_backbone_level").at(0));
+    }
     rect2_ = d.contains("rectangle2");
     ignore_dir_ = rect2_ && std::get<int64_t>(d.get_tuple("rectangle2").at(0)) != 0;
     angles_ = {0.0};
@@ -833,7 +879,8 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
       "image_dimensions", "instance_type", "min_level", "max_level", "anchor_num_subscales",
       "anchor_aspect_ratios", "capacity", "backbone_docking_layers", "class_weights", "bbox_heads_weight",
       "class_heads_weight", "min_confidence", "max_overlap", "max_overlap_class_agnostic", "max_num_detections",
-      "image_range_min", "image_range_max", "anchor_angles", "ignore_direction", "class_ids_no_orientation"};
+      "image_range_min", "image_range_max", "anchor_angles", "ignore_direction", "class_ids_no_orientation",
+      "freeze_backbone_level"};
   for (auto& kv : p)
     if (!known.count(kv.first))
       fail(err::kWrongValue3, "dlmodel_detection_param: unknown key '" + kv.first + "'");
@@ -930,6 +977,16 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
                      std::to_string(img.h) + " image");
   }
   for (auto& kv : dock) a.docking_.push_back(kv.second);
+  {
+    std::vector<int64_t> hl{img.h};  // image height at each level, deep enough for any backbone layer
+    while (hl.back() > 1) hl.push_back((hl.back() + 1) / 2);
+    for (auto& d : descs) {
+      int64_t l = 0;
+      while (l + 1 < int64_t(hl.size()) && hl[size_t(l)] > shapes[d.name].h) ++l;
+      a.bb_names_.push_back(d.name);
+      a.bb_levels_.push_back(l);
+    }
+  }
   for (auto& d : descs) {
     std::vector<LayerPtr> ins;
     for (auto& n : d.inputs) ins.push_back(made.at(n));
@@ -1000,7 +1057,7 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
   // Settable keys last, through the adapter's own checks.
   for (const char* k : {"class_ids", "class_names", "class_weights", "min_confidence", "max_overlap",
                         "max_overlap_class_agnostic", "max_num_detections", "image_range_min", "image_range_max",
-                        "class_ids_no_orientation"})
+                        "class_ids_no_orientation", "freeze_backbone_level"})
     if (auto v = take(k)) m->set_param(k, *v);
   if (auto v = take("num_classes"))
     if (integer_of(*v, "num_classes", 1, 1 << 20) != num_classes)
