@@ -36,6 +36,7 @@ from .preprocess import (  # noqa: E402,F401
     augment_dl_samples, check_dl_preprocess_param, create_dl_preprocess_param, create_dl_preprocess_param_from_model,
     preprocess_dl_dataset, preprocess_dl_samples)
 from .evaluation import create_evaluation_default_param, evaluate_dl_model, gen_confusion_matrix  # noqa: E402,F401
+from .detection_params import determine_dl_model_detection_param  # noqa: E402,F401
 from .training import create_dl_train_param, reduce_dl_evaluation_result, train_dl_model  # noqa: E402,F401
 from .legacy import (  # noqa: E402,F401
     apply_dl_classifier, clear_dl_classifier, clear_dl_classifier_result, clear_dl_classifier_train_result,
