@@ -1,7 +1,9 @@
 // CPU backend, oneDNN part: convolution, transposed convolution, pooling, batch normalisation and dense
 // layers as oneDNN primitives. Primitive descriptors and primitives are created once per key struct and
-// cached; memory objects wrap the caller's pointers for each call. Activations use the plain nchw layout in
-// this version (blocked layouts between layers are planned, see README "Performance status").
+// cached; memory objects wrap the caller's pointers for each call. Activations are plain nchw between layers.
+// Convolutions let oneDNN choose its layouts (format_tag::any: blocked nChw8c / nChw16c and blocked weights,
+// which select the direct jit kernels instead of gemm-based ones); their operands are reordered into those
+// layouts and the results back to nchw within each call (reorder primitives cached with the convolution).
 #include <omp.h>
 
 #include <cstring>
@@ -88,11 +90,30 @@ void guarded(const char* what, F&& f) {
 }
 
 // --- convolution / transposed convolution ------------------------------------------------------------
+// One operand of a primitive: the layout the primitive wants and the reorders from / to the plain user layout
+// (none when they agree).
+struct Operand {
+  memory::desc user, inner;
+  bool same = true;
+  primitive to_inner, to_user;
+  void init(const memory::desc& u, const memory::desc& i, bool in, bool out) {
+    user = u;
+    inner = i;
+    same = u == i;
+    if (same) return;
+    if (in) to_inner = reorder(reorder::primitive_desc(eng(), u, eng(), i));
+    if (out) to_user = reorder(reorder::primitive_desc(eng(), i, eng(), u));
+  }
+};
+
 struct ConvPrims {
   memory::desc x, w, b, y;
   convolution_forward::primitive_desc fwd_pd;
   deconvolution_forward::primitive_desc dfwd_pd;
   primitive fwd, bwd_data, bwd_w;
+  Operand f_src, f_w, f_dst;          // forward
+  Operand d_ddst, d_w, d_dsrc;        // backward data
+  Operand w_src, w_ddst, w_dw;        // backward weights
 };
 
 std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
@@ -117,28 +138,49 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
     po.append_eltwise(a, 0.f, 0.f);
     attr.set_post_ops(po);
   }
+  // Layouts chosen by oneDNN ('any'); bias stays plain.
+  const memory::desc ax(p->x.get_dims(), dt::f32, tag::any), ay(p->y.get_dims(), dt::f32, tag::any);
+  const memory::desc aw(p->w.get_dims(), dt::f32, tag::any);
   if (!k.transposed) {
     p->fwd_pd = convolution_forward::primitive_desc(eng(), prop_kind::forward_training,
-                                                    algorithm::convolution_direct, p->x, p->w, p->b, p->y, strides,
+                                                    algorithm::convolution_direct, ax, aw, p->b, ay, strides,
                                                     dil, pl, pr, attr);
     p->fwd = convolution_forward(p->fwd_pd);
-    auto bd = convolution_backward_data::primitive_desc(eng(), algorithm::convolution_direct, p->x, p->w, p->y,
+    auto bd = convolution_backward_data::primitive_desc(eng(), algorithm::convolution_direct, ax, aw, ay,
                                                         strides, dil, pl, pr, p->fwd_pd);
     p->bwd_data = convolution_backward_data(bd);
-    auto bw = convolution_backward_weights::primitive_desc(eng(), algorithm::convolution_direct, p->x, p->w, p->b,
-                                                           p->y, strides, dil, pl, pr, p->fwd_pd);
+    auto bw = convolution_backward_weights::primitive_desc(eng(), algorithm::convolution_direct, ax, aw, p->b,
+                                                           ay, strides, dil, pl, pr, p->fwd_pd);
     p->bwd_w = convolution_backward_weights(bw);
+    p->f_src.init(p->x, p->fwd_pd.src_desc(), true, false);
+    p->f_w.init(p->w, p->fwd_pd.weights_desc(), true, false);
+    p->f_dst.init(p->y, p->fwd_pd.dst_desc(), false, true);
+    p->d_ddst.init(p->y, bd.diff_dst_desc(), true, false);
+    p->d_w.init(p->w, bd.weights_desc(), true, false);
+    p->d_dsrc.init(p->x, bd.diff_src_desc(), false, true);
+    p->w_src.init(p->x, bw.src_desc(), true, false);
+    p->w_ddst.init(p->y, bw.diff_dst_desc(), true, false);
+    p->w_dw.init(p->w, bw.diff_weights_desc(), false, true);
   } else {
     p->dfwd_pd = deconvolution_forward::primitive_desc(eng(), prop_kind::forward_training,
-                                                       algorithm::deconvolution_direct, p->x, p->w, p->b, p->y,
+                                                       algorithm::deconvolution_direct, ax, aw, p->b, ay,
                                                        strides, dil, pl, pr, attr);
     p->fwd = deconvolution_forward(p->dfwd_pd);
-    auto bd = deconvolution_backward_data::primitive_desc(eng(), algorithm::deconvolution_direct, p->x, p->w, p->y,
+    auto bd = deconvolution_backward_data::primitive_desc(eng(), algorithm::deconvolution_direct, ax, aw, ay,
                                                           strides, dil, pl, pr, p->dfwd_pd);
     p->bwd_data = deconvolution_backward_data(bd);
-    auto bw = deconvolution_backward_weights::primitive_desc(eng(), algorithm::deconvolution_direct, p->x, p->w,
-                                                             p->b, p->y, strides, dil, pl, pr, p->dfwd_pd);
+    auto bw = deconvolution_backward_weights::primitive_desc(eng(), algorithm::deconvolution_direct, ax, aw,
+                                                             p->b, ay, strides, dil, pl, pr, p->dfwd_pd);
     p->bwd_w = deconvolution_backward_weights(bw);
+    p->f_src.init(p->x, p->dfwd_pd.src_desc(), true, false);
+    p->f_w.init(p->w, p->dfwd_pd.weights_desc(), true, false);
+    p->f_dst.init(p->y, p->dfwd_pd.dst_desc(), false, true);
+    p->d_ddst.init(p->y, bd.diff_dst_desc(), true, false);
+    p->d_w.init(p->w, bd.weights_desc(), true, false);
+    p->d_dsrc.init(p->x, bd.diff_src_desc(), false, true);
+    p->w_src.init(p->x, bw.src_desc(), true, false);
+    p->w_ddst.init(p->y, bw.diff_dst_desc(), true, false);
+    p->w_dw.init(p->w, bw.diff_weights_desc(), false, true);
   }
   c[threaded(k)] = p;
   return p;
@@ -251,23 +293,60 @@ void run(primitive& p, std::unordered_map<int, memory> args) {
 
 }  // namespace
 
+namespace {
+// Per-thread buffers for operands in oneDNN's layouts (slot: which operand of a call), grown as needed.
+float* inner_buffer(int slot, const memory::desc& d) {
+  thread_local std::vector<float> bufs[3];
+  auto& b = bufs[slot];
+  const size_t n = (d.get_size() + sizeof(float) - 1) / sizeof(float);
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+// An input operand in the primitive's layout: the user's memory itself, or a reordered copy.
+memory inner_input(Operand& o, int slot, const float* user) {
+  if (o.same) return mem(o.user, user);
+  memory in = mem(o.inner, inner_buffer(slot, o.inner));
+  run(o.to_inner, {{DNNL_ARG_FROM, mem(o.user, user)}, {DNNL_ARG_TO, in}});
+  return in;
+}
+// An output operand: written by the primitive in its layout, then `finish` reorders it to the user's memory.
+struct InnerOutput {
+  Operand& o;
+  void* user;
+  memory m;
+  InnerOutput(Operand& op, int slot, void* u) : o(op), user(u) {
+    m = o.same ? mem(o.user, u) : mem(o.inner, inner_buffer(slot, o.inner));
+  }
+  void finish() {
+    if (!o.same) run(o.to_user, {{DNNL_ARG_FROM, m}, {DNNL_ARG_TO, mem(o.user, user)}});
+  }
+};
+}  // namespace
+
 void CpuBackend::conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) {
   guarded("convolution forward", [&] {
     SingleThreadIfDeterministic single;
     auto p = conv_prims(k, act);
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)}, {DNNL_ARG_DST, mem(p->y, y)}};
+    InnerOutput out(p->f_dst, 2, y);
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, inner_input(p->f_src, 0, x)},
+                                            {DNNL_ARG_WEIGHTS, inner_input(p->f_w, 1, w)},
+                                            {DNNL_ARG_DST, out.m}};
     if (k.bias) args[DNNL_ARG_BIAS] = mem(p->b, b);
     run(p->fwd, args);
+    out.finish();
   });
 }
 
 void CpuBackend::conv_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) {
   guarded("convolution backward data", [&] {
+    SingleThreadIfDeterministic single;  // the jit kernels' reduction order follows the thread count
     auto p = conv_prims(k, Act::kNone);
     GradOut o(dx, k.n * k.ic * k.ih * k.iw, accumulate);
-    run(p->bwd_data, {{DNNL_ARG_DIFF_DST, mem(p->y, dy)}, {DNNL_ARG_WEIGHTS, mem(p->w, w)},
-                      {DNNL_ARG_DIFF_SRC, mem(p->x, o.target())}});
+    InnerOutput out(p->d_dsrc, 2, o.target());
+    run(p->bwd_data, {{DNNL_ARG_DIFF_DST, inner_input(p->d_ddst, 0, dy)},
+                      {DNNL_ARG_WEIGHTS, inner_input(p->d_w, 1, w)},
+                      {DNNL_ARG_DIFF_SRC, out.m}});
+    out.finish();
     o.finish(*this);
   });
 }
@@ -279,11 +358,13 @@ void CpuBackend::conv_backward_weights(const ConvKey& k, const float* x, const f
     auto p = conv_prims(k, Act::kNone);
     GradOut ow(dw, p->w.get_size() / sizeof(float), accumulate);
     GradOut ob(k.bias ? db : nullptr, k.oc, accumulate);
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(p->x, x)},
-                                            {DNNL_ARG_DIFF_DST, mem(p->y, dy)},
-                                            {DNNL_ARG_DIFF_WEIGHTS, mem(p->w, ow.target())}};
+    InnerOutput out(p->w_dw, 2, ow.target());
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, inner_input(p->w_src, 0, x)},
+                                            {DNNL_ARG_DIFF_DST, inner_input(p->w_ddst, 1, dy)},
+                                            {DNNL_ARG_DIFF_WEIGHTS, out.m}};
     if (k.bias) args[DNNL_ARG_DIFF_BIAS] = mem(p->b, ob.target());
     run(p->bwd_w, args);
+    out.finish();
     ow.finish(*this);
     ob.finish(*this);
   });
