@@ -1,8 +1,11 @@
-"""CPU training-step benchmark: opendl vs PyTorch on the same small CNN.
+"""CPU training-step benchmark: opendl vs PyTorch on the same network.
 
-Net (both frameworks): input HxWx3 -> 5 x [conv 3x3 (padding 1, bias) -> batch norm -> ReLU], a 2x2/2 max pooling
-after each of the first --pools convs -> global average pooling -> dense --classes -> softmax cross entropy.
-Default widths 16-32-64-64-128, batch 32, 64x64x3 images, SGD with momentum 0.9.
+--model cnn (default), both frameworks: input HxWx3 -> 5 x [conv 3x3 (padding 1, bias) -> batch norm -> ReLU], a
+2x2/2 max pooling after each of the first --pools convs -> global average pooling -> dense --classes -> softmax
+cross entropy. Default widths 16-32-64-64-128, batch 32, 64x64x3 images, SGD with momentum 0.9.
+--model resnet18: ResNet-18 (He et al. 2016; conv 7x7/2 without bias, BN, ReLU, max pool 3x3/2, four stages of two
+basic blocks with 64-128-256-512 channels and 1x1/2 projection shortcuts, global average pooling, dense), built
+layer by layer in both frameworks; use e.g. --batch 16 --size 224.
 
 opendl: conv with activation 'none', batch normalisation with the ReLU fused ('relu' activation), and each step is
 one train_dl_model_batch call on a list of sample dicts (so its time includes opendl's sample conversion).
@@ -38,6 +41,7 @@ except ImportError:  # opendl's numbers alone
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="cnn", choices=["cnn", "resnet18"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=64, help="image width = height")
     p.add_argument("--channels", type=int, default=3)
@@ -58,10 +62,58 @@ def parse():
     return a
 
 
+def _conv_bn(x, name, out, k, stride, act):
+    x = ha.create_dl_layer_convolution(x, name, k, 1, stride, out, 1, "half_kernel_size", "none", "bias_term",
+                                       "false")
+    return ha.create_dl_layer_batch_normalization(x, name + "_bn", 0.9, 1e-5, act, [], [])
+
+
+def resnet18_opendl(x):
+    x = _conv_bn(x, "conv1", 64, 7, 2, "relu")
+    x = ha.create_dl_layer_pooling(x, "pool1", [3, 3], [2, 2], [1, 1], "maximum", [], [])
+    c = 64
+    for stage, w in enumerate((64, 128, 256, 512)):
+        for b in range(2):
+            stride = 2 if stage > 0 and b == 0 else 1
+            n = f"s{stage}b{b}"
+            h = _conv_bn(x, n + "_c1", w, 3, stride, "relu")
+            h = _conv_bn(h, n + "_c2", w, 3, 1, "none")
+            short = _conv_bn(x, n + "_proj", w, 1, stride, "none") if stride != 1 or c != w else x
+            x = ha.create_dl_layer_elementwise([h, short], n + "_sum", "sum", [], [], [])
+            x = ha.create_dl_layer_activation(x, n + "_relu", "relu", [], [])
+            c = w
+    return x
+
+
+def resnet18_torch(a):
+    class Block(nn.Module):
+        def __init__(self, cin, w, stride):
+            super().__init__()
+            self.c1 = nn.Sequential(nn.Conv2d(cin, w, 3, stride, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True))
+            self.c2 = nn.Sequential(nn.Conv2d(w, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w))
+            self.proj = nn.Sequential(nn.Conv2d(cin, w, 1, stride, bias=False), nn.BatchNorm2d(w)) \
+                if stride != 1 or cin != w else nn.Identity()
+
+        def forward(self, x):
+            return F.relu(self.c2(self.c1(x)) + self.proj(x))
+
+    layers, c = [nn.Conv2d(a.channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),
+                 nn.MaxPool2d(3, 2, 1)], 64
+    for stage, w in enumerate((64, 128, 256, 512)):
+        for b in range(2):
+            layers.append(Block(c, w, 2 if stage > 0 and b == 0 else 1))
+            c = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
+    return layers
+
+
 def build_opendl(a):
     x = ha.create_dl_layer_input("image", [a.size, a.size, a.channels], [], [])
     target = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
     weights = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+    if a.model == "resnet18":
+        x = resnet18_opendl(x)
+        a.widths, a.pools = [], 0
     for i, w in enumerate(a.widths):
         x = ha.create_dl_layer_convolution(x, f"conv{i}", 3, 1, 1, w, 1, "half_kernel_size", "none", [], [])
         x = ha.create_dl_layer_batch_normalization(x, f"bn{i}", 0.9, 1e-5, "relu", [], [])
@@ -86,7 +138,10 @@ def build_torch(a):
         if i < a.pools:
             layers.append(nn.MaxPool2d(2, 2))
         c = w
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
+    if a.model == "resnet18":
+        layers = resnet18_torch(a)
+    else:
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
     net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
     net.train()
     return net, torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
@@ -137,7 +192,8 @@ def main():
 
         runners["torch"] = torch_step
 
-    print(f"batch {a.batch}, {a.size}x{a.size}x{a.channels}, widths {a.widths}, pools {a.pools}, classes {a.classes}, "
+    print(f"{a.model}: batch {a.batch}, {a.size}x{a.size}x{a.channels}, widths {a.widths}, pools {a.pools}, "
+          f"classes {a.classes}, "
           f"threads {a.threads} (opendl thread_num {ha.get_system_s('thread_num')}"
           + (f", torch {torch.get_num_threads()} / torch {torch.__version__}" if use_torch else ", no torch")
           + f"), {a.reps} reps x {a.steps} steps after {a.warmup} warm-up steps")
