@@ -6,6 +6,9 @@ cross entropy. Default widths 16-32-64-64-128, batch 32, 64x64x3 images, SGD wit
 --model resnet18: ResNet-18 (He et al. 2016; conv 7x7/2 without bias, BN, ReLU, max pool 3x3/2, four stages of two
 basic blocks with 64-128-256-512 channels and 1x1/2 projection shortcuts, global average pooling, dense), built
 layer by layer in both frameworks; use e.g. --batch 16 --size 224.
+--model mobilenetv2: MobileNetV2 1.0 (Sandler et al. 2018; inverted residual blocks with depthwise 3x3
+convolutions and ReLU6, linear bottlenecks, 1x1 conv to 1280, global average pooling, dense); e.g. --batch 32
+--size 224.
 
 opendl: conv with activation 'none', batch normalisation with the ReLU fused ('relu' activation), and each step is
 one train_dl_model_batch call on a list of sample dicts (so its time includes opendl's sample conversion).
@@ -41,7 +44,7 @@ except ImportError:  # opendl's numbers alone
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="cnn", choices=["cnn", "resnet18"])
+    p.add_argument("--model", default="cnn", choices=["cnn", "resnet18", "mobilenetv2"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=64, help="image width = height")
     p.add_argument("--channels", type=int, default=3)
@@ -85,6 +88,59 @@ def resnet18_opendl(x):
     return x
 
 
+# MobileNetV2 1.0: (expansion t, channels c, repeats n, first stride s) per bottleneck stage.
+MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1)]
+
+
+def _conv_bn_relu6(x, name, out, k, stride, groups=1, relu6=True):
+    x = ha.create_dl_layer_convolution(x, name, k, 1, stride, out, groups, "half_kernel_size", "none",
+                                       "bias_term", "false")
+    x = ha.create_dl_layer_batch_normalization(x, name + "_bn", 0.9, 1e-5, "none", [], [])
+    return ha.create_dl_layer_activation(x, name + "_relu6", "relu", "upper_bound", 6.0) if relu6 else x
+
+
+def mobilenetv2_opendl(x):
+    x = _conv_bn_relu6(x, "stem", 32, 3, 2)
+    c = 32
+    for si, (t, w, n, s) in enumerate(MOBILENET_V2):
+        for b in range(n):
+            stride = s if b == 0 else 1
+            name = f"m{si}b{b}"
+            h = _conv_bn_relu6(x, name + "_expand", c * t, 1, 1) if t != 1 else x
+            h = _conv_bn_relu6(h, name + "_dw", c * t, 3, stride, groups=c * t)
+            h = _conv_bn_relu6(h, name + "_project", w, 1, 1, relu6=False)
+            x = ha.create_dl_layer_elementwise([h, x], name + "_sum", "sum", [], [], []) \
+                if stride == 1 and c == w else h
+            c = w
+    return _conv_bn_relu6(x, "head", 1280, 1, 1)
+
+
+def mobilenetv2_torch(a):
+    def cbr(cin, cout, k, stride, groups=1, relu6=True):
+        m = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        return m + ([nn.ReLU6(True)] if relu6 else [])
+
+    class Inverted(nn.Module):
+        def __init__(self, cin, w, t, stride):
+            super().__init__()
+            hidden = cin * t
+            body = (cbr(cin, hidden, 1, 1) if t != 1 else []) + cbr(hidden, hidden, 3, stride, hidden) + \
+                cbr(hidden, w, 1, 1, relu6=False)
+            self.body = nn.Sequential(*body)
+            self.residual = stride == 1 and cin == w
+
+        def forward(self, x):
+            return self.body(x) + x if self.residual else self.body(x)
+
+    layers, c = cbr(a.channels, 32, 3, 2), 32
+    for t, w, n, s in MOBILENET_V2:
+        for b in range(n):
+            layers.append(Inverted(c, w, t, s if b == 0 else 1))
+            c = w
+    return layers + cbr(c, 1280, 1, 1) + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, a.classes)]
+
+
 def resnet18_torch(a):
     class Block(nn.Module):
         def __init__(self, cin, w, stride):
@@ -111,8 +167,8 @@ def build_opendl(a):
     x = ha.create_dl_layer_input("image", [a.size, a.size, a.channels], [], [])
     target = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
     weights = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
-    if a.model == "resnet18":
-        x = resnet18_opendl(x)
+    if a.model in ("resnet18", "mobilenetv2"):
+        x = resnet18_opendl(x) if a.model == "resnet18" else mobilenetv2_opendl(x)
         a.widths, a.pools = [], 0
     for i, w in enumerate(a.widths):
         x = ha.create_dl_layer_convolution(x, f"conv{i}", 3, 1, 1, w, 1, "half_kernel_size", "none", [], [])
@@ -140,6 +196,8 @@ def build_torch(a):
         c = w
     if a.model == "resnet18":
         layers = resnet18_torch(a)
+    elif a.model == "mobilenetv2":
+        layers = mobilenetv2_torch(a)
     else:
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
     net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
