@@ -3,6 +3,7 @@ precision (all-point interpolated precision-recall area, as PASCAL VOC 2010+ / C
 
 import numpy as np
 
+import opendl as ha
 from opendl import demo
 
 KEYS = ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2")
@@ -173,3 +174,31 @@ def oriented_ap(detections, truths, class_id, threshold=0.5):
         precision[k] = max(precision[k], precision[k + 1])
     steps = np.nonzero(recall[1:] != recall[:-1])[0]
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1])), errors
+
+
+def samples(chunk):
+    """DLSamples of (image, boxes) pairs: the image centred as the compact backbone expects, with its boxes."""
+    return [dict({"image": img.astype(np.float32) - 127.0}, **b) for img, b in chunk]
+
+
+def detections(model, data, keys, batch=8):
+    """The result keys of apply_dl_model for each (image, boxes) pair of data."""
+    out = []
+    for i in range(0, len(data), batch):
+        for r in ha.apply_dl_model(model, samples(data[i:i + batch]), []):
+            out.append({k: ha.get_dict_tuple(r, k) for k in keys})
+    return out
+
+
+def train_detector(model, train, passes=9, batch=8):
+    """Adam at 0.001 for the passes over train (shuffled per pass with seed = pass), 0.0001 for the last two."""
+    ha.set_dl_model_param(model, "batch_size", batch)
+    ha.set_dl_model_param(model, "solver_type", "adam")
+    ha.set_dl_model_param(model, "learning_rate", 0.001)
+    for ep in range(passes):
+        if ep == passes - 2:
+            ha.set_dl_model_param(model, "learning_rate", 0.0001)
+        order = np.random.default_rng(ep).permutation(len(train))
+        for i in range(0, len(train), batch):
+            ha.train_dl_model_batch(model, samples([train[j] for j in order[i:i + batch]]))
+    return model

@@ -7,7 +7,7 @@ import pytest
 
 import opendl as ha
 from opendl.errors import HOperatorError
-from detection_helpers import KEYS, iou, mean_ap, scene
+from detection_helpers import KEYS, detections, iou, mean_ap, samples, scene, train_detector
 
 RESULT_KEYS = ("bbox_class_id", "bbox_confidence") + KEYS
 
@@ -19,40 +19,17 @@ def make_model(**param):
     return ha.create_dl_model_detection("pretrained_dl_classifier_compact.hdl", 3, p)
 
 
-def samples(chunk):
-    return [dict({"image": img.astype(np.float32) - 127.0}, **b) for img, b in chunk]
-
-
-def detections(model, data, batch=8):
-    out = []
-    for i in range(0, len(data), batch):
-        for r in ha.apply_dl_model(model, samples(data[i:i + batch]), []):
-            out.append({k: ha.get_dict_tuple(r, k) for k in RESULT_KEYS + ("bbox_class_name",)})
-    return out
-
-
 @pytest.fixture(scope="module")
 def trained():
     """A low-capacity detector trained for 9 passes over 400 generated scenes (about 35 s on 2 cores)."""
-    m = make_model()
-    ha.set_dl_model_param(m, "batch_size", 8)
-    ha.set_dl_model_param(m, "solver_type", "adam")
-    ha.set_dl_model_param(m, "learning_rate", 0.001)
     rng = np.random.default_rng(0)
-    train = [scene(rng) for _ in range(400)]
-    for ep in range(9):
-        if ep == 7:
-            ha.set_dl_model_param(m, "learning_rate", 0.0001)
-        order = np.random.default_rng(ep).permutation(len(train))
-        for i in range(0, len(train), 8):
-            ha.train_dl_model_batch(m, samples([train[j] for j in order[i:i + 8]]))
-    return m
+    return train_detector(make_model(), [scene(rng) for _ in range(400)])
 
 
 def test_detector_learns_to_map50_over_0_8_on_held_out_scenes(trained):
     test = [scene(np.random.default_rng(5000 + i)) for i in range(64)]
     ha.set_dl_model_param(trained, "min_confidence", 0.05)
-    dets = detections(trained, test)
+    dets = detections(trained, test, RESULT_KEYS + ("bbox_class_name",))
     truths = [b for _, b in test]
     map50 = mean_ap(dets, truths, [1, 2, 3])
     map_coco = mean_ap(dets, truths, [1, 2, 3], np.arange(0.5, 0.96, 0.05))

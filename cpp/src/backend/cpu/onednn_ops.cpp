@@ -116,6 +116,20 @@ struct ConvPrims {
   Operand w_src, w_ddst, w_dw;        // backward weights
 };
 
+// The operands of the three primitives, from the layouts oneDNN chose (same for the transposed convolution).
+template <class Fwd, class Bd, class Bw>
+void init_operands(ConvPrims& p, const Fwd& f, const Bd& bd, const Bw& bw) {
+  p.f_src.init(p.x, f.src_desc(), true, false);
+  p.f_w.init(p.w, f.weights_desc(), true, false);
+  p.f_dst.init(p.y, f.dst_desc(), false, true);
+  p.d_ddst.init(p.y, bd.diff_dst_desc(), true, false);
+  p.d_w.init(p.w, bd.weights_desc(), true, false);
+  p.d_dsrc.init(p.x, bd.diff_src_desc(), false, true);
+  p.w_src.init(p.x, bw.src_desc(), true, false);
+  p.w_ddst.init(p.y, bw.diff_dst_desc(), true, false);
+  p.w_dw.init(p.w, bw.diff_weights_desc(), false, true);
+}
+
 std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
   thread_local Cache<ConvKey, ConvPrims> cache[4];
   auto& c = cache[static_cast<int>(act)];
@@ -152,15 +166,7 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
     auto bw = convolution_backward_weights::primitive_desc(eng(), algorithm::convolution_direct, ax, aw, p->b,
                                                            ay, strides, dil, pl, pr, p->fwd_pd);
     p->bwd_w = convolution_backward_weights(bw);
-    p->f_src.init(p->x, p->fwd_pd.src_desc(), true, false);
-    p->f_w.init(p->w, p->fwd_pd.weights_desc(), true, false);
-    p->f_dst.init(p->y, p->fwd_pd.dst_desc(), false, true);
-    p->d_ddst.init(p->y, bd.diff_dst_desc(), true, false);
-    p->d_w.init(p->w, bd.weights_desc(), true, false);
-    p->d_dsrc.init(p->x, bd.diff_src_desc(), false, true);
-    p->w_src.init(p->x, bw.src_desc(), true, false);
-    p->w_ddst.init(p->y, bw.diff_dst_desc(), true, false);
-    p->w_dw.init(p->w, bw.diff_weights_desc(), false, true);
+    init_operands(*p, p->fwd_pd, bd, bw);
   } else {
     p->dfwd_pd = deconvolution_forward::primitive_desc(eng(), prop_kind::forward_training,
                                                        algorithm::deconvolution_direct, ax, aw, p->b, ay,
@@ -172,15 +178,7 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
     auto bw = deconvolution_backward_weights::primitive_desc(eng(), algorithm::deconvolution_direct, ax, aw,
                                                              p->b, ay, strides, dil, pl, pr, p->dfwd_pd);
     p->bwd_w = deconvolution_backward_weights(bw);
-    p->f_src.init(p->x, p->dfwd_pd.src_desc(), true, false);
-    p->f_w.init(p->w, p->dfwd_pd.weights_desc(), true, false);
-    p->f_dst.init(p->y, p->dfwd_pd.dst_desc(), false, true);
-    p->d_ddst.init(p->y, bd.diff_dst_desc(), true, false);
-    p->d_w.init(p->w, bd.weights_desc(), true, false);
-    p->d_dsrc.init(p->x, bd.diff_src_desc(), false, true);
-    p->w_src.init(p->x, bw.src_desc(), true, false);
-    p->w_ddst.init(p->y, bw.diff_dst_desc(), true, false);
-    p->w_dw.init(p->w, bw.diff_weights_desc(), false, true);
+    init_operands(*p, p->dfwd_pd, bd, bw);
   }
   c[threaded(k)] = p;
   return p;
