@@ -41,7 +41,9 @@ def state(c):
 def train_and_score(label_of):
     c = classifier(batch=16)
     images, labels = data(960, 1)
-    for step in range(200):
+    # 400 steps (about 7 passes over the 960 images): after 200 the held-out accuracy still ranged 0.91..0.97 over
+    # seeds, so rounding-level changes in the kernels could tip a 0.95 threshold; after 400 it is 0.975..0.99.
+    for step in range(400):
         a = (step * 16) % (len(images) - 16)
         ha.train_dl_classifier_batch(images[a:a + 16], c, [label_of(k) for k in labels[a:a + 16]])
     test_images, test_labels = data(240, 2)

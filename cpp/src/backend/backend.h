@@ -64,12 +64,14 @@ class Backend {
   virtual size_t pool_workspace_floats(const PoolKey& k) = 0;
   virtual void pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) = 0;
   virtual void pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) = 0;
-  // Batch normalisation with scale/shift; mean/var are the batch statistics (training) or running ones.
-  virtual void bn_forward(const BnKey& k, float eps, bool training, const float* x, const float* scale,
+  // Batch normalisation with scale/shift; mean/var are the batch statistics (written in training; var biased)
+  // or the running ones (read). act kNone or kRelu: the ReLU is fused into forward, and backward masks dy by
+  // the fused output y > 0 (y is not read without it).
+  virtual void bn_forward(const BnKey& k, float eps, bool training, Act act, const float* x, const float* scale,
                           const float* shift, float* mean, float* var, float* y) = 0;
-  virtual void bn_backward(const BnKey& k, float eps, const float* x, const float* dy, const float* scale,
-                           const float* mean, const float* var, float* dx, float* dscale, float* dshift,
-                           bool accumulate_dx, bool accumulate_dw) = 0;
+  virtual void bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
+                           const float* scale, const float* mean, const float* var, float* dx, float* dscale,
+                           float* dshift, bool accumulate_dx, bool accumulate_dw) = 0;
   // Dense (inner product) over the flattened (C, H, W) input; weights (oc, ic).
   virtual void dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) = 0;
   virtual void dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) = 0;

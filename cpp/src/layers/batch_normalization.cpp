@@ -41,36 +41,36 @@ class BatchNorm : public Layer {
     return {g, b, mean, var, cnt};
   }
   std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& in, const Shape4& out) const override {
-    // batch mean, batch variance, pre-activation output (fused relu only)
-    return {in[0].c, in[0].c, act_ != Act::kNone ? out.numel() : 0};
+    // batch mean, batch variance; with use_global_stats and the fused relu, the masked output gradient
+    return {in[0].c, in[0].c, global_ && act_ != Act::kNone ? out.numel() : 0};
   }
+  // The ReLU is fused into the backend's batch normalisation (forward, and backward through the mask y > 0).
   void forward(LayerIO& io) override {
     const Shape4& x = io.xs[0];
     BnKey k{x.n, x.c, x.h, x.w};
     float eps = float(real_param("epsilon"));
-    float* out = act_ != Act::kNone ? io.scratch[2] : io.y;
     if (io.training && !global_) {
-      io.be->bn_forward(k, eps, true, io.x[0], io.w[0], io.w[1], io.scratch[0], io.scratch[1], out);
+      io.be->bn_forward(k, eps, true, act_, io.x[0], io.w[0], io.w[1], io.scratch[0], io.scratch[1], io.y);
       update_running(io, x);
     } else {
-      io.be->bn_forward(k, eps, false, io.x[0], io.w[0], io.w[1], io.w[2], io.w[3], out);
+      io.be->bn_forward(k, eps, false, act_, io.x[0], io.w[0], io.w[1], io.w[2], io.w[3], io.y);
     }
-    if (act_ != Act::kNone) io.be->act_forward(act_, size_t(io.ys.numel()), out, io.y);
   }
   void backward(LayerIO& io) override {
     const Shape4& x = io.xs[0];
     BnKey k{x.n, x.c, x.h, x.w};
-    const float* dy = io.dy;
-    if (act_ != Act::kNone) {
-      io.be->act_backward(act_, size_t(io.ys.numel()), io.y, io.dy, io.scratch[2], false);
-      dy = io.scratch[2];
-    }
     if (global_) {
+      const float* dy = io.dy;
+      if (act_ != Act::kNone) {
+        io.be->act_backward(act_, size_t(io.ys.numel()), io.y, io.dy, io.scratch[2], false);
+        dy = io.scratch[2];
+      }
       backward_global(io, x, dy);
       return;
     }
-    io.be->bn_backward(k, float(real_param("epsilon")), io.x[0], dy, io.w[0], io.scratch[0], io.scratch[1],
-                       io.dx[0], io.dw[0], io.dw[1], io.dx[0] ? io.accumulate_dx[0] : false, io.accumulate_dw);
+    io.be->bn_backward(k, float(real_param("epsilon")), act_, io.x[0], io.y, io.dy, io.w[0], io.scratch[0],
+                       io.scratch[1], io.dx[0], io.dw[0], io.dw[1], io.dx[0] ? io.accumulate_dx[0] : false,
+                       io.accumulate_dw);
   }
 
  private:

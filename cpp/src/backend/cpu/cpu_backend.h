@@ -1,8 +1,17 @@
-// CpuBackend: oneDNN primitives (onednn_ops.cpp) and OpenMP kernels (kernels.cpp, losses.cpp,
-// solvers.cpp) behind the Backend interface.
+// CpuBackend: oneDNN primitives (onednn_ops.cpp) and OpenMP kernels (kernels.cpp, norm_pool.cpp,
+// losses_solvers.cpp, pointwise.cpp) behind the Backend interface.
 #pragma once
 
 #include "backend/backend.h"
+
+// Hot OpenMP kernels are compiled once per ISA level and picked at load time (GCC function multi-versioning),
+// so the portable wheel still runs AVX2 / AVX-512 code where the CPU has it. Apply it to functions holding no
+// OpenMP parallel region (their outlined bodies would not be cloned).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define OPENDL_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define OPENDL_CPU_CLONES
+#endif
 
 namespace opendl {
 
@@ -23,11 +32,11 @@ class CpuBackend final : public Backend {
   size_t pool_workspace_floats(const PoolKey& k) override;
   void pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) override;
   void pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) override;
-  void bn_forward(const BnKey& k, float eps, bool training, const float* x, const float* scale, const float* shift,
-                  float* mean, float* var, float* y) override;
-  void bn_backward(const BnKey& k, float eps, const float* x, const float* dy, const float* scale, const float* mean,
-                   const float* var, float* dx, float* dscale, float* dshift, bool accumulate_dx,
-                   bool accumulate_dw) override;
+  void bn_forward(const BnKey& k, float eps, bool training, Act act, const float* x, const float* scale,
+                  const float* shift, float* mean, float* var, float* y) override;
+  void bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
+                   const float* scale, const float* mean, const float* var, float* dx, float* dscale, float* dshift,
+                   bool accumulate_dx, bool accumulate_dw) override;
   void dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) override;
   void dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) override;
   void dense_backward_weights(const DenseKey& k, const float* x, const float* dy, float* dw, float* db,

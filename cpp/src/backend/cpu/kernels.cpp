@@ -34,30 +34,80 @@ void CpuBackend::copy(float* dst, const float* src, size_t n) {
   if (dst != src) std::memcpy(dst, src, n * sizeof(float));
 }
 
+namespace {
+// Elementwise kernels run in chunks of this many elements, one chunk per task.
+constexpr size_t kActChunk = 16384;
+
+OPENDL_CPU_CLONES void act_forward_range(Act a, const float* x, float* y, size_t n) {
+  switch (a) {
+    case Act::kNone:
+      if (x != y) std::memcpy(y, x, n * sizeof(float));
+      break;
+    case Act::kRelu:
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+      break;
+    case Act::kSigmoid:
+      for (size_t i = 0; i < n; ++i) y[i] = 1.f / (1.f + std::exp(-x[i]));
+      break;
+    case Act::kTanh:
+      for (size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      break;
+  }
+}
+
+OPENDL_CPU_CLONES void act_backward_range(Act a, const float* y, const float* dy, float* dx, size_t n,
+                                          bool accumulate) {
+  switch (a) {
+    case Act::kRelu:
+      if (accumulate) {
+#pragma omp simd
+        for (size_t i = 0; i < n; ++i) dx[i] += y[i] > 0.f ? dy[i] : 0.f;
+      } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+      }
+      break;
+    case Act::kSigmoid:
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        const float g = dy[i] * y[i] * (1.f - y[i]);
+        dx[i] = accumulate ? dx[i] + g : g;
+      }
+      break;
+    case Act::kTanh:
+#pragma omp simd
+      for (size_t i = 0; i < n; ++i) {
+        const float g = dy[i] * (1.f - y[i] * y[i]);
+        dx[i] = accumulate ? dx[i] + g : g;
+      }
+      break;
+    default:
+      if (accumulate) {
+#pragma omp simd
+        for (size_t i = 0; i < n; ++i) dx[i] += dy[i];
+      } else if (dx != dy) {
+        std::memcpy(dx, dy, n * sizeof(float));
+      }
+  }
+}
+}  // namespace
+
 void CpuBackend::act_forward(Act a, size_t n, const float* x, float* y) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) {
-    float v = x[i];
-    switch (a) {
-      case Act::kNone: y[i] = v; break;
-      case Act::kRelu: y[i] = v > 0.f ? v : 0.f; break;
-      case Act::kSigmoid: y[i] = 1.f / (1.f + std::exp(-v)); break;
-      case Act::kTanh: y[i] = std::tanh(v); break;
-    }
+  const int64_t chunks = int64_t((n + kActChunk - 1) / kActChunk);
+#pragma omp parallel for schedule(static) if (chunks > 4)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t b = size_t(c) * kActChunk;
+    act_forward_range(a, x + b, y + b, std::min(kActChunk, n - b));
   }
 }
 
 void CpuBackend::act_backward(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) {
-    float g;
-    switch (a) {
-      case Act::kRelu: g = y[i] > 0.f ? dy[i] : 0.f; break;
-      case Act::kSigmoid: g = dy[i] * y[i] * (1.f - y[i]); break;
-      case Act::kTanh: g = dy[i] * (1.f - y[i] * y[i]); break;
-      default: g = dy[i];
-    }
-    dx[i] = accumulate ? dx[i] + g : g;
+  const int64_t chunks = int64_t((n + kActChunk - 1) / kActChunk);
+#pragma omp parallel for schedule(static) if (chunks > 4)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t b = size_t(c) * kActChunk;
+    act_backward_range(a, y + b, dy + b, dx + b, std::min(kActChunk, n - b), accumulate);
   }
 }
 

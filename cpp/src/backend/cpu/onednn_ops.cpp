@@ -1,6 +1,6 @@
-// CPU backend, oneDNN part: convolution, transposed convolution, pooling, batch normalisation and dense
-// layers as oneDNN primitives. Primitive descriptors and primitives are created once per key struct and
-// cached; memory objects wrap the caller's pointers for each call. Activations are plain nchw between layers.
+// CPU backend, oneDNN part: convolution, transposed convolution and dense layers as oneDNN primitives
+// (pooling and batch normalisation are own kernels, norm_pool.cpp). Primitive descriptors and primitives are
+// created once per key struct and cached; memory objects wrap the caller's pointers for each call. Activations are plain nchw between layers.
 // Convolutions let oneDNN choose its layouts (format_tag::any: blocked nChw8c / nChw16c and blocked weights,
 // which select the direct jit kernels instead of gemm-based ones); their operands are reordered into those
 // layouts and the results back to nchw within each call (reorder primitives cached with the convolution).
@@ -184,66 +184,6 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
   return p;
 }
 
-// --- pooling --------------------------------------------------------------------------------------------
-struct PoolPrims {
-  memory::desc x, y, ws;
-  primitive fwd_train, fwd_inf, bwd;
-};
-
-std::shared_ptr<PoolPrims> pool_prims(const PoolKey& k) {
-  thread_local Cache<PoolKey, PoolPrims> cache;
-  auto it = cache.find(threaded(k));
-  if (it != cache.end()) return it->second;
-  auto p = std::make_shared<PoolPrims>();
-  p->x = memory::desc({k.n, k.c, k.ih, k.iw}, dt::f32, tag::nchw);
-  p->y = memory::desc({k.n, k.c, k.oh, k.ow}, dt::f32, tag::nchw);
-  // Average pooling divides by the number of input pixels inside the window (padding excluded), so
-  // windows reaching over 'implicit' or explicit padding are not biased towards zero.
-  algorithm a = k.max ? algorithm::pooling_max : algorithm::pooling_avg_exclude_padding;
-  memory::dims strides = {k.sh, k.sw}, kernel = {k.kh, k.kw}, dil = {0, 0}, pl = {k.pt, k.pl}, pr = {k.pb, k.pr};
-  auto ftrain = pooling_forward::primitive_desc(eng(), prop_kind::forward_training, a, p->x, p->y, strides, kernel,
-                                                dil, pl, pr);
-  auto finf = pooling_forward::primitive_desc(eng(), prop_kind::forward_inference, a, p->x, p->y, strides, kernel,
-                                              dil, pl, pr);
-  p->ws = ftrain.workspace_desc();
-  p->fwd_train = pooling_forward(ftrain);
-  p->fwd_inf = pooling_forward(finf);
-  auto bd = pooling_backward::primitive_desc(eng(), a, p->x, p->y, strides, kernel, dil, pl, pr, ftrain);
-  p->bwd = pooling_backward(bd);
-  cache[threaded(k)] = p;
-  return p;
-}
-
-// --- batch normalisation ---------------------------------------------------------------------------------
-struct BnPrims {
-  memory::desc x, stat, ss;
-  primitive fwd_train, fwd_inf, bwd;
-};
-
-std::shared_ptr<BnPrims> bn_prims(const BnKey& k, float eps) {
-  thread_local std::unordered_map<std::string, std::shared_ptr<BnPrims>> cache;
-  std::string key = std::to_string(k.n) + "," + std::to_string(k.c) + "," + std::to_string(k.h) + "," +
-                    std::to_string(k.w) + "," + std::to_string(eps) + "," +
-                    std::to_string(omp_get_max_threads());
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  auto p = std::make_shared<BnPrims>();
-  p->x = memory::desc({k.n, k.c, k.h, k.w}, dt::f32, tag::nchw);
-  p->stat = memory::desc({k.c}, dt::f32, tag::x);
-  p->ss = memory::desc({k.c}, dt::f32, tag::x);
-  auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
-  auto ftrain = batch_normalization_forward::primitive_desc(eng(), prop_kind::forward_training, p->x, p->x, eps, flags);
-  auto finf = batch_normalization_forward::primitive_desc(eng(), prop_kind::forward_inference, p->x, p->x, eps,
-                                                          flags | normalization_flags::use_global_stats);
-  p->fwd_train = batch_normalization_forward(ftrain);
-  p->fwd_inf = batch_normalization_forward(finf);
-  auto bd = batch_normalization_backward::primitive_desc(eng(), prop_kind::backward, p->x, p->x, p->x, eps, flags,
-                                                         ftrain);
-  p->bwd = batch_normalization_backward(bd);
-  cache[key] = p;
-  return p;
-}
-
 // --- dense -----------------------------------------------------------------------------------------------
 struct DensePrims {
   memory::desc x, w, b, y;
@@ -364,71 +304,6 @@ void CpuBackend::conv_backward_weights(const ConvKey& k, const float* x, const f
     run(p->bwd_w, args);
     out.finish();
     ow.finish(*this);
-    ob.finish(*this);
-  });
-}
-
-size_t CpuBackend::pool_workspace_floats(const PoolKey& k) {
-  size_t bytes = 0;
-  guarded("pooling", [&] { bytes = pool_prims(k)->ws.get_size(); });
-  return (bytes + sizeof(float) - 1) / sizeof(float);
-}
-
-void CpuBackend::pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) {
-  guarded("pooling forward", [&] {
-    auto p = pool_prims(k);
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_DST, mem(p->y, y)}};
-    if (training && k.max) args[DNNL_ARG_WORKSPACE] = mem(p->ws, ws);
-    run(training ? p->fwd_train : p->fwd_inf, args);
-  });
-}
-
-void CpuBackend::pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) {
-  guarded("pooling backward", [&] {
-    auto p = pool_prims(k);
-    GradOut o(dx, k.n * k.c * k.ih * k.iw, accumulate);
-    std::unordered_map<int, memory> args = {{DNNL_ARG_DIFF_DST, mem(p->y, dy)},
-                                            {DNNL_ARG_DIFF_SRC, mem(p->x, o.target())}};
-    if (k.max) args[DNNL_ARG_WORKSPACE] = mem(p->ws, ws);
-    run(p->bwd, args);
-    o.finish(*this);
-  });
-}
-
-void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, const float* x, const float* scale,
-                            const float* shift, float* mean, float* var, float* y) {
-  guarded("batch normalization forward", [&] {
-    SingleThreadIfDeterministic single;
-    auto p = bn_prims(k, eps);
-    run(training ? p->fwd_train : p->fwd_inf,
-        {{DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_DST, mem(p->x, y)}, {DNNL_ARG_SCALE, mem(p->ss, scale)},
-         {DNNL_ARG_SHIFT, mem(p->ss, shift)}, {DNNL_ARG_MEAN, mem(p->stat, mean)},
-         {DNNL_ARG_VARIANCE, mem(p->stat, var)}});
-  });
-}
-
-void CpuBackend::bn_backward(const BnKey& k, float eps, const float* x, const float* dy, const float* scale,
-                             const float* mean, const float* var, float* dx, float* dscale, float* dshift,
-                             bool accumulate_dx, bool accumulate_dw) {
-  guarded("batch normalization backward", [&] {
-    SingleThreadIfDeterministic single;
-    auto p = bn_prims(k, eps);
-    GradOut ox(dx, k.n * k.c * k.h * k.w, accumulate_dx);
-    GradOut os(dscale, k.c, accumulate_dw), ob(dshift, k.c, accumulate_dw);
-    std::vector<float> dummy_s, dummy_b;
-    void* ts = os.target();
-    void* tb = ob.target();
-    if (!dscale) { dummy_s.assign(k.c, 0.f); ts = dummy_s.data(); }
-    if (!dshift) { dummy_b.assign(k.c, 0.f); tb = dummy_b.data(); }
-    std::vector<float> dummy_x;
-    void* tx = ox.target();
-    if (!dx) { dummy_x.assign(k.n * k.c * k.h * k.w, 0.f); tx = dummy_x.data(); }
-    run(p->bwd, {{DNNL_ARG_SRC, mem(p->x, x)}, {DNNL_ARG_DIFF_DST, mem(p->x, dy)},
-                 {DNNL_ARG_SCALE, mem(p->ss, scale)}, {DNNL_ARG_MEAN, mem(p->stat, mean)},
-                 {DNNL_ARG_VARIANCE, mem(p->stat, var)}, {DNNL_ARG_DIFF_SRC, mem(p->x, tx)},
-                 {DNNL_ARG_DIFF_SCALE, mem(p->ss, ts)}, {DNNL_ARG_DIFF_SHIFT, mem(p->ss, tb)}});
-    ox.finish(*this);
-    os.finish(*this);
     ob.finish(*this);
   });
 }

@@ -1,0 +1,312 @@
+// CPU backend, own OpenMP kernels for batch normalisation (with the ReLU fused into forward and backward) and
+// for max / average pooling, on the plain nchw activations kept between layers.
+//
+// Why not oneDNN here: for plain nchw memory oneDNN dispatches pooling to its reference kernel (one
+// std::function call per output element) and batch normalisation to a generic one, and the ReLU after a batch
+// normalisation was a separate pass over memory each way. These kernels are memory-bound loops that read each
+// tensor the fewest times possible.
+//
+// Determinism: every output element is written by exactly one thread, and per-channel sums are formed from
+// per-row partial sums (a row = one sample's plane of one channel) added in a fixed order, so results are
+// bit-identical whatever the thread count (no single-threaded fallback is needed in deterministic mode).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+
+namespace opendl {
+namespace {
+
+// Partial sums are formed in float over chunks of this many elements (vectorised) and added up in double,
+// which bounds the float rounding error by the chunk length rather than the row length.
+constexpr int64_t kChunk = 1024;
+constexpr int64_t kParallelMin = 32768;  // below this many elements a kernel runs on the calling thread
+
+// sum(x - shift) and sum((x - shift)^2) over n elements. The shift (a value of the same channel) keeps the
+// variance computed from these sums free of cancellation for data far from zero.
+OPENDL_CPU_CLONES void row_moments(const float* x, int64_t n, float shift, double* s_out, double* ss_out) {
+  double s = 0.0, ss = 0.0;
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t e = std::min(n, i0 + kChunk);
+    float fs = 0.f, fss = 0.f;
+#pragma omp simd reduction(+ : fs, fss)
+    for (int64_t i = i0; i < e; ++i) {
+      const float d = x[i] - shift;
+      fs += d;
+      fss += d * d;
+    }
+    s += fs;
+    ss += fss;
+  }
+  *s_out = s;
+  *ss_out = ss;
+}
+
+// y = a * x + b, then max(., 0) with relu.
+OPENDL_CPU_CLONES void row_affine(const float* x, float* y, int64_t n, float a, float b, bool relu) {
+  if (relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = a * x[i] + b;
+      y[i] = v > 0.f ? v : 0.f;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = a * x[i] + b;
+  }
+}
+
+// With g = dy masked by y > 0 (relu) or dy: sum(g) and sum(g * (x - mean)).
+OPENDL_CPU_CLONES void row_grad_sums(const float* x, const float* dy, const float* y, int64_t n, float mean,
+                                     double* sg_out, double* sgx_out) {
+  double sg = 0.0, sgx = 0.0;
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t e = std::min(n, i0 + kChunk);
+    float fg = 0.f, fgx = 0.f;
+    if (y) {
+#pragma omp simd reduction(+ : fg, fgx)
+      for (int64_t i = i0; i < e; ++i) {
+        const float g = y[i] > 0.f ? dy[i] : 0.f;
+        fg += g;
+        fgx += g * (x[i] - mean);
+      }
+    } else {
+#pragma omp simd reduction(+ : fg, fgx)
+      for (int64_t i = i0; i < e; ++i) {
+        fg += dy[i];
+        fgx += dy[i] * (x[i] - mean);
+      }
+    }
+    sg += fg;
+    sgx += fgx;
+  }
+  *sg_out = sg;
+  *sgx_out = sgx;
+}
+
+// dx (=|+=) a * g + b * x + c with g as above.
+OPENDL_CPU_CLONES void row_grad_apply(const float* x, const float* dy, const float* y, float* dx, int64_t n, float a,
+                                      float b, float c, bool accumulate) {
+  if (y) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = y[i] > 0.f ? dy[i] : 0.f;
+      const float v = a * g + b * x[i] + c;
+      dx[i] = accumulate ? dx[i] + v : v;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = a * dy[i] + b * x[i] + c;
+      dx[i] = accumulate ? dx[i] + v : v;
+    }
+  }
+}
+
+// The window of output index o along one axis, clipped to the input: [lo, hi).
+inline void window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in, int64_t& lo, int64_t& hi) {
+  const int64_t s = o * stride - pad;
+  lo = std::max<int64_t>(s, 0);
+  hi = std::min<int64_t>(s + k, in);
+}
+
+// Max pooling of one plane; idx (may be null) receives the flat input index of each maximum (first one on
+// ties), -1 for a window holding no input pixel (its output is 0).
+void max_plane(const PoolKey& k, const float* x, float* y, int32_t* idx) {
+  for (int64_t oh = 0; oh < k.oh; ++oh) {
+    int64_t h0, h1;
+    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    for (int64_t ow = 0; ow < k.ow; ++ow) {
+      int64_t w0, w1;
+      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+      float best = 0.f;
+      int64_t at = -1;
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) {
+          const float v = x[h * k.iw + w];
+          if (at < 0 || v > best) {
+            best = v;
+            at = h * k.iw + w;
+          }
+        }
+      y[oh * k.ow + ow] = best;
+      if (idx) idx[oh * k.ow + ow] = int32_t(at);
+    }
+  }
+}
+
+// 2x2 windows with stride 2 and no padding (the common case), same result as max_plane.
+void max_plane_2x2(const PoolKey& k, const float* x, float* y, int32_t* idx) {
+  for (int64_t oh = 0; oh < k.oh; ++oh) {
+    const float* r0 = x + 2 * oh * k.iw;
+    const float* r1 = r0 + k.iw;
+    for (int64_t ow = 0; ow < k.ow; ++ow) {
+      const int64_t c = 2 * ow;
+      float best = r0[c];
+      int64_t at = 2 * oh * k.iw + c;
+      if (r0[c + 1] > best) best = r0[c + 1], at = 2 * oh * k.iw + c + 1;
+      if (r1[c] > best) best = r1[c], at = (2 * oh + 1) * k.iw + c;
+      if (r1[c + 1] > best) best = r1[c + 1], at = (2 * oh + 1) * k.iw + c + 1;
+      y[oh * k.ow + ow] = best;
+      if (idx) idx[oh * k.ow + ow] = int32_t(at);
+    }
+  }
+}
+
+// Average over the input pixels inside each window (padding excluded from the count); 0 for an empty window.
+void avg_plane(const PoolKey& k, const float* x, float* y) {
+  for (int64_t oh = 0; oh < k.oh; ++oh) {
+    int64_t h0, h1;
+    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    for (int64_t ow = 0; ow < k.ow; ++ow) {
+      int64_t w0, w1;
+      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+      double s = 0.0;
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) s += x[h * k.iw + w];
+      const int64_t cnt = (h1 - h0) * (w1 - w0);
+      y[oh * k.ow + ow] = cnt > 0 ? float(s / double(cnt)) : 0.f;
+    }
+  }
+}
+
+void avg_plane_backward(const PoolKey& k, const float* dy, float* dx) {
+  for (int64_t oh = 0; oh < k.oh; ++oh) {
+    int64_t h0, h1;
+    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    for (int64_t ow = 0; ow < k.ow; ++ow) {
+      int64_t w0, w1;
+      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+      const int64_t cnt = (h1 - h0) * (w1 - w0);
+      if (cnt <= 0) continue;
+      const float g = dy[oh * k.ow + ow] / float(cnt);
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) dx[h * k.iw + w] += g;
+    }
+  }
+}
+
+}  // namespace
+
+// --- batch normalisation -------------------------------------------------------------------------------------
+
+void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, Act act, const float* x, const float* scale,
+                            const float* shift, float* mean, float* var, float* y) {
+  const int64_t N = k.n, C = k.c, HW = k.h * k.w, rows = N * C;
+  const bool relu = act == Act::kRelu;
+  const bool par = rows * HW > kParallelMin;
+  if (training) {
+    std::vector<double> s(static_cast<size_t>(rows)), ss(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t r = 0; r < rows; ++r) row_moments(x + r * HW, HW, x[(r % C) * HW], &s[size_t(r)], &ss[size_t(r)]);
+    const double M = double(N * HW);
+    for (int64_t c = 0; c < C; ++c) {
+      double sc = 0.0, ssc = 0.0;
+      for (int64_t b = 0; b < N; ++b) {
+        sc += s[size_t(b * C + c)];
+        ssc += ss[size_t(b * C + c)];
+      }
+      const double m = sc / M;
+      mean[c] = float(double(x[c * HW]) + m);
+      var[c] = float(std::max(ssc / M - m * m, 0.0));  // biased batch variance
+    }
+  }
+  std::vector<float> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const double inv = 1.0 / std::sqrt(double(var[c]) + double(eps));
+    a[size_t(c)] = float(double(scale[c]) * inv);
+    b[size_t(c)] = float(double(shift[c]) - double(mean[c]) * double(scale[c]) * inv);
+  }
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t r = 0; r < rows; ++r) row_affine(x + r * HW, y + r * HW, HW, a[size_t(r % C)], b[size_t(r % C)], relu);
+}
+
+// With g = dy (masked by y > 0 when the ReLU is fused), xhat = (x - mean) * inv, inv = 1 / sqrt(var + eps):
+// dshift = sum g, dscale = sum g * xhat, dx = scale * inv * (g - mean(g) - xhat * mean(g * xhat)), sums over
+// (N, H, W) of a channel.
+void CpuBackend::bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
+                             const float* scale, const float* mean, const float* var, float* dx, float* dscale,
+                             float* dshift, bool accumulate_dx, bool accumulate_dw) {
+  const int64_t N = k.n, C = k.c, HW = k.h * k.w, rows = N * C;
+  const float* mask = act == Act::kRelu ? y : nullptr;
+  const bool par = rows * HW > kParallelMin;
+  std::vector<double> sg(static_cast<size_t>(rows)), sgx(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t r = 0; r < rows; ++r)
+    row_grad_sums(x + r * HW, dy + r * HW, mask ? mask + r * HW : nullptr, HW, mean[r % C], &sg[size_t(r)],
+                  &sgx[size_t(r)]);
+  const double M = double(N * HW);
+  std::vector<float> A(static_cast<size_t>(C)), B(static_cast<size_t>(C)), Cc(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    double g = 0.0, gx = 0.0;
+    for (int64_t b = 0; b < N; ++b) {
+      g += sg[size_t(b * C + c)];
+      gx += sgx[size_t(b * C + c)];
+    }
+    const double inv = 1.0 / std::sqrt(double(var[c]) + double(eps));
+    if (dshift) dshift[c] = float(accumulate_dw ? double(dshift[c]) + g : g);
+    if (dscale) dscale[c] = float(accumulate_dw ? double(dscale[c]) + gx * inv : gx * inv);
+    // dx = a g + b x + c with a = scale inv, b = -scale inv^3 mean(g (x - mean)), c = -a mean(g) - b mean
+    const double a = double(scale[c]) * inv;
+    const double bb = -double(scale[c]) * inv * inv * inv * (gx / M);
+    A[size_t(c)] = float(a);
+    B[size_t(c)] = float(bb);
+    Cc[size_t(c)] = float(-a * (g / M) - bb * double(mean[c]));
+  }
+  if (!dx) return;
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t c = size_t(r % C);
+    row_grad_apply(x + r * HW, dy + r * HW, mask ? mask + r * HW : nullptr, dx + r * HW, HW, A[c], B[c], Cc[c],
+                   accumulate_dx);
+  }
+}
+
+// --- pooling -------------------------------------------------------------------------------------------------
+
+size_t CpuBackend::pool_workspace_floats(const PoolKey& k) {
+  static_assert(sizeof(int32_t) == sizeof(float), "the argmax workspace stores one int32 per float slot");
+  return k.max ? size_t(k.n * k.c * k.oh * k.ow) : 0;
+}
+
+void CpuBackend::pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) {
+  const int64_t planes = k.n * k.c, in = k.ih * k.iw, out = k.oh * k.ow;
+  int32_t* idx = training && k.max ? reinterpret_cast<int32_t*>(ws) : nullptr;
+  const bool two = k.kh == 2 && k.kw == 2 && k.sh == 2 && k.sw == 2 && k.pt == 0 && k.pl == 0 &&
+                   2 * k.oh <= k.ih && 2 * k.ow <= k.iw;
+#pragma omp parallel for schedule(static) if (planes * in > kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * in;
+    float* yp = y + p * out;
+    int32_t* ip = idx ? idx + p * out : nullptr;
+    if (!k.max)
+      avg_plane(k, xp, yp);
+    else if (two)
+      max_plane_2x2(k, xp, yp, ip);
+    else
+      max_plane(k, xp, yp, ip);
+  }
+}
+
+void CpuBackend::pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) {
+  const int64_t planes = k.n * k.c, in = k.ih * k.iw, out = k.oh * k.ow;
+  const int32_t* idx = reinterpret_cast<const int32_t*>(ws);
+#pragma omp parallel for schedule(static) if (planes * in > kParallelMin)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* dxp = dx + p * in;
+    const float* dyp = dy + p * out;
+    if (!accumulate) std::fill(dxp, dxp + in, 0.f);
+    if (k.max) {
+      const int32_t* ip = idx + p * out;
+      for (int64_t o = 0; o < out; ++o)
+        if (ip[o] >= 0) dxp[ip[o]] += dyp[o];
+    } else {
+      avg_plane_backward(k, dyp, dxp);
+    }
+  }
+}
+
+}  // namespace opendl
