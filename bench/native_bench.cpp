@@ -9,9 +9,9 @@
 // the weight-gradient pass for every such layer and the data-gradient pass for those not fed by an input
 // layer), and the share of the machine's fp32 FMA peak, measured once at start (--peak-only: just that).
 //
-//   cmake -S . -B build-bench -DOPENDL_BUILD_BENCHMARKS=ON -DOPENDL_BUILD_PYTHON=OFF -DOPENDL_WITH_CUDA=OFF
-//   cmake --build build-bench --target opendl_bench -j2
-//   build-bench/bench/opendl_bench --model all --batch 16 --size 224
+// Against the installed package (or in the source tree with -DOPENDL_BUILD_BENCHMARKS=ON, see CMakeLists.txt):
+//   cmake -S bench -B build-bench -Dopendl_DIR="$(python -m opendl --cmakedir)" && cmake --build build-bench
+//   build-bench/opendl_bench --model all --batch 16 --size 224 [--profile]
 #include <omp.h>
 
 #include <algorithm>
@@ -101,7 +101,7 @@ Peak measure_peak(int threads) {
 struct Args {
   std::vector<std::string> models;
   int64_t batch = 16, size = 0, steps = 5, warmup = 2, reps = 3, classes = 10, threads = 0;
-  bool train = true, infer = true, peak_only = false;
+  bool train = true, infer = true, peak_only = false, profile = false;
 };
 
 HDlModel build_cnn(const Args& a, int64_t size) {
@@ -218,12 +218,44 @@ void report(const char* what, const std::string& model, const Args& a, int64_t s
   std::fflush(stdout);
 }
 
+// Per-layer time of `steps` training steps, the largest first, and the time outside the layers (sample
+// packing, solver update, ...).
+void profile_training(const Args& a, const HDlModel& m, const std::vector<Sample>& batch) {
+  Network& net = m.ptr->net();
+  net.set_profiling(true);
+  auto t0 = Clock::now();
+  for (int64_t i = 0; i < a.steps; ++i) TrainDlModelBatch(m, batch);
+  const double total = seconds_since(t0);
+  struct Row {
+    std::string name, type;
+    double f, b;
+  };
+  std::vector<Row> rows;
+  double in_layers = 0;
+  const auto& t = net.layer_times();
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i].forward_calls == 0 && t[i].backward_calls == 0) continue;
+    rows.push_back({net.slots()[i].layer->name(), net.slots()[i].layer->type(), t[i].forward_s, t[i].backward_s});
+    in_layers += t[i].forward_s + t[i].backward_s;
+  }
+  net.set_profiling(false);
+  std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.f + x.b > y.f + y.b; });
+  const double per = 1e3 / double(a.steps);
+  std::printf("  per-layer time of a training step (%.2f ms in all):\n", total * per);
+  for (const Row& r : rows)
+    std::printf("    %-24s %-22s fwd %8.3f ms  bwd %8.3f ms  %5.1f %%\n", r.name.c_str(), r.type.c_str(), r.f * per,
+                r.b * per, 100.0 * (r.f + r.b) / total);
+  std::printf("    %-47s %8.3f ms  %5.1f %%\n", "outside the layers (packing, solver, ...)", (total - in_layers) * per,
+              100.0 * (total - in_layers) / total);
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: opendl_bench [--model all|cnn|compact|resnet18|resnet50|mobilenetv2[,...]] [--batch N]\n"
                "                    [--size S (default: 64 for cnn, 224 otherwise)] [--steps N] [--warmup N]\n"
                "                    [--reps N] [--threads N] [--classes N] [--train-only | --infer-only]\n"
-               "                    [--peak-only]\n");
+               "                    [--peak-only] [--profile]\n"
+               "--profile: after the timed training steps, per-layer forward / backward time of further steps\n");
   return 2;
 }
 
@@ -256,6 +288,7 @@ int main(int argc, char** argv) {
     else if (s == "--train-only") a.infer = false;
     else if (s == "--infer-only") a.train = false;
     else if (s == "--peak-only") a.peak_only = true;
+    else if (s == "--profile") a.profile = true;
     else ok = false;
     if (!ok) return usage();
   }
@@ -287,6 +320,7 @@ int main(int argc, char** argv) {
         auto ms = time_reps(a, [&] { TrainDlModelBatch(m, batch); });
         fwd = 2.0 * forward_macs(m, bwd_data);
         report("train", name, a, size, ms, 2.0 * fwd + 2.0 * bwd_data, peak);
+        if (a.profile) profile_training(a, m, batch);
       }
       if (a.infer) {
         auto ms = time_reps(a, [&] { ApplyDlModel(m, batch, {}); });

@@ -57,9 +57,10 @@ class Backend {
 
   // Convolution and transposed convolution (weights (oc, ic/groups, kh, kw) for both, see convolution.cpp).
   virtual void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) = 0;
-  virtual void conv_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) = 0;
-  virtual void conv_backward_weights(const ConvKey& k, const float* x, const float* dy, float* dw, float* db,
-                                     bool accumulate) = 0;
+  // Both gradients from one output gradient: weights (and bias, db may be null without one), then data
+  // (dx null: not needed).
+  virtual void conv_backward(const ConvKey& k, const float* x, const float* dy, const float* w, float* dx,
+                             float* dw, float* db, bool accumulate_dx, bool accumulate_dw) = 0;
   // Pooling; `ws` holds the workspace of max pooling (pool_workspace_floats floats).
   virtual size_t pool_workspace_floats(const PoolKey& k) = 0;
   virtual void pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) = 0;

@@ -2,6 +2,7 @@
 #include "graph/network.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -220,11 +221,22 @@ LayerIO make_io(Network& net, LayerSlot& s, bool training, Rng* rng) {
 }
 }  // namespace
 
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+}  // namespace
+
 void Network::forward(bool training, Rng& rng) {
-  for (auto& s : slots_) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
     if (s.layer->is_input()) continue;
     LayerIO io = make_io(*this, s, training, &rng);
+    const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
     s.layer->forward(io);
+    if (profiling_) {
+      times_[i].forward_s += seconds_since(t0);
+      ++times_[i].forward_calls;
+    }
     if (s.layer->is_loss()) s.loss = io.loss_value;
   }
 }
@@ -259,7 +271,12 @@ void Network::backward(float loss_scale, bool accumulate_dw) {
       io.accumulate_dx.push_back(need && written[j]);
       if (need) written[j] = true;
     }
+    const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
     s.layer->backward(io);
+    if (profiling_) {
+      times_[size_t(i)].backward_s += seconds_since(t0);
+      ++times_[size_t(i)].backward_calls;
+    }
   }
   // Input layers nobody wrote a gradient to hold zeros, not stale values.
   if (input_grads_)

@@ -78,6 +78,18 @@ class Network {
   void set_input_gradients(bool on) { input_grads_ = on; }
   bool input_gradients() const { return input_grads_; }
 
+  // Per-layer wall time of forward and backward calls, accumulated while profiling is on (native benchmark's
+  // --profile; off by default, it costs two clock reads per layer call). Indexed like slots().
+  struct LayerTime {
+    double forward_s = 0, backward_s = 0;
+    int64_t forward_calls = 0, backward_calls = 0;
+  };
+  void set_profiling(bool on) {
+    profiling_ = on;
+    times_.assign(slots_.size(), LayerTime{});
+  }
+  const std::vector<LayerTime>& layer_times() const { return times_; }
+
  private:
   void free_activations();
   Backend& be_;
@@ -91,6 +103,8 @@ class Network {
   float* decay_mask_ = nullptr;
   std::vector<float*> owned_;     // activation buffers
   bool input_grads_ = false;
+  bool profiling_ = false;
+  std::vector<LayerTime> times_;
 };
 
 }  // namespace opendl

@@ -76,8 +76,8 @@ class Convolution : public Layer {
       io.be->act_backward(act_, size_t(io.ys.numel()), io.y, io.dy, io.scratch[0], false);
       dy = io.scratch[0];
     }
-    io.be->conv_backward_weights(k, io.x[0], dy, io.dw[0], bias_ ? io.dw[1] : nullptr, io.accumulate_dw);
-    if (io.dx[0]) io.be->conv_backward_data(k, dy, io.w[0], io.dx[0], io.accumulate_dx[0]);
+    io.be->conv_backward(k, io.x[0], dy, io.w[0], io.dx[0], io.dw[0], bias_ ? io.dw[1] : nullptr,
+                         io.dx[0] ? io.accumulate_dx[0] : false, io.accumulate_dw);
   }
 
  private:
@@ -125,8 +125,8 @@ class TransposedConvolution : public Layer {
   }
   void backward(LayerIO& io) override {
     ConvKey k = key(io);
-    io.be->conv_backward_weights(k, io.x[0], io.dy, io.dw[0], bias_ ? io.dw[1] : nullptr, io.accumulate_dw);
-    if (io.dx[0]) io.be->conv_backward_data(k, io.dy, io.w[0], io.dx[0], io.accumulate_dx[0]);
+    io.be->conv_backward(k, io.x[0], io.dy, io.w[0], io.dx[0], io.dw[0], bias_ ? io.dw[1] : nullptr,
+                         io.dx[0] ? io.accumulate_dx[0] : false, io.accumulate_dw);
   }
 
  private:

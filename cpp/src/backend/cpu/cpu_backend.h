@@ -26,9 +26,8 @@ class CpuBackend final : public Backend {
   void download(float* host, const float* src, size_t n) override { copy(host, src, n); }
 
   void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) override;
-  void conv_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) override;
-  void conv_backward_weights(const ConvKey& k, const float* x, const float* dy, float* dw, float* db,
-                             bool accumulate) override;
+  void conv_backward(const ConvKey& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                     float* db, bool accumulate_dx, bool accumulate_dw) override;
   size_t pool_workspace_floats(const PoolKey& k) override;
   void pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) override;
   void pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) override;

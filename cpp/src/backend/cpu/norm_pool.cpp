@@ -15,6 +15,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "backend/cpu/cpu_backend.h"
 
 namespace opendl {
@@ -138,21 +142,73 @@ void max_plane(const PoolKey& k, const float* x, float* y, int32_t* idx) {
   }
 }
 
-// 2x2 windows with stride 2 and no padding (the common case), same result as max_plane.
+// 2x2 windows with stride 2 and no padding (the common case), same result as max_plane: one output row from
+// input rows r0, r1 (r0 starts at flat input index base). The argmax keeps the first maximum on ties
+// (comparisons are strict, so a NaN in a later position never wins, as in max_plane).
+void max_row_2x2_scalar(const float* r0, const float* r1, float* y, int32_t* idx, int64_t o0, int64_t ow,
+                        int32_t base, int32_t iw) {
+  for (int64_t o = o0; o < ow; ++o) {
+    float m = r0[2 * o];
+    int32_t off = 0;
+    const float b = r0[2 * o + 1], c = r1[2 * o], d = r1[2 * o + 1];
+    if (b > m) m = b, off = 1;
+    if (c > m) m = c, off = iw;
+    if (d > m) m = d, off = iw + 1;
+    y[o] = m;
+    if (idx) idx[o] = base + 2 * int32_t(o) + off;
+  }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+// AVX2: eight outputs at a time; the even / odd input columns are split with one lane permutation per vector.
+__attribute__((target("avx2"))) void max_row_2x2_avx2(const float* r0, const float* r1, float* y, int32_t* idx,
+                                                      int64_t ow, int32_t base, int32_t iw) {
+  const __m256i split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256 one = _mm256_castsi256_ps(_mm256_set1_epi32(1)), down = _mm256_castsi256_ps(_mm256_set1_epi32(iw)),
+               diag = _mm256_castsi256_ps(_mm256_set1_epi32(iw + 1));
+  int64_t o = 0;
+  for (; o + 8 <= ow; o += 8) {
+    const __m256 a0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(r0 + 2 * o), split);
+    const __m256 a1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(r0 + 2 * o + 8), split);
+    const __m256 b0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(r1 + 2 * o), split);
+    const __m256 b1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(r1 + 2 * o + 8), split);
+    const __m256 tl = _mm256_permute2f128_ps(a0, a1, 0x20), tr = _mm256_permute2f128_ps(a0, a1, 0x31);
+    const __m256 bl = _mm256_permute2f128_ps(b0, b1, 0x20), br = _mm256_permute2f128_ps(b0, b1, 0x31);
+    __m256 m = tl, off = _mm256_setzero_ps();
+    __m256 gt = _mm256_cmp_ps(tr, m, _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, tr, gt);
+    off = _mm256_blendv_ps(off, one, gt);
+    gt = _mm256_cmp_ps(bl, m, _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, bl, gt);
+    off = _mm256_blendv_ps(off, down, gt);
+    gt = _mm256_cmp_ps(br, m, _CMP_GT_OQ);
+    m = _mm256_blendv_ps(m, br, gt);
+    off = _mm256_blendv_ps(off, diag, gt);
+    _mm256_storeu_ps(y + o, m);
+    if (idx) {
+      const __m256i at = _mm256_add_epi32(_mm256_add_epi32(_mm256_set1_epi32(base + 2 * int32_t(o)), step),
+                                          _mm256_castps_si256(off));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), at);
+    }
+  }
+  max_row_2x2_scalar(r0, r1, y, idx, o, ow, base, iw);
+}
+const bool kHaveAvx2 = __builtin_cpu_supports("avx2");
+#endif
+
+void max_row_2x2(const float* r0, const float* r1, float* y, int32_t* idx, int64_t ow, int32_t base, int32_t iw) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  if (kHaveAvx2) return max_row_2x2_avx2(r0, r1, y, idx, ow, base, iw);
+#endif
+  max_row_2x2_scalar(r0, r1, y, idx, 0, ow, base, iw);
+}
+
 void max_plane_2x2(const PoolKey& k, const float* x, float* y, int32_t* idx) {
   for (int64_t oh = 0; oh < k.oh; ++oh) {
     const float* r0 = x + 2 * oh * k.iw;
-    const float* r1 = r0 + k.iw;
-    for (int64_t ow = 0; ow < k.ow; ++ow) {
-      const int64_t c = 2 * ow;
-      float best = r0[c];
-      int64_t at = 2 * oh * k.iw + c;
-      if (r0[c + 1] > best) best = r0[c + 1], at = 2 * oh * k.iw + c + 1;
-      if (r1[c] > best) best = r1[c], at = (2 * oh + 1) * k.iw + c;
-      if (r1[c + 1] > best) best = r1[c + 1], at = (2 * oh + 1) * k.iw + c + 1;
-      y[oh * k.ow + ow] = best;
-      if (idx) idx[oh * k.ow + ow] = int32_t(at);
-    }
+    max_row_2x2(r0, r0 + k.iw, y + oh * k.ow, idx ? idx + oh * k.ow : nullptr, k.ow, int32_t(2 * oh * k.iw),
+                int32_t(k.iw));
   }
 }
 

@@ -96,13 +96,25 @@ struct Operand {
   memory::desc user, inner;
   bool same = true;
   primitive to_inner, to_user;
+  primitive to_user_acc;  // adds into the user's memory (sum post-op); empty where oneDNN offers none
   void init(const memory::desc& u, const memory::desc& i, bool in, bool out) {
     user = u;
     inner = i;
     same = u == i;
     if (same) return;
     if (in) to_inner = reorder(reorder::primitive_desc(eng(), u, eng(), i));
-    if (out) to_user = reorder(reorder::primitive_desc(eng(), i, eng(), u));
+    if (out) {
+      to_user = reorder(reorder::primitive_desc(eng(), i, eng(), u));
+      try {
+        post_ops po;
+        po.append_sum(1.f);
+        primitive_attr attr;
+        attr.set_post_ops(po);
+        to_user_acc = reorder(reorder::primitive_desc(eng(), i, eng(), u, attr));
+      } catch (const dnnl::error&) {
+        to_user_acc = primitive();
+      }
+    }
   }
 };
 
@@ -234,7 +246,7 @@ void run(primitive& p, std::unordered_map<int, memory> args) {
 namespace {
 // Per-thread buffers for operands in oneDNN's layouts (slot: which operand of a call), grown as needed.
 float* inner_buffer(int slot, const memory::desc& d) {
-  thread_local std::vector<float> bufs[3];
+  thread_local std::vector<float> bufs[4];
   auto& b = bufs[slot];
   const size_t n = (d.get_size() + sizeof(float) - 1) / sizeof(float);
   if (b.size() < n) b.resize(n);
@@ -247,16 +259,41 @@ memory inner_input(Operand& o, int slot, const float* user) {
   run(o.to_inner, {{DNNL_ARG_FROM, mem(o.user, user)}, {DNNL_ARG_TO, in}});
   return in;
 }
-// An output operand: written by the primitive in its layout, then `finish` reorders it to the user's memory.
+// An output operand: written by the primitive in its layout, then `finish` reorders it to the user's memory,
+// overwriting it or adding to it (accumulate: a reorder with a sum post-op, or a temporary and an axpy).
 struct InnerOutput {
   Operand& o;
-  void* user;
+  float* user;
+  bool accumulate;
+  std::vector<float> tmp;
   memory m;
-  InnerOutput(Operand& op, int slot, void* u) : o(op), user(u) {
-    m = o.same ? mem(o.user, u) : mem(o.inner, inner_buffer(slot, o.inner));
+  InnerOutput(Operand& op, int slot, float* u, bool acc) : o(op), user(u), accumulate(acc) {
+    if (!o.same && (!accumulate || o.to_user_acc)) {
+      m = mem(o.inner, inner_buffer(slot, o.inner));
+    } else if (accumulate) {
+      tmp.assign((o.inner.get_size() + sizeof(float) - 1) / sizeof(float), 0.f);
+      m = mem(o.inner, tmp.data());
+    } else {
+      m = mem(o.user, u);
+    }
   }
-  void finish() {
-    if (!o.same) run(o.to_user, {{DNNL_ARG_FROM, m}, {DNNL_ARG_TO, mem(o.user, user)}});
+  void finish(Backend& be) {
+    if (!o.same) {
+      if (accumulate && o.to_user_acc) {
+        run(o.to_user_acc, {{DNNL_ARG_FROM, m}, {DNNL_ARG_TO, mem(o.user, user)}});
+        return;
+      }
+      float* dst = user;
+      if (accumulate) {  // reorder into a plain temporary, then add
+        std::vector<float> plain((o.user.get_size() + sizeof(float) - 1) / sizeof(float));
+        run(o.to_user, {{DNNL_ARG_FROM, m}, {DNNL_ARG_TO, mem(o.user, plain.data())}});
+        be.axpy(plain.size(), 1.f, plain.data(), user);
+        return;
+      }
+      run(o.to_user, {{DNNL_ARG_FROM, m}, {DNNL_ARG_TO, mem(o.user, dst)}});
+    } else if (accumulate) {
+      be.axpy(tmp.size(), 1.f, tmp.data(), user);
+    }
   }
 };
 }  // namespace
@@ -265,46 +302,42 @@ void CpuBackend::conv_forward(const ConvKey& k, Act act, const float* x, const f
   guarded("convolution forward", [&] {
     SingleThreadIfDeterministic single;
     auto p = conv_prims(k, act);
-    InnerOutput out(p->f_dst, 2, y);
+    InnerOutput out(p->f_dst, 2, y, false);
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, inner_input(p->f_src, 0, x)},
                                             {DNNL_ARG_WEIGHTS, inner_input(p->f_w, 1, w)},
                                             {DNNL_ARG_DST, out.m}};
     if (k.bias) args[DNNL_ARG_BIAS] = mem(p->b, b);
     run(p->fwd, args);
-    out.finish();
+    out.finish(*this);
   });
 }
 
-void CpuBackend::conv_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) {
-  guarded("convolution backward data", [&] {
-    SingleThreadIfDeterministic single;  // the jit kernels' reduction order follows the thread count
-    auto p = conv_prims(k, Act::kNone);
-    GradOut o(dx, k.n * k.ic * k.ih * k.iw, accumulate);
-    InnerOutput out(p->d_dsrc, 2, o.target());
-    run(p->bwd_data, {{DNNL_ARG_DIFF_DST, inner_input(p->d_ddst, 0, dy)},
-                      {DNNL_ARG_WEIGHTS, inner_input(p->d_w, 1, w)},
-                      {DNNL_ARG_DIFF_SRC, out.m}});
-    out.finish();
-    o.finish(*this);
-  });
-}
-
-void CpuBackend::conv_backward_weights(const ConvKey& k, const float* x, const float* dy, float* dw, float* db,
-                                       bool accumulate) {
-  guarded("convolution backward weights", [&] {
+// Weight (and bias) gradients, then the data gradient; dy is reordered once when both primitives read it in
+// the same layout (slot 3 keeps it across both).
+void CpuBackend::conv_backward(const ConvKey& k, const float* x, const float* dy, const float* w, float* dx,
+                               float* dw, float* db, bool accumulate_dx, bool accumulate_dw) {
+  guarded("convolution backward", [&] {
+    // The jit kernels' reduction order (weights) and split (data) follow the thread count.
     SingleThreadIfDeterministic single;
     auto p = conv_prims(k, Act::kNone);
-    GradOut ow(dw, p->w.get_size() / sizeof(float), accumulate);
-    GradOut ob(k.bias ? db : nullptr, k.oc, accumulate);
-    InnerOutput out(p->w_dw, 2, ow.target());
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, inner_input(p->w_src, 0, x)},
-                                            {DNNL_ARG_DIFF_DST, inner_input(p->w_ddst, 1, dy)},
-                                            {DNNL_ARG_DIFF_WEIGHTS, out.m}};
-    if (k.bias) args[DNNL_ARG_DIFF_BIAS] = mem(p->b, ob.target());
-    run(p->bwd_w, args);
-    out.finish();
-    ow.finish(*this);
-    ob.finish(*this);
+    memory ddst = inner_input(p->w_ddst, 3, dy);
+    {
+      InnerOutput out(p->w_dw, 2, dw, accumulate_dw);
+      GradOut ob(k.bias ? db : nullptr, k.oc, accumulate_dw);
+      std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, inner_input(p->w_src, 0, x)},
+                                              {DNNL_ARG_DIFF_DST, ddst},
+                                              {DNNL_ARG_DIFF_WEIGHTS, out.m}};
+      if (k.bias) args[DNNL_ARG_DIFF_BIAS] = mem(p->b, ob.target());
+      run(p->bwd_w, args);
+      out.finish(*this);
+      ob.finish(*this);
+    }
+    if (!dx) return;
+    InnerOutput out(p->d_dsrc, 2, dx, accumulate_dx);
+    run(p->bwd_data, {{DNNL_ARG_DIFF_DST, p->d_ddst.inner == p->w_ddst.inner ? ddst : inner_input(p->d_ddst, 0, dy)},
+                      {DNNL_ARG_WEIGHTS, inner_input(p->d_w, 1, w)},
+                      {DNNL_ARG_DIFF_SRC, out.m}});
+    out.finish(*this);
   });
 }
 
