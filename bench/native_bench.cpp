@@ -227,7 +227,7 @@ void profile_training(const Args& a, const HDlModel& m, const std::vector<Sample
   for (int64_t i = 0; i < a.steps; ++i) TrainDlModelBatch(m, batch);
   const double total = seconds_since(t0);
   struct Row {
-    std::string name, type;
+    std::string name, type, shape;
     double f, b;
   };
   std::vector<Row> rows;
@@ -235,7 +235,18 @@ void profile_training(const Args& a, const HDlModel& m, const std::vector<Sample
   const auto& t = net.layer_times();
   for (size_t i = 0; i < t.size(); ++i) {
     if (t[i].forward_calls == 0 && t[i].backward_calls == 0) continue;
-    rows.push_back({net.slots()[i].layer->name(), net.slots()[i].layer->type(), t[i].forward_s, t[i].backward_s});
+    const LayerSlot& sl = net.slots()[i];
+    std::string type = sl.layer->type();
+    if (type == "convolution" && sl.layer->int_param("groups") > 1)
+      type += sl.layer->int_param("groups") == sl.in_shapes[0].c ? " dw" : " grp";
+    if (type.rfind("convolution", 0) == 0) {
+      const Tuple& k = sl.layer->param("kernel_size");
+      type += " " + std::to_string(int64_t(as_double(k[0]))) + "x" +
+              std::to_string(int64_t(as_double(k.size() > 1 ? k[1] : k[0])));
+    }
+    const std::string shape = std::to_string(sl.shape.c) + "x" + std::to_string(sl.shape.h) + "x" +
+                              std::to_string(sl.shape.w);
+    rows.push_back({sl.layer->name(), type, shape, t[i].forward_s, t[i].backward_s});
     in_layers += t[i].forward_s + t[i].backward_s;
   }
   net.set_profiling(false);
@@ -243,8 +254,8 @@ void profile_training(const Args& a, const HDlModel& m, const std::vector<Sample
   const double per = 1e3 / double(a.steps);
   std::printf("  per-layer time of a training step (%.2f ms in all):\n", total * per);
   for (const Row& r : rows)
-    std::printf("    %-24s %-22s fwd %8.3f ms  bwd %8.3f ms  %5.1f %%\n", r.name.c_str(), r.type.c_str(), r.f * per,
-                r.b * per, 100.0 * (r.f + r.b) / total);
+    std::printf("    %-24s %-22s %-14s fwd %8.3f ms  bwd %8.3f ms  %5.1f %%\n", r.name.c_str(), r.type.c_str(),
+                r.shape.c_str(), r.f * per, r.b * per, 100.0 * (r.f + r.b) / total);
   std::printf("    %-47s %8.3f ms  %5.1f %%\n", "outside the layers (packing, solver, ...)", (total - in_layers) * per,
               100.0 * (total - in_layers) / total);
 }

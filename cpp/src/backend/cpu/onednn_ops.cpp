@@ -164,7 +164,8 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
     po.append_eltwise(a, 0.f, 0.f);
     attr.set_post_ops(po);
   }
-  // Layouts chosen by oneDNN ('any'); bias stays plain.
+  // Layouts chosen by oneDNN ('any'); bias stays plain. (Plain nchw for pointwise 1x1 convolutions, i.e. oneDNN's
+  // gemm convolution without operand reorders, measured slower: MobileNetV2 training step +11 %, ResNet-50 +30 %.)
   const memory::desc ax(p->x.get_dims(), dt::f32, tag::any), ay(p->y.get_dims(), dt::f32, tag::any);
   const memory::desc aw(p->w.get_dims(), dt::f32, tag::any);
   if (!k.transposed) {
