@@ -1,4 +1,4 @@
-"""CPU training-step benchmark: opendl vs PyTorch on the same network.
+"""CPU training-step (and inference) benchmark: opendl vs PyTorch on the same network.
 
 --model cnn (default), both frameworks: input HxWx3 -> 5 x [conv 3x3 (padding 1, bias) -> batch norm -> ReLU], a
 2x2/2 max pooling after each of the first --pools convs -> global average pooling -> dense --classes -> softmax
@@ -9,6 +9,12 @@ layer by layer in both frameworks; use e.g. --batch 16 --size 224.
 --model mobilenetv2: MobileNetV2 1.0 (Sandler et al. 2018; inverted residual blocks with depthwise 3x3
 convolutions and ReLU6, linear bottlenecks, 1x1 conv to 1280, global average pooling, dense); e.g. --batch 32
 --size 224.
+--model resnet50: ResNet-50 (bottleneck blocks 1x1-3x3-1x1 [3, 4, 6, 3], widths 64..512 x 4, stride in the 3x3).
+--model compact: the architecture of opendl's built-in pretrained_dl_classifier_compact.hdl (conv 3x3/2 32, then
+three stages of conv 3x3 c + conv 3x3/2 2c for c = 32, 64, 128, each conv without bias + BN + ReLU; global
+average pooling, dense).
+--mode infer: inference instead of training steps: opendl apply_dl_model (batch norm with running statistics)
+against torch.nn in eval mode under torch.inference_mode().
 
 opendl: conv with activation 'none', batch normalisation with the ReLU fused ('relu' activation), and each step is
 one train_dl_model_batch call on a list of sample dicts (so its time includes opendl's sample conversion).
@@ -44,7 +50,8 @@ except ImportError:  # opendl's numbers alone
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="cnn", choices=["cnn", "resnet18", "mobilenetv2"])
+    p.add_argument("--model", default="cnn", choices=["cnn", "compact", "resnet18", "resnet50", "mobilenetv2"])
+    p.add_argument("--mode", default="train", choices=["train", "infer"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=64, help="image width = height")
     p.add_argument("--channels", type=int, default=3)
@@ -71,20 +78,37 @@ def _conv_bn(x, name, out, k, stride, act):
     return ha.create_dl_layer_batch_normalization(x, name + "_bn", 0.9, 1e-5, act, [], [])
 
 
-def resnet18_opendl(x):
+RESNET_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet50": (3, 4, 6, 3)}
+
+
+def resnet_opendl(x, blocks, bottleneck):
     x = _conv_bn(x, "conv1", 64, 7, 2, "relu")
     x = ha.create_dl_layer_pooling(x, "pool1", [3, 3], [2, 2], [1, 1], "maximum", [], [])
     c = 64
     for stage, w in enumerate((64, 128, 256, 512)):
-        for b in range(2):
+        out = 4 * w if bottleneck else w
+        for b in range(blocks[stage]):
             stride = 2 if stage > 0 and b == 0 else 1
             n = f"s{stage}b{b}"
-            h = _conv_bn(x, n + "_c1", w, 3, stride, "relu")
-            h = _conv_bn(h, n + "_c2", w, 3, 1, "none")
-            short = _conv_bn(x, n + "_proj", w, 1, stride, "none") if stride != 1 or c != w else x
+            if bottleneck:
+                h = _conv_bn(x, n + "_c1", w, 1, 1, "relu")
+                h = _conv_bn(h, n + "_c2", w, 3, stride, "relu")
+                h = _conv_bn(h, n + "_c3", out, 1, 1, "none")
+            else:
+                h = _conv_bn(x, n + "_c1", w, 3, stride, "relu")
+                h = _conv_bn(h, n + "_c2", w, 3, 1, "none")
+            short = _conv_bn(x, n + "_proj", out, 1, stride, "none") if stride != 1 or c != out else x
             x = ha.create_dl_layer_elementwise([h, short], n + "_sum", "sum", [], [], [])
             x = ha.create_dl_layer_activation(x, n + "_relu", "relu", [], [])
-            c = w
+            c = out
+    return x
+
+
+def compact_opendl(x):
+    x = _conv_bn(x, "stem", 32, 3, 2, "relu")
+    for c in (32, 64, 128):
+        x = _conv_bn(x, f"c{c}a", c, 3, 1, "relu")
+        x = _conv_bn(x, f"c{c}b", 2 * c, 3, 2, "relu")
     return x
 
 
@@ -141,34 +165,51 @@ def mobilenetv2_torch(a):
     return layers + cbr(c, 1280, 1, 1) + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, a.classes)]
 
 
-def resnet18_torch(a):
+def _cbr_torch(cin, cout, k, stride, relu=True):
+    m = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
+    return m + ([nn.ReLU(True)] if relu else [])
+
+
+def resnet_torch(a, blocks, bottleneck):
     class Block(nn.Module):
-        def __init__(self, cin, w, stride):
+        def __init__(self, cin, w, out, stride):
             super().__init__()
-            self.c1 = nn.Sequential(nn.Conv2d(cin, w, 3, stride, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True))
-            self.c2 = nn.Sequential(nn.Conv2d(w, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w))
-            self.proj = nn.Sequential(nn.Conv2d(cin, w, 1, stride, bias=False), nn.BatchNorm2d(w)) \
-                if stride != 1 or cin != w else nn.Identity()
+            if bottleneck:
+                body = _cbr_torch(cin, w, 1, 1) + _cbr_torch(w, w, 3, stride) + _cbr_torch(w, out, 1, 1, False)
+            else:
+                body = _cbr_torch(cin, w, 3, stride) + _cbr_torch(w, out, 3, 1, False)
+            self.body = nn.Sequential(*body)
+            self.proj = nn.Sequential(*_cbr_torch(cin, out, 1, stride, False)) \
+                if stride != 1 or cin != out else nn.Identity()
 
         def forward(self, x):
-            return F.relu(self.c2(self.c1(x)) + self.proj(x))
+            return F.relu(self.body(x) + self.proj(x))
 
-    layers, c = [nn.Conv2d(a.channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),
-                 nn.MaxPool2d(3, 2, 1)], 64
+    layers, c = _cbr_torch(a.channels, 64, 7, 2) + [nn.MaxPool2d(3, 2, 1)], 64
     for stage, w in enumerate((64, 128, 256, 512)):
-        for b in range(2):
-            layers.append(Block(c, w, 2 if stage > 0 and b == 0 else 1))
-            c = w
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
-    return layers
+        out = 4 * w if bottleneck else w
+        for b in range(blocks[stage]):
+            layers.append(Block(c, w, out, 2 if stage > 0 and b == 0 else 1))
+            c = out
+    return layers + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
+
+
+def compact_torch(a):
+    layers = _cbr_torch(a.channels, 32, 3, 2)
+    for c in (32, 64, 128):
+        layers += _cbr_torch(c, c, 3, 1) + _cbr_torch(c, 2 * c, 3, 2)
+    return layers + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, a.classes)]
 
 
 def build_opendl(a):
     x = ha.create_dl_layer_input("image", [a.size, a.size, a.channels], [], [])
     target = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
     weights = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
-    if a.model in ("resnet18", "mobilenetv2"):
-        x = resnet18_opendl(x) if a.model == "resnet18" else mobilenetv2_opendl(x)
+    if a.model != "cnn":
+        if a.model in RESNET_BLOCKS:
+            x = resnet_opendl(x, RESNET_BLOCKS[a.model], a.model == "resnet50")
+        else:
+            x = mobilenetv2_opendl(x) if a.model == "mobilenetv2" else compact_opendl(x)
         a.widths, a.pools = [], 0
     for i, w in enumerate(a.widths):
         x = ha.create_dl_layer_convolution(x, f"conv{i}", 3, 1, 1, w, 1, "half_kernel_size", "none", [], [])
@@ -194,10 +235,12 @@ def build_torch(a):
         if i < a.pools:
             layers.append(nn.MaxPool2d(2, 2))
         c = w
-    if a.model == "resnet18":
-        layers = resnet18_torch(a)
+    if a.model in RESNET_BLOCKS:
+        layers = resnet_torch(a, RESNET_BLOCKS[a.model], a.model == "resnet50")
     elif a.model == "mobilenetv2":
         layers = mobilenetv2_torch(a)
+    elif a.model == "compact":
+        layers = compact_torch(a)
     else:
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
     net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
@@ -233,6 +276,12 @@ def main():
     def opendl_step():
         ha.as_python_dict_s(ha.train_dl_model_batch(model, samples))
 
+    if a.mode == "infer":
+        infer_samples = [{"image": images[i]} for i in range(a.batch)]
+
+        def opendl_step():  # noqa: F811 - inference replaces the training step
+            ha.apply_dl_model(model, infer_samples, ["softmax"])
+
     runners = {"opendl": opendl_step}
     use_torch = torch is not None and not a.no_torch
     if use_torch:
@@ -248,9 +297,16 @@ def main():
             F.cross_entropy(net(x), y).backward()
             opt.step()
 
+        if a.mode == "infer":
+            net.eval()
+
+            def torch_step():  # noqa: F811
+                with torch.inference_mode():
+                    torch.softmax(net(x), 1)
+
         runners["torch"] = torch_step
 
-    print(f"{a.model}: batch {a.batch}, {a.size}x{a.size}x{a.channels}, widths {a.widths}, pools {a.pools}, "
+    print(f"{a.model} {a.mode}: batch {a.batch}, {a.size}x{a.size}x{a.channels}, widths {a.widths}, pools {a.pools}, "
           f"classes {a.classes}, "
           f"threads {a.threads} (opendl thread_num {ha.get_system_s('thread_num')}"
           + (f", torch {torch.get_num_threads()} / torch {torch.__version__}" if use_torch else ", no torch")

@@ -370,6 +370,14 @@ PYBIND11_MODULE(_core, m) {
     Box2 b = decode_box(Box2{a[0], a[1], a[2], a[3], a[4]}, d.data(), ignore_direction);
     return std::array<double, 5>{b.r, b.c, b.phi, b.l1, b.l2};
   });
+  // Test hooks: blocked activation layouts on / off for networks sized afterwards (graph/network.h), and the
+  // planned channel block of each layer's output (0: plain).
+  m.def("_set_blocked_layouts", [](bool on) { set_blocked_layouts(on); });
+  m.def("_layer_blocks", [](const HDlModel& m) {
+    std::map<std::string, int64_t> out;
+    for (const auto& s : m.ptr->net().slots()) out[s.layer->name()] = s.block;
+    return out;
+  });
   m.def("builtin_model_names", [] { return builtin_model_names(); });
   m.def("set_seed", [](uint64_t s) { SetSeed(s); });
   m.def("get_seed", [] { return GetSeed(); });

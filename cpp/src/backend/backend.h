@@ -1,14 +1,18 @@
 // Backend: the internal interface between layers and devices. It is the only place that knows both the
 // CPU (oneDNN + OpenMP, backend/cpu) and the GPU (libopendl_cuda) exist. Layers describe an operation with a
-// small POD key struct (which also keys the primitive cache) and pass raw device pointers; activations are
-// (N, C, H, W) row-major in this version. Every *_backward_* entry overwrites its output gradient unless
-// `accumulate` is set, in which case it adds to it.
+// small POD key struct (which also keys the primitive cache) and pass raw device pointers. Activations are
+// (N, C, H, W) row-major ("plain"), or channel-blocked where the network plans it (see activation_block): block
+// B > 0 stores element (n, c, h, w) at (((n * C/B + c/B) * H + h) * W + w) * B + c % B (oneDNN's nChw8c /
+// nChw16c), C a multiple of B; key fields named *b / block give the block of an operand (0: plain). Every
+// *_backward_* entry overwrites its output gradient unless `accumulate` is set, in which case it adds to it.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include "core/shape.h"
 
 namespace opendl {
 
@@ -28,12 +32,15 @@ struct PointwiseOp {
 // All key structs hold int64_t fields only, so that they hash and compare as raw bytes.
 struct ConvKey {
   int64_t n, ic, ih, iw, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups, bias, transposed;
+  int64_t xb = 0, yb = 0;  // blocks of x / dx and y / dy
 };
 struct PoolKey {
   int64_t n, c, ih, iw, oh, ow, kh, kw, sh, sw, pt, pb, pl, pr, max;
+  int64_t block = 0;  // of x and y alike
 };
 struct BnKey {
   int64_t n, c, h, w;
+  int64_t block = 0;
 };
 struct DenseKey {
   int64_t n, ic, oc, bias;
@@ -46,6 +53,12 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // Channel block of the blocked activation layout the convolutions of this backend run fastest on (8 with
+  // AVX2, 16 with AVX-512); 0: activations stay plain.
+  virtual int64_t activation_block() const = 0;
+  // Copies an activation of shape s between plain and blocked (block > 0) layouts.
+  virtual void to_plain(const float* blocked, float* plain, const Shape4& s, int64_t block) = 0;
+  virtual void from_plain(const float* plain, float* blocked, const Shape4& s, int64_t block) = 0;
 
   // Memory.
   virtual float* alloc(size_t count) = 0;

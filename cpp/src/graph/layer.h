@@ -54,6 +54,8 @@ struct BlobSpec {
 struct LayerIO {
   std::vector<const float*> x;
   std::vector<Shape4> xs;
+  std::vector<int64_t> xb;          // channel block of each input (and its gradient); 0: plain (see backend.h)
+  int64_t yb = 0;                   // channel block of y and dy
   std::vector<float*> dx;           // nullptr: no gradient needed for that input
   std::vector<bool> accumulate_dx;
   float* y = nullptr;
@@ -102,6 +104,12 @@ class Layer {
   }
   virtual void forward(LayerIO& io) = 0;
   virtual void backward(LayerIO& io) = 0;
+
+  // Which activation layouts the layer's forward and backward handle (the network plans blocked layouts only
+  // where every layer touching a tensor handles them): plain only; the same layout for all inputs and the
+  // output (pointwise-like layers); or any layout for the input and, independently, the output (convolution).
+  enum class Layouts { kPlainOnly, kSame, kAny };
+  virtual Layouts layouts() const { return Layouts::kPlainOnly; }
 
   virtual bool is_input() const { return false; }
   virtual bool is_loss() const { return false; }

@@ -130,6 +130,12 @@ void Network::free_activations() {
   owned_.clear();
 }
 
+namespace {
+bool g_blocked = true;
+}  // namespace
+void set_blocked_layouts(bool on) { g_blocked = on; }
+bool blocked_layouts() { return g_blocked; }
+
 void Network::set_batch_size(int64_t n) {
   if (n < 1) fail(err::kWrongValue3, "batch_size must be at least 1, got " + std::to_string(n));
   // Infer first, allocate after: a failing shape check leaves the network as it was.
@@ -145,12 +151,14 @@ void Network::set_batch_size(int64_t n) {
       shapes[i] = s.layer->infer(in_shapes[i]);
     }
   }
+  const std::vector<int64_t> blocks = plan_layouts(shapes);
   free_activations();
   batch_size_ = n;
   for (size_t i = 0; i < slots_.size(); ++i) {
     auto& s = slots_[i];
     s.shape = shapes[i];
     s.in_shapes = in_shapes[i];
+    s.block = blocks[i];
     s.y = be_.alloc(static_cast<size_t>(s.shape.numel()));
     s.dy = be_.alloc(static_cast<size_t>(s.shape.numel()));
     owned_.push_back(s.y);
@@ -163,6 +171,40 @@ void Network::set_batch_size(int64_t n) {
       s.scratch.push_back(p);
     }
   }
+}
+
+// Every candidate tensor starts blocked; constraints along the edges turn tensors plain until none is violated
+// (each pass only turns blocked into plain, so this ends): a plain-only layer needs plain inputs, a kSame layer
+// the layout of its output on all inputs. Candidates: outputs of layers handling blocked layouts, with a depth
+// that is a multiple of the block, that are not model outputs (which users read plain).
+std::vector<int64_t> Network::plan_layouts(const std::vector<Shape4>& shapes) const {
+  std::vector<int64_t> b(slots_.size(), 0);
+  const int64_t B = g_blocked ? be_.activation_block() : 0;
+  if (B <= 0) return b;
+  using L = Layer::Layouts;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const auto& s = slots_[i];
+    const bool output = std::find(outputs_.begin(), outputs_.end(), int(i)) != outputs_.end();
+    if (!s.layer->is_input() && !output && s.layer->layouts() != L::kPlainOnly && shapes[i].c % B == 0) b[i] = B;
+  }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const auto& s = slots_[i];
+      if (s.layer->is_input()) continue;
+      const L kind = s.layer->layouts();
+      for (int j : s.inputs) {
+        int64_t& bj = b[size_t(j)];
+        if (kind == L::kPlainOnly && bj) bj = 0, changed = true;
+        if (kind == L::kSame && bj != b[i]) {
+          if (bj) bj = 0;
+          else b[i] = 0;
+          changed = true;
+        }
+      }
+    }
+  }
+  return b;
 }
 
 namespace {
@@ -200,26 +242,42 @@ void Network::init_params(Rng& rng) {
   if (n_total_) be_.upload(params_, host.data(), n_total_);
 }
 
-namespace {
-LayerIO make_io(Network& net, LayerSlot& s, bool training, Rng* rng) {
+LayerIO Network::io(size_t i, bool training, Rng* rng) {
+  LayerSlot& s = slots_[i];
   LayerIO io;
-  auto& slots = net.slots();
-  for (int j : s.inputs) io.x.push_back(slots[j].y);
+  for (int j : s.inputs) {
+    io.x.push_back(slots_[size_t(j)].y);
+    io.xb.push_back(slots_[size_t(j)].block);
+  }
   io.xs = s.in_shapes;
   io.y = s.y;
+  io.yb = s.block;
   io.ys = s.shape;
   io.dy = s.dy;
   for (auto& b : s.blobs) {
-    io.w.push_back(net.params() + b.offset);
-    io.dw.push_back(b.spec.role == BlobRole::kState ? nullptr : net.grads() + b.offset);
+    io.w.push_back(params_ + b.offset);
+    io.dw.push_back(b.spec.role == BlobRole::kState ? nullptr : grads_ + b.offset);
   }
   io.scratch = s.scratch;
   io.training = training;
   io.rng = rng;
-  io.be = &net.backend();
+  io.be = &be_;
   return io;
 }
-}  // namespace
+
+void Network::download_plain(size_t i, bool gradient, float* host) {
+  const LayerSlot& s = slots_[i];
+  const float* src = gradient ? s.dy : s.y;
+  const size_t n = size_t(s.shape.numel());
+  if (!s.block) {
+    be_.download(host, src, n);
+    return;
+  }
+  float* tmp = be_.alloc(n);
+  be_.to_plain(src, tmp, s.shape, s.block);
+  be_.download(host, tmp, n);
+  be_.free(tmp);
+}
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -230,7 +288,7 @@ void Network::forward(bool training, Rng& rng) {
   for (size_t i = 0; i < slots_.size(); ++i) {
     auto& s = slots_[i];
     if (s.layer->is_input()) continue;
-    LayerIO io = make_io(*this, s, training, &rng);
+    LayerIO io = this->io(i, training, &rng);
     const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
     s.layer->forward(io);
     if (profiling_) {
@@ -259,7 +317,7 @@ void Network::backward(float loss_scale, bool accumulate_dw) {
       dw_written[owner] = true;
       continue;
     }
-    LayerIO io = make_io(*this, s, true, nullptr);
+    LayerIO io = this->io(size_t(i), true, nullptr);
     io.accumulate_dw = accumulate_dw || dw_written[owner];
     dw_written[owner] = true;
     io.loss_scale = loss_scale * static_cast<float>(s.layer->loss_weight());

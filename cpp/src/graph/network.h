@@ -14,6 +14,13 @@
 
 namespace opendl {
 
+// Blocked activation layouts (on by default where the backend has one): a tensor is kept in the backend's
+// channel-blocked layout when the convolutions producing or reading it run on that layout and every other layer
+// touching it handles it (Layer::layouts), so no reorder runs between those layers; model inputs and outputs,
+// and everything next to a plain-only layer, stay plain. Process-wide; applies to networks sized afterwards.
+void set_blocked_layouts(bool on);
+bool blocked_layouts();
+
 struct BlobSlot {
   BlobSpec spec;
   size_t offset = 0;  // in params (and grads for trainable blobs)
@@ -32,6 +39,7 @@ struct LayerSlot {
   std::vector<Shape4> in_shapes;
   std::vector<BlobSlot> blobs;
   int blob_owner = -1;            // slot whose blobs these are (weight sharing); -1: its own
+  int64_t block = 0;              // channel block of y and dy (0: plain), planned in set_batch_size
   float* y = nullptr;
   float* dy = nullptr;
   std::vector<float*> scratch;
@@ -46,8 +54,14 @@ class Network {
   Network(const Network&) = delete;
   Network& operator=(const Network&) = delete;
 
-  // Re-infers all shapes for batch size n and re-allocates activation buffers (weights are kept).
+  // Re-infers all shapes for batch size n, plans the activation layouts and re-allocates activation buffers
+  // (weights are kept).
   void set_batch_size(int64_t n);
+
+  // The buffers of slot i for one forward / backward call (inputs, output, blobs, scratch, layouts).
+  LayerIO io(size_t i, bool training, Rng* rng);
+  // Slot i's output (or its gradient) in the plain (N, C, H, W) layout, on the host.
+  void download_plain(size_t i, bool gradient, float* host);
   int64_t batch_size() const { return batch_size_; }
 
   // Initialises every blob from its filler with the given RNG (He/Xavier as HALCON documents).
@@ -92,6 +106,7 @@ class Network {
 
  private:
   void free_activations();
+  std::vector<int64_t> plan_layouts(const std::vector<Shape4>& shapes) const;
   Backend& be_;
   std::vector<LayerSlot> slots_;
   std::vector<int> outputs_;

@@ -62,6 +62,8 @@ class Activation : public Layer {
       if (str_param("approximate") == "tanh") p_.op = Pointwise::kGeluTanh;
     }
   }
+  // Elementwise over equally shaped tensors: any layout, the same for inputs and output.
+  Layouts layouts() const override { return Layouts::kSame; }
   Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
   void forward(LayerIO& io) override {
     if (fused_ != Act::kNone) io.be->act_forward(fused_, size_t(io.ys.numel()), io.x[0], io.y);

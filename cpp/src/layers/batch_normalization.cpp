@@ -29,6 +29,8 @@ class BatchNorm : public Layer {
       fail(err::kWrongValue3, "layer '" + name() + "': momentum must lie in [0, 1) or be 'auto', got " + to_string(m));
   }
   Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
+  // The fixed affine map of use_global_stats differentiates on the host in the plain layout.
+  Layouts layouts() const override { return global_ ? Layouts::kPlainOnly : Layouts::kSame; }
   std::vector<BlobSpec> blob_specs(const std::vector<Shape4>& in) const override {
     int64_t c = in[0].c;
     BlobSpec g{"weights", {c}, BlobRole::kWeights, Filler::kOne};
@@ -47,7 +49,7 @@ class BatchNorm : public Layer {
   // The ReLU is fused into the backend's batch normalisation (forward, and backward through the mask y > 0).
   void forward(LayerIO& io) override {
     const Shape4& x = io.xs[0];
-    BnKey k{x.n, x.c, x.h, x.w};
+    BnKey k{x.n, x.c, x.h, x.w, io.yb};
     float eps = float(real_param("epsilon"));
     if (io.training && !global_) {
       io.be->bn_forward(k, eps, true, act_, io.x[0], io.w[0], io.w[1], io.scratch[0], io.scratch[1], io.y);
@@ -58,7 +60,7 @@ class BatchNorm : public Layer {
   }
   void backward(LayerIO& io) override {
     const Shape4& x = io.xs[0];
-    BnKey k{x.n, x.c, x.h, x.w};
+    BnKey k{x.n, x.c, x.h, x.w, io.yb};
     if (global_) {
       const float* dy = io.dy;
       if (act_ != Act::kNone) {

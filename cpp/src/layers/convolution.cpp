@@ -64,8 +64,10 @@ class Convolution : public Layer {
     Window w = win_;
     resolve_padding(*this, w, io.xs[0].h, io.xs[0].w);
     return ConvKey{io.xs[0].n, io.xs[0].c, io.xs[0].h, io.xs[0].w, io.ys.c, io.ys.h, io.ys.w, w.kh, w.kw, w.sh,
-                   w.sw, w.dh, w.dw, w.pt, w.pb, w.pl, w.pr, int_param("groups"), bias_ ? 1 : 0, 0};
+                   w.sw, w.dh, w.dw, w.pt, w.pb, w.pl, w.pr, int_param("groups"), bias_ ? 1 : 0, 0,
+                   io.xb[0], io.yb};
   }
+  Layouts layouts() const override { return Layouts::kAny; }
   void forward(LayerIO& io) override {
     io.be->conv_forward(key(io), act_, io.x[0], io.w[0], bias_ ? io.w[1] : nullptr, io.y);
   }

@@ -9,6 +9,8 @@ namespace {
 
 class Dropout : public Layer {
  public:
+  // Elementwise over equally shaped tensors: any layout, the same for inputs and output.
+  Layouts layouts() const override { return Layouts::kSame; }
   Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
   std::vector<int64_t> scratch_sizes(const std::vector<Shape4>&, const Shape4& out) const override {
     return {out.numel()};

@@ -22,6 +22,8 @@ class Elementwise : public Layer {
     coef_.assign(inputs_.size(), 1.f);
     for (size_t i = 0; i < c.size(); ++i) coef_[i] = float(as_double(c[i]));
   }
+  // Elementwise over equally shaped tensors: any layout, the same for inputs and output.
+  Layouts layouts() const override { return Layouts::kSame; }
   Shape4 infer(const std::vector<Shape4>& in) const override {
     for (size_t i = 1; i < in.size(); ++i)
       if (in[i] != in[0])

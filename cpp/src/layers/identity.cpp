@@ -7,6 +7,8 @@ namespace {
 
 class Identity : public Layer {
  public:
+  // Elementwise over equally shaped tensors: any layout, the same for inputs and output.
+  Layouts layouts() const override { return Layouts::kSame; }
   Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
   void forward(LayerIO& io) override { io.be->copy(io.y, io.x[0], size_t(io.ys.numel())); }
   void backward(LayerIO& io) override {

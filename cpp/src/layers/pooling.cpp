@@ -43,18 +43,37 @@ class Pooling : public Layer {
     Window w = window(io.xs[0]);
     bool mx = mode_ == "maximum" || mode_ == "global_maximum";
     return PoolKey{io.xs[0].n, io.xs[0].c, io.xs[0].h, io.xs[0].w, io.ys.h, io.ys.w, w.kh, w.kw, w.sh, w.sw,
-                   w.pt, w.pb, w.pl, w.pr, mx ? 1 : 0};
+                   w.pt, w.pb, w.pl, w.pr, mx ? 1 : 0, io.xb[0]};
   }
+  // Global pooling (typically before a dense layer that reads plain activations) also converts its small output
+  // between layouts; other pooling keeps its input's layout.
+  Layouts layouts() const override { return global() ? Layouts::kAny : Layouts::kSame; }
   std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& in, const Shape4& out) const override {
     Window w = window(in[0]);
     bool mx = mode_ == "maximum" || mode_ == "global_maximum";
     PoolKey k{in[0].n, in[0].c, in[0].h, in[0].w, out.h, out.w, w.kh, w.kw, w.sh, w.sw, w.pt, w.pb, w.pl, w.pr,
               mx ? 1 : 0};
-    return {mx ? int64_t(cpu_backend().pool_workspace_floats(k)) : 0};
+    // max-pooling workspace; global pooling: the output in the input's layout when the two layouts differ
+    return {mx ? int64_t(cpu_backend().pool_workspace_floats(k)) : 0, global() ? out.numel() : 0};
   }
-  void forward(LayerIO& io) override { io.be->pool_forward(key(io), io.x[0], io.y, io.scratch[0], io.training); }
+  void forward(LayerIO& io) override {
+    if (io.xb[0] == io.yb) {
+      io.be->pool_forward(key(io), io.x[0], io.y, io.scratch[0], io.training);
+      return;
+    }
+    io.be->pool_forward(key(io), io.x[0], io.scratch[1], io.scratch[0], io.training);
+    if (io.yb) io.be->from_plain(io.scratch[1], io.y, io.ys, io.yb);
+    else io.be->to_plain(io.scratch[1], io.y, io.ys, io.xb[0]);
+  }
   void backward(LayerIO& io) override {
-    if (io.dx[0]) io.be->pool_backward(key(io), io.dy, io.scratch[0], io.dx[0], io.accumulate_dx[0]);
+    if (!io.dx[0]) return;
+    const float* dy = io.dy;
+    if (io.xb[0] != io.yb) {  // the output gradient in the input's layout
+      if (io.yb) io.be->to_plain(io.dy, io.scratch[1], io.ys, io.yb);
+      else io.be->from_plain(io.dy, io.scratch[1], io.ys, io.xb[0]);
+      dy = io.scratch[1];
+    }
+    io.be->pool_backward(key(io), dy, io.scratch[0], io.dx[0], io.accumulate_dx[0]);
   }
 
  private:

@@ -393,23 +393,14 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
     be.upload(slots[inputs[k]].y, staged[k].data(), size_t(slots[inputs[k]].shape.numel()));
   for (size_t i = 0; i < slots.size(); ++i) {
     if (!needed[i] || slots[i].layer->is_input()) continue;
-    LayerIO io;
-    for (int j : slots[i].inputs) io.x.push_back(slots[j].y);
-    io.xs = slots[i].in_shapes;
-    io.y = slots[i].y;
-    io.ys = slots[i].shape;
-    for (auto& b : slots[i].blobs) io.w.push_back(net_->params() + b.offset);
-    io.scratch = slots[i].scratch;
-    io.training = false;
-    io.rng = &rng_;
-    io.be = &be;
+    LayerIO io = net_->io(i, false, &rng_);
     slots[i].layer->forward(io);
     if (slots[i].layer->is_loss()) slots[i].loss = io.loss_value;
   }
   std::vector<Result> res(batch.size());
   for (int w : want) {
     const Shape4& s = slots[w].shape;
-    Tensor all = to_images(slots[w].y, s);  // (N, H, W, C)
+    Tensor all = to_images(size_t(w), false);  // (N, H, W, C)
     size_t per = size_t(s.per_sample());
     for (size_t i = 0; i < batch.size() && i < size_t(s.n); ++i) {
       Tensor t({s.h, s.w, s.c});
@@ -421,9 +412,10 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
   return res;
 }
 
-Tensor Model::to_images(const float* dev, const Shape4& s) {
+Tensor Model::to_images(size_t slot, bool gradient) {
+  const Shape4& s = net_->slots()[slot].shape;
   std::vector<float> nchw(size_t(s.numel()));
-  net_->backend().download(nchw.data(), dev, nchw.size());
+  net_->download_plain(slot, gradient, nchw.data());
   Tensor t({s.n, s.h, s.w, s.c});
   float* o = t.f32();
   for (int64_t n = 0; n < s.n; ++n)
@@ -490,7 +482,7 @@ void Model::set_weights(const Tensor& w, const std::string& layer, const std::st
 Tensor Model::activations(const std::string& layer) {
   std::lock_guard<std::mutex> lock(mu_);
   int i = slot_of(layer);
-  return to_images(net_->slots()[i].y, net_->slots()[i].shape);
+  return to_images(size_t(i), false);
 }
 
 Tensor Model::gradients(const std::string& layer) {
@@ -501,7 +493,7 @@ Tensor Model::gradients(const std::string& layer) {
   if (s.layer->is_input() && !net_->input_gradients())
     fail(err::kParamNotAvailable, "gradients with respect to input layer '" + layer +
                                       "' are not computed (they are needed only for inspection)");
-  return to_images(s.dy, s.shape);
+  return to_images(size_t(i), true);
 }
 
 }  // namespace opendl

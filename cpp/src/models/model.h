@@ -74,7 +74,7 @@ class Model {
   void reset_solver_state();
   void alloc_solver_state();
   const BlobSlot& blob(int slot, const std::string& type, bool& gradient) const;
-  Tensor to_images(const float* dev, const Shape4& s);
+  Tensor to_images(size_t slot, bool gradient);  // slot's output or gradient as (N, H, W, C)
   std::vector<std::string> output_names() const;
 
   std::unique_ptr<Network> net_;

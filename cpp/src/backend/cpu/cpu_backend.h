@@ -18,6 +18,9 @@ namespace opendl {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  int64_t activation_block() const override;
+  void to_plain(const float* blocked, float* plain, const Shape4& s, int64_t block) override;
+  void from_plain(const float* plain, float* blocked, const Shape4& s, int64_t block) override;
   float* alloc(size_t count) override;
   void free(float* p) override;
   void fill(float* p, size_t n, float v) override;

@@ -26,6 +26,34 @@ float* CpuBackend::alloc(size_t count) {
 }
 void CpuBackend::free(float* p) { std::free(p); }
 
+// Element (n, c, p) of an (N, C, P) tensor sits at (n * C + c) * P + p plain and at ((n * C/B + c/B) * P + p) * B +
+// c % B blocked.
+void CpuBackend::to_plain(const float* blocked, float* plain, const Shape4& s, int64_t B) {
+  const int64_t CB = s.c / B, P = s.h * s.w;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < s.n * CB; ++r) {
+    const int64_t n = r / CB, cb = r % CB;
+    const float* src = blocked + r * P * B;
+    for (int64_t l = 0; l < B; ++l) {
+      float* dst = plain + (n * s.c + cb * B + l) * P;
+      for (int64_t p = 0; p < P; ++p) dst[p] = src[p * B + l];
+    }
+  }
+}
+
+void CpuBackend::from_plain(const float* plain, float* blocked, const Shape4& s, int64_t B) {
+  const int64_t CB = s.c / B, P = s.h * s.w;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < s.n * CB; ++r) {
+    const int64_t n = r / CB, cb = r % CB;
+    float* dst = blocked + r * P * B;
+    for (int64_t l = 0; l < B; ++l) {
+      const float* src = plain + (n * s.c + cb * B + l) * P;
+      for (int64_t p = 0; p < P; ++p) dst[p * B + l] = src[p];
+    }
+  }
+}
+
 void CpuBackend::fill(float* p, size_t n, float v) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) p[i] = v;

@@ -245,28 +245,271 @@ void avg_plane_backward(const PoolKey& k, const float* dy, float* dx) {
   }
 }
 
+// --- blocked layouts: a row is one (sample, channel block) of HW positions x L lanes (channels) -----------------
+// Lane-wise versions of the row kernels above; the lane loop is innermost so it vectorises. L is 8 or 16.
+template <int L>
+inline __attribute__((always_inline)) void lanes_moments(const float* x, int64_t hw, const float* shift, double* s,
+                                                         double* ss) {
+  double ds[L] = {}, dss[L] = {};
+  const int64_t step = kChunk / L;
+  for (int64_t p0 = 0; p0 < hw; p0 += step) {
+    const int64_t e = std::min(hw, p0 + step);
+    float fs[L] = {}, fss[L] = {};
+    for (int64_t p = p0; p < e; ++p) {
+      const float* v = x + p * L;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) {
+        const float d = v[l] - shift[l];
+        fs[l] += d;
+        fss[l] += d * d;
+      }
+    }
+    for (int l = 0; l < L; ++l) {
+      ds[l] += fs[l];
+      dss[l] += fss[l];
+    }
+  }
+  for (int l = 0; l < L; ++l) {
+    s[l] = ds[l];
+    ss[l] = dss[l];
+  }
+}
+
+template <int L>
+inline __attribute__((always_inline)) void lanes_affine(const float* x, float* y, int64_t hw, const float* a,
+                                                        const float* b, bool relu) {
+  for (int64_t p = 0; p < hw; ++p) {
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const float v = a[l] * x[p * L + l] + b[l];
+      y[p * L + l] = relu ? (v > 0.f ? v : 0.f) : v;
+    }
+  }
+}
+
+template <int L>
+inline __attribute__((always_inline)) void lanes_grad_sums(const float* x, const float* dy, const float* y,
+                                                           int64_t hw, const float* mean, double* sg, double* sgx) {
+  double dg[L] = {}, dgx[L] = {};
+  const int64_t step = kChunk / L;
+  for (int64_t p0 = 0; p0 < hw; p0 += step) {
+    const int64_t e = std::min(hw, p0 + step);
+    float fg[L] = {}, fgx[L] = {};
+    if (y) {
+      for (int64_t p = p0; p < e; ++p) {
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          const int64_t i = p * L + l;
+          const float g = y[i] > 0.f ? dy[i] : 0.f;
+          fg[l] += g;
+          fgx[l] += g * (x[i] - mean[l]);
+        }
+      }
+    } else {
+      for (int64_t p = p0; p < e; ++p) {
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          const int64_t i = p * L + l;
+          fg[l] += dy[i];
+          fgx[l] += dy[i] * (x[i] - mean[l]);
+        }
+      }
+    }
+    for (int l = 0; l < L; ++l) {
+      dg[l] += fg[l];
+      dgx[l] += fgx[l];
+    }
+  }
+  for (int l = 0; l < L; ++l) {
+    sg[l] = dg[l];
+    sgx[l] = dgx[l];
+  }
+}
+
+template <int L>
+inline __attribute__((always_inline)) void lanes_grad_apply(const float* x, const float* dy, const float* y, float* dx,
+                                                            int64_t hw, const float* a, const float* b, const float* c,
+                                                            bool accumulate) {
+  const int64_t n = hw * L;
+  if (y && accumulate) {
+    for (int64_t p = 0; p < n; p += L)
+#pragma omp simd
+      for (int l = 0; l < L; ++l) dx[p + l] += a[l] * (y[p + l] > 0.f ? dy[p + l] : 0.f) + b[l] * x[p + l] + c[l];
+  } else if (y) {
+    for (int64_t p = 0; p < n; p += L)
+#pragma omp simd
+      for (int l = 0; l < L; ++l) dx[p + l] = a[l] * (y[p + l] > 0.f ? dy[p + l] : 0.f) + b[l] * x[p + l] + c[l];
+  } else if (accumulate) {
+    for (int64_t p = 0; p < n; p += L)
+#pragma omp simd
+      for (int l = 0; l < L; ++l) dx[p + l] += a[l] * dy[p + l] + b[l] * x[p + l] + c[l];
+  } else {
+    for (int64_t p = 0; p < n; p += L)
+#pragma omp simd
+      for (int l = 0; l < L; ++l) dx[p + l] = a[l] * dy[p + l] + b[l] * x[p + l] + c[l];
+  }
+}
+
+OPENDL_CPU_CLONES void blk_moments(int64_t L, const float* x, int64_t hw, const float* shift, double* s, double* ss) {
+  if (L == 16) lanes_moments<16>(x, hw, shift, s, ss);
+  else lanes_moments<8>(x, hw, shift, s, ss);
+}
+OPENDL_CPU_CLONES void blk_affine(int64_t L, const float* x, float* y, int64_t hw, const float* a, const float* b,
+                                  bool relu) {
+  if (L == 16) lanes_affine<16>(x, y, hw, a, b, relu);
+  else lanes_affine<8>(x, y, hw, a, b, relu);
+}
+OPENDL_CPU_CLONES void blk_grad_sums(int64_t L, const float* x, const float* dy, const float* y, int64_t hw,
+                                     const float* mean, double* sg, double* sgx) {
+  if (L == 16) lanes_grad_sums<16>(x, dy, y, hw, mean, sg, sgx);
+  else lanes_grad_sums<8>(x, dy, y, hw, mean, sg, sgx);
+}
+OPENDL_CPU_CLONES void blk_grad_apply(int64_t L, const float* x, const float* dy, const float* y, float* dx,
+                                      int64_t hw, const float* a, const float* b, const float* c, bool accumulate) {
+  if (L == 16) lanes_grad_apply<16>(x, dy, y, dx, hw, a, b, c, accumulate);
+  else lanes_grad_apply<8>(x, dy, y, dx, hw, a, b, c, accumulate);
+}
+
+// Pooling of one (sample, channel block) plane of a blocked tensor: lane l of position (h, w) at (h * iw + w) * L + l.
+// Same semantics as max_plane / avg_plane per channel (the first maximum wins ties); idx holds plane-relative flat
+// indices. The lane loops are innermost, so each window position is one vector compare.
+template <int L>
+inline __attribute__((always_inline)) void lanes_max_plane(const PoolKey& k, const float* x, float* y, int32_t* idx) {
+  if (k.kh == 2 && k.kw == 2 && k.sh == 2 && k.sw == 2 && k.pt == 0 && k.pl == 0 && 2 * k.oh <= k.ih &&
+      2 * k.ow <= k.iw) {  // the common 2x2 / 2 case: four vector loads per output position
+    for (int64_t oh = 0; oh < k.oh; ++oh)
+      for (int64_t ow = 0; ow < k.ow; ++ow) {
+        const int32_t q[4] = {int32_t((2 * oh * k.iw + 2 * ow) * L), int32_t((2 * oh * k.iw + 2 * ow + 1) * L),
+                              int32_t(((2 * oh + 1) * k.iw + 2 * ow) * L),
+                              int32_t(((2 * oh + 1) * k.iw + 2 * ow + 1) * L)};
+        float* yo = y + (oh * k.ow + ow) * L;
+        int32_t* io = idx ? idx + (oh * k.ow + ow) * L : nullptr;
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          float m = x[q[0] + l];
+          int32_t a = q[0] + l;
+          for (int j = 1; j < 4; ++j) {
+            const float v = x[q[j] + l];
+            a = v > m ? q[j] + l : a;
+            m = v > m ? v : m;
+          }
+          yo[l] = m;
+          if (io) io[l] = a;
+        }
+      }
+    return;
+  }
+  for (int64_t oh = 0; oh < k.oh; ++oh) {
+    int64_t h0, h1;
+    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    for (int64_t ow = 0; ow < k.ow; ++ow) {
+      int64_t w0, w1;
+      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+      float* yo = y + (oh * k.ow + ow) * L;
+      int32_t* io = idx ? idx + (oh * k.ow + ow) * L : nullptr;
+      if (h0 >= h1 || w0 >= w1) {
+        for (int l = 0; l < L; ++l) {
+          yo[l] = 0.f;
+          if (io) io[l] = -1;
+        }
+        continue;
+      }
+      float best[L];
+      int32_t at[L];
+      const int32_t first = int32_t((h0 * k.iw + w0) * L);
+#pragma omp simd
+      for (int l = 0; l < L; ++l) {
+        best[l] = x[first + l];
+        at[l] = first + l;
+      }
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) {
+          const int32_t base = int32_t((h * k.iw + w) * L);
+#pragma omp simd
+          for (int l = 0; l < L; ++l) {
+            const float v = x[base + l];
+            const bool gt = v > best[l];
+            best[l] = gt ? v : best[l];
+            at[l] = gt ? base + l : at[l];
+          }
+        }
+#pragma omp simd
+      for (int l = 0; l < L; ++l) yo[l] = best[l];
+      if (io)
+#pragma omp simd
+        for (int l = 0; l < L; ++l) io[l] = at[l];
+    }
+  }
+}
+
+// Average pooling of a blocked plane; backward: x is the output gradient and y the input gradient, added to.
+template <int L>
+inline __attribute__((always_inline)) void lanes_avg_plane(const PoolKey& k, const float* x, float* y, bool backward) {
+  for (int64_t oh = 0; oh < k.oh; ++oh) {
+    int64_t h0, h1;
+    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    for (int64_t ow = 0; ow < k.ow; ++ow) {
+      int64_t w0, w1;
+      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+      const int64_t o = (oh * k.ow + ow) * L, cnt = (h1 - h0) * (w1 - w0);
+      if (backward) {
+        if (cnt <= 0) continue;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w)
+#pragma omp simd
+            for (int l = 0; l < L; ++l) y[(h * k.iw + w) * L + l] += x[o + l] / float(cnt);
+        continue;
+      }
+      double acc[L] = {};
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w)
+#pragma omp simd
+          for (int l = 0; l < L; ++l) acc[l] += x[(h * k.iw + w) * L + l];
+#pragma omp simd
+      for (int l = 0; l < L; ++l) y[o + l] = cnt > 0 ? float(acc[l] / double(cnt)) : 0.f;
+    }
+  }
+}
+
+OPENDL_CPU_CLONES void blk_max_plane(const PoolKey& k, int64_t L, const float* x, float* y, int32_t* idx) {
+  if (L == 16) lanes_max_plane<16>(k, x, y, idx);
+  else lanes_max_plane<8>(k, x, y, idx);
+}
+OPENDL_CPU_CLONES void blk_avg_plane(const PoolKey& k, int64_t L, const float* x, float* y, bool backward) {
+  if (L == 16) lanes_avg_plane<16>(k, x, y, backward);
+  else lanes_avg_plane<8>(k, x, y, backward);
+}
+
 }  // namespace
 
 // --- batch normalisation -------------------------------------------------------------------------------------
 
+// Plain layout: rows are (sample, channel) planes, one lane. Blocked: rows are (sample, channel block) planes of L
+// lanes; channel c = (row % CB) * L + lane. Per-row partial sums go to part[row * L + lane].
 void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, Act act, const float* x, const float* scale,
                             const float* shift, float* mean, float* var, float* y) {
-  const int64_t N = k.n, C = k.c, HW = k.h * k.w, rows = N * C;
+  const int64_t L = k.block > 0 ? k.block : 1, N = k.n, C = k.c, CB = C / L, HW = k.h * k.w, rows = N * CB,
+                len = HW * L;
   const bool relu = act == Act::kRelu;
-  const bool par = rows * HW > kParallelMin;
+  const bool par = rows * len > kParallelMin;
   if (training) {
-    std::vector<double> s(static_cast<size_t>(rows)), ss(static_cast<size_t>(rows));
+    std::vector<double> s(static_cast<size_t>(rows * L)), ss(static_cast<size_t>(rows * L));
 #pragma omp parallel for schedule(static) if (par)
-    for (int64_t r = 0; r < rows; ++r) row_moments(x + r * HW, HW, x[(r % C) * HW], &s[size_t(r)], &ss[size_t(r)]);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* shift0 = x + (r % CB) * len;  // sample 0's first position of the same channels
+      if (L == 1) row_moments(x + r * len, HW, shift0[0], &s[size_t(r)], &ss[size_t(r)]);
+      else blk_moments(L, x + r * len, HW, shift0, &s[size_t(r * L)], &ss[size_t(r * L)]);
+    }
     const double M = double(N * HW);
     for (int64_t c = 0; c < C; ++c) {
+      const int64_t cb = c / L, l = c % L;
       double sc = 0.0, ssc = 0.0;
       for (int64_t b = 0; b < N; ++b) {
-        sc += s[size_t(b * C + c)];
-        ssc += ss[size_t(b * C + c)];
+        sc += s[size_t((b * CB + cb) * L + l)];
+        ssc += ss[size_t((b * CB + cb) * L + l)];
       }
       const double m = sc / M;
-      mean[c] = float(double(x[c * HW]) + m);
+      mean[c] = float(double(x[cb * len + l]) + m);
       var[c] = float(std::max(ssc / M - m * m, 0.0));  // biased batch variance
     }
   }
@@ -277,7 +520,11 @@ void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, Act act, c
     b[size_t(c)] = float(double(shift[c]) - double(mean[c]) * double(scale[c]) * inv);
   }
 #pragma omp parallel for schedule(static) if (par)
-  for (int64_t r = 0; r < rows; ++r) row_affine(x + r * HW, y + r * HW, HW, a[size_t(r % C)], b[size_t(r % C)], relu);
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t c0 = size_t((r % CB) * L);
+    if (L == 1) row_affine(x + r * len, y + r * len, HW, a[c0], b[c0], relu);
+    else blk_affine(L, x + r * len, y + r * len, HW, &a[c0], &b[c0], relu);
+  }
 }
 
 // With g = dy (masked by y > 0 when the ReLU is fused), xhat = (x - mean) * inv, inv = 1 / sqrt(var + eps):
@@ -286,21 +533,26 @@ void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, Act act, c
 void CpuBackend::bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
                              const float* scale, const float* mean, const float* var, float* dx, float* dscale,
                              float* dshift, bool accumulate_dx, bool accumulate_dw) {
-  const int64_t N = k.n, C = k.c, HW = k.h * k.w, rows = N * C;
+  const int64_t L = k.block > 0 ? k.block : 1, N = k.n, C = k.c, CB = C / L, HW = k.h * k.w, rows = N * CB,
+                len = HW * L;
   const float* mask = act == Act::kRelu ? y : nullptr;
-  const bool par = rows * HW > kParallelMin;
-  std::vector<double> sg(static_cast<size_t>(rows)), sgx(static_cast<size_t>(rows));
+  const bool par = rows * len > kParallelMin;
+  std::vector<double> sg(static_cast<size_t>(rows * L)), sgx(static_cast<size_t>(rows * L));
 #pragma omp parallel for schedule(static) if (par)
-  for (int64_t r = 0; r < rows; ++r)
-    row_grad_sums(x + r * HW, dy + r * HW, mask ? mask + r * HW : nullptr, HW, mean[r % C], &sg[size_t(r)],
-                  &sgx[size_t(r)]);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* m = mask ? mask + r * len : nullptr;
+    const int64_t c0 = (r % CB) * L;
+    if (L == 1) row_grad_sums(x + r * len, dy + r * len, m, HW, mean[c0], &sg[size_t(r)], &sgx[size_t(r)]);
+    else blk_grad_sums(L, x + r * len, dy + r * len, m, HW, mean + c0, &sg[size_t(r * L)], &sgx[size_t(r * L)]);
+  }
   const double M = double(N * HW);
   std::vector<float> A(static_cast<size_t>(C)), B(static_cast<size_t>(C)), Cc(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
+    const int64_t cb = c / L, l = c % L;
     double g = 0.0, gx = 0.0;
     for (int64_t b = 0; b < N; ++b) {
-      g += sg[size_t(b * C + c)];
-      gx += sgx[size_t(b * C + c)];
+      g += sg[size_t((b * CB + cb) * L + l)];
+      gx += sgx[size_t((b * CB + cb) * L + l)];
     }
     const double inv = 1.0 / std::sqrt(double(var[c]) + double(eps));
     if (dshift) dshift[c] = float(accumulate_dw ? double(dshift[c]) + g : g);
@@ -315,9 +567,12 @@ void CpuBackend::bn_backward(const BnKey& k, float eps, Act act, const float* x,
   if (!dx) return;
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t r = 0; r < rows; ++r) {
-    const size_t c = size_t(r % C);
-    row_grad_apply(x + r * HW, dy + r * HW, mask ? mask + r * HW : nullptr, dx + r * HW, HW, A[c], B[c], Cc[c],
-                   accumulate_dx);
+    const size_t c0 = size_t((r % CB) * L);
+    const float* m = mask ? mask + r * len : nullptr;
+    if (L == 1)
+      row_grad_apply(x + r * len, dy + r * len, m, dx + r * len, HW, A[c0], B[c0], Cc[c0], accumulate_dx);
+    else
+      blk_grad_apply(L, x + r * len, dy + r * len, m, dx + r * len, HW, &A[c0], &B[c0], &Cc[c0], accumulate_dx);
   }
 }
 
@@ -328,8 +583,10 @@ size_t CpuBackend::pool_workspace_floats(const PoolKey& k) {
   return k.max ? size_t(k.n * k.c * k.oh * k.ow) : 0;
 }
 
+// Plain: one plane per (sample, channel). Blocked: one plane per (sample, channel block) holding L lanes.
 void CpuBackend::pool_forward(const PoolKey& k, const float* x, float* y, float* ws, bool training) {
-  const int64_t planes = k.n * k.c, in = k.ih * k.iw, out = k.oh * k.ow;
+  const int64_t L = k.block > 0 ? k.block : 1;
+  const int64_t planes = k.n * k.c / L, in = k.ih * k.iw * L, out = k.oh * k.ow * L;
   int32_t* idx = training && k.max ? reinterpret_cast<int32_t*>(ws) : nullptr;
   const bool two = k.kh == 2 && k.kw == 2 && k.sh == 2 && k.sw == 2 && k.pt == 0 && k.pl == 0 &&
                    2 * k.oh <= k.ih && 2 * k.ow <= k.iw;
@@ -338,17 +595,22 @@ void CpuBackend::pool_forward(const PoolKey& k, const float* x, float* y, float*
     const float* xp = x + p * in;
     float* yp = y + p * out;
     int32_t* ip = idx ? idx + p * out : nullptr;
-    if (!k.max)
+    if (L > 1) {
+      if (k.max) blk_max_plane(k, L, xp, yp, ip);
+      else blk_avg_plane(k, L, xp, yp, false);
+    } else if (!k.max) {
       avg_plane(k, xp, yp);
-    else if (two)
+    } else if (two) {
       max_plane_2x2(k, xp, yp, ip);
-    else
+    } else {
       max_plane(k, xp, yp, ip);
+    }
   }
 }
 
 void CpuBackend::pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) {
-  const int64_t planes = k.n * k.c, in = k.ih * k.iw, out = k.oh * k.ow;
+  const int64_t L = k.block > 0 ? k.block : 1;
+  const int64_t planes = k.n * k.c / L, in = k.ih * k.iw * L, out = k.oh * k.ow * L;
   const int32_t* idx = reinterpret_cast<const int32_t*>(ws);
 #pragma omp parallel for schedule(static) if (planes * in > kParallelMin)
   for (int64_t p = 0; p < planes; ++p) {
@@ -359,6 +621,8 @@ void CpuBackend::pool_backward(const PoolKey& k, const float* dy, const float* w
       const int32_t* ip = idx + p * out;
       for (int64_t o = 0; o < out; ++o)
         if (ip[o] >= 0) dxp[ip[o]] += dyp[o];
+    } else if (L > 1) {
+      blk_avg_plane(k, L, dyp, dxp, true);
     } else {
       avg_plane_backward(k, dyp, dxp);
     }
