@@ -218,13 +218,14 @@ void report(const char* what, const std::string& model, const Args& a, int64_t s
   std::fflush(stdout);
 }
 
-// Per-layer time of `steps` training steps, the largest first, and the time outside the layers (sample
-// packing, solver update, ...).
-void profile_training(const Args& a, const HDlModel& m, const std::vector<Sample>& batch) {
+// Per-layer time of `steps` training steps (or inference calls), the largest first, and the time outside the
+// layers (sample packing, solver update, ...).
+template <class F>
+void profile(const Args& a, const HDlModel& m, const char* what, F&& step) {
   Network& net = m.ptr->net();
   net.set_profiling(true);
   auto t0 = Clock::now();
-  for (int64_t i = 0; i < a.steps; ++i) TrainDlModelBatch(m, batch);
+  for (int64_t i = 0; i < a.steps; ++i) step();
   const double total = seconds_since(t0);
   struct Row {
     std::string name, type, shape;
@@ -252,7 +253,7 @@ void profile_training(const Args& a, const HDlModel& m, const std::vector<Sample
   net.set_profiling(false);
   std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.f + x.b > y.f + y.b; });
   const double per = 1e3 / double(a.steps);
-  std::printf("  per-layer time of a training step (%.2f ms in all):\n", total * per);
+  std::printf("  per-layer time of %s (%.2f ms in all):\n", what, total * per);
   for (const Row& r : rows)
     std::printf("    %-24s %-22s %-14s fwd %8.3f ms  bwd %8.3f ms  %5.1f %%\n", r.name.c_str(), r.type.c_str(),
                 r.shape.c_str(), r.f * per, r.b * per, 100.0 * (r.f + r.b) / total);
@@ -266,7 +267,7 @@ int usage() {
                "                    [--size S (default: 64 for cnn, 224 otherwise)] [--steps N] [--warmup N]\n"
                "                    [--reps N] [--threads N] [--classes N] [--train-only | --infer-only]\n"
                "                    [--peak-only] [--profile]\n"
-               "--profile: after the timed training steps, per-layer forward / backward time of further steps\n");
+               "--profile: after the timed steps, per-layer forward / backward time of further ones\n");
   return 2;
 }
 
@@ -331,12 +332,13 @@ int main(int argc, char** argv) {
         auto ms = time_reps(a, [&] { TrainDlModelBatch(m, batch); });
         fwd = 2.0 * forward_macs(m, bwd_data);
         report("train", name, a, size, ms, 2.0 * fwd + 2.0 * bwd_data, peak);
-        if (a.profile) profile_training(a, m, batch);
+        if (a.profile) profile(a, m, "a training step", [&] { TrainDlModelBatch(m, batch); });
       }
       if (a.infer) {
         auto ms = time_reps(a, [&] { ApplyDlModel(m, batch, {}); });
         fwd = 2.0 * forward_macs(m, bwd_data);
         report("infer", name, a, size, ms, fwd, peak);
+        if (a.profile) profile(a, m, "an inference call", [&] { ApplyDlModel(m, batch, {}); });
       }
     }
   } catch (const Error& e) {

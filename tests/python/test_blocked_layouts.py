@@ -1,5 +1,8 @@
 """Blocked activation layouts (graph/network.h): where the network keeps tensors in the CPU backend's channel-blocked
-layout, and that training and inference give the same numbers as with plain layouts everywhere.
+or channels-last layout, and that training and inference give the same numbers as with plain layouts everywhere.
+Networks with a depthwise convolution get the fixed-block layout (nChw8c / nChw16c), others channels-last where
+oneDNN has its nhwc kernels (OPENDL_ACTIVATION_LAYOUT overrides; the blocked-kernel tests below cover both through
+these two network kinds and through depths that are and are not multiples of 16).
 
 The blocked and the plain run differ only in the order of floating-point sums (convolution accumulation inside
 oneDNN, per-channel batch-norm statistics over lanes instead of planes), i.e. float32 rounding of ~1e-7 relative
@@ -17,7 +20,7 @@ import opendl as ha
 from opendl import _core
 from gradcheck import Probe
 
-C = 16  # a multiple of both block sizes (8 with AVX2, 16 with AVX-512)
+C = 16  # a multiple of both fixed block sizes (8 with AVX2, 16 with AVX-512)
 
 
 @pytest.fixture(autouse=True)
@@ -26,28 +29,29 @@ def blocked_on_afterwards():
     _core._set_blocked_layouts(True)
 
 
-def build(blocked, seed=3):
+def build(blocked, seed=3, depthwise=True, c=C):
     _core._set_blocked_layouts(blocked)
     ha.set_system("seed_rand", seed)
     img = ha.create_dl_layer_input("image", [12, 12, 3], [], [])
     lab = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
     wts = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
-    x = ha.create_dl_layer_convolution(img, "conv1", 3, 1, 1, C, 1, "half_kernel_size", "none", [], [])
+    x = ha.create_dl_layer_convolution(img, "conv1", 3, 1, 1, c, 1, "half_kernel_size", "none", [], [])
     x = ha.create_dl_layer_batch_normalization(x, "bn1", 0.9, 1e-5, "relu", [], [])
     x = ha.create_dl_layer_pooling(x, "pool1", [3, 3], [2, 2], [1, 1], "maximum", [], [])
-    a = ha.create_dl_layer_convolution(x, "conv2", 3, 1, 1, C, 1, "half_kernel_size", "none", "bias_term", "false")
+    a = ha.create_dl_layer_convolution(x, "conv2", 3, 1, 1, c, 1, "half_kernel_size", "none", "bias_term", "false")
     a = ha.create_dl_layer_batch_normalization(a, "bn2", 0.9, 1e-5, "none", [], [])
     a = ha.create_dl_layer_activation(a, "relu6", "relu", "upper_bound", 6.0)
-    d = ha.create_dl_layer_convolution(x, "dw", 3, 1, 1, C, C, "half_kernel_size", "none", [], [])
+    d = ha.create_dl_layer_convolution(x, "dw", 3, 1, 1, c, c if depthwise else 1, "half_kernel_size", "none", [],
+                                       [])
     x = ha.create_dl_layer_elementwise([a, d], "sum", "sum", [], [], [])
     x = ha.create_dl_layer_pooling(x, "pool2", [2, 2], [1, 1], "none", "average", [], [])
-    x = ha.create_dl_layer_convolution(x, "conv3", 1, 1, 1, C, 1, "none", "relu", [], [])
+    x = ha.create_dl_layer_convolution(x, "conv3", 1, 1, 1, c, 1, "none", "relu", [], [])
     x = ha.create_dl_layer_pooling(x, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
     x = ha.create_dl_layer_dense(x, "fc", 4, [], [])
     sm = ha.create_dl_layer_softmax(x, "softmax", [], [])
     model = ha.create_dl_model(ha.create_dl_layer_loss_cross_entropy(sm, lab, wts, "loss", 1.0, [], []))
     ha.set_dl_model_param(model, "batch_size", 6)
-    ha.set_dl_model_param(model, "learning_rate", 0.05)
+    ha.set_dl_model_param(model, "learning_rate", 0.01)
     ha.set_dl_model_param(model, "momentum", 0.9)
     return model
 
@@ -66,29 +70,32 @@ def layer_blocks(model):
     return _core._layer_blocks(model.core("test"))
 
 
-def block_size():
-    return max(layer_blocks(build(True)).values())
-
-
-def test_plan_keeps_blocked_layouts_between_convolution_neighbours_and_plain_at_the_edges():
-    b = block_size()
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_plan_keeps_blocked_layouts_between_convolution_neighbours_and_plain_at_the_edges(depthwise):
+    blocks = layer_blocks(build(True, depthwise=depthwise))
+    b = blocks["conv1"]
     if b == 0:
         pytest.skip("the CPU backend has no blocked activation layout on this machine")
-    assert b in (8, 16)
-    blocks = layer_blocks(build(True))
+    # a fixed block, or channels-last (one block of all C channels) for the network without grouped convolutions
+    assert b in (8, 16, C)
+    if depthwise:
+        assert b in (8, 16)
     # Between convolutions: batch norm, pooling, activation, elementwise and the convolutions' outputs.
     for name in ("conv1", "bn1", "pool1", "conv2", "bn2", "relu6", "dw", "sum", "pool2", "conv3"):
         assert blocks[name] == b, name
     # Inputs, the global pooling read by the dense layer and everything after it stay plain.
     for name in ("image", "gap", "fc", "softmax", "loss"):
         assert blocks[name] == 0, name
-    assert set(layer_blocks(build(False)).values()) == {0}
+    assert set(layer_blocks(build(False, depthwise=depthwise)).values()) == {0}
 
 
-def test_training_and_inference_match_plain_layouts():
+@pytest.mark.parametrize("depthwise, c", [(True, 16), (False, 16), (False, 24)])
+def test_training_and_inference_match_plain_layouts(depthwise, c):
     runs = {}
     for blocked in (False, True):
-        model = build(blocked)
+        model = build(blocked, depthwise=depthwise, c=c)
+        if blocked:  # the layouts under test are in use (where the machine has them)
+            assert max(layer_blocks(model).values()) > 0 or layer_blocks(build(True))["conv1"] == 0
         losses = [ha.as_python_dict_s(ha.train_dl_model_batch(model, b))["total_loss"] for b in fitting_batches()]
         weights = {(l, t): ha.get_dl_model_layer_weights(model, l, t).copy()
                    for l in ("conv1", "bn1", "conv2", "bn2", "dw", "conv3", "fc") for t in ("weights", "bias")
@@ -114,10 +121,10 @@ def test_training_and_inference_match_plain_layouts():
 
 # Finite-difference checks of the blocked kernels: the layer under test sits between two convolutions, so its
 # input and output are blocked; the last convolution (1x1) writes the plain output the loss reads.
-def between_convs(layer):
+def between_convs(layer, c):
     def build_(inputs):
         # no bias: before a batch normalisation its gradient is exactly 0, which a relative check cannot test
-        x = ha.create_dl_layer_convolution(inputs["x"], "pre", 3, 1, 1, C, 1, "half_kernel_size", "none",
+        x = ha.create_dl_layer_convolution(inputs["x"], "pre", 3, 1, 1, c, 1, "half_kernel_size", "none",
                                            "bias_term", "false")
         x = layer(x)
         return ha.create_dl_layer_convolution(x, "post", 1, 1, 1, 3, 1, "none", "none", [], [])
@@ -134,12 +141,13 @@ def between_convs(layer):
                                                             [])),
     ("relu6", lambda x: ha.create_dl_layer_activation(x, "L", "relu", "upper_bound", 6.0)),
 ])
-def test_blocked_kernels_gradients(name, layer):
+@pytest.mark.parametrize("c", [16, 24])  # channels-last rows of 16 lanes (vector kernels) and 24 (any-width ones)
+def test_blocked_kernels_gradients(name, layer, c):
     _core._set_blocked_layouts(True)
     # Fixed initial weights: with some (seed_rand 3) a finite difference crosses a ReLU or max-pooling kink, in the
     # plain and the blocked layout alike (measured: the same errors in both); with these none is crossed.
     ha.set_system("seed_rand", 1)
-    p = Probe(between_convs(layer), {"x": [7, 6, 3]}, batch=3, seed=4)
+    p = Probe(between_convs(layer, c), {"x": [7, 6, 3]}, batch=3, seed=4)
     if max(layer_blocks(p.model).values()) == 0:
         pytest.skip("the CPU backend has no blocked activation layout on this machine")
     assert layer_blocks(p.model)["L"] > 0

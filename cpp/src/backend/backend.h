@@ -2,8 +2,9 @@
 // CPU (oneDNN + OpenMP, backend/cpu) and the GPU (libopendl_cuda) exist. Layers describe an operation with a
 // small POD key struct (which also keys the primitive cache) and pass raw device pointers. Activations are
 // (N, C, H, W) row-major ("plain"), or channel-blocked where the network plans it (see activation_block): block
-// B > 0 stores element (n, c, h, w) at (((n * C/B + c/B) * H + h) * W + w) * B + c % B (oneDNN's nChw8c /
-// nChw16c), C a multiple of B; key fields named *b / block give the block of an operand (0: plain). Every
+// B > 0 stores element (n, c, h, w) at (((n * C/B + c/B) * H + h) * W + w) * B + c % B, C a multiple of B:
+// oneDNN's nChw8c / nChw16c for B = 8 / 16, channels-last nhwc for B = C. Key fields named *b / block give the
+// block (lanes per position) of an operand, 0: plain. Every
 // *_backward_* entry overwrites its output gradient unless `accumulate` is set, in which case it adds to it.
 #pragma once
 
@@ -53,9 +54,11 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  // Channel block of the blocked activation layout the convolutions of this backend run fastest on (8 with
-  // AVX2, 16 with AVX-512); 0: activations stay plain.
+  // Blocked activation layouts of this backend's convolutions: the fixed channel block of its direct kernels
+  // (8 or 16; 0: none), and channels-last (block = C): 0 not offered, 1 offered (fast for dense convolutions,
+  // slower than the blocked kernels for grouped / depthwise ones), 2 requested for every network.
   virtual int64_t activation_block() const = 0;
+  virtual int channels_last() const = 0;
   // Copies an activation of shape s between plain and blocked (block > 0) layouts.
   virtual void to_plain(const float* blocked, float* plain, const Shape4& s, int64_t block) = 0;
   virtual void from_plain(const float* plain, float* blocked, const Shape4& s, int64_t block) = 0;

@@ -179,13 +179,23 @@ void Network::set_batch_size(int64_t n) {
 // that is a multiple of the block, that are not model outputs (which users read plain).
 std::vector<int64_t> Network::plan_layouts(const std::vector<Shape4>& shapes) const {
   std::vector<int64_t> b(slots_.size(), 0);
-  const int64_t B = g_blocked ? be_.activation_block() : 0;
-  if (B <= 0) return b;
+  if (!g_blocked) return b;
+  // Channels-last where the backend offers it, unless the network has grouped (e.g. depthwise) convolutions, which
+  // run faster on the fixed-block layout (measured, AVX2: MobileNetV2 training step 366 ms blocked against 489 ms
+  // channels-last; ResNet-18 / -50 and compact train level and infer 6-21 % faster channels-last).
+  bool grouped = false;
+  for (const auto& s : slots_)
+    if (s.layer->type() == "convolution" && s.layer->int_param("groups") > 1) grouped = true;
+  const int cl = be_.channels_last();
+  const int64_t B = cl == 2 || (cl == 1 && !grouped) ? -1 : be_.activation_block();  // -1: channels-last
+  if (B == 0) return b;
   using L = Layer::Layouts;
   for (size_t i = 0; i < slots_.size(); ++i) {
     const auto& s = slots_[i];
     const bool output = std::find(outputs_.begin(), outputs_.end(), int(i)) != outputs_.end();
-    if (!s.layer->is_input() && !output && s.layer->layouts() != L::kPlainOnly && shapes[i].c % B == 0) b[i] = B;
+    if (s.layer->is_input() || output || s.layer->layouts() == L::kPlainOnly) continue;
+    if (B < 0) b[i] = shapes[i].c;
+    else if (shapes[i].c % B == 0) b[i] = B;
   }
   for (bool changed = true; changed;) {
     changed = false;
@@ -284,19 +294,21 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 }  // namespace
 
-void Network::forward(bool training, Rng& rng) {
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    auto& s = slots_[i];
-    if (s.layer->is_input()) continue;
-    LayerIO io = this->io(i, training, &rng);
-    const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
-    s.layer->forward(io);
-    if (profiling_) {
-      times_[i].forward_s += seconds_since(t0);
-      ++times_[i].forward_calls;
-    }
-    if (s.layer->is_loss()) s.loss = io.loss_value;
+void Network::forward_layer(size_t i, bool training, Rng* rng) {
+  auto& s = slots_[i];
+  LayerIO io = this->io(i, training, rng);
+  const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
+  s.layer->forward(io);
+  if (profiling_) {
+    times_[i].forward_s += seconds_since(t0);
+    ++times_[i].forward_calls;
   }
+  if (s.layer->is_loss()) s.loss = io.loss_value;
+}
+
+void Network::forward(bool training, Rng& rng) {
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (!slots_[i].layer->is_input()) forward_layer(i, training, &rng);
 }
 
 void Network::backward(float loss_scale, bool accumulate_dw) {

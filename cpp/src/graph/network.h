@@ -15,7 +15,7 @@
 namespace opendl {
 
 // Blocked activation layouts (on by default where the backend has one): a tensor is kept in the backend's
-// channel-blocked layout when the convolutions producing or reading it run on that layout and every other layer
+// channel-blocked or channels-last layout (Backend::activation_block) when the convolutions producing or reading it run on that layout and every other layer
 // touching it handles it (Layer::layouts), so no reorder runs between those layers; model inputs and outputs,
 // and everything next to a plain-only layer, stay plain. Process-wide; applies to networks sized afterwards.
 void set_blocked_layouts(bool on);
@@ -39,7 +39,7 @@ struct LayerSlot {
   std::vector<Shape4> in_shapes;
   std::vector<BlobSlot> blobs;
   int blob_owner = -1;            // slot whose blobs these are (weight sharing); -1: its own
-  int64_t block = 0;              // channel block of y and dy (0: plain), planned in set_batch_size
+  int64_t block = 0;              // channel block of y and dy (0: plain, C: channels-last), see backend.h
   float* y = nullptr;
   float* dy = nullptr;
   std::vector<float*> scratch;
@@ -68,6 +68,8 @@ class Network {
   void init_params(Rng& rng);
 
   void forward(bool training, Rng& rng);
+  // The forward pass of one (non-input) layer, e.g. of the layers an inference call needs.
+  void forward_layer(size_t i, bool training, Rng* rng);
   // Backward from all loss layers, each scaled by `loss_scale` * its loss weight. Parameter gradients are
   // overwritten, or added when accumulate_dw (gradient accumulation over batch_size_multiplier).
   void backward(float loss_scale, bool accumulate_dw);

@@ -393,9 +393,7 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
     be.upload(slots[inputs[k]].y, staged[k].data(), size_t(slots[inputs[k]].shape.numel()));
   for (size_t i = 0; i < slots.size(); ++i) {
     if (!needed[i] || slots[i].layer->is_input()) continue;
-    LayerIO io = net_->io(i, false, &rng_);
-    slots[i].layer->forward(io);
-    if (slots[i].layer->is_loss()) slots[i].loss = io.loss_value;
+    net_->forward_layer(i, false, &rng_);
   }
   std::vector<Result> res(batch.size());
   for (int w : want) {

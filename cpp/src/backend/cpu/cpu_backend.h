@@ -19,6 +19,7 @@ class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
   int64_t activation_block() const override;
+  int channels_last() const override;
   void to_plain(const float* blocked, float* plain, const Shape4& s, int64_t block) override;
   void from_plain(const float* plain, float* blocked, const Shape4& s, int64_t block) override;
   float* alloc(size_t count) override;

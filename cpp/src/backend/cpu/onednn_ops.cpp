@@ -1,12 +1,16 @@
 // CPU backend, oneDNN part: convolution, transposed convolution and dense layers as oneDNN primitives
 // (pooling and batch normalisation are own kernels, norm_pool.cpp). Primitive descriptors and primitives are
-// created once per key struct and cached; memory objects wrap the caller's pointers for each call. Activations are plain nchw between layers.
-// Convolutions let oneDNN choose its layouts (format_tag::any: blocked nChw8c / nChw16c and blocked weights,
-// which select the direct jit kernels instead of gemm-based ones); their operands are reordered into those
-// layouts and the results back to nchw within each call (reorder primitives cached with the convolution).
+// created once per key struct and cached; memory objects wrap the caller's pointers for each call.
+// Convolutions let oneDNN choose its layouts (format_tag::any: blocked nChw8c / nChw16c activations and blocked
+// weights, which select the direct jit kernels instead of gemm-based ones). The caller's activations are plain
+// nchw or, where the network planned it, already in the blocked layout (ConvKey::xb / yb); an operand whose
+// layout differs from the chosen one is reordered within the call (reorder primitives cached with the
+// convolution), which for planned blocked tensors happens only for the weights.
 #include <omp.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -142,9 +146,13 @@ void init_operands(ConvPrims& p, const Fwd& f, const Bd& bd, const Bw& bw) {
   p.w_dw.init(p.w, bw.diff_weights_desc(), false, true);
 }
 
-// The user-side layout of an activation: plain nchw or channel-blocked (block 8 / 16).
-memory::desc activation_desc(const memory::dims& d, int64_t block) {
-  return memory::desc(d, dt::f32, block == 16 ? tag::nChw16c : block == 8 ? tag::nChw8c : tag::nchw);
+// The caller-side layout of an activation of `lanes` lanes per position (ConvKey::xb / yb): plain nchw (0),
+// channels-last nhwc (lanes == C, in the backend's channels-last mode), or channel-blocked nChw8c / nChw16c.
+memory::desc activation_desc(const memory::dims& d, int64_t lanes) {
+  if (lanes == 0) return memory::desc(d, dt::f32, tag::nchw);
+  if (lanes == d[1] && (lanes != 8 && lanes != 16 ? true : lanes != cpu_backend().activation_block()))
+    return memory::desc(d, dt::f32, tag::nhwc);
+  return memory::desc(d, dt::f32, lanes == 16 ? tag::nChw16c : tag::nChw8c);
 }
 
 std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
@@ -169,23 +177,39 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
     po.append_eltwise(a, 0.f, 0.f);
     attr.set_post_ops(po);
   }
-  // Layouts chosen by oneDNN ('any'); bias stays plain. (Plain nchw for pointwise 1x1 convolutions, i.e. oneDNN's
-  // gemm convolution without operand reorders, measured slower: MobileNetV2 training step +11 %, ResNet-50 +30 %.)
-  const memory::desc ax(p->x.get_dims(), dt::f32, tag::any), ay(p->y.get_dims(), dt::f32, tag::any);
+  // Layouts: a planned (non-plain) activation layout of the caller is given to oneDNN as the layout to use, so
+  // no reorder runs; plain operands and the weights are left to oneDNN ('any': blocked, which selects its direct
+  // jit kernels over gemm-based ones, the operands then reordered within each call). Should oneDNN have only a
+  // reference kernel for the caller's layouts, all activations fall back to 'any'. Bias stays plain. (Plain nchw
+  // for pointwise 1x1 convolutions, oneDNN's gemm convolution, measured slower: MobileNetV2 +11 %, ResNet-50 +30 %.)
   const memory::desc aw(p->w.get_dims(), dt::f32, tag::any);
   if (!k.transposed) {
-    p->fwd_pd = convolution_forward::primitive_desc(eng(), prop_kind::forward_training,
-                                                    algorithm::convolution_direct, ax, aw, p->b, ay, strides,
-                                                    dil, pl, pr, attr);
-    p->fwd = convolution_forward(p->fwd_pd);
-    auto bd = convolution_backward_data::primitive_desc(eng(), algorithm::convolution_direct, ax, aw, ay,
-                                                        strides, dil, pl, pr, p->fwd_pd);
-    p->bwd_data = convolution_backward_data(bd);
-    auto bw = convolution_backward_weights::primitive_desc(eng(), algorithm::convolution_direct, ax, aw, p->b,
-                                                           ay, strides, dil, pl, pr, p->fwd_pd);
-    p->bwd_w = convolution_backward_weights(bw);
-    init_operands(*p, p->fwd_pd, bd, bw);
+    for (bool keep : {true, false}) {
+      const memory::desc ax = keep && k.xb ? p->x : memory::desc(p->x.get_dims(), dt::f32, tag::any);
+      const memory::desc ay = keep && k.yb ? p->y : memory::desc(p->y.get_dims(), dt::f32, tag::any);
+      p->fwd_pd = convolution_forward::primitive_desc(eng(), prop_kind::forward_training,
+                                                      algorithm::convolution_direct, ax, aw, p->b, ay, strides,
+                                                      dil, pl, pr, attr);
+      auto bd = convolution_backward_data::primitive_desc(eng(), algorithm::convolution_direct, ax, aw, ay,
+                                                          strides, dil, pl, pr, p->fwd_pd);
+      // The weight gradient lets oneDNN choose its layouts in any case: for channels-last activations it picks
+      // its blocked direct kernel, which even with the two operand reorders beats its nhwc kernel (measured on
+      // the AVX2 machine: ResNet-18 3x3 layers 25-27 ms against 29-39 ms at batch 16).
+      const memory::desc wx(p->x.get_dims(), dt::f32, tag::any), wy(p->y.get_dims(), dt::f32, tag::any);
+      auto bw = convolution_backward_weights::primitive_desc(eng(), algorithm::convolution_direct, wx, aw, p->b,
+                                                             wy, strides, dil, pl, pr, p->fwd_pd);
+      auto is_ref = [](const char* impl) { return std::strncmp(impl, "ref", 3) == 0; };
+      if (keep && (k.xb || k.yb) && (is_ref(p->fwd_pd.impl_info_str()) || is_ref(bd.impl_info_str()) ||
+                                     is_ref(bw.impl_info_str())))
+        continue;
+      p->fwd = convolution_forward(p->fwd_pd);
+      p->bwd_data = convolution_backward_data(bd);
+      p->bwd_w = convolution_backward_weights(bw);
+      init_operands(*p, p->fwd_pd, bd, bw);
+      break;
+    }
   } else {
+    const memory::desc ax(p->x.get_dims(), dt::f32, tag::any), ay(p->y.get_dims(), dt::f32, tag::any);
     p->dfwd_pd = deconvolution_forward::primitive_desc(eng(), prop_kind::forward_training,
                                                        algorithm::deconvolution_direct, ax, aw, p->b, ay,
                                                        strides, dil, pl, pr, attr);
@@ -304,23 +328,52 @@ struct InnerOutput {
 };
 }  // namespace
 
-// The block oneDNN's convolutions choose on this CPU for a typical layer (64 -> 64 channels, 3x3): their
-// activations then need no reorder when the network keeps that layout between layers.
+// The activation layouts of the convolutions here, probed once on a typical layer (64 -> 64 channels, 3x3): the
+// channel block of oneDNN's direct kernels ('any' choice: 8 with AVX2, 16 with AVX-512), and whether it has its
+// brgemm kernels for channels-last (nhwc) activations. The environment variable OPENDL_ACTIVATION_LAYOUT
+// ('channels_last', 'blocked', 'plain') overrides the network's choice (graph/network.cpp).
+namespace {
+const std::string& layout_override() {
+  static const std::string v = [] {
+    const char* e = std::getenv("OPENDL_ACTIVATION_LAYOUT");
+    return std::string(e ? e : "");
+  }();
+  return v;
+}
+convolution_forward::primitive_desc probe_conv(tag t) {
+  const memory::dims x = {1, 64, 16, 16}, w = {64, 64, 3, 3};
+  return convolution_forward::primitive_desc(eng(), prop_kind::forward_training, algorithm::convolution_direct,
+                                             memory::desc(x, dt::f32, t), memory::desc(w, dt::f32, tag::any),
+                                             memory::desc(), memory::desc(x, dt::f32, t), {1, 1}, {0, 0}, {1, 1},
+                                             {1, 1});
+}
+}  // namespace
+
 int64_t CpuBackend::activation_block() const {
   static const int64_t block = [] {
+    if (layout_override() == "plain") return int64_t(0);
     try {
-      const memory::dims x = {1, 64, 16, 16}, w = {64, 64, 3, 3};
-      auto pd = convolution_forward::primitive_desc(
-          eng(), prop_kind::forward_training, algorithm::convolution_direct,
-          memory::desc(x, dt::f32, tag::any), memory::desc(w, dt::f32, tag::any), memory::desc(),
-          memory::desc(x, dt::f32, tag::any), {1, 1}, {0, 0}, {1, 1}, {1, 1});
+      auto pd = probe_conv(tag::any);
       for (int64_t b : {int64_t(16), int64_t(8)})
-        if (pd.dst_desc() == activation_desc(x, b) && pd.src_desc() == activation_desc(x, b)) return b;
+        if (pd.dst_desc() == memory::desc({1, 64, 16, 16}, dt::f32, b == 16 ? tag::nChw16c : tag::nChw8c)) return b;
     } catch (const dnnl::error&) {
     }
     return int64_t(0);
   }();
   return block;
+}
+
+int CpuBackend::channels_last() const {
+  static const int v = [] {
+    if (layout_override() == "plain" || layout_override() == "blocked") return 0;
+    if (layout_override() == "channels_last") return 2;
+    try {
+      return std::strncmp(probe_conv(tag::nhwc).impl_info_str(), "brg", 3) == 0 ? 1 : 0;
+    } catch (const dnnl::error&) {
+    }
+    return 0;
+  }();
+  return v;
 }
 
 void CpuBackend::conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) {
