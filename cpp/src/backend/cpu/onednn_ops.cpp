@@ -3,9 +3,10 @@
 // created once per key struct and cached; memory objects wrap the caller's pointers for each call.
 // Convolutions let oneDNN choose its layouts (format_tag::any: blocked nChw8c / nChw16c activations and blocked
 // weights, which select the direct jit kernels instead of gemm-based ones). The caller's activations are plain
-// nchw or, where the network planned it, already in the blocked layout (ConvKey::xb / yb); an operand whose
-// layout differs from the chosen one is reordered within the call (reorder primitives cached with the
-// convolution), which for planned blocked tensors happens only for the weights.
+// nchw or, where the network planned it, already in a blocked or channels-last layout (ConvKey::xb / yb), which
+// the primitives then use as given; an operand whose layout differs from the primitive's is reordered within
+// the call (reorder primitives cached with the convolution): the weights, plain activations, and for
+// channels-last tensors the weight gradient's activations.
 #include <omp.h>
 
 #include <cstdlib>
@@ -150,8 +151,8 @@ void init_operands(ConvPrims& p, const Fwd& f, const Bd& bd, const Bw& bw) {
 // channels-last nhwc (lanes == C, in the backend's channels-last mode), or channel-blocked nChw8c / nChw16c.
 memory::desc activation_desc(const memory::dims& d, int64_t lanes) {
   if (lanes == 0) return memory::desc(d, dt::f32, tag::nchw);
-  if (lanes == d[1] && (lanes != 8 && lanes != 16 ? true : lanes != cpu_backend().activation_block()))
-    return memory::desc(d, dt::f32, tag::nhwc);
+  const bool fixed_block = (lanes == 8 || lanes == 16) && lanes == cpu_backend().activation_block();
+  if (lanes == d[1] && !fixed_block) return memory::desc(d, dt::f32, tag::nhwc);
   return memory::desc(d, dt::f32, lanes == 16 ? tag::nChw16c : tag::nChw8c);
 }
 
