@@ -246,287 +246,161 @@ void avg_plane_backward(const PoolKey& k, const float* dy, float* dx) {
 }
 
 // --- blocked layouts: a row is one (sample, channel block) of HW positions x L lanes (channels); channels-last
-// (nhwc) is the case of one block holding all C channels. The templates below handle LT lanes of such rows,
-// position p's lanes starting at x[p * S] (S: the row's lane count); the lane loop is innermost so it vectorises.
-template <int LT>
-inline __attribute__((always_inline)) void lanes_moments(const float* x, int64_t hw, int64_t S, const float* shift,
-                                                         double* s, double* ss) {
-  double ds[LT] = {}, dss[LT] = {};
-  const int64_t step = std::max<int64_t>(kChunk / LT, 1);
-  for (int64_t p0 = 0; p0 < hw; p0 += step) {
-    const int64_t e = std::min(hw, p0 + step);
-    float fs[LT] = {}, fss[LT] = {};
-    for (int64_t p = p0; p < e; ++p) {
-      const float* v = x + p * S;
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) {
-        const float d = v[l] - shift[l];
-        fs[l] += d;
-        fss[l] += d * d;
-      }
-    }
-    for (int l = 0; l < LT; ++l) {
-      ds[l] += fs[l];
-      dss[l] += fss[l];
-    }
-  }
-  for (int l = 0; l < LT; ++l) {
-    s[l] = ds[l];
-    ss[l] = dss[l];
-  }
-}
+// (nhwc) is the case of one block holding all C channels. Position p's lanes start at x[p * L]; the lane loop is
+// innermost so it vectorises. Each kernel is one template for both kinds of rows: LT = 8 or 16, a fixed block
+// whose lane count is known at compile time (accumulators on the stack), and LT = 0, channels-last rows of any
+// width L (accumulators in per-thread arrays, see lane_buffers).
+#define OPENDL_INLINE inline __attribute__((always_inline))
 
-template <int LT>
-inline __attribute__((always_inline)) void lanes_affine(const float* x, float* y, int64_t hw, int64_t S, const float* a,
-                                                        const float* b, bool relu) {
-  for (int64_t p = 0; p < hw; ++p) {
-#pragma omp simd
-    for (int l = 0; l < LT; ++l) {
-      const float v = a[l] * x[p * S + l] + b[l];
-      y[p * S + l] = relu ? (v > 0.f ? v : 0.f) : v;
-    }
-  }
-}
-
-template <int LT>
-inline __attribute__((always_inline)) void lanes_grad_sums(const float* x, const float* dy, const float* y,
-                                                           int64_t hw, int64_t S, const float* mean, double* sg,
-                                                           double* sgx) {
-  double dg[LT] = {}, dgx[LT] = {};
-  const int64_t step = std::max<int64_t>(kChunk / LT, 1);
-  for (int64_t p0 = 0; p0 < hw; p0 += step) {
-    const int64_t e = std::min(hw, p0 + step);
-    float fg[LT] = {}, fgx[LT] = {};
-    if (y) {
-      for (int64_t p = p0; p < e; ++p) {
-#pragma omp simd
-        for (int l = 0; l < LT; ++l) {
-          const int64_t i = p * S + l;
-          const float g = y[i] > 0.f ? dy[i] : 0.f;
-          fg[l] += g;
-          fgx[l] += g * (x[i] - mean[l]);
-        }
-      }
-    } else {
-      for (int64_t p = p0; p < e; ++p) {
-#pragma omp simd
-        for (int l = 0; l < LT; ++l) {
-          const int64_t i = p * S + l;
-          fg[l] += dy[i];
-          fgx[l] += dy[i] * (x[i] - mean[l]);
-        }
-      }
-    }
-    for (int l = 0; l < LT; ++l) {
-      dg[l] += fg[l];
-      dgx[l] += fgx[l];
-    }
-  }
-  for (int l = 0; l < LT; ++l) {
-    sg[l] = dg[l];
-    sgx[l] = dgx[l];
-  }
-}
-
-template <int LT>
-inline __attribute__((always_inline)) void lanes_grad_apply(const float* x, const float* dy, const float* y, float* dx,
-                                                            int64_t hw, int64_t S, const float* a, const float* b,
-                                                            const float* c, bool accumulate) {
-  const int64_t n = hw * S;
-  if (y && accumulate) {
-    for (int64_t p = 0; p < n; p += S)
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) dx[p + l] += a[l] * (y[p + l] > 0.f ? dy[p + l] : 0.f) + b[l] * x[p + l] + c[l];
-  } else if (y) {
-    for (int64_t p = 0; p < n; p += S)
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) dx[p + l] = a[l] * (y[p + l] > 0.f ? dy[p + l] : 0.f) + b[l] * x[p + l] + c[l];
-  } else if (accumulate) {
-    for (int64_t p = 0; p < n; p += S)
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) dx[p + l] += a[l] * dy[p + l] + b[l] * x[p + l] + c[l];
-  } else {
-    for (int64_t p = 0; p < n; p += S)
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) dx[p + l] = a[l] * dy[p + l] + b[l] * x[p + l] + c[l];
-  }
-}
-
-// Rows with many lanes (channels-last: L = C): positions outer, all lanes inner, so each pass reads the row once
-// in memory order; per-lane partial sums in per-thread arrays of L.
-struct WideAcc {
-  std::vector<float> f1, f2;
-  std::vector<double> d1, d2;
-  void reset(int64_t L) {
-    f1.assign(size_t(L), 0.f);
-    f2.assign(size_t(L), 0.f);
-    d1.assign(size_t(L), 0.0);
-    d2.assign(size_t(L), 0.0);
-  }
+// Per-lane scratch: float, double and int32 arrays of the row's width.
+struct LaneBuffers {
+  float* f1;
+  float* f2;
+  double* d1;
+  double* d2;
+  int32_t* i1;
 };
-WideAcc& wide_acc() {
-  thread_local WideAcc a;
-  return a;
+LaneBuffers lane_buffers(int64_t L) {
+  thread_local std::vector<float> f1, f2;
+  thread_local std::vector<double> d1, d2;
+  thread_local std::vector<int32_t> i1;
+  f1.resize(size_t(L));
+  f2.resize(size_t(L));
+  d1.resize(size_t(L));
+  d2.resize(size_t(L));
+  i1.resize(size_t(L));
+  return {f1.data(), f2.data(), d1.data(), d2.data(), i1.data()};
 }
 
-OPENDL_CPU_CLONES void wide_moments(int64_t L, const float* x, int64_t hw, const float* shift, double* s, double* ss) {
-  WideAcc& A = wide_acc();
-  A.reset(L);
-  float* f1 = A.f1.data();
-  float* f2 = A.f2.data();
+// Per-lane sum(x - shift) and sum((x - shift)^2), as row_moments.
+template <int LT>
+OPENDL_INLINE void lanes_moments(int64_t Lrt, const float* x, int64_t hw, const float* shift, double* s, double* ss,
+                                 LaneBuffers b) {
+  const int64_t L = LT ? LT : Lrt;
+  for (int64_t l = 0; l < L; ++l) b.d1[l] = b.d2[l] = 0.0;
   const int64_t step = std::max<int64_t>(kChunk / L, 1);
   for (int64_t p0 = 0; p0 < hw; p0 += step) {
     const int64_t e = std::min(hw, p0 + step);
+    for (int64_t l = 0; l < L; ++l) b.f1[l] = b.f2[l] = 0.f;
     for (int64_t p = p0; p < e; ++p) {
       const float* v = x + p * L;
 #pragma omp simd
       for (int64_t l = 0; l < L; ++l) {
         const float d = v[l] - shift[l];
-        f1[l] += d;
-        f2[l] += d * d;
+        b.f1[l] += d;
+        b.f2[l] += d * d;
       }
     }
     for (int64_t l = 0; l < L; ++l) {
-      A.d1[size_t(l)] += f1[l];
-      A.d2[size_t(l)] += f2[l];
-      f1[l] = f2[l] = 0.f;
+      b.d1[l] += b.f1[l];
+      b.d2[l] += b.f2[l];
     }
   }
   for (int64_t l = 0; l < L; ++l) {
-    s[l] = A.d1[size_t(l)];
-    ss[l] = A.d2[size_t(l)];
+    s[l] = b.d1[l];
+    ss[l] = b.d2[l];
   }
 }
 
-OPENDL_CPU_CLONES void wide_affine(int64_t L, const float* x, float* y, int64_t hw, const float* a, const float* b,
-                                   bool relu) {
-  for (int64_t p = 0; p < hw; ++p) {
-    const float* xp = x + p * L;
-    float* yp = y + p * L;
+template <int LT>
+OPENDL_INLINE void lanes_affine(int64_t Lrt, const float* x, float* y, int64_t hw, const float* a, const float* b,
+                                bool relu) {
+  const int64_t L = LT ? LT : Lrt;
+  for (int64_t p = 0; p < hw * L; p += L) {
     if (relu) {
 #pragma omp simd
       for (int64_t l = 0; l < L; ++l) {
-        const float v = a[l] * xp[l] + b[l];
-        yp[l] = v > 0.f ? v : 0.f;
+        const float v = a[l] * x[p + l] + b[l];
+        y[p + l] = v > 0.f ? v : 0.f;
       }
     } else {
 #pragma omp simd
-      for (int64_t l = 0; l < L; ++l) yp[l] = a[l] * xp[l] + b[l];
+      for (int64_t l = 0; l < L; ++l) y[p + l] = a[l] * x[p + l] + b[l];
     }
   }
 }
 
-OPENDL_CPU_CLONES void wide_grad_sums(int64_t L, const float* x, const float* dy, const float* y, int64_t hw,
-                                      const float* mean, double* sg, double* sgx) {
-  WideAcc& A = wide_acc();
-  A.reset(L);
-  float* f1 = A.f1.data();
-  float* f2 = A.f2.data();
+// Per-lane sum(g) and sum(g * (x - mean)), g = dy masked by y > 0 when y is given, as row_grad_sums.
+template <int LT>
+OPENDL_INLINE void lanes_grad_sums(int64_t Lrt, const float* x, const float* dy, const float* y, int64_t hw,
+                                   const float* mean, double* sg, double* sgx, LaneBuffers b) {
+  const int64_t L = LT ? LT : Lrt;
+  for (int64_t l = 0; l < L; ++l) b.d1[l] = b.d2[l] = 0.0;
   const int64_t step = std::max<int64_t>(kChunk / L, 1);
   for (int64_t p0 = 0; p0 < hw; p0 += step) {
     const int64_t e = std::min(hw, p0 + step);
-    for (int64_t p = p0; p < e; ++p) {
-      const float* xp = x + p * L;
-      const float* dp = dy + p * L;
+    for (int64_t l = 0; l < L; ++l) b.f1[l] = b.f2[l] = 0.f;
+    for (int64_t p = p0 * L; p < e * L; p += L) {
       if (y) {
-        const float* yp = y + p * L;
 #pragma omp simd
         for (int64_t l = 0; l < L; ++l) {
-          const float g = yp[l] > 0.f ? dp[l] : 0.f;
-          f1[l] += g;
-          f2[l] += g * (xp[l] - mean[l]);
+          const float g = y[p + l] > 0.f ? dy[p + l] : 0.f;
+          b.f1[l] += g;
+          b.f2[l] += g * (x[p + l] - mean[l]);
         }
       } else {
 #pragma omp simd
         for (int64_t l = 0; l < L; ++l) {
-          f1[l] += dp[l];
-          f2[l] += dp[l] * (xp[l] - mean[l]);
+          b.f1[l] += dy[p + l];
+          b.f2[l] += dy[p + l] * (x[p + l] - mean[l]);
         }
       }
     }
     for (int64_t l = 0; l < L; ++l) {
-      A.d1[size_t(l)] += f1[l];
-      A.d2[size_t(l)] += f2[l];
-      f1[l] = f2[l] = 0.f;
+      b.d1[l] += b.f1[l];
+      b.d2[l] += b.f2[l];
     }
   }
   for (int64_t l = 0; l < L; ++l) {
-    sg[l] = A.d1[size_t(l)];
-    sgx[l] = A.d2[size_t(l)];
+    sg[l] = b.d1[l];
+    sgx[l] = b.d2[l];
   }
 }
 
-OPENDL_CPU_CLONES void wide_grad_apply(int64_t L, const float* x, const float* dy, const float* y, float* dx,
-                                       int64_t hw, const float* a, const float* b, const float* c, bool accumulate) {
-  for (int64_t p = 0; p < hw; ++p) {
-    const float* xp = x + p * L;
-    const float* dp = dy + p * L;
-    const float* yp = y ? y + p * L : nullptr;
-    float* op = dx + p * L;
-    if (yp) {
+// dx (=|+=) a * g + b * x + c per lane, g as above.
+template <int LT>
+OPENDL_INLINE void lanes_grad_apply(int64_t Lrt, const float* x, const float* dy, const float* y, float* dx,
+                                    int64_t hw, const float* a, const float* b, const float* c, bool accumulate) {
+  const int64_t L = LT ? LT : Lrt;
+  for (int64_t p = 0; p < hw * L; p += L) {
+    if (y) {
 #pragma omp simd
       for (int64_t l = 0; l < L; ++l) {
-        const float v = a[l] * (yp[l] > 0.f ? dp[l] : 0.f) + b[l] * xp[l] + c[l];
-        op[l] = accumulate ? op[l] + v : v;
+        const float v = a[l] * (y[p + l] > 0.f ? dy[p + l] : 0.f) + b[l] * x[p + l] + c[l];
+        dx[p + l] = accumulate ? dx[p + l] + v : v;
       }
     } else {
 #pragma omp simd
       for (int64_t l = 0; l < L; ++l) {
-        const float v = a[l] * dp[l] + b[l] * xp[l] + c[l];
-        op[l] = accumulate ? op[l] + v : v;
+        const float v = a[l] * dy[p + l] + b[l] * x[p + l] + c[l];
+        dx[p + l] = accumulate ? dx[p + l] + v : v;
       }
     }
   }
 }
 
-// Fixed blocks of 8 / 16 lanes run the vector templates above (stride L = LT), other row widths the any-width
-// kernels.
-OPENDL_CPU_CLONES void blk_moments(int64_t L, const float* x, int64_t hw, const float* shift, double* s, double* ss) {
-  if (L == 16) lanes_moments<16>(x, hw, 16, shift, s, ss);
-  else if (L == 8) lanes_moments<8>(x, hw, 8, shift, s, ss);
-  else wide_moments(L, x, hw, shift, s, ss);
-}
-OPENDL_CPU_CLONES void blk_affine(int64_t L, const float* x, float* y, int64_t hw, const float* a, const float* b,
-                                  bool relu) {
-  if (L == 16) lanes_affine<16>(x, y, hw, 16, a, b, relu);
-  else if (L == 8) lanes_affine<8>(x, y, hw, 8, a, b, relu);
-  else wide_affine(L, x, y, hw, a, b, relu);
-}
-OPENDL_CPU_CLONES void blk_grad_sums(int64_t L, const float* x, const float* dy, const float* y, int64_t hw,
-                                     const float* mean, double* sg, double* sgx) {
-  if (L == 16) lanes_grad_sums<16>(x, dy, y, hw, 16, mean, sg, sgx);
-  else if (L == 8) lanes_grad_sums<8>(x, dy, y, hw, 8, mean, sg, sgx);
-  else wide_grad_sums(L, x, dy, y, hw, mean, sg, sgx);
-}
-OPENDL_CPU_CLONES void blk_grad_apply(int64_t L, const float* x, const float* dy, const float* y, float* dx,
-                                      int64_t hw, const float* a, const float* b, const float* c, bool accumulate) {
-  if (L == 16) lanes_grad_apply<16>(x, dy, y, dx, hw, 16, a, b, c, accumulate);
-  else if (L == 8) lanes_grad_apply<8>(x, dy, y, dx, hw, 8, a, b, c, accumulate);
-  else wide_grad_apply(L, x, dy, y, dx, hw, a, b, c, accumulate);
-}
-
-// Pooling of one (sample, channel block) plane of a blocked tensor, lanes [c0, c0 + LT) of L: lane l of position
-// (h, w) at (h * iw + w) * L + l. Same semantics as max_plane / avg_plane per channel (the first maximum wins
-// ties); idx holds plane-relative flat indices. The lane loops are innermost: one vector compare per position.
+// Max pooling of one plane, same semantics as max_plane per channel (the first maximum wins ties); idx holds
+// plane-relative flat indices. best / at: per-lane scratch of the row's width.
 template <int LT>
-inline __attribute__((always_inline)) void lanes_max_plane(const PoolKey& k, int64_t L, int64_t c0, const float* x,
-                                                           float* y, int32_t* idx) {
+OPENDL_INLINE void lanes_max_plane(const PoolKey& k, int64_t Lrt, const float* x, float* y, int32_t* idx, float* best,
+                                   int32_t* at) {
+  const int64_t L = LT ? LT : Lrt;
   if (k.kh == 2 && k.kw == 2 && k.sh == 2 && k.sw == 2 && k.pt == 0 && k.pl == 0 && 2 * k.oh <= k.ih &&
       2 * k.ow <= k.iw) {  // the common 2x2 / 2 case: four vector loads per output position
     for (int64_t oh = 0; oh < k.oh; ++oh)
       for (int64_t ow = 0; ow < k.ow; ++ow) {
-        const int32_t q[4] = {int32_t((2 * oh * k.iw + 2 * ow) * L + c0), int32_t((2 * oh * k.iw + 2 * ow + 1) * L + c0),
-                              int32_t(((2 * oh + 1) * k.iw + 2 * ow) * L + c0),
-                              int32_t(((2 * oh + 1) * k.iw + 2 * ow + 1) * L + c0)};
-        float* yo = y + (oh * k.ow + ow) * L + c0;
-        int32_t* io = idx ? idx + (oh * k.ow + ow) * L + c0 : nullptr;
+        const int32_t q[4] = {int32_t((2 * oh * k.iw + 2 * ow) * L), int32_t((2 * oh * k.iw + 2 * ow + 1) * L),
+                              int32_t(((2 * oh + 1) * k.iw + 2 * ow) * L),
+                              int32_t(((2 * oh + 1) * k.iw + 2 * ow + 1) * L)};
+        float* yo = y + (oh * k.ow + ow) * L;
+        int32_t* io = idx ? idx + (oh * k.ow + ow) * L : nullptr;
 #pragma omp simd
-        for (int l = 0; l < LT; ++l) {
+        for (int64_t l = 0; l < L; ++l) {
           float m = x[q[0] + l];
-          int32_t a = q[0] + l;
+          int32_t a = q[0] + int32_t(l);
           for (int j = 1; j < 4; ++j) {
             const float v = x[q[j] + l];
-            a = v > m ? q[j] + l : a;
+            a = v > m ? q[j] + int32_t(l) : a;
             m = v > m ? v : m;
           }
           yo[l] = m;
@@ -541,89 +415,11 @@ inline __attribute__((always_inline)) void lanes_max_plane(const PoolKey& k, int
     for (int64_t ow = 0; ow < k.ow; ++ow) {
       int64_t w0, w1;
       window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
-      float* yo = y + (oh * k.ow + ow) * L + c0;
-      int32_t* io = idx ? idx + (oh * k.ow + ow) * L + c0 : nullptr;
-      if (h0 >= h1 || w0 >= w1) {
-        for (int l = 0; l < LT; ++l) {
-          yo[l] = 0.f;
-          if (io) io[l] = -1;
-        }
-        continue;
-      }
-      float best[LT];
-      int32_t at[LT];
-      const int32_t first = int32_t((h0 * k.iw + w0) * L + c0);
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) {
-        best[l] = x[first + l];
-        at[l] = first + l;
-      }
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) {
-          const int32_t base = int32_t((h * k.iw + w) * L + c0);
-#pragma omp simd
-          for (int l = 0; l < LT; ++l) {
-            const float v = x[base + l];
-            const bool gt = v > best[l];
-            best[l] = gt ? v : best[l];
-            at[l] = gt ? base + l : at[l];
-          }
-        }
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) yo[l] = best[l];
-      if (io)
-#pragma omp simd
-        for (int l = 0; l < LT; ++l) io[l] = at[l];
-    }
-  }
-}
-
-// Average pooling of a blocked plane; backward: x is the output gradient and y the input gradient, added to.
-template <int LT>
-inline __attribute__((always_inline)) void lanes_avg_plane(const PoolKey& k, int64_t L, int64_t c0, const float* x,
-                                                           float* y, bool backward) {
-  for (int64_t oh = 0; oh < k.oh; ++oh) {
-    int64_t h0, h1;
-    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
-    for (int64_t ow = 0; ow < k.ow; ++ow) {
-      int64_t w0, w1;
-      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
-      const int64_t o = (oh * k.ow + ow) * L + c0, cnt = (h1 - h0) * (w1 - w0);
-      if (backward) {
-        if (cnt <= 0) continue;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w)
-#pragma omp simd
-            for (int l = 0; l < LT; ++l) y[(h * k.iw + w) * L + c0 + l] += x[o + l] / float(cnt);
-        continue;
-      }
-      double acc[LT] = {};
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w)
-#pragma omp simd
-          for (int l = 0; l < LT; ++l) acc[l] += x[(h * k.iw + w) * L + c0 + l];
-#pragma omp simd
-      for (int l = 0; l < LT; ++l) y[o + l] = cnt > 0 ? float(acc[l] / double(cnt)) : 0.f;
-    }
-  }
-}
-
-// Pooling of a plane with many lanes (channels-last): positions outer, all lanes inner.
-OPENDL_CPU_CLONES void wide_max_plane(const PoolKey& k, int64_t L, const float* x, float* y, int32_t* idx) {
-  thread_local std::vector<int32_t> at_buf;
-  at_buf.resize(size_t(L));
-  int32_t* at = at_buf.data();
-  for (int64_t oh = 0; oh < k.oh; ++oh) {
-    int64_t h0, h1;
-    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
-    for (int64_t ow = 0; ow < k.ow; ++ow) {
-      int64_t w0, w1;
-      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
-      float* best = y + (oh * k.ow + ow) * L;  // the output doubles as the running maximum
+      float* yo = y + (oh * k.ow + ow) * L;
       int32_t* io = idx ? idx + (oh * k.ow + ow) * L : nullptr;
       if (h0 >= h1 || w0 >= w1) {
         for (int64_t l = 0; l < L; ++l) {
-          best[l] = 0.f;
+          yo[l] = 0.f;
           if (io) io[l] = -1;
         }
         continue;
@@ -645,15 +441,19 @@ OPENDL_CPU_CLONES void wide_max_plane(const PoolKey& k, int64_t L, const float* 
             at[l] = gt ? base + int32_t(l) : at[l];
           }
         }
-      if (io) std::copy(at, at + L, io);
+      for (int64_t l = 0; l < L; ++l) yo[l] = best[l];
+      if (io)
+        for (int64_t l = 0; l < L; ++l) io[l] = at[l];
     }
   }
 }
 
-OPENDL_CPU_CLONES void wide_avg_plane(const PoolKey& k, int64_t L, const float* x, float* y, bool backward) {
-  thread_local std::vector<double> acc_buf;
-  acc_buf.resize(size_t(L));
-  double* acc = acc_buf.data();
+// Average pooling of one plane (padding excluded from the count); backward: x is the output gradient and y the
+// input gradient, added to. acc: per-lane scratch.
+template <int LT>
+OPENDL_INLINE void lanes_avg_plane(const PoolKey& k, int64_t Lrt, const float* x, float* y, bool backward,
+                                   double* acc) {
+  const int64_t L = LT ? LT : Lrt;
   for (int64_t oh = 0; oh < k.oh; ++oh) {
     int64_t h0, h1;
     window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
@@ -671,7 +471,7 @@ OPENDL_CPU_CLONES void wide_avg_plane(const PoolKey& k, int64_t L, const float* 
           }
         continue;
       }
-      std::fill(acc, acc + L, 0.0);
+      for (int64_t l = 0; l < L; ++l) acc[l] = 0.0;
       for (int64_t h = h0; h < h1; ++h)
         for (int64_t w = w0; w < w1; ++w) {
           const float* v = x + (h * k.iw + w) * L;
@@ -684,16 +484,60 @@ OPENDL_CPU_CLONES void wide_avg_plane(const PoolKey& k, int64_t L, const float* 
   }
 }
 
+// Dispatch on the row width: the fixed blocks with stack scratch, any other width with per-thread scratch.
+#define OPENDL_BY_WIDTH(CALL)                                                    \
+  if (L == 16) {                                                                \
+    float f1[16], f2[16];                                                       \
+    double d1[16], d2[16];                                                      \
+    int32_t i1[16];                                                             \
+    const LaneBuffers buf{f1, f2, d1, d2, i1};                                  \
+    CALL(16);                                                                   \
+  } else if (L == 8) {                                                          \
+    float f1[8], f2[8];                                                         \
+    double d1[8], d2[8];                                                        \
+    int32_t i1[8];                                                              \
+    const LaneBuffers buf{f1, f2, d1, d2, i1};                                  \
+    CALL(8);                                                                    \
+  } else {                                                                      \
+    const LaneBuffers buf = lane_buffers(L);                                    \
+    CALL(0);                                                                    \
+  }
+
+OPENDL_CPU_CLONES void blk_moments(int64_t L, const float* x, int64_t hw, const float* shift, double* s, double* ss) {
+#define CALL(T) lanes_moments<T>(L, x, hw, shift, s, ss, buf)
+  OPENDL_BY_WIDTH(CALL)
+#undef CALL
+}
+OPENDL_CPU_CLONES void blk_affine(int64_t L, const float* x, float* y, int64_t hw, const float* a, const float* b,
+                                  bool relu) {
+  if (L == 16) lanes_affine<16>(L, x, y, hw, a, b, relu);
+  else if (L == 8) lanes_affine<8>(L, x, y, hw, a, b, relu);
+  else lanes_affine<0>(L, x, y, hw, a, b, relu);
+}
+OPENDL_CPU_CLONES void blk_grad_sums(int64_t L, const float* x, const float* dy, const float* y, int64_t hw,
+                                     const float* mean, double* sg, double* sgx) {
+#define CALL(T) lanes_grad_sums<T>(L, x, dy, y, hw, mean, sg, sgx, buf)
+  OPENDL_BY_WIDTH(CALL)
+#undef CALL
+}
+OPENDL_CPU_CLONES void blk_grad_apply(int64_t L, const float* x, const float* dy, const float* y, float* dx,
+                                      int64_t hw, const float* a, const float* b, const float* c, bool accumulate) {
+  if (L == 16) lanes_grad_apply<16>(L, x, dy, y, dx, hw, a, b, c, accumulate);
+  else if (L == 8) lanes_grad_apply<8>(L, x, dy, y, dx, hw, a, b, c, accumulate);
+  else lanes_grad_apply<0>(L, x, dy, y, dx, hw, a, b, c, accumulate);
+}
 OPENDL_CPU_CLONES void blk_max_plane(const PoolKey& k, int64_t L, const float* x, float* y, int32_t* idx) {
-  if (L == 16) lanes_max_plane<16>(k, 16, 0, x, y, idx);
-  else if (L == 8) lanes_max_plane<8>(k, 8, 0, x, y, idx);
-  else wide_max_plane(k, L, x, y, idx);
+#define CALL(T) lanes_max_plane<T>(k, L, x, y, idx, buf.f1, buf.i1)
+  OPENDL_BY_WIDTH(CALL)
+#undef CALL
 }
 OPENDL_CPU_CLONES void blk_avg_plane(const PoolKey& k, int64_t L, const float* x, float* y, bool backward) {
-  if (L == 16) lanes_avg_plane<16>(k, 16, 0, x, y, backward);
-  else if (L == 8) lanes_avg_plane<8>(k, 8, 0, x, y, backward);
-  else wide_avg_plane(k, L, x, y, backward);
+#define CALL(T) lanes_avg_plane<T>(k, L, x, y, backward, buf.d1)
+  OPENDL_BY_WIDTH(CALL)
+#undef CALL
 }
+#undef OPENDL_BY_WIDTH
+#undef OPENDL_INLINE
 
 }  // namespace
 
