@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -379,6 +380,86 @@ OPENDL_INLINE void lanes_grad_apply(int64_t Lrt, const float* x, const float* dy
   }
 }
 
+// Any window (lanes_max_plane's general case); the argmax is tracked only when IDX (training). With a fixed
+// block the running maxima and their indices are GCC vector values held in registers: written as per-lane
+// arrays, GCC if-converts the updates into masked stores to the stack (25 against 4 ms for ResNet's 3x3 / 2
+// pooling at batch 16).
+template <int LT>
+struct LaneVec;
+template <>
+struct LaneVec<8> {
+  typedef float F __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+};
+template <>
+struct LaneVec<16> {
+  typedef float F __attribute__((vector_size(64)));
+  typedef int32_t I __attribute__((vector_size(64)));
+};
+template <int LT, bool IDX>
+OPENDL_INLINE void lanes_max_windows(const PoolKey& k, int64_t Lrt, const float* x, float* y, int32_t* idx,
+                                     float* best, int32_t* at) {
+  const int64_t L = LT ? LT : Lrt;
+  for (int64_t oh = 0; oh < k.oh; ++oh) {
+    int64_t h0, h1;
+    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    for (int64_t ow = 0; ow < k.ow; ++ow) {
+      int64_t w0, w1;
+      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+      float* yo = y + (oh * k.ow + ow) * L;
+      int32_t* io = IDX ? idx + (oh * k.ow + ow) * L : nullptr;
+      if (h0 >= h1 || w0 >= w1) {
+        for (int64_t l = 0; l < L; ++l) {
+          yo[l] = 0.f;
+          if (IDX) io[l] = -1;
+        }
+        continue;
+      }
+      const int32_t first = int32_t((h0 * k.iw + w0) * L);
+      if constexpr (LT > 0) {
+        using VF = typename LaneVec<LT>::F;
+        using VI = typename LaneVec<LT>::I;
+        VI lane;
+        for (int l = 0; l < LT; ++l) lane[l] = l;
+        VF m;
+        std::memcpy(&m, x + first, sizeof m);
+        VI a = first + lane;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const int32_t base = int32_t((h * k.iw + w) * L);
+            VF v;
+            std::memcpy(&v, x + base, sizeof v);
+            const VI gt = v > m;
+            m = gt ? v : m;
+            if (IDX) a = gt ? base + lane : a;
+          }
+        std::memcpy(yo, &m, sizeof m);
+        if (IDX) std::memcpy(io, &a, sizeof a);
+      } else {
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) {
+          best[l] = x[first + l];
+          if (IDX) at[l] = first + int32_t(l);
+        }
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const int32_t base = int32_t((h * k.iw + w) * L);
+#pragma omp simd
+            for (int64_t l = 0; l < L; ++l) {
+              const float v = x[base + l];
+              const bool gt = v > best[l];
+              best[l] = gt ? v : best[l];
+              if (IDX) at[l] = gt ? base + int32_t(l) : at[l];
+            }
+          }
+        for (int64_t l = 0; l < L; ++l) yo[l] = best[l];
+        if (IDX)
+          for (int64_t l = 0; l < L; ++l) io[l] = at[l];
+      }
+    }
+  }
+}
+
 // Max pooling of one plane, same semantics as max_plane per channel (the first maximum wins ties); idx holds
 // plane-relative flat indices. best / at: per-lane scratch of the row's width.
 template <int LT>
@@ -409,43 +490,8 @@ OPENDL_INLINE void lanes_max_plane(const PoolKey& k, int64_t Lrt, const float* x
       }
     return;
   }
-  for (int64_t oh = 0; oh < k.oh; ++oh) {
-    int64_t h0, h1;
-    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
-    for (int64_t ow = 0; ow < k.ow; ++ow) {
-      int64_t w0, w1;
-      window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
-      float* yo = y + (oh * k.ow + ow) * L;
-      int32_t* io = idx ? idx + (oh * k.ow + ow) * L : nullptr;
-      if (h0 >= h1 || w0 >= w1) {
-        for (int64_t l = 0; l < L; ++l) {
-          yo[l] = 0.f;
-          if (io) io[l] = -1;
-        }
-        continue;
-      }
-      const int32_t first = int32_t((h0 * k.iw + w0) * L);
-#pragma omp simd
-      for (int64_t l = 0; l < L; ++l) {
-        best[l] = x[first + l];
-        at[l] = first + int32_t(l);
-      }
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) {
-          const int32_t base = int32_t((h * k.iw + w) * L);
-#pragma omp simd
-          for (int64_t l = 0; l < L; ++l) {
-            const float v = x[base + l];
-            const bool gt = v > best[l];
-            best[l] = gt ? v : best[l];
-            at[l] = gt ? base + int32_t(l) : at[l];
-          }
-        }
-      for (int64_t l = 0; l < L; ++l) yo[l] = best[l];
-      if (io)
-        for (int64_t l = 0; l < L; ++l) io[l] = at[l];
-    }
-  }
+  if (idx) lanes_max_windows<LT, true>(k, L, x, y, idx, best, at);
+  else lanes_max_windows<LT, false>(k, L, x, y, nullptr, best, at);
 }
 
 // Average pooling of one plane (padding excluded from the count); backward: x is the output gradient and y the
