@@ -14,7 +14,10 @@ convolutions and ReLU6, linear bottlenecks, 1x1 conv to 1280, global average poo
 three stages of conv 3x3 c + conv 3x3/2 2c for c = 32, 64, 128, each conv without bias + BN + ReLU; global
 average pooling, dense).
 --mode infer: inference instead of training steps: opendl apply_dl_model (batch norm with running statistics)
-against torch.nn in eval mode under torch.inference_mode().
+against torch.nn in eval mode under torch.inference_mode(). --optimize (with --mode infer) adds the optimized
+forms: opendl's optimize_dl_model_for_inference copy (batch norm folded into the convolutions, liveness-planned
+activation memory) as 'opendl_opt', and torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net)))
+(PyTorch's conv-BN folding and oneDNN layout passes) as 'torch_opt'.
 
 opendl: conv with activation 'none', batch normalisation with the ReLU fused ('relu' activation), and each step is
 one train_dl_model_batch call on a list of sample dicts (so its time includes opendl's sample conversion).
@@ -64,6 +67,8 @@ def parse():
     p.add_argument("--threads", type=int, default=0, help="0: OMP_NUM_THREADS if set, else os.cpu_count()")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--no-torch", action="store_true", help="time opendl only")
+    p.add_argument("--optimize", action="store_true",
+                   help="--mode infer: also time the inference-optimized models of both frameworks")
     a = p.parse_args()
     a.widths = [int(w) for w in a.widths.split(",") if w]
     a.reps = max(a.reps, 3)
@@ -257,7 +262,7 @@ def time_steps(step, n):
 
 def summary(name, ms, batch):
     med = statistics.median(ms)
-    print(f"{name:7s} median {med:8.2f} ms/step  {batch * 1e3 / med:8.1f} images/s   "
+    print(f"{name:10s} median {med:8.2f} ms/step  {batch * 1e3 / med:8.1f} images/s   "
           f"spread {min(ms):.2f}..{max(ms):.2f} ms ({(max(ms) - min(ms)) / med * 100:.1f}% of median)   "
           f"runs: {', '.join(f'{m:.2f}' for m in ms)}")
     return med
@@ -283,6 +288,10 @@ def main():
             ha.apply_dl_model(model, infer_samples, ["softmax"])
 
     runners = {"opendl": opendl_step}
+    if a.mode == "infer" and a.optimize:
+        cpu = ha.query_available_dl_devices(["runtime"], ["cpu"])[0]
+        opt_model, _ = ha.optimize_dl_model_for_inference(model, cpu, "float32", [], [])
+        runners["opendl_opt"] = lambda: ha.apply_dl_model(opt_model, infer_samples, ["softmax"])
     use_torch = torch is not None and not a.no_torch
     if use_torch:
         torch.set_num_threads(a.threads)
@@ -305,6 +314,15 @@ def main():
                     torch.softmax(net(x), 1)
 
         runners["torch"] = torch_step
+        if a.mode == "infer" and a.optimize:
+            with torch.no_grad():
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net, x)))
+
+            def torch_opt_step():
+                with torch.inference_mode():
+                    torch.softmax(frozen(x), 1)
+
+            runners["torch_opt"] = torch_opt_step
 
     print(f"{a.model} {a.mode}: batch {a.batch}, {a.size}x{a.size}x{a.channels}, widths {a.widths}, pools {a.pools}, "
           f"classes {a.classes}, "
@@ -320,12 +338,13 @@ def main():
         for k in (names if r % 2 == 0 else names[::-1]):
             ms[k].append(time_steps(runners[k], a.steps))
     med = {k: summary(k, v, a.batch) for k, v in ms.items()}
-    if use_torch:
-        ratios = [t / o for o, t in zip(ms["opendl"], ms["torch"])]
-        print(f"speed ratio opendl/torch (torch ms / opendl ms, higher = opendl faster): "
-              f"{med['torch'] / med['opendl']:.3f} (per-repetition {min(ratios):.3f}..{max(ratios):.3f}; "
-              f"from the fastest repetitions {min(ms['torch']) / min(ms['opendl']):.3f}, the better estimate when "
-              f"other processes compete for the cores)")
+    for o in (k for k in names if k.startswith("opendl")):
+        for t in (k for k in names if k.startswith("torch")):
+            ratios = [tt / oo for oo, tt in zip(ms[o], ms[t])]
+            print(f"speed ratio {o}/{t} ({t} ms / {o} ms, higher = opendl faster): "
+                  f"{med[t] / med[o]:.3f} (per-repetition {min(ratios):.3f}..{max(ratios):.3f}; "
+                  f"from the fastest repetitions {min(ms[t]) / min(ms[o]):.3f}, the better estimate when "
+                  f"other processes compete for the cores)")
 
 
 if __name__ == "__main__":

@@ -286,6 +286,18 @@ PYBIND11_MODULE(_core, m) {
         }
         return to_bytes(b);
       })
+      .def("optimize_for_inference",
+           [](const HDlModel& h, const std::string& runtime, const std::string& precision) {
+             HDict report;
+             HDlModel c;
+             {
+               py::gil_scoped_release nogil;
+               c = OptimizeDlModelForInference(h, runtime, precision, &report);
+             }
+             return py::make_tuple(c, dict_to_tree(*report.ptr));
+           })
+      .def("buffer_bytes", [](const HDlModel& h) { return h.ptr->net().buffer_bytes(); })
+      .def("folded_layers", [](const HDlModel& h) { return h.ptr->net().folded_layers(); })
       .def("load_weights_from", [](const HDlModel& target, const HDlModel& source) {
         return LoadDlModelWeights(source, target);
       })

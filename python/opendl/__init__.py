@@ -24,8 +24,8 @@ from .model import (  # noqa: E402,F401
     apply_dl_model, clear_dl_model, create_dl_model, create_dl_model_detection, deserialize_dl_model, get_dl_layer_param, get_dl_layer_param_s,
     get_dl_model_layer, get_dl_model_layer_activations, get_dl_model_layer_gradients, get_dl_model_layer_param,
     get_dl_model_layer_param_s, get_dl_model_layer_s, get_dl_model_layer_weights, get_dl_model_param,
-    get_dl_model_param_s, load_dl_model_weights, read_dl_model, serialize_dl_model, set_dl_model_layer_weights,
-    set_dl_model_param, train_dl_model_batch, write_dl_model)
+    get_dl_model_param_s, load_dl_model_weights, optimize_dl_model_for_inference, read_dl_model, serialize_dl_model,
+    set_dl_model_layer_weights, set_dl_model_param, train_dl_model_batch, write_dl_model)
 from .system import get_system, get_system_s, set_system  # noqa: E402,F401
 from .images import read_image, write_image  # noqa: E402,F401
 from .datasets import (  # noqa: E402,F401

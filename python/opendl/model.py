@@ -173,6 +173,38 @@ def apply_dl_model(dlmodel_handle, dlsample_batch, outputs):
     return [_from_tree(r) for r in _model(dlmodel_handle, op).apply(_samples(dlsample_batch, op), names)]
 
 
+def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, dlsamples, gen_param):
+    """A copy of the model optimized for inference on the device (the source model is unchanged) and a
+    conversion report dict. The CPU device converts to precision 'float32': the copy has
+    'optimize_for_inference' 'true' (batch normalisations folded into the convolutions before them, gradient
+    buffers released, activations in one liveness-planned arena; it cannot be trained) and
+    'precision_is_converted' 'true'. The report holds 'runtime', 'precision' and 'folded_layers'. dlsamples
+    (calibration samples, needed by HALCON for 'int8' only) may be empty; gen_param must be an empty dict or
+    []. Other precisions and devices raise: this build has no float16 / int8 CPU kernels."""
+    op = "optimize_dl_model_for_inference"
+    m = _model(dlmodel_handle, op)
+    devices = as_list(dldevice_handle)
+    if len(devices) != 1:
+        raise HOperatorError(1402, f"dldevice_handle must be one device handle, got {len(devices)}", op)
+    info = expect_handle(devices[0], "dl_device", op, "dldevice_handle")
+    prec = one_str(precision, op, "precision")
+    if prec not in info["precisions"]:
+        avail = ", ".join(f"'{p}'" for p in info["precisions"])
+        raise HOperatorError(1303, f"precision '{prec}' is not available on device '{info['name']}' "
+                                   f"(available: {avail})", op)
+    if info["conversion_supported"] != "true":
+        raise HOperatorError(1302, f"device '{info['name']}' (runtime '{info['runtime']}') supports no conversion "
+                                   "in this build", op)
+    if not (isinstance(dlsamples, (list, tuple)) and len(dlsamples) == 0):
+        _samples(dlsamples, op)
+    if not (isinstance(gen_param, (list, tuple)) and len(gen_param) == 0):
+        tree = _to_tree(as_dict_handle(gen_param, op, "gen_param"), op, True, set())
+        if tree:
+            raise HOperatorError(7911, f"gen_param key '{next(iter(tree))}' is not supported (no key is)", op)
+    converted, report = m.optimize_for_inference(info["runtime"], prec)
+    return HHandle(converted, "dl_model"), _from_tree(report)
+
+
 def get_dl_layer_param(dllayer, gen_param_name):
     op = "get_dl_layer_param"
     return expect_handle(dllayer, "dl_layer", op, "dllayer").param(one_str(gen_param_name, op, "gen_param_name"))

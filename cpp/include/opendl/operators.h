@@ -66,6 +66,12 @@ void SetDlModelLayerWeights(const Tensor& weights, const HDlModel& model, const 
                             const std::string& weights_type);
 Tensor GetDlModelLayerActivations(const HDlModel& model, const std::string& layer_name);
 Tensor GetDlModelLayerGradients(const HDlModel& model, const std::string& layer_name);
+// optimize_dl_model_for_inference for the devices of this build (HALCON takes a device handle; here its
+// runtime): runtime 'cpu' with precision 'float32'. Returns a copy of the model with 'optimize_for_inference'
+// 'true' and 'precision_is_converted' 'true' (the source is unchanged); the report holds 'runtime',
+// 'precision' and 'folded_layers' (the batch normalisations folded into the convolutions before them).
+HDlModel OptimizeDlModelForInference(const HDlModel& model, const std::string& runtime, const std::string& precision,
+                                     HDict* conversion_report);
 
 // Files. ReadDlModel also takes the bare names of the built-in models ('pretrained_dl_classifier_compact.hdl',
 // ...) when no file of that name exists. Model files are opendl containers (see dict.h).

@@ -111,6 +111,12 @@ class Layer {
   enum class Layouts { kPlainOnly, kSame, kAny };
   virtual Layouts layouts() const { return Layouts::kPlainOnly; }
 
+  // Inference with a following batch normalisation folded in (Network::set_inference_only): whether the layer
+  // can take it, and its forward pass with io.w = {folded weights, folded bias} and the normalisation's ReLU
+  // (relu) as its activation.
+  virtual bool can_fold_batchnorm() const { return false; }
+  virtual void forward_folded(LayerIO& /*io*/, bool /*relu*/) {}
+
   virtual bool is_input() const { return false; }
   virtual bool is_loss() const { return false; }
   // Which inputs receive gradients (targets and weights of losses do not).

@@ -119,6 +119,7 @@ Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
 
 Network::~Network() {
   free_activations();
+  free_folds();
   be_.free(params_);
   be_.free(grads_);
   be_.free(lr_mult_);
@@ -128,6 +129,19 @@ Network::~Network() {
 void Network::free_activations() {
   for (float* p : owned_) be_.free(p);
   owned_.clear();
+  owned_floats_ = 0;
+  be_.free(arena_);
+  arena_ = nullptr;
+  arena_floats_ = 0;
+  planned_ = false;
+}
+
+void Network::free_folds() {
+  for (auto& kv : folds_) {
+    be_.free(kv.second.w);
+    be_.free(kv.second.b);
+  }
+  folds_.clear();
 }
 
 namespace {
@@ -159,17 +173,19 @@ void Network::set_batch_size(int64_t n) {
     s.shape = shapes[i];
     s.in_shapes = in_shapes[i];
     s.block = blocks[i];
-    s.y = be_.alloc(static_cast<size_t>(s.shape.numel()));
-    s.dy = be_.alloc(static_cast<size_t>(s.shape.numel()));
-    owned_.push_back(s.y);
-    owned_.push_back(s.dy);
+    auto own = [&](size_t floats) {
+      float* p = be_.alloc(floats);
+      owned_.push_back(p);
+      owned_floats_ += floats;
+      return p;
+    };
+    // Inference-only: inputs own their buffers, every other output lives in the planned arena (run_inference).
+    const size_t numel = static_cast<size_t>(s.shape.numel());
+    s.y = !inference_only_ || s.layer->is_input() ? own(numel) : nullptr;
+    s.dy = inference_only_ ? nullptr : own(numel);
     s.scratch.clear();
     s.scratch_sizes = s.layer->scratch_sizes(s.in_shapes, s.shape);
-    for (auto sz : s.scratch_sizes) {
-      float* p = be_.alloc(static_cast<size_t>(std::max<int64_t>(sz, 1)));
-      owned_.push_back(p);
-      s.scratch.push_back(p);
-    }
+    for (auto sz : s.scratch_sizes) s.scratch.push_back(own(static_cast<size_t>(std::max<int64_t>(sz, 1))));
   }
 }
 
@@ -274,6 +290,7 @@ LayerIO Network::io(size_t i, bool training, Rng* rng) {
     io.dw.push_back(b.spec.role == BlobRole::kState ? nullptr : grads_ + b.offset);
   }
   io.scratch = s.scratch;
+  if (training) ++params_version_;  // training forward passes update statistics blobs
   io.training = training;
   io.rng = rng;
   io.be = &be_;
@@ -312,11 +329,13 @@ void Network::forward_layer(size_t i, bool training, Rng* rng) {
 }
 
 void Network::forward(bool training, Rng& rng) {
+  if (inference_only_) fail(err::kInternal, "the network holds inference buffers only");
   for (size_t i = 0; i < slots_.size(); ++i)
     if (!slots_[i].layer->is_input()) forward_layer(i, training, &rng);
 }
 
 void Network::backward(float loss_scale, bool accumulate_dw) {
+  if (inference_only_) fail(err::kInternal, "the network holds inference buffers only");
   std::vector<bool> written(slots_.size(), false);
   // Per blob owner: whether a layer using its blobs has written their gradients in this pass (sharing).
   std::vector<bool> dw_written(slots_.size(), false);
@@ -357,6 +376,194 @@ void Network::backward(float loss_scale, bool accumulate_dw) {
   if (input_grads_)
     for (size_t i = 0; i < slots_.size(); ++i)
       if (slots_[i].layer->is_input() && !written[i]) be_.fill(slots_[i].dy, size_t(slots_[i].shape.numel()), 0.f);
+}
+
+// --- inference-only execution ---------------------------------------------------------------------------------
+
+void Network::set_inference_only(bool on) {
+  if (on == inference_only_) return;
+  inference_only_ = on;
+  free_folds();
+  set_batch_size(batch_size_);
+}
+
+bool Network::output_kept(size_t i) const {
+  if (!inference_only_ || slots_[i].layer->is_input()) return true;
+  return planned_ && i < kept_.size() && kept_[i];
+}
+
+size_t Network::buffer_bytes() const { return (owned_floats_ + arena_floats_) * sizeof(float); }
+
+std::vector<std::string> Network::folded_layers() const {
+  std::vector<std::string> v;
+  if (!inference_only_ || !planned_) return v;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (folded_[i]) v.push_back(slots_[i].layer->name());
+  return v;
+}
+
+int Network::fold_source(size_t b) const {
+  const LayerSlot& s = slots_[b];
+  if (s.layer->type() != "batchnorm" || s.inputs.size() != 1) return -1;
+  const int c = s.inputs[0];
+  const LayerSlot& cs = slots_[size_t(c)];
+  const bool output = std::find(outputs_.begin(), outputs_.end(), c) != outputs_.end();
+  if (cs.layer->is_input() || !cs.layer->can_fold_batchnorm() || cs.consumers.size() != 1 || output) return -1;
+  return c;
+}
+
+std::vector<std::string> Network::foldable_layers() const {
+  std::vector<std::string> v;
+  for (size_t b = 0; b < slots_.size(); ++b)
+    if (fold_source(b) >= 0) v.push_back(slots_[b].layer->name());
+  return v;
+}
+
+void Network::plan_inference(const std::vector<bool>& needed, const std::vector<int>& keep_list) {
+  std::vector<int> keep = keep_list;
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  if (planned_ && needed == plan_needed_ && keep == plan_keep_) return;
+  planned_ = false;
+  const size_t n = slots_.size();
+  std::vector<bool> keeping(n, false);
+  for (int i : keep) keeping[size_t(i)] = true;
+  // Folds: those of fold_source whose convolution the caller does not keep (its output is never materialised).
+  fold_bn_.assign(n, -1);
+  folded_.assign(n, false);
+  for (size_t b = 0; b < n; ++b) {
+    const int c = needed[b] ? fold_source(b) : -1;
+    if (c < 0 || keeping[size_t(c)]) continue;
+    fold_bn_[size_t(c)] = int(b);
+    folded_[b] = true;
+  }
+  for (auto it = folds_.begin(); it != folds_.end();) {
+    if (fold_bn_[size_t(it->first)] >= 0) {
+      ++it;
+      continue;
+    }
+    be_.free(it->second.w);
+    be_.free(it->second.b);
+    it = folds_.erase(it);
+  }
+  for (size_t c = 0; c < n; ++c) {
+    if (fold_bn_[c] < 0 || folds_.count(int(c))) continue;
+    const LayerSlot& cs = slots_[c];
+    Fold f;
+    f.w = be_.alloc(cs.blobs[0].size);
+    f.b = be_.alloc(size_t(cs.blobs[0].spec.shape[0]));
+    folds_[int(c)] = f;
+  }
+  // Lifetimes in steps (= slot indices): written at `first` (a folded normalisation's output by its
+  // convolution), read until `last`; kept outputs live to the end.
+  struct Life {
+    int slot, first, last;
+    size_t size, offset;
+  };
+  std::vector<int> first(n, -1), last(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    if (!needed[i] || slots_[i].layer->is_input() || fold_bn_[i] >= 0) continue;
+    first[i] = folded_[i] ? slots_[i].inputs[0] : int(i);
+    last[i] = keeping[i] ? int(n) : first[i];
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!needed[i] || slots_[i].layer->is_input() || folded_[i]) continue;
+    for (int j : slots_[i].inputs)
+      if (first[size_t(j)] >= 0) last[size_t(j)] = std::max(last[size_t(j)], int(i));
+  }
+  std::vector<Life> lives;
+  for (size_t i = 0; i < n; ++i)
+    if (first[i] >= 0) {
+      const size_t numel = size_t(slots_[i].shape.numel());
+      lives.push_back({int(i), first[i], last[i], (numel + 15) / 16 * 16, 0});  // 64-byte aligned offsets
+    }
+  // Greedy by size: each tensor, largest first, at the lowest offset clear of every placed tensor it is alive
+  // together with.
+  std::stable_sort(lives.begin(), lives.end(), [](const Life& a, const Life& b) { return a.size > b.size; });
+  size_t total = 0;
+  std::vector<std::pair<size_t, size_t>> busy;
+  for (size_t t = 0; t < lives.size(); ++t) {
+    Life& l = lives[t];
+    busy.clear();
+    for (size_t u = 0; u < t; ++u)
+      if (lives[u].first <= l.last && l.first <= lives[u].last)
+        busy.emplace_back(lives[u].offset, lives[u].offset + lives[u].size);
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (const auto& [lo, hi] : busy) {
+      if (off + l.size <= lo) break;
+      off = std::max(off, hi);
+    }
+    l.offset = off;
+    total = std::max(total, off + l.size);
+  }
+  if (total > arena_floats_) {
+    be_.free(arena_);
+    arena_ = nullptr;
+    arena_floats_ = 0;
+    arena_ = be_.alloc(total);
+    arena_floats_ = total;
+  }
+  for (auto& s : slots_)
+    if (!s.layer->is_input()) s.y = nullptr;
+  for (const Life& l : lives) slots_[size_t(l.slot)].y = arena_ + l.offset;
+  kept_ = keeping;
+  plan_needed_ = needed;
+  plan_keep_ = keep;
+  planned_ = true;
+}
+
+void Network::refresh_fold(int c, int b) {
+  Fold& f = folds_.at(c);
+  if (f.version == params_version_) return;
+  const LayerSlot& cs = slots_[size_t(c)];
+  const LayerSlot& bs = slots_[size_t(b)];
+  const BlobSlot& wb = cs.blobs[0];
+  const size_t k = size_t(wb.spec.shape[0]), per = wb.size / k;
+  std::vector<float> w(wb.size), bias(k, 0.f), gamma(k), beta(k), mean(k), var(k);
+  be_.download(w.data(), params_ + wb.offset, wb.size);
+  if (cs.blobs.size() > 1) be_.download(bias.data(), params_ + cs.blobs[1].offset, k);
+  be_.download(gamma.data(), params_ + bs.blobs[0].offset, k);
+  be_.download(beta.data(), params_ + bs.blobs[1].offset, k);
+  be_.download(mean.data(), params_ + bs.blobs[2].offset, k);
+  be_.download(var.data(), params_ + bs.blobs[3].offset, k);
+  const double eps = bs.layer->real_param("epsilon");
+  for (size_t o = 0; o < k; ++o) {
+    const double scale = double(gamma[o]) / std::sqrt(double(var[o]) + eps);
+    for (size_t q = 0; q < per; ++q) w[o * per + q] = float(double(w[o * per + q]) * scale);
+    bias[o] = float((double(bias[o]) - double(mean[o])) * scale + double(beta[o]));
+  }
+  be_.upload(f.w, w.data(), wb.size);
+  be_.upload(f.b, bias.data(), k);
+  f.version = params_version_;
+}
+
+void Network::run_inference(const std::vector<bool>& needed, const std::vector<int>& keep, Rng& rng) {
+  if (!inference_only_) fail(err::kInternal, "run_inference needs the inference-only mode");
+  plan_inference(needed, keep);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (!needed[i] || slots_[i].layer->is_input() || folded_[i]) continue;
+    const int b = fold_bn_[i];
+    if (b < 0) {
+      forward_layer(i, false, &rng);
+      continue;
+    }
+    refresh_fold(int(i), b);
+    const LayerSlot& bs = slots_[size_t(b)];
+    LayerIO io = this->io(i, false, &rng);
+    const Fold& f = folds_.at(int(i));
+    io.w = {f.w, f.b};
+    io.dw = {nullptr, nullptr};
+    io.y = bs.y;
+    io.yb = bs.block;
+    io.ys = bs.shape;
+    const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
+    slots_[i].layer->forward_folded(io, bs.layer->str_param("activation") == "relu");
+    if (profiling_) {
+      times_[i].forward_s += seconds_since(t0);
+      ++times_[i].forward_calls;
+    }
+  }
 }
 
 int Network::find(const std::string& name) const {

@@ -83,7 +83,11 @@ class Network {
 
   size_t num_trainable() const { return n_train_; }
   size_t num_params() const { return n_total_; }
-  float* params() { return params_; }
+  // Any caller may write through it: the folded inference weights are recomputed after each hand-out.
+  float* params() {
+    ++params_version_;
+    return params_;
+  }
   float* grads() { return grads_; }
   const float* lr_mult() const { return lr_mult_; }
   const float* decay_mask() const { return decay_mask_; }
@@ -106,6 +110,30 @@ class Network {
   }
   const std::vector<LayerTime>& layer_times() const { return times_; }
 
+  // Inference-only execution (model parameter 'optimize_for_inference'). No gradient buffers are held, and the
+  // outputs of the layers an inference call runs share one arena planned by liveness: offsets are assigned
+  // greedily by size (largest first, lowest offset that no tensor alive at the same time overlaps); a tensor
+  // is alive from the step that writes it to the last step that reads it, or to the end of the call for the
+  // layers the caller keeps readable. A convolution (without activation) whose only consumer is a batch
+  // normalisation runs with the normalisation's inference map folded into its weights and bias,
+  //   w' = w * gamma / sqrt(var + eps),  b' = (b - mean) * gamma / sqrt(var + eps) + beta,
+  // and the normalisation's ReLU as a post-op, writing straight into the normalisation's output; the folded
+  // weights are recomputed (in double) whenever the parameters may have changed (params() was handed out).
+  // Switching reallocates the activation buffers; weights and everything else are kept.
+  void set_inference_only(bool on);
+  bool inference_only() const { return inference_only_; }
+  // Runs the (non-input) layers marked in `needed`, in order, of which those in `keep` stay readable after
+  // the call; the plan is cached per (needed, keep). Inference-only mode only.
+  void run_inference(const std::vector<bool>& needed, const std::vector<int>& keep, Rng& rng);
+  // Whether slot i's output of the last forward or inference call can be read (always, unless inference-only).
+  bool output_kept(size_t i) const;
+  // Bytes of activation, gradient and scratch buffers now held (inference-only: of the planned arena).
+  size_t buffer_bytes() const;
+  // Names of the batch normalisations the current inference plan folds into convolutions, and of those any
+  // plan folds unless an apply call asks for the convolution's own output.
+  std::vector<std::string> folded_layers() const;
+  std::vector<std::string> foldable_layers() const;
+
  private:
   void free_activations();
   std::vector<int64_t> plan_layouts(const std::vector<Shape4>& shapes) const;
@@ -119,6 +147,30 @@ class Network {
   float* lr_mult_ = nullptr;
   float* decay_mask_ = nullptr;
   std::vector<float*> owned_;     // activation buffers
+  size_t owned_floats_ = 0;
+  uint64_t params_version_ = 1;
+  // Inference-only state: the plan (see set_inference_only) and the folded weights per convolution slot.
+  struct Fold {
+    float* w = nullptr;
+    float* b = nullptr;
+    uint64_t version = 0;  // params_version_ the values were computed from
+  };
+  void free_folds();
+  // The convolution slot batch normalisation slot b can be folded into (its only reader, not a model
+  // output), or -1.
+  int fold_source(size_t b) const;
+  void plan_inference(const std::vector<bool>& needed, const std::vector<int>& keep);
+  void refresh_fold(int conv, int bn);
+  bool inference_only_ = false;
+  bool planned_ = false;
+  std::vector<bool> plan_needed_;
+  std::vector<int> plan_keep_;
+  std::vector<int> fold_bn_;      // per slot: for a folded convolution the batch normalisation's slot, else -1
+  std::vector<bool> folded_;      // per slot: a batch normalisation folded into its input convolution
+  std::vector<bool> kept_;        // per slot: output readable after the call
+  std::map<int, Fold> folds_;
+  float* arena_ = nullptr;
+  size_t arena_floats_ = 0;
   bool input_grads_ = false;
   bool profiling_ = false;
   std::vector<LayerTime> times_;

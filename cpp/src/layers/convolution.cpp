@@ -71,6 +71,12 @@ class Convolution : public Layer {
   void forward(LayerIO& io) override {
     io.be->conv_forward(key(io), act_, io.x[0], io.w[0], bias_ ? io.w[1] : nullptr, io.y);
   }
+  bool can_fold_batchnorm() const override { return act_ == Act::kNone; }
+  void forward_folded(LayerIO& io, bool relu) override {
+    ConvKey k = key(io);
+    k.bias = 1;
+    io.be->conv_forward(k, relu ? Act::kRelu : Act::kNone, io.x[0], io.w[0], io.w[1], io.y);
+  }
   void backward(LayerIO& io) override {
     ConvKey k = key(io);
     const float* dy = io.dy;

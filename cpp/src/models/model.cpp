@@ -62,8 +62,8 @@ void in_range(const std::string& name, double d, double lo, double hi, bool hi_o
 std::vector<std::string> param_names(const ModelAdapter& a) {
   std::vector<std::string> v = {
       "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "batchnorm_momentum", "gpu",
-      "input_dimensions", "layer_names", "learning_rate", "momentum", "num_trainable_params", "precision",
-      "precision_is_converted", "runtime", "solver_type", "type", "weight_prior"};
+      "input_dimensions", "layer_names", "learning_rate", "momentum", "num_trainable_params", "optimize_for_inference",
+      "precision", "precision_is_converted", "runtime", "solver_type", "type", "weight_prior"};
   for (auto& n : a.param_names()) v.push_back(n);
   std::sort(v.begin(), v.end());
   return v;
@@ -134,6 +134,15 @@ void Model::set_param(const std::string& name, const Tuple& v) {
       }
     if (!any) fail(err::kParamNotAvailable, "the model has no batch-normalisation layer");
     rebuild(ds);
+  } else if (name == "optimize_for_inference") {
+    // 'true': inference only. Gradient buffers are released, activations share a liveness-planned arena and
+    // batch normalisations are folded into the convolutions before them (Network::set_inference_only);
+    // training, gradients and the activations of layers an apply call did not return are unavailable until
+    // it is set back to 'false'. Weights, statistics and solver state are kept either way.
+    if (v.size() != 1 || !is_string(v[0]) ||
+        (std::get<std::string>(v[0]) != "true" && std::get<std::string>(v[0]) != "false"))
+      fail(err::kWrongValue3, "'optimize_for_inference' takes 'true' or 'false', got " + to_string(v));
+    net_->set_inference_only(std::get<std::string>(v[0]) == "true");
   } else if (name == "precision" || name == "precision_is_converted") {
     fail(err::kWrongValue2, "'" + name + "' can only be read (optimize_dl_model_for_inference is not available)");
   } else if (name == "runtime_init") {
@@ -187,7 +196,8 @@ Tuple Model::get_param(const std::string& name) {
       if (sl.layer->type() == "batchnorm") return sl.layer->param("momentum");
     fail(err::kParamNotAvailable, "the model has no batch-normalisation layer");
   }
-  if (name == "precision_is_converted") return {std::string("false")};
+  if (name == "precision_is_converted") return {std::string(converted_ ? "true" : "false")};
+  if (name == "optimize_for_inference") return {std::string(net_->inference_only() ? "true" : "false")};
   if (name == "type") return {adapter_->type()};
   if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
   if (name == "layer_names") {
@@ -271,6 +281,9 @@ std::vector<std::vector<float>> Model::pack(const std::vector<Sample>& batch, co
 
 TrainResult Model::train_batch(const std::vector<Sample>& batch) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (net_->inference_only())
+    fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true') and "
+                                  "cannot be trained; set 'optimize_for_inference' to 'false' first");
   const size_t need = size_t(batch_size_ * multiplier_);
   if (batch.size() != need)
     fail(err::kInputWrongBatchSizeWithMultiplier,
@@ -391,9 +404,13 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
   Backend& be = net_->backend();
   for (size_t k = 0; k < inputs.size(); ++k)
     be.upload(slots[inputs[k]].y, staged[k].data(), size_t(slots[inputs[k]].shape.numel()));
-  for (size_t i = 0; i < slots.size(); ++i) {
-    if (!needed[i] || slots[i].layer->is_input()) continue;
-    net_->forward_layer(i, false, &rng_);
+  if (net_->inference_only()) {
+    net_->run_inference(needed, want, rng_);
+  } else {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (!needed[i] || slots[i].layer->is_input()) continue;
+      net_->forward_layer(i, false, &rng_);
+    }
   }
   std::vector<Result> res(batch.size());
   for (int w : want) {
@@ -480,6 +497,10 @@ void Model::set_weights(const Tensor& w, const std::string& layer, const std::st
 Tensor Model::activations(const std::string& layer) {
   std::lock_guard<std::mutex> lock(mu_);
   int i = slot_of(layer);
+  if (!net_->output_kept(size_t(i)))
+    fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true'), "
+                                  "which keeps only the outputs the last apply_dl_model returned; layer '" + layer +
+                                      "' was not among them (name it in apply_dl_model's outputs)");
   return to_images(size_t(i), false);
 }
 
@@ -487,6 +508,9 @@ Tensor Model::gradients(const std::string& layer) {
   std::lock_guard<std::mutex> lock(mu_);
   int i = slot_of(layer);
   const auto& s = net_->slots()[i];
+  if (net_->inference_only())
+    fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true') and "
+                                  "holds no gradients");
   if (!has_step_) fail(err::kParamNotAvailable, "no training step has run yet, so there are no gradients");
   if (s.layer->is_input() && !net_->input_gradients())
     fail(err::kParamNotAvailable, "gradients with respect to input layer '" + layer +

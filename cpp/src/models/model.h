@@ -64,6 +64,8 @@ class Model {
   const Network& net() const { return *net_; }
   int64_t batch_size() const { return batch_size_; }
   std::mutex& mutex() { return mu_; }
+  // optimize_dl_model_for_inference's mark on its copies ('precision_is_converted').
+  void set_converted(bool on) { converted_ = on; }
 
  private:
   Model() = default;
@@ -90,6 +92,7 @@ class Model {
   float* m_ = nullptr;  // SGD velocity / Adam first moment
   float* v_ = nullptr;  // Adam second moment
   bool has_step_ = false;
+  bool converted_ = false;
   std::mutex mu_;
 };
 

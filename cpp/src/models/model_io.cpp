@@ -93,6 +93,7 @@ void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std:
   // Build and size the new network completely before anything of the current model changes.
   auto outs = build_graph(layers, outputs.empty() ? output_names() : outputs);
   auto net = std::make_unique<Network>(outs, net_->backend());
+  net->set_inference_only(net_->inference_only());
   net->set_batch_size(batch_size_);
   auto old = snapshot(*net_, m_, v_);
   Rng init_rng = rng_;
@@ -213,6 +214,8 @@ DictPtr Model::to_dict() {
   h->set_tuple("solver_type", {solver_});
   h->set_tuple("adam_step", {adam_t_});
   h->set_tuple("has_step", {int64_t(has_step_)});
+  h->set_tuple("optimize_for_inference", {int64_t(net_->inference_only())});
+  h->set_tuple("precision_is_converted", {int64_t(converted_)});
   d->set_dict("hyper", h);
   Tuple rs;
   for (uint64_t w : rng_.state()) rs.emplace_back(static_cast<int64_t>(w));
@@ -272,6 +275,9 @@ std::shared_ptr<Model> Model::from_dict(const Dict& d, int code) {
     if (m->solver_ != "sgd" && m->solver_ != "adam") fail(code, "invalid solver type");
     m->adam_t_ = integer("adam_step");
     m->has_step_ = integer("has_step") != 0;
+    // Absent in files written before these parameters existed.
+    if (h->contains("precision_is_converted")) m->converted_ = integer("precision_is_converted") != 0;
+    if (h->contains("optimize_for_inference")) m->net_->set_inference_only(integer("optimize_for_inference") != 0);
     m->net_->set_batch_size(m->batch_size_);
     m->alloc_solver_state();
     Backend& be = m->net_->backend();

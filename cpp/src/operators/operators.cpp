@@ -229,6 +229,28 @@ void WriteDlModel(const HDlModel& m, const std::string& file_name) {
 std::vector<uint8_t> SerializeDlModel(const HDlModel& m) {
   return op("serialize_dl_model", [&] { return serialize_dict(*model_of(m).to_dict()); });
 }
+HDlModel OptimizeDlModelForInference(const HDlModel& m, const std::string& runtime, const std::string& precision,
+                                     HDict* conversion_report) {
+  return op("optimize_dl_model_for_inference", [&] {
+    if (runtime != "cpu")
+      fail(err::kWrongValue2, "conversion for runtime '" + runtime + "' is not available: this build converts for "
+                              "the CPU only");
+    if (precision != "float32")
+      fail(err::kWrongValue3, "precision '" + precision + "' is not available on the CPU device (available: 'float32')");
+    DictPtr d = model_of(m).to_dict();
+    std::shared_ptr<Model> c = Model::from_dict(*d, err::kInternal);
+    c->set_param("optimize_for_inference", {std::string("true")});
+    c->set_converted(true);
+    auto report = std::make_shared<Dict>();
+    report->set_tuple("runtime", {runtime});
+    report->set_tuple("precision", {precision});
+    Tuple folded;
+    for (auto& n : c->net().foldable_layers()) folded.push_back(n);
+    report->set_tuple("folded_layers", folded);
+    if (conversion_report) *conversion_report = HDict{report};
+    return HDlModel{c};
+  });
+}
 HDlModel DeserializeDlModel(const std::vector<uint8_t>& bytes) {
   return op("deserialize_dl_model", [&] {
     DictPtr d = deserialize_dict(bytes.data(), bytes.size(), kModelCodes);

@@ -1,0 +1,246 @@
+"""Inference-optimized models: set_dl_model_param(model, 'optimize_for_inference', 'true') and
+optimize_dl_model_for_inference (graph/network.h, Network::set_inference_only).
+
+An optimized model folds each batch normalisation into the convolution before it (weights and bias scaled in
+double precision, the normalisation's ReLU as the convolution's post-op), holds no gradient buffers and keeps
+its activations in one arena planned by liveness. Its outputs must equal the unoptimized model's: both compute
+gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta in float32, only the order of the rounding steps differs
+(scaling the weights before the sum instead of the sum after it), about 1e-7 relative per operation; over a few
+layers that stays below 1e-5 relative, so 1e-4 relative (of the tensor's largest magnitude) leaves a margin, while a
+wrong fold (a channel's scale applied to another, the mean or beta dropped, the ReLU missing) changes values by O(1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import opendl as ha
+from opendl.errors import HOperatorError
+
+C = 16  # a multiple of the fixed activation blocks, so folded convolutions write blocked outputs too
+
+
+def build(seed=5, c=C, batch=4):
+    ha.set_system("seed_rand", seed)
+    img = ha.create_dl_layer_input("image", [12, 12, 3], [], [])
+    lab = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
+    wts = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+    x = ha.create_dl_layer_convolution(img, "conv1", 3, 1, 1, c, 1, "half_kernel_size", "none", [], [])
+    x = ha.create_dl_layer_batch_normalization(x, "bn1", 0.9, 1e-5, "relu", [], [])
+    x = ha.create_dl_layer_pooling(x, "pool1", [3, 3], [2, 2], [1, 1], "maximum", [], [])
+    a = ha.create_dl_layer_convolution(x, "conv2", 3, 1, 1, c, 1, "half_kernel_size", "none", "bias_term", "false")
+    a = ha.create_dl_layer_batch_normalization(a, "bn2", 0.9, 1e-3, "none", [], [])
+    d = ha.create_dl_layer_convolution(x, "dw", 3, 1, 1, c, c, "half_kernel_size", "none", [], [])
+    d = ha.create_dl_layer_batch_normalization(d, "bn_dw", 0.9, 1e-5, "relu", [], [])
+    x = ha.create_dl_layer_elementwise([a, d], "sum", "sum", [], [], [])
+    # conv3 feeds two layers: it cannot be folded (bn3 would need its output unnormalised for 'side').
+    y = ha.create_dl_layer_convolution(x, "conv3", 1, 1, 1, c, 1, "none", "none", [], [])
+    b3 = ha.create_dl_layer_batch_normalization(y, "bn3", 0.9, 1e-5, "relu", [], [])
+    side = ha.create_dl_layer_activation(y, "side", "sigmoid", [], [])
+    x = ha.create_dl_layer_elementwise([b3, side], "sum2", "sum", [], [], [])
+    # a convolution with its own activation cannot take the normalisation either
+    x = ha.create_dl_layer_convolution(x, "conv4", 3, 1, 1, c, 1, "half_kernel_size", "relu", [], [])
+    x = ha.create_dl_layer_batch_normalization(x, "bn4", 0.9, 1e-5, "none", [], [])
+    x = ha.create_dl_layer_pooling(x, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
+    x = ha.create_dl_layer_dense(x, "fc", 4, [], [])
+    sm = ha.create_dl_layer_softmax(x, "softmax", [], [])
+    model = ha.create_dl_model(ha.create_dl_layer_loss_cross_entropy(sm, lab, wts, "loss", 1.0, [], []))
+    ha.set_dl_model_param(model, "batch_size", batch)
+    ha.set_dl_model_param(model, "learning_rate", 0.01)
+    randomize_batchnorms(model, np.random.default_rng(seed))
+    return model
+
+
+def randomize_batchnorms(model, rng):
+    """Statistics and affine parameters far from the identity, so that every term of the fold matters."""
+    for n in ha.get_dl_model_param(model, "layer_names"):
+        if ha.get_dl_model_layer_param(model, n, "type")[0] != "batchnorm":
+            continue
+        for t in ("weights", "bias", "batchnorm_mean", "batchnorm_variance"):
+            shape = ha.get_dl_model_layer_weights(model, n, t).shape
+            v = rng.uniform(0.3, 2.0, shape) if t in ("weights", "batchnorm_variance") else rng.normal(0, 0.5, shape)
+            ha.set_dl_model_layer_weights(v.astype(np.float32), model, n, t)
+
+
+def samples(n=4, seed=0, labels=True):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        s = {"image": rng.standard_normal((12, 12, 3)).astype(np.float32)}
+        if labels:
+            s.update({"image_label_id": int(rng.integers(4)), "weights": 1.0})
+        out.append(s)
+    return out
+
+
+def outputs(model, batch, names):
+    res = [ha.as_python_dict(r) for r in ha.apply_dl_model(model, batch, names)]
+    return {n: np.stack([np.asarray(r[n]) for r in res]) for n in names}
+
+
+def assert_close(got, want):
+    scale = max(float(np.max(np.abs(want))), 1e-6)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale)
+
+
+def cpu():
+    return ha.query_available_dl_devices(["runtime"], ["cpu"])[0]
+
+
+def core(model):
+    return model.core("test")
+
+
+def test_optimized_copy_gives_the_unoptimized_outputs_and_folds_where_it_may():
+    model = build()
+    batch = samples()
+    names = ["softmax", "fc", "bn2", "sum2"]
+    want = outputs(model, batch, names)
+    opt, report = ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], [])
+    rep = ha.as_python_dict(report)
+    assert rep["runtime"] == ["cpu"] and rep["precision"] == ["float32"]
+    # bn3's convolution also feeds 'side', conv4 has its own ReLU: those two stay unfolded.
+    assert sorted(rep["folded_layers"]) == ["bn1", "bn2", "bn_dw"]
+    got = outputs(opt, batch, names)
+    assert sorted(core(opt).folded_layers()) == ["bn1", "bn2", "bn_dw"]
+    for n in names:
+        assert_close(got[n], want[n])
+    # The source model is left as it was.
+    assert ha.get_dl_model_param(model, "optimize_for_inference") == ["false"]
+    assert ha.get_dl_model_param(model, "precision_is_converted") == ["false"]
+    assert ha.get_dl_model_param(opt, "optimize_for_inference") == ["true"]
+    assert ha.get_dl_model_param(opt, "precision_is_converted") == ["true"]
+    assert ha.get_dl_model_param(opt, "precision") == ["float32"]
+
+
+def test_asking_for_a_convolution_output_keeps_it_unfolded_and_exact():
+    model = build()
+    batch = samples()
+    want = outputs(model, batch, ["conv1", "bn1", "softmax"])
+    ha.set_dl_model_param(model, "optimize_for_inference", "true")
+    got = outputs(model, batch, ["conv1", "bn1", "softmax"])
+    assert "bn1" not in core(model).folded_layers() and "bn2" in core(model).folded_layers()
+    for n in want:
+        assert_close(got[n], want[n])
+    # The next call with the default outputs folds bn1 again and still agrees.
+    got = outputs(model, batch, ["softmax"])
+    assert "bn1" in core(model).folded_layers()
+    assert_close(got["softmax"], want["softmax"])
+
+
+def test_only_returned_outputs_stay_readable_and_no_gradients_or_training():
+    model = build()
+    batch = samples()
+    ha.train_dl_model_batch(model, batch)
+    ha.set_dl_model_param(model, "optimize_for_inference", "true")
+    ha.apply_dl_model(model, [{"image": s["image"]} for s in batch], ["bn2", "softmax"])
+    assert ha.get_dl_model_layer_activations(model, "bn2").shape[0] == len(batch)
+    for layer in ("conv1", "conv2", "pool1"):  # folded away or overwritten in the arena
+        with pytest.raises(HOperatorError) as e:
+            ha.get_dl_model_layer_activations(model, layer)
+        assert e.value.error_code == 7788 and layer in str(e.value)
+    with pytest.raises(HOperatorError) as e:
+        ha.get_dl_model_layer_gradients(model, "conv1")
+    assert e.value.error_code == 7788
+    before = ha.get_dl_model_layer_weights(model, "conv1", "weights")
+    with pytest.raises(HOperatorError) as e:
+        ha.train_dl_model_batch(model, batch)
+    assert e.value.error_code == 7788 and "optimize_for_inference" in str(e.value)
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(model, "conv1", "weights"), before)
+
+
+def test_switching_back_and_forth_leaves_training_bit_identical():
+    a, b = build(seed=8), build(seed=8)
+    data = [samples(seed=s) for s in range(3)]
+    for batch in data:
+        ha.train_dl_model_batch(a, batch)
+    ha.train_dl_model_batch(b, data[0])
+    ha.set_dl_model_param(b, "optimize_for_inference", "true")
+    ha.apply_dl_model(b, samples(seed=9, labels=False), [])
+    ha.set_dl_model_param(b, "optimize_for_inference", "false")
+    for batch in data[1:]:
+        ha.train_dl_model_batch(b, batch)
+    for layer, t in (("conv1", "weights"), ("bn2", "batchnorm_mean"), ("fc", "bias")):
+        np.testing.assert_array_equal(ha.get_dl_model_layer_weights(a, layer, t),
+                                      ha.get_dl_model_layer_weights(b, layer, t))
+
+
+def test_weights_set_after_optimizing_are_folded_again():
+    model = build()
+    opt, _ = ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], [])
+    batch = samples(labels=False)
+    outputs(opt, batch, ["softmax"])  # folds the current weights
+    shape = ha.get_dl_model_layer_weights(model, "conv2", "weights").shape
+    w = np.random.default_rng(1).normal(0, 0.3, shape).astype(np.float32)
+    for m in (model, opt):
+        randomize_batchnorms(m, np.random.default_rng(2))
+        ha.set_dl_model_layer_weights(w, m, "conv2", "weights")
+    assert_close(outputs(opt, batch, ["fc"])["fc"], outputs(model, batch, ["fc"])["fc"])
+
+
+def test_activation_memory_is_planned_by_liveness():
+    model = build(batch=8)
+    full = core(model).buffer_bytes()
+    ha.set_dl_model_param(model, "optimize_for_inference", "true")
+    ha.apply_dl_model(model, samples(8, labels=False), [])
+    planned = core(model).buffer_bytes()
+    # Unoptimized: output and gradient buffers of every layer. Optimized: inputs, scratch and an arena in
+    # which at most a few (C, 12, 12) tensors are alive at once.
+    per_tensor = 8 * C * 12 * 12 * 4
+    assert planned < full / 3
+    assert planned < 8 * per_tensor
+    # and back: every buffer again
+    ha.set_dl_model_param(model, "optimize_for_inference", "false")
+    assert core(model).buffer_bytes() == full
+
+
+def test_batch_size_changes_save_and_load_keep_the_optimization(tmp_path):
+    model = build()
+    opt, _ = ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], [])
+    ha.set_dl_model_param(opt, "batch_size", 2)
+    ha.set_dl_model_param(model, "batch_size", 2)
+    batch = samples(2, labels=False)
+    assert_close(outputs(opt, batch, ["softmax"])["softmax"], outputs(model, batch, ["softmax"])["softmax"])
+    path = str(tmp_path / "opt.hdl")
+    ha.write_dl_model(opt, path)
+    back = ha.read_dl_model(path)
+    assert ha.get_dl_model_param(back, "optimize_for_inference") == ["true"]
+    assert ha.get_dl_model_param(back, "precision_is_converted") == ["true"]
+    assert_close(outputs(back, batch, ["softmax"])["softmax"], outputs(model, batch, ["softmax"])["softmax"])
+
+
+def test_built_in_resnet_folds_every_batch_normalisation_and_agrees():
+    model = ha.read_dl_model("pretrained_dl_classifier_resnet18.hdl")
+    ha.set_dl_model_param(model, "image_dimensions", [32, 32, 3])
+    ha.set_dl_model_param(model, "class_ids", [0, 1, 2])
+    ha.set_dl_model_param(model, "batch_size", 2)
+    randomize_batchnorms(model, np.random.default_rng(3))
+    names = ha.get_dl_model_param(model, "layer_names")
+    bns = [n for n in names if ha.get_dl_model_layer_param(model, n, "type")[0] == "batchnorm"]
+    batch = [{"image": np.random.default_rng(i).uniform(-1, 1, (32, 32, 3)).astype(np.float32)} for i in range(2)]
+    fc = [n for n in names if ha.get_dl_model_layer_param(model, n, "type")[0] == "dense"][-1]
+    want = outputs(model, batch, [fc])[fc]
+    opt, report = ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], [])
+    assert sorted(ha.as_python_dict(report)["folded_layers"]) == sorted(bns)
+    assert_close(outputs(opt, batch, [fc])[fc], want)
+    res = ha.as_python_dict(ha.apply_dl_model(opt, batch, [])[0])
+    assert len(res["classification_class_ids"]) == 3
+
+
+def test_bad_conversions_raise_and_change_nothing():
+    model = build()
+    with pytest.raises(HOperatorError) as e:
+        ha.optimize_dl_model_for_inference(model, cpu(), "int8", [], [])
+    assert e.value.error_code == 1303 and "int8" in str(e.value)
+    with pytest.raises(HOperatorError) as e:
+        ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], ha.from_python_dict({"calibration": 1}))
+    assert e.value.error_code == 7911 and "calibration" in str(e.value)
+    with pytest.raises(HOperatorError) as e:
+        ha.optimize_dl_model_for_inference(model, [], "float32", [], [])
+    assert e.value.error_code == 1402
+    with pytest.raises(HOperatorError) as e:
+        ha.set_dl_model_param(model, "optimize_for_inference", "yes")
+    assert e.value.error_code == 1303
+    assert ha.get_dl_model_param(model, "optimize_for_inference") == ["false"]
+    ha.train_dl_model_batch(model, samples())  # still trainable
