@@ -270,7 +270,7 @@ void Network::init_params(Rng& rng) {
         case Filler::kOne: std::fill(p, p + b.size, 1.f); break;
       }
     }
-  if (n_total_) be_.upload(params_, host.data(), n_total_);
+  if (n_total_) be_.upload(params(), host.data(), n_total_);
 }
 
 LayerIO Network::io(size_t i, bool training, Rng* rng) {

@@ -144,7 +144,8 @@ void Model::set_param(const std::string& name, const Tuple& v) {
       fail(err::kWrongValue3, "'optimize_for_inference' takes 'true' or 'false', got " + to_string(v));
     net_->set_inference_only(std::get<std::string>(v[0]) == "true");
   } else if (name == "precision" || name == "precision_is_converted") {
-    fail(err::kWrongValue2, "'" + name + "' can only be read (optimize_dl_model_for_inference is not available)");
+    fail(err::kWrongValue2,
+         "'" + name + "' can only be read (optimize_dl_model_for_inference returns a converted copy)");
   } else if (name == "runtime_init") {
     if (v.size() != 1 || !is_string(v[0]) || std::get<std::string>(v[0]) != "immediately")
       fail(err::kWrongValue3, "'runtime_init' takes 'immediately'");
