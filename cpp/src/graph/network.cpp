@@ -452,6 +452,7 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
     Fold f;
     f.w = be_.alloc(cs.blobs[0].size);
     f.b = be_.alloc(size_t(cs.blobs[0].spec.shape[0]));
+    f.relu = slots_[size_t(fold_bn_[c])].layer->str_param("activation") == "relu";
     folds_[int(c)] = f;
   }
   // Lifetimes in steps (= slot indices): written at `first` (a folded normalisation's output by its
@@ -558,7 +559,7 @@ void Network::run_inference(const std::vector<bool>& needed, const std::vector<i
     io.yb = bs.block;
     io.ys = bs.shape;
     const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
-    slots_[i].layer->forward_folded(io, bs.layer->str_param("activation") == "relu");
+    slots_[i].layer->forward_folded(io, f.relu);
     if (profiling_) {
       times_[i].forward_s += seconds_since(t0);
       ++times_[i].forward_calls;

@@ -154,6 +154,7 @@ class Network {
     float* w = nullptr;
     float* b = nullptr;
     uint64_t version = 0;  // params_version_ the values were computed from
+    bool relu = false;     // the normalisation's activation, run as the convolution's post-op
   };
   void free_folds();
   // The convolution slot batch normalisation slot b can be folded into (its only reader, not a model
