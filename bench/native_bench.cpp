@@ -101,7 +101,7 @@ Peak measure_peak(int threads) {
 struct Args {
   std::vector<std::string> models;
   int64_t batch = 16, size = 0, steps = 5, warmup = 2, reps = 3, classes = 10, threads = 0;
-  bool train = true, infer = true, peak_only = false, profile = false;
+  bool train = true, infer = true, peak_only = false, profile = false, optimize = false;
 };
 
 HDlModel build_cnn(const Args& a, int64_t size) {
@@ -210,7 +210,7 @@ void report(const char* what, const std::string& model, const Args& a, int64_t s
             double flops, const Peak& peak) {
   const double med = median(ms);
   const double gf = flops / (med * 1e-3) / 1e9;
-  std::printf("%-12s %-6s batch %3lld  %3lldx%-3lld  %9.2f ms  %8.1f images/s  %7.1f GFLOP/s", model.c_str(), what,
+  std::printf("%-12s %-9s batch %3lld  %3lldx%-3lld  %9.2f ms  %8.1f images/s  %7.1f GFLOP/s", model.c_str(), what,
               (long long)a.batch, (long long)size, (long long)size, med, double(a.batch) * 1e3 / med, gf);
   if (peak.gflops > 0) std::printf("  %5.1f %% of peak", 100.0 * gf / peak.gflops);
   std::printf("   (spread %.2f..%.2f ms)\n", *std::min_element(ms.begin(), ms.end()),
@@ -266,8 +266,9 @@ int usage() {
                "usage: opendl_bench [--model all|cnn|compact|resnet18|resnet50|mobilenetv2[,...]] [--batch N]\n"
                "                    [--size S (default: 64 for cnn, 224 otherwise)] [--steps N] [--warmup N]\n"
                "                    [--reps N] [--threads N] [--classes N] [--train-only | --infer-only]\n"
-               "                    [--peak-only] [--profile]\n"
-               "--profile: after the timed steps, per-layer forward / backward time of further ones\n");
+               "                    [--peak-only] [--profile] [--optimize]\n"
+               "--profile: after the timed steps, per-layer forward / backward time of further ones\n"
+               "--optimize: also time inference of the model's optimize_dl_model_for_inference copy\n");
   return 2;
 }
 
@@ -301,6 +302,7 @@ int main(int argc, char** argv) {
     else if (s == "--infer-only") a.train = false;
     else if (s == "--peak-only") a.peak_only = true;
     else if (s == "--profile") a.profile = true;
+    else if (s == "--optimize") a.optimize = true;
     else ok = false;
     if (!ok) return usage();
   }
@@ -339,6 +341,12 @@ int main(int argc, char** argv) {
         fwd = 2.0 * forward_macs(m, bwd_data);
         report("infer", name, a, size, ms, fwd, peak);
         if (a.profile) profile(a, m, "an inference call", [&] { ApplyDlModel(m, batch, {}); });
+        if (a.optimize) {
+          HDlModel opt = OptimizeDlModelForInference(m, "cpu", "float32", nullptr);
+          auto oms = time_reps(a, [&] { ApplyDlModel(opt, batch, {}); });
+          report("infer-opt", name, a, size, oms, fwd, peak);
+          if (a.profile) profile(a, opt, "an optimized inference call", [&] { ApplyDlModel(opt, batch, {}); });
+        }
       }
     }
   } catch (const Error& e) {

@@ -298,6 +298,7 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("buffer_bytes", [](const HDlModel& h) { return h.ptr->net().buffer_bytes(); })
       .def("folded_layers", [](const HDlModel& h) { return h.ptr->net().folded_layers(); })
+      .def("fused_layers", [](const HDlModel& h) { return h.ptr->net().fused_layers(); })
       .def("load_weights_from", [](const HDlModel& target, const HDlModel& source) {
         return LoadDlModelWeights(source, target);
       })

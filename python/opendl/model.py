@@ -176,9 +176,11 @@ def apply_dl_model(dlmodel_handle, dlsample_batch, outputs):
 def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, dlsamples, gen_param):
     """A copy of the model optimized for inference on the device (the source model is unchanged) and a
     conversion report dict. The CPU device converts to precision 'float32': the copy has
-    'optimize_for_inference' 'true' (batch normalisations folded into the convolutions before them, gradient
-    buffers released, activations in one liveness-planned arena; it cannot be trained) and
-    'precision_is_converted' 'true'. The report holds 'runtime', 'precision' and 'folded_layers'. dlsamples
+    'optimize_for_inference' 'true' (batch normalisations folded into the convolutions before them, residual
+    sums and the ReLUs after them computed by the convolutions' post-ops, gradient buffers released, activations
+    in one liveness-planned arena; it cannot be trained) and 'precision_is_converted' 'true'. The report holds
+    'runtime', 'precision', 'folded_layers' and 'fused_layers' (the elementwise sums and ReLU layers merged
+    into convolutions when the model's outputs alone are asked for). dlsamples
     (calibration samples, needed by HALCON for 'int8' only) may be empty; gen_param must be an empty dict or
     []. Other precisions and devices raise: this build has no float16 / int8 CPU kernels."""
     op = "optimize_dl_model_for_inference"

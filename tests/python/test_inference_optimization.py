@@ -171,11 +171,14 @@ def test_weights_set_after_optimizing_are_folded_again():
     opt, _ = ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], [])
     batch = samples(labels=False)
     outputs(opt, batch, ["softmax"])  # folds the current weights
-    shape = ha.get_dl_model_layer_weights(model, "conv2", "weights").shape
-    w = np.random.default_rng(1).normal(0, 0.3, shape).astype(np.float32)
+    # conv2 is folded; conv4 (with its own ReLU) is not, but both keep their weights reordered between calls,
+    # which a change must renew.
     for m in (model, opt):
         randomize_batchnorms(m, np.random.default_rng(2))
-        ha.set_dl_model_layer_weights(w, m, "conv2", "weights")
+        for i, conv in enumerate(("conv2", "conv4")):
+            shape = ha.get_dl_model_layer_weights(model, conv, "weights").shape
+            w = np.random.default_rng(1 + i).normal(0, 0.3, shape).astype(np.float32)
+            ha.set_dl_model_layer_weights(w, m, conv, "weights")
     assert_close(outputs(opt, batch, ["fc"])["fc"], outputs(model, batch, ["fc"])["fc"])
 
 
@@ -244,3 +247,86 @@ def test_bad_conversions_raise_and_change_nothing():
     assert e.value.error_code == 1303
     assert ha.get_dl_model_param(model, "optimize_for_inference") == ["false"]
     ha.train_dl_model_batch(model, samples())  # still trainable
+
+
+def build_residual(c, seed=7, batch=4):
+    """Residual blocks covering the fusion cases of Network::plan_fusions:
+    add1 - identity shortcut, then a ReLU: conv b1bc (with b1bn folded) adds into the stem's buffer, r1 fused;
+    add2 - projection shortcut built after the main branch: the projection (p2c, p2n folded) adds into the main
+           branch's buffer (the other way round is impossible: the projection is computed later); r2 fused;
+    add3 - a convolution without normalisation whose own input is the residual: not fused (the convolution
+           would overwrite what it reads);
+    add4 - likewise (b4c reads add3);
+    add5 - adds into add3's buffer: add3's other readers (b4c, add4) run before b5c; no ReLU after it;
+    add6 - coefficients (1, 0.5): not fused;
+    add7 - the residual r2 is read again after the sum (by 'late'): not fused."""
+    ha.set_system("seed_rand", seed)
+    img = ha.create_dl_layer_input("image", [12, 12, 3], [], [])
+    lab = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
+    wts = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+
+    def cbn(x, name, k, stride, act):
+        y = ha.create_dl_layer_convolution(x, name + "c", k, 1, stride, c, 1, "half_kernel_size", "none", [], [])
+        return ha.create_dl_layer_batch_normalization(y, name + "n", 0.9, 1e-5, act, [], [])
+
+    def add(a, b, name, coefficients=()):
+        return ha.create_dl_layer_elementwise([a, b], name, "sum", list(coefficients), [], [])
+
+    def relu(x, name):
+        return ha.create_dl_layer_activation(x, name, "relu", [], [])
+
+    x0 = cbn(img, "stem", 3, 1, "relu")
+    r1 = relu(add(cbn(cbn(x0, "b1a", 3, 1, "relu"), "b1b", 3, 1, "none"), x0, "add1"), "r1")
+    y = cbn(cbn(r1, "b2a", 3, 2, "relu"), "b2b", 3, 1, "none")
+    r2 = relu(add(y, cbn(r1, "p2", 1, 2, "none"), "add2"), "r2")
+    y = ha.create_dl_layer_convolution(r2, "b3c", 3, 1, 1, c, 1, "half_kernel_size", "none", [], [])
+    add3 = add(y, r2, "add3")
+    add4 = add(cbn(add3, "b4", 3, 1, "none"), add3, "add4")
+    add5 = add(cbn(add4, "b5", 3, 1, "none"), add3, "add5")
+    add6 = add(cbn(add5, "b6", 3, 1, "none"), add5, "add6", (1.0, 0.5))
+    add7 = add(cbn(add6, "b7", 3, 1, "none"), r2, "add7")
+    late = ha.create_dl_layer_elementwise([add7, r2], "late", "maximum", [], [], [])
+    x = ha.create_dl_layer_pooling(late, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
+    x = ha.create_dl_layer_dense(x, "fc", 4, [], [])
+    sm = ha.create_dl_layer_softmax(x, "softmax", [], [])
+    model = ha.create_dl_model(ha.create_dl_layer_loss_cross_entropy(sm, lab, wts, "loss", 1.0, [], []))
+    ha.set_dl_model_param(model, "batch_size", batch)
+    randomize_batchnorms(model, np.random.default_rng(seed))
+    return model
+
+
+@pytest.fixture
+def blocked_on_afterwards():
+    from opendl import _core
+    yield _core
+    _core._set_blocked_layouts(True)
+
+
+@pytest.mark.parametrize("blocked,c", [(True, C), (False, C), (True, 128)])
+def test_residual_sums_are_computed_by_the_convolutions_and_agree(blocked_on_afterwards, blocked, c):
+    # Fixed-block (16), plain (the sum post-op then reads the residual through a reorder) and channels-last
+    # (128 channels) layouts.
+    blocked_on_afterwards._set_blocked_layouts(blocked)
+    model = build_residual(c)
+    batch = samples(labels=False)
+    names = ["softmax", "fc"]
+    want = outputs(model, batch, names)
+    opt, report = ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], [])
+    fused = ["add1", "r1", "add2", "r2", "add5"]
+    assert ha.as_python_dict(report)["fused_layers"] == fused
+    got = outputs(opt, batch, names)
+    assert core(opt).fused_layers() == fused
+    for n in names:
+        assert_close(got[n], want[n])
+    # Asking for a sum's output keeps it readable: the ReLU after it then runs on its own, the sum stays fused.
+    got = outputs(opt, batch, ["add1", "r1", "softmax"])
+    assert "r1" not in core(opt).fused_layers() and "add1" in core(opt).fused_layers()
+    want = outputs(model, batch, ["add1", "r1", "softmax"])
+    for n in ("add1", "r1", "softmax"):
+        assert_close(got[n], want[n])
+    # Asking for a residual (stem's output) or the convolution's value (b1bn) keeps the sum off the post-ops.
+    got = outputs(opt, batch, ["stemn", "b1bn", "softmax"])
+    assert "add1" not in core(opt).fused_layers() and "add2" in core(opt).fused_layers()
+    want = outputs(model, batch, ["stemn", "b1bn", "softmax"])
+    for n in ("stemn", "b1bn", "softmax"):
+        assert_close(got[n], want[n])

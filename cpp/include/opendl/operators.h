@@ -69,7 +69,8 @@ Tensor GetDlModelLayerGradients(const HDlModel& model, const std::string& layer_
 // optimize_dl_model_for_inference for the devices of this build (HALCON takes a device handle; here its
 // runtime): runtime 'cpu' with precision 'float32'. Returns a copy of the model with 'optimize_for_inference'
 // 'true' and 'precision_is_converted' 'true' (the source is unchanged); the report holds 'runtime',
-// 'precision' and 'folded_layers' (the batch normalisations folded into the convolutions before them).
+// 'precision', 'folded_layers' (the batch normalisations folded into the convolutions before them) and
+// 'fused_layers' (residual sums and the ReLUs after them computed by convolutions' post-ops).
 HDlModel OptimizeDlModelForInference(const HDlModel& model, const std::string& runtime, const std::string& precision,
                                      HDict* conversion_report);
 

@@ -34,6 +34,10 @@ struct PointwiseOp {
 struct ConvKey {
   int64_t n, ic, ih, iw, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups, bias, transposed;
   int64_t xb = 0, yb = 0;  // blocks of x / dx and y / dy
+  // Forward-only use by an inference plan (1: no backward primitives; convolution only), and what is done
+  // after the activation (inference only): 0 nothing, 1 add what y already holds (a residual connection),
+  // 2 add it, then a ReLU.
+  int64_t inference = 0, sum = 0;
 };
 struct PoolKey {
   int64_t n, c, ih, iw, oh, ow, kh, kw, sh, sw, pt, pb, pl, pr, max;
@@ -48,6 +52,15 @@ struct DenseKey {
 };
 struct ZoomKey {
   int64_t n, c, ih, iw, oh, ow, bilinear, align_corners;
+};
+
+// Weights prepared by a backend for repeated inference calls, owned by the caller (the network's inference
+// plan): the caller sets `version` to that of the weights it passes and changes it whenever they change; the
+// backend remakes `data` when it was made from another version.
+struct PreparedWeights {
+  uint64_t version = 0;
+  uint64_t made_from = 0;
+  std::shared_ptr<void> data;
 };
 
 class Backend {
@@ -72,7 +85,10 @@ class Backend {
   virtual void download(float* host, const float* src, size_t n) = 0;
 
   // Convolution and transposed convolution (weights (oc, ic/groups, kh, kw) for both, see convolution.cpp).
-  virtual void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) = 0;
+  // `prepared` (optional) keeps the weights in the form the backend's kernel reads them (e.g. reordered into
+  // a blocked layout), made once and reused while the caller's version of the weights stays the same.
+  virtual void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
+                            PreparedWeights* prepared = nullptr) = 0;
   // Both gradients from one output gradient: weights (and bias, db may be null without one), then data
   // (dx null: not needed).
   virtual void conv_backward(const ConvKey& k, const float* x, const float* dy, const float* w, float* dx,

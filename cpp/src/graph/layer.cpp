@@ -6,6 +6,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "backend/backend.h"
+
 namespace opendl {
 namespace {
 
@@ -88,6 +90,8 @@ const LayerTypeInfo& layer_type(const std::string& type) {
   if (it == registry().end()) fail(err::kInvalidInputData, "unknown layer type '" + type + "'");
   return it->second;
 }
+
+Act Layer::fusable_activation() const { return Act::kNone; }
 
 const Tuple& Layer::param(const std::string& k) const {
   auto it = params_.find(k);

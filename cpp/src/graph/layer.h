@@ -18,6 +18,8 @@
 namespace opendl {
 
 class Backend;
+struct PreparedWeights;
+enum class Act : int64_t;
 class Layer;
 using LayerPtr = std::shared_ptr<Layer>;
 using ParamMap = std::map<std::string, Tuple>;
@@ -68,6 +70,8 @@ struct LayerIO {
   bool training = false;
   Rng* rng = nullptr;
   Backend* be = nullptr;
+  // Inference-only plans: the layer's weights kept in the backend's form between calls (see backend.h).
+  PreparedWeights* prepared = nullptr;
   // Loss layers only: gradient scale (loss_weight / batch_size_multiplier) and the value computed.
   float loss_scale = 1.f;
   double loss_value = 0.0;
@@ -111,11 +115,16 @@ class Layer {
   enum class Layouts { kPlainOnly, kSame, kAny };
   virtual Layouts layouts() const { return Layouts::kPlainOnly; }
 
-  // Inference with a following batch normalisation folded in (Network::set_inference_only): whether the layer
-  // can take it, and its forward pass with io.w = {folded weights, folded bias} and the normalisation's ReLU
-  // (relu) as its activation.
-  virtual bool can_fold_batchnorm() const { return false; }
-  virtual void forward_folded(LayerIO& /*io*/, bool /*relu*/) {}
+  // Inference plans (Network::set_inference_only) fuse what follows a layer into its forward pass: a batch
+  // normalisation folded into its weights with the normalisation's ReLU, and the sum of a residual connection
+  // (what io.y already holds is added) with an optional ReLU after it. can_fuse: whether the layer takes these
+  // (it has no activation of its own); forward_fused runs it with io.w = {weights, bias} (folded, or its own;
+  // no bias when io.w has one entry), `relu` after the layer's output, then `sum` (0 none, 1 add io.y, 2 add
+  // and a ReLU).
+  virtual bool can_fuse() const { return false; }
+  virtual void forward_fused(LayerIO& /*io*/, bool /*relu*/, int64_t /*sum*/) {}
+  // A ReLU layer's pointwise function as the backend's fusable activation (Act::kRelu), else kNone.
+  virtual Act fusable_activation() const;
 
   virtual bool is_input() const { return false; }
   virtual bool is_loss() const { return false; }

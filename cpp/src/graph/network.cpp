@@ -142,6 +142,7 @@ void Network::free_folds() {
     be_.free(kv.second.b);
   }
   folds_.clear();
+  prepared_.clear();
 }
 
 namespace {
@@ -291,6 +292,10 @@ LayerIO Network::io(size_t i, bool training, Rng* rng) {
   }
   io.scratch = s.scratch;
   if (training) ++params_version_;  // training forward passes update statistics blobs
+  if (inference_only_ && i < prepared_.size()) {
+    prepared_[i].version = params_version_;
+    io.prepared = &prepared_[i];
+  }
   io.training = training;
   io.rng = rng;
   io.be = &be_;
@@ -398,7 +403,25 @@ std::vector<std::string> Network::folded_layers() const {
   std::vector<std::string> v;
   if (!inference_only_ || !planned_) return v;
   for (size_t i = 0; i < slots_.size(); ++i)
-    if (folded_[i]) v.push_back(slots_[i].layer->name());
+    if (fus_.folded[i]) v.push_back(slots_[i].layer->name());
+  return v;
+}
+
+std::vector<std::string> Network::fused_layers() const {
+  std::vector<std::string> v;
+  if (!inference_only_ || !planned_) return v;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (fus_.fused[i]) v.push_back(slots_[i].layer->name());
+  return v;
+}
+
+std::vector<std::string> Network::fusable_layers() const {
+  std::vector<bool> keeping(slots_.size(), false);
+  for (int o : outputs_) keeping[size_t(o)] = true;
+  const Fusions f = plan_fusions(std::vector<bool>(slots_.size(), true), keeping);
+  std::vector<std::string> v;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (f.fused[i]) v.push_back(slots_[i].layer->name());
   return v;
 }
 
@@ -408,7 +431,7 @@ int Network::fold_source(size_t b) const {
   const int c = s.inputs[0];
   const LayerSlot& cs = slots_[size_t(c)];
   const bool output = std::find(outputs_.begin(), outputs_.end(), c) != outputs_.end();
-  if (cs.layer->is_input() || !cs.layer->can_fold_batchnorm() || cs.consumers.size() != 1 || output) return -1;
+  if (cs.layer->is_input() || !cs.layer->can_fuse() || cs.consumers.size() != 1 || output) return -1;
   return c;
 }
 
@@ -417,6 +440,92 @@ std::vector<std::string> Network::foldable_layers() const {
   for (size_t b = 0; b < slots_.size(); ++b)
     if (fold_source(b) >= 0) v.push_back(slots_[b].layer->name());
   return v;
+}
+
+namespace {
+// A two-input elementwise sum with unit coefficients (the residual connection of ResNet-like networks).
+bool unit_sum(const Layer& l) {
+  if (l.type() != "elementwise" || l.inputs().size() != 2 || l.str_param("operation") != "sum") return false;
+  for (const Value& c : l.param("coefficients"))
+    if (as_double(c) != 1.0) return false;
+  return true;
+}
+}  // namespace
+
+// Folds: a batch normalisation into the convolution before it (fold_source), unless the caller keeps the
+// convolution's output. Residual sums: a sum `a` of unit coefficients, one of whose inputs `v` is computed by a
+// convolution `c` without activation of its own (v = c, or c's folded normalisation) and read by `a` alone, is
+// computed by c's post-ops into the buffer of the other input `o` (the residual): c adds its result to what
+// that buffer holds, and a ReLU layer that alone reads `a` becomes a further post-op. This needs `o` to be
+// computed before c and to be the value its buffer holds then, no layer other than `a` to read that buffer at
+// or after c's step (c itself included), and neither v, o nor (with a ReLU taken in) a to be kept.
+Network::Fusions Network::plan_fusions(const std::vector<bool>& needed, const std::vector<bool>& keeping) const {
+  const size_t n = slots_.size();
+  Fusions f;
+  f.fold_bn.assign(n, -1);
+  f.folded.assign(n, false);
+  f.dest.assign(n, -1);
+  f.sum.assign(n, 0);
+  f.fused.assign(n, false);
+  f.storage.resize(n);
+  f.step.resize(n);
+  for (size_t i = 0; i < n; ++i) f.storage[i] = f.step[i] = int(i);
+  for (size_t b = 0; b < n; ++b) {
+    const int c = needed[b] ? fold_source(b) : -1;
+    if (c < 0 || keeping[size_t(c)]) continue;
+    f.fold_bn[size_t(c)] = int(b);
+    f.folded[b] = true;
+    f.step[b] = c;
+  }
+  std::vector<int> latest(n);  // per buffer: the slot whose value it holds after all fusions so far
+  for (size_t i = 0; i < n; ++i) latest[i] = int(i);
+  // Last step at which buffer r is read by a layer other than `except`.
+  auto last_read = [&](int r, int except) {
+    int last = -1;
+    for (size_t q = 0; q < n; ++q) {
+      if (!needed[q] || int(q) == except || slots_[q].layer->is_input() || f.folded[q]) continue;
+      for (int j : slots_[q].inputs)
+        if (f.storage[size_t(j)] == r) last = std::max(last, f.step[q]);
+    }
+    return last;
+  };
+  for (size_t a = 0; a < n; ++a) {
+    if (!needed[a] || !unit_sum(*slots_[a].layer)) continue;
+    for (int p : {0, 1}) {
+      const int v = slots_[a].inputs[size_t(p)], o = slots_[a].inputs[size_t(1 - p)];
+      if (v == o) break;
+      const LayerSlot& vs = slots_[size_t(v)];
+      const int c = f.folded[size_t(v)] ? vs.inputs[0] : v;
+      const LayerSlot& cs = slots_[size_t(c)];
+      if (cs.layer->is_input() || !cs.layer->can_fuse() || f.dest[size_t(c)] >= 0 || f.fused[size_t(v)]) continue;
+      if (c == v && f.fold_bn[size_t(c)] >= 0) continue;
+      if (keeping[size_t(v)] || vs.consumers.size() != 1) continue;
+      const LayerSlot& os = slots_[size_t(o)];
+      const int r = f.storage[size_t(o)];
+      if (os.layer->is_input() || !needed[size_t(o)] || keeping[size_t(o)] || f.fold_bn[size_t(o)] >= 0) continue;
+      if (latest[size_t(r)] != o || f.step[size_t(o)] >= c || last_read(r, int(a)) >= c) continue;
+      int dest = int(a);
+      int64_t sum = 1;
+      const LayerSlot& as = slots_[a];
+      if (!keeping[a] && as.consumers.size() == 1) {
+        const int q = as.consumers[0];
+        const LayerSlot& qs = slots_[size_t(q)];
+        if (needed[size_t(q)] && qs.inputs.size() == 1 && qs.layer->fusable_activation() == Act::kRelu) {
+          dest = q;
+          sum = 2;
+          f.fused[size_t(q)] = true;
+        }
+      }
+      f.fused[a] = true;
+      f.dest[size_t(c)] = dest;
+      f.sum[size_t(c)] = sum;
+      f.storage[a] = f.storage[size_t(dest)] = r;
+      f.step[a] = f.step[size_t(dest)] = c;
+      latest[size_t(r)] = dest;
+      break;
+    }
+  }
+  return f;
 }
 
 void Network::plan_inference(const std::vector<bool>& needed, const std::vector<int>& keep_list) {
@@ -428,17 +537,10 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
   const size_t n = slots_.size();
   std::vector<bool> keeping(n, false);
   for (int i : keep) keeping[size_t(i)] = true;
-  // Folds: those of fold_source whose convolution the caller does not keep (its output is never materialised).
-  fold_bn_.assign(n, -1);
-  folded_.assign(n, false);
-  for (size_t b = 0; b < n; ++b) {
-    const int c = needed[b] ? fold_source(b) : -1;
-    if (c < 0 || keeping[size_t(c)]) continue;
-    fold_bn_[size_t(c)] = int(b);
-    folded_[b] = true;
-  }
+  fus_ = plan_fusions(needed, keeping);
+  const Fusions& F = fus_;
   for (auto it = folds_.begin(); it != folds_.end();) {
-    if (fold_bn_[size_t(it->first)] >= 0) {
+    if (F.fold_bn[size_t(it->first)] >= 0) {
       ++it;
       continue;
     }
@@ -447,31 +549,47 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
     it = folds_.erase(it);
   }
   for (size_t c = 0; c < n; ++c) {
-    if (fold_bn_[c] < 0 || folds_.count(int(c))) continue;
+    if (F.fold_bn[c] < 0 || folds_.count(int(c))) continue;
     const LayerSlot& cs = slots_[c];
     Fold f;
     f.w = be_.alloc(cs.blobs[0].size);
     f.b = be_.alloc(size_t(cs.blobs[0].spec.shape[0]));
-    f.relu = slots_[size_t(fold_bn_[c])].layer->str_param("activation") == "relu";
+    f.relu = slots_[size_t(F.fold_bn[c])].layer->str_param("activation") == "relu";
     folds_[int(c)] = f;
   }
-  // Lifetimes in steps (= slot indices): written at `first` (a folded normalisation's output by its
-  // convolution), read until `last`; kept outputs live to the end.
+  if (prepared_.size() != n) prepared_.assign(n, PreparedWeights{});
+  // Lifetimes in steps (= slot indices) of the buffers: a buffer is written at the step of the slot it belongs
+  // to (a folded normalisation's or fused sum's by its convolution), read until `last`, and lives to the end
+  // when any value it holds is kept. Values of fused sums share their residual's buffer (see plan_fusions).
   struct Life {
     int slot, first, last;
     size_t size, offset;
   };
   std::vector<int> first(n, -1), last(n, -1);
+  auto runs = [&](size_t i) {
+    return needed[i] && !slots_[i].layer->is_input() && !F.folded[i] && !F.fused[i];
+  };
   for (size_t i = 0; i < n; ++i) {
-    if (!needed[i] || slots_[i].layer->is_input() || fold_bn_[i] >= 0) continue;
-    first[i] = folded_[i] ? slots_[i].inputs[0] : int(i);
-    last[i] = keeping[i] ? int(n) : first[i];
+    if (!runs(i) || F.dest[i] >= 0) continue;
+    const size_t w = F.fold_bn[i] >= 0 ? size_t(F.fold_bn[i]) : i;  // the slot whose buffer step i writes
+    first[w] = last[w] = int(i);
   }
   for (size_t i = 0; i < n; ++i) {
-    if (!needed[i] || slots_[i].layer->is_input() || folded_[i]) continue;
-    for (int j : slots_[i].inputs)
-      if (first[size_t(j)] >= 0) last[size_t(j)] = std::max(last[size_t(j)], int(i));
+    if (!runs(i)) continue;
+    for (int j : slots_[i].inputs) {
+      const size_t r = size_t(F.storage[size_t(j)]);
+      if (first[r] >= 0) last[r] = std::max(last[r], int(i));
+    }
+    if (F.dest[i] >= 0) {  // reads and rewrites its residual's buffer
+      const size_t r = size_t(F.storage[size_t(F.dest[i])]);
+      last[r] = std::max(last[r], int(i));
+    }
   }
+  for (size_t i = 0; i < n; ++i)
+    if (keeping[i] && needed[i] && !slots_[i].layer->is_input()) {
+      const size_t r = size_t(F.storage[i]);
+      if (first[r] >= 0) last[r] = int(n);
+    }
   std::vector<Life> lives;
   for (size_t i = 0; i < n; ++i)
     if (first[i] >= 0) {
@@ -508,6 +626,9 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
   for (auto& s : slots_)
     if (!s.layer->is_input()) s.y = nullptr;
   for (const Life& l : lives) slots_[size_t(l.slot)].y = arena_ + l.offset;
+  for (size_t i = 0; i < n; ++i)
+    if (needed[i] && !slots_[i].layer->is_input() && F.storage[i] != int(i))
+      slots_[i].y = slots_[size_t(F.storage[i])].y;
   kept_ = keeping;
   plan_needed_ = needed;
   plan_keep_ = keep;
@@ -542,24 +663,29 @@ void Network::refresh_fold(int c, int b) {
 void Network::run_inference(const std::vector<bool>& needed, const std::vector<int>& keep, Rng& rng) {
   if (!inference_only_) fail(err::kInternal, "run_inference needs the inference-only mode");
   plan_inference(needed, keep);
+  const Fusions& F = fus_;
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (!needed[i] || slots_[i].layer->is_input() || folded_[i]) continue;
-    const int b = fold_bn_[i];
-    if (b < 0) {
+    if (!needed[i] || slots_[i].layer->is_input() || F.folded[i] || F.fused[i]) continue;
+    const int b = F.fold_bn[i], d = F.dest[i];
+    if (b < 0 && d < 0) {
       forward_layer(i, false, &rng);
       continue;
     }
-    refresh_fold(int(i), b);
-    const LayerSlot& bs = slots_[size_t(b)];
     LayerIO io = this->io(i, false, &rng);
-    const Fold& f = folds_.at(int(i));
-    io.w = {f.w, f.b};
-    io.dw = {nullptr, nullptr};
-    io.y = bs.y;
-    io.yb = bs.block;
-    io.ys = bs.shape;
+    bool relu = false;
+    if (b >= 0) {
+      refresh_fold(int(i), b);
+      const Fold& f = folds_.at(int(i));
+      io.w = {f.w, f.b};
+      relu = f.relu;
+    }
+    io.dw.assign(io.w.size(), nullptr);
+    const LayerSlot& out = slots_[size_t(d >= 0 ? d : b)];  // the slot whose value the convolution computes
+    io.y = out.y;
+    io.yb = out.block;
+    io.ys = out.shape;
     const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
-    slots_[i].layer->forward_folded(io, f.relu);
+    slots_[i].layer->forward_fused(io, relu, F.sum[i]);
     if (profiling_) {
       times_[i].forward_s += seconds_since(t0);
       ++times_[i].forward_calls;

@@ -133,6 +133,10 @@ class Network {
   // plan folds unless an apply call asks for the convolution's own output.
   std::vector<std::string> folded_layers() const;
   std::vector<std::string> foldable_layers() const;
+  // Names of the residual sums (and the ReLUs after them) the current inference plan computes in the post-ops
+  // of a convolution, and of those a plan fuses when an apply call asks for the model's outputs alone.
+  std::vector<std::string> fused_layers() const;
+  std::vector<std::string> fusable_layers() const;
 
  private:
   void free_activations();
@@ -160,15 +164,27 @@ class Network {
   // The convolution slot batch normalisation slot b can be folded into (its only reader, not a model
   // output), or -1.
   int fold_source(size_t b) const;
+  // Which layers an inference plan merges into convolutions (see set_inference_only), for the layers run
+  // (`needed`) and those whose output stays readable (`keeping`).
+  struct Fusions {
+    std::vector<int> fold_bn;     // per convolution slot: the batch normalisation folded into it, else -1
+    std::vector<bool> folded;     // per slot: a batch normalisation folded into its input convolution
+    std::vector<int> dest;        // per convolution slot: the residual sum (or ReLU after it) it computes, else -1
+    std::vector<int64_t> sum;     // per convolution slot: 1 adds the residual, 2 adds it and applies a ReLU
+    std::vector<bool> fused;      // per slot: a sum or ReLU computed by a convolution's post-ops
+    std::vector<int> storage;     // per slot: the slot whose buffer holds its value (a sum: its residual's)
+    std::vector<int> step;        // per slot: the step (slot index) that computes its value
+  };
+  Fusions plan_fusions(const std::vector<bool>& needed, const std::vector<bool>& keeping) const;
   void plan_inference(const std::vector<bool>& needed, const std::vector<int>& keep);
   void refresh_fold(int conv, int bn);
   bool inference_only_ = false;
   bool planned_ = false;
   std::vector<bool> plan_needed_;
   std::vector<int> plan_keep_;
-  std::vector<int> fold_bn_;      // per slot: for a folded convolution the batch normalisation's slot, else -1
-  std::vector<bool> folded_;      // per slot: a batch normalisation folded into its input convolution
+  Fusions fus_;                   // of the current plan
   std::vector<bool> kept_;        // per slot: output readable after the call
+  std::vector<PreparedWeights> prepared_;  // per slot: weights in the backend's form (inference-only)
   std::map<int, Fold> folds_;
   float* arena_ = nullptr;
   size_t arena_floats_ = 0;

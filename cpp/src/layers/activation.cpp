@@ -64,6 +64,7 @@ class Activation : public Layer {
   }
   // Elementwise over equally shaped tensors: any layout, the same for inputs and output.
   Layouts layouts() const override { return Layouts::kSame; }
+  Act fusable_activation() const override { return fused_ == Act::kRelu ? Act::kRelu : Act::kNone; }
   Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
   void forward(LayerIO& io) override {
     if (fused_ != Act::kNone) io.be->act_forward(fused_, size_t(io.ys.numel()), io.x[0], io.y);

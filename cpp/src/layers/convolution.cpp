@@ -69,13 +69,18 @@ class Convolution : public Layer {
   }
   Layouts layouts() const override { return Layouts::kAny; }
   void forward(LayerIO& io) override {
-    io.be->conv_forward(key(io), act_, io.x[0], io.w[0], bias_ ? io.w[1] : nullptr, io.y);
-  }
-  bool can_fold_batchnorm() const override { return act_ == Act::kNone; }
-  void forward_folded(LayerIO& io, bool relu) override {
     ConvKey k = key(io);
-    k.bias = 1;
-    io.be->conv_forward(k, relu ? Act::kRelu : Act::kNone, io.x[0], io.w[0], io.w[1], io.y);
+    k.inference = io.prepared ? 1 : 0;
+    io.be->conv_forward(k, act_, io.x[0], io.w[0], bias_ ? io.w[1] : nullptr, io.y, io.prepared);
+  }
+  bool can_fuse() const override { return act_ == Act::kNone; }
+  void forward_fused(LayerIO& io, bool relu, int64_t sum) override {
+    ConvKey k = key(io);
+    k.bias = io.w.size() > 1 ? 1 : 0;
+    k.inference = 1;
+    k.sum = sum;
+    io.be->conv_forward(k, relu ? Act::kRelu : Act::kNone, io.x[0], io.w[0], k.bias ? io.w[1] : nullptr, io.y,
+                        io.prepared);
   }
   void backward(LayerIO& io) override {
     ConvKey k = key(io);
@@ -129,7 +134,7 @@ class TransposedConvolution : public Layer {
                    w.sw, 1, 1, w.pt, w.pb, w.pl, w.pr, int_param("groups"), bias_ ? 1 : 0, 1};
   }
   void forward(LayerIO& io) override {
-    io.be->conv_forward(key(io), Act::kNone, io.x[0], io.w[0], bias_ ? io.w[1] : nullptr, io.y);
+    io.be->conv_forward(key(io), Act::kNone, io.x[0], io.w[0], bias_ ? io.w[1] : nullptr, io.y, io.prepared);
   }
   void backward(LayerIO& io) override {
     ConvKey k = key(io);

@@ -247,6 +247,9 @@ HDlModel OptimizeDlModelForInference(const HDlModel& m, const std::string& runti
     Tuple folded;
     for (auto& n : c->net().foldable_layers()) folded.push_back(n);
     report->set_tuple("folded_layers", folded);
+    Tuple fused;
+    for (auto& n : c->net().fusable_layers()) fused.push_back(n);
+    report->set_tuple("fused_layers", fused);
     if (conversion_report) *conversion_report = HDict{report};
     return HDlModel{c};
   });

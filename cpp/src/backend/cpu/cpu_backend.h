@@ -29,7 +29,8 @@ class CpuBackend final : public Backend {
   void upload(float* dst, const float* host, size_t n) override { copy(dst, host, n); }
   void download(float* host, const float* src, size_t n) override { copy(host, src, n); }
 
-  void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y) override;
+  void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
+                    PreparedWeights* prepared) override;
   void conv_backward(const ConvKey& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
                      float* db, bool accumulate_dx, bool accumulate_dw) override;
   size_t pool_workspace_floats(const PoolKey& k) override;
