@@ -330,3 +330,54 @@ def test_residual_sums_are_computed_by_the_convolutions_and_agree(blocked_on_aft
     want = outputs(model, batch, ["stemn", "b1bn", "softmax"])
     for n in ("stemn", "b1bn", "softmax"):
         assert_close(got[n], want[n])
+
+
+def conv_ref(x, w, b, pad):
+    """float64 cross-correlation, x (N, C, H, W), w (O, C, kh, kw), zero padding `pad` on every side."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    kh, kw = w.shape[2:]
+    oh, ow = xp.shape[2] - kh + 1, xp.shape[3] - kw + 1
+    y = np.zeros((x.shape[0], w.shape[0], oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            y += np.tensordot(xp[:, :, i:i + oh, j:j + ow], w[:, :, i, j], axes=([1], [1])).transpose(0, 3, 1, 2)
+    return y + b[None, :, None, None]
+
+
+@pytest.mark.parametrize("h,w,padding,ci,co", [(11, 13, "half_kernel_size", 16, 24), (9, 10, "none", 16, 16),
+                                                (10, 7, "half_kernel_size", 128, 136),
+                                                (48, 47, "half_kernel_size", 256, 256)])
+def test_winograd_convolutions_match_a_float64_reference(h, w, padding, ci, co):
+    # Inference plans compute 3x3 stride-1 convolutions of >= 16 channels in blocked or channels-last layouts
+    # with Winograd F(4x4, 3x3) (backend/cpu/winograd.cpp): sizes that are no multiple of the 4x4 output tile,
+    # no padding, 128+ channels (channels-last), and 288 tiles of 256 channels, more than one chunk of the
+    # transform buffers holds (224 tiles at that width). The reference is the layer computed in float64 from the
+    # same weights. Winograd's transforms (entries up to 5 and 8) raise float32 rounding from the direct
+    # kernels' 3e-7..1e-6 of the output's scale to 2e-6 (16 input channels) .. 1.4e-5 (256) here; 5e-5 leaves
+    # a margin, while a wrong transform entry, tile offset, padding, chunk or lane gives errors of order 1.
+    ha.set_system("seed_rand", 11)
+    img = ha.create_dl_layer_input("image", [w, h, 3], [], [])
+    x = ha.create_dl_layer_convolution(img, "conv1", 1, 1, 1, ci, 1, "none", "none", [], [])
+    x = ha.create_dl_layer_convolution(x, "conv2", 3, 1, 1, co, 1, padding, "none", [], [])
+    x = ha.create_dl_layer_activation(x, "relu", "relu", [], [])
+    x = ha.create_dl_layer_pooling(x, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
+    model = ha.create_dl_model(ha.create_dl_layer_dense(x, "fc", 3, [], []))
+    ha.set_dl_model_param(model, "batch_size", 2)
+    rng = np.random.default_rng(4)
+    for layer in ("conv1", "conv2"):
+        for t in ("weights", "bias"):
+            shape = ha.get_dl_model_layer_weights(model, layer, t).shape
+            ha.set_dl_model_layer_weights(rng.normal(0, 0.5, shape).astype(np.float32), model, layer, t)
+    batch = [{"image": rng.standard_normal((h, w, 3)).astype(np.float32)} for _ in range(2)]
+    ha.set_dl_model_param(model, "optimize_for_inference", "true")
+    got = outputs(model, batch, ["conv2", "relu"])
+    wts = {(layer, t): ha.get_dl_model_layer_weights(model, layer, t).astype(np.float64)
+           for layer in ("conv1", "conv2") for t in ("weights", "bias")}
+    x0 = np.stack([s["image"] for s in batch]).astype(np.float64).transpose(0, 3, 1, 2)
+    x1 = conv_ref(x0, wts["conv1", "weights"], wts["conv1", "bias"], 0)
+    want = conv_ref(x1, wts["conv2", "weights"], wts["conv2", "bias"], 1 if padding == "half_kernel_size" else 0)
+    want = want.transpose(0, 2, 3, 1)  # activations come back (N, H, W, C)
+    assert got["conv2"].shape == want.shape
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got["conv2"], want, rtol=0, atol=5e-5 * scale)
+    np.testing.assert_allclose(got["relu"], np.maximum(want, 0), rtol=0, atol=5e-5 * scale)

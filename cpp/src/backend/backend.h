@@ -58,8 +58,10 @@ struct ZoomKey {
 // plan): the caller sets `version` to that of the weights it passes and changes it whenever they change; the
 // backend remakes `data` when it was made from another version.
 struct PreparedWeights {
+  enum Kind : int { kNone = 0, kReordered, kWinograd };  // what `data` holds (set by the backend)
   uint64_t version = 0;
   uint64_t made_from = 0;
+  int kind = kNone;
   std::shared_ptr<void> data;
 };
 

@@ -15,6 +15,12 @@
 
 namespace opendl {
 
+// Winograd F(4x4, 3x3) forward pass for inference plans (winograd.cpp): whether it serves key k with
+// activation `act`, and the call (the transformed weights kept in `prepared`).
+bool winograd_applies(const ConvKey& k, Act act);
+void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
+                      PreparedWeights& prepared);
+
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }

@@ -403,7 +403,7 @@ struct ReorderedWeights {
 };
 memory prepared_weights(Operand& o, const float* w, PreparedWeights* pw) {
   if (o.same || !pw) return inner_input(o, 1, w);
-  auto* r = static_cast<ReorderedWeights*>(pw->data.get());
+  auto* r = pw->kind == PreparedWeights::kReordered ? static_cast<ReorderedWeights*>(pw->data.get()) : nullptr;
   if (!r || pw->made_from != pw->version || r->desc != o.inner || r->from != w) {
     auto fresh = std::make_shared<ReorderedWeights>();
     fresh->desc = o.inner;
@@ -411,6 +411,7 @@ memory prepared_weights(Operand& o, const float* w, PreparedWeights* pw) {
     fresh->data.resize((o.inner.get_size() + sizeof(float) - 1) / sizeof(float));
     run(o.to_inner, {{DNNL_ARG_FROM, mem(o.user, w)}, {DNNL_ARG_TO, mem(o.inner, fresh->data.data())}});
     pw->data = fresh;
+    pw->kind = PreparedWeights::kReordered;
     pw->made_from = pw->version;
     r = fresh.get();
   }
@@ -422,6 +423,10 @@ void CpuBackend::conv_forward(const ConvKey& k, Act act, const float* x, const f
                               PreparedWeights* prepared) {
   guarded("convolution forward", [&] {
     SingleThreadIfDeterministic single;
+    if (prepared && winograd_applies(k, act)) {
+      winograd_forward(k, act, x, w, b, y, *prepared);
+      return;
+    }
     auto p = conv_prims(k, act);
     InnerOutput out(p->f_dst, 2, y, false);
     // A sum post-op reads the destination: one in another layout than the caller's is filled from it first.
