@@ -346,12 +346,13 @@ def conv_ref(x, w, b, pad):
 
 @pytest.mark.parametrize("h,w,padding,ci,co", [(11, 13, "half_kernel_size", 16, 24), (9, 10, "none", 16, 16),
                                                 (10, 7, "half_kernel_size", 128, 136),
-                                                (48, 47, "half_kernel_size", 256, 256)])
+                                                (14, 13, "half_kernel_size", 256, 256),
+                                                (40, 37, "half_kernel_size", 16, 16)])
 def test_winograd_convolutions_match_a_float64_reference(h, w, padding, ci, co):
     # Inference plans compute 3x3 stride-1 convolutions of >= 16 channels in blocked or channels-last layouts
     # with Winograd F(4x4, 3x3) (backend/cpu/winograd.cpp): sizes that are no multiple of the 4x4 output tile,
-    # no padding, 128+ channels (channels-last), and 288 tiles of 256 channels, more than one chunk of the
-    # transform buffers holds (224 tiles at that width). The reference is the layer computed in float64 from the
+    # no padding, 128+ channels (channels-last), 256 channels, and 200 tiles of 16 channels, in four chunks
+    # (64 tiles at that width, the last one partial). The reference is the layer computed in float64 from the
     # same weights. Winograd's transforms (entries up to 5 and 8) raise float32 rounding from the direct
     # kernels' 3e-7..1e-6 of the output's scale to 2e-6 (16 input channels) .. 1.4e-5 (256) here; 5e-5 leaves
     # a margin, while a wrong transform entry, tile offset, padding, chunk or lane gives errors of order 1.

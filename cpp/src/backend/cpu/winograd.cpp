@@ -240,11 +240,13 @@ void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w,
     ww = fresh.get();
   }
 
-  // Tiles in chunks whose transformed input and output stay within kBudget floats (16 MiB), each chunk
-  // transformed, multiplied and transformed back before the next.
-  constexpr int64_t kBudget = int64_t(1) << 22, kChunk = 16;  // kChunk: tiles per transform task
-  const int64_t per_tile = kA * kA * (g.ic + g.oc);
-  const int64_t step = std::max<int64_t>(kChunk, kBudget / per_tile / kChunk * kChunk);
+  // Tiles in chunks, each transformed, multiplied and transformed back before the next, so that its V and M
+  // stay in cache. The transformed weights are read once per chunk: chunks of 8 ic oc / (ic + oc) tiles keep
+  // that to 1/8 of the chunk's V and M traffic (64 channels: 256 tiles; 512 channels: 2048, in practice one
+  // chunk). Measured on ResNet-18 (batch 16): 64-channel layers 16-18 ms against 19-23 ms with one chunk of
+  // up to 16 MiB; 1/2 and 1/4 instead of 1/8 were slower.
+  constexpr int64_t kChunk = 16;  // tiles per transform task
+  const int64_t step = (8 * g.ic * g.oc / (g.ic + g.oc) + kChunk - 1) / kChunk * kChunk;
   float* v = scratch(0, size_t(kA * kA * std::min(step, g.tiles) * g.ic));
   float* m = scratch(1, size_t(kA * kA * std::min(step, g.tiles) * g.oc));
   const int64_t icg = g.ic / kL, ocg = g.oc / kL;
