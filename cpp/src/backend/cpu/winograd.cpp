@@ -244,9 +244,11 @@ void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w,
   // stay in cache. The transformed weights are read once per chunk: chunks of 8 ic oc / (ic + oc) tiles keep
   // that to 1/8 of the chunk's V and M traffic (64 channels: 256 tiles; 512 channels: 2048, in practice one
   // chunk). Measured on ResNet-18 (batch 16): 64-channel layers 16-18 ms against 19-23 ms with one chunk of
-  // up to 16 MiB; 1/2 and 1/4 instead of 1/8 were slower.
-  constexpr int64_t kChunk = 16;  // tiles per transform task
-  const int64_t step = (8 * g.ic * g.oc / (g.ic + g.oc) + kChunk - 1) / kChunk * kChunk;
+  // up to 16 MiB; 1/2 and 1/4 instead of 1/8 were slower. V and M together stay under kCap floats (64 MiB;
+  // the per-thread buffers keep that size after the call).
+  constexpr int64_t kChunk = 16, kCap = int64_t(1) << 24;  // kChunk: tiles per transform task
+  const int64_t cap = std::max<int64_t>(kChunk, kCap / (kA * kA * (g.ic + g.oc)) / kChunk * kChunk);
+  const int64_t step = std::min(cap, (8 * g.ic * g.oc / (g.ic + g.oc) + kChunk - 1) / kChunk * kChunk);
   float* v = scratch(0, size_t(kA * kA * std::min(step, g.tiles) * g.ic));
   float* m = scratch(1, size_t(kA * kA * std::min(step, g.tiles) * g.oc));
   const int64_t icg = g.ic / kL, ocg = g.oc / kL;
