@@ -180,7 +180,8 @@ def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, 
     sums and the ReLUs after them computed by the convolutions' post-ops, gradient buffers released, activations
     in one liveness-planned arena; it cannot be trained) and 'precision_is_converted' 'true'. The report holds
     'runtime', 'precision', 'folded_layers' and 'fused_layers' (the elementwise sums and ReLU layers merged
-    into convolutions when the model's outputs alone are asked for). dlsamples
+    into the convolutions or batch normalisations before them when the model's outputs alone are asked for;
+    model parameters 'fuse_conv_relu' / 'fuse_bn_relu' switch the ReLU merging). dlsamples
     (calibration samples, needed by HALCON for 'int8' only) may be empty; gen_param must be an empty dict or
     []. Other precisions and devices raise: this build has no float16 / int8 CPU kernels."""
     op = "optimize_dl_model_for_inference"

@@ -382,3 +382,71 @@ def test_winograd_convolutions_match_a_float64_reference(h, w, padding, ci, co):
     scale = np.abs(want).max()
     np.testing.assert_allclose(got["conv2"], want, rtol=0, atol=5e-5 * scale)
     np.testing.assert_allclose(got["relu"], np.maximum(want, 0), rtol=0, atol=5e-5 * scale)
+
+
+def build_relu_layers(seed=13, batch=4):
+    """ReLU layers after the layers inference plans can merge them into (fuse_conv_relu / fuse_bn_relu):
+    r1 after a convolution with bias (c1), r2 after a folded normalisation (c2 + n2), r3 after a normalisation
+    that cannot be folded (n3 reads a pooling), r4 after a convolution that a second layer reads too (c4: not
+    merged), r5 a leaky ReLU (not a plain ReLU: not merged)."""
+    ha.set_system("seed_rand", seed)
+    img = ha.create_dl_layer_input("image", [12, 12, 3], [], [])
+
+    def conv(x, name, c=C):
+        return ha.create_dl_layer_convolution(x, name, 3, 1, 1, c, 1, "half_kernel_size", "none", [], [])
+
+    def relu(x, name, *gen):
+        return ha.create_dl_layer_activation(x, name, "relu", *(gen or ([], [])))
+
+    x = relu(conv(img, "c1"), "r1")
+    x = relu(ha.create_dl_layer_batch_normalization(conv(x, "c2"), "n2", 0.9, 1e-5, "none", [], []), "r2")
+    x = ha.create_dl_layer_pooling(x, "pool", [2, 2], [2, 2], "none", "maximum", [], [])
+    x = relu(ha.create_dl_layer_batch_normalization(x, "n3", 0.9, 1e-5, "none", [], []), "r3")
+    c4 = conv(x, "c4")
+    x = ha.create_dl_layer_elementwise([relu(c4, "r4"), c4], "mix", "product", [], [], [])
+    x = relu(conv(x, "c5"), "r5", "leaky_relu", 0.1)
+    x = ha.create_dl_layer_pooling(x, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
+    model = ha.create_dl_model(ha.create_dl_layer_dense(x, "fc", 4, [], []))
+    ha.set_dl_model_param(model, "batch_size", batch)
+    randomize_batchnorms(model, np.random.default_rng(seed))
+    return model
+
+
+def test_relu_layers_are_merged_into_the_layer_before_them_unless_switched_off():
+    model = build_relu_layers()
+    batch = samples(labels=False)
+    names = ["fc", "r3", "r5"]
+    want = outputs(model, batch, names)
+    assert ha.get_dl_model_param(model, "fuse_conv_relu") == ["true"]
+    assert ha.get_dl_model_param(model, "fuse_bn_relu") == ["true"]
+    opt, report = ha.optimize_dl_model_for_inference(model, cpu(), "float32", [], [])
+    assert ha.as_python_dict(report)["fused_layers"] == ["r1", "r2", "r3"]
+    got = outputs(opt, batch, names)
+    assert core(opt).fused_layers() == ["r1", "r2", "r3"]
+    for n in names:
+        assert_close(got[n], want[n])
+    # Each switch turns its own fusions off, and the outputs stay the same.
+    ha.set_dl_model_param(opt, "fuse_bn_relu", "false")
+    got = outputs(opt, batch, names)
+    assert core(opt).fused_layers() == ["r1", "r2"]
+    ha.set_dl_model_param(opt, "fuse_conv_relu", "false")
+    got2 = outputs(opt, batch, names)
+    assert core(opt).fused_layers() == []
+    for n in names:
+        assert_close(got[n], want[n])
+        assert_close(got2[n], want[n])
+    # Asking for a merged layer's input keeps it: n3's output is then materialised and r3 runs on its own.
+    ha.set_dl_model_param(opt, "fuse_bn_relu", "true")
+    got = outputs(opt, batch, ["n3", "r3"])
+    assert core(opt).fused_layers() == []
+    want = outputs(model, batch, ["n3", "r3"])
+    for n in ("n3", "r3"):
+        assert_close(got[n], want[n])
+    # The switches are saved with the model; bad values raise and change nothing.
+    back = ha.deserialize_dl_model(ha.serialize_dl_model(opt))
+    assert ha.get_dl_model_param(back, "fuse_conv_relu") == ["false"]
+    assert ha.get_dl_model_param(back, "fuse_bn_relu") == ["true"]
+    with pytest.raises(HOperatorError) as e:
+        ha.set_dl_model_param(opt, "fuse_bn_relu", "yes")
+    assert e.value.error_code == 1303 and "fuse_bn_relu" in str(e.value)
+    assert ha.get_dl_model_param(opt, "fuse_bn_relu") == ["true"]

@@ -70,7 +70,8 @@ Tensor GetDlModelLayerGradients(const HDlModel& model, const std::string& layer_
 // runtime): runtime 'cpu' with precision 'float32'. Returns a copy of the model with 'optimize_for_inference'
 // 'true' and 'precision_is_converted' 'true' (the source is unchanged); the report holds 'runtime',
 // 'precision', 'folded_layers' (the batch normalisations folded into the convolutions before them) and
-// 'fused_layers' (residual sums and the ReLUs after them computed by convolutions' post-ops).
+// 'fused_layers' (residual sums and ReLU layers computed by the convolutions or batch normalisations before
+// them).
 HDlModel OptimizeDlModelForInference(const HDlModel& model, const std::string& runtime, const std::string& precision,
                                      HDict* conversion_report);
 

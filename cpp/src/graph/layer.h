@@ -122,6 +122,9 @@ class Layer {
   // no bias when io.w has one entry), `relu` after the layer's output, then `sum` (0 none, 1 add io.y, 2 add
   // and a ReLU).
   virtual bool can_fuse() const { return false; }
+  // Whether forward_fused with `relu` (and no sum) applies a ReLU to the layer's output (a following ReLU layer
+  // merged into it: fuse_conv_relu / fuse_bn_relu); convolutions without activation and batch normalisations.
+  virtual bool can_fuse_relu() const { return can_fuse(); }
   virtual void forward_fused(LayerIO& /*io*/, bool /*relu*/, int64_t /*sum*/) {}
   // A ReLU layer's pointwise function as the backend's fusable activation (Act::kRelu), else kNone.
   virtual Act fusable_activation() const;

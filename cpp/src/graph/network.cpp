@@ -466,6 +466,7 @@ Network::Fusions Network::plan_fusions(const std::vector<bool>& needed, const st
   f.folded.assign(n, false);
   f.dest.assign(n, -1);
   f.sum.assign(n, 0);
+  f.relu.assign(n, false);
   f.fused.assign(n, false);
   f.storage.resize(n);
   f.step.resize(n);
@@ -525,7 +526,38 @@ Network::Fusions Network::plan_fusions(const std::vector<bool>& needed, const st
       break;
     }
   }
+  // ReLU layers: a plain ReLU layer q whose input p is read by q alone and not kept is computed by p's producer
+  // into q's own buffer (p is not materialised): a convolution without activation (p = c, or c's folded
+  // normalisation; fuse_conv_relu) as a ReLU post-op, a batch normalisation that is not folded (fuse_bn_relu)
+  // with its ReLU. Producers that already compute a residual sum are left alone.
+  for (size_t q = 0; q < n; ++q) {
+    const LayerSlot& qs = slots_[q];
+    if (!needed[q] || f.fused[q] || qs.inputs.size() != 1 || qs.layer->fusable_activation() != Act::kRelu) continue;
+    const int p = qs.inputs[0];
+    const LayerSlot& ps = slots_[size_t(p)];
+    if (ps.layer->is_input() || keeping[size_t(p)] || ps.consumers.size() != 1 || f.fused[size_t(p)]) continue;
+    int producer = -1;
+    if (f.folded[size_t(p)]) {
+      if (fuse_conv_relu_) producer = ps.inputs[0];
+    } else if (ps.layer->can_fuse()) {
+      if (fuse_conv_relu_ && f.fold_bn[size_t(p)] < 0) producer = p;
+    } else if (ps.layer->can_fuse_relu()) {
+      if (fuse_bn_relu_) producer = p;
+    }
+    if (producer < 0 || f.dest[size_t(producer)] >= 0) continue;
+    f.fused[q] = true;
+    f.dest[size_t(producer)] = int(q);
+    f.relu[size_t(producer)] = true;
+    f.step[q] = f.step[size_t(producer)];
+  }
   return f;
+}
+
+void Network::set_relu_fusion(bool conv, bool bn) {
+  if (conv == fuse_conv_relu_ && bn == fuse_bn_relu_) return;
+  fuse_conv_relu_ = conv;
+  fuse_bn_relu_ = bn;
+  planned_ = false;
 }
 
 void Network::plan_inference(const std::vector<bool>& needed, const std::vector<int>& keep_list) {
@@ -570,8 +602,9 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
     return needed[i] && !slots_[i].layer->is_input() && !F.folded[i] && !F.fused[i];
   };
   for (size_t i = 0; i < n; ++i) {
-    if (!runs(i) || F.dest[i] >= 0) continue;
-    const size_t w = F.fold_bn[i] >= 0 ? size_t(F.fold_bn[i]) : i;  // the slot whose buffer step i writes
+    if (!runs(i) || F.sum[i] > 0) continue;  // a fused sum writes its residual's buffer in place
+    // the slot whose buffer step i writes: a merged ReLU layer's, a folded normalisation's, or its own
+    const size_t w = F.dest[i] >= 0 ? size_t(F.dest[i]) : F.fold_bn[i] >= 0 ? size_t(F.fold_bn[i]) : i;
     first[w] = last[w] = int(i);
   }
   for (size_t i = 0; i < n; ++i) {
@@ -580,7 +613,7 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
       const size_t r = size_t(F.storage[size_t(j)]);
       if (first[r] >= 0) last[r] = std::max(last[r], int(i));
     }
-    if (F.dest[i] >= 0) {  // reads and rewrites its residual's buffer
+    if (F.sum[i] > 0) {  // reads and rewrites its residual's buffer
       const size_t r = size_t(F.storage[size_t(F.dest[i])]);
       last[r] = std::max(last[r], int(i));
     }
@@ -672,12 +705,12 @@ void Network::run_inference(const std::vector<bool>& needed, const std::vector<i
       continue;
     }
     LayerIO io = this->io(i, false, &rng);
-    bool relu = false;
+    bool relu = F.relu[i];
     if (b >= 0) {
       refresh_fold(int(i), b);
       const Fold& f = folds_.at(int(i));
       io.w = {f.w, f.b};
-      relu = f.relu;
+      relu = relu || f.relu;
     }
     io.dw.assign(io.w.size(), nullptr);
     const LayerSlot& out = slots_[size_t(d >= 0 ? d : b)];  // the slot whose value the convolution computes

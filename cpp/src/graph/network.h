@@ -133,10 +133,17 @@ class Network {
   // plan folds unless an apply call asks for the convolution's own output.
   std::vector<std::string> folded_layers() const;
   std::vector<std::string> foldable_layers() const;
-  // Names of the residual sums (and the ReLUs after them) the current inference plan computes in the post-ops
-  // of a convolution, and of those a plan fuses when an apply call asks for the model's outputs alone.
+  // Names of the residual sums and ReLU layers the current inference plan computes in the layer before them
+  // (a convolution's post-ops, a batch normalisation's ReLU), and of those a plan fuses when an apply call asks
+  // for the model's outputs alone.
   std::vector<std::string> fused_layers() const;
   std::vector<std::string> fusable_layers() const;
+  // HALCON's 'fuse_conv_relu' / 'fuse_bn_relu': whether inference plans merge a ReLU layer into the convolution
+  // (without activation, folded normalisation included) or the batch normalisation before it, when that layer's
+  // output is read by the ReLU alone and not kept. Both on by default.
+  void set_relu_fusion(bool conv, bool bn);
+  bool fuse_conv_relu() const { return fuse_conv_relu_; }
+  bool fuse_bn_relu() const { return fuse_bn_relu_; }
 
  private:
   void free_activations();
@@ -171,6 +178,7 @@ class Network {
     std::vector<bool> folded;     // per slot: a batch normalisation folded into its input convolution
     std::vector<int> dest;        // per convolution slot: the residual sum (or ReLU after it) it computes, else -1
     std::vector<int64_t> sum;     // per convolution slot: 1 adds the residual, 2 adds it and applies a ReLU
+    std::vector<bool> relu;       // per slot: a following ReLU layer merged in (dest is that layer)
     std::vector<bool> fused;      // per slot: a sum or ReLU computed by a convolution's post-ops
     std::vector<int> storage;     // per slot: the slot whose buffer holds its value (a sum: its residual's)
     std::vector<int> step;        // per slot: the step (slot index) that computes its value
@@ -180,6 +188,7 @@ class Network {
   void refresh_fold(int conv, int bn);
   bool inference_only_ = false;
   bool planned_ = false;
+  bool fuse_conv_relu_ = true, fuse_bn_relu_ = true;
   std::vector<bool> plan_needed_;
   std::vector<int> plan_keep_;
   Fusions fus_;                   // of the current plan

@@ -58,6 +58,14 @@ class BatchNorm : public Layer {
       io.be->bn_forward(k, eps, false, act_, io.x[0], io.w[0], io.w[1], io.w[2], io.w[3], io.y);
     }
   }
+  bool can_fuse_relu() const override { return true; }
+  // Inference with a following ReLU layer merged in (the running statistics; a ReLU of its own stays one).
+  void forward_fused(LayerIO& io, bool relu, int64_t /*sum*/) override {
+    const Shape4& x = io.xs[0];
+    BnKey k{x.n, x.c, x.h, x.w, io.yb};
+    io.be->bn_forward(k, float(real_param("epsilon")), false, relu ? Act::kRelu : act_, io.x[0], io.w[0], io.w[1],
+                      io.w[2], io.w[3], io.y);
+  }
   void backward(LayerIO& io) override {
     const Shape4& x = io.xs[0];
     BnKey k{x.n, x.c, x.h, x.w, io.yb};

@@ -61,8 +61,9 @@ void in_range(const std::string& name, double d, double lo, double hi, bool hi_o
 }
 std::vector<std::string> param_names(const ModelAdapter& a) {
   std::vector<std::string> v = {
-      "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "batchnorm_momentum", "gpu",
-      "input_dimensions", "layer_names", "learning_rate", "momentum", "num_trainable_params", "optimize_for_inference",
+      "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "batchnorm_momentum",
+      "fuse_bn_relu", "fuse_conv_relu", "gpu", "input_dimensions", "layer_names", "learning_rate", "momentum",
+      "num_trainable_params", "optimize_for_inference",
       "precision", "precision_is_converted", "runtime", "solver_type", "type", "weight_prior"};
   for (auto& n : a.param_names()) v.push_back(n);
   std::sort(v.begin(), v.end());
@@ -143,6 +144,15 @@ void Model::set_param(const std::string& name, const Tuple& v) {
         (std::get<std::string>(v[0]) != "true" && std::get<std::string>(v[0]) != "false"))
       fail(err::kWrongValue3, "'optimize_for_inference' takes 'true' or 'false', got " + to_string(v));
     net_->set_inference_only(std::get<std::string>(v[0]) == "true");
+  } else if (name == "fuse_conv_relu" || name == "fuse_bn_relu") {
+    // Whether inference-optimized plans merge a ReLU layer into the convolution or batch normalisation before
+    // it (Network::set_relu_fusion); the outputs are the same either way.
+    if (v.size() != 1 || !is_string(v[0]) ||
+        (std::get<std::string>(v[0]) != "true" && std::get<std::string>(v[0]) != "false"))
+      fail(err::kWrongValue3, "'" + name + "' takes 'true' or 'false', got " + to_string(v));
+    const bool on = std::get<std::string>(v[0]) == "true";
+    if (name == "fuse_conv_relu") net_->set_relu_fusion(on, net_->fuse_bn_relu());
+    else net_->set_relu_fusion(net_->fuse_conv_relu(), on);
   } else if (name == "precision" || name == "precision_is_converted") {
     fail(err::kWrongValue2,
          "'" + name + "' can only be read (optimize_dl_model_for_inference returns a converted copy)");
@@ -199,6 +209,8 @@ Tuple Model::get_param(const std::string& name) {
   }
   if (name == "precision_is_converted") return {std::string(converted_ ? "true" : "false")};
   if (name == "optimize_for_inference") return {std::string(net_->inference_only() ? "true" : "false")};
+  if (name == "fuse_conv_relu") return {std::string(net_->fuse_conv_relu() ? "true" : "false")};
+  if (name == "fuse_bn_relu") return {std::string(net_->fuse_bn_relu() ? "true" : "false")};
   if (name == "type") return {adapter_->type()};
   if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
   if (name == "layer_names") {

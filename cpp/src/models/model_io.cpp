@@ -94,6 +94,7 @@ void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std:
   auto outs = build_graph(layers, outputs.empty() ? output_names() : outputs);
   auto net = std::make_unique<Network>(outs, net_->backend());
   net->set_inference_only(net_->inference_only());
+  net->set_relu_fusion(net_->fuse_conv_relu(), net_->fuse_bn_relu());
   net->set_batch_size(batch_size_);
   auto old = snapshot(*net_, m_, v_);
   Rng init_rng = rng_;
@@ -215,6 +216,8 @@ DictPtr Model::to_dict() {
   h->set_tuple("adam_step", {adam_t_});
   h->set_tuple("has_step", {int64_t(has_step_)});
   h->set_tuple("optimize_for_inference", {int64_t(net_->inference_only())});
+  h->set_tuple("fuse_conv_relu", {int64_t(net_->fuse_conv_relu())});
+  h->set_tuple("fuse_bn_relu", {int64_t(net_->fuse_bn_relu())});
   h->set_tuple("precision_is_converted", {int64_t(converted_)});
   d->set_dict("hyper", h);
   Tuple rs;
@@ -278,6 +281,8 @@ std::shared_ptr<Model> Model::from_dict(const Dict& d, int code) {
     // Absent in files written before these parameters existed.
     if (h->contains("precision_is_converted")) m->converted_ = integer("precision_is_converted") != 0;
     if (h->contains("optimize_for_inference")) m->net_->set_inference_only(integer("optimize_for_inference") != 0);
+    if (h->contains("fuse_conv_relu"))
+      m->net_->set_relu_fusion(integer("fuse_conv_relu") != 0, integer("fuse_bn_relu") != 0);
     m->net_->set_batch_size(m->batch_size_);
     m->alloc_solver_state();
     Backend& be = m->net_->backend();
