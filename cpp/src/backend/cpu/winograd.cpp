@@ -79,22 +79,25 @@ WINO_INLINE void at6(const V8* m, int s, V8* o, int os) {
   o[3 * os] = b + 8.f * d + m5;
 }
 
-// Input transform of the tiles [t0, t1) for channel group cg: V[xi][t][c].
-OPENDL_CPU_CLONES void input_tiles(const Geometry& g, const float* x, float* v, int64_t t0, int64_t t1, int64_t cg) {
-  const int64_t c0 = cg * kL;
+// Input transform of the tiles [t0, t1), channel groups [g0, g1) of each: V[xi][t][c].
+OPENDL_CPU_CLONES void input_tiles(const Geometry& g, const float* x, float* v, int64_t t0, int64_t t1, int64_t g0,
+                                   int64_t g1) {
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t n = t / (g.th * g.tw), r = t % (g.th * g.tw);
     const int64_t y0 = (r / g.tw) * kM - g.pt, x0 = (r % g.tw) * kM - g.pl;
-    V8 d[kA * kA], u[kA * kA];
-    for (int i = 0; i < kA; ++i)
-      for (int j = 0; j < kA; ++j) {
-        const int64_t yy = y0 + i, xx = x0 + j;
-        d[i * kA + j] = (yy >= 0 && yy < g.ih && xx >= 0 && xx < g.iw) ? load8(x + g.xl.off(n, c0, yy, xx))
-                                                                      : V8{0, 0, 0, 0, 0, 0, 0, 0};
-      }
-    for (int j = 0; j < kA; ++j) bt6(d + j, kA, u + j, kA);          // columns: B^T d
-    for (int i = 0; i < kA; ++i) bt6(u + i * kA, 1, d + i * kA, 1);  // rows: (B^T d) B
-    for (int xi = 0; xi < kA * kA; ++xi) store8(v + (xi * g.count + t - g.base) * g.ic + c0, d[xi]);
+    for (int64_t cg = g0; cg < g1; ++cg) {
+      const int64_t c0 = cg * kL;
+      V8 d[kA * kA], u[kA * kA];
+      for (int i = 0; i < kA; ++i)
+        for (int j = 0; j < kA; ++j) {
+          const int64_t yy = y0 + i, xx = x0 + j;
+          d[i * kA + j] = (yy >= 0 && yy < g.ih && xx >= 0 && xx < g.iw) ? load8(x + g.xl.off(n, c0, yy, xx))
+                                                                        : V8{0, 0, 0, 0, 0, 0, 0, 0};
+        }
+      for (int j = 0; j < kA; ++j) bt6(d + j, kA, u + j, kA);          // columns: B^T d
+      for (int i = 0; i < kA; ++i) bt6(u + i * kA, 1, d + i * kA, 1);  // rows: (B^T d) B
+      for (int xi = 0; xi < kA * kA; ++xi) store8(v + (xi * g.count + t - g.base) * g.ic + c0, d[xi]);
+    }
   }
 }
 
@@ -103,28 +106,31 @@ struct Epilogue {
   bool relu, sum, relu_after;
 };
 
-// Output transform of the tiles [t0, t1) for output channel group og, with bias and epilogue, into y.
+// Output transform of the tiles [t0, t1), output channel groups [g0, g1) of each, with bias and epilogue,
+// into y.
 OPENDL_CPU_CLONES void output_tiles(const Geometry& g, const float* m, float* y, const Epilogue& e, int64_t t0,
-                                    int64_t t1, int64_t og) {
-  const int64_t o0 = og * kL;
-  const V8 bias = e.bias ? load8(e.bias + o0) : V8{0, 0, 0, 0, 0, 0, 0, 0};
+                                    int64_t t1, int64_t g0, int64_t g1) {
   const V8 zero = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t n = t / (g.th * g.tw), r = t % (g.th * g.tw);
     const int64_t y0 = (r / g.tw) * kM, x0 = (r % g.tw) * kM;
-    V8 a[kA * kA], b[kM * kA], o[kM * kM];
-    for (int xi = 0; xi < kA * kA; ++xi) a[xi] = load8(m + (xi * g.count + t - g.base) * g.oc + o0);
-    for (int j = 0; j < kA; ++j) at6(a + j, kA, b + j, kA);          // A^T M: 4 x 6
-    for (int i = 0; i < kM; ++i) at6(b + i * kA, 1, o + i * kM, 1);  // (A^T M) A: 4 x 4
-    for (int i = 0; i < kM && y0 + i < g.oh; ++i)
-      for (int j = 0; j < kM && x0 + j < g.ow; ++j) {
-        V8 v = o[i * kM + j] + bias;
-        if (e.relu) v = v > zero ? v : zero;
-        float* p = y + g.yl.off(n, o0, y0 + i, x0 + j);
-        if (e.sum) v += load8(p);
-        if (e.relu_after) v = v > zero ? v : zero;
-        store8(p, v);
-      }
+    for (int64_t og = g0; og < g1; ++og) {
+      const int64_t o0 = og * kL;
+      const V8 bias = e.bias ? load8(e.bias + o0) : zero;
+      V8 a[kA * kA], b[kM * kA], o[kM * kM];
+      for (int xi = 0; xi < kA * kA; ++xi) a[xi] = load8(m + (xi * g.count + t - g.base) * g.oc + o0);
+      for (int j = 0; j < kA; ++j) at6(a + j, kA, b + j, kA);          // A^T M: 4 x 6
+      for (int i = 0; i < kM; ++i) at6(b + i * kA, 1, o + i * kM, 1);  // (A^T M) A: 4 x 4
+      for (int i = 0; i < kM && y0 + i < g.oh; ++i)
+        for (int j = 0; j < kM && x0 + j < g.ow; ++j) {
+          V8 val = o[i * kM + j] + bias;
+          if (e.relu) val = val > zero ? val : zero;
+          float* p = y + g.yl.off(n, o0, y0 + i, x0 + j);
+          if (e.sum) val += load8(p);
+          if (e.relu_after) val = val > zero ? val : zero;
+          store8(p, val);
+        }
+    }
   }
 }
 
@@ -264,11 +270,14 @@ void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w,
   for (int64_t base = 0; base < g.tiles; base += step) {
     g.base = base;
     g.count = std::min(step, g.tiles - base);
-    const int64_t tasks = (g.count + kChunk - 1) / kChunk;
-#pragma omp parallel for collapse(2) schedule(static)
+    // Tasks of up to kChunk tiles, all channel groups of a tile together (each plane of V and M then gets whole
+    // rows of ic / oc floats per tile: 3.5-5 % faster on ResNet-18 than a task per tile range and group), and
+    // at least 4 tasks per thread where the chunk has the tiles for it.
+    const int64_t per_task = std::clamp<int64_t>(g.count / (4 * omp_get_max_threads()), 1, kChunk);
+    const int64_t tasks = (g.count + per_task - 1) / per_task;
+#pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < tasks; ++ch)
-      for (int64_t cg = 0; cg < icg; ++cg)
-        input_tiles(g, x, v, base + ch * kChunk, base + std::min(g.count, (ch + 1) * kChunk), cg);
+      input_tiles(g, x, v, base + ch * per_task, base + std::min(g.count, (ch + 1) * per_task), 0, icg);
     matmul& mm = batched_matmul(g.count, g.ic, g.oc);
     const memory src(memory::desc({kA * kA, g.count, g.ic}, memory::data_type::f32, tag::abc), cpu_engine(), v);
     const memory wei(memory::desc({kA * kA, g.ic, g.oc}, memory::data_type::f32, tag::abc), cpu_engine(),
@@ -276,10 +285,9 @@ void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w,
     const memory dst(memory::desc({kA * kA, g.count, g.oc}, memory::data_type::f32, tag::abc), cpu_engine(), m);
     mm.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
     s.wait();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < tasks; ++ch)
-      for (int64_t og = 0; og < ocg; ++og)
-        output_tiles(g, m, y, e, base + ch * kChunk, base + std::min(g.count, (ch + 1) * kChunk), og);
+      output_tiles(g, m, y, e, base + ch * per_task, base + std::min(g.count, (ch + 1) * per_task), 0, ocg);
   }
 }
 
