@@ -399,30 +399,25 @@ bool Network::output_kept(size_t i) const {
 
 size_t Network::buffer_bytes() const { return (owned_floats_ + arena_floats_) * sizeof(float); }
 
-std::vector<std::string> Network::folded_layers() const {
+std::vector<std::string> Network::names_where(const std::vector<bool>& marked) const {
   std::vector<std::string> v;
-  if (!inference_only_ || !planned_) return v;
-  for (size_t i = 0; i < slots_.size(); ++i)
-    if (fus_.folded[i]) v.push_back(slots_[i].layer->name());
+  for (size_t i = 0; i < slots_.size() && i < marked.size(); ++i)
+    if (marked[i]) v.push_back(slots_[i].layer->name());
   return v;
 }
 
+std::vector<std::string> Network::folded_layers() const {
+  return inference_only_ && planned_ ? names_where(fus_.folded) : std::vector<std::string>{};
+}
+
 std::vector<std::string> Network::fused_layers() const {
-  std::vector<std::string> v;
-  if (!inference_only_ || !planned_) return v;
-  for (size_t i = 0; i < slots_.size(); ++i)
-    if (fus_.fused[i]) v.push_back(slots_[i].layer->name());
-  return v;
+  return inference_only_ && planned_ ? names_where(fus_.fused) : std::vector<std::string>{};
 }
 
 std::vector<std::string> Network::fusable_layers() const {
   std::vector<bool> keeping(slots_.size(), false);
   for (int o : outputs_) keeping[size_t(o)] = true;
-  const Fusions f = plan_fusions(std::vector<bool>(slots_.size(), true), keeping);
-  std::vector<std::string> v;
-  for (size_t i = 0; i < slots_.size(); ++i)
-    if (f.fused[i]) v.push_back(slots_[i].layer->name());
-  return v;
+  return names_where(plan_fusions(std::vector<bool>(slots_.size(), true), keeping).fused);
 }
 
 int Network::fold_source(size_t b) const {
@@ -499,7 +494,6 @@ Network::Fusions Network::plan_fusions(const std::vector<bool>& needed, const st
       const int c = f.folded[size_t(v)] ? vs.inputs[0] : v;
       const LayerSlot& cs = slots_[size_t(c)];
       if (cs.layer->is_input() || !cs.layer->can_fuse() || f.dest[size_t(c)] >= 0 || f.fused[size_t(v)]) continue;
-      if (c == v && f.fold_bn[size_t(c)] >= 0) continue;
       if (keeping[size_t(v)] || vs.consumers.size() != 1) continue;
       const LayerSlot& os = slots_[size_t(o)];
       const int r = f.storage[size_t(o)];

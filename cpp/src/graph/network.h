@@ -184,6 +184,7 @@ class Network {
     std::vector<int> step;        // per slot: the step (slot index) that computes its value
   };
   Fusions plan_fusions(const std::vector<bool>& needed, const std::vector<bool>& keeping) const;
+  std::vector<std::string> names_where(const std::vector<bool>& marked) const;  // the marked slots' layer names
   void plan_inference(const std::vector<bool>& needed, const std::vector<int>& keep);
   void refresh_fold(int conv, int bn);
   bool inference_only_ = false;

@@ -187,28 +187,22 @@ std::shared_ptr<ConvPrims> conv_prims(const ConvKey& k, Act act) {
   // for pointwise 1x1 convolutions, oneDNN's gemm convolution, measured slower: MobileNetV2 +11 %, ResNet-50 +30 %.)
   const memory::desc aw(p->w.get_dims(), dt::f32, tag::any);
   auto is_ref = [](const char* impl) { return std::strncmp(impl, "ref", 3) == 0; };
-  if (k.inference && !k.transposed) {
-    // Forward only (inference plans): no backward primitives; with a sum, y is read as well as written.
+  if (!k.transposed) {
+    const prop_kind fwd_kind = k.inference ? prop_kind::forward_inference : prop_kind::forward_training;
     for (bool keep : {true, false}) {
       const memory::desc ax = keep && k.xb ? p->x : memory::desc(p->x.get_dims(), dt::f32, tag::any);
       const memory::desc ay = keep && k.yb ? p->y : memory::desc(p->y.get_dims(), dt::f32, tag::any);
-      p->fwd_pd = convolution_forward::primitive_desc(eng(), prop_kind::forward_inference,
-                                                      algorithm::convolution_direct, ax, aw, p->b, ay, strides,
-                                                      dil, pl, pr, attr);
-      if (keep && (k.xb || k.yb) && is_ref(p->fwd_pd.impl_info_str())) continue;
-      p->fwd = convolution_forward(p->fwd_pd);
-      p->f_src.init(p->x, p->fwd_pd.src_desc(), true, false);
-      p->f_w.init(p->w, p->fwd_pd.weights_desc(), true, false);
-      p->f_dst.init(p->y, p->fwd_pd.dst_desc(), k.sum != 0, true);
-      break;
-    }
-  } else if (!k.transposed) {
-    for (bool keep : {true, false}) {
-      const memory::desc ax = keep && k.xb ? p->x : memory::desc(p->x.get_dims(), dt::f32, tag::any);
-      const memory::desc ay = keep && k.yb ? p->y : memory::desc(p->y.get_dims(), dt::f32, tag::any);
-      p->fwd_pd = convolution_forward::primitive_desc(eng(), prop_kind::forward_training,
-                                                      algorithm::convolution_direct, ax, aw, p->b, ay, strides,
-                                                      dil, pl, pr, attr);
+      p->fwd_pd = convolution_forward::primitive_desc(eng(), fwd_kind, algorithm::convolution_direct, ax, aw,
+                                                      p->b, ay, strides, dil, pl, pr, attr);
+      if (k.inference) {
+        // Forward only (inference plans): no backward primitives; with a sum, y is read as well as written.
+        if (keep && (k.xb || k.yb) && is_ref(p->fwd_pd.impl_info_str())) continue;
+        p->fwd = convolution_forward(p->fwd_pd);
+        p->f_src.init(p->x, p->fwd_pd.src_desc(), true, false);
+        p->f_w.init(p->w, p->fwd_pd.weights_desc(), true, false);
+        p->f_dst.init(p->y, p->fwd_pd.dst_desc(), k.sum != 0, true);
+        break;
+      }
       auto bd = convolution_backward_data::primitive_desc(eng(), algorithm::convolution_direct, ax, aw, ay,
                                                           strides, dil, pl, pr, p->fwd_pd);
       // The weight gradient lets oneDNN choose its layouts in any case: for channels-last activations it picks
