@@ -1,5 +1,6 @@
 // Input layer (create_dl_layer_input): shape [width, height, depth]; the batch size comes from the model.
-// A model takes the sample-dict entry whose key equals the layer's name.
+// A model takes the sample-dict entry whose key equals the layer's name. 'allow_smaller_tuple' 'true': a tuple
+// may hold fewer values than width x height x depth; the rest are zeros.
 #include "graph/layer.h"
 
 namespace opendl {
@@ -17,7 +18,7 @@ class Input : public Layer {
 
 std::vector<ParamSpec> params() {
   auto s = pos_int("shape", 3, 3, 1);
-  return {s};
+  return {s, gen("allow_smaller_tuple", ParamSpec::Kind::kString, {std::string("false")}, {"true", "false"})};
 }
 
 LayerRegistrar reg{{"input", 0, 0, params(), [] { return std::make_shared<Input>(); }}};

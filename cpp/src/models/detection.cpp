@@ -73,202 +73,17 @@
 
 namespace opendl {
 
-// ---------------------------------------------------------------------------------------------- geometry
-
-double box_iou(const Box1& a, const Box1& b) {
-  const double h = std::min(a.r2, b.r2) - std::max(a.r1, b.r1);
-  const double w = std::min(a.c2, b.c2) - std::max(a.c1, b.c1);
-  if (h <= 0 || w <= 0) return 0.0;
-  const double inter = h * w;
-  const double u = (a.r2 - a.r1) * (a.c2 - a.c1) + (b.r2 - b.r1) * (b.c2 - b.c1) - inter;
-  return u > 0 ? inter / u : 0.0;
-}
-
-std::vector<Box1> level_anchors(int64_t level, int64_t map_h, int64_t map_w, int64_t image_h, int64_t image_w,
-                                int64_t num_subscales, const std::vector<double>& ratios) {
-  std::vector<Box1> out;
-  out.reserve(size_t(map_h * map_w) * size_t(num_subscales) * ratios.size());
-  const double sr = double(image_h) / double(map_h), sc = double(image_w) / double(map_w);
-  for (int64_t i = 0; i < map_h; ++i)
-    for (int64_t j = 0; j < map_w; ++j) {
-      const double r = (double(i) + 0.5) * sr, c = (double(j) + 0.5) * sc;
-      for (int64_t k = 0; k < num_subscales; ++k) {
-        const double size = 4.0 * std::ldexp(1.0, int(level)) * std::pow(2.0, double(k) / double(num_subscales));
-        for (double q : ratios) {
-          const double h = size * std::sqrt(q), w = size / std::sqrt(q);
-          out.push_back({r - h / 2, c - w / 2, r + h / 2, c + w / 2});
-        }
-      }
-    }
-  return out;
-}
-
-void encode_box(const Box1& anchor, const Box1& box, float out[4]) {
-  const double ha = anchor.r2 - anchor.r1, wa = anchor.c2 - anchor.c1;
-  const double h = box.r2 - box.r1, w = box.c2 - box.c1;
-  out[0] = float(((box.r1 + box.r2) / 2 - (anchor.r1 + anchor.r2) / 2) / ha);
-  out[1] = float(((box.c1 + box.c2) / 2 - (anchor.c1 + anchor.c2) / 2) / wa);
-  out[2] = float(std::log(h / ha));
-  out[3] = float(std::log(w / wa));
-}
-
-Box1 decode_box(const Box1& anchor, const float d[4]) {
-  const double ha = anchor.r2 - anchor.r1, wa = anchor.c2 - anchor.c1;
-  const double r = (anchor.r1 + anchor.r2) / 2 + double(d[0]) * ha;
-  const double c = (anchor.c1 + anchor.c2) / 2 + double(d[1]) * wa;
-  // exp is limited (log(1000 / 16)) so that an untrained head cannot make infinite boxes
-  const double lim = std::log(1000.0 / 16.0);
-  const double h = ha * std::exp(std::min(double(d[2]), lim)), w = wa * std::exp(std::min(double(d[3]), lim));
-  return {r - h / 2, c - w / 2, r + h / 2, c + w / 2};
-}
-
-namespace {
-template <class B>
-std::vector<size_t> greedy_nms(const std::vector<B>& boxes, const std::vector<double>& scores, double max_overlap) {
-  std::vector<size_t> order(boxes.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
-  std::vector<size_t> keep;
-  std::vector<char> gone(boxes.size(), 0);
-  for (size_t x = 0; x < order.size(); ++x) {
-    const size_t i = order[x];
-    if (gone[i]) continue;
-    keep.push_back(i);
-    for (size_t y = x + 1; y < order.size(); ++y) {
-      const size_t j = order[y];
-      if (!gone[j] && box_iou(boxes[i], boxes[j]) > max_overlap) gone[j] = 1;
-    }
-  }
-  return keep;
-}
-
-struct Pt {
-  double x, y;  // x = column, y = row
-};
-double cross(const Pt& o, const Pt& a, const Pt& b) { return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x); }
-void corners(const Box2& b, Pt out[4]) {
-  // length1 runs along (row, col) = (-sin phi, cos phi), length2 along (cos phi, sin phi)
-  const double s = std::sin(b.phi), c = std::cos(b.phi);
-  const double ux = c * b.l1, uy = -s * b.l1, vx = s * b.l2, vy = c * b.l2;
-  out[0] = {b.c + ux + vx, b.r + uy + vy};
-  out[1] = {b.c - ux + vx, b.r - uy + vy};
-  out[2] = {b.c - ux - vx, b.r - uy - vy};
-  out[3] = {b.c + ux - vx, b.r + uy - vy};
-}
-}  // namespace
-
-std::vector<size_t> nms(const std::vector<Box1>& boxes, const std::vector<double>& scores, double max_overlap) {
-  return greedy_nms(boxes, scores, max_overlap);
-}
-std::vector<size_t> nms(const std::vector<Box2>& boxes, const std::vector<double>& scores, double max_overlap) {
-  return greedy_nms(boxes, scores, max_overlap);
-}
-
-double box_iou(const Box2& a, const Box2& b) {
-  if (!(a.l1 > 0) || !(a.l2 > 0) || !(b.l1 > 0) || !(b.l2 > 0)) return 0.0;
-  if (std::hypot(a.r - b.r, a.c - b.c) >= std::hypot(a.l1, a.l2) + std::hypot(b.l1, b.l2)) return 0.0;
-  // Sutherland-Hodgman: clip a's polygon by each edge of b (both convex).
-  Pt pa[4], pb[4];
-  corners(a, pa);
-  corners(b, pb);
-  const double orient = cross(pb[0], pb[1], pb[2]) > 0 ? 1.0 : -1.0;
-  std::vector<Pt> poly(pa, pa + 4), next;
-  for (int e = 0; e < 4 && !poly.empty(); ++e) {
-    const Pt &e0 = pb[e], &e1 = pb[(e + 1) % 4];
-    next.clear();
-    for (size_t j = 0; j < poly.size(); ++j) {
-      const Pt& cur = poly[j];
-      const Pt& prev = poly[(j + poly.size() - 1) % poly.size()];
-      const double sc = orient * cross(e0, e1, cur), sp = orient * cross(e0, e1, prev);
-      if (sc >= 0) {
-        if (sp < 0) {
-          const double t = sp / (sp - sc);
-          next.push_back({prev.x + t * (cur.x - prev.x), prev.y + t * (cur.y - prev.y)});
-        }
-        next.push_back(cur);
-      } else if (sp >= 0) {
-        const double t = sp / (sp - sc);
-        next.push_back({prev.x + t * (cur.x - prev.x), prev.y + t * (cur.y - prev.y)});
-      }
-    }
-    poly.swap(next);
-  }
-  double inter = 0;
-  for (size_t j = 0; j < poly.size(); ++j) {
-    const Pt &p = poly[j], &q = poly[(j + 1) % poly.size()];
-    inter += p.x * q.y - q.x * p.y;
-  }
-  inter = std::abs(inter) / 2;
-  const double u = 4 * a.l1 * a.l2 + 4 * b.l1 * b.l2 - inter;
-  return u > 0 ? std::clamp(inter / u, 0.0, 1.0) : 0.0;
-}
-
-double wrap_angle(double x, double period) { return x - period * std::ceil(x / period - 0.5); }
-
-Box2 enclosing_axis_aligned(const Box2& b) {
-  const double s = std::abs(std::sin(b.phi)), c = std::abs(std::cos(b.phi));
-  return {b.r, b.c, 0.0, b.l1 * c + b.l2 * s, b.l1 * s + b.l2 * c};
-}
-
-std::vector<Box2> level_anchors(int64_t level, int64_t map_h, int64_t map_w, int64_t image_h, int64_t image_w,
-                                int64_t num_subscales, const std::vector<double>& ratios,
-                                const std::vector<double>& angles) {
-  std::vector<Box2> out;
-  out.reserve(size_t(map_h * map_w) * size_t(num_subscales) * ratios.size() * angles.size());
-  for (const Box1& a : level_anchors(level, map_h, map_w, image_h, image_w, num_subscales, ratios))
-    for (double phi : angles)
-      out.push_back({(a.r1 + a.r2) / 2, (a.c1 + a.c2) / 2, phi, (a.c2 - a.c1) / 2, (a.r2 - a.r1) / 2});
-  return out;
-}
-
-void encode_box(const Box2& anchor, const Box2& box, bool ignore_direction, float* out) {
-  Box2 b = box;
-  double dphi;
-  if (ignore_direction) {
-    // (l1, l2, phi) and (l2, l1, phi +- pi / 2) are the same region: take the form nearest the anchor
-    dphi = wrap_angle(b.phi - anchor.phi, M_PI);
-    if (dphi > M_PI / 4) std::swap(b.l1, b.l2), dphi -= M_PI / 2;
-    else if (dphi <= -M_PI / 4) std::swap(b.l1, b.l2), dphi += M_PI / 2;
-  } else {
-    dphi = wrap_angle(b.phi - anchor.phi, 2 * M_PI);
-  }
-  const double s = std::sin(anchor.phi), c = std::cos(anchor.phi);
-  const double dr = b.r - anchor.r, dc = b.c - anchor.c;
-  out[0] = float((-s * dr + c * dc) / (2 * anchor.l1));
-  out[1] = float((c * dr + s * dc) / (2 * anchor.l2));
-  out[2] = float(std::log(b.l1 / anchor.l1));
-  out[3] = float(std::log(b.l2 / anchor.l2));
-  if (ignore_direction) {
-    out[4] = float(dphi);
-  } else {
-    out[4] = float(std::sin(dphi));
-    out[5] = float(std::cos(dphi));
-  }
-}
-
-Box2 decode_box(const Box2& anchor, const float* d, bool ignore_direction) {
-  const double s = std::sin(anchor.phi), c = std::cos(anchor.phi);
-  const double u = double(d[0]) * 2 * anchor.l1, v = double(d[1]) * 2 * anchor.l2;
-  const double lim = std::log(1000.0 / 16.0);
-  Box2 b;
-  b.r = anchor.r - s * u + c * v;
-  b.c = anchor.c + c * u + s * v;
-  b.l1 = anchor.l1 * std::exp(std::min(double(d[2]), lim));
-  b.l2 = anchor.l2 * std::exp(std::min(double(d[3]), lim));
-  const double dphi = ignore_direction ? double(d[4]) : std::atan2(double(d[4]), double(d[5]));
-  b.phi = wrap_angle(anchor.phi + dphi, ignore_direction ? M_PI : 2 * M_PI);
-  return b;
-}
-
 // ---------------------------------------------------------------------------------------------- adapter
 
 namespace {
 
 using namespace zoo;
 
-constexpr double kFgIou = 0.5, kBgIou = 0.4, kBeta = 0.11, kGamma = 2.0, kPrior = 0.01;
-constexpr size_t kTopPerLevel = 1000;
+constexpr double kBeta = 0.11, kGamma = 2.0, kPrior = 0.01;
+constexpr int64_t kMaxBoxes = 4096;  // ground-truth boxes per image
 const char* kNumFg = "num_foreground";
+const char* kGtBoxes = "gt_boxes";
+const char* kProposals = "box_proposals";
 
 std::string lname(const char* base, int64_t l) { return std::string(base) + "_" + std::to_string(l); }
 
@@ -412,99 +227,41 @@ class DetectionAdapter : public ClassAdapter {
     return t;
   }
 
-  // The equivalent form of an unoriented box (l1, l2, phi + j pi / 2, lengths swapped for odd j) whose angle
-  // lies nearest the anchor's.
-  static Box2 nearest_form(Box2 b, double anchor_phi) {
-    double d = wrap_angle(b.phi - anchor_phi, M_PI);
-    if (d > M_PI / 4) std::swap(b.l1, b.l2), d -= M_PI / 2;
-    else if (d <= -M_PI / 4) std::swap(b.l1, b.l2), d += M_PI / 2;
-    b.phi = anchor_phi + d;
-    return b;
-  }
-
+  // The ground truth as the records of the 'gt_boxes' input (box parameters, then the class index).
   std::vector<Sample> train_inputs(const Model& m, const std::vector<Sample>& batch) const override {
+    require_generic_layers(m);
     const Shape4 img = image_shape(m);
-    const auto lv = levels(m);
-    const int64_t a_num = num_anchors(), k_num = int64_t(class_ids_.size()), d_num = box_channels();
-    // All anchors of all levels, for the assignment.
-    std::vector<Box1> anchors1;
-    std::vector<Box2> anchors2;
-    std::vector<size_t> start;
-    for (auto& L : lv) {
-      if (rect2_) {
-        start.push_back(anchors2.size());
-        auto a = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_, angles_);
-        anchors2.insert(anchors2.end(), a.begin(), a.end());
-      } else {
-        start.push_back(anchors1.size());
-        auto a = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_);
-        anchors1.insert(anchors1.end(), a.begin(), a.end());
-      }
-    }
-    const size_t n_anchors = rect2_ ? anchors2.size() : anchors1.size();
     std::vector<Sample> out;
     for (size_t i = 0; i < batch.size(); ++i) {
       Sample n = image_of(batch[i], i);
       const Truth gt = sample_truth(batch[i], i, img);
-      const size_t G = gt.cls.size();
-      std::vector<double> q(n_anchors * G);  // IoU of anchor a and box b at a * G + b
-      for (size_t a = 0; a < n_anchors; ++a)
-        for (size_t b = 0; b < G; ++b)
-          q[a * G + b] = rect2_ ? box_iou(anchors2[a], gt.b2[b]) : box_iou(anchors1[a], gt.b1[b]);
-      std::vector<int64_t> match(n_anchors, -1);  // -1 background, -2 ignored, else box index
-      std::vector<double> best_of_box(G, 0.0);
-      for (size_t a = 0; a < n_anchors; ++a) {
-        double best = 0;
-        int64_t arg = -1;
-        for (size_t b = 0; b < G; ++b) {
-          if (q[a * G + b] > best) best = q[a * G + b], arg = int64_t(b);
-          best_of_box[b] = std::max(best_of_box[b], q[a * G + b]);
+      if (gt.cls.size() > size_t(kMaxBoxes))
+        fail(err::kInputWrongLength, "sample " + std::to_string(i) + " holds " + std::to_string(gt.cls.size()) +
+                                         " boxes; a detection model takes at most " + std::to_string(kMaxBoxes) +
+                                         " per image");
+      Tuple t;
+      for (size_t b = 0; b < gt.cls.size(); ++b) {
+        if (rect2_) {
+          const Box2& x = gt.b2[b];
+          for (double v : {x.r, x.c, x.phi, x.l1, x.l2}) t.push_back(v);
+        } else {
+          const Box1& x = gt.b1[b];
+          for (double v : {x.r1, x.c1, x.r2, x.c2}) t.push_back(v);
         }
-        match[a] = best >= kFgIou ? arg : best >= kBgIou ? -2 : -1;
+        t.push_back(double(gt.cls[b]));
       }
-      for (size_t b = 0; b < G; ++b)
-        if (best_of_box[b] > 0)
-          for (size_t a = 0; a < n_anchors; ++a)
-            if (q[a * G + b] == best_of_box[b]) match[a] = int64_t(b);
-      int64_t fg = 0;
-      for (size_t li = 0; li < lv.size(); ++li) {
-        const auto& L = lv[li];
-        Tensor ct({L.h, L.w, a_num * k_num}), cw({L.h, L.w, a_num * k_num});
-        Tensor bt({L.h, L.w, a_num * d_num}), bw({L.h, L.w, a_num * d_num});
-        float *ctp = ct.f32(), *cwp = cw.f32(), *btp = bt.f32(), *bwp = bw.f32();
-        std::fill(ctp, ctp + ct.numel(), 0.f);
-        std::fill(cwp, cwp + cw.numel(), 1.f);
-        std::fill(btp, btp + bt.numel(), 0.f);
-        std::fill(bwp, bwp + bw.numel(), 0.f);
-        for (int64_t p = 0; p < L.h * L.w; ++p)
-          for (int64_t a = 0; a < a_num; ++a) {
-            const size_t g = start[li] + size_t(p * a_num + a);
-            const int64_t mb = match[g];
-            const int64_t pa = p * a_num + a;
-            if (mb == -2) {
-              for (int64_t k = 0; k < k_num; ++k) cwp[pa * k_num + k] = 0.f;
-            } else if (mb >= 0) {
-              ++fg;
-              const int64_t k = gt.cls[size_t(mb)];
-              ctp[pa * k_num + k] = 1.f;
-              if (!rect2_) encode_box(anchors1[g], gt.b1[size_t(mb)], btp + pa * 4);
-              else {
-                const Box2& b = gt.b2[size_t(mb)];
-                encode_box(anchors2[g], no_orientation(k) ? nearest_form(b, anchors2[g].phi) : b, ignore_dir_,
-                           btp + pa * d_num);
-              }
-              for (int64_t d = 0; d < d_num; ++d) bwp[pa * d_num + d] = 1.f;
-            }
-          }
-        n[lname("class_target", L.l)] = std::move(ct);
-        n[lname("class_weight", L.l)] = std::move(cw);
-        n[lname("box_target", L.l)] = std::move(bt);
-        n[lname("box_weight", L.l)] = std::move(bw);
-      }
-      n[kNumFg] = Tuple{double(fg)};
+      n[kGtBoxes] = std::move(t);
       out.push_back(std::move(n));
     }
     return out;
+  }
+
+  // Models written before the generic detection layers computed their targets outside the network.
+  void require_generic_layers(const Model& m) const {
+    if (m.net().find(kProposals) < 0)
+      fail(err::kWrongVersion, "this detection model was written by an older opendl whose network computed no "
+                               "anchors, box targets or box proposals; create it again with "
+                               "create_dl_model_detection (its weights can be copied with load_dl_model_weights)");
   }
 
   // ------------------------------------------------------------------ results
@@ -515,122 +272,72 @@ class DetectionAdapter : public ClassAdapter {
     static const std::set<std::string> k2 = {"bbox_row", "bbox_col", "bbox_phi", "bbox_length1", "bbox_length2"};
     for (auto& r : requested)
       if (!common.count(r) && !(rect2_ ? k2 : k1).count(r)) return {};
-    std::vector<std::string> v;
-    for (int64_t l = min_level_; l <= max_level_; ++l) {
-      v.push_back(lname("class_scores", l));
-      v.push_back(lname("box_deltas", l));
-    }
-    return v;
+    return {kProposals};
   }
 
+  // DLResult from the box_proposals layer's records (box parameters, class index, confidence; unused records,
+  // class -1, last).
   void make_results(const Model& m, std::vector<Result>& results,
                     const std::vector<std::string>& requested) const override {
-    const Shape4 img = image_shape(m);
-    const auto lv = levels(m);
-    const int64_t a_num = num_anchors(), k_num = int64_t(class_ids_.size()), d_num = box_channels();
-    const double logit_min = std::log(std::max(min_confidence_, 1e-12) / std::max(1.0 - min_confidence_, 1e-12));
+    require_generic_layers(m);
+    const int64_t P = rect2_ ? 5 : 4;
     for (auto& r : results) {
-      std::vector<Box1> boxes1;
-      std::vector<Box2> boxes2;
-      std::vector<double> scores;
-      std::vector<int64_t> cls;
-      for (auto& L : lv) {
-        auto ci = r.find(lname("class_scores", L.l));
-        auto bi = r.find(lname("box_deltas", L.l));
-        if (ci == r.end() || bi == r.end()) continue;
-        Tensor cs = std::get<Tensor>(ci->second), bd = std::get<Tensor>(bi->second);
-        r.erase(ci);
-        r.erase(bi);
-        const float* c = cs.f32();
-        const float* d = bd.f32();
-        std::vector<std::pair<float, int64_t>> cand;  // (logit, p * A * K + a * K + k)
-        for (int64_t q = 0; q < L.h * L.w * a_num * k_num; ++q)
-          if (double(c[q]) >= logit_min) cand.push_back({c[q], q});
-        if (cand.size() > kTopPerLevel) {
-          std::partial_sort(cand.begin(), cand.begin() + kTopPerLevel, cand.end(), [](auto& x, auto& y) {
-            return x.first > y.first || (x.first == y.first && x.second < y.second);
-          });
-          cand.resize(kTopPerLevel);
-        }
-        if (cand.empty()) continue;
-        std::vector<Box1> anchors1;
-        std::vector<Box2> anchors2;
-        if (rect2_) anchors2 = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_, angles_);
-        else anchors1 = level_anchors(L.l, L.h, L.w, img.h, img.w, subscales_, ratios_);
-        for (auto& [logit, q] : cand) {
-          const int64_t pa = q / k_num, k = q % k_num;  // pa = p * A + a
-          if (rect2_) {
-            Box2 b = decode_box(anchors2[size_t(pa)], d + pa * d_num, ignore_dir_);
-            if (!std::isfinite(b.r) || !std::isfinite(b.c) || !std::isfinite(b.phi) || !(b.l1 > 0) || !(b.l2 > 0))
-              continue;
-            if (no_orientation(k)) b = enclosing_axis_aligned(b);
-            boxes2.push_back(b);
-          } else {
-            Box1 b = decode_box(anchors1[size_t(pa)], d + pa * 4);
-            b.r1 = std::clamp(b.r1, -0.5, double(img.h) - 0.5);
-            b.r2 = std::clamp(b.r2, -0.5, double(img.h) - 0.5);
-            b.c1 = std::clamp(b.c1, -0.5, double(img.w) - 0.5);
-            b.c2 = std::clamp(b.c2, -0.5, double(img.w) - 0.5);
-            if (!(b.r2 > b.r1) || !(b.c2 > b.c1)) continue;
-            boxes1.push_back(b);
-          }
-          scores.push_back(1.0 / (1.0 + std::exp(-double(logit))));
-          cls.push_back(k);
-        }
-      }
-      auto suppress = [&](const std::vector<size_t>& idx, double thr) {
-        std::vector<double> s;
-        for (size_t i : idx) s.push_back(scores[i]);
-        std::vector<size_t> keep;
-        if (rect2_) {
-          std::vector<Box2> b;
-          for (size_t i : idx) b.push_back(boxes2[i]);
-          keep = nms(b, s, thr);
-        } else {
-          std::vector<Box1> b;
-          for (size_t i : idx) b.push_back(boxes1[i]);
-          keep = nms(b, s, thr);
-        }
-        for (auto& j : keep) j = idx[j];
-        return keep;
-      };
-      // Per class suppression, then class-agnostic.
-      std::vector<size_t> kept;
-      for (int64_t k = 0; k < k_num; ++k) {
-        std::vector<size_t> idx;
-        for (size_t i = 0; i < scores.size(); ++i)
-          if (cls[i] == k) idx.push_back(i);
-        for (size_t j : suppress(idx, max_overlap_)) kept.push_back(j);
-      }
-      if (max_overlap_ca_ < 1.0) kept = suppress(kept, max_overlap_ca_);
-      std::stable_sort(kept.begin(), kept.end(), [&](size_t a, size_t b) {
-        return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-      });
-      if (int64_t(kept.size()) > max_num_detections_) kept.resize(size_t(max_num_detections_));
+      auto it = r.find(kProposals);
+      if (it == r.end()) continue;
+      const Tensor t = std::get<Tensor>(it->second);  // (P + 2, 1, records)
+      r.erase(it);
+      const int64_t M = t.dim(2);
+      const float* x = t.f32();
       std::vector<std::pair<const char*, Tuple>> cols;
       if (rect2_) cols = {{"bbox_row", {}}, {"bbox_col", {}}, {"bbox_phi", {}}, {"bbox_length1", {}}, {"bbox_length2", {}}};
       else cols = {{"bbox_row1", {}}, {"bbox_col1", {}}, {"bbox_row2", {}}, {"bbox_col2", {}}};
       Tuple id, name, conf;
-      for (size_t i : kept) {
-        if (rect2_) {
-          const Box2& b = boxes2[i];
-          const double x[5] = {b.r, b.c, b.phi, b.l1, b.l2};
-          for (size_t q = 0; q < 5; ++q) cols[q].second.push_back(x[q]);
-        } else {
-          const Box1& b = boxes1[i];
-          const double x[4] = {b.r1, b.c1, b.r2, b.c2};
-          for (size_t q = 0; q < 4; ++q) cols[q].second.push_back(x[q]);
-        }
-        id.push_back(class_ids_[size_t(cls[i])]);
-        name.push_back(class_names_[size_t(cls[i])]);
-        conf.push_back(scores[i]);
+      for (int64_t k = 0; k < M; ++k) {
+        const float c = x[P * M + k];
+        if (c < 0) break;
+        for (int64_t q = 0; q < P; ++q) cols[size_t(q)].second.push_back(double(x[q * M + k]));
+        id.push_back(class_ids_[size_t(c)]);
+        name.push_back(class_names_[size_t(c)]);
+        conf.push_back(double(x[(P + 1) * M + k]));
       }
       cols.push_back({"bbox_class_id", id});
       cols.push_back({"bbox_class_name", name});
       cols.push_back({"bbox_confidence", conf});
       std::set<std::string> want(requested.begin(), requested.end());
-      for (auto& [k, t] : cols)
-        if (want.empty() || want.count(k)) r[k] = std::move(t);
+      for (auto& [k, v] : cols)
+        if (want.empty() || want.count(k)) r[k] = std::move(v);
+    }
+  }
+
+  // The settings the detection layers carry: inference settings (box_proposals) and the classes without
+  // orientation (box_proposals, box_assignment; as class indices).
+  void set_layer_params(std::vector<LayerDesc>& ds) const {
+    Tuple no;
+    for (int64_t id : no_orient_)
+      if (index_of(id) >= 0) no.push_back(index_of(id));
+    for (auto& d : ds) {
+      if (d.type == "box_proposals") {
+        d.params["min_confidence"] = {min_confidence_};
+        d.params["max_overlap"] = {max_overlap_};
+        d.params["max_overlap_class_agnostic"] = {max_overlap_ca_};
+        d.params["max_num_detections"] = {max_num_detections_};
+      }
+      if (d.type == "box_proposals" || d.type == "box_assignment") d.params["class_ids_no_orientation"] = no;
+    }
+  }
+  // Applies a change of the adapter's settings to the layers; on failure the settings are restored.
+  template <class F>
+  void change(Model& m, F&& set) {
+    require_generic_layers(m);
+    DetectionAdapter old(*this);
+    set();
+    try {
+      auto ds = m.describe();
+      set_layer_params(ds);
+      m.rebuild(ds);
+    } catch (...) {
+      *this = old;
+      throw;
     }
   }
 
@@ -679,10 +386,19 @@ class DetectionAdapter : public ClassAdapter {
     if (fixed.count(name))
       fail(err::kWrongValue2, "'" + name + "' of a detection model is set at creation (create_dl_model_detection) "
                                            "and cannot be changed afterwards");
-    if (name == "min_confidence") min_confidence_ = unit_of(v, name);
-    else if (name == "max_overlap") max_overlap_ = unit_of(v, name);
-    else if (name == "max_overlap_class_agnostic") max_overlap_ca_ = unit_of(v, name);
-    else if (name == "max_num_detections") max_num_detections_ = integer_of(v, name, 1, 1 << 30);
+    if (name == "min_confidence") {
+      const double x = unit_of(v, name);
+      change(m, [&] { min_confidence_ = x; });
+    } else if (name == "max_overlap") {
+      const double x = unit_of(v, name);
+      change(m, [&] { max_overlap_ = x; });
+    } else if (name == "max_overlap_class_agnostic") {
+      const double x = unit_of(v, name);
+      change(m, [&] { max_overlap_ca_ = x; });
+    } else if (name == "max_num_detections") {
+      const int64_t x = integer_of(v, name, 1, 1 << 24);
+      change(m, [&] { max_num_detections_ = x; });
+    }
     else if (name == "freeze_backbone_level") {
       const int64_t level = integer_of(v, name, 0, 16);
       if (level > 0 && bb_names_.empty())
@@ -703,7 +419,14 @@ class DetectionAdapter : public ClassAdapter {
       }
       if (!ids.empty() && !rect2_)
         fail(7822, "'class_ids_no_orientation' applies to instance_type 'rectangle2' only; this model is 'rectangle1'");
-      no_orient_ = ids;
+      change(m, [&] { no_orient_ = ids; });
+    } else if (name == "class_ids" || name == "num_classes") {
+      // Classes without orientation that are no longer classes are dropped.
+      ClassAdapter::set_param(m, name, v);
+      std::vector<int64_t> keep;
+      for (int64_t id : no_orient_)
+        if (index_of(id) >= 0) keep.push_back(id);
+      change(m, [&] { no_orient_ = keep; });
     }
     else if (name == "class_weights") {
       std::vector<double> w;
@@ -756,11 +479,9 @@ class DetectionAdapter : public ClassAdapter {
     const int64_t a = num_anchors();
     for (auto& d : ds) {
       if (d.name.rfind("class_scores_", 0) == 0) d.params["num_kernel"] = Tuple{a * n};
-      if (d.name.rfind("class_target_", 0) == 0 || d.name.rfind("class_weight_", 0) == 0) {
-        Tuple s = d.params.at("shape");
-        s[2] = a * n;
-        d.params["shape"] = s;
-      }
+      if (d.type == "box_assignment") d.params["num_classes"] = Tuple{n};
+      // Class indices may change meaning: set again (set_param 'class_ids') once the classes are set.
+      if (d.type == "box_assignment" || d.type == "box_proposals") d.params["class_ids_no_orientation"] = Tuple{};
     }
     DetectionAdapter copy(*this);
     copy.class_ids_.resize(size_t(n));
@@ -1017,12 +738,19 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
     }
     pyr[l] = lat;
   }
-  const int64_t A = a.num_anchors(), K = num_classes, D = a.box_channels();
-  L num_fg = CreateDlLayerInput(kNumFg, {int64_t(1), int64_t(1), int64_t(1)}, kNone, kNone);
-  std::vector<LayerPtr> outputs;
+  const int64_t A = a.num_anchors(), K = num_classes, P = a.rect2_ ? 5 : 4;
+  const L image{made.at(a.image_layer())};
+  const Tuple no_names, no_values;
   Tuple alpha;
   for (int64_t x = 0; x < A; ++x)
     for (int64_t k = 0; k < K; ++k) alpha.push_back(0.25);
+  // Heads and anchors per level. The anchors layer takes length1 / length2 ratios for rectangle2 anchors,
+  // the model's anchor_aspect_ratios are height / width (= length2 / length1).
+  Tuple ratios, angles;
+  for (double q : a.ratios_) ratios.push_back(a.rect2_ ? 1.0 / q : q);
+  if (a.rect2_)
+    for (double x : a.angles_) angles.push_back(x);
+  std::vector<L> cls_l, box_l, anc_l;
   for (int64_t l = a.min_level_; l <= a.max_level_; ++l) {
     L p = b.conv_bias(pyr[l], lname("fpn_out", l), 3, F, 1, "none");
     // The head convolutions of every level share the weights of min_level's (RetinaNet); each level keeps its
@@ -1034,23 +762,62 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
       ch = b.cbr(ch, lname("class_head", l) + k, F, l == a.min_level_ ? "" : shared("class_head") + k);
       bh = b.cbr(bh, lname("box_head", l) + k, F, l == a.min_level_ ? "" : shared("box_head") + k);
     }
-    L cls = b.conv_bias(ch, lname("class_scores", l), 3, A * K, 1, "none", -std::log((1 - kPrior) / kPrior),
-                        shared("class_scores"));
-    L box = b.conv_bias(bh, lname("box_deltas", l), 3, A * D, 1, "none", 0.0, shared("box_deltas"));
-    const Shape4 s = cls.ptr->shape();
-    L ct = CreateDlLayerInput(lname("class_target", l), {s.w, s.h, A * K}, kNone, kNone);
-    L cw = CreateDlLayerInput(lname("class_weight", l), {s.w, s.h, A * K}, kNone, kNone);
-    L bt = CreateDlLayerInput(lname("box_target", l), {s.w, s.h, A * D}, kNone, kNone);
-    L bw = CreateDlLayerInput(lname("box_weight", l), {s.w, s.h, A * D}, kNone, kNone);
-    L lc = CreateDlLayer("loss_focal", {cls, ct, cw, num_fg}, lname("loss_class", l),
+    cls_l.push_back(b.conv_bias(ch, lname("class_scores", l), 3, A * K, 1, "none", -std::log((1 - kPrior) / kPrior),
+                                shared("class_scores")));
+    box_l.push_back(b.conv_bias(bh, lname("box_deltas", l), 3, A * a.box_channels(), 1, "none", 0.0,
+                                shared("box_deltas")));
+    // Anchor size 4 * 2^l; the anchors layer reads the level off the map size (a map of 1 x 1 may stand for
+    // several levels), so the scale makes up the difference.
+    const Shape4 s = p.ptr->shape();
+    const int64_t seen = anchor_level(s.h, s.w, img.h, img.w);
+    if (seen < 0 || seen > l)
+      fail(err::kInternal, "level " + std::to_string(l) + " of the pyramid has a map of " + std::to_string(s.w) +
+                               " x " + std::to_string(s.h) + ", not the image downsampled by 2^" + std::to_string(l));
+    anc_l.push_back(CreateDlLayer(
+        "anchors", {p, image}, lname("anchors", l), {ratios, {a.subscales_}, angles},
+        {std::string("instance_type"), std::string("ignore_direction"), std::string("scale")},
+        {std::string(a.rect2_ ? "rectangle2" : "rectangle1"), std::string(a.ignore_dir_ ? "true" : "false"),
+         4.0 * std::ldexp(1.0, int(l - seen))}));
+  }
+  // Training targets: the assignment of all levels' anchors to the ground truth, then per level the targets
+  // of the class and box losses, normalised by the batch's foreground anchors.
+  L gt = CreateDlLayerInput(kGtBoxes, {P + 1, kMaxBoxes, int64_t(1)}, {std::string("allow_smaller_tuple")},
+                            {std::string("true")});
+  std::vector<L> asg_in = anc_l;
+  asg_in.push_back(gt);
+  L asg = CreateDlLayer("box_assignment", asg_in, "box_assignment", {{std::string("anchors")}, {K}}, kNone, kNone);
+  auto target = [&](const std::string& name, const char* output, int64_t level) {
+    return CreateDlLayer("box_targets", {asg, gt}, name, {}, {std::string("output"), std::string("level")},
+                         {std::string(output), level});
+  };
+  L num_fg = target(kNumFg, "num_fg_instances", 0);
+  std::vector<LayerPtr> outputs;
+  for (int64_t l = a.min_level_; l <= a.max_level_; ++l) {
+    const size_t i = size_t(l - a.min_level_);
+    L ct = target(lname("class_target", l), "cls_target", int64_t(i));
+    L cw = target(lname("class_weight", l), "cls_weight", int64_t(i));
+    L bt = target(lname("box_target", l), "box_target", int64_t(i));
+    L bw = target(lname("box_weight", l), "box_weight", int64_t(i));
+    L lc = CreateDlLayer("loss_focal", {cls_l[i], ct, cw, num_fg}, lname("loss_class", l),
                          {{a.class_heads_weight_}, {kGamma}, alpha, {std::string("focal_binary")}}, kNone, kNone);
-    L lb = CreateDlLayer("loss_huber", {box, bt, bw, num_fg}, lname("loss_box", l), {{a.bbox_heads_weight_}, {kBeta}},
-                         kNone, kNone);
+    L lb = CreateDlLayer("loss_huber", {box_l[i], bt, bw, num_fg}, lname("loss_box", l),
+                         {{a.bbox_heads_weight_}, {kBeta}}, kNone, kNone);
     outputs.push_back(lc.ptr);
     outputs.push_back(lb.ptr);
   }
+  // Inference: decoding, suppression and the most confident detections (settings: set_layer_params).
+  std::vector<L> prop_in = cls_l;
+  prop_in.insert(prop_in.end(), box_l.begin(), box_l.end());
+  prop_in.insert(prop_in.end(), anc_l.begin(), anc_l.end());
+  prop_in.push_back(image);
+  outputs.push_back(CreateDlLayer("box_proposals", prop_in, kProposals, {}, kNone, kNone).ptr);
   auto m = std::make_shared<Model>(outputs);
   m->load_weights_from(*bb);
+  {
+    auto ds = m->describe();
+    a.set_layer_params(ds);
+    m->rebuild(ds);
+  }
   m->set_adapter(std::make_unique<DetectionAdapter>(a));
   m->set_param("image_range_min", range_min);
   m->set_param("image_range_max", range_max);

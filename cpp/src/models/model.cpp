@@ -273,7 +273,8 @@ std::vector<std::vector<float>> Model::pack(const std::vector<Sample>& batch, co
             for (int64_t ch = 0; ch < c; ++ch) dst[(ch * h + y) * w + x] = src[(y * w + x) * c + ch];
       } else {
         const Tuple& tup = std::get<Tuple>(it->second);
-        if (int64_t(tup.size()) != per)
+        const bool smaller = slot.layer->bool_param("allow_smaller_tuple") && int64_t(tup.size()) <= per;
+        if (int64_t(tup.size()) != per && !smaller)
           fail(err::kInputWrongLength, where + ": " + std::to_string(tup.size()) + " value(s) given, the input layer " +
                                            "holds " + std::to_string(per) + " (width " + std::to_string(s.w) +
                                            " x height " + std::to_string(s.h) + " x depth " + std::to_string(s.c) + ")");
@@ -309,10 +310,11 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
   auto staged = pack(adapter_->train_inputs(*this, batch), inputs, batch.size());
   auto& slots = net_->slots();
   Backend& be = net_->backend();
-  // Loss layers check their targets on the host before anything runs.
+  // Layers check the values fed to them by input layers (targets, ground truth) before anything runs.
   for (size_t mb = 0; mb < size_t(multiplier_); ++mb)
-    for (int li : losses) {
+    for (size_t li = 0; li < slots.size(); ++li) {
       const auto& s = slots[li];
+      if (s.layer->is_input()) continue;
       std::vector<const float*> host(s.inputs.size(), nullptr);
       for (size_t k = 0; k < s.inputs.size(); ++k) {
         auto it = std::find(inputs.begin(), inputs.end(), s.inputs[k]);

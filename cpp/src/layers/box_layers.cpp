@@ -1,0 +1,709 @@
+// The generic layers for building anchor-based detectors (HALCON 25.05+): create_dl_layer_anchors,
+// create_dl_layer_box_targets and create_dl_layer_box_proposals. The detection model (models/detection.cpp)
+// is built from them. HALCON documents their purpose and operator signatures, and the proposal record layout
+// (through create_dl_layer_roi_pooling); the tensor layouts, generic parameters and rules below are ours, and
+// follow the detection model's documented anchors, assignment and box encoding (layers/boxes.h).
+//
+// Shapes are given as HALCON's (width, height, depth, batch).
+//
+// anchors (inputs: feature map, image): the anchors of one pyramid level as (W, H, A * P, 1), P = 4 box
+// parameters (row1, col1, row2, col2) for 'rectangle1' or 5 (row, col, phi, length1, length2) for
+// 'rectangle2'; anchor a of cell (i, j) at depth a * P + p. The level is the power of two 2^l with
+// ceil(image size / 2^l) = feature size in both directions (the smallest such l), else the layer is refused.
+// A = num_subscales * |aspect_ratios| * |angles|, ordered (subscale, ratio, angle). Cell (i, j) is centred at
+// ((i + 0.5) * image height / H, (j + 0.5) * image width / W); subscale k has size scale * 2^l *
+// 2^(k / num_subscales) ('scale', default 4); aspect ratio q gives height size * sqrt(q) and width size /
+// sqrt(q) for rectangle1 (q = height / width), length1 = size * sqrt(q) / 2 and length2 = size / (2 sqrt(q))
+// for rectangle2 (q = length1 / length2, as HALCON documents). Non-empty `angles` (radians) make the anchors
+// rectangle2 (as does 'instance_type' 'rectangle2', with angles [0]); 'ignore_direction' 'true' takes the
+// angles modulo pi and selects the 5-delta encoding in the layers that read these anchors. The anchors are
+// the same for every image, hence batch 1.
+//
+// box_targets (inputs: box layers per level, ground truth; create_dl_layer_box_targets): the training targets
+// of the boxes. The boxes are anchors (input_mode 'anchors') or the records of a box_proposals layer
+// (input_mode 'box_proposals'; records with a negative class are unused). Ground truth: an input layer of
+// shape (P + 1, G, 1): per image up to G records (box parameters as above, then the class index in
+// [0, num_classes)); a record of zeros (as left by 'allow_smaller_tuple') or with a negative class is padding;
+// any other record must have a positive area. Assignment per image over the boxes of all levels: a box whose
+// best IoU with a ground-truth box is >= 'fg_iou_threshold' (0.5) is foreground for it, < 'bg_iou_threshold'
+// (0.4) background, in between ignored; with 'low_quality_matches' 'true' (the default) each ground-truth
+// box's best boxes (all boxes reaching its highest IoU > 0) are foreground for it as well. Outputs per level,
+// for a box layer of A boxes per position (anchors) or M records (box_proposals; then H = W = 1, A = M):
+// - 'cls_target' (W, H, A * K, N), K = num_classes: 1 at depth a * K + class for foreground boxes, else 0;
+// - 'cls_weight' (W, H, A * K, N): 0 for ignored boxes (and unused records), else 1;
+// - 'box_target' (W, H, A * D, N): the encoded ground-truth box of foreground boxes (layers/boxes.h; D = 4
+//   for rectangle1, 5 or 6 for rectangle2 with or without ignore_direction), else 0;
+// - 'box_weight' (W, H, A * D, N): 1 for foreground boxes, else 0;
+// and for all levels together 'num_fg_instances' (1, 1, 1, N): the image's foreground boxes (the losses
+// normalise by the sum over the batch) and 'assigned_idxs' (1, 1, T, N): per box of all levels (level by
+// level, each in its own order) the index of its ground-truth record, -1 for background, -2 ignored or
+// unused. 'class_ids_no_orientation' (rectangle2): ground-truth boxes of these classes are compared and
+// encoded in the form nearest each anchor's angle (boxes.h nearest_form). 'mask_weight' (instance masks) is
+// not offered. The assignment is computed once per batch by a layer of type 'box_assignment' named
+// '<first layer name>_assignment'; the output layers (type 'box_targets') read it.
+//
+// box_proposals (inputs: class scores, box deltas (unless 'apply_box_deltas' is 'false') and boxes per level,
+// then the image layer): the detections. Class scores (W, H, A * K, N) are logits turned into confidences by
+// a sigmoid ('class_score_activation' 'sigmoid', the default) or confidences ('none'); box deltas (W, H, A *
+// D, N). Per image and level the boxes and classes with confidence >= 'min_confidence' (0.5;
+// 'min_confidence_train' while training) are kept, at most the 'max_num_pre_nms' (1000) most confident;
+// decoded (rectangle1: clipped to the image, [-0.5, size - 0.5]; classes in 'class_ids_no_orientation'
+// become their enclosing axis-aligned rectangle2); greedy NMS per class at IoU 'max_overlap' (0.5), then
+// class-agnostic NMS at 'max_overlap_class_agnostic' (1.0: none); the 'max_num_detections' (100) most
+// confident remain. Output (1, P + 2, max_num_detections, N): per record the P box parameters, the class
+// index and the confidence, by descending confidence; unused records are zeros with class -1.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "backend/backend.h"
+#include "graph/layer.h"
+#include "layers/boxes.h"
+
+namespace opendl {
+namespace {
+
+using K = ParamSpec::Kind;
+
+std::string shape_str(const Shape4& s) { return s.str(); }
+
+// Layers whose output holds boxes: their box type.
+class BoxProducer : public Layer {
+ public:
+  virtual bool rect2() const = 0;
+  virtual bool ignore_direction() const = 0;
+  int64_t nbp() const { return rect2() ? 5 : 4; }
+  int64_t deltas() const { return rect2() ? box2_deltas(ignore_direction()) : 4; }
+};
+
+// ------------------------------------------------------------------------------------------------ anchors
+
+class Anchors : public BoxProducer {
+ public:
+  void configure() override {
+    ratios_.clear();
+    angles_.clear();
+    for (auto& v : param("aspect_ratios")) ratios_.push_back(as_double(v));
+    for (double q : ratios_)
+      if (!(q > 0)) fail(err::kWrongValue3, "layer '" + name() + "': aspect_ratios must be positive");
+    rect2_ = str_param("instance_type") == "rectangle2" || !param("angles").empty();
+    const bool ign = bool_param("ignore_direction");
+    if (ign && !rect2_)
+      fail(err::kWrongValue3, "layer '" + name() + "': ignore_direction applies to rectangle2 anchors (non-empty "
+                                                   "angles or instance_type 'rectangle2')");
+    for (auto& v : param("angles")) angles_.push_back(wrap_angle(as_double(v), ign ? M_PI : 2 * M_PI));
+    if (rect2_ && angles_.empty()) angles_ = {0.0};
+  }
+  bool rect2() const override { return rect2_; }
+  bool ignore_direction() const override { return bool_param("ignore_direction"); }
+  bool input_needs_grad(size_t) const override { return false; }
+  int64_t per_position() const {
+    return int64_t(ratios_.size()) * int_param("num_subscales") * (rect2_ ? int64_t(angles_.size()) : 1);
+  }
+  static int64_t level_of(const Shape4& f, const Shape4& img) { return anchor_level(f.h, f.w, img.h, img.w); }
+  Shape4 infer(const std::vector<Shape4>& in) const override {
+    if (level_of(in[0], in[1]) < 0)
+      fail(err::kInvalidShape, "layer '" + name() + "': the feature map " + std::to_string(in[0].w) + " x " +
+                                   std::to_string(in[0].h) + " is not the image " + std::to_string(in[1].w) +
+                                   " x " + std::to_string(in[1].h) + " downsampled by a power of two");
+    return Shape4{1, per_position() * nbp(), in[0].h, in[0].w};
+  }
+  void forward(LayerIO& io) override {
+    const Shape4 &f = io.xs[0], &img = io.xs[1];
+    const int64_t l = level_of(f, img), A = per_position(), P = nbp(), HW = f.h * f.w;
+    const double scale = real_param("scale");
+    std::vector<float> out(size_t(A * P * HW));
+    if (!rect2_) {
+      auto a = level_anchors(l, f.h, f.w, img.h, img.w, int_param("num_subscales"), ratios_, scale);
+      for (int64_t p = 0; p < HW; ++p)
+        for (int64_t k = 0; k < A; ++k) {
+          const Box1& b = a[size_t(p * A + k)];
+          const double v[4] = {b.r1, b.c1, b.r2, b.c2};
+          for (int64_t q = 0; q < 4; ++q) out[size_t((k * 4 + q) * HW + p)] = float(v[q]);
+        }
+    } else {
+      // level_anchors takes height / width ratios, which are length2 / length1 of the turned anchor.
+      std::vector<double> inv;
+      for (double q : ratios_) inv.push_back(1.0 / q);
+      auto a = level_anchors(l, f.h, f.w, img.h, img.w, int_param("num_subscales"), inv, angles_, scale);
+      for (int64_t p = 0; p < HW; ++p)
+        for (int64_t k = 0; k < A; ++k) {
+          const Box2& b = a[size_t(p * A + k)];
+          const double v[5] = {b.r, b.c, b.phi, b.l1, b.l2};
+          for (int64_t q = 0; q < 5; ++q) out[size_t((k * 5 + q) * HW + p)] = float(v[q]);
+        }
+    }
+    io.be->upload(io.y, out.data(), out.size());
+  }
+  void backward(LayerIO&) override {}
+
+ private:
+  std::vector<double> ratios_, angles_;
+  bool rect2_ = false;
+};
+
+std::vector<ParamSpec> anchor_params() {
+  ParamSpec ratios = pos_real("aspect_ratios", 0.0);
+  ratios.max_len = 64;
+  ParamSpec sub = pos_int("num_subscales", 1, 1, 1, 64);
+  ParamSpec angles = pos_real("angles");
+  angles.min_len = 0;
+  angles.max_len = 64;
+  return {ratios, sub, angles,
+          gen("instance_type", K::kString, {std::string("rectangle1")}, {"rectangle1", "rectangle2"}),
+          gen("ignore_direction", K::kString, {std::string("false")}, {"true", "false"}),
+          gen("scale", K::kReal, {4.0}, {}, 1e-3, 1e6)};
+}
+
+LayerRegistrar reg_anchors{{"anchors", 2, 2, anchor_params(), [] { return std::make_shared<Anchors>(); }}};
+
+// ------------------------------------------------------------------------------------------------ box sources
+
+// A box input of the box-targets and box-proposals layers.
+struct BoxSource {
+  const BoxProducer* producer = nullptr;
+  bool proposals = false;  // records of a box_proposals layer, per image
+  int64_t A = 0;           // boxes per position (anchors) or records per image (proposals)
+  int64_t H = 1, W = 1;
+  int64_t count() const { return A * H * W; }
+};
+
+BoxSource box_source(const Layer& self, const LayerPtr& in, const Shape4& s) {
+  BoxSource b;
+  b.producer = dynamic_cast<const BoxProducer*>(in.get());
+  if (!b.producer)
+    fail(err::kInvalidShape, "layer '" + self.name() + "': the box input '" + in->name() + "' (type '" + in->type() +
+                                 "') is neither an anchors nor a box_proposals layer");
+  b.proposals = in->type() == "box_proposals";
+  const int64_t P = b.producer->nbp();
+  if (b.proposals) {
+    b.A = s.c;
+  } else {
+    b.A = s.c / P;
+    b.H = s.h;
+    b.W = s.w;
+  }
+  return b;
+}
+
+// The boxes of one source for image n, in the source's order (position-major for anchors), from the host copy
+// `x` of the whole input; valid[i] = 0 for unused proposal records.
+void read_boxes(const BoxSource& s, const Shape4& xs, const float* x, int64_t n, std::vector<Box1>& b1,
+                std::vector<Box2>& b2, std::vector<char>& valid) {
+  const int64_t P = s.producer->nbp();
+  const bool r2 = s.producer->rect2();
+  b1.clear();
+  b2.clear();
+  valid.assign(size_t(s.count()), 1);
+  auto put = [&](const double* v) {
+    if (r2) b2.push_back({v[0], v[1], v[2], v[3], v[4]});
+    else b1.push_back({v[0], v[1], v[2], v[3]});
+  };
+  double v[5];
+  if (s.proposals) {
+    const float* p = x + (xs.n > 1 ? n : 0) * xs.per_sample();
+    for (int64_t m = 0; m < s.A; ++m) {
+      for (int64_t q = 0; q < P; ++q) v[q] = p[m * (P + 2) + q];
+      valid[size_t(m)] = p[m * (P + 2) + P] >= 0;
+      put(v);
+    }
+  } else {
+    const int64_t HW = s.H * s.W;
+    const float* p = x + (xs.n > 1 ? n : 0) * xs.per_sample();
+    for (int64_t pos = 0; pos < HW; ++pos)
+      for (int64_t a = 0; a < s.A; ++a) {
+        for (int64_t q = 0; q < P; ++q) v[q] = p[(a * P + q) * HW + pos];
+        put(v);
+      }
+  }
+}
+
+std::vector<float> host_copy(Backend* be, const float* x, const Shape4& s) {
+  std::vector<float> h(size_t(s.numel()));
+  be->download(h.data(), x, h.size());
+  return h;
+}
+
+// ------------------------------------------------------------------------------------------------ box targets
+
+class BoxAssignment : public Layer {
+ public:
+  bool input_needs_grad(size_t) const override { return false; }
+  size_t levels() const { return inputs().size() - 1; }
+  const BoxProducer& producer() const { return *dynamic_cast<const BoxProducer*>(inputs()[0].get()); }
+  BoxSource source(size_t l) const { return box_source(*this, inputs()[l], inputs()[l]->shape()); }
+  int64_t total() const {
+    int64_t t = 0;
+    for (size_t l = 0; l < levels(); ++l) t += source(l).count();
+    return t;
+  }
+  int64_t deltas() const { return producer().deltas(); }
+
+  void configure() override {
+    no_orient_.clear();
+    for (auto& v : param("class_ids_no_orientation")) no_orient_.push_back(int64_t(as_double(v)));
+    if (real_param("bg_iou_threshold") > real_param("fg_iou_threshold"))
+      fail(err::kWrongValue3, "layer '" + name() + "': bg_iou_threshold must not exceed fg_iou_threshold");
+  }
+  Shape4 infer(const std::vector<Shape4>& in) const override {
+    const bool anchors_mode = str_param("input_mode") == "anchors";
+    std::vector<BoxSource> src;
+    for (size_t l = 0; l + 1 < in.size(); ++l) {
+      src.push_back(box_source(*this, inputs()[l], in[l]));
+      if (src.back().proposals == anchors_mode)
+        fail(err::kWrongValue3, "layer '" + name() + "': input_mode '" + str_param("input_mode") + "' but the box "
+                                    "input '" + inputs()[l]->name() + "' is of type '" + inputs()[l]->type() + "'");
+      if (src.back().producer->rect2() != src[0].producer->rect2() ||
+          src.back().producer->ignore_direction() != src[0].producer->ignore_direction())
+        fail(err::kInvalidShape, "layer '" + name() + "': the box inputs differ in instance type or ignore_direction");
+    }
+    const Shape4& g = in.back();
+    const int64_t P = src[0].producer->nbp();
+    if (g.w != P + 1 || g.c != 1)
+      fail(err::kInvalidShape, "layer '" + name() + "': the ground-truth input must have width " +
+                                   std::to_string(P + 1) + " (the " + std::to_string(P) +
+                                   " box parameters and the class index), height = the most boxes per image and depth "
+                                   "1, got width " + std::to_string(g.w) + ", height " + std::to_string(g.h) +
+                                   ", depth " + std::to_string(g.c));
+    if (!no_orient_.empty() && !src[0].producer->rect2())
+      fail(err::kWrongValue3, "layer '" + name() + "': class_ids_no_orientation applies to rectangle2 boxes only");
+    int64_t t = 0;
+    for (auto& s : src) t += s.count();
+    return Shape4{g.n, t * (1 + src[0].producer->deltas()), 1, 1};
+  }
+
+  // The valid ground-truth records of one image: (record index, box, class).
+  struct Truth {
+    std::vector<int64_t> idx, cls;
+    std::vector<Box1> b1;
+    std::vector<Box2> b2;
+  };
+  Truth truth(const float* g, const Shape4& gs, int64_t n, bool check) const {
+    const int64_t P = gs.w - 1, K = int_param("num_classes");
+    const bool r2 = P == 5;
+    Truth t;
+    for (int64_t r = 0; r < gs.h; ++r) {
+      const float* v = g + n * gs.per_sample() + r * gs.w;
+      bool zero = true;
+      for (int64_t q = 0; q <= P; ++q) zero = zero && v[q] == 0.f;
+      const double cls = v[P];
+      if (zero || cls < 0) continue;
+      const std::string at = "layer '" + name() + "': image " + std::to_string(n) + ", ground-truth record " +
+                             std::to_string(r);
+      if (check && (cls != std::floor(cls) || cls >= double(K)))
+        fail(err::kInputWrongValues, at + " has class " + std::to_string(cls) + ", not an index in [0, " +
+                                         std::to_string(K) + ")");
+      if (r2) {
+        Box2 b{v[0], v[1], v[2], v[3], v[4]};
+        if (check && !(b.l1 > 0 && b.l2 > 0))
+          fail(err::kInputWrongValues, at + ": zero or negative area (length1 and length2 must be > 0)");
+        const bool ign = producer().ignore_direction();
+        b.phi = wrap_angle(b.phi, ign ? M_PI : 2 * M_PI);
+        t.b2.push_back(b);
+      } else {
+        Box1 b{v[0], v[1], v[2], v[3]};
+        if (check && !(b.r2 > b.r1 && b.c2 > b.c1))
+          fail(err::kInputWrongValues, at + ": zero or negative area (row2 must exceed row1, col2 col1)");
+        t.b1.push_back(b);
+      }
+      t.idx.push_back(r);
+      t.cls.push_back(int64_t(cls));
+    }
+    return t;
+  }
+  void check_inputs(const std::vector<const float*>& host, const std::vector<Shape4>& xs) const override {
+    const size_t gi = xs.size() - 1;
+    if (host[gi])
+      for (int64_t n = 0; n < xs[gi].n; ++n) truth(host[gi], xs[gi], n, true);
+  }
+
+  bool no_orientation(int64_t cls) const {
+    return std::find(no_orient_.begin(), no_orient_.end(), cls) != no_orient_.end();
+  }
+
+  void forward(LayerIO& io) override {
+    const size_t L = levels();
+    const Shape4& gs = io.xs[L];
+    const auto g = host_copy(io.be, io.x[L], gs);
+    std::vector<std::vector<float>> bx(L);
+    std::vector<BoxSource> src;
+    for (size_t l = 0; l < L; ++l) {
+      bx[l] = host_copy(io.be, io.x[l], io.xs[l]);
+      src.push_back(source(l));
+    }
+    const bool r2 = producer().rect2(), ign = producer().ignore_direction();
+    const int64_t D = deltas(), T = total();
+    const double fg_thr = real_param("fg_iou_threshold"), bg_thr = real_param("bg_iou_threshold");
+    const bool low = bool_param("low_quality_matches");
+    std::vector<float> out(size_t(io.ys.numel()), 0.f);
+    std::vector<Box1> a1, b1;
+    std::vector<Box2> a2, b2;
+    std::vector<char> valid, v;
+    for (int64_t n = 0; n < gs.n; ++n) {
+      const Truth t = truth(g.data(), gs, n, false);
+      const size_t G = t.idx.size();
+      // All boxes of the image, level by level.
+      a1.clear();
+      a2.clear();
+      valid.clear();
+      for (size_t l = 0; l < L; ++l) {
+        read_boxes(src[l], io.xs[l], bx[l].data(), n, b1, b2, v);
+        a1.insert(a1.end(), b1.begin(), b1.end());
+        a2.insert(a2.end(), b2.begin(), b2.end());
+        valid.insert(valid.end(), v.begin(), v.end());
+      }
+      // The form of each ground-truth box compared with box i (nearest its angle for unoriented classes).
+      auto gt2 = [&](size_t b, size_t i) {
+        return no_orientation(t.cls[b]) ? nearest_form(t.b2[b], a2[i].phi) : t.b2[b];
+      };
+      std::vector<double> q(size_t(T) * G, 0.0);
+      for (int64_t i = 0; i < T; ++i)
+        if (valid[size_t(i)])
+          for (size_t b = 0; b < G; ++b)
+            q[size_t(i) * G + b] = r2 ? box_iou(a2[size_t(i)], t.b2[b]) : box_iou(a1[size_t(i)], t.b1[b]);
+      std::vector<int64_t> match(size_t(T), -1);
+      std::vector<double> best_of_box(G, 0.0);
+      for (int64_t i = 0; i < T; ++i) {
+        if (!valid[size_t(i)]) {
+          match[size_t(i)] = -2;
+          continue;
+        }
+        double best = 0;
+        int64_t arg = -1;
+        for (size_t b = 0; b < G; ++b) {
+          const double x = q[size_t(i) * G + b];
+          if (x > best) best = x, arg = int64_t(b);
+          best_of_box[b] = std::max(best_of_box[b], x);
+        }
+        match[size_t(i)] = best >= fg_thr ? arg : best >= bg_thr ? -2 : -1;
+      }
+      if (low)
+        for (size_t b = 0; b < G; ++b)
+          if (best_of_box[b] > 0)
+            for (int64_t i = 0; i < T; ++i)
+              if (valid[size_t(i)] && q[size_t(i) * G + b] == best_of_box[b]) match[size_t(i)] = int64_t(b);
+      float* o = out.data() + n * io.ys.per_sample();
+      for (int64_t i = 0; i < T; ++i) {
+        const int64_t m = match[size_t(i)];
+        o[i] = float(m >= 0 ? t.idx[size_t(m)] : m);
+        if (m < 0) continue;
+        float* d = o + T + i * D;
+        if (r2) encode_box(a2[size_t(i)], gt2(size_t(m), size_t(i)), ign, d);
+        else encode_box(a1[size_t(i)], t.b1[size_t(m)], d);
+      }
+    }
+    io.be->upload(io.y, out.data(), out.size());
+  }
+  void backward(LayerIO&) override {}
+
+ private:
+  std::vector<int64_t> no_orient_;
+};
+
+std::vector<ParamSpec> assignment_params() {
+  ParamSpec no = gen("class_ids_no_orientation", K::kInt, {}, {}, 0, 1e9, 0, 1 << 20);
+  return {pos_str("input_mode", {"anchors", "box_proposals"}),
+          pos_int("num_classes", 1, 1, 1, 1 << 20),
+          gen("fg_iou_threshold", K::kReal, {0.5}, {}, 0.0, 1.0),
+          gen("bg_iou_threshold", K::kReal, {0.4}, {}, 0.0, 1.0),
+          gen("low_quality_matches", K::kString, {std::string("true")}, {"true", "false"}),
+          no};
+}
+
+LayerRegistrar reg_assign{{"box_assignment", 2, 1 << 10, assignment_params(),
+                           [] { return std::make_shared<BoxAssignment>(); }}};
+
+class BoxTargets : public Layer {
+ public:
+  bool input_needs_grad(size_t) const override { return false; }
+  const BoxAssignment& assignment() const {
+    auto* a = dynamic_cast<const BoxAssignment*>(inputs()[0].get());
+    if (!a) fail(err::kInvalidShape, "layer '" + name() + "': the first input must be a box_assignment layer");
+    return *a;
+  }
+  std::string output() const { return str_param("output"); }
+  Shape4 infer(const std::vector<Shape4>& in) const override {
+    const auto& a = assignment();
+    const int64_t n = in[0].n, l = int_param("level");
+    const std::string o = output();
+    if (o == "num_fg_instances") return Shape4{n, 1, 1, 1};
+    if (o == "assigned_idxs") return Shape4{n, a.total(), 1, 1};
+    if (l >= int64_t(a.levels()))
+      fail(err::kWrongValue3, "layer '" + name() + "': level " + std::to_string(l) + " of " +
+                                  std::to_string(a.levels()) + " box inputs");
+    const BoxSource s = a.source(size_t(l));
+    const int64_t per = o.rfind("cls_", 0) == 0 ? a.int_param("num_classes") : a.deltas();
+    return Shape4{n, s.A * per, s.H, s.W};
+  }
+  void forward(LayerIO& io) override {
+    const auto& a = assignment();
+    const std::string o = output();
+    const int64_t T = a.total(), D = a.deltas(), N = io.ys.n;
+    const Shape4& as = io.xs[0];
+    std::vector<float> out(size_t(io.ys.numel()), 0.f);
+    std::vector<float> row(size_t(as.per_sample()));
+    // Offset of this level's boxes among all levels.
+    int64_t off = 0;
+    const int64_t lv = int_param("level");
+    BoxSource s;
+    if (o != "num_fg_instances" && o != "assigned_idxs") {
+      for (int64_t l = 0; l < lv; ++l) off += a.source(size_t(l)).count();
+      s = a.source(size_t(lv));
+    }
+    std::vector<float> g;
+    if (o == "cls_target") g = host_copy(io.be, io.x[1], io.xs[1]);
+    const Shape4& gs = io.xs[1];
+    const int64_t K = a.int_param("num_classes"), P = gs.w - 1;
+    for (int64_t n = 0; n < N; ++n) {
+      io.be->download(row.data(), io.x[0] + n * as.per_sample(), row.size());
+      const float* m = row.data();
+      float* y = out.data() + n * io.ys.per_sample();
+      if (o == "num_fg_instances") {
+        int64_t c = 0;
+        for (int64_t i = 0; i < T; ++i) c += m[i] >= 0;
+        y[0] = float(c);
+        continue;
+      }
+      if (o == "assigned_idxs") {
+        std::copy(m, m + T, y);
+        continue;
+      }
+      const int64_t HW = s.H * s.W, per = o.rfind("cls_", 0) == 0 ? K : D;
+      for (int64_t pos = 0; pos < HW; ++pos)
+        for (int64_t k = 0; k < s.A; ++k) {
+          const int64_t i = off + pos * s.A + k;  // box index among all levels
+          const float mi = m[i];
+          float* at = y + (k * per) * HW + pos;  // depth k * per + j at at[j * HW]
+          if (o == "cls_weight") {
+            if (mi != -2.f)
+              for (int64_t j = 0; j < per; ++j) at[j * HW] = 1.f;
+          } else if (o == "cls_target") {
+            if (mi >= 0) {
+              const int64_t cls = int64_t(g[size_t(n * gs.per_sample() + int64_t(mi) * gs.w + P)]);
+              at[cls * HW] = 1.f;
+            }
+          } else if (o == "box_weight") {
+            if (mi >= 0)
+              for (int64_t j = 0; j < per; ++j) at[j * HW] = 1.f;
+          } else if (mi >= 0) {  // box_target
+            for (int64_t j = 0; j < per; ++j) at[j * HW] = m[T + i * D + j];
+          }
+        }
+    }
+    io.be->upload(io.y, out.data(), out.size());
+  }
+  void backward(LayerIO&) override {}
+};
+
+LayerRegistrar reg_targets{
+    {"box_targets", 2, 2,
+     {gen("output", K::kString, {std::string("cls_target")},
+          {"cls_target", "cls_weight", "box_target", "box_weight", "num_fg_instances", "assigned_idxs"}),
+      gen("level", K::kInt, {int64_t(0)}, {}, 0, 1 << 10)},
+     [] { return std::make_shared<BoxTargets>(); }}};
+
+// ------------------------------------------------------------------------------------------------ box proposals
+
+class BoxProposals : public BoxProducer {
+ public:
+  bool input_needs_grad(size_t) const override { return false; }
+  bool with_deltas() const { return bool_param("apply_box_deltas"); }
+  size_t levels() const { return (inputs().size() - 1) / (with_deltas() ? 3 : 2); }
+  const LayerPtr& box_input(size_t l) const { return inputs()[(with_deltas() ? 2 : 1) * levels() + l]; }
+  const BoxProducer& producer() const { return *dynamic_cast<const BoxProducer*>(box_input(0).get()); }
+  bool rect2() const override { return producer().rect2(); }
+  bool ignore_direction() const override { return producer().ignore_direction(); }
+
+  void configure() override {
+    no_orient_.clear();
+    for (auto& v : param("class_ids_no_orientation")) no_orient_.push_back(int64_t(as_double(v)));
+    const size_t per = with_deltas() ? 3 : 2;
+    if (inputs().size() < per + 1 || (inputs().size() - 1) % per != 0)
+      fail(err::kWrongNumValues1, "layer '" + name() + "': class score, " + std::string(with_deltas() ? "box delta " : "") +
+                                      "and box layers must be given for each level, then the image layer; got " +
+                                      std::to_string(inputs().size()) + " inputs");
+  }
+  Shape4 infer(const std::vector<Shape4>& in) const override {
+    const size_t L = levels();
+    int64_t K = -1;
+    for (size_t l = 0; l < L; ++l) {
+      const LayerPtr& bl = box_input(l);
+      const BoxSource s = box_source(*this, bl, in[(with_deltas() ? 2 : 1) * L + l]);
+      if (s.producer->rect2() != producer().rect2() || s.producer->ignore_direction() != producer().ignore_direction())
+        fail(err::kInvalidShape, "layer '" + name() + "': the box inputs differ in instance type or ignore_direction");
+      const Shape4& c = in[l];
+      if (c.h != s.H || c.w != s.W || s.A == 0 || c.c % s.A != 0)
+        fail(err::kInvalidShape, "layer '" + name() + "': class scores " + shape_str(c) + " do not fit the " +
+                                     std::to_string(s.A) + " boxes per position of '" + bl->name() + "' " +
+                                     shape_str(bl->shape()));
+      if (K >= 0 && c.c / s.A != K)
+        fail(err::kInvalidShape, "layer '" + name() + "': the levels' class scores differ in the number of classes");
+      K = c.c / s.A;
+      if (with_deltas()) {
+        const Shape4& d = in[L + l];
+        if (d.h != s.H || d.w != s.W || d.c != s.A * deltas() || d.n != c.n)
+          fail(err::kInvalidShape, "layer '" + name() + "': box deltas " + shape_str(d) + " must have " +
+                                       std::to_string(s.A * deltas()) + " channels (" + std::to_string(deltas()) +
+                                       " per box) at the class scores' size " + shape_str(c));
+      }
+    }
+    for (int64_t k : no_orient_)
+      if (k >= K)
+        fail(err::kWrongValue3, "layer '" + name() + "': class_ids_no_orientation holds " + std::to_string(k) +
+                                    ", not a class index below " + std::to_string(K));
+    if (!no_orient_.empty() && !producer().rect2())
+      fail(err::kWrongValue3, "layer '" + name() + "': class_ids_no_orientation applies to rectangle2 boxes only");
+    return Shape4{in[0].n, int_param("max_num_detections"), nbp() + 2, 1};
+  }
+
+  void forward(LayerIO& io) override {
+    const size_t L = levels();
+    const bool r2 = rect2(), ign = ignore_direction(), sig = str_param("class_score_activation") == "sigmoid";
+    const int64_t P = nbp(), D = deltas(), MNR = io.ys.c;
+    const Shape4& img = io.xs.back();
+    const double thr = real_param(io.training ? "min_confidence_train" : "min_confidence");
+    const size_t top = size_t(int_param("max_num_pre_nms"));
+    const double max_overlap = real_param("max_overlap"), max_overlap_ca = real_param("max_overlap_class_agnostic");
+    std::vector<std::vector<float>> cs(L), bd(L), bx(L);
+    std::vector<BoxSource> src;
+    for (size_t l = 0; l < L; ++l) {
+      const size_t bi = (with_deltas() ? 2 : 1) * L + l;
+      cs[l] = host_copy(io.be, io.x[l], io.xs[l]);
+      if (with_deltas()) bd[l] = host_copy(io.be, io.x[L + l], io.xs[L + l]);
+      bx[l] = host_copy(io.be, io.x[bi], io.xs[bi]);
+      src.push_back(box_source(*this, box_input(l), io.xs[bi]));
+    }
+    // Confidence threshold as a raw score (logit for sigmoid scores).
+    const double raw_min =
+        sig ? std::log(std::max(thr, 1e-12) / std::max(1.0 - thr, 1e-12)) : thr;
+    std::vector<float> out(size_t(io.ys.numel()), 0.f);
+    std::vector<Box1> a1;
+    std::vector<Box2> a2;
+    std::vector<char> valid;
+    for (int64_t n = 0; n < io.ys.n; ++n) {
+      std::vector<Box1> boxes1;
+      std::vector<Box2> boxes2;
+      std::vector<double> scores;
+      std::vector<int64_t> cls;
+      for (size_t l = 0; l < L; ++l) {
+        const BoxSource& s = src[l];
+        const Shape4& c = io.xs[l];
+        const int64_t HW = s.H * s.W, K = c.c / s.A;
+        read_boxes(s, io.xs[(with_deltas() ? 2 : 1) * L + l], bx[l].data(), n, a1, a2, valid);
+        const float* cp = cs[l].data() + n * c.per_sample();
+        std::vector<std::pair<float, int64_t>> cand;  // (score, (pos * A + a) * K + k)
+        for (int64_t pos = 0; pos < HW; ++pos)
+          for (int64_t a = 0; a < s.A; ++a)
+            for (int64_t k = 0; k < K; ++k) {
+              const float x = cp[(a * K + k) * HW + pos];
+              if (double(x) >= raw_min && valid[size_t(pos * s.A + a)]) cand.push_back({x, (pos * s.A + a) * K + k});
+            }
+        auto better = [](const std::pair<float, int64_t>& x, const std::pair<float, int64_t>& y) {
+          return x.first > y.first || (x.first == y.first && x.second < y.second);
+        };
+        if (cand.size() > top) {
+          std::partial_sort(cand.begin(), cand.begin() + std::ptrdiff_t(top), cand.end(), better);
+          cand.resize(top);
+        }
+        const float* dp = with_deltas() ? bd[l].data() + n * io.xs[L + l].per_sample() : nullptr;
+        for (auto& [x, q] : cand) {
+          const int64_t i = q / K, k = q % K, pos = i / s.A, a = i % s.A;
+          float d[6];
+          if (dp)
+            for (int64_t j = 0; j < D; ++j) d[j] = dp[(a * D + j) * HW + pos];
+          if (r2) {
+            Box2 b = dp ? decode_box(a2[size_t(i)], d, ign) : a2[size_t(i)];
+            if (!std::isfinite(b.r) || !std::isfinite(b.c) || !std::isfinite(b.phi) || !(b.l1 > 0) || !(b.l2 > 0))
+              continue;
+            if (std::find(no_orient_.begin(), no_orient_.end(), k) != no_orient_.end()) b = enclosing_axis_aligned(b);
+            boxes2.push_back(b);
+          } else {
+            Box1 b = dp ? decode_box(a1[size_t(i)], d) : a1[size_t(i)];
+            b.r1 = std::clamp(b.r1, -0.5, double(img.h) - 0.5);
+            b.r2 = std::clamp(b.r2, -0.5, double(img.h) - 0.5);
+            b.c1 = std::clamp(b.c1, -0.5, double(img.w) - 0.5);
+            b.c2 = std::clamp(b.c2, -0.5, double(img.w) - 0.5);
+            if (!(b.r2 > b.r1) || !(b.c2 > b.c1)) continue;
+            boxes1.push_back(b);
+          }
+          scores.push_back(sig ? 1.0 / (1.0 + std::exp(-double(x))) : double(x));
+          cls.push_back(k);
+        }
+      }
+      auto suppress = [&](const std::vector<size_t>& idx, double thr_iou) {
+        std::vector<double> sc;
+        for (size_t i : idx) sc.push_back(scores[i]);
+        std::vector<size_t> keep;
+        if (r2) {
+          std::vector<Box2> b;
+          for (size_t i : idx) b.push_back(boxes2[i]);
+          keep = nms(b, sc, thr_iou);
+        } else {
+          std::vector<Box1> b;
+          for (size_t i : idx) b.push_back(boxes1[i]);
+          keep = nms(b, sc, thr_iou);
+        }
+        for (auto& j : keep) j = idx[j];
+        return keep;
+      };
+      const int64_t K = io.xs[0].c / src[0].A;
+      std::vector<size_t> kept;
+      for (int64_t k = 0; k < K; ++k) {
+        std::vector<size_t> idx;
+        for (size_t i = 0; i < scores.size(); ++i)
+          if (cls[i] == k) idx.push_back(i);
+        for (size_t j : suppress(idx, max_overlap)) kept.push_back(j);
+      }
+      if (max_overlap_ca < 1.0) kept = suppress(kept, max_overlap_ca);
+      std::stable_sort(kept.begin(), kept.end(), [&](size_t a, size_t b) {
+        return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+      });
+      if (int64_t(kept.size()) > MNR) kept.resize(size_t(MNR));
+      float* y = out.data() + n * io.ys.per_sample();
+      for (int64_t m = 0; m < MNR; ++m) {
+        float* rec = y + m * (P + 2);
+        if (m >= int64_t(kept.size())) {
+          rec[P] = -1.f;
+          continue;
+        }
+        const size_t i = kept[size_t(m)];
+        if (r2) {
+          const Box2& b = boxes2[i];
+          const double v[5] = {b.r, b.c, b.phi, b.l1, b.l2};
+          for (int64_t q = 0; q < 5; ++q) rec[q] = float(v[q]);
+        } else {
+          const Box1& b = boxes1[i];
+          const double v[4] = {b.r1, b.c1, b.r2, b.c2};
+          for (int64_t q = 0; q < 4; ++q) rec[q] = float(v[q]);
+        }
+        rec[P] = float(cls[i]);
+        rec[P + 1] = float(scores[i]);
+      }
+    }
+    io.be->upload(io.y, out.data(), out.size());
+  }
+  void backward(LayerIO&) override {}
+
+ private:
+  std::vector<int64_t> no_orient_;
+};
+
+std::vector<ParamSpec> proposal_params() {
+  return {gen("min_confidence", K::kReal, {0.5}, {}, 0.0, 1e30),
+          gen("min_confidence_train", K::kReal, {0.5}, {}, 0.0, 1e30),
+          gen("max_num_pre_nms", K::kInt, {int64_t(1000)}, {}, 1, 1e9),
+          gen("max_overlap", K::kReal, {0.5}, {}, 0.0, 1.0),
+          gen("max_overlap_class_agnostic", K::kReal, {1.0}, {}, 0.0, 1.0),
+          gen("max_num_detections", K::kInt, {int64_t(100)}, {}, 1, 1 << 24),
+          gen("apply_box_deltas", K::kString, {std::string("true")}, {"true", "false"}),
+          gen("class_score_activation", K::kString, {std::string("sigmoid")}, {"sigmoid", "none"}),
+          gen("class_ids_no_orientation", K::kInt, {}, {}, 0, 1e9, 0, 1 << 20)};
+}
+
+LayerRegistrar reg_proposals{{"box_proposals", 3, 1 << 12, proposal_params(),
+                              [] { return std::make_shared<BoxProposals>(); }}};
+
+}  // namespace
+
+}  // namespace opendl
