@@ -18,6 +18,13 @@
 // normalises with its running statistics and keeps them (use_global_stats); setting a lower L gives the
 // layers above it multipliers 1 and batch statistics again.
 //
+// The anchors, the training targets and the detections are computed by the network's generic detection layers
+// (layers/box_layers.cpp): per level an anchors layer 'anchors_<l>' on the pyramid map; the ground truth,
+// turned by the adapter into records of the input layer 'gt_boxes' (at most 4096 boxes per image), is assigned
+// to the anchors of all levels by the layer 'box_assignment', whose box_targets layers 'class_target_<l>',
+// 'class_weight_<l>', 'box_target_<l>', 'box_weight_<l>' and 'num_foreground' feed the losses; the layer
+// 'box_proposals' gives the detections, which make_results turns into DLResult keys. The rules:
+//
 // Anchors. At level l (stride s = 2^l; exactly image size / map size) each map cell (i, j) has A =
 // anchor_num_subscales * |anchor_aspect_ratios| anchors centred at ((i + 0.5) * s_row, (j + 0.5) * s_col),
 // of size 4 * 2^l * 2^(k / anchor_num_subscales) for subscale k and, for aspect ratio r (height / width),
@@ -29,8 +36,7 @@
 // an anchor of centre (ra, ca), height ha and width wa: ((r - ra) / ha, (c - ca) / wa, log(h / ha),
 // log(w / wa)) for a box of centre (r, c), height h and width w.
 //
-// Training targets (computed from the DLSample keys bbox_label_id, bbox_row1, bbox_col1, bbox_row2,
-// bbox_col2): an anchor whose best IoU with a ground-truth box is >= 0.5 is foreground for that box, < 0.4
+// Training targets (from the DLSample keys bbox_label_id, bbox_row1, bbox_col1, bbox_row2, bbox_col2): an anchor whose best IoU with a ground-truth box is >= 0.5 is foreground for that box, < 0.4
 // background, in between ignored; in addition each box's best anchor(s) become foreground for it (so that no
 // box is left without an anchor). Class loss per level: the sigmoid focal loss (gamma 2, alpha =
 // class_weights, default 0.25 per class) on every non-ignored anchor and class, 'loss_class_<l>', weight
@@ -43,14 +49,10 @@
 // rectangle1 anchor above is repeated for each of anchor_angles: centre kept, l1 = width / 2 along the angle,
 // l2 = height / 2 (anchor a = (k * |ratios| + ratio index) * |angles| + angle index). Assignment as above
 // with the exact IoU of the oriented rectangles (polygon clipping). Encoding relative to an anchor of centre
-// (ra, ca), angle pa and half lengths la1, la2: the centre offset in the anchor's own axes, ((d . e1) / (2
-// la1), (d . e2) / (2 la2)) with d = (r - ra, c - ca), e1 = (-sin pa, cos pa) and e2 = (cos pa, sin pa) in
-// (row, col); log(l1 / la1), log(l2 / la2); then the angle difference dphi = phi - pa:
-// - ignore_direction 'false' (the default): phi is a heading in (-pi, pi] and the box has 6 deltas, the last
-//   two sin(dphi) and cos(dphi), so that the target is continuous all around the circle (decoded with atan2);
-// - ignore_direction 'true': phi is taken modulo pi, results lie in (-pi/2, pi/2], and since (l1, l2, phi) and
-//   (l2, l1, phi +- pi/2) are the same rectangle the box is encoded in the form whose dphi is nearest 0,
-//   |dphi| <= pi/4, as one fifth delta.
+// (ra, ca), angle pa and half lengths la1, la2: the centre offset in the anchor's own axes, the log length
+// ratios and the angle difference, as (sin, cos) with 6 deltas (ignore_direction 'false': phi is a heading in
+// (-pi, pi]) or as one fifth delta in the equivalent form nearest the anchor (ignore_direction 'true': phi
+// modulo pi, results in (-pi/2, pi/2]); details in layers/boxes.cpp.
 // class_ids_no_orientation: ground-truth boxes of these classes are replaced by their enclosing axis-aligned
 // rectangle2 (phi 0), encoded in the form nearest each anchor, and their results are again the enclosing
 // axis-aligned rectangle2 of the decoded box. Box channels per anchor: 4 (rectangle1), 5 or 6 (rectangle2).
