@@ -313,6 +313,20 @@ PYBIND11_MODULE(_core, m) {
     for (auto p : positional) pos.push_back(to_tuple(p));
     return CreateDlLayer(type, inputs, name, pos, to_tuple(gen_names), to_tuple(gen_values));
   });
+  m.def("create_box_targets", [](const std::vector<HDlLayer>& boxes, const HDlLayer& gt,
+                                 const std::vector<HDlLayer>& gtmask, const py::object& names,
+                                 const std::string& input_mode, const py::object& modes, int64_t num_classes,
+                                 const py::object& gen_names, const py::object& gen_values) {
+    DlBoxTargetLayers t = CreateDlLayerBoxTargets(boxes, gt, gtmask, to_tuple(names), input_mode, to_tuple(modes),
+                                                  num_classes, to_tuple(gen_names), to_tuple(gen_values));
+    return py::make_tuple(t.cls_target, t.cls_weight, t.box_target, t.box_weight, t.num_fg_instances,
+                          t.assigned_idxs);
+  });
+  m.def("create_box_proposals", [](const std::vector<HDlLayer>& scores, const std::vector<HDlLayer>& deltas,
+                                   const std::vector<HDlLayer>& boxes, const HDlLayer& image, const std::string& name,
+                                   const py::object& gen_names, const py::object& gen_values) {
+    return CreateDlLayerBoxProposals(scores, deltas, boxes, image, name, to_tuple(gen_names), to_tuple(gen_values));
+  });
   m.def("create_model", [](const std::vector<HDlLayer>& outputs) { return CreateDlModel(outputs); });
   m.def("create_model_detection", [](const std::string& backbone, int64_t num_classes, const py::object& param) {
     HDict d{tree_to_dict(param, 0)};

@@ -207,64 +207,27 @@ def create_dl_layer_anchors(dllayer_input, dllayer_input_image, layer_name, aspe
                    gen_param_name, gen_param_value)
 
 
-_BOX_TARGET_MODES = ("cls_target", "cls_weight", "box_target", "box_weight")
-_BOX_TARGET_GLOBAL = ("num_fg_instances", "assigned_idxs")
-_ASSIGNMENT_PARAMS = ("fg_iou_threshold", "bg_iou_threshold", "low_quality_matches", "class_ids_no_orientation")
-
-
 def _box_targets(op, dllayer_box_proposal, dllayer_gtbox, dllayer_gtmask, layer_names, input_mode, output_modes,
                  num_classes, gen_param_name, gen_param_value):
+    """The 6 outputs (lists of handles); the checks and the layers are made in C++ (CreateDlLayerBoxTargets)."""
     from .errors import HOperatorError
     boxes = layer_list(dllayer_box_proposal, op, "dllayer_box_proposal")
-    if not boxes:
-        raise HOperatorError(1401, "dllayer_box_proposal needs at least one box layer", op)
-    gt = _one(dllayer_gtbox, op, "dllayer_gtbox")
-    modes = as_list(output_modes)
-    for m in modes:
-        if m == "mask_weight":
-            raise HOperatorError(1302, "output_modes: 'mask_weight' (instance masks) is not supported", op)
-        if m not in _BOX_TARGET_MODES + _BOX_TARGET_GLOBAL:
-            raise HOperatorError(1302, f"output_modes: unknown mode {m!r}; allowed are "
-                                       f"{', '.join(repr(x) for x in _BOX_TARGET_MODES + _BOX_TARGET_GLOBAL)}", op)
-    if len(set(modes)) != len(modes) or not modes:
-        raise HOperatorError(1402, f"output_modes must name each output once and at least one, got {modes!r}", op)
-    if layer_or_none(dllayer_gtmask, op, "dllayer_gtmask") is not None:
-        raise HOperatorError(1402, "dllayer_gtmask: instance masks ('mask_weight') are not supported; pass []", op)
-    names = as_list(layer_names)
-    order = [m for m in _BOX_TARGET_MODES + _BOX_TARGET_GLOBAL if m in modes]
-    need = sum(len(boxes) if m in _BOX_TARGET_MODES else 1 for m in order)
-    if len(names) != need or not all(isinstance(n, str) for n in names):
-        raise HOperatorError(1404, f"layer_names needs {need} names ({len(boxes)} per level for each of "
-                                   f"{[m for m in order if m in _BOX_TARGET_MODES]}, one for each of "
-                                   f"{[m for m in order if m in _BOX_TARGET_GLOBAL]}), got {names!r}", op)
-    gnames, gvalues = as_list(gen_param_name), as_list(gen_param_value)
-    # One value per name, or one name with a tuple of values (as create_dl_layer_* take them); the assignment's
-    # parameters go to the assignment layer, the others to each output layer.
-    pairs = [(gnames[0], gvalues)] if len(gnames) == 1 else list(zip(gnames, gvalues))
-    if len(gnames) != 1 and len(gnames) != len(gvalues):
-        raise HOperatorError(1402, f"gen_param_name has {len(gnames)} entries but gen_param_value {len(gvalues)}", op)
-    a_names, a_values, o_names, o_values = [], [], [], []
-    for k, v in pairs:
-        if k in _ASSIGNMENT_PARAMS:
-            a_names.append(k), (a_values.extend(v) if isinstance(v, list) else a_values.append(v))
-        else:
-            o_names.append(k), (o_values.extend(v) if isinstance(v, list) else o_values.append(v))
-    assignment = _core.create_layer("box_assignment", boxes + gt, names[0] + "_assignment",
-                                    [one_str(input_mode, op, "input_mode"), num_classes], a_names, a_values)
-    out = {m: [] for m in order}
-    it = iter(names)
-    for m in order:
-        for level in range(len(boxes) if m in _BOX_TARGET_MODES else 1):
-            out[m].append(wrap_layer(_core.create_layer("box_targets", [assignment] + gt, next(it), [],
-                                                        o_names + ["output", "level"], o_values + [m, level])))
-    return ([out.get(m, []) for m in _BOX_TARGET_MODES]
-            + [(out[m][0] if m in out else []) for m in _BOX_TARGET_GLOBAL] + [[]])
+    gt = _one(dllayer_gtbox, op, "dllayer_gtbox")[0]
+    mask = layer_or_none(dllayer_gtmask, op, "dllayer_gtmask")
+    n = as_list(num_classes)
+    if len(n) != 1 or isinstance(n[0], (str, float)):
+        raise HOperatorError(1207, f"num_classes must be one integer, got {num_classes!r}", op)
+    out = _core.create_box_targets(boxes, gt, [mask] if mask is not None else [], as_list(layer_names),
+                                   one_str(input_mode, op, "input_mode"), as_list(output_modes), int(n[0]),
+                                   as_list(gen_param_name), as_list(gen_param_value))
+    return [[wrap_layer(x) for x in o] for o in out]
 
 
 def create_dl_layer_box_targets(dllayer_box_proposal, dllayer_gtbox, dllayer_gtmask, layer_names, input_mode,
                                 output_modes, num_classes, gen_param_name, gen_param_value):
-    return tuple(_box_targets("create_dl_layer_box_targets", dllayer_box_proposal, dllayer_gtbox, dllayer_gtmask,
-                              layer_names, input_mode, output_modes, num_classes, gen_param_name, gen_param_value))
+    o = _box_targets("create_dl_layer_box_targets", dllayer_box_proposal, dllayer_gtbox, dllayer_gtmask,
+                     layer_names, input_mode, output_modes, num_classes, gen_param_name, gen_param_value)
+    return o[0], o[1], o[2], o[3], (o[4][0] if o[4] else []), (o[5][0] if o[5] else []), []
 
 
 def create_dl_layer_box_targets_s(dllayer_box_proposal, dllayer_gtbox, dllayer_gtmask, layer_names, input_mode,
@@ -274,24 +237,17 @@ def create_dl_layer_box_targets_s(dllayer_box_proposal, dllayer_gtbox, dllayer_g
     if len(as_list(dllayer_box_proposal)) != 1:
         raise HOperatorError(1401, "dllayer_box_proposal takes exactly one layer handle (use "
                                    "create_dl_layer_box_targets for several levels)", op)
-    out = _box_targets(op, dllayer_box_proposal, dllayer_gtbox, dllayer_gtmask, layer_names, input_mode,
-                       output_modes, num_classes, gen_param_name, gen_param_value)
-    return tuple((o[0] if o else []) if isinstance(o, list) else o for o in out)
+    o = _box_targets(op, dllayer_box_proposal, dllayer_gtbox, dllayer_gtmask, layer_names, input_mode,
+                     output_modes, num_classes, gen_param_name, gen_param_value)
+    return tuple((x[0] if x else []) for x in o) + ([],)
 
 
 def create_dl_layer_box_proposals(dllayer_class_score, dllayer_box_delta, dllayer_box, dllayer_input_image,
                                   layer_name, gen_param_name, gen_param_value):
-    from .errors import HOperatorError
     op = "create_dl_layer_box_proposals"
     scores = layer_list(dllayer_class_score, op, "dllayer_class_score")
     deltas = layer_list(dllayer_box_delta, op, "dllayer_box_delta")
     boxes = layer_list(dllayer_box, op, "dllayer_box")
-    if not scores or len(boxes) != len(scores) or (deltas and len(deltas) != len(scores)):
-        raise HOperatorError(1401, f"dllayer_class_score, dllayer_box_delta (or []) and dllayer_box need one layer per "
-                                   f"level each, got {len(scores)}, {len(deltas)} and {len(boxes)}", op)
-    names, values = as_list(gen_param_name), as_list(gen_param_value)
-    if not deltas:
-        names, values = names + ["apply_box_deltas"], values + ["false"]
-    inputs = scores + deltas + boxes + _one(dllayer_input_image, op, "dllayer_input_image")
-    return wrap_layer(_core.create_layer("box_proposals", inputs, one_str(layer_name, op, "layer_name"), [], names,
-                                         values))
+    image = _one(dllayer_input_image, op, "dllayer_input_image")[0]
+    return wrap_layer(_core.create_box_proposals(scores, deltas, boxes, image, one_str(layer_name, op, "layer_name"),
+                                                 as_list(gen_param_name), as_list(gen_param_value)))

@@ -322,3 +322,28 @@ def test_layer_construction_errors_name_the_fault():
     with pytest.raises(HOperatorError) as e:
         ha.create_dl_layer_box_proposals(cls, box, anc, img, "p", [], [])
     assert e.value.error_code == 7735 and "box deltas" in str(e.value)
+
+
+def test_single_level_variant_and_generic_parameter_routing():
+    img = ha.create_dl_layer_input("image", [32, 32, 1], [], [])
+    f = ha.create_dl_layer_convolution(img, "c", 3, 1, 4, 4, 1, "half_kernel_size", "none", [], [])
+    anc = ha.create_dl_layer_anchors(f, img, "anchors", [1.0], 1, [0.0, 1.0], [], [])      # rectangle2
+    gt = ha.create_dl_layer_input("gt", [6, 4, 1], ["allow_smaller_tuple"], ["true"])
+    modes = ["box_target", "num_fg_instances"]
+    out = ha.create_dl_layer_box_targets_s(anc, gt, [], ["t", "n"], "anchors", modes, 3,
+                                           ["class_ids_no_orientation", "is_inference_output"], [2, "true"])
+    ct, cw, bt, bw, nfg, idx, mask = out
+    assert ct == cw == bw == idx == mask == [] and bt is not None and nfg is not None
+    assert ha.get_dl_layer_param(bt, "is_inference_output") == ["true"]
+    m = ha.create_dl_model([bt, nfg])
+    assert ha.get_dl_model_layer_param(m, "t_assignment", "class_ids_no_orientation") == [2]
+    # A box of class 2 (no orientation) is encoded in the form nearest each anchor: a turned copy of an
+    # anchor-sized box gets the same targets as the anchor's own form.
+    res = ha.apply_dl_model(m, [{"image": np.zeros((32, 32, 1), np.float32),
+                                 "gt": [14.0, 14.0, np.pi / 2, 8.0, 8.0, 2]}], ["t", "n"])[0]
+    bt6 = get(res, "t").reshape(-1, 6)
+    fg = np.any(bt6 != 0, axis=1)
+    assert get(res, "n").item() == fg.sum() > 0
+    # ignore_direction false: 6 deltas, the last two (sin, cos) of the angle difference, which for the
+    # nearest form lies within +-pi/4.
+    assert np.all(bt6[fg, 5] >= np.cos(np.pi / 4) - 1e-6)

@@ -10,9 +10,9 @@ namespace opendl {
 
 // HALCON error codes used by the library (subset of halcon/errors.py, spec section F.3).
 namespace err {
-constexpr int kWrongType2 = 1202, kWrongType3 = 1203;
+constexpr int kWrongType1 = 1201, kWrongType2 = 1202, kWrongType3 = 1203;
 constexpr int kWrongValue1 = 1301, kWrongValue2 = 1302, kWrongValue3 = 1303, kWrongValue4 = 1304;
-constexpr int kWrongNumValues1 = 1401, kWrongNumValues2 = 1402, kWrongNumValues3 = 1403;
+constexpr int kWrongNumValues1 = 1401, kWrongNumValues2 = 1402, kWrongNumValues3 = 1403, kWrongNumValues4 = 1404;
 constexpr int kInvalidHandle = 2450;
 constexpr int kDictKey = 2894;
 constexpr int kOutOfDeviceMem = 4104;

@@ -50,6 +50,28 @@ HDlLayer CreateDlLayerLossCrossEntropy(const HDlLayer& input, const HDlLayer& ta
                                        const std::string& layer_name, double loss_weight,
                                        const Tuple& gen_param_name, const Tuple& gen_param_value);
 
+// Detection layers (layouts, parameters and rules: cpp/src/layers/box_layers.cpp).
+HDlLayer CreateDlLayerAnchors(const HDlLayer& input, const HDlLayer& input_image, const std::string& layer_name,
+                              const Tuple& aspect_ratios, int64_t num_subscales, const Tuple& angles,
+                              const Tuple& gen_param_name, const Tuple& gen_param_value);
+// The outputs of create_dl_layer_box_targets; the cls_ and box_ ones per level, modes not requested empty.
+struct DlBoxTargetLayers {
+  std::vector<HDlLayer> cls_target, cls_weight, box_target, box_weight, num_fg_instances, assigned_idxs;
+};
+// One layer per requested output, named from layer_names in the order cls_target, cls_weight, box_target,
+// box_weight (one per level each), num_fg_instances, assigned_idxs; all read one assignment layer named
+// '<first name>_assignment'. gtmask must be empty: instance masks ('mask_weight') are not offered.
+DlBoxTargetLayers CreateDlLayerBoxTargets(const std::vector<HDlLayer>& box_proposal, const HDlLayer& gtbox,
+                                          const std::vector<HDlLayer>& gtmask, const Tuple& layer_names,
+                                          const std::string& input_mode, const Tuple& output_modes,
+                                          int64_t num_classes, const Tuple& gen_param_name,
+                                          const Tuple& gen_param_value);
+// box_delta may be empty: the boxes are taken as they are.
+HDlLayer CreateDlLayerBoxProposals(const std::vector<HDlLayer>& class_score, const std::vector<HDlLayer>& box_delta,
+                                   const std::vector<HDlLayer>& box, const HDlLayer& input_image,
+                                   const std::string& layer_name, const Tuple& gen_param_name,
+                                   const Tuple& gen_param_value);
+
 HDlModel CreateDlModel(const std::vector<HDlLayer>& output_layers);
 // A RetinaNet-style detector on a classifier backbone (built-in name or model file); the dict holds the keys
 // of spec B.3 (an empty dict: all defaults).

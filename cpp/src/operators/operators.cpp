@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <set>
 
 #include "core/system.h"
 #include "graph/layer.h"
@@ -131,6 +132,105 @@ HDlLayer CreateDlLayerReshape(const HDlLayer& in, const std::string& n, const Tu
 HDlLayer CreateDlLayerLossCrossEntropy(const HDlLayer& in, const HDlLayer& target, const HDlLayer& weights,
                                        const std::string& n, double loss_weight, const Tuple& gn, const Tuple& gv) {
   return CreateDlLayer("loss_cross_entropy", {in, target, weights}, n, {{loss_weight}}, gn, gv);
+}
+
+HDlLayer CreateDlLayerAnchors(const HDlLayer& in, const HDlLayer& image, const std::string& n, const Tuple& ratios,
+                              int64_t num_subscales, const Tuple& angles, const Tuple& gn, const Tuple& gv) {
+  return CreateDlLayer("anchors", {in, image}, n, {ratios, {num_subscales}, angles}, gn, gv);
+}
+
+DlBoxTargetLayers CreateDlLayerBoxTargets(const std::vector<HDlLayer>& boxes, const HDlLayer& gt,
+                                          const std::vector<HDlLayer>& gtmask, const Tuple& names,
+                                          const std::string& input_mode, const Tuple& output_modes,
+                                          int64_t num_classes, const Tuple& gn, const Tuple& gv) {
+  return op("create_dl_layer_box_targets", [&] {
+    static const std::vector<std::string> per_level = {"cls_target", "cls_weight", "box_target", "box_weight"};
+    static const std::vector<std::string> global = {"num_fg_instances", "assigned_idxs"};
+    if (boxes.empty()) fail(err::kWrongNumValues1, "dllayer_box_proposal needs at least one box layer");
+    if (!gtmask.empty())
+      fail(err::kWrongNumValues3, "dllayer_gtmask: instance masks ('mask_weight') are not supported; pass []");
+    std::set<std::string> modes;
+    for (auto& m : output_modes) {
+      const std::string s = is_string(m) ? std::get<std::string>(m) : to_string(m);
+      if (s == "mask_weight") fail(err::kWrongValue2, "output_modes: 'mask_weight' (instance masks) is not supported");
+      if (std::find(per_level.begin(), per_level.end(), s) == per_level.end() &&
+          std::find(global.begin(), global.end(), s) == global.end())
+        fail(err::kWrongValue2, "output_modes: unknown mode '" + s + "'; allowed are 'cls_target', 'cls_weight', "
+                                "'box_target', 'box_weight', 'num_fg_instances', 'assigned_idxs'");
+      if (!modes.insert(s).second) fail(err::kWrongValue2, "output_modes names '" + s + "' twice");
+    }
+    if (modes.empty()) fail(err::kWrongNumValues2, "output_modes must name at least one output");
+    size_t need = 0;
+    for (auto& m : per_level) need += modes.count(m) ? boxes.size() : 0;
+    for (auto& m : global) need += modes.count(m);
+    if (names.size() != need)
+      fail(err::kWrongNumValues4, "layer_names needs " + std::to_string(need) + " names (" +
+                                      std::to_string(boxes.size()) + " per level for each per-level output mode, one "
+                                      "for num_fg_instances and assigned_idxs), got " + std::to_string(names.size()));
+    for (auto& n : names)
+      if (!is_string(n)) fail(err::kWrongType1, "layer_names must be strings, got " + to_string(n));
+    // Generic parameters: one value per name, or one name with a tuple; the assignment's go to it, the others
+    // (is_inference_output) to each output layer.
+    static const std::set<std::string> assignment = {"fg_iou_threshold", "bg_iou_threshold", "low_quality_matches",
+                                                     "class_ids_no_orientation"};
+    if (gn.size() != gv.size() && gn.size() != 1)
+      fail(err::kWrongNumValues2, "gen_param_name has " + std::to_string(gn.size()) + " entries but gen_param_value " +
+                                      std::to_string(gv.size()));
+    Tuple an, av, on, ov;
+    for (size_t i = 0; i < gn.size(); ++i) {
+      if (!is_string(gn[i])) fail(err::kWrongType2, "gen_param_name entries must be strings");
+      const bool to_a = assignment.count(std::get<std::string>(gn[i])) > 0;
+      (to_a ? an : on).push_back(gn[i]);
+      if (gn.size() == 1) (to_a ? av : ov) = gv;
+      else (to_a ? av : ov).push_back(gv[i]);
+    }
+    std::vector<LayerPtr> in = ptrs(boxes);
+    in.push_back(ptrs({gt})[0]);
+    const std::string first = std::get<std::string>(names[0]);
+    LayerPtr a = create_layer("box_assignment", in, first + "_assignment", {{input_mode}, {num_classes}}, an, av);
+    DlBoxTargetLayers out;
+    std::vector<HDlLayer>* slot[6] = {&out.cls_target, &out.cls_weight, &out.box_target, &out.box_weight,
+                                      &out.num_fg_instances, &out.assigned_idxs};
+    size_t k = 0;
+    for (size_t m = 0; m < 6; ++m) {
+      const std::string mode = m < 4 ? per_level[m] : global[m - 4];
+      if (!modes.count(mode)) continue;
+      for (size_t l = 0; l < (m < 4 ? boxes.size() : 1); ++l) {
+        Tuple n2 = on, v2 = ov;
+        if (n2.size() == 1 && v2.size() != 1) fail(err::kWrongNumValues2, "gen_param_value: one value per name");
+        n2.push_back(std::string("output"));
+        v2.push_back(mode);
+        n2.push_back(std::string("level"));
+        v2.push_back(int64_t(l));
+        slot[m]->push_back(HDlLayer{create_layer("box_targets", {a, in.back()}, std::get<std::string>(names[k++]), {},
+                                                 n2, v2)});
+      }
+    }
+    return out;
+  });
+}
+
+HDlLayer CreateDlLayerBoxProposals(const std::vector<HDlLayer>& scores, const std::vector<HDlLayer>& deltas,
+                                   const std::vector<HDlLayer>& boxes, const HDlLayer& image, const std::string& n,
+                                   const Tuple& gn, const Tuple& gv) {
+  return op("create_dl_layer_box_proposals", [&] {
+    if (scores.empty() || boxes.size() != scores.size() || (!deltas.empty() && deltas.size() != scores.size()))
+      fail(err::kWrongNumValues1, "dllayer_class_score, dllayer_box_delta (or []) and dllayer_box need one layer per "
+                                  "level each, got " + std::to_string(scores.size()) + ", " +
+                                  std::to_string(deltas.size()) + " and " + std::to_string(boxes.size()));
+    std::vector<HDlLayer> in = scores;
+    in.insert(in.end(), deltas.begin(), deltas.end());
+    in.insert(in.end(), boxes.begin(), boxes.end());
+    in.push_back(image);
+    Tuple names = gn, values = gv;
+    if (deltas.empty()) {
+      if (names.size() == 1 && values.size() != 1)
+        fail(err::kWrongNumValues2, "gen_param_value: one value per name");
+      names.push_back(std::string("apply_box_deltas"));
+      values.push_back(std::string("false"));
+    }
+    return HDlLayer{create_layer("box_proposals", ptrs(in), n, {}, names, values)};
+  });
 }
 
 HDlModel CreateDlModel(const std::vector<HDlLayer>& outputs) {
