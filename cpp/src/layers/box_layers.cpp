@@ -520,7 +520,8 @@ class BoxProposals : public BoxProducer {
     for (auto& v : param("class_ids_no_orientation")) no_orient_.push_back(int64_t(as_double(v)));
     const size_t per = with_deltas() ? 3 : 2;
     if (inputs().size() < per + 1 || (inputs().size() - 1) % per != 0)
-      fail(err::kWrongNumValues1, "layer '" + name() + "': class score, " + std::string(with_deltas() ? "box delta " : "") +
+      fail(err::kWrongNumValues1, "layer '" + name() + "': class score, " +
+                                      std::string(with_deltas() ? "box delta " : "") +
                                       "and box layers must be given for each level, then the image layer; got " +
                                       std::to_string(inputs().size()) + " inputs");
   }

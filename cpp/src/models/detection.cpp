@@ -36,9 +36,10 @@
 // an anchor of centre (ra, ca), height ha and width wa: ((r - ra) / ha, (c - ca) / wa, log(h / ha),
 // log(w / wa)) for a box of centre (r, c), height h and width w.
 //
-// Training targets (from the DLSample keys bbox_label_id, bbox_row1, bbox_col1, bbox_row2, bbox_col2): an anchor whose best IoU with a ground-truth box is >= 0.5 is foreground for that box, < 0.4
-// background, in between ignored; in addition each box's best anchor(s) become foreground for it (so that no
-// box is left without an anchor). Class loss per level: the sigmoid focal loss (gamma 2, alpha =
+// Training targets (from the DLSample keys bbox_label_id, bbox_row1, bbox_col1, bbox_row2, bbox_col2): an
+// anchor whose best IoU with a ground-truth box is >= 0.5 is foreground for that box, < 0.4 background, in
+// between ignored; in addition each box's best anchor(s) become foreground for it (so that no box is left
+// without an anchor). Class loss per level: the sigmoid focal loss (gamma 2, alpha =
 // class_weights, default 0.25 per class) on every non-ignored anchor and class, 'loss_class_<l>', weight
 // class_heads_weight; box loss per level: Huber (smooth L1) with beta 0.11 over the 4 deltas of foreground
 // anchors, 'loss_box_<l>', weight bbox_heads_weight. Both are divided by the number of foreground anchors of
@@ -144,18 +145,6 @@ class DetectionAdapter : public ClassAdapter {
     std::iota(class_ids_.begin(), class_ids_.end(), 0);
     class_names_.clear();
     for (auto id : class_ids_) class_names_.push_back(std::to_string(id));
-  }
-
-  struct Level {
-    int64_t l, h, w;
-  };
-  std::vector<Level> levels(const Model& m) const {
-    std::vector<Level> out;
-    for (int64_t l = min_level_; l <= max_level_; ++l) {
-      const auto& s = m.net().slots()[size_t(m.net().find(lname("class_scores", l)))].layer->shape();
-      out.push_back({l, s.h, s.w});
-    }
-    return out;
   }
 
   // ------------------------------------------------------------------ samples
