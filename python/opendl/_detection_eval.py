@@ -20,7 +20,20 @@ The algorithm (COCO's, which HALCON's description follows):
   positives, false negatives and false positives, the false positives split by cause (checked in this order):
   'duplicate' (IoU >= t with a box of its class that another detection already matched), 'class' (IoU >= t
   with a box of another class only), 'localization' (0.1 <= IoU < t with a box of its class), 'multiple'
-  (0.1 <= IoU < t with a box of another class only), 'background' (IoU < 0.1 with every box).
+  (0.1 <= IoU < t with a box of another class only), 'background' (IoU < 0.1 with every box). Each false
+  positive but a background one has a reference box: the box of the highest IoU among those that decided
+  its cause (its own class for duplicate and localization, the other classes for class and multiple).
+- detection_confusion_matrix (per IoU threshold; HALCON's (n + 1) x (n + 4) shape, our layout, since
+  HALCON's is unpublished): int32, rows = predicted class in class_ids order plus a last row 'not detected',
+  columns = ground-truth class in class_ids order plus 'background', 'duplicate', 'localization' and
+  'multiple'. [p, p] counts the true positives of class p, [p, g] (g != p) its class-confusion false
+  positives by the class of the reference box, [p, n + k] its false positives of the other causes, and
+  [n, g] the missed ground-truth boxes of class g. Row p sums to num_tp + num_fp of class p; row n to num_fn.
+- SoAP of the detailed evaluation (rectangle2 with 'soap'): soap_tp, soap_fp_class, soap_fp_duplicate,
+  soap_fp_localization and soap_fp_multiple are 1 - mean |angle difference| / pi over the true positives
+  (against their matched box) or the false positives of that cause (against their reference box), and
+  mean_soap_all the same over all of these detections together; -1 where there is none. Background false
+  positives have no box to compare with and count nowhere. Per class and in total.
 """
 
 from __future__ import annotations
@@ -165,13 +178,31 @@ def evaluate(images, class_ids, thresholds, max_nums, area_ranges, interpolate: 
     return out
 
 
-def detailed(images, class_ids, thresholds, image_ids) -> dict:
-    """detailed_evaluation_iou_<t>: counts of true and false positives by cause, per class and in total."""
+FP_CAUSES = ("background", "duplicate", "localization", "multiple")
+
+
+def _angle_error(a: float, b: float) -> float:
+    """|a - b| taken into [0, pi]."""
+    return abs(float(np.angle(np.exp(1j * (a - b)))))
+
+
+def _soap(errors) -> float:
+    return 1 - float(np.mean(errors)) / np.pi if errors else -1.0
+
+
+def detailed(images, class_ids, thresholds, image_ids, soap: bool = False) -> dict:
+    """detailed_evaluation_iou_<t>: counts of true and false positives by cause, per class and in total, the
+    detection confusion matrix, and with soap the SoAP of the true and false positives by cause."""
     out = {}
+    n = len(class_ids)
+    col = {c: i for i, c in enumerate(class_ids)}
+    kinds = ("tp",) + tuple(f"fp_{k}" for k in ("class",) + FP_CAUSES[1:])
     for t in thresholds:
         zero = {k: 0 for k in ("num_tp", "num_fn", "num_fp", "num_fp_class", "num_fp_background",
                                "num_fp_duplicate", "num_fp_localization", "num_fp_multiple")}
         per_class = {c: dict(zero) for c in class_ids}
+        errors = {c: {k: [] for k in kinds} for c in class_ids}
+        matrix = np.zeros((n + 1, n + 4), np.int32)
         with_fn, with_fp = [], []
         for img, image_id in zip(images, image_ids):
             matched = set()
@@ -184,33 +215,51 @@ def detailed(images, class_ids, thresholds, image_ids) -> dict:
                 q = img.iou[d]
                 same = img.gc == c
                 free = np.array([same[g] and g not in matched for g in range(len(img.gc))], bool)
+                k = per_class[c]
                 if free.any() and q[free].max() >= t:
                     g = int(np.flatnonzero(free)[np.argmax(q[free])])
                     matched.add(g)
-                    per_class[c]["num_tp"] += 1
-                    continue
-                k = per_class[c]
-                k["num_fp"] += 1
-                if same.any() and q[same].max() >= t:
-                    k["num_fp_duplicate"] += 1
-                elif (~same).any() and q[~same].max() >= t:
-                    k["num_fp_class"] += 1
-                elif same.any() and q[same].max() >= 0.1:
-                    k["num_fp_localization"] += 1
-                elif (~same).any() and q[~same].max() >= 0.1:
-                    k["num_fp_multiple"] += 1
+                    k["num_tp"] += 1
+                    matrix[col[c], col[c]] += 1
+                    kind, ref = "tp", g
                 else:
-                    k["num_fp_background"] += 1
+                    k["num_fp"] += 1
+                    best_same = int(np.flatnonzero(same)[np.argmax(q[same])]) if same.any() else -1
+                    best_other = int(np.flatnonzero(~same)[np.argmax(q[~same])]) if (~same).any() else -1
+                    if best_same >= 0 and q[best_same] >= t:
+                        kind, ref = "fp_duplicate", best_same
+                    elif best_other >= 0 and q[best_other] >= t:
+                        kind, ref = "fp_class", best_other
+                    elif best_same >= 0 and q[best_same] >= 0.1:
+                        kind, ref = "fp_localization", best_same
+                    elif best_other >= 0 and q[best_other] >= 0.1:
+                        kind, ref = "fp_multiple", best_other
+                    else:
+                        kind, ref = "fp_background", -1
+                    k["num_" + kind] += 1
+                    # ground truth of classes outside class_ids cannot reach here (evaluate_dl_model refuses it)
+                    j = col[int(img.gc[ref])] if kind == "fp_class" else n + FP_CAUSES.index(kind[3:])
+                    matrix[col[c], j] += 1
+                if soap and ref >= 0 and img.db.shape[1] == 5:
+                    errors[c][kind].append(_angle_error(img.db[d, 2], img.gb[ref, 2]))
             for g in range(len(img.gc)):
                 c = int(img.gc[g])
                 if g not in matched and c in per_class:
                     per_class[c]["num_fn"] += 1
+                    matrix[n, col[c]] += 1
             if sum(per_class[c]["num_fn"] for c in class_ids) > fn_before:
                 with_fn.append(image_id)
             if sum(per_class[c]["num_fp"] for c in class_ids) > fp_before:
                 with_fp.append(image_id)
         total = {k: sum(per_class[c][k] for c in class_ids) for k in zero}
+        if soap:
+            for c in class_ids:
+                per_class[c].update({f"soap_{k}": _soap(errors[c][k]) for k in kinds})
+                per_class[c]["mean_soap_all"] = _soap(sum(errors[c].values(), []))
+            total.update({f"soap_{k}": _soap(sum((errors[c][k] for c in class_ids), [])) for k in kinds})
+            total["mean_soap_all"] = _soap(sum((sum(errors[c].values(), []) for c in class_ids), []))
         total.update({f"class_{c}": per_class[c] for c in class_ids})
+        total["detection_confusion_matrix"] = matrix
         total["image_ids_with_false_negatives"] = with_fn
         total["image_ids_with_false_positives"] = with_fp
         out[f"detailed_evaluation_iou_{threshold_key(t)}"] = total

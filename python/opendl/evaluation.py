@@ -27,9 +27,10 @@ Decisions where the spec leaves the behaviour open or opendl has no HALCON count
 - evaluate_dl_model (detection): the nested result of spec C.10, max_num_detections_<N|all> / area_<name> /
   {mean_ap, ap_iou_<t>, mean_iou_ap} (+ mean_soap_tp, soap_tp_iou_<t>, mean_iou_soap_tp for rectangle2 models
   with 'soap', which is added when the model's ignore_direction is 'false'), and with detailed_evaluation the
-  counts detailed_evaluation_iou_<t>; the algorithm is described in opendl._detection_eval. The DLSamples'
-  boxes and the results are compared in the preprocessed image's coordinates. Not produced:
-  detection_confusion_matrix and the soap_fp_* / mean_soap_all keys of the detailed evaluation.
+  counts detailed_evaluation_iou_<t> with their detection_confusion_matrix (an int32 array) and, with 'soap',
+  soap_tp / soap_fp_<cause> / mean_soap_all; the algorithm and the matrix layout are described in
+  opendl._detection_eval. The DLSamples' boxes and the results are compared in the preprocessed image's
+  coordinates.
 Error codes: see opendl._proc; other model types raise 7912.
 """
 
@@ -477,5 +478,5 @@ def _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, user, 
     result = de.evaluate(images, class_ids, cfg["thresholds"], cfg["max_nums"], cfg["areas"], cfg["interpolate"],
                          cfg["soap"])
     if cfg["detailed"]:
-        result.update(de.detailed(images, class_ids, cfg["thresholds"], image_ids))
+        result.update(de.detailed(images, class_ids, cfg["thresholds"], image_ids, cfg["soap"]))
     return new_dict(result), eval_params

@@ -77,6 +77,36 @@ def test_soap_and_detailed_counts():
     # 'near' overlaps A (class 1) by 0.54 < 0.6: multiple; the far box: background; B missed
     assert (c2["num_fp_multiple"], c2["num_fp_background"], c2["num_fn"]) == (1, 1, 1)
     assert d["detailed_evaluation_iou_05"]["image_ids_with_false_negatives"] == [7]
+    # rows: predicted class 1, 2, not detected; columns: ground-truth class 1, 2, background, duplicate,
+    # localization, multiple. At 0.5 'near' is a class confusion with A (class 1), at 0.6 a 'multiple'.
+    m05 = d["detailed_evaluation_iou_05"]["detection_confusion_matrix"]
+    m06 = d["detailed_evaluation_iou_06"]["detection_confusion_matrix"]
+    assert m05.dtype == np.int32 and m05.shape == (3, 6)
+    np.testing.assert_array_equal(m05, [[1, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(m06, [[1, 1, 0, 1, 0, 0], [0, 0, 1, 0, 0, 1], [0, 1, 0, 0, 0, 0]])
+    assert "soap_tp" not in d["detailed_evaluation_iou_05"]          # rectangle1: no SoAP
+
+
+def test_detailed_soap_of_true_and_false_positives_by_cause():
+    g1, g2 = [10.0, 10.0, 0.0, 6.0, 2.0], [40.0, 40.0, 1.0, 6.0, 2.0]
+    dets = [[10.0, 10.0, 0.1, 6.0, 2.0],       # true positive on g1 (IoU 0.85), angle error 0.1
+            [10.0, 10.0, -0.2, 6.0, 2.0],      # duplicate of g1 (IoU 0.74), error 0.2
+            [10.0, 16.0, 0.1, 6.0, 2.0],       # localization on g1 (IoU 0.30), error 0.1
+            [40.0, 40.0, 1.3, 6.0, 2.0],       # class 1 on the class-2 box: class confusion, error 0.3
+            [80.0, 80.0, 2.0, 6.0, 2.0]]       # class 2 far from everything: background, no angle to compare
+    img = de.Image([1, 2], [g1, g2], [1, 1, 1, 1, 2], dets, [0.9, 0.8, 0.7, 0.6, 0.5], "rectangle2")
+    d = de.detailed([img], [1, 2], [0.5], [0], soap=True)["detailed_evaluation_iou_05"]
+    s = lambda *e: 1 - np.mean(e) / np.pi  # noqa: E731
+    assert d["soap_tp"] == pytest.approx(s(0.1))
+    assert d["soap_fp_duplicate"] == pytest.approx(s(0.2))
+    assert d["soap_fp_localization"] == pytest.approx(s(0.1))
+    assert d["soap_fp_class"] == pytest.approx(s(0.3))
+    assert d["soap_fp_multiple"] == -1.0
+    assert d["mean_soap_all"] == pytest.approx(s(0.1, 0.2, 0.1, 0.3))
+    assert d["class_1"]["mean_soap_all"] == pytest.approx(s(0.1, 0.2, 0.1, 0.3))
+    assert d["class_2"]["mean_soap_all"] == -1.0 and d["class_2"]["num_fp_background"] == 1
+    np.testing.assert_array_equal(d["detection_confusion_matrix"],
+                                  [[1, 1, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]])
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +156,18 @@ def test_detection_workflow_trains_and_evaluates(workflow):
     assert ap50 >= 0.5
     assert r["mean_ap"][0] == pytest.approx(np.mean([r["mean_iou_ap"][0][f"class_{c}"][0] for c in (1, 2, 3)]))
     assert py(ep)["measures"] == ["mean_ap"] and py(ep)["instance_type"] == ["rectangle1"]
+    # the detailed evaluation's confusion matrix agrees with its counts
+    res, _ = ha.evaluate_dl_model(ds, m, "split", "test", {"iou_threshold": 0.5, "detailed_evaluation": 1})
+    d = py(res)["detailed_evaluation_iou_05"][0]
+    cm = np.asarray(d["detection_confusion_matrix"])
+    assert cm.shape == (4, 7) and cm.dtype == np.int32
+    for i, c in enumerate((1, 2, 3)):
+        k = d[f"class_{c}"][0]
+        assert cm[i].sum() == k["num_tp"][0] + k["num_fp"][0] and cm[i, i] == k["num_tp"][0]
+        assert cm[3, i] == k["num_fn"][0]
+        assert list(cm[i, 3:]) == [k[f"num_fp_{x}"][0] for x in ("background", "duplicate", "localization",
+                                                                 "multiple")]
+    assert np.trace(cm) == d["num_tp"][0] and cm[3].sum() == d["num_fn"][0]
     # the best evaluation's model was written
     best = ha.read_dl_model(str(root / "best.hdl"))
     assert ha.get_dl_model_param(best, "type") == ["detection"]
