@@ -265,6 +265,11 @@ def get_dl_model_layer_activations(dlmodel_handle, layer_name):
 
 def get_dl_model_layer_gradients(dlmodel_handle, layer_name):
     """Gradient of the total loss with respect to the layer's output in the last training step,
-    (batch, height, width, depth) float32."""
+    (batch, height, width, depth) float32.
+
+    To save memory, training shares the layer-output gradient buffers (planned by liveness), so by default no
+    layer's gradient survives the step and this raises 7788; set_dl_model_param(model, 'keep_layer_gradients',
+    'true') before training keeps every layer's gradient, input layers included (opendl's parameter, not
+    HALCON's). Layers no gradient reaches read as zeros."""
     op = "get_dl_model_layer_gradients"
     return _model(dlmodel_handle, op).gradients(one_str(layer_name, op, "layer_name"))

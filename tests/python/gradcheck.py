@@ -32,7 +32,8 @@ class Probe:
         # A tiny learning rate; the weights are restored after every step anyway.
         ha.set_dl_model_param(self.model, "learning_rate", 1e-30)
         ha.set_dl_model_param(self.model, "momentum", 0.0)
-        self.model.core("test").set_input_gradients(True)
+        # every layer's output gradient (input layers included) stays readable after a step
+        ha.set_dl_model_param(self.model, "keep_layer_gradients", "true")
         self.batch = batch
         self.samples = []
         for i in range(batch):

@@ -96,6 +96,7 @@ def test_training_and_inference_match_plain_layouts(depthwise, c):
     runs = {}
     for blocked in (False, True):
         model = build(blocked, depthwise=depthwise, c=c)
+        ha.set_dl_model_param(model, "keep_layer_gradients", "true")
         if blocked:  # the layouts under test are in use (where the machine has them)
             assert max(layer_blocks(model).values()) > 0 or layer_blocks(build(True))["conv1"] == 0
         losses = [ha.as_python_dict_s(ha.train_dl_model_batch(model, b))["total_loss"] for b in fitting_batches()]

@@ -133,8 +133,45 @@ void Network::free_activations() {
   be_.free(arena_);
   arena_ = nullptr;
   arena_floats_ = 0;
+  be_.free(grad_arena_);
+  grad_arena_ = nullptr;
+  grad_arena_floats_ = 0;
   planned_ = false;
 }
+
+namespace {
+// A buffer of `size` floats alive over the steps [first, last] (inclusive), to be placed in an arena.
+struct Life {
+  int slot, first, last;
+  size_t size, offset;
+};
+
+size_t aligned_size(int64_t numel) { return (size_t(numel) + 15) / 16 * 16; }  // 64-byte aligned offsets
+
+// Greedy by size: each buffer, largest first, at the lowest offset clear of every placed buffer it is alive
+// together with. Returns the arena size in floats.
+size_t place(std::vector<Life>& lives) {
+  std::stable_sort(lives.begin(), lives.end(), [](const Life& a, const Life& b) { return a.size > b.size; });
+  size_t total = 0;
+  std::vector<std::pair<size_t, size_t>> busy;
+  for (size_t t = 0; t < lives.size(); ++t) {
+    Life& l = lives[t];
+    busy.clear();
+    for (size_t u = 0; u < t; ++u)
+      if (lives[u].first <= l.last && l.first <= lives[u].last)
+        busy.emplace_back(lives[u].offset, lives[u].offset + lives[u].size);
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (const auto& [lo, hi] : busy) {
+      if (off + l.size <= lo) break;
+      off = std::max(off, hi);
+    }
+    l.offset = off;
+    total = std::max(total, off + l.size);
+  }
+  return total;
+}
+}  // namespace
 
 void Network::free_folds() {
   for (auto& kv : folds_) {
@@ -169,25 +206,60 @@ void Network::set_batch_size(int64_t n) {
   const std::vector<int64_t> blocks = plan_layouts(shapes);
   free_activations();
   batch_size_ = n;
+  auto own = [&](size_t floats) {
+    float* p = be_.alloc(floats);
+    owned_.push_back(p);
+    owned_floats_ += floats;
+    return p;
+  };
   for (size_t i = 0; i < slots_.size(); ++i) {
     auto& s = slots_[i];
     s.shape = shapes[i];
     s.in_shapes = in_shapes[i];
     s.block = blocks[i];
-    auto own = [&](size_t floats) {
-      float* p = be_.alloc(floats);
-      owned_.push_back(p);
-      owned_floats_ += floats;
-      return p;
-    };
     // Inference-only: inputs own their buffers, every other output lives in the planned arena (run_inference).
     const size_t numel = static_cast<size_t>(s.shape.numel());
     s.y = !inference_only_ || s.layer->is_input() ? own(numel) : nullptr;
-    s.dy = inference_only_ ? nullptr : own(numel);
+    s.dy = nullptr;
     s.scratch.clear();
     s.scratch_sizes = s.layer->scratch_sizes(s.in_shapes, s.shape);
     for (auto sz : s.scratch_sizes) s.scratch.push_back(own(static_cast<size_t>(std::max<int64_t>(sz, 1))));
   }
+  if (inference_only_) return;
+  // Output gradients (see set_keep_gradients): owned when kept and for input layers, else planned.
+  std::vector<Life> lives;
+  for (size_t j = 0; j < slots_.size(); ++j) {
+    auto& s = slots_[j];
+    if (keep_grads_ || s.layer->is_input()) {
+      s.dy = own(size_t(s.shape.numel()));
+      continue;
+    }
+    int last = -1;  // the last consumer passing a gradient to j: the first backward step writing it
+    for (int c : s.consumers) {
+      const auto& cs = slots_[size_t(c)];
+      for (size_t k = 0; k < cs.inputs.size(); ++k)
+        if (cs.inputs[k] == int(j) && cs.layer->input_needs_grad(k)) last = std::max(last, c);
+    }
+    if (last >= 0) lives.push_back({int(j), int(j), last, aligned_size(s.shape.numel()), 0});
+  }
+  const size_t total = place(lives);
+  if (total > 0) {
+    grad_arena_ = be_.alloc(total);
+    grad_arena_floats_ = total;
+  }
+  for (const Life& l : lives) slots_[size_t(l.slot)].dy = grad_arena_ + l.offset;
+}
+
+void Network::set_keep_gradients(bool on) {
+  if (on == keep_grads_) return;
+  keep_grads_ = on;
+  if (batch_size_ > 0) set_batch_size(batch_size_);
+}
+
+bool Network::gradient_kept(size_t i) const {
+  const LayerSlot& s = slots_[i];
+  if (inference_only_ || !s.dy) return false;
+  return s.layer->is_input() ? input_gradients() : keep_grads_;
 }
 
 // Every candidate tensor starts blocked; constraints along the edges turn tensors plain until none is violated
@@ -365,7 +437,7 @@ void Network::backward(float loss_scale, bool accumulate_dw) {
     if (is_loss) io.dy = nullptr;
     for (size_t k = 0; k < s.inputs.size(); ++k) {
       int j = s.inputs[k];
-      bool need = s.layer->input_needs_grad(k) && (!slots_[j].layer->is_input() || input_grads_);
+      bool need = s.layer->input_needs_grad(k) && (!slots_[j].layer->is_input() || input_gradients());
       io.dx.push_back(need ? slots_[j].dy : nullptr);
       io.accumulate_dx.push_back(need && written[j]);
       if (need) written[j] = true;
@@ -377,10 +449,9 @@ void Network::backward(float loss_scale, bool accumulate_dw) {
       ++times_[size_t(i)].backward_calls;
     }
   }
-  // Input layers nobody wrote a gradient to hold zeros, not stale values.
-  if (input_grads_)
-    for (size_t i = 0; i < slots_.size(); ++i)
-      if (slots_[i].layer->is_input() && !written[i]) be_.fill(slots_[i].dy, size_t(slots_[i].shape.numel()), 0.f);
+  // Readable gradients nobody wrote (input layers, layers no gradient reaches) hold zeros, not stale values.
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (!written[i] && gradient_kept(i)) be_.fill(slots_[i].dy, size_t(slots_[i].shape.numel()), 0.f);
 }
 
 // --- inference-only execution ---------------------------------------------------------------------------------
@@ -397,7 +468,9 @@ bool Network::output_kept(size_t i) const {
   return planned_ && i < kept_.size() && kept_[i];
 }
 
-size_t Network::buffer_bytes() const { return (owned_floats_ + arena_floats_) * sizeof(float); }
+size_t Network::buffer_bytes() const {
+  return (owned_floats_ + arena_floats_ + grad_arena_floats_) * sizeof(float);
+}
 
 std::vector<std::string> Network::names_where(const std::vector<bool>& marked) const {
   std::vector<std::string> v;
@@ -587,10 +660,6 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
   // Lifetimes in steps (= slot indices) of the buffers: a buffer is written at the step of the slot it belongs
   // to (a folded normalisation's or fused sum's by its convolution), read until `last`, and lives to the end
   // when any value it holds is kept. Values of fused sums share their residual's buffer (see plan_fusions).
-  struct Life {
-    int slot, first, last;
-    size_t size, offset;
-  };
   std::vector<int> first(n, -1), last(n, -1);
   auto runs = [&](size_t i) {
     return needed[i] && !slots_[i].layer->is_input() && !F.folded[i] && !F.fused[i];
@@ -619,30 +688,8 @@ void Network::plan_inference(const std::vector<bool>& needed, const std::vector<
     }
   std::vector<Life> lives;
   for (size_t i = 0; i < n; ++i)
-    if (first[i] >= 0) {
-      const size_t numel = size_t(slots_[i].shape.numel());
-      lives.push_back({int(i), first[i], last[i], (numel + 15) / 16 * 16, 0});  // 64-byte aligned offsets
-    }
-  // Greedy by size: each tensor, largest first, at the lowest offset clear of every placed tensor it is alive
-  // together with.
-  std::stable_sort(lives.begin(), lives.end(), [](const Life& a, const Life& b) { return a.size > b.size; });
-  size_t total = 0;
-  std::vector<std::pair<size_t, size_t>> busy;
-  for (size_t t = 0; t < lives.size(); ++t) {
-    Life& l = lives[t];
-    busy.clear();
-    for (size_t u = 0; u < t; ++u)
-      if (lives[u].first <= l.last && l.first <= lives[u].last)
-        busy.emplace_back(lives[u].offset, lives[u].offset + lives[u].size);
-    std::sort(busy.begin(), busy.end());
-    size_t off = 0;
-    for (const auto& [lo, hi] : busy) {
-      if (off + l.size <= lo) break;
-      off = std::max(off, hi);
-    }
-    l.offset = off;
-    total = std::max(total, off + l.size);
-  }
+    if (first[i] >= 0) lives.push_back({int(i), first[i], last[i], aligned_size(slots_[i].shape.numel()), 0});
+  const size_t total = place(lives);
   if (total > arena_floats_) {
     be_.free(arena_);
     arena_ = nullptr;

@@ -1,7 +1,9 @@
 // Network: the compiled layer graph of a model. It owns a private copy of the layers (so handles a user
 // keeps do not alias the model), executes them in topological order, keeps one flat arena for all learnable
 // blobs (trainable ones first, then persistent state such as batch-norm statistics), one arena for their
-// gradients, and per-layer activation, gradient and scratch buffers sized for the current batch size.
+// gradients, and per-layer activation, gradient and scratch buffers sized for the current batch size. The
+// gradients of the layer outputs share one arena planned by liveness over the backward pass unless all of them
+// are kept for inspection (set_keep_gradients).
 #pragma once
 
 #include <map>
@@ -96,7 +98,21 @@ class Network {
   // Gradients with respect to input layers are computed only when enabled (they cost a backward-data pass
   // of the first layer and are needed only for inspection and gradient checks).
   void set_input_gradients(bool on) { input_grads_ = on; }
-  bool input_gradients() const { return input_grads_; }
+  bool input_gradients() const { return input_grads_ || keep_grads_; }
+
+  // Gradient buffers of training. By default (off) the output gradient of every non-input layer lives in one
+  // arena planned by liveness over the backward pass: layer j's gradient is alive from the backward step of
+  // its last consumer that passes a gradient to it (the first to write it) to j's own backward step (the last
+  // to read it), i.e. over the slot interval [j, last consumer]; tensors whose intervals intersect get
+  // disjoint places, found greedily as for inference plans. So after a step these gradients are overwritten,
+  // and layers through which no gradient flows have none. On: every layer keeps its own gradient buffer, input
+  // layers included (their gradients are computed then), so that any layer's gradient of the last step can be
+  // read (model parameter 'keep_layer_gradients'). Switching reallocates the activation buffers (their values
+  // are lost); weights and everything else are kept.
+  void set_keep_gradients(bool on);
+  bool keep_gradients() const { return keep_grads_; }
+  // Whether slot i's output gradient of the last backward pass can be read.
+  bool gradient_kept(size_t i) const;
 
   // Per-layer wall time of forward and backward calls, accumulated while profiling is on (native benchmark's
   // --profile; off by default, it costs two clock reads per layer call). Indexed like slots().
@@ -127,7 +143,8 @@ class Network {
   void run_inference(const std::vector<bool>& needed, const std::vector<int>& keep, Rng& rng);
   // Whether slot i's output of the last forward or inference call can be read (always, unless inference-only).
   bool output_kept(size_t i) const;
-  // Bytes of activation, gradient and scratch buffers now held (inference-only: of the planned arena).
+  // Bytes of activation, gradient and scratch buffers now held (inference-only: of the planned arena; training:
+  // the planned gradient arena counted once).
   size_t buffer_bytes() const;
   // Names of the batch normalisations the current inference plan folds into convolutions, and of those any
   // plan folds unless an apply call asks for the convolution's own output.
@@ -198,6 +215,9 @@ class Network {
   std::map<int, Fold> folds_;
   float* arena_ = nullptr;
   size_t arena_floats_ = 0;
+  float* grad_arena_ = nullptr;   // the planned output gradients of training (unless keep_grads_)
+  size_t grad_arena_floats_ = 0;
+  bool keep_grads_ = false;
   bool input_grads_ = false;
   bool profiling_ = false;
   std::vector<LayerTime> times_;

@@ -62,7 +62,8 @@ void in_range(const std::string& name, double d, double lo, double hi, bool hi_o
 std::vector<std::string> param_names(const ModelAdapter& a) {
   std::vector<std::string> v = {
       "adam_beta1", "adam_beta2", "adam_epsilon", "batch_size", "batch_size_multiplier", "batchnorm_momentum",
-      "fuse_bn_relu", "fuse_conv_relu", "gpu", "input_dimensions", "layer_names", "learning_rate", "momentum",
+      "fuse_bn_relu", "fuse_conv_relu", "gpu", "input_dimensions", "keep_layer_gradients", "layer_names",
+      "learning_rate", "momentum",
       "num_trainable_params", "optimize_for_inference",
       "precision", "precision_is_converted", "runtime", "solver_type", "type", "weight_prior"};
   for (auto& n : a.param_names()) v.push_back(n);
@@ -153,6 +154,19 @@ void Model::set_param(const std::string& name, const Tuple& v) {
     const bool on = std::get<std::string>(v[0]) == "true";
     if (name == "fuse_conv_relu") net_->set_relu_fusion(on, net_->fuse_bn_relu());
     else net_->set_relu_fusion(net_->fuse_conv_relu(), on);
+  } else if (name == "keep_layer_gradients") {
+    // opendl's own parameter (not HALCON's): whether every layer keeps the gradient of its output after a
+    // training step, for get_dl_model_layer_gradients (Network::set_keep_gradients). 'false' (the default):
+    // the gradient buffers share memory planned by liveness and only the weight gradients stay readable.
+    // Switching reallocates the activation buffers, so the last step's activations and gradients are gone.
+    if (v.size() != 1 || !is_string(v[0]) ||
+        (std::get<std::string>(v[0]) != "true" && std::get<std::string>(v[0]) != "false"))
+      fail(err::kWrongValue3, "'keep_layer_gradients' takes 'true' or 'false', got " + to_string(v));
+    const bool on = std::get<std::string>(v[0]) == "true";
+    if (on != net_->keep_gradients()) {
+      net_->set_keep_gradients(on);
+      has_step_ = false;
+    }
   } else if (name == "precision" || name == "precision_is_converted") {
     fail(err::kWrongValue2,
          "'" + name + "' can only be read (optimize_dl_model_for_inference returns a converted copy)");
@@ -211,6 +225,7 @@ Tuple Model::get_param(const std::string& name) {
   if (name == "optimize_for_inference") return {std::string(net_->inference_only() ? "true" : "false")};
   if (name == "fuse_conv_relu") return {std::string(net_->fuse_conv_relu() ? "true" : "false")};
   if (name == "fuse_bn_relu") return {std::string(net_->fuse_bn_relu() ? "true" : "false")};
+  if (name == "keep_layer_gradients") return {std::string(net_->keep_gradients() ? "true" : "false")};
   if (name == "type") return {adapter_->type()};
   if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
   if (name == "layer_names") {
@@ -527,9 +542,14 @@ Tensor Model::gradients(const std::string& layer) {
     fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true') and "
                                   "holds no gradients");
   if (!has_step_) fail(err::kParamNotAvailable, "no training step has run yet, so there are no gradients");
-  if (s.layer->is_input() && !net_->input_gradients())
-    fail(err::kParamNotAvailable, "gradients with respect to input layer '" + layer +
-                                      "' are not computed (they are needed only for inspection)");
+  if (!net_->gradient_kept(size_t(i))) {
+    if (s.layer->is_input())
+      fail(err::kParamNotAvailable, "gradients with respect to input layer '" + layer + "' are computed only with "
+                                    "set_dl_model_param(model, 'keep_layer_gradients', 'true') before training");
+    fail(err::kParamNotAvailable, "the gradient of layer '" + layer + "' was not kept: gradient buffers are "
+                                  "shared to save memory; set_dl_model_param(model, 'keep_layer_gradients', 'true') "
+                                  "before training keeps the gradients of all layers");
+  }
   return to_images(size_t(i), true);
 }
 

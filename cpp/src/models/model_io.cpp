@@ -95,6 +95,7 @@ void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std:
   auto net = std::make_unique<Network>(outs, net_->backend());
   net->set_inference_only(net_->inference_only());
   net->set_relu_fusion(net_->fuse_conv_relu(), net_->fuse_bn_relu());
+  net->set_keep_gradients(net_->keep_gradients());
   net->set_batch_size(batch_size_);
   auto old = snapshot(*net_, m_, v_);
   Rng init_rng = rng_;
