@@ -87,6 +87,8 @@ Tensor GetDlModelLayerWeights(const HDlModel& model, const std::string& layer_na
 void SetDlModelLayerWeights(const Tensor& weights, const HDlModel& model, const std::string& layer_name,
                             const std::string& weights_type);
 Tensor GetDlModelLayerActivations(const HDlModel& model, const std::string& layer_name);
+// Layer-output gradients of the last training step are kept only with the model parameter
+// 'keep_layer_gradients' 'true' (set before training); by default their buffers are shared (7788 otherwise).
 Tensor GetDlModelLayerGradients(const HDlModel& model, const std::string& layer_name);
 // optimize_dl_model_for_inference for the devices of this build (HALCON takes a device handle; here its
 // runtime): runtime 'cpu' with precision 'float32'. Returns a copy of the model with 'optimize_for_inference'
