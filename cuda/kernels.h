@@ -1,14 +1,79 @@
 // Plain CUDA kernels of the plugin, callable from host C++ without CUDA language extensions. Each launcher
-// enqueues on the given stream and returns the launch error (execution errors surface at the next sync).
+// enqueues on the given stream and returns the launch error (execution errors surface at the next sync). They
+// mirror the CPU backend's entries of the same names (cpp/src/backend/backend.h): same arguments (device
+// pointers), same meaning, the per-element math shared through backend/element_math.h. `accumulate` adds to
+// the output instead of overwriting it. Activations are plain (N, C, H, W).
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
+
+#include "backend/backend.h"
 
 namespace opendl::cuda {
 
+// --- elementwise (kernels.cu) -----------------------------------------------------------------------------------
+cudaError_t launch_fill(cudaStream_t stream, float* p, size_t n, float v);
 // y = alpha * x + y over n floats.
 cudaError_t launch_axpy(cudaStream_t stream, size_t n, float alpha, const float* x, float* y);
+cudaError_t launch_mul(cudaStream_t stream, size_t n, const float* a, const float* b, float* y);
+cudaError_t launch_mul_acc(cudaStream_t stream, size_t n, const float* a, const float* b, float* y, bool accumulate);
+// dst[r*dst_ld + dst_off + j] (+)= alpha * src[r*src_ld + src_off + j] for r < rows, j < cols.
+cudaError_t launch_copy2d(cudaStream_t stream, float* dst, int64_t dst_ld, int64_t dst_off, const float* src,
+                          int64_t src_ld, int64_t src_off, int64_t rows, int64_t cols, float alpha, bool accumulate);
+cudaError_t launch_minmax_forward(cudaStream_t stream, size_t n, bool is_max, const float* a, const float* b,
+                                  float* y);
+// Gradient to the winner (ties to the first operand): `first` selects which operand's gradient dx is.
+cudaError_t launch_minmax_backward(cudaStream_t stream, size_t n, bool is_max, bool first, const float* a,
+                                   const float* b, const float* dy, float* dx, bool accumulate);
+cudaError_t launch_act_forward(cudaStream_t stream, Act a, size_t n, const float* x, float* y);
+// Backward from the forward output y.
+cudaError_t launch_act_backward(cudaStream_t stream, Act a, size_t n, const float* y, const float* dy, float* dx,
+                                bool accumulate);
+cudaError_t launch_pointwise_forward(cudaStream_t stream, const PointwiseOp& p, size_t n, const float* x, float* y);
+cudaError_t launch_pointwise_backward(cudaStream_t stream, const PointwiseOp& p, size_t n, const float* x,
+                                      const float* y, const float* dy, float* dx, bool accumulate);
+// Softmax over C for each of outer*inner positions of an (outer, C, inner) array.
+cudaError_t launch_softmax_forward(cudaStream_t stream, int64_t outer, int64_t c, int64_t inner, const float* x,
+                                   float* y);
+cudaError_t launch_softmax_backward(cudaStream_t stream, int64_t outer, int64_t c, int64_t inner, const float* y,
+                                    const float* dy, float* dx, bool accumulate);
+
+// --- reductions, losses, solvers (loss_kernels.cu) --------------------------------------------------------------
+// Sums are deterministic: the terms are added per chunk of kReduceChunk consecutive terms in a fixed tree order,
+// then the chunk sums in a fixed order, so a value never depends on scheduling. `scratch` is a device buffer of
+// reduce_scratch_doubles(n) doubles; the launchers leave the (unnormalised) sum in scratch[0], which the caller
+// copies to the host after the stream has run. Loss launchers also write the gradient d(loss)/d(input) times
+// `scale` * `inv` (inv = 1 / the loss's normaliser) when the gradient pointer is not null.
+constexpr size_t kReduceChunk = 4096;
+size_t reduce_scratch_doubles(size_t n);
+
+// Cross-entropy on probabilities p (N, C, S) with target ids (N, 1, S) and weights (N, 1, S) or (N, 1, 1)
+// (weights_s 1), or none; the sum of -w log max(p_t, 1e-30) over the N*S positions.
+cudaError_t launch_cross_entropy(cudaStream_t stream, int64_t n, int64_t c, int64_t s, const float* p,
+                                 const float* target, const float* weights, int64_t weights_s, double inv, float* dp,
+                                 float scale, bool accumulate, double* scratch);
+cudaError_t launch_huber(cudaStream_t stream, size_t n, float beta, const float* x, const float* t, const float* w,
+                         double inv, float* dx, float scale, bool accumulate, double* scratch);
+// Sigmoid focal loss on logits (N, C, S), binary targets t, per-class alpha (device, C values, or null),
+// weights w (N, w_c, S) with w_c 1 or C, or null.
+cudaError_t launch_focal_binary(cudaStream_t stream, int64_t n, int64_t c, int64_t s, float gamma,
+                                const float* alpha, const float* x, const float* t, const float* w, int64_t w_c,
+                                double inv, float* dx, float scale, bool accumulate, double* scratch);
+cudaError_t launch_distance(cudaStream_t stream, size_t n, bool l1, const float* x, const float* t, const float* w,
+                            double inv, float* dx, float scale, bool accumulate, double* scratch);
+// Sum of x^2 where mask != 0.
+cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask,
+                                      double* scratch);
+// scratch[0] = number of non-finite values among the n.
+cudaError_t launch_count_nonfinite(cudaStream_t stream, size_t n, const float* x, double* scratch);
+// One fused update over the flat parameter arena (spec E.1 / E.2, see element_math.h).
+cudaError_t launch_sgd_update(cudaStream_t stream, size_t n, float lr, float momentum, float weight_prior,
+                              const float* lr_mult, const float* decay_mask, float* w, const float* g, float* v);
+cudaError_t launch_adam_update(cudaStream_t stream, size_t n, float lr, double beta1, double beta2, float eps,
+                               float bias1, float bias2, float weight_prior, const float* lr_mult,
+                               const float* decay_mask, float* w, const float* g, float* m, float* v);
 
 }  // namespace opendl::cuda

@@ -1,106 +1,14 @@
 // Pointwise functions of the activation layer on the CPU: value and derivative of each HALCON activation
-// type, evaluated in double and stored as float. One OpenMP loop per call.
+// type (backend/element_math.h, shared with the CUDA plugin), evaluated in double and stored as float. One
+// OpenMP loop per call.
 #include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/element_math.h"
 
 namespace opendl {
 namespace {
-
-constexpr double kSqrt2OverPi = 0.7978845608028654, kInvSqrt2 = 0.7071067811865476, kInvSqrt2Pi = 0.3989422804014327;
-
-double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-double softplus(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))); }
-
-double value(const PointwiseOp& p, double x) {
-  const double a = p.a, b = p.b, c = p.c;
-  switch (p.op) {
-    case Pointwise::kAbs: return std::abs(x);
-    case Pointwise::kAcos: return std::acos(x);
-    case Pointwise::kAsin: return std::asin(x);
-    case Pointwise::kAtan: return std::atan(x);
-    case Pointwise::kCeil: return std::ceil(x);
-    case Pointwise::kCelu: return std::max(0.0, x) + std::min(0.0, a * (std::exp(x / a) - 1.0));
-    case Pointwise::kClip: return std::min(std::max(x, a), b);
-    case Pointwise::kCos: return std::cos(x);
-    case Pointwise::kCosh: return std::cosh(x);
-    case Pointwise::kElu: return x > 0 ? x : a * (std::exp(x) - 1.0);
-    case Pointwise::kErf: return std::erf(x);
-    case Pointwise::kExp: return std::exp(x);
-    case Pointwise::kFloor: return std::floor(x);
-    case Pointwise::kGelu: return 0.5 * x * (1.0 + std::erf(x * kInvSqrt2));
-    case Pointwise::kGeluTanh: return 0.5 * x * (1.0 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
-    case Pointwise::kHardSigmoid: return std::min(1.0, std::max(0.0, a * x + b));
-    case Pointwise::kHardSwish: return x * std::min(1.0, std::max(0.0, x / 6.0 + 0.5));
-    case Pointwise::kLog: return std::log(x);
-    case Pointwise::kMish: return x * std::tanh(softplus(x));
-    case Pointwise::kNeg: return -x;
-    case Pointwise::kReciprocal: return 1.0 / x;
-    case Pointwise::kRelu: return x > 0 ? std::min(x, b) : a * x;
-    case Pointwise::kRound: return std::nearbyint(x);  // halves to even, as ONNX Round
-    case Pointwise::kSelu: return c * (x > 0 ? x : a * (std::exp(x) - 1.0));
-    case Pointwise::kSigmoid: return sigmoid(x);
-    case Pointwise::kSign: return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
-    case Pointwise::kSin: return std::sin(x);
-    case Pointwise::kSinh: return std::sinh(x);
-    case Pointwise::kSoftplus: return softplus(x);
-    case Pointwise::kSoftsign: return x / (1.0 + std::abs(x));
-    case Pointwise::kSqrt: return std::sqrt(x);
-    case Pointwise::kSwish: return x * sigmoid(x);
-    case Pointwise::kTan: return std::tan(x);
-    case Pointwise::kTanh: return std::tanh(x);
-  }
-  return x;
-}
-
-// d value / d x at x (y = value(x)).
-double derivative(const PointwiseOp& p, double x, double y) {
-  const double a = p.a, b = p.b, c = p.c;
-  switch (p.op) {
-    case Pointwise::kAbs: return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
-    case Pointwise::kAcos: return -1.0 / std::sqrt(1.0 - x * x);
-    case Pointwise::kAsin: return 1.0 / std::sqrt(1.0 - x * x);
-    case Pointwise::kAtan: return 1.0 / (1.0 + x * x);
-    case Pointwise::kCeil: case Pointwise::kFloor: case Pointwise::kRound: case Pointwise::kSign: return 0.0;
-    case Pointwise::kCelu: return x > 0 ? 1.0 : std::exp(x / a);
-    case Pointwise::kClip: return (x > a && x < b) ? 1.0 : 0.0;
-    case Pointwise::kCos: return -std::sin(x);
-    case Pointwise::kCosh: return std::sinh(x);
-    case Pointwise::kElu: return x > 0 ? 1.0 : a * std::exp(x);
-    case Pointwise::kErf: return 1.1283791670955126 * std::exp(-x * x);  // 2 / sqrt(pi)
-    case Pointwise::kExp: return std::exp(x);
-    case Pointwise::kGelu: return 0.5 * (1.0 + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5 * x * x);
-    case Pointwise::kGeluTanh: {
-      double t = std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x));
-      return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * kSqrt2OverPi * (1.0 + 3.0 * 0.044715 * x * x);
-    }
-    case Pointwise::kHardSigmoid: return (a * x + b > 0.0 && a * x + b < 1.0) ? a : 0.0;
-    case Pointwise::kHardSwish: return x < -3.0 ? 0.0 : x > 3.0 ? 1.0 : x / 3.0 + 0.5;
-    case Pointwise::kLog: return 1.0 / x;
-    case Pointwise::kMish: {
-      double t = std::tanh(softplus(x));
-      return t + x * (1.0 - t * t) * sigmoid(x);
-    }
-    case Pointwise::kNeg: return -1.0;
-    case Pointwise::kReciprocal: return -1.0 / (x * x);
-    case Pointwise::kRelu: return x > 0 ? (x < b ? 1.0 : 0.0) : a;
-    case Pointwise::kSelu: return c * (x > 0 ? 1.0 : a * std::exp(x));
-    case Pointwise::kSigmoid: return y * (1.0 - y);
-    case Pointwise::kSin: return std::cos(x);
-    case Pointwise::kSinh: return std::cosh(x);
-    case Pointwise::kSoftplus: return sigmoid(x);
-    case Pointwise::kSoftsign: return 1.0 / ((1.0 + std::abs(x)) * (1.0 + std::abs(x)));
-    case Pointwise::kSqrt: return 0.5 / std::sqrt(x);
-    case Pointwise::kSwish: {
-      double s = sigmoid(x);
-      return s + x * s * (1.0 - s);
-    }
-    case Pointwise::kTan: return 1.0 + std::tan(x) * std::tan(x);
-    case Pointwise::kTanh: return 1.0 - y * y;
-  }
-  return 1.0;
-}
 
 // Fast float paths for the piecewise-linear types (relu with leaky slope a and upper bound b, e.g. ReLU6, and
 // clip to [a, b]). They give the same floats as the double evaluation above: the product of two floats is exact
@@ -165,7 +73,7 @@ void CpuBackend::pointwise_forward(const PointwiseOp& p, size_t n, const float* 
     return;
   }
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) y[i] = float(value(p, double(x[i])));
+  for (size_t i = 0; i < n; ++i) y[i] = float(em::pointwise_value(p, double(x[i])));
 }
 
 void CpuBackend::pointwise_backward(const PointwiseOp& p, size_t n, const float* x, const float* y, const float* dy,
@@ -181,7 +89,7 @@ void CpuBackend::pointwise_backward(const PointwiseOp& p, size_t n, const float*
   }
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) {
-    float g = float(double(dy[i]) * derivative(p, double(x[i]), double(y[i])));
+    float g = float(double(dy[i]) * em::pointwise_derivative(p, double(x[i]), double(y[i])));
     dx[i] = accumulate ? dx[i] + g : g;
   }
 }

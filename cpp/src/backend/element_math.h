@@ -1,0 +1,176 @@
+// Element-wise math shared by the CPU backend and the CUDA plugin: the value and derivative of each pointwise
+// function of the activation layer, the per-element terms of the losses and the per-element solver updates.
+// One definition for both devices, so that they compute the same function by construction; the CPU tests
+// exercise it. Host code and device code (nvcc) alike; only the C math library's global functions, which CUDA
+// also provides in device code, are used.
+#pragma once
+
+#include <math.h>
+
+#include "backend/backend.h"
+
+#if defined(__CUDACC__)
+#define OPENDL_HD __host__ __device__ inline
+#else
+#define OPENDL_HD inline
+#endif
+
+namespace opendl {
+namespace em {
+
+OPENDL_HD double dmax(double a, double b) { return a > b ? a : b; }
+OPENDL_HD double dmin(double a, double b) { return a < b ? a : b; }
+OPENDL_HD double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+// log(1 + exp(x)) without overflow.
+OPENDL_HD double softplus(double x) { return dmax(x, 0.0) + log1p(exp(-fabs(x))); }
+
+constexpr double kSqrt2OverPi = 0.7978845608028654, kInvSqrt2 = 0.7071067811865476,
+                 kInvSqrt2Pi = 0.3989422804014327, kTwoOverSqrtPi = 1.1283791670955126;
+
+// Value of HALCON's activation type p at x, in double.
+OPENDL_HD double pointwise_value(const PointwiseOp& p, double x) {
+  const double a = p.a, b = p.b, c = p.c;
+  switch (p.op) {
+    case Pointwise::kAbs: return fabs(x);
+    case Pointwise::kAcos: return acos(x);
+    case Pointwise::kAsin: return asin(x);
+    case Pointwise::kAtan: return atan(x);
+    case Pointwise::kCeil: return ceil(x);
+    case Pointwise::kCelu: return dmax(0.0, x) + dmin(0.0, a * (exp(x / a) - 1.0));
+    case Pointwise::kClip: return dmin(dmax(x, a), b);
+    case Pointwise::kCos: return cos(x);
+    case Pointwise::kCosh: return cosh(x);
+    case Pointwise::kElu: return x > 0 ? x : a * (exp(x) - 1.0);
+    case Pointwise::kErf: return erf(x);
+    case Pointwise::kExp: return exp(x);
+    case Pointwise::kFloor: return floor(x);
+    case Pointwise::kGelu: return 0.5 * x * (1.0 + erf(x * kInvSqrt2));
+    case Pointwise::kGeluTanh: return 0.5 * x * (1.0 + tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
+    case Pointwise::kHardSigmoid: return dmin(1.0, dmax(0.0, a * x + b));
+    case Pointwise::kHardSwish: return x * dmin(1.0, dmax(0.0, x / 6.0 + 0.5));
+    case Pointwise::kLog: return log(x);
+    case Pointwise::kMish: return x * tanh(softplus(x));
+    case Pointwise::kNeg: return -x;
+    case Pointwise::kReciprocal: return 1.0 / x;
+    case Pointwise::kRelu: return x > 0 ? dmin(x, b) : a * x;
+    case Pointwise::kRound: return nearbyint(x);  // halves to even, as ONNX Round
+    case Pointwise::kSelu: return c * (x > 0 ? x : a * (exp(x) - 1.0));
+    case Pointwise::kSigmoid: return sigmoid(x);
+    case Pointwise::kSign: return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
+    case Pointwise::kSin: return sin(x);
+    case Pointwise::kSinh: return sinh(x);
+    case Pointwise::kSoftplus: return softplus(x);
+    case Pointwise::kSoftsign: return x / (1.0 + fabs(x));
+    case Pointwise::kSqrt: return sqrt(x);
+    case Pointwise::kSwish: return x * sigmoid(x);
+    case Pointwise::kTan: return tan(x);
+    case Pointwise::kTanh: return tanh(x);
+  }
+  return x;
+}
+
+// d value / d x at x (y = value(x)).
+OPENDL_HD double pointwise_derivative(const PointwiseOp& p, double x, double y) {
+  const double a = p.a, b = p.b, c = p.c;
+  switch (p.op) {
+    case Pointwise::kAbs: return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
+    case Pointwise::kAcos: return -1.0 / sqrt(1.0 - x * x);
+    case Pointwise::kAsin: return 1.0 / sqrt(1.0 - x * x);
+    case Pointwise::kAtan: return 1.0 / (1.0 + x * x);
+    case Pointwise::kCeil: case Pointwise::kFloor: case Pointwise::kRound: case Pointwise::kSign: return 0.0;
+    case Pointwise::kCelu: return x > 0 ? 1.0 : exp(x / a);
+    case Pointwise::kClip: return (x > a && x < b) ? 1.0 : 0.0;
+    case Pointwise::kCos: return -sin(x);
+    case Pointwise::kCosh: return sinh(x);
+    case Pointwise::kElu: return x > 0 ? 1.0 : a * exp(x);
+    case Pointwise::kErf: return kTwoOverSqrtPi * exp(-x * x);
+    case Pointwise::kExp: return exp(x);
+    case Pointwise::kGelu: return 0.5 * (1.0 + erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * exp(-0.5 * x * x);
+    case Pointwise::kGeluTanh: {
+      const double t = tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x));
+      return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * kSqrt2OverPi * (1.0 + 3.0 * 0.044715 * x * x);
+    }
+    case Pointwise::kHardSigmoid: return (a * x + b > 0.0 && a * x + b < 1.0) ? a : 0.0;
+    case Pointwise::kHardSwish: return x < -3.0 ? 0.0 : x > 3.0 ? 1.0 : x / 3.0 + 0.5;
+    case Pointwise::kLog: return 1.0 / x;
+    case Pointwise::kMish: {
+      const double t = tanh(softplus(x));
+      return t + x * (1.0 - t * t) * sigmoid(x);
+    }
+    case Pointwise::kNeg: return -1.0;
+    case Pointwise::kReciprocal: return -1.0 / (x * x);
+    case Pointwise::kRelu: return x > 0 ? (x < b ? 1.0 : 0.0) : a;
+    case Pointwise::kSelu: return c * (x > 0 ? 1.0 : a * exp(x));
+    case Pointwise::kSigmoid: return y * (1.0 - y);
+    case Pointwise::kSin: return cos(x);
+    case Pointwise::kSinh: return cosh(x);
+    case Pointwise::kSoftplus: return sigmoid(x);
+    case Pointwise::kSoftsign: return 1.0 / ((1.0 + fabs(x)) * (1.0 + fabs(x)));
+    case Pointwise::kSqrt: return 0.5 / sqrt(x);
+    case Pointwise::kSwish: {
+      const double s = sigmoid(x);
+      return s + x * s * (1.0 - s);
+    }
+    case Pointwise::kTan: return 1.0 + tan(x) * tan(x);
+    case Pointwise::kTanh: return 1.0 - y * y;
+  }
+  return 1.0;
+}
+
+// --- losses (per element, before the normalisation and the gradient scale) ----------------------------------
+
+// Cross-entropy probabilities are clamped at this value (log(1e-30) ~ -69), so that a confidently wrong
+// prediction gives a large, finite loss and gradient.
+constexpr float kCeTiny = 1e-30f;
+
+// Smooth L1 (Girshick, Fast R-CNN 2015) of the residual r: 0.5 r^2 / beta for |r| < beta, |r| - 0.5 beta
+// otherwise, and its derivative.
+OPENDL_HD double huber_value(double r, double beta) {
+  const double a = fabs(r);
+  return a < beta ? 0.5 * r * r / beta : a - 0.5 * beta;
+}
+OPENDL_HD double huber_grad(double r, double beta) {
+  return fabs(r) < beta ? r / beta : (r > 0 ? 1.0 : (r < 0 ? -1.0 : 0.0));
+}
+
+// Distance loss of the residual r: |r| (l1) or r^2, and its derivative.
+OPENDL_HD double distance_value(double r, bool l1) { return l1 ? fabs(r) : r * r; }
+OPENDL_HD double distance_grad(double r, bool l1) { return l1 ? (r > 0 ? 1.0 : (r < 0 ? -1.0 : 0.0)) : 2.0 * r; }
+
+// Sigmoid focal loss (Lin et al., RetinaNet 2017) of logit x with binary target `pos` and class weight a_t
+// (a_c for pos, 1 - a_c else; 1 without class weights):
+//   FL = -a_t (1 - p_t)^g log p_t,  p_t = sigmoid(z), z = x if pos else -x;
+//   dFL/dx = sign * a_t (1 - p_t)^g (g p_t log p_t - (1 - p_t)),  sign = +1 if pos else -1.
+// Returns FL; writes dFL/dx to *grad when grad is not null.
+OPENDL_HD double focal_term(double x, bool pos, double a_t, double gamma, double* grad) {
+  const double z = pos ? x : -x;
+  const double log_pt = -softplus(-z), pt = exp(log_pt);
+  const double mod = pow(1.0 - pt, gamma);
+  if (grad) *grad = (pos ? 1.0 : -1.0) * a_t * mod * (gamma * pt * log_pt - (1.0 - pt));
+  return -a_t * mod * log_pt;
+}
+
+// --- solvers (one element of the flat parameter arena) ------------------------------------------------------
+
+// SGD in HALCON / Caffe form (spec E.1): v <- mu v - lr (g + alpha w), w <- w + v (the learning rate lives in v).
+OPENDL_HD void sgd_step(float lr, float momentum, float weight_prior, float lr_mult, float decay, float& w, float g,
+                        float& v) {
+  const float grad = g + weight_prior * decay * w;
+  v = momentum * v - lr * lr_mult * grad;
+  w += v;
+}
+
+// Adam (Kingma & Ba 2015, Algorithm 1) with the L2 term coupled into the gradient (spec E.2); b1, b2 the decay
+// rates and c1 = 1 - beta1, c2 = 1 - beta2 formed in double by the caller (in float32, 1 - 0.999f is off by
+// 1.3e-5 relative, which the bias correction would not cancel); bias1, bias2 the bias corrections.
+OPENDL_HD void adam_step(float lr, float b1, float b2, float c1, float c2, float eps, float bias1, float bias2,
+                         float weight_prior, float lr_mult, float decay, float& w, float g, float& m, float& v) {
+  const float grad = g + weight_prior * decay * w;
+  m = b1 * m + c1 * grad;
+  v = b2 * v + c2 * grad * grad;
+  const float mhat = m / bias1, vhat = v / bias2;
+  w -= lr * lr_mult * mhat / (sqrtf(vhat) + eps);
+}
+
+}  // namespace em
+}  // namespace opendl

@@ -1,0 +1,241 @@
+// Reductions, losses and solver updates of the plugin (kernels.h). Loss terms and solver steps come from
+// backend/element_math.h, shared with the CPU backend; sums are deterministic (fixed chunks, fixed tree order)
+// and accumulate in double, like the CPU backend's.
+#include <algorithm>
+
+#include "backend/element_math.h"
+#include "kernels.h"
+#include "launch.cuh"
+
+namespace opendl::cuda {
+namespace {
+
+__device__ inline void put(float* d, size_t i, float g, bool accumulate) { d[i] = accumulate ? d[i] + g : g; }
+
+// Sums Term(i) over [0, n): block b sums chunk b into parts[1 + b] (each thread a strided share, then a tree
+// over the block's threads), final_sum_kernel adds the chunk sums into parts[0].
+template <class Term>
+__global__ void partial_sum_kernel(size_t n, Term term, double* parts) {
+  __shared__ double sh[kThreads];
+  const size_t begin = size_t(blockIdx.x) * kReduceChunk;
+  const size_t end = begin + kReduceChunk < n ? begin + kReduceChunk : n;
+  double s = 0;
+  for (size_t i = begin + threadIdx.x; i < end; i += blockDim.x) s += term(i);
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) parts[1 + blockIdx.x] = sh[0];
+}
+
+__global__ void final_sum_kernel(size_t nparts, double* parts) {
+  __shared__ double sh[kThreads];
+  double s = 0;
+  for (size_t i = threadIdx.x; i < nparts; i += blockDim.x) s += parts[1 + i];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) parts[0] = sh[0];
+}
+
+size_t chunks_of(size_t n) { return std::max<size_t>(1, (n + kReduceChunk - 1) / kReduceChunk); }
+
+template <class Term>
+cudaError_t reduce(cudaStream_t stream, size_t n, const Term& term, double* scratch) {
+  const size_t chunks = chunks_of(n);
+  partial_sum_kernel<<<unsigned(chunks), kThreads, 0, stream>>>(n, term, scratch);
+  final_sum_kernel<<<1, kThreads, 0, stream>>>(chunks, scratch);
+  return cudaGetLastError();
+}
+
+// --- cross-entropy ----------------------------------------------------------------------------------------------
+
+struct CeTerm {
+  int64_t c, s, weights_s;
+  const float *p, *target, *weights;
+  __device__ double weight(int64_t b, int64_t j) const {
+    return weights ? double(weights[b * weights_s + (weights_s == 1 ? 0 : j)]) : 1.0;
+  }
+  __device__ double operator()(size_t i) const {
+    const int64_t b = int64_t(i) / s, j = int64_t(i) % s, t = int64_t(target[i]);
+    const float pt = fmaxf(p[b * c * s + t * s + j], em::kCeTiny);
+    return -weight(b, j) * log(double(pt));
+  }
+};
+
+__global__ void ce_grad_kernel(CeTerm term, size_t positions, double inv, float* dp, float scale, bool accumulate) {
+  OPENDL_GRID_LOOP(i, positions) {
+    const int64_t c = term.c, s = term.s;
+    const int64_t b = int64_t(i) / s, j = int64_t(i) % s, t = int64_t(term.target[i]);
+    const double w = term.weight(b, j);
+    for (int64_t k = 0; k < c; ++k) {
+      const size_t idx = size_t(b * c * s + k * s + j);
+      put(dp, idx, k == t ? float(-scale * w * inv / fmaxf(term.p[idx], em::kCeTiny)) : 0.f, accumulate);
+    }
+  }
+}
+
+// --- Huber, distance ------------------------------------------------------------------------------------------
+
+struct HuberTerm {
+  float beta;
+  const float *x, *t, *w;
+  __device__ double operator()(size_t i) const {
+    return (w ? double(w[i]) : 1.0) * em::huber_value(double(x[i]) - t[i], beta);
+  }
+};
+
+__global__ void huber_grad_kernel(HuberTerm term, size_t n, double inv, float* dx, float scale, bool accumulate) {
+  OPENDL_GRID_LOOP(i, n) {
+    const double r = double(term.x[i]) - term.t[i], wi = term.w ? double(term.w[i]) : 1.0;
+    put(dx, i, float(scale * wi * em::huber_grad(r, term.beta) * inv), accumulate);
+  }
+}
+
+struct DistanceTerm {
+  bool l1;
+  const float *x, *t, *w;
+  __device__ double operator()(size_t i) const {
+    return (w ? double(w[i]) : 1.0) * em::distance_value(double(x[i]) - t[i], l1);
+  }
+};
+
+__global__ void distance_grad_kernel(DistanceTerm term, size_t n, double inv, float* dx, float scale,
+                                     bool accumulate) {
+  OPENDL_GRID_LOOP(i, n) {
+    const double r = double(term.x[i]) - term.t[i], wi = term.w ? double(term.w[i]) : 1.0;
+    put(dx, i, float(scale * wi * em::distance_grad(r, term.l1) * inv), accumulate);
+  }
+}
+
+// --- sigmoid focal loss ---------------------------------------------------------------------------------------
+
+struct FocalTerm {
+  int64_t c, s, w_c;
+  float gamma;
+  const float *alpha, *x, *t, *w;
+  // The weighted loss of element i; its gradient (weighted) in *grad when not null.
+  __device__ double eval(size_t e, double* grad) const {
+    const int64_t i = int64_t(e), b = i / (c * s), k = (i / s) % c, j = i % s;
+    const bool pos = t[i] > 0.5f;
+    const double a = alpha ? (pos ? double(alpha[k]) : 1.0 - alpha[k]) : 1.0;
+    const double wi = w ? double(w[b * w_c * s + (w_c == 1 ? 0 : k * s) + j]) : 1.0;
+    const double v = em::focal_term(x[i], pos, a, gamma, grad);
+    if (grad) *grad *= wi;
+    return wi * v;
+  }
+  __device__ double operator()(size_t i) const { return eval(i, nullptr); }
+};
+
+__global__ void focal_grad_kernel(FocalTerm term, size_t n, double inv, float* dx, float scale, bool accumulate) {
+  OPENDL_GRID_LOOP(i, n) {
+    double g;
+    term.eval(i, &g);
+    put(dx, i, float(scale * g * inv), accumulate);
+  }
+}
+
+// --- reductions over arenas -----------------------------------------------------------------------------------
+
+struct SumSquaresTerm {
+  const float *x, *mask;
+  __device__ double operator()(size_t i) const { return mask[i] != 0.f ? double(x[i]) * x[i] : 0.0; }
+};
+
+struct NonFiniteTerm {
+  const float* x;
+  __device__ double operator()(size_t i) const { return isfinite(x[i]) ? 0.0 : 1.0; }
+};
+
+// --- solvers --------------------------------------------------------------------------------------------------
+
+__global__ void sgd_kernel(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
+                           const float* decay_mask, float* w, const float* g, float* v) {
+  OPENDL_GRID_LOOP(i, n) em::sgd_step(lr, momentum, weight_prior, lr_mult[i], decay_mask[i], w[i], g[i], v[i]);
+}
+
+__global__ void adam_kernel(size_t n, float lr, float b1, float b2, float c1, float c2, float eps, float bias1,
+                            float bias2, float weight_prior, const float* lr_mult, const float* decay_mask, float* w,
+                            const float* g, float* m, float* v) {
+  OPENDL_GRID_LOOP(i, n)
+  em::adam_step(lr, b1, b2, c1, c2, eps, bias1, bias2, weight_prior, lr_mult[i], decay_mask[i], w[i], g[i], m[i],
+                v[i]);
+}
+
+}  // namespace
+
+size_t reduce_scratch_doubles(size_t n) { return 1 + chunks_of(n); }
+
+cudaError_t launch_cross_entropy(cudaStream_t stream, int64_t n, int64_t c, int64_t s, const float* p,
+                                 const float* target, const float* weights, int64_t weights_s, double inv, float* dp,
+                                 float scale, bool accumulate, double* scratch) {
+  const CeTerm term{c, s, weights_s, p, target, weights};
+  const size_t positions = size_t(n * s);
+  cudaError_t e = reduce(stream, positions, term, scratch);
+  if (e != cudaSuccess || !dp || positions == 0) return e;
+  ce_grad_kernel<<<grid_for(positions), kThreads, 0, stream>>>(term, positions, inv, dp, scale, accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_huber(cudaStream_t stream, size_t n, float beta, const float* x, const float* t, const float* w,
+                         double inv, float* dx, float scale, bool accumulate, double* scratch) {
+  const HuberTerm term{beta, x, t, w};
+  cudaError_t e = reduce(stream, n, term, scratch);
+  if (e != cudaSuccess || !dx || n == 0) return e;
+  huber_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(term, n, inv, dx, scale, accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_focal_binary(cudaStream_t stream, int64_t n, int64_t c, int64_t s, float gamma,
+                                const float* alpha, const float* x, const float* t, const float* w, int64_t w_c,
+                                double inv, float* dx, float scale, bool accumulate, double* scratch) {
+  const FocalTerm term{c, s, w_c, gamma, alpha, x, t, w};
+  const size_t total = size_t(n * c * s);
+  cudaError_t e = reduce(stream, total, term, scratch);
+  if (e != cudaSuccess || !dx || total == 0) return e;
+  focal_grad_kernel<<<grid_for(total), kThreads, 0, stream>>>(term, total, inv, dx, scale, accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_distance(cudaStream_t stream, size_t n, bool l1, const float* x, const float* t, const float* w,
+                            double inv, float* dx, float scale, bool accumulate, double* scratch) {
+  const DistanceTerm term{l1, x, t, w};
+  cudaError_t e = reduce(stream, n, term, scratch);
+  if (e != cudaSuccess || !dx || n == 0) return e;
+  distance_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(term, n, inv, dx, scale, accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask,
+                                      double* scratch) {
+  return reduce(stream, n, SumSquaresTerm{x, mask}, scratch);
+}
+
+cudaError_t launch_count_nonfinite(cudaStream_t stream, size_t n, const float* x, double* scratch) {
+  return reduce(stream, n, NonFiniteTerm{x}, scratch);
+}
+
+cudaError_t launch_sgd_update(cudaStream_t stream, size_t n, float lr, float momentum, float weight_prior,
+                              const float* lr_mult, const float* decay_mask, float* w, const float* g, float* v) {
+  if (n == 0) return cudaSuccess;
+  sgd_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, lr, momentum, weight_prior, lr_mult, decay_mask, w, g, v);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_adam_update(cudaStream_t stream, size_t n, float lr, double beta1, double beta2, float eps,
+                               float bias1, float bias2, float weight_prior, const float* lr_mult,
+                               const float* decay_mask, float* w, const float* g, float* m, float* v) {
+  if (n == 0) return cudaSuccess;
+  // 1 - beta in double, as the CPU backend (see em::adam_step)
+  adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, lr, float(beta1), float(beta2), float(1.0 - beta1),
+                                                    float(1.0 - beta2), eps, bias1, bias2, weight_prior, lr_mult,
+                                                    decay_mask, w, g, m, v);
+  return cudaGetLastError();
+}
+
+}  // namespace opendl::cuda
