@@ -18,8 +18,10 @@
 namespace opendl {
 namespace em {
 
-OPENDL_HD double dmax(double a, double b) { return a > b ? a : b; }
-OPENDL_HD double dmin(double a, double b) { return a < b ? a : b; }
+// std::max / std::min's definitions (so NaN handling matches them): the first argument unless the second is
+// strictly greater / smaller.
+OPENDL_HD double dmax(double a, double b) { return a < b ? b : a; }
+OPENDL_HD double dmin(double a, double b) { return b < a ? b : a; }
 OPENDL_HD double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 // log(1 + exp(x)) without overflow.
 OPENDL_HD double softplus(double x) { return dmax(x, 0.0) + log1p(exp(-fabs(x))); }
