@@ -14,21 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 import opendl as ha  # noqa: E402
-from detection_helpers import KEYS, detections, mean_ap, samples, scene  # noqa: E402
-
-
-def train(model, scenes, seed, passes=9, batch=8):
-    """The schedule of detection_helpers.train_detector with the shuffling seeded by seed."""
-    ha.set_dl_model_param(model, "batch_size", batch)
-    ha.set_dl_model_param(model, "solver_type", "adam")
-    ha.set_dl_model_param(model, "learning_rate", 0.001)
-    for ep in range(passes):
-        if ep == passes - 2:
-            ha.set_dl_model_param(model, "learning_rate", 0.0001)
-        order = np.random.default_rng(ep + 100 * seed).permutation(len(scenes))
-        for i in range(0, len(scenes), batch):
-            ha.train_dl_model_batch(model, samples([scenes[j] for j in order[i:i + batch]]))
-    return model
+from detection_helpers import KEYS, detections, mean_ap, scene, train_detector  # noqa: E402
 
 
 def main():
@@ -42,7 +28,7 @@ def main():
                  "class_names": ["ring", "plate", "bracket"], "capacity": "low"}
         model = ha.create_dl_model_detection("pretrained_dl_classifier_compact.hdl", 3, param)
         rng = np.random.default_rng(s)
-        train(model, [scene(rng) for _ in range(400)], s)
+        train_detector(model, [scene(rng) for _ in range(400)], shuffle_seed=100 * s)
         ha.set_dl_model_param(model, "min_confidence", 0.05)
         dets = detections(model, test, ("bbox_class_id", "bbox_confidence") + KEYS)
         m50.append(mean_ap(dets, truths, [1, 2, 3]))

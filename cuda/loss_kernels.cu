@@ -80,46 +80,46 @@ __global__ void ce_grad_kernel(CeTerm term, size_t positions, double inv, float*
   }
 }
 
-// --- Huber, distance ------------------------------------------------------------------------------------------
+// --- elementwise losses: a term gives element i's weighted loss (operator()) and its gradient (grad) --------
+
+// dx[i] (+)= scale * term.grad(i) * inv.
+template <class Term>
+__global__ void loss_grad_kernel(Term term, size_t n, double inv, float* dx, float scale, bool accumulate) {
+  OPENDL_GRID_LOOP(i, n) put(dx, i, float(scale * term.grad(i) * inv), accumulate);
+}
+
+// The sum of the terms into scratch[0]; the gradient into dx when it is not null.
+template <class Term>
+cudaError_t loss(cudaStream_t stream, size_t n, const Term& term, double inv, float* dx, float scale,
+                 bool accumulate, double* scratch) {
+  cudaError_t e = reduce(stream, n, term, scratch);
+  if (e != cudaSuccess || !dx || n == 0) return e;
+  loss_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(term, n, inv, dx, scale, accumulate);
+  return cudaGetLastError();
+}
 
 struct HuberTerm {
   float beta;
   const float *x, *t, *w;
-  __device__ double operator()(size_t i) const {
-    return (w ? double(w[i]) : 1.0) * em::huber_value(double(x[i]) - t[i], beta);
-  }
+  __device__ double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
+  __device__ double operator()(size_t i) const { return weight(i) * em::huber_value(double(x[i]) - t[i], beta); }
+  __device__ double grad(size_t i) const { return weight(i) * em::huber_grad(double(x[i]) - t[i], beta); }
 };
-
-__global__ void huber_grad_kernel(HuberTerm term, size_t n, double inv, float* dx, float scale, bool accumulate) {
-  OPENDL_GRID_LOOP(i, n) {
-    const double r = double(term.x[i]) - term.t[i], wi = term.w ? double(term.w[i]) : 1.0;
-    put(dx, i, float(scale * wi * em::huber_grad(r, term.beta) * inv), accumulate);
-  }
-}
 
 struct DistanceTerm {
   bool l1;
   const float *x, *t, *w;
-  __device__ double operator()(size_t i) const {
-    return (w ? double(w[i]) : 1.0) * em::distance_value(double(x[i]) - t[i], l1);
-  }
+  __device__ double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
+  __device__ double operator()(size_t i) const { return weight(i) * em::distance_value(double(x[i]) - t[i], l1); }
+  __device__ double grad(size_t i) const { return weight(i) * em::distance_grad(double(x[i]) - t[i], l1); }
 };
 
-__global__ void distance_grad_kernel(DistanceTerm term, size_t n, double inv, float* dx, float scale,
-                                     bool accumulate) {
-  OPENDL_GRID_LOOP(i, n) {
-    const double r = double(term.x[i]) - term.t[i], wi = term.w ? double(term.w[i]) : 1.0;
-    put(dx, i, float(scale * wi * em::distance_grad(r, term.l1) * inv), accumulate);
-  }
-}
-
-// --- sigmoid focal loss ---------------------------------------------------------------------------------------
-
+// Sigmoid focal loss on logits (N, C, S).
 struct FocalTerm {
   int64_t c, s, w_c;
   float gamma;
   const float *alpha, *x, *t, *w;
-  // The weighted loss of element i; its gradient (weighted) in *grad when not null.
+  // The weighted loss of element i; its weighted gradient in *grad when not null.
   __device__ double eval(size_t e, double* grad) const {
     const int64_t i = int64_t(e), b = i / (c * s), k = (i / s) % c, j = i % s;
     const bool pos = t[i] > 0.5f;
@@ -130,15 +130,12 @@ struct FocalTerm {
     return wi * v;
   }
   __device__ double operator()(size_t i) const { return eval(i, nullptr); }
-};
-
-__global__ void focal_grad_kernel(FocalTerm term, size_t n, double inv, float* dx, float scale, bool accumulate) {
-  OPENDL_GRID_LOOP(i, n) {
+  __device__ double grad(size_t i) const {
     double g;
-    term.eval(i, &g);
-    put(dx, i, float(scale * g * inv), accumulate);
+    eval(i, &g);
+    return g;
   }
-}
+};
 
 // --- reductions over arenas -----------------------------------------------------------------------------------
 
@@ -184,31 +181,19 @@ cudaError_t launch_cross_entropy(cudaStream_t stream, int64_t n, int64_t c, int6
 
 cudaError_t launch_huber(cudaStream_t stream, size_t n, float beta, const float* x, const float* t, const float* w,
                          double inv, float* dx, float scale, bool accumulate, double* scratch) {
-  const HuberTerm term{beta, x, t, w};
-  cudaError_t e = reduce(stream, n, term, scratch);
-  if (e != cudaSuccess || !dx || n == 0) return e;
-  huber_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(term, n, inv, dx, scale, accumulate);
-  return cudaGetLastError();
+  return loss(stream, n, HuberTerm{beta, x, t, w}, inv, dx, scale, accumulate, scratch);
 }
 
 cudaError_t launch_focal_binary(cudaStream_t stream, int64_t n, int64_t c, int64_t s, float gamma,
                                 const float* alpha, const float* x, const float* t, const float* w, int64_t w_c,
                                 double inv, float* dx, float scale, bool accumulate, double* scratch) {
-  const FocalTerm term{c, s, w_c, gamma, alpha, x, t, w};
-  const size_t total = size_t(n * c * s);
-  cudaError_t e = reduce(stream, total, term, scratch);
-  if (e != cudaSuccess || !dx || total == 0) return e;
-  focal_grad_kernel<<<grid_for(total), kThreads, 0, stream>>>(term, total, inv, dx, scale, accumulate);
-  return cudaGetLastError();
+  return loss(stream, size_t(n * c * s), FocalTerm{c, s, w_c, gamma, alpha, x, t, w}, inv, dx, scale, accumulate,
+              scratch);
 }
 
 cudaError_t launch_distance(cudaStream_t stream, size_t n, bool l1, const float* x, const float* t, const float* w,
                             double inv, float* dx, float scale, bool accumulate, double* scratch) {
-  const DistanceTerm term{l1, x, t, w};
-  cudaError_t e = reduce(stream, n, term, scratch);
-  if (e != cudaSuccess || !dx || n == 0) return e;
-  distance_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(term, n, inv, dx, scale, accumulate);
-  return cudaGetLastError();
+  return loss(stream, n, DistanceTerm{l1, x, t, w}, inv, dx, scale, accumulate, scratch);
 }
 
 cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask,

@@ -87,6 +87,15 @@ class Image:
         self.garea, self.darea = area(self.gb, instance_type), area(self.db, instance_type)
 
 
+def _angle_error(a: float, b: float) -> float:
+    """|a - b| taken into [0, pi]."""
+    return abs(float(np.angle(np.exp(1j * (a - b)))))
+
+
+def _soap(errors) -> float:
+    return 1 - float(np.mean(errors)) / np.pi if errors else -1.0
+
+
 def _match(img: Image, cls: int, t: float, max_num: int, lo: float, hi: float):
     """(scores, kinds, angle errors of the true positives, number of non-ignored ground-truth boxes) of one
     image and class; kinds: 1 true positive, 0 false positive, -1 ignored."""
@@ -111,7 +120,7 @@ def _match(img: Image, cls: int, t: float, max_num: int, lo: float, hi: float):
             used.add(best)
             kinds.append(-1 if g_ign[best] else 1)
             if not g_ign[best] and img.db.shape[1] == 5:
-                errors.append(abs(np.angle(np.exp(1j * (img.db[d, 2] - img.gb[best, 2])))))
+                errors.append(_angle_error(img.db[d, 2], img.gb[best, 2]))
         else:
             kinds.append(-1 if not (lo <= img.darea[d] <= hi) else 0)
     return scores, kinds, errors, sum(1 for g in gts if not g_ign[g])
@@ -157,7 +166,7 @@ def evaluate(images, class_ids, thresholds, max_nums, area_ranges, interpolate: 
                         errors += e
                         n_gt += n
                     ap[t, c] = average_precision(scores, kinds, n_gt, interpolate)
-                    so[t, c] = 1 - float(np.mean(errors)) / np.pi if errors else -1.0
+                    so[t, c] = _soap(errors)
             per_class = {c: _mean(ap[t, c] for t in thresholds) for c in class_ids}
             res["mean_ap"] = _mean(per_class.values())
             for t in thresholds:
@@ -179,15 +188,6 @@ def evaluate(images, class_ids, thresholds, max_nums, area_ranges, interpolate: 
 
 
 FP_CAUSES = ("background", "duplicate", "localization", "multiple")
-
-
-def _angle_error(a: float, b: float) -> float:
-    """|a - b| taken into [0, pi]."""
-    return abs(float(np.angle(np.exp(1j * (a - b)))))
-
-
-def _soap(errors) -> float:
-    return 1 - float(np.mean(errors)) / np.pi if errors else -1.0
 
 
 def detailed(images, class_ids, thresholds, image_ids, soap: bool = False) -> dict:

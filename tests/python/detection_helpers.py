@@ -190,15 +190,16 @@ def detections(model, data, keys, batch=8):
     return out
 
 
-def train_detector(model, train, passes=9, batch=8):
-    """Adam at 0.001 for the passes over train (shuffled per pass with seed = pass), 0.0001 for the last two."""
+def train_detector(model, train, passes=9, batch=8, shuffle_seed=0):
+    """Adam at 0.001 for the passes over train (shuffled per pass with seed = pass + shuffle_seed), 0.0001 for
+    the last two."""
     ha.set_dl_model_param(model, "batch_size", batch)
     ha.set_dl_model_param(model, "solver_type", "adam")
     ha.set_dl_model_param(model, "learning_rate", 0.001)
     for ep in range(passes):
         if ep == passes - 2:
             ha.set_dl_model_param(model, "learning_rate", 0.0001)
-        order = np.random.default_rng(ep).permutation(len(train))
+        order = np.random.default_rng(ep + shuffle_seed).permutation(len(train))
         for i in range(0, len(train), batch):
             ha.train_dl_model_batch(model, samples([train[j] for j in order[i:i + batch]]))
     return model
