@@ -45,28 +45,11 @@ __global__ void minmax_backward_kernel(size_t n, bool is_max, bool first, const 
 }
 
 __global__ void act_forward_kernel(Act a, size_t n, const float* x, float* y) {
-  OPENDL_GRID_LOOP(i, n) {
-    const float v = x[i];
-    switch (a) {
-      case Act::kRelu: y[i] = v > 0.f ? v : 0.f; break;
-      case Act::kSigmoid: y[i] = 1.f / (1.f + expf(-v)); break;
-      case Act::kTanh: y[i] = tanhf(v); break;
-      default: y[i] = v;
-    }
-  }
+  OPENDL_GRID_LOOP(i, n) y[i] = em::act_value(a, x[i]);
 }
 
 __global__ void act_backward_kernel(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) {
-  OPENDL_GRID_LOOP(i, n) {
-    float g;
-    switch (a) {
-      case Act::kRelu: g = y[i] > 0.f ? dy[i] : 0.f; break;
-      case Act::kSigmoid: g = dy[i] * y[i] * (1.f - y[i]); break;
-      case Act::kTanh: g = dy[i] * (1.f - y[i] * y[i]); break;
-      default: g = dy[i];
-    }
-    put(dx, i, g, accumulate);
-  }
+  OPENDL_GRID_LOOP(i, n) put(dx, i, em::act_grad(a, y[i], dy[i]), accumulate);
 }
 
 __global__ void pointwise_forward_kernel(PointwiseOp p, size_t n, const float* x, float* y) {

@@ -76,4 +76,46 @@ cudaError_t launch_adam_update(cudaStream_t stream, size_t n, float lr, double b
                                float bias1, float bias2, float weight_prior, const float* lr_mult,
                                const float* decay_mask, float* w, const float* g, float* m, float* v);
 
+// --- layers (nn_kernels.cu) -------------------------------------------------------------------------------------
+// Per-channel sums (batch normalisation, bias gradients) use a scratch of channel_scratch_doubles(C) doubles;
+// `coeffs` is a device scratch of 3 * C floats.
+size_t channel_scratch_doubles(int64_t c);
+cudaError_t launch_bn_forward(cudaStream_t stream, const BnKey& k, float eps, bool training, bool relu,
+                              const float* x, const float* scale, const float* shift, float* mean, float* var,
+                              float* y, double* parts, float* coeffs);
+cudaError_t launch_bn_backward(cudaStream_t stream, const BnKey& k, float eps, bool relu, const float* x,
+                               const float* y, const float* dy, const float* scale, const float* mean,
+                               const float* var, float* dx, float* dscale, float* dshift, bool accumulate_dx,
+                               bool accumulate_dw, double* parts, float* coeffs);
+// Max pooling writes the flat in-plane input index of each maximum to idx (when not null), -1 for an empty window.
+cudaError_t launch_pool_forward(cudaStream_t stream, const PoolKey& k, const float* x, float* y, int32_t* idx);
+cudaError_t launch_pool_backward(cudaStream_t stream, const PoolKey& k, const float* dy, const int32_t* idx,
+                                 float* dx, bool accumulate);
+cudaError_t launch_zoom_forward(cudaStream_t stream, const ZoomKey& k, const float* x, float* y);
+cudaError_t launch_zoom_backward(cudaStream_t stream, const ZoomKey& k, const float* dy, float* dx, bool accumulate);
+cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, uint64_t seed, const float* x, float* mask,
+                           float* y);
+cudaError_t launch_depth_max_forward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* x,
+                                     float* argmax, float* value);
+cudaError_t launch_depth_max_backward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* argmax,
+                                      const float* dvalue, float* dx, bool accumulate);
+// Between plain (N, C, H, W) and the channel-blocked layout of backend.h (block B; B = C: channels-last).
+cudaError_t launch_relayout(cudaStream_t stream, const Shape4& s, int64_t block, const float* src, float* dst,
+                            bool to_plain);
+// dst (+)= src with the middle two axes swapped: (groups, a, b, khw) -> (groups, b, a, khw).
+cudaError_t launch_swap_oi(cudaStream_t stream, int64_t groups, int64_t a, int64_t b, int64_t khw, const float* src,
+                           float* dst, bool accumulate);
+// Planes (n * c of them) of h x w <-> zero-padded planes of H x W that hold them at row pt, column pl.
+// to_padded: dst is the padded tensor (written whole, zeros around); else dst is the unpadded one (overwritten or
+// added to).
+cudaError_t launch_pad_rows(cudaStream_t stream, int64_t planes, int64_t h, int64_t w, int64_t H, int64_t W,
+                            int64_t pt, int64_t pl, const float* src, float* dst, bool to_padded, bool accumulate);
+// y = act(src + bias[c]) over (n, c, hw) (bias may be null); with sum 1 or 2 then y += residual, and a ReLU for 2.
+// src and residual may be y (each element is read before it is written).
+cudaError_t launch_bias_act(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* bias, Act act,
+                            const float* residual, int64_t sum, const float* src, float* y);
+// db (+)= the sums of dy over (n, hw) per channel.
+cudaError_t launch_bias_grad(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* dy, float* db,
+                             bool accumulate, double* parts);
+
 }  // namespace opendl::cuda

@@ -45,7 +45,8 @@ t_build=$(date +%s)
 plugin="$BUILD/libopendl_cuda.so"
 missing=0
 for sym in opendl_cuda_abi_version opendl_cuda_device_count opendl_cuda_device_info opendl_cuda_versions \
-           opendl_cuda_selftest; do
+           opendl_cuda_selftest opendl_cuda_backend_create opendl_cuda_backend_destroy \
+           opendl_cuda_backend_take_error opendl_cuda_backend_set_options opendl_cuda_backend_synchronize; do
   nm -D --defined-only "$plugin" | grep -qw "$sym" || { echo "ci_cuda_check: $plugin does not export $sym"; missing=1; }
 done
 exported=$(nm -D --defined-only "$plugin" | awk '$2 ~ /[TDBW]/' | grep -vc ' opendl_cuda_' || true)

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "backend/cuda_loader.h"
+#include "backend/gpu_backend.h"
 #include "models/detection.h"
 #include "models/model.h"
 #include "models/zoo.h"
@@ -412,4 +413,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_thread_num", [] { return GetThreadNum(); });
   m.def("set_deterministic", [](bool on) { SetDeterministic(on); });
   m.def("get_deterministic", [] { return GetDeterministic(); });
+  // GPU settings of set_system: 'cudnn_deterministic' and opendl's 'gpu_tf32'.
+  m.def("set_cudnn_deterministic", [](bool on) { set_cudnn_deterministic(on); });
+  m.def("set_gpu_tf32", [](bool on) { set_gpu_tf32(on); });
+  m.def("get_gpu_tf32", [] { return gpu_tf32(); });
 }

@@ -136,7 +136,12 @@ LoadResult load() {
   }
   if (!resolve(h, "opendl_cuda_device_count", &p.device_count, r) ||
       !resolve(h, "opendl_cuda_device_info", &p.device_info, r) ||
-      !resolve(h, "opendl_cuda_versions", &p.versions, r) || !resolve(h, "opendl_cuda_selftest", &p.selftest, r))
+      !resolve(h, "opendl_cuda_versions", &p.versions, r) || !resolve(h, "opendl_cuda_selftest", &p.selftest, r) ||
+      !resolve(h, "opendl_cuda_backend_create", &p.backend_create, r) ||
+      !resolve(h, "opendl_cuda_backend_destroy", &p.backend_destroy, r) ||
+      !resolve(h, "opendl_cuda_backend_take_error", &p.backend_take_error, r) ||
+      !resolve(h, "opendl_cuda_backend_set_options", &p.backend_set_options, r) ||
+      !resolve(h, "opendl_cuda_backend_synchronize", &p.backend_synchronize, r))
     return r;
 
   char err[kErrLen] = {0};

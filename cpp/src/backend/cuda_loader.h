@@ -29,6 +29,11 @@ struct CudaPlugin {
   OpendlCudaDeviceInfoFn device_info = nullptr;
   OpendlCudaVersionsFn versions = nullptr;
   OpendlCudaSelftestFn selftest = nullptr;
+  OpendlCudaBackendCreateFn backend_create = nullptr;
+  OpendlCudaBackendDestroyFn backend_destroy = nullptr;
+  OpendlCudaBackendTakeErrorFn backend_take_error = nullptr;
+  OpendlCudaBackendSetOptionsFn backend_set_options = nullptr;
+  OpendlCudaBackendSynchronizeFn backend_synchronize = nullptr;
   OpendlCudaVersions library_versions{};
   std::vector<GpuInfo> devices;  // never empty for a returned plugin
 };

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OPENDL_CUDA_ABI_VERSION 1
+#define OPENDL_CUDA_ABI_VERSION 2
 
 // HALCON error codes the plugin returns (spec/halcon-api.md, error table).
 #define OPENDL_CUDA_ERR_OUT_OF_DEVICE_MEM 4104  // H_ERR_OUT_OF_DEVICE_MEM
@@ -56,11 +56,29 @@ int opendl_cuda_versions(OpendlCudaVersions* out, char* err, size_t err_len);
 // a small buffer, checks the result on the host and releases everything.
 int opendl_cuda_selftest(int device, char* err, size_t err_len);
 
+// The backend of one device: an opendl::Backend (backend/backend.h) behind an opaque pointer. `backend_abi` is
+// libopendl's fingerprint of backend.h (OPENDL_BACKEND_ABI); a plugin built from another version refuses with
+// 4204. Backend methods never throw: the first failure is kept and every later call does nothing until
+// opendl_cuda_backend_take_error returns it (0: none) and clears it.
+int opendl_cuda_backend_create(int device, const char* backend_abi, void** out, char* err, size_t err_len);
+void opendl_cuda_backend_destroy(void* backend);
+int opendl_cuda_backend_take_error(void* backend, char* err, size_t err_len);
+// TF32 tensor cores allowed for convolutions and matrix products; only deterministic cuDNN algorithms. Applies to
+// convolution shapes planned afterwards (plans are cached per setting).
+void opendl_cuda_backend_set_options(void* backend, int tf32, int deterministic);
+// Waits for all work enqueued so far.
+int opendl_cuda_backend_synchronize(void* backend, char* err, size_t err_len);
+
 typedef int (*OpendlCudaAbiVersionFn)(void);
 typedef int (*OpendlCudaDeviceCountFn)(int*, char*, size_t);
 typedef int (*OpendlCudaDeviceInfoFn)(int, OpendlCudaDeviceInfo*, char*, size_t);
 typedef int (*OpendlCudaVersionsFn)(OpendlCudaVersions*, char*, size_t);
 typedef int (*OpendlCudaSelftestFn)(int, char*, size_t);
+typedef int (*OpendlCudaBackendCreateFn)(int, const char*, void**, char*, size_t);
+typedef void (*OpendlCudaBackendDestroyFn)(void*);
+typedef int (*OpendlCudaBackendTakeErrorFn)(void*, char*, size_t);
+typedef void (*OpendlCudaBackendSetOptionsFn)(void*, int, int);
+typedef int (*OpendlCudaBackendSynchronizeFn)(void*, char*, size_t);
 
 #ifdef __cplusplus
 }

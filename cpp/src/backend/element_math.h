@@ -26,6 +26,25 @@ OPENDL_HD double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 // log(1 + exp(x)) without overflow.
 OPENDL_HD double softplus(double x) { return dmax(x, 0.0) + log1p(exp(-fabs(x))); }
 
+// The activations fused into convolutions (Act), in float: the value from the input, and the gradient from the
+// output y and the output gradient dy.
+OPENDL_HD float act_value(Act a, float v) {
+  switch (a) {
+    case Act::kRelu: return v > 0.f ? v : 0.f;
+    case Act::kSigmoid: return 1.f / (1.f + expf(-v));
+    case Act::kTanh: return tanhf(v);
+    default: return v;
+  }
+}
+OPENDL_HD float act_grad(Act a, float y, float dy) {
+  switch (a) {
+    case Act::kRelu: return y > 0.f ? dy : 0.f;
+    case Act::kSigmoid: return dy * y * (1.f - y);
+    case Act::kTanh: return dy * (1.f - y * y);
+    default: return dy;
+  }
+}
+
 constexpr double kSqrt2OverPi = 0.7978845608028654, kInvSqrt2 = 0.7071067811865476,
                  kInvSqrt2Pi = 0.3989422804014327, kTwoOverSqrtPi = 1.1283791670955126;
 

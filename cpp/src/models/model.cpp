@@ -120,7 +120,8 @@ void Model::set_param(const std::string& name, const Tuple& v) {
   } else if (name == "gpu") {
     int64_t g = integer(name, v);
     if (g < 0) fail(err::kWrongValue3, "'gpu' must be a CUDA device index >= 0, got " + std::to_string(g));
-    gpu_ = g;
+    if (runtime_ == "gpu") move_to("gpu", g);  // a model on a GPU moves to the new one
+    else gpu_ = g;
   } else if (name == "batchnorm_momentum") {
     // Sets the momentum of every batch-normalisation layer (a number in [0, 1) or 'auto'); weights and
     // statistics are kept.
@@ -175,8 +176,11 @@ void Model::set_param(const std::string& name, const Tuple& v) {
       fail(err::kWrongValue3, "'runtime_init' takes 'immediately'");
     // CPU memory is allocated when the batch size is set, so there is nothing left to initialise.
   } else if (name == "runtime") {
-    if (v.size() != 1 || !is_string(v[0]) || std::get<std::string>(v[0]) != "cpu")
-      fail(err::kWrongValue3, "'runtime' " + to_string(v) + " is not available: this build runs on 'cpu' only");
+    if (v.size() != 1 || !is_string(v[0]) ||
+        (std::get<std::string>(v[0]) != "cpu" && std::get<std::string>(v[0]) != "gpu"))
+      fail(err::kWrongValue3, "'runtime' takes 'cpu' or 'gpu', got " + to_string(v));
+    // Moves weights, statistics and solver state; fails (model unchanged) when no usable GPU 'gpu' exists.
+    move_to(std::get<std::string>(v[0]), gpu_);
   } else if (name == "type") {
     if (v.size() != 1 || !is_string(v[0])) fail(err::kWrongType3, "'type' must be a string");
     const std::string& t = std::get<std::string>(v[0]);
@@ -213,7 +217,7 @@ Tuple Model::get_param(const std::string& name) {
   if (name == "adam_beta2") return {beta2_};
   if (name == "adam_epsilon") return {adam_eps_};
   if (name == "solver_type") return {solver_};
-  if (name == "runtime") return {std::string("cpu")};
+  if (name == "runtime") return {runtime_};
   if (name == "gpu") return {gpu_};
   if (name == "precision") return {std::string("float32")};
   if (name == "batchnorm_momentum") {  // of the first batch-normalisation layer (all equal after a set)

@@ -54,7 +54,13 @@ class Model {
   // initialised from their fillers. Throws (leaving the model unchanged) when the new graph is invalid.
   // `outputs` names the new graph's output layers (empty: those of the current graph).
   std::vector<LayerDesc> describe() const;
-  void rebuild(const std::vector<LayerDesc>& layers, const std::vector<std::string>& outputs = {});
+  // `backend` (null: the current one) is where the new network lives: a rebuild onto another backend moves the
+  // model between devices.
+  void rebuild(const std::vector<LayerDesc>& layers, const std::vector<std::string>& outputs = {},
+               Backend* backend = nullptr);
+  // Moves weights, statistics and solver state losslessly to runtime 'cpu' or 'gpu' (CUDA device `gpu`); the
+  // gradients of the last step are dropped. Throws, leaving the model where it was, when the device is unusable.
+  void move_to(const std::string& runtime, int64_t gpu);
 
   void set_adapter(std::unique_ptr<ModelAdapter> a) { adapter_ = std::move(a); }
   ModelAdapter& adapter() const { return *adapter_; }
@@ -89,6 +95,7 @@ class Model {
   std::string solver_ = "sgd";
   int64_t adam_t_ = 0;
   int64_t gpu_ = 0;  // CUDA device index for runtime gpu
+  std::string runtime_ = "cpu";
   float* m_ = nullptr;  // SGD velocity / Adam first moment
   float* v_ = nullptr;  // Adam second moment
   bool has_step_ = false;

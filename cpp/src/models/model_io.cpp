@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 
+#include "backend/gpu_backend.h"
 #include "models/model.h"
 
 namespace opendl {
@@ -89,10 +90,11 @@ std::map<BlobKey, BlobData> snapshot(Network& net, const float* m, const float* 
 }
 }  // namespace
 
-void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std::string>& outputs) {
+void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std::string>& outputs,
+                    Backend* backend) {
   // Build and size the new network completely before anything of the current model changes.
   auto outs = build_graph(layers, outputs.empty() ? output_names() : outputs);
-  auto net = std::make_unique<Network>(outs, net_->backend());
+  auto net = std::make_unique<Network>(outs, backend ? *backend : net_->backend());
   net->set_inference_only(net_->inference_only());
   net->set_relu_fusion(net_->fuse_conv_relu(), net_->fuse_bn_relu());
   net->set_keep_gradients(net_->keep_gradients());
@@ -138,6 +140,20 @@ void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std:
         be.upload(net_->params() + b.offset, w.data(), b.size);
       }
     }
+}
+
+void Model::move_to(const std::string& runtime, int64_t gpu) {
+  Backend& target = runtime == "gpu" ? gpu_backend(int(gpu)) : cpu_backend();
+  if (&target != &net_->backend()) {
+    // The rebuild initialises the new blobs from their fillers before copying the old values over them; the
+    // model's random state must not advance for a move.
+    const Rng keep = rng_;
+    rebuild(describe(), {}, &target);
+    rng_ = keep;
+    has_step_ = false;
+  }
+  runtime_ = runtime;
+  gpu_ = gpu;
 }
 
 std::vector<int64_t> Model::load_weights_from(Model& src) {

@@ -1,0 +1,739 @@
+// CudaBackend: the whole backend interface (cpp/src/backend/backend.h) on one CUDA device. Convolutions run on
+// cuDNN, dense layers on cuBLAS, everything else on the plugin's kernels (kernels.h). All work is enqueued on the
+// context's one stream, in call order; only results the host reads (downloads, loss values, finiteness) wait
+// for it.
+//
+// Errors: no method throws across the dlopen boundary. The first failure is kept as the backend's pending error
+// (code + message) and every later call does nothing until the caller takes it (opendl_cuda_backend_take_error);
+// libopendl's wrapper (backend/gpu_backend.cpp) takes it after each call and throws opendl::Error.
+//
+// Layout: plain (N, C, H, W) activations (activation_block 0, channels_last 0); to_plain / from_plain still
+// convert any blocked layout a caller asks for.
+//
+// Convolutions: one plan per (ConvKey, TF32, deterministic): cuDNN descriptors and the algorithms chosen by
+// cudnnFind* (fastest among those within the workspace bound; only deterministic ones in deterministic mode;
+// only FMA kernels with TF32 off). cuDNN's legacy API pads symmetrically, so asymmetric padding runs on an
+// explicitly zero-padded copy. A transposed convolution is the data gradient of the convolution from its output
+// to its input, with the weights' two channel axes swapped (opendl stores (oc, ic / g, kh, kw) for both kinds).
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "context.h"
+#include "kernels.h"
+#include "plugin_api.h"
+
+namespace opendl::cuda {
+namespace {
+
+// Workspace bound of one cuDNN call (bytes); OPENDL_CUDNN_WORKSPACE_MB overrides.
+size_t workspace_limit() {
+  static const size_t v = [] {
+    const char* e = std::getenv("OPENDL_CUDNN_WORKSPACE_MB");
+    long mb = e ? std::atol(e) : 0;
+    return size_t(mb > 0 ? mb : 1024) << 20;
+  }();
+  return v;
+}
+
+// A grow-only device buffer (contents not kept across growth). Stable addresses once warm.
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+  ~Scratch() {
+    if (p && cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
+  }
+  Status reserve(size_t want) {
+    if (want <= bytes) return {};
+    if (p) {
+      if (cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
+      p = nullptr;
+      bytes = 0;
+    }
+    OPENDL_CHECK_CUDA(cudaMalloc(&p, want));
+    bytes = want;
+    return {};
+  }
+  float* f() const { return static_cast<float*>(p); }
+  double* d() const { return static_cast<double*>(p); }
+};
+
+enum Slot { kWorkspace, kPadIn, kPadGrad, kConvOut, kWeightT, kWeightGradT, kChannelParts, kCoeffs, kReduce,
+            kNumSlots };
+
+struct ConvPlan {
+  cudnnTensorDescriptor_t in = nullptr, out = nullptr, bias = nullptr;  // the cuDNN convolution's input / output
+  cudnnFilterDescriptor_t filt = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  bool pad_explicit = false;  // asymmetric padding: the convolution's input is a zero-padded copy
+  int64_t in_c = 0, in_h = 0, in_w = 0;  // the cuDNN input (padded when pad_explicit)
+  int64_t out_c = 0, out_h = 0, out_w = 0;
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  cudnnMathType_t fwd_math{}, data_math{}, filter_math{};
+  size_t fwd_ws = 0, data_ws = 0, filter_ws = 0;
+  ~ConvPlan() {
+    if (in) cudnnDestroyTensorDescriptor(in);
+    if (out) cudnnDestroyTensorDescriptor(out);
+    if (bias) cudnnDestroyTensorDescriptor(bias);
+    if (filt) cudnnDestroyFilterDescriptor(filt);
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+  }
+};
+
+template <class Perf>
+bool usable(const Perf& p, bool tf32, bool deterministic) {
+  return p.status == CUDNN_STATUS_SUCCESS && p.memory <= workspace_limit() &&
+         (!deterministic || p.determinism == CUDNN_DETERMINISTIC) && (tf32 || p.mathType == CUDNN_FMA_MATH);
+}
+
+class CudaBackend final : public Backend {
+ public:
+  static Status create(int device, std::unique_ptr<CudaBackend>* out) {
+    std::unique_ptr<CudaBackend> b(new CudaBackend);
+    OPENDL_CHECK_STATUS(CudaContext::create(device, &b->ctx_));
+    OPENDL_CHECK_CUDA(cudaMallocHost(reinterpret_cast<void**>(&b->host_result_), 4 * sizeof(double)));
+    // Keep freed memory in the device's pool instead of returning it at every synchronisation: the network frees
+    // and reallocates its buffers whenever the batch size changes.
+    cudaMemPool_t pool = nullptr;
+    OPENDL_CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t keep = UINT64_MAX;
+    OPENDL_CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    *out = std::move(b);
+    return {};
+  }
+  ~CudaBackend() override {
+    (void)ctx_->activate();
+    (void)ctx_->synchronize();
+    plans_.clear();
+    for (auto& s : scratch_) s.reset();
+    if (host_result_) cudaFreeHost(host_result_);
+    (void)cudaGetLastError();
+  }
+
+  // The pending error (code 0: none), cleared by taking it.
+  int take_error(char* err, size_t err_len) {
+    const int code = report(error_, err, err_len);
+    error_ = Status{};
+    return code;
+  }
+  void set_options(bool tf32, bool deterministic) {
+    tf32_ = tf32;
+    deterministic_ = deterministic;
+  }
+  Status sync() {
+    OPENDL_CHECK_STATUS(ctx_->activate());
+    return ctx_->synchronize();
+  }
+
+  std::string name() const override { return "gpu"; }
+  int64_t activation_block() const override { return 0; }
+  int channels_last() const override { return 0; }
+  void to_plain(const float* blocked, float* plain, const Shape4& s, int64_t block) override {
+    run([&] { return kernel(launch_relayout(stream(), s, block, blocked, plain, true)); });
+  }
+  void from_plain(const float* plain, float* blocked, const Shape4& s, int64_t block) override {
+    run([&] { return kernel(launch_relayout(stream(), s, block, plain, blocked, false)); });
+  }
+
+  // --- memory: stream-ordered allocations from the device's default pool, zero-filled like the CPU backend's.
+  float* alloc(size_t count) override {
+    void* p = nullptr;
+    run([&]() -> Status {
+      const size_t bytes = std::max<size_t>(count, 1) * sizeof(float);
+      cudaError_t e = cudaMallocAsync(&p, bytes, stream());
+      if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        (void)cudaMemGetInfo(&free_b, &total_b);
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "out of GPU memory allocating %zu bytes on device %d (%zu of %zu MiB free)",
+                      bytes, ctx_->device(), free_b >> 20, total_b >> 20);
+        p = nullptr;
+        return Status{OPENDL_CUDA_ERR_OUT_OF_DEVICE_MEM, buf};
+      }
+      OPENDL_CHECK_CUDA(e);
+      OPENDL_CHECK_CUDA(cudaMemsetAsync(p, 0, bytes, stream()));
+      return {};
+    });
+    return static_cast<float*>(p);
+  }
+  void free(float* p) override {
+    if (!p) return;
+    // Even with an error pending: a buffer the caller drops is never used again.
+    if (ctx_->activate().ok() && cudaFreeAsync(p, stream()) != cudaSuccess) (void)cudaGetLastError();
+  }
+  void fill(float* p, size_t n, float v) override { run([&] { return kernel(launch_fill(stream(), p, n, v)); }); }
+  void copy(float* dst, const float* src, size_t n) override {
+    run([&]() -> Status {
+      if (dst != src && n)
+        OPENDL_CHECK_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream()));
+      return {};
+    });
+  }
+  // From pageable host memory the copy has read `host` when it returns (CUDA stages it), so no wait.
+  void upload(float* dst, const float* host, size_t n) override {
+    run([&]() -> Status {
+      if (n) OPENDL_CHECK_CUDA(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, stream()));
+      return {};
+    });
+  }
+  void download(float* host, const float* src, size_t n) override {
+    run([&]() -> Status {
+      if (n) OPENDL_CHECK_CUDA(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream()));
+      return ctx_->synchronize();
+    });
+  }
+
+  // --- convolution ---------------------------------------------------------------------------------------------
+  void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
+                    PreparedWeights*) override {
+    run([&]() -> Status {
+      ConvPlan* p = nullptr;
+      OPENDL_CHECK_STATUS(plan(k, &p));
+      const float one = 1.f, zero = 0.f;
+      const int64_t ohw = k.oh * k.ow;
+      // Where the convolution's raw result goes: y itself, unless an epilogue needs y's old values (sum).
+      float* raw = y;
+      if (k.sum) {
+        OPENDL_CHECK_STATUS(slot(kConvOut, size_t(k.n * k.oc * ohw) * sizeof(float)));
+        raw = scratch_[kConvOut]->f();
+      }
+      if (!k.transposed) {
+        const float* in = x;
+        if (p->pad_explicit) {
+          OPENDL_CHECK_STATUS(pad_copy(k, *p, x, kPadIn));
+          in = scratch_[kPadIn]->f();
+        }
+        OPENDL_CHECK_STATUS(slot(kWorkspace, p->fwd_ws));
+        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->fwd_math));
+        OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, in, p->filt, w, p->conv, p->fwd,
+                                                   ws(), p->fwd_ws, &zero, p->out, raw));
+      } else {
+        // y = the data gradient of the convolution y-space -> x-space, at x.
+        OPENDL_CHECK_STATUS(swapped_weights(k, w));
+        float* dst = raw;
+        if (p->pad_explicit) {
+          OPENDL_CHECK_STATUS(slot(kPadIn, size_t(k.n * p->in_c * p->in_h * p->in_w) * sizeof(float)));
+          dst = scratch_[kPadIn]->f();
+        }
+        OPENDL_CHECK_STATUS(slot(kWorkspace, p->data_ws));
+        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->data_math));
+        OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, scratch_[kWeightT]->f(), p->out,
+                                                        x, p->conv, p->bwd_data, ws(), p->data_ws, &zero, p->in,
+                                                        dst));
+        if (p->pad_explicit) OPENDL_CHECK_STATUS(crop(k, *p, dst, raw, false));
+      }
+      if (b || act != Act::kNone || k.sum)
+        OPENDL_CHECK_CUDA(launch_bias_act(stream(), k.n, k.oc, ohw, k.bias ? b : nullptr, act, y, k.sum, raw, y));
+      return {};
+    });
+  }
+
+  void conv_backward(const ConvKey& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                     float* db, bool accumulate_dx, bool accumulate_dw) override {
+    run([&]() -> Status {
+      ConvPlan* p = nullptr;
+      OPENDL_CHECK_STATUS(plan(k, &p));
+      const float one = 1.f, zero = 0.f, beta_w = accumulate_dw ? 1.f : 0.f;
+      if (db && k.bias) {
+        OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.oc) * sizeof(double)));
+        OPENDL_CHECK_CUDA(launch_bias_grad(stream(), k.n, k.oc, k.oh * k.ow, dy, db, accumulate_dw,
+                                           scratch_[kChannelParts]->d()));
+      }
+      if (!k.transposed) {
+        const float* in = x;
+        if (p->pad_explicit && dw) {
+          OPENDL_CHECK_STATUS(pad_copy(k, *p, x, kPadIn));
+          in = scratch_[kPadIn]->f();
+        }
+        if (dw) {
+          OPENDL_CHECK_STATUS(slot(kWorkspace, p->filter_ws));
+          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->filter_math));
+          OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, in, p->out, dy, p->conv,
+                                                            p->bwd_filter, ws(), p->filter_ws, &beta_w, p->filt, dw));
+        }
+        if (dx) {
+          OPENDL_CHECK_STATUS(slot(kWorkspace, p->data_ws));
+          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->data_math));
+          if (!p->pad_explicit) {
+            const float beta = accumulate_dx ? 1.f : 0.f;
+            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, w, p->out, dy, p->conv,
+                                                            p->bwd_data, ws(), p->data_ws, &beta, p->in, dx));
+          } else {
+            OPENDL_CHECK_STATUS(slot(kPadGrad, size_t(k.n * p->in_c * p->in_h * p->in_w) * sizeof(float)));
+            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, w, p->out, dy, p->conv,
+                                                            p->bwd_data, ws(), p->data_ws, &zero, p->in,
+                                                            scratch_[kPadGrad]->f()));
+            OPENDL_CHECK_STATUS(crop(k, *p, scratch_[kPadGrad]->f(), dx, accumulate_dx));
+          }
+        }
+        return {};
+      }
+      // Transposed: the cuDNN convolution maps y-space (input, maybe padded) to x-space (output).
+      const float* gin = dy;
+      if (p->pad_explicit) {
+        OPENDL_CHECK_STATUS(pad_copy(k, *p, dy, kPadGrad));
+        gin = scratch_[kPadGrad]->f();
+      }
+      if (dw) {
+        const size_t wn = size_t(k.oc * (k.ic / k.groups) * k.kh * k.kw);
+        OPENDL_CHECK_STATUS(slot(kWeightGradT, wn * sizeof(float)));
+        OPENDL_CHECK_STATUS(slot(kWorkspace, p->filter_ws));
+        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->filter_math));
+        OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, gin, p->out, x, p->conv,
+                                                          p->bwd_filter, ws(), p->filter_ws, &zero, p->filt,
+                                                          scratch_[kWeightGradT]->f()));
+        // cuDNN's (g, ic/g, oc/g, khw) back to opendl's (g, oc/g, ic/g, khw).
+        OPENDL_CHECK_CUDA(launch_swap_oi(stream(), k.groups, k.ic / k.groups, k.oc / k.groups, k.kh * k.kw,
+                                         scratch_[kWeightGradT]->f(), dw, accumulate_dw));
+      }
+      if (dx) {
+        OPENDL_CHECK_STATUS(swapped_weights(k, w));
+        OPENDL_CHECK_STATUS(slot(kWorkspace, p->fwd_ws));
+        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->fwd_math));
+        const float beta = accumulate_dx ? 1.f : 0.f;
+        OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, gin, p->filt, scratch_[kWeightT]->f(),
+                                                   p->conv, p->fwd, ws(), p->fwd_ws, &beta, p->out, dx));
+      }
+      return {};
+    });
+  }
+
+  // --- pooling, batch normalisation ----------------------------------------------------------------------------
+  size_t pool_workspace_floats(const PoolKey& k) override { return k.max ? size_t(k.n * k.c * k.oh * k.ow) : 0; }
+  void pool_forward(const PoolKey& k, const float* x, float* y, float* ws_, bool training) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(plain_only(k.block, "pooling"));
+      int32_t* idx = training && k.max ? reinterpret_cast<int32_t*>(ws_) : nullptr;
+      return kernel(launch_pool_forward(stream(), k, x, y, idx));
+    });
+  }
+  void pool_backward(const PoolKey& k, const float* dy, const float* ws_, float* dx, bool accumulate) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(plain_only(k.block, "pooling"));
+      return kernel(launch_pool_backward(stream(), k, dy, k.max ? reinterpret_cast<const int32_t*>(ws_) : nullptr, dx,
+                                         accumulate));
+    });
+  }
+  void bn_forward(const BnKey& k, float eps, bool training, Act act, const float* x, const float* scale,
+                  const float* shift, float* mean, float* var, float* y) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(plain_only(k.block, "batch normalization"));
+      OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.c) * sizeof(double)));
+      OPENDL_CHECK_STATUS(slot(kCoeffs, size_t(3 * k.c) * sizeof(float)));
+      return kernel(launch_bn_forward(stream(), k, eps, training, act == Act::kRelu, x, scale, shift, mean, var, y,
+                                      scratch_[kChannelParts]->d(), scratch_[kCoeffs]->f()));
+    });
+  }
+  void bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
+                   const float* scale, const float* mean, const float* var, float* dx, float* dscale, float* dshift,
+                   bool accumulate_dx, bool accumulate_dw) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(plain_only(k.block, "batch normalization"));
+      OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.c) * sizeof(double)));
+      OPENDL_CHECK_STATUS(slot(kCoeffs, size_t(3 * k.c) * sizeof(float)));
+      return kernel(launch_bn_backward(stream(), k, eps, act == Act::kRelu, x, y, dy, scale, mean, var, dx, dscale,
+                                       dshift, accumulate_dx, accumulate_dw, scratch_[kChannelParts]->d(),
+                                       scratch_[kCoeffs]->f()));
+    });
+  }
+
+  // --- dense: row-major y (n, oc) = x (n, ic) W^T + b is column-major y^T = W x^T -------------------------------
+  void dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(gemm_mode());
+      const float one = 1.f, zero = 0.f;
+      OPENDL_CHECK_CUBLAS(cublasSgemm(ctx_->cublas(), CUBLAS_OP_T, CUBLAS_OP_N, int(k.oc), int(k.n), int(k.ic), &one,
+                                      w, int(k.ic), x, int(k.ic), &zero, y, int(k.oc)));
+      if (k.bias && b) OPENDL_CHECK_CUDA(launch_bias_act(stream(), k.n, k.oc, 1, b, Act::kNone, nullptr, 0, y, y));
+      return {};
+    });
+  }
+  // dx^T (ic, n) = W^T (ic, oc) dy^T (oc, n).
+  void dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(gemm_mode());
+      const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+      OPENDL_CHECK_CUBLAS(cublasSgemm(ctx_->cublas(), CUBLAS_OP_N, CUBLAS_OP_N, int(k.ic), int(k.n), int(k.oc), &one,
+                                      w, int(k.ic), dy, int(k.oc), &beta, dx, int(k.ic)));
+      return {};
+    });
+  }
+  // dW^T (ic, oc) = x^T (ic, n) dy (n, oc); db = the column sums of dy.
+  void dense_backward_weights(const DenseKey& k, const float* x, const float* dy, float* dw, float* db,
+                              bool accumulate) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(gemm_mode());
+      const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+      OPENDL_CHECK_CUBLAS(cublasSgemm(ctx_->cublas(), CUBLAS_OP_N, CUBLAS_OP_T, int(k.ic), int(k.oc), int(k.n), &one,
+                                      x, int(k.ic), dy, int(k.oc), &beta, dw, int(k.ic)));
+      if (db && k.bias) {
+        OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.oc) * sizeof(double)));
+        OPENDL_CHECK_CUDA(launch_bias_grad(stream(), k.n, k.oc, 1, dy, db, accumulate, scratch_[kChannelParts]->d()));
+      }
+      return {};
+    });
+  }
+
+  // --- elementwise ---------------------------------------------------------------------------------------------
+  void act_forward(Act a, size_t n, const float* x, float* y) override {
+    run([&] { return kernel(launch_act_forward(stream(), a, n, x, y)); });
+  }
+  void act_backward(Act a, size_t n, const float* y, const float* dy, float* dx, bool accumulate) override {
+    run([&] { return kernel(launch_act_backward(stream(), a, n, y, dy, dx, accumulate)); });
+  }
+  void pointwise_forward(const PointwiseOp& p, size_t n, const float* x, float* y) override {
+    run([&] { return kernel(launch_pointwise_forward(stream(), p, n, x, y)); });
+  }
+  void pointwise_backward(const PointwiseOp& p, size_t n, const float* x, const float* y, const float* dy, float* dx,
+                          bool accumulate) override {
+    run([&] { return kernel(launch_pointwise_backward(stream(), p, n, x, y, dy, dx, accumulate)); });
+  }
+  void softmax_forward(int64_t outer, int64_t c, int64_t inner, const float* x, float* y) override {
+    run([&] { return kernel(launch_softmax_forward(stream(), outer, c, inner, x, y)); });
+  }
+  void softmax_backward(int64_t outer, int64_t c, int64_t inner, const float* y, const float* dy, float* dx,
+                        bool accumulate) override {
+    run([&] { return kernel(launch_softmax_backward(stream(), outer, c, inner, y, dy, dx, accumulate)); });
+  }
+  void copy2d(float* dst, int64_t dst_ld, int64_t dst_off, const float* src, int64_t src_ld, int64_t src_off,
+              int64_t rows, int64_t cols, float alpha, bool accumulate) override {
+    run([&] {
+      return kernel(launch_copy2d(stream(), dst, dst_ld, dst_off, src, src_ld, src_off, rows, cols, alpha, accumulate));
+    });
+  }
+  void axpy(size_t n, float alpha, const float* x, float* y) override {
+    run([&] { return kernel(launch_axpy(stream(), n, alpha, x, y)); });
+  }
+  void mul(size_t n, const float* a, const float* b, float* y) override {
+    run([&] { return kernel(launch_mul(stream(), n, a, b, y)); });
+  }
+  void mul_acc(size_t n, const float* a, const float* b, float* y, bool accumulate) override {
+    run([&] { return kernel(launch_mul_acc(stream(), n, a, b, y, accumulate)); });
+  }
+  void minmax_forward(size_t n, bool is_max, const float* a, const float* b, float* y) override {
+    run([&] { return kernel(launch_minmax_forward(stream(), n, is_max, a, b, y)); });
+  }
+  void minmax_backward(size_t n, bool is_max, bool first, const float* a, const float* b, const float* dy, float* dx,
+                       bool accumulate) override {
+    run([&] { return kernel(launch_minmax_backward(stream(), n, is_max, first, a, b, dy, dx, accumulate)); });
+  }
+  void zoom_forward(const ZoomKey& k, const float* x, float* y) override {
+    run([&] { return kernel(launch_zoom_forward(stream(), k, x, y)); });
+  }
+  void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) override {
+    run([&] { return kernel(launch_zoom_backward(stream(), k, dy, dx, accumulate)); });
+  }
+  void dropout_forward(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) override {
+    run([&] { return kernel(launch_dropout(stream(), n, p, seed, x, mask, y)); });
+  }
+  void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) override {
+    run([&] { return kernel(launch_depth_max_forward(stream(), n, c, hw, x, argmax, value)); });
+  }
+  void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue, float* dx,
+                          bool accumulate) override {
+    run([&] { return kernel(launch_depth_max_backward(stream(), n, c, hw, argmax, dvalue, dx, accumulate)); });
+  }
+
+  // --- losses and reductions: the sum stays on the device until read here -------------------------------------
+  double cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
+                       int64_t weights_s, float* dp, float scale, bool accumulate) override {
+    const double inv = 1.0 / double(n * s);
+    return reduced(size_t(n * s), inv, [&](double* sc) {
+      return launch_cross_entropy(stream(), n, c, s, p, target, weights, weights_s, inv, dp, scale, accumulate, sc);
+    });
+  }
+  double huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
+               float scale, bool accumulate) override {
+    return reduced(n, 1.0 / norm, [&](double* sc) {
+      return launch_huber(stream(), n, beta, x, t, w, 1.0 / norm, dx, scale, accumulate, sc);
+    });
+  }
+  double focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
+                      const float* w, int64_t w_c, double norm, float* dx, float scale, bool accumulate) override {
+    return reduced(size_t(n * c * s), 1.0 / norm, [&](double* sc) {
+      return launch_focal_binary(stream(), n, c, s, gamma, alpha, x, t, w, w_c, 1.0 / norm, dx, scale, accumulate, sc);
+    });
+  }
+  double distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
+                  float scale, bool accumulate) override {
+    return reduced(n, 1.0 / norm, [&](double* sc) {
+      return launch_distance(stream(), n, l1, x, t, w, 1.0 / norm, dx, scale, accumulate, sc);
+    });
+  }
+  double sum_squares_masked(size_t n, const float* x, const float* mask) override {
+    return reduced(n, 1.0, [&](double* sc) { return launch_sum_squares_masked(stream(), n, x, mask, sc); });
+  }
+  void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
+                  const float* decay_mask, float* w, const float* g, float* v) override {
+    run([&] {
+      return kernel(launch_sgd_update(stream(), n, lr, momentum, weight_prior, lr_mult, decay_mask, w, g, v));
+    });
+  }
+  void adam_update(size_t n, float lr, double beta1, double beta2, float eps, float bias1, float bias2,
+                   float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
+                   float* m, float* v) override {
+    run([&] {
+      return kernel(launch_adam_update(stream(), n, lr, beta1, beta2, eps, bias1, bias2, weight_prior, lr_mult,
+                                       decay_mask, w, g, m, v));
+    });
+  }
+  bool all_finite(size_t n, const float* x) override {
+    return reduced(n, 1.0, [&](double* sc) { return launch_count_nonfinite(stream(), n, x, sc); }) == 0.0;
+  }
+
+ private:
+  CudaBackend() { scratch_.resize(kNumSlots); }
+
+  cudaStream_t stream() const { return ctx_->stream(); }
+  void* ws() const { return scratch_[kWorkspace] ? scratch_[kWorkspace]->p : nullptr; }
+
+  // Runs one entry unless an error is pending; keeps the first failure.
+  template <class F>
+  void run(F&& f) {
+    if (!error_.ok()) return;
+    Status s = ctx_->activate();
+    if (s.ok()) {
+      try {
+        s = f();
+      } catch (const std::bad_alloc&) {
+        s = Status{6001, "out of host memory in the CUDA plugin"};
+      } catch (const std::exception& e) {
+        s = Status{OPENDL_CUDA_ERR_CUDA, std::string("CUDA plugin: ") + e.what()};
+      }
+    }
+    if (!s.ok()) error_ = s;
+  }
+  static Status kernel(cudaError_t e) {
+    OPENDL_CHECK_CUDA(e);
+    return {};
+  }
+  // Launches a reduction into the scratch, waits, and returns scratch[0] * factor (0 after an error).
+  template <class F>
+  double reduced(size_t n, double factor, F&& launch) {
+    double out = 0.0;
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(slot(kReduce, reduce_scratch_doubles(n) * sizeof(double)));
+      OPENDL_CHECK_CUDA(launch(scratch_[kReduce]->d()));
+      OPENDL_CHECK_CUDA(cudaMemcpyAsync(host_result_, scratch_[kReduce]->d(), sizeof(double), cudaMemcpyDeviceToHost,
+                                        stream()));
+      OPENDL_CHECK_STATUS(ctx_->synchronize());
+      out = host_result_[0] * factor;
+      return {};
+    });
+    return out;
+  }
+  Status slot(Slot s, size_t bytes) {
+    if (!scratch_[s]) scratch_[s] = std::make_unique<Scratch>();
+    return scratch_[s]->reserve(std::max<size_t>(bytes, 16));
+  }
+  static Status plain_only(int64_t block, const char* what) {
+    if (block == 0) return {};
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%s on the GPU takes plain (N, C, H, W) activations, got channel block %lld", what,
+                  static_cast<long long>(block));
+    return Status{OPENDL_CUDA_ERR_WRONG_VALUE, buf};
+  }
+  Status gemm_mode() {
+    OPENDL_CHECK_CUBLAS(cublasSetMathMode(ctx_->cublas(), tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    return {};
+  }
+
+  // The transposed convolution's weights as cuDNN's filter (g, ic/g, oc/g, kh, kw) in kWeightT.
+  Status swapped_weights(const ConvKey& k, const float* w) {
+    const size_t wn = size_t(k.oc * (k.ic / k.groups) * k.kh * k.kw);
+    OPENDL_CHECK_STATUS(slot(kWeightT, wn * sizeof(float)));
+    OPENDL_CHECK_CUDA(launch_swap_oi(stream(), k.groups, k.oc / k.groups, k.ic / k.groups, k.kh * k.kw, w,
+                                     scratch_[kWeightT]->f(), false));
+    return {};
+  }
+  // Copies the cuDNN convolution's unpadded input (x, or dy of a transposed convolution) into scratch slot `s`
+  // with the padding as zeros.
+  Status pad_copy(const ConvKey& k, const ConvPlan& p, const float* src, Slot s) {
+    const int64_t h = p.in_h - k.pt - k.pb, w = p.in_w - k.pl - k.pr;
+    const size_t total = size_t(k.n * p.in_c * p.in_h * p.in_w);
+    OPENDL_CHECK_STATUS(slot(s, total * sizeof(float)));
+    OPENDL_CHECK_CUDA(launch_pad_rows(stream(), k.n * p.in_c, h, w, p.in_h, p.in_w, k.pt, k.pl, src,
+                                      scratch_[s]->f(), true, false));
+    return {};
+  }
+  // The inverse: the unpadded part of a padded tensor into dst (overwritten or added to).
+  Status crop(const ConvKey& k, const ConvPlan& p, const float* padded, float* dst, bool accumulate) {
+    const int64_t h = p.in_h - k.pt - k.pb, w = p.in_w - k.pl - k.pr;
+    OPENDL_CHECK_CUDA(launch_pad_rows(stream(), k.n * p.in_c, h, w, p.in_h, p.in_w, k.pt, k.pl, padded, dst, false,
+                                      accumulate));
+    return {};
+  }
+
+  std::string plan_key(const ConvKey& k) const {
+    std::string key(reinterpret_cast<const char*>(&k), sizeof k);
+    key.push_back(char(tf32_));
+    key.push_back(char(deterministic_));
+    return key;
+  }
+
+  Status plan(const ConvKey& k, ConvPlan** out) {
+    const std::string key = plan_key(k);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) {
+      *out = it->second.get();
+      return {};
+    }
+    if (k.groups < 1 || k.ic % k.groups || k.oc % k.groups) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "convolution channels %lld -> %lld do not split into %lld groups",
+                    static_cast<long long>(k.ic), static_cast<long long>(k.oc), static_cast<long long>(k.groups));
+      return Status{OPENDL_CUDA_ERR_WRONG_VALUE, buf};
+    }
+    auto p = std::make_unique<ConvPlan>();
+    p->pad_explicit = k.pt != k.pb || k.pl != k.pr;
+    // The cuDNN convolution: x -> y, or for a transposed convolution y -> x.
+    const int64_t ci = k.transposed ? k.oc : k.ic, hi = k.transposed ? k.oh : k.ih, wi = k.transposed ? k.ow : k.iw;
+    const int64_t co = k.transposed ? k.ic : k.oc, ho = k.transposed ? k.ih : k.oh, wo = k.transposed ? k.iw : k.ow;
+    p->in_c = ci;
+    p->in_h = hi + (p->pad_explicit ? k.pt + k.pb : 0);
+    p->in_w = wi + (p->pad_explicit ? k.pl + k.pr : 0);
+    p->out_c = co;
+    p->out_h = ho;
+    p->out_w = wo;
+    const int pad_h = p->pad_explicit ? 0 : int(k.pt), pad_w = p->pad_explicit ? 0 : int(k.pl);
+    OPENDL_CHECK_CUDNN(cudnnCreateTensorDescriptor(&p->in));
+    OPENDL_CHECK_CUDNN(cudnnCreateTensorDescriptor(&p->out));
+    OPENDL_CHECK_CUDNN(cudnnCreateFilterDescriptor(&p->filt));
+    OPENDL_CHECK_CUDNN(cudnnCreateConvolutionDescriptor(&p->conv));
+    OPENDL_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->in, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(k.n), int(ci),
+                                                  int(p->in_h), int(p->in_w)));
+    OPENDL_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->out, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(k.n), int(co),
+                                                  int(ho), int(wo)));
+    OPENDL_CHECK_CUDNN(cudnnSetFilter4dDescriptor(p->filt, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(co),
+                                                  int(ci / k.groups), int(k.kh), int(k.kw)));
+    OPENDL_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(p->conv, pad_h, pad_w, int(k.sh), int(k.sw), int(k.dh),
+                                                       int(k.dw), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    OPENDL_CHECK_CUDNN(cudnnSetConvolutionGroupCount(p->conv, int(k.groups)));
+    OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    int n = 0, c = 0, h = 0, w = 0;
+    OPENDL_CHECK_CUDNN(cudnnGetConvolution2dForwardOutputDim(p->conv, p->in, p->filt, &n, &c, &h, &w));
+    if (h != ho || w != wo) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf, "convolution geometry: cuDNN computes a %dx%d output from %lldx%lld, the layer "
+                    "expects %lldx%lld", h, w, static_cast<long long>(p->in_h), static_cast<long long>(p->in_w),
+                    static_cast<long long>(ho), static_cast<long long>(wo));
+      return Status{OPENDL_CUDA_ERR_WRONG_VALUE, buf};
+    }
+    OPENDL_CHECK_STATUS(choose_algorithms(p.get()));
+    *out = p.get();
+    plans_.emplace(key, std::move(p));
+    return {};
+  }
+
+  // cudnnFind* times every algorithm on buffers it allocates itself; the first usable result (they come fastest
+  // first) is taken. Nothing usable means cuDNN has no kernel for this shape under the constraints.
+  Status choose_algorithms(ConvPlan* p) {
+    constexpr int kMax = 16;
+    int got = 0;
+    auto none = [&](const char* which) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf, "cuDNN has no %s%s convolution %s algorithm within the %zu MiB workspace bound",
+                    deterministic_ ? "deterministic " : "", tf32_ ? "" : "FP32 (TF32 off)", which,
+                    workspace_limit() >> 20);
+      return Status{OPENDL_CUDA_ERR_CUDNN, buf};
+    };
+    {
+      cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+      OPENDL_CHECK_CUDNN(cudnnFindConvolutionForwardAlgorithm(ctx_->cudnn(), p->in, p->filt, p->conv, p->out, kMax,
+                                                              &got, perf));
+      int i = 0;
+      while (i < got && !usable(perf[i], tf32_, deterministic_)) ++i;
+      if (i == got) return none("forward");
+      p->fwd = perf[i].algo;
+      p->fwd_ws = perf[i].memory;
+      p->fwd_math = perf[i].mathType;
+    }
+    {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+      OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(ctx_->cudnn(), p->filt, p->out, p->conv, p->in,
+                                                                   kMax, &got, perf));
+      int i = 0;
+      while (i < got && !usable(perf[i], tf32_, deterministic_)) ++i;
+      if (i == got) return none("backward-data");
+      p->bwd_data = perf[i].algo;
+      p->data_ws = perf[i].memory;
+      p->data_math = perf[i].mathType;
+    }
+    {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
+      OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(ctx_->cudnn(), p->in, p->out, p->conv, p->filt,
+                                                                     kMax, &got, perf));
+      int i = 0;
+      while (i < got && !usable(perf[i], tf32_, deterministic_)) ++i;
+      if (i == got) return none("backward-filter");
+      p->bwd_filter = perf[i].algo;
+      p->filter_ws = perf[i].memory;
+      p->filter_math = perf[i].mathType;
+    }
+    return {};
+  }
+
+  std::unique_ptr<CudaContext> ctx_;
+  Status error_;
+  bool tf32_ = true, deterministic_ = false;
+  double* host_result_ = nullptr;  // pinned
+  std::vector<std::unique_ptr<Scratch>> scratch_;
+  std::unordered_map<std::string, std::unique_ptr<ConvPlan>> plans_;
+};
+
+}  // namespace
+}  // namespace opendl::cuda
+
+using opendl::cuda::CudaBackend;
+using opendl::cuda::Status;
+
+OPENDL_CUDA_EXPORT int opendl_cuda_backend_create(int device, const char* backend_abi, void** out, char* err,
+                                                  size_t err_len) {
+  if (!out) return opendl::cuda::report(Status{OPENDL_CUDA_ERR_WRONG_VALUE, "out is null"}, err, err_len);
+  *out = nullptr;
+  if (!backend_abi || std::strcmp(backend_abi, OPENDL_BACKEND_ABI) != 0) {
+    std::string m = std::string("libopendl_cuda was built from another version of backend.h (plugin ") +
+                    OPENDL_BACKEND_ABI + ", libopendl " + (backend_abi ? backend_abi : "?") + "); rebuild both";
+    return opendl::cuda::report(Status{OPENDL_CUDA_ERR_NOT_AVAILABLE, m}, err, err_len);
+  }
+  try {
+    std::unique_ptr<CudaBackend> b;
+    Status s = CudaBackend::create(device, &b);
+    if (!s.ok()) return opendl::cuda::report(s, err, err_len);
+    *out = static_cast<opendl::Backend*>(b.release());
+    return 0;
+  } catch (const std::exception& e) {
+    return opendl::cuda::report(Status{OPENDL_CUDA_ERR_CUDA, std::string("CUDA plugin: ") + e.what()}, err, err_len);
+  }
+}
+
+OPENDL_CUDA_EXPORT void opendl_cuda_backend_destroy(void* backend) {
+  delete static_cast<CudaBackend*>(static_cast<opendl::Backend*>(backend));
+}
+
+OPENDL_CUDA_EXPORT int opendl_cuda_backend_take_error(void* backend, char* err, size_t err_len) {
+  return static_cast<CudaBackend*>(static_cast<opendl::Backend*>(backend))->take_error(err, err_len);
+}
+
+OPENDL_CUDA_EXPORT void opendl_cuda_backend_set_options(void* backend, int tf32, int deterministic) {
+  static_cast<CudaBackend*>(static_cast<opendl::Backend*>(backend))->set_options(tf32 != 0, deterministic != 0);
+}
+
+OPENDL_CUDA_EXPORT int opendl_cuda_backend_synchronize(void* backend, char* err, size_t err_len) {
+  return opendl::cuda::report(static_cast<CudaBackend*>(static_cast<opendl::Backend*>(backend))->sync(), err,
+                              err_len);
+}

@@ -1,0 +1,536 @@
+// Layer kernels of the plugin besides cuDNN and cuBLAS (kernels.h): batch normalisation, pooling, zoom, dropout,
+// depth max, layout copies, the deconvolution weight transpose and the convolution epilogues (bias, activation,
+// bias gradient). Activations are plain (N, C, H, W). Semantics follow the CPU backend (backend/cpu/norm_pool.cpp,
+// kernels.cpp) element for element.
+//
+// Determinism: no atomics. Per-channel sums are split into a fixed number of chunks per channel (independent of
+// the device), each summed by one block in a fixed tree order, and the chunk sums added in order; backward passes
+// of pooling and zoom gather (each input element adds the outputs that read it, in increasing output order)
+// instead of scattering.
+#include <algorithm>
+#include <cmath>
+
+#include "backend/element_math.h"
+#include "kernels.h"
+#include "launch.cuh"
+
+namespace opendl::cuda {
+namespace {
+
+__device__ inline void put(float* d, size_t i, float g, bool accumulate) { d[i] = accumulate ? d[i] + g : g; }
+
+// --- per-channel sums ----------------------------------------------------------------------------------------
+// A channel's M = N * HW elements split into kChannelChunks chunks (the last ones may be empty); block (c, p) sums
+// chunk p of channel c, two sums per element, into parts[(c * kChannelChunks + p) * 2 + {0, 1}].
+constexpr int kChannelChunks = 16;
+
+template <class Term>
+__global__ void channel_partial_kernel(int64_t n, int64_t c, int64_t hw, Term term, double* parts) {
+  __shared__ double s0[kThreads], s1[kThreads];
+  const int64_t ch = blockIdx.x, p = blockIdx.y, m = n * hw;
+  const int64_t per = (m + kChannelChunks - 1) / kChannelChunks;
+  const int64_t begin = p * per, end = begin + per < m ? begin + per : m;
+  double a = 0, b = 0;
+  for (int64_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
+    const int64_t i = ((j / hw) * c + ch) * hw + j % hw;  // element (sample j / hw, channel ch, position j % hw)
+    term(ch, i, a, b);
+  }
+  s0[threadIdx.x] = a;
+  s1[threadIdx.x] = b;
+  __syncthreads();
+  for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) {
+      s0[threadIdx.x] += s0[threadIdx.x + w];
+      s1[threadIdx.x] += s1[threadIdx.x + w];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    parts[(ch * kChannelChunks + p) * 2] = s0[0];
+    parts[(ch * kChannelChunks + p) * 2 + 1] = s1[0];
+  }
+}
+
+__device__ inline void channel_total(const double* parts, int64_t ch, double& a, double& b) {
+  a = 0;
+  b = 0;
+  for (int p = 0; p < kChannelChunks; ++p) {
+    a += parts[(ch * kChannelChunks + p) * 2];
+    b += parts[(ch * kChannelChunks + p) * 2 + 1];
+  }
+}
+
+template <class Term>
+cudaError_t channel_sums(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const Term& term, double* parts) {
+  channel_partial_kernel<<<dim3(unsigned(c), kChannelChunks), kThreads, 0, stream>>>(n, c, hw, term, parts);
+  return cudaGetLastError();
+}
+
+// --- batch normalisation -------------------------------------------------------------------------------------
+// Moments about a shift (sample 0's first value of the channel), as the CPU backend, so that the variance has no
+// cancellation for data far from zero.
+struct MomentTerm {
+  int64_t c, hw;
+  const float* x;
+  __device__ void operator()(int64_t ch, int64_t i, double& a, double& b) const {
+    const double d = double(x[i]) - double(x[ch * hw]);
+    a += d;
+    b += d * d;
+  }
+};
+
+// Batch statistics (training) and the affine map y = a x + b per channel.
+__global__ void bn_stats_kernel(int64_t c, int64_t m, bool training, float eps, const float* x, int64_t hw,
+                                const float* scale, const float* shift, const double* parts, float* mean, float* var,
+                                float* ab) {
+  OPENDL_GRID_LOOP(ch, size_t(c)) {
+    if (training) {
+      double s, ss;
+      channel_total(parts, int64_t(ch), s, ss);
+      const double mm = s / double(m);
+      mean[ch] = float(double(x[ch * hw]) + mm);
+      var[ch] = float(em::dmax(ss / double(m) - mm * mm, 0.0));
+    }
+    const double inv = 1.0 / sqrt(double(var[ch]) + double(eps));
+    ab[ch] = float(double(scale[ch]) * inv);
+    ab[c + ch] = float(double(shift[ch]) - double(mean[ch]) * double(scale[ch]) * inv);
+  }
+}
+
+__global__ void bn_apply_kernel(size_t total, int64_t c, int64_t hw, bool relu, const float* x, const float* ab,
+                                float* y) {
+  OPENDL_GRID_LOOP(i, total) {
+    const int64_t ch = int64_t(i) / hw % c;
+    float v = fmaf(ab[ch], x[i], ab[c + ch]);
+    y[i] = relu ? fmaxf(v, 0.f) : v;
+  }
+}
+
+// sum(g), sum(g (x - mean)) with g = dy masked by y > 0 under a fused ReLU.
+struct GradTerm {
+  const float *x, *dy, *y, *mean;
+  __device__ void operator()(int64_t ch, int64_t i, double& a, double& b) const {
+    const float g = (y && !(y[i] > 0.f)) ? 0.f : dy[i];
+    a += double(g);
+    b += double(g) * (double(x[i]) - double(mean[ch]));
+  }
+};
+
+__global__ void bn_grad_coeffs_kernel(int64_t c, int64_t m, float eps, const double* parts, const float* scale,
+                                      const float* mean, const float* var, float* dscale, float* dshift,
+                                      bool accumulate_dw, float* abc) {
+  OPENDL_GRID_LOOP(ch, size_t(c)) {
+    double g, gx;
+    channel_total(parts, int64_t(ch), g, gx);
+    const double inv = 1.0 / sqrt(double(var[ch]) + double(eps));
+    if (dshift) dshift[ch] = float(accumulate_dw ? double(dshift[ch]) + g : g);
+    if (dscale) dscale[ch] = float(accumulate_dw ? double(dscale[ch]) + gx * inv : gx * inv);
+    const double a = double(scale[ch]) * inv;
+    const double bb = -double(scale[ch]) * inv * inv * inv * (gx / double(m));
+    abc[ch] = float(a);
+    abc[c + ch] = float(bb);
+    abc[2 * c + ch] = float(-a * (g / double(m)) - bb * double(mean[ch]));
+  }
+}
+
+__global__ void bn_grad_apply_kernel(size_t total, int64_t c, int64_t hw, const float* x, const float* dy,
+                                     const float* y, const float* abc, float* dx, bool accumulate) {
+  OPENDL_GRID_LOOP(i, total) {
+    const int64_t ch = int64_t(i) / hw % c;
+    const float g = (y && !(y[i] > 0.f)) ? 0.f : dy[i];
+    put(dx, i, abc[ch] * g + abc[c + ch] * x[i] + abc[2 * c + ch], accumulate);
+  }
+}
+
+// --- pooling -------------------------------------------------------------------------------------------------
+// The window of output index o along one axis, clipped to the input: [lo, hi).
+__device__ inline void window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in, int64_t& lo,
+                              int64_t& hi) {
+  const int64_t s = o * stride - pad;
+  lo = s > 0 ? s : 0;
+  hi = s + k < in ? s + k : in;
+}
+// The outputs whose windows hold input index i along one axis: [lo, hi].
+__device__ inline void covering(int64_t i, int64_t stride, int64_t pad, int64_t k, int64_t out, int64_t& lo,
+                                int64_t& hi) {
+  // o * stride - pad <= i < o * stride - pad + k
+  const int64_t a = i + pad - k + 1;  // o >= ceil(a / stride)
+  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+  hi = (i + pad) / stride;
+  if (hi > out - 1) hi = out - 1;
+}
+
+__global__ void pool_forward_kernel(PoolKey k, const float* x, float* y, int32_t* idx) {
+  const size_t total = size_t(k.n * k.c * k.oh * k.ow);
+  OPENDL_GRID_LOOP(o, total) {
+    const int64_t ow = int64_t(o) % k.ow, oh = int64_t(o) / k.ow % k.oh, plane = int64_t(o) / (k.ow * k.oh);
+    const float* xp = x + plane * k.ih * k.iw;
+    int64_t h0, h1, w0, w1;
+    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+    if (k.max) {
+      float best = 0.f;
+      int64_t at = -1;
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) {
+          const float v = xp[h * k.iw + w];
+          if (at < 0 || v > best) {
+            best = v;
+            at = h * k.iw + w;
+          }
+        }
+      y[o] = best;
+      if (idx) idx[o] = int32_t(at);
+    } else {
+      double s = 0.0;
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) s += xp[h * k.iw + w];
+      const int64_t cnt = (h1 - h0) * (w1 - w0);
+      y[o] = cnt > 0 ? float(s / double(cnt)) : 0.f;
+    }
+  }
+}
+
+// Each input element adds the gradients of the outputs that took it (max) or averaged it, in increasing output
+// order as the CPU backend's scatter does.
+__global__ void pool_backward_kernel(PoolKey k, const float* dy, const int32_t* idx, float* dx, bool accumulate) {
+  const size_t total = size_t(k.n * k.c * k.ih * k.iw);
+  OPENDL_GRID_LOOP(i, total) {
+    const int64_t w = int64_t(i) % k.iw, h = int64_t(i) / k.iw % k.ih, plane = int64_t(i) / (k.iw * k.ih);
+    const int64_t flat = h * k.iw + w;
+    int64_t oh0, oh1, ow0, ow1;
+    covering(h, k.sh, k.pt, k.kh, k.oh, oh0, oh1);
+    covering(w, k.sw, k.pl, k.kw, k.ow, ow0, ow1);
+    float acc = accumulate ? dx[i] : 0.f;
+    const float* dyp = dy + plane * k.oh * k.ow;
+    const int32_t* ip = idx ? idx + plane * k.oh * k.ow : nullptr;
+    for (int64_t oh = oh0; oh <= oh1; ++oh)
+      for (int64_t ow = ow0; ow <= ow1; ++ow) {
+        const int64_t o = oh * k.ow + ow;
+        if (k.max) {
+          if (ip[o] == flat) acc += dyp[o];
+        } else {
+          int64_t h0, h1, w0, w1;
+          window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+          window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+          acc += dyp[o] / float((h1 - h0) * (w1 - w0));
+        }
+      }
+    dx[i] = acc;
+  }
+}
+
+// --- zoom ----------------------------------------------------------------------------------------------------
+// Source coordinate of output index o along one axis (PyTorch / ONNX conventions), as the CPU backend.
+__device__ inline float zoom_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
+  if (align_corners) return out > 1 ? float(o) * float(in - 1) / float(out - 1) : 0.f;
+  const float s = (float(o) + 0.5f) * float(in) / float(out) - 0.5f;
+  return s < 0.f ? 0.f : s;
+}
+__device__ inline int64_t nearest_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
+  const int64_t s = align_corners ? (out > 1 ? int64_t(llround(double(o) * double(in - 1) / double(out - 1))) : 0)
+                                  : int64_t(floor(double(o) * double(in) / double(out)));
+  return s < in - 1 ? s : in - 1;
+}
+// Bilinear taps of output o along one axis: i0, i1 = min(i0 + 1, in - 1) and the weight l of i1.
+__device__ inline void taps(int64_t o, int64_t in, int64_t out, bool align, int64_t& i0, int64_t& i1, float& l) {
+  const float s = zoom_src(o, in, out, align);
+  i0 = int64_t(s) < in - 1 ? int64_t(s) : in - 1;
+  i1 = i0 + 1 < in - 1 ? i0 + 1 : in - 1;
+  l = s - float(i0);
+}
+// The first tap of output o along an axis (monotone in o).
+__device__ inline int64_t first_tap(const ZoomKey& k, bool vertical, int64_t o) {
+  const int64_t in = vertical ? k.ih : k.iw, out = vertical ? k.oh : k.ow;
+  if (!k.bilinear) return nearest_src(o, in, out, k.align_corners);
+  int64_t i0, i1;
+  float l;
+  taps(o, in, out, k.align_corners, i0, i1, l);
+  return i0;
+}
+// The smallest output index whose first tap is >= v (out when none).
+__device__ inline int64_t lower_bound_tap(const ZoomKey& k, bool vertical, int64_t v) {
+  int64_t lo = 0, hi = vertical ? k.oh : k.ow;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (first_tap(k, vertical, mid) < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+// Weight of input index i in output o along one axis.
+__device__ inline float tap_weight(const ZoomKey& k, bool vertical, int64_t o, int64_t i) {
+  const int64_t in = vertical ? k.ih : k.iw, out = vertical ? k.oh : k.ow;
+  if (!k.bilinear) return nearest_src(o, in, out, k.align_corners) == i ? 1.f : 0.f;
+  int64_t i0, i1;
+  float l;
+  taps(o, in, out, k.align_corners, i0, i1, l);
+  return (i0 == i ? 1.f - l : 0.f) + (i1 == i ? l : 0.f);
+}
+
+__global__ void zoom_forward_kernel(ZoomKey k, const float* x, float* y) {
+  const size_t total = size_t(k.n * k.c * k.oh * k.ow);
+  OPENDL_GRID_LOOP(o, total) {
+    const int64_t ox = int64_t(o) % k.ow, oy = int64_t(o) / k.ow % k.oh, plane = int64_t(o) / (k.ow * k.oh);
+    const float* xp = x + plane * k.ih * k.iw;
+    if (!k.bilinear) {
+      y[o] = xp[nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw + nearest_src(ox, k.iw, k.ow, k.align_corners)];
+      continue;
+    }
+    int64_t y0, y1, x0, x1;
+    float ly, lx;
+    taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
+    taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
+    y[o] = (1 - ly) * ((1 - lx) * xp[y0 * k.iw + x0] + lx * xp[y0 * k.iw + x1]) +
+           ly * ((1 - lx) * xp[y1 * k.iw + x0] + lx * xp[y1 * k.iw + x1]);
+  }
+}
+
+// Gather: input (iy, ix) adds w_y(oy) w_x(ox) dy(oy, ox) over the outputs whose taps include it. Along an axis those
+// are the outputs whose first tap is iy - 1 or iy (bilinear) or iy (nearest), a contiguous range since the first
+// tap grows with the output index.
+__global__ void zoom_backward_kernel(ZoomKey k, const float* dy, float* dx, bool accumulate) {
+  const size_t total = size_t(k.n * k.c * k.ih * k.iw);
+  OPENDL_GRID_LOOP(i, total) {
+    const int64_t ix = int64_t(i) % k.iw, iy = int64_t(i) / k.iw % k.ih, plane = int64_t(i) / (k.iw * k.ih);
+    const int64_t back = k.bilinear ? 1 : 0;
+    const int64_t oy0 = lower_bound_tap(k, true, iy - back), oy1 = lower_bound_tap(k, true, iy + 1);
+    const int64_t ox0 = lower_bound_tap(k, false, ix - back), ox1 = lower_bound_tap(k, false, ix + 1);
+    const float* dyp = dy + plane * k.oh * k.ow;
+    float acc = 0.f;
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const float wy = tap_weight(k, true, oy, iy);
+      if (wy == 0.f) continue;
+      float row = 0.f;
+      for (int64_t ox = ox0; ox < ox1; ++ox) {
+        const float wx = tap_weight(k, false, ox, ix);
+        if (wx != 0.f) row += wx * dyp[oy * k.ow + ox];
+      }
+      acc += wy * row;
+    }
+    put(dx, i, acc, accumulate);
+  }
+}
+
+// --- dropout, depth max ----------------------------------------------------------------------------------------
+__global__ void dropout_kernel(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) {
+  const float keep_scale = p < 1.f ? 1.f / (1.f - p) : 0.f;
+  OPENDL_GRID_LOOP(i, n) {
+    // The CPU backend's counter-based draw (splitmix64 of seed + index): the same mask on either device.
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (uint64_t(i) + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    const double u = double(z >> 11) * 0x1.0p-53;
+    mask[i] = u >= p ? keep_scale : 0.f;
+    y[i] = x[i] * mask[i];
+  }
+}
+
+__global__ void depth_max_forward_kernel(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax,
+                                         float* value) {
+  OPENDL_GRID_LOOP(j, size_t(n * hw)) {
+    const int64_t b = int64_t(j) / hw, i = int64_t(j) % hw;
+    const float* xp = x + b * c * hw + i;
+    int64_t best = 0;
+    for (int64_t k = 1; k < c; ++k)
+      if (xp[k * hw] > xp[best * hw]) best = k;
+    if (argmax) argmax[j] = float(best);
+    if (value) value[j] = xp[best * hw];
+  }
+}
+
+__global__ void depth_max_backward_kernel(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue,
+                                          float* dx, bool accumulate) {
+  OPENDL_GRID_LOOP(e, size_t(n * c * hw)) {
+    const int64_t i = int64_t(e) % hw, k = int64_t(e) / hw % c, b = int64_t(e) / (hw * c);
+    const int64_t j = b * hw + i;
+    put(dx, e, int64_t(argmax[j]) == k ? dvalue[j] : 0.f, accumulate);
+  }
+}
+
+// --- layouts, weights, convolution epilogues ------------------------------------------------------------------
+// Element (n, c, p) at (n * C + c) * P + p plain and ((n * C/B + c/B) * P + p) * B + c % B blocked; one thread per
+// plain index.
+__global__ void relayout_kernel(Shape4 s, int64_t B, const float* src, float* dst, bool to_plain) {
+  const int64_t P = s.h * s.w, CB = s.c / B;
+  OPENDL_GRID_LOOP(i, size_t(s.n * s.c * P)) {
+    const int64_t p = int64_t(i) % P, c = int64_t(i) / P % s.c, n = int64_t(i) / (P * s.c);
+    const int64_t b = ((n * CB + c / B) * P + p) * B + c % B;
+    if (to_plain) dst[i] = src[b];
+    else dst[b] = src[i];
+  }
+}
+
+// (groups, a, b, khw) -> (groups, b, a, khw).
+__global__ void swap_oi_kernel(int64_t groups, int64_t a, int64_t b, int64_t khw, const float* src, float* dst,
+                               bool accumulate) {
+  OPENDL_GRID_LOOP(i, size_t(groups * a * b * khw)) {
+    const int64_t r = int64_t(i) % khw, j = int64_t(i) / khw % b, k = int64_t(i) / (khw * b) % a,
+                  g = int64_t(i) / (khw * b * a);
+    put(dst, size_t(((g * b + j) * a + k) * khw + r), src[i], accumulate);
+  }
+}
+
+// Between planes of h x w and zero-padded planes of H x W holding them at row pt, column pl (either padding may
+// be negative, dropping rows or columns). to_padded: one thread per padded element, zeros outside; else one thread
+// per unpadded element, which adds (or writes) its padded counterpart, zero where that lies outside.
+__global__ void pad_rows_kernel(int64_t planes, int64_t h, int64_t w, int64_t H, int64_t W, int64_t pt, int64_t pl,
+                                const float* src, float* dst, bool to_padded, bool accumulate) {
+  const int64_t rows = to_padded ? H : h, cols = to_padded ? W : w;
+  OPENDL_GRID_LOOP(i, size_t(planes * rows * cols)) {
+    const int64_t c = int64_t(i) % cols, r = int64_t(i) / cols % rows, plane = int64_t(i) / (cols * rows);
+    if (to_padded) {
+      const int64_t sr = r - pt, sc = c - pl;
+      dst[i] = (sr >= 0 && sr < h && sc >= 0 && sc < w) ? src[(plane * h + sr) * w + sc] : 0.f;
+    } else {
+      const int64_t pr = r + pt, pc = c + pl;
+      const float v = (pr >= 0 && pr < H && pc >= 0 && pc < W) ? src[(plane * H + pr) * W + pc] : 0.f;
+      put(dst, i, v, accumulate);
+    }
+  }
+}
+
+// y = act(src + bias[c]) over (n, c, hw); then, with sum, y = that + residual and a ReLU for sum == 2.
+__global__ void bias_act_kernel(size_t total, int64_t c, int64_t hw, const float* bias, Act act, const float* residual,
+                                int64_t sum, const float* src, float* y) {
+  OPENDL_GRID_LOOP(i, total) {
+    float v = src[i];
+    if (bias) v += bias[int64_t(i) / hw % c];
+    v = em::act_value(act, v);
+    if (sum) {
+      v += residual[i];
+      if (sum == 2) v = fmaxf(v, 0.f);
+    }
+    y[i] = v;
+  }
+}
+
+struct SumTerm {
+  const float* dy;
+  __device__ void operator()(int64_t, int64_t i, double& a, double&) const { a += double(dy[i]); }
+};
+
+__global__ void bias_grad_kernel(int64_t c, const double* parts, float* db, bool accumulate) {
+  OPENDL_GRID_LOOP(ch, size_t(c)) {
+    double g, unused;
+    channel_total(parts, int64_t(ch), g, unused);
+    db[ch] = float(accumulate ? double(db[ch]) + g : g);
+  }
+}
+
+}  // namespace
+
+size_t channel_scratch_doubles(int64_t c) { return size_t(c) * kChannelChunks * 2; }
+
+cudaError_t launch_bn_forward(cudaStream_t stream, const BnKey& k, float eps, bool training, bool relu,
+                              const float* x, const float* scale, const float* shift, float* mean, float* var,
+                              float* y, double* parts, float* coeffs) {
+  const int64_t hw = k.h * k.w;
+  if (training) {
+    cudaError_t e = channel_sums(stream, k.n, k.c, hw, MomentTerm{k.c, hw, x}, parts);
+    if (e != cudaSuccess) return e;
+  }
+  bn_stats_kernel<<<grid_for(size_t(k.c)), kThreads, 0, stream>>>(k.c, k.n * hw, training, eps, x, hw, scale, shift,
+                                                                   parts, mean, var, coeffs);
+  const size_t total = size_t(k.n * k.c * hw);
+  bn_apply_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, k.c, hw, relu, x, coeffs, y);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_bn_backward(cudaStream_t stream, const BnKey& k, float eps, bool relu, const float* x,
+                               const float* y, const float* dy, const float* scale, const float* mean,
+                               const float* var, float* dx, float* dscale, float* dshift, bool accumulate_dx,
+                               bool accumulate_dw, double* parts, float* coeffs) {
+  const int64_t hw = k.h * k.w;
+  const float* mask = relu ? y : nullptr;
+  cudaError_t e = channel_sums(stream, k.n, k.c, hw, GradTerm{x, dy, mask, mean}, parts);
+  if (e != cudaSuccess) return e;
+  bn_grad_coeffs_kernel<<<grid_for(size_t(k.c)), kThreads, 0, stream>>>(k.c, k.n * hw, eps, parts, scale, mean, var,
+                                                                        dscale, dshift, accumulate_dw, coeffs);
+  if (dx) {
+    const size_t total = size_t(k.n * k.c * hw);
+    bn_grad_apply_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, k.c, hw, x, dy, mask, coeffs, dx,
+                                                                   accumulate_dx);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_pool_forward(cudaStream_t stream, const PoolKey& k, const float* x, float* y, int32_t* idx) {
+  pool_forward_kernel<<<grid_for(size_t(k.n * k.c * k.oh * k.ow)), kThreads, 0, stream>>>(k, x, y, idx);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_pool_backward(cudaStream_t stream, const PoolKey& k, const float* dy, const int32_t* idx,
+                                 float* dx, bool accumulate) {
+  pool_backward_kernel<<<grid_for(size_t(k.n * k.c * k.ih * k.iw)), kThreads, 0, stream>>>(k, dy, idx, dx,
+                                                                                          accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_zoom_forward(cudaStream_t stream, const ZoomKey& k, const float* x, float* y) {
+  zoom_forward_kernel<<<grid_for(size_t(k.n * k.c * k.oh * k.ow)), kThreads, 0, stream>>>(k, x, y);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_zoom_backward(cudaStream_t stream, const ZoomKey& k, const float* dy, float* dx, bool accumulate) {
+  zoom_backward_kernel<<<grid_for(size_t(k.n * k.c * k.ih * k.iw)), kThreads, 0, stream>>>(k, dy, dx, accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, uint64_t seed, const float* x, float* mask,
+                           float* y) {
+  dropout_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, p, seed, x, mask, y);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_depth_max_forward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* x,
+                                     float* argmax, float* value) {
+  depth_max_forward_kernel<<<grid_for(size_t(n * hw)), kThreads, 0, stream>>>(n, c, hw, x, argmax, value);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_depth_max_backward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* argmax,
+                                      const float* dvalue, float* dx, bool accumulate) {
+  depth_max_backward_kernel<<<grid_for(size_t(n * c * hw)), kThreads, 0, stream>>>(n, c, hw, argmax, dvalue, dx,
+                                                                                  accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_relayout(cudaStream_t stream, const Shape4& s, int64_t block, const float* src, float* dst,
+                            bool to_plain) {
+  relayout_kernel<<<grid_for(size_t(s.n * s.c * s.h * s.w)), kThreads, 0, stream>>>(s, block, src, dst, to_plain);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_swap_oi(cudaStream_t stream, int64_t groups, int64_t a, int64_t b, int64_t khw, const float* src,
+                           float* dst, bool accumulate) {
+  swap_oi_kernel<<<grid_for(size_t(groups * a * b * khw)), kThreads, 0, stream>>>(groups, a, b, khw, src, dst,
+                                                                                 accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_pad_rows(cudaStream_t stream, int64_t planes, int64_t h, int64_t w, int64_t H, int64_t W,
+                            int64_t pt, int64_t pl, const float* src, float* dst, bool to_padded, bool accumulate) {
+  const size_t total = size_t(planes * (to_padded ? H * W : h * w));
+  pad_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(planes, h, w, H, W, pt, pl, src, dst, to_padded,
+                                                            accumulate);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_bias_act(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* bias, Act act,
+                            const float* residual, int64_t sum, const float* src, float* y) {
+  const size_t total = size_t(n * c * hw);
+  bias_act_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, c, hw, bias, act, residual, sum, src, y);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_bias_grad(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* dy, float* db,
+                             bool accumulate, double* parts) {
+  cudaError_t e = channel_sums(stream, n, c, hw, SumTerm{dy}, parts);
+  if (e != cudaSuccess) return e;
+  bias_grad_kernel<<<grid_for(size_t(c)), kThreads, 0, stream>>>(c, parts, db, accumulate);
+  return cudaGetLastError();
+}
+
+}  // namespace opendl::cuda
