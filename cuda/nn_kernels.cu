@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "backend/element_math.h"
+#include "backend/sampling_index.h"
 #include "kernels.h"
 #include "launch.cuh"
 
@@ -143,31 +144,14 @@ __global__ void bn_grad_apply_kernel(size_t total, int64_t c, int64_t hw, const 
 }
 
 // --- pooling -------------------------------------------------------------------------------------------------
-// The window of output index o along one axis, clipped to the input: [lo, hi).
-__device__ inline void window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in, int64_t& lo,
-                              int64_t& hi) {
-  const int64_t s = o * stride - pad;
-  lo = s > 0 ? s : 0;
-  hi = s + k < in ? s + k : in;
-}
-// The outputs whose windows hold input index i along one axis: [lo, hi].
-__device__ inline void covering(int64_t i, int64_t stride, int64_t pad, int64_t k, int64_t out, int64_t& lo,
-                                int64_t& hi) {
-  // o * stride - pad <= i < o * stride - pad + k
-  const int64_t a = i + pad - k + 1;  // o >= ceil(a / stride)
-  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
-  hi = (i + pad) / stride;
-  if (hi > out - 1) hi = out - 1;
-}
-
 __global__ void pool_forward_kernel(PoolKey k, const float* x, float* y, int32_t* idx) {
   const size_t total = size_t(k.n * k.c * k.oh * k.ow);
   OPENDL_GRID_LOOP(o, total) {
     const int64_t ow = int64_t(o) % k.ow, oh = int64_t(o) / k.ow % k.oh, plane = int64_t(o) / (k.ow * k.oh);
     const float* xp = x + plane * k.ih * k.iw;
     int64_t h0, h1, w0, w1;
-    window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
-    window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+    si::window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+    si::window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
     if (k.max) {
       float best = 0.f;
       int64_t at = -1;
@@ -199,8 +183,8 @@ __global__ void pool_backward_kernel(PoolKey k, const float* dy, const int32_t* 
     const int64_t w = int64_t(i) % k.iw, h = int64_t(i) / k.iw % k.ih, plane = int64_t(i) / (k.iw * k.ih);
     const int64_t flat = h * k.iw + w;
     int64_t oh0, oh1, ow0, ow1;
-    covering(h, k.sh, k.pt, k.kh, k.oh, oh0, oh1);
-    covering(w, k.sw, k.pl, k.kw, k.ow, ow0, ow1);
+    si::covering(h, k.sh, k.pt, k.kh, k.oh, oh0, oh1);
+    si::covering(w, k.sw, k.pl, k.kw, k.ow, ow0, ow1);
     float acc = accumulate ? dx[i] : 0.f;
     const float* dyp = dy + plane * k.oh * k.ow;
     const int32_t* ip = idx ? idx + plane * k.oh * k.ow : nullptr;
@@ -211,8 +195,8 @@ __global__ void pool_backward_kernel(PoolKey k, const float* dy, const int32_t* 
           if (ip[o] == flat) acc += dyp[o];
         } else {
           int64_t h0, h1, w0, w1;
-          window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
-          window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
+          si::window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
+          si::window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
           acc += dyp[o] / float((h1 - h0) * (w1 - w0));
         }
       }
@@ -221,66 +205,20 @@ __global__ void pool_backward_kernel(PoolKey k, const float* dy, const int32_t* 
 }
 
 // --- zoom ----------------------------------------------------------------------------------------------------
-// Source coordinate of output index o along one axis (PyTorch / ONNX conventions), as the CPU backend.
-__device__ inline float zoom_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
-  if (align_corners) return out > 1 ? float(o) * float(in - 1) / float(out - 1) : 0.f;
-  const float s = (float(o) + 0.5f) * float(in) / float(out) - 0.5f;
-  return s < 0.f ? 0.f : s;
-}
-__device__ inline int64_t nearest_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
-  const int64_t s = align_corners ? (out > 1 ? int64_t(llround(double(o) * double(in - 1) / double(out - 1))) : 0)
-                                  : int64_t(floor(double(o) * double(in) / double(out)));
-  return s < in - 1 ? s : in - 1;
-}
-// Bilinear taps of output o along one axis: i0, i1 = min(i0 + 1, in - 1) and the weight l of i1.
-__device__ inline void taps(int64_t o, int64_t in, int64_t out, bool align, int64_t& i0, int64_t& i1, float& l) {
-  const float s = zoom_src(o, in, out, align);
-  i0 = int64_t(s) < in - 1 ? int64_t(s) : in - 1;
-  i1 = i0 + 1 < in - 1 ? i0 + 1 : in - 1;
-  l = s - float(i0);
-}
-// The first tap of output o along an axis (monotone in o).
-__device__ inline int64_t first_tap(const ZoomKey& k, bool vertical, int64_t o) {
-  const int64_t in = vertical ? k.ih : k.iw, out = vertical ? k.oh : k.ow;
-  if (!k.bilinear) return nearest_src(o, in, out, k.align_corners);
-  int64_t i0, i1;
-  float l;
-  taps(o, in, out, k.align_corners, i0, i1, l);
-  return i0;
-}
-// The smallest output index whose first tap is >= v (out when none).
-__device__ inline int64_t lower_bound_tap(const ZoomKey& k, bool vertical, int64_t v) {
-  int64_t lo = 0, hi = vertical ? k.oh : k.ow;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (first_tap(k, vertical, mid) < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-// Weight of input index i in output o along one axis.
-__device__ inline float tap_weight(const ZoomKey& k, bool vertical, int64_t o, int64_t i) {
-  const int64_t in = vertical ? k.ih : k.iw, out = vertical ? k.oh : k.ow;
-  if (!k.bilinear) return nearest_src(o, in, out, k.align_corners) == i ? 1.f : 0.f;
-  int64_t i0, i1;
-  float l;
-  taps(o, in, out, k.align_corners, i0, i1, l);
-  return (i0 == i ? 1.f - l : 0.f) + (i1 == i ? l : 0.f);
-}
-
 __global__ void zoom_forward_kernel(ZoomKey k, const float* x, float* y) {
   const size_t total = size_t(k.n * k.c * k.oh * k.ow);
   OPENDL_GRID_LOOP(o, total) {
     const int64_t ox = int64_t(o) % k.ow, oy = int64_t(o) / k.ow % k.oh, plane = int64_t(o) / (k.ow * k.oh);
     const float* xp = x + plane * k.ih * k.iw;
     if (!k.bilinear) {
-      y[o] = xp[nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw + nearest_src(ox, k.iw, k.ow, k.align_corners)];
+      y[o] = xp[si::nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw +
+                si::nearest_src(ox, k.iw, k.ow, k.align_corners)];
       continue;
     }
     int64_t y0, y1, x0, x1;
     float ly, lx;
-    taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
-    taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
+    si::taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
+    si::taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
     y[o] = (1 - ly) * ((1 - lx) * xp[y0 * k.iw + x0] + lx * xp[y0 * k.iw + x1]) +
            ly * ((1 - lx) * xp[y1 * k.iw + x0] + lx * xp[y1 * k.iw + x1]);
   }
@@ -293,17 +231,17 @@ __global__ void zoom_backward_kernel(ZoomKey k, const float* dy, float* dx, bool
   const size_t total = size_t(k.n * k.c * k.ih * k.iw);
   OPENDL_GRID_LOOP(i, total) {
     const int64_t ix = int64_t(i) % k.iw, iy = int64_t(i) / k.iw % k.ih, plane = int64_t(i) / (k.iw * k.ih);
-    const int64_t back = k.bilinear ? 1 : 0;
-    const int64_t oy0 = lower_bound_tap(k, true, iy - back), oy1 = lower_bound_tap(k, true, iy + 1);
-    const int64_t ox0 = lower_bound_tap(k, false, ix - back), ox1 = lower_bound_tap(k, false, ix + 1);
+    int64_t oy0, oy1, ox0, ox1;
+    si::readers(iy, k.ih, k.oh, k.bilinear, k.align_corners, oy0, oy1);
+    si::readers(ix, k.iw, k.ow, k.bilinear, k.align_corners, ox0, ox1);
     const float* dyp = dy + plane * k.oh * k.ow;
     float acc = 0.f;
     for (int64_t oy = oy0; oy < oy1; ++oy) {
-      const float wy = tap_weight(k, true, oy, iy);
+      const float wy = si::tap_weight(oy, iy, k.ih, k.oh, k.bilinear, k.align_corners);
       if (wy == 0.f) continue;
       float row = 0.f;
       for (int64_t ox = ox0; ox < ox1; ++ox) {
-        const float wx = tap_weight(k, false, ox, ix);
+        const float wx = si::tap_weight(ox, ix, k.iw, k.ow, k.bilinear, k.align_corners);
         if (wx != 0.f) row += wx * dyp[oy * k.ow + ox];
       }
       acc += wy * row;

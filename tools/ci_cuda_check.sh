@@ -53,5 +53,8 @@ exported=$(nm -D --defined-only "$plugin" | awk '$2 ~ /[TDBW]/' | grep -vc ' ope
 echo "ci_cuda_check: exported symbols besides opendl_cuda_*: $exported"
 [ "$missing" = 0 ]
 "$PY" "$ROOT/cuda/plugin_smoke.py" "$plugin"
+# The index math of the GPU's gather-form backward passes against the CPU's scatter form (host code, no GPU).
+c++ -std=c++17 -O1 -I"$ROOT/cpp/src" "$ROOT/cuda/checks/gather_index_check.cpp" -o "$BUILD/gather_index_check"
+"$BUILD/gather_index_check"
 
 echo "ci_cuda_check: ok (pip $((t_pip - start)) s, configure+build $((t_build - t_pip)) s, total $(($(date +%s) - start)) s)"

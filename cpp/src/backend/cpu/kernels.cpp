@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/sampling_index.h"
 #include "opendl/error.h"
 
 namespace opendl {
@@ -215,19 +216,6 @@ void CpuBackend::minmax_backward(size_t n, bool is_max, bool first, const float*
   }
 }
 
-namespace {
-// Source coordinate of output index o along one axis (PyTorch / ONNX conventions).
-inline float zoom_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
-  if (align_corners) return out > 1 ? float(o) * float(in - 1) / float(out - 1) : 0.f;
-  float s = (float(o) + 0.5f) * float(in) / float(out) - 0.5f;
-  return s < 0.f ? 0.f : s;
-}
-inline int64_t nearest_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
-  int64_t s = align_corners ? (out > 1 ? int64_t(std::lround(double(o) * (in - 1) / (out - 1))) : 0)
-                            : int64_t(std::floor(double(o) * in / out));
-  return std::min<int64_t>(s, in - 1);
-}
-}  // namespace
 
 void CpuBackend::zoom_forward(const ZoomKey& k, const float* x, float* y) {
 #pragma omp parallel for schedule(static)
@@ -237,14 +225,14 @@ void CpuBackend::zoom_forward(const ZoomKey& k, const float* x, float* y) {
     for (int64_t oy = 0; oy < k.oh; ++oy)
       for (int64_t ox = 0; ox < k.ow; ++ox) {
         if (!k.bilinear) {
-          yp[oy * k.ow + ox] = xp[nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw +
-                                  nearest_src(ox, k.iw, k.ow, k.align_corners)];
+          yp[oy * k.ow + ox] = xp[si::nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw +
+                                  si::nearest_src(ox, k.iw, k.ow, k.align_corners)];
           continue;
         }
-        float sy = zoom_src(oy, k.ih, k.oh, k.align_corners), sx = zoom_src(ox, k.iw, k.ow, k.align_corners);
-        int64_t y0 = std::min<int64_t>(int64_t(sy), k.ih - 1), x0 = std::min<int64_t>(int64_t(sx), k.iw - 1);
-        int64_t y1 = std::min<int64_t>(y0 + 1, k.ih - 1), x1 = std::min<int64_t>(x0 + 1, k.iw - 1);
-        float ly = sy - y0, lx = sx - x0;
+        int64_t y0, y1, x0, x1;
+        float ly, lx;
+        si::taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
+        si::taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
         yp[oy * k.ow + ox] = (1 - ly) * ((1 - lx) * xp[y0 * k.iw + x0] + lx * xp[y0 * k.iw + x1]) +
                              ly * ((1 - lx) * xp[y1 * k.iw + x0] + lx * xp[y1 * k.iw + x1]);
       }
@@ -261,13 +249,13 @@ void CpuBackend::zoom_backward(const ZoomKey& k, const float* dy, float* dx, boo
       for (int64_t ox = 0; ox < k.ow; ++ox) {
         float g = dyp[oy * k.ow + ox];
         if (!k.bilinear) {
-          dxp[nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw + nearest_src(ox, k.iw, k.ow, k.align_corners)] += g;
+          dxp[si::nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw + si::nearest_src(ox, k.iw, k.ow, k.align_corners)] += g;
           continue;
         }
-        float sy = zoom_src(oy, k.ih, k.oh, k.align_corners), sx = zoom_src(ox, k.iw, k.ow, k.align_corners);
-        int64_t y0 = std::min<int64_t>(int64_t(sy), k.ih - 1), x0 = std::min<int64_t>(int64_t(sx), k.iw - 1);
-        int64_t y1 = std::min<int64_t>(y0 + 1, k.ih - 1), x1 = std::min<int64_t>(x0 + 1, k.iw - 1);
-        float ly = sy - y0, lx = sx - x0;
+        int64_t y0, y1, x0, x1;
+        float ly, lx;
+        si::taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
+        si::taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
         dxp[y0 * k.iw + x0] += (1 - ly) * (1 - lx) * g;
         dxp[y0 * k.iw + x1] += (1 - ly) * lx * g;
         dxp[y1 * k.iw + x0] += ly * (1 - lx) * g;

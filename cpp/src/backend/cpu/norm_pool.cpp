@@ -21,6 +21,7 @@
 #endif
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/sampling_index.h"
 
 namespace opendl {
 namespace {
@@ -111,12 +112,7 @@ OPENDL_CPU_CLONES void row_grad_apply(const float* x, const float* dy, const flo
   }
 }
 
-// The window of output index o along one axis, clipped to the input: [lo, hi).
-inline void window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in, int64_t& lo, int64_t& hi) {
-  const int64_t s = o * stride - pad;
-  lo = std::max<int64_t>(s, 0);
-  hi = std::min<int64_t>(s + k, in);
-}
+using si::window;
 
 // Max pooling of one plane; idx (may be null) receives the flat input index of each maximum (first one on
 // ties), -1 for a window holding no input pixel (its output is 0).

@@ -1,0 +1,87 @@
+// Index math of pooling windows and zoom taps, shared by the CPU backend (scatter form of the backward passes) and
+// the CUDA plugin (gather form: each input element collects the outputs that read it, so no atomics are needed).
+// Host and device code alike. cuda/checks/gather_index_check.cpp checks the gather ranges against brute force.
+#pragma once
+
+#include <math.h>
+#include <stdint.h>
+
+#if defined(__CUDACC__)
+#define OPENDL_SI_HD __host__ __device__ inline
+#else
+#define OPENDL_SI_HD inline
+#endif
+
+namespace opendl {
+namespace si {
+
+// --- pooling ---------------------------------------------------------------------------------------------------
+// The window of output index o along one axis, clipped to the input: [lo, hi).
+OPENDL_SI_HD void window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in, int64_t& lo, int64_t& hi) {
+  const int64_t s = o * stride - pad;
+  lo = s > 0 ? s : 0;
+  hi = s + k < in ? s + k : in;
+}
+// The outputs whose windows hold input index i along one axis: [lo, hi] (empty when lo > hi).
+OPENDL_SI_HD void covering(int64_t i, int64_t stride, int64_t pad, int64_t k, int64_t out, int64_t& lo, int64_t& hi) {
+  // o * stride - pad <= i < o * stride - pad + k
+  const int64_t a = i + pad - k + 1;  // o >= ceil(a / stride)
+  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+  hi = i + pad < 0 ? -1 : (i + pad) / stride;
+  if (hi > out - 1) hi = out - 1;
+}
+
+// --- zoom (PyTorch / ONNX conventions) ---------------------------------------------------------------------------
+// Source coordinate of output index o along one axis for bilinear sampling.
+OPENDL_SI_HD float zoom_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
+  if (align_corners) return out > 1 ? float(o) * float(in - 1) / float(out - 1) : 0.f;
+  const float s = (float(o) + 0.5f) * float(in) / float(out) - 0.5f;
+  return s < 0.f ? 0.f : s;
+}
+OPENDL_SI_HD int64_t nearest_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
+  const int64_t s = align_corners ? (out > 1 ? int64_t(llround(double(o) * double(in - 1) / double(out - 1))) : 0)
+                                  : int64_t(floor(double(o) * double(in) / double(out)));
+  return s < in - 1 ? s : in - 1;
+}
+// Bilinear taps of output o along one axis: i0, i1 = min(i0 + 1, in - 1) and the weight l of i1.
+OPENDL_SI_HD void taps(int64_t o, int64_t in, int64_t out, bool align, int64_t& i0, int64_t& i1, float& l) {
+  const float s = zoom_src(o, in, out, align);
+  i0 = int64_t(s) < in - 1 ? int64_t(s) : in - 1;
+  i1 = i0 + 1 < in - 1 ? i0 + 1 : in - 1;
+  l = s - float(i0);
+}
+// The first tap of output o along an axis; it never decreases as o grows.
+OPENDL_SI_HD int64_t first_tap(int64_t o, int64_t in, int64_t out, bool bilinear, bool align) {
+  if (!bilinear) return nearest_src(o, in, out, align);
+  int64_t i0, i1;
+  float l;
+  taps(o, in, out, align, i0, i1, l);
+  return i0;
+}
+// The smallest output index whose first tap is >= v (out when none).
+OPENDL_SI_HD int64_t lower_bound_tap(int64_t v, int64_t in, int64_t out, bool bilinear, bool align) {
+  int64_t lo = 0, hi = out;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (first_tap(mid, in, out, bilinear, align) < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+// The outputs that read input index i along an axis: [lo, hi). Their first tap is i (nearest) or i - 1 or i
+// (bilinear, whose second tap is the first plus one, or the first at the border).
+OPENDL_SI_HD void readers(int64_t i, int64_t in, int64_t out, bool bilinear, bool align, int64_t& lo, int64_t& hi) {
+  lo = lower_bound_tap(bilinear ? i - 1 : i, in, out, bilinear, align);
+  hi = lower_bound_tap(i + 1, in, out, bilinear, align);
+}
+// Weight of input index i in output o along one axis (0 when o does not read i).
+OPENDL_SI_HD float tap_weight(int64_t o, int64_t i, int64_t in, int64_t out, bool bilinear, bool align) {
+  if (!bilinear) return nearest_src(o, in, out, align) == i ? 1.f : 0.f;
+  int64_t i0, i1;
+  float l;
+  taps(o, in, out, align, i0, i1, l);
+  return (i0 == i ? 1.f - l : 0.f) + (i1 == i ? l : 0.f);
+}
+
+}  // namespace si
+}  // namespace opendl

@@ -1,0 +1,290 @@
+"""CPU against GPU, one table over every layer, loss and solver: the same model (same seed, same samples) trained one
+step on runtime 'cpu' and on runtime 'gpu' must agree in the loss, the layer's output, the gradients of the inputs,
+the layer and its weights, and the weights after two solver updates. TF32 is switched off ('gpu_tf32' 'false'), so
+both sides compute in float32 and differ only in the order of their sums: relative errors (max |cpu - gpu| over
+max |cpu| of each tensor) stay far below 1e-4, while a wrong index, factor or branch is off by O(1).
+
+Skips where no CUDA GPU is present (the CPU side of every case is covered by test_gradients.py and friends), and
+runs end to end on a GPU machine: `python -m pytest -q tests/python/test_gpu_consistency.py`."""
+
+import numpy as np
+import pytest
+
+import opendl as ha
+from gradcheck import Probe
+
+GPUS = ha.query_available_dl_devices(["runtime"], ["gpu"])
+pytestmark = pytest.mark.skipif(not GPUS, reason="no CUDA GPU (runtime 'gpu' unavailable)")
+
+RTOL = 1e-4
+X = {"x": [7, 6, 4]}  # width 7, height 6, depth 4
+
+
+@pytest.fixture(autouse=True)
+def fp32_gpu():
+    ha.set_system("gpu_tf32", "false")
+    yield
+    ha.set_system("gpu_tf32", "true")
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)) if a.size else 0.0
+
+
+def assert_close(what, a, b):
+    e = rel_err(a, b)
+    assert e < RTOL, f"{what}: CPU and GPU differ by {e:.3g} (relative)"
+
+
+def conv(**kw):
+    a = dict(kernel_size=3, dilation=1, stride=1, num_kernel=5, groups=1, padding="half_kernel_size",
+             activation="none", gen_param_name=[], gen_param_value=[])
+    a.update(kw)
+    return lambda i: ha.create_dl_layer_convolution(i["x"], "L", **a)
+
+
+def separated(shape, batch, seed=1):
+    """Distinct values 0.1 apart: the winner of a max never depends on rounding."""
+    n = batch * int(np.prod(shape))
+    v = np.random.default_rng(seed).permutation(n).astype(np.float32) * 0.1 - n * 0.05
+    return v.reshape((batch,) + tuple(shape))
+
+
+S3 = {"x": [4, 3, 2], "y": [4, 3, 2], "z": [4, 3, 2]}
+SEP = {"x": separated((6, 7, 4), 2)}
+
+# id -> (build(inputs) -> layer 'L', input shapes, batch, input data or None, layers with weights)
+LAYERS = {
+    "conv": (conv(), X, 2, None, ["L"]),
+    "conv_stride_dilation": (conv(stride=2, dilation=[2, 1], kernel_size=[3, 2]), X, 2, None, ["L"]),
+    "conv_groups": (conv(groups=2, num_kernel=6), X, 2, None, ["L"]),
+    "conv_depthwise": (conv(groups=4, num_kernel=4), X, 2, None, ["L"]),
+    "conv_relu": (conv(activation="relu"), X, 2, None, ["L"]),
+    "conv_sigmoid": (conv(activation="sigmoid"), X, 2, None, ["L"]),
+    "conv_tanh": (conv(activation="tanh"), X, 2, None, ["L"]),
+    "conv_asymmetric_padding": (conv(padding=[1, 0, 2, 1], gen_param_name="bias_term", gen_param_value="false"),
+                                X, 2, None, ["L"]),
+    "conv_implicit": (conv(padding="implicit", stride=2, kernel_size=2), X, 2, None, ["L"]),
+    "transposed_conv": (lambda i: ha.create_dl_layer_transposed_convolution(i["x"], "L", 3, 2, 3, 1, 1, [], []), X,
+                        2, None, ["L"]),
+    "transposed_conv_groups": (lambda i: ha.create_dl_layer_transposed_convolution(i["x"], "L", 4, 2, 6, 2, 2, [],
+                                                                                   []), X, 2, None, ["L"]),
+    "batchnorm": (lambda i: ha.create_dl_layer_batch_normalization(i["x"], "L", 0.9, 1e-4, "none", [], []), X, 3,
+                  None, ["L"]),
+    "batchnorm_relu": (lambda i: ha.create_dl_layer_batch_normalization(i["x"], "L", 0.9, 1e-4, "relu", [], []), X,
+                       3, None, ["L"]),
+    "dense": (lambda i: ha.create_dl_layer_dense(i["x"], "L", 6, [], []), X, 2, None, ["L"]),
+    "softmax": (lambda i: ha.create_dl_layer_softmax(i["x"], "L", [], []), X, 2, None, []),
+    "max_pool": (lambda i: ha.create_dl_layer_pooling(i["x"], "L", [3, 3], [2, 2], "implicit", "maximum", [], []),
+                 X, 2, SEP, []),
+    "max_pool_2x2": (lambda i: ha.create_dl_layer_pooling(i["x"], "L", [2, 2], [2, 2], "none", "maximum", [], []),
+                     X, 2, SEP, []),
+    "avg_pool": (lambda i: ha.create_dl_layer_pooling(i["x"], "L", [3, 2], [1, 2], [1, 0], "average", [], []), X, 2,
+                 None, []),
+    "global_avg_pool": (lambda i: ha.create_dl_layer_pooling(i["x"], "L", [1, 1], [1, 1], "none", "global_average",
+                                                             [], []), X, 2, None, []),
+    "global_max_pool": (lambda i: ha.create_dl_layer_pooling(i["x"], "L", [2, 2], [1, 1], "none", "global_maximum",
+                                                             [], []), X, 2, SEP, []),
+    "concat_depth": (lambda i: ha.create_dl_layer_concat([i["x"], i["y"]], "L", "depth", [], []),
+                     {"x": [5, 4, 2], "y": [5, 4, 3]}, 2, None, []),
+    "concat_width": (lambda i: ha.create_dl_layer_concat([i["x"], i["y"]], "L", "width", [], []),
+                     {"x": [2, 4, 3], "y": [5, 4, 3]}, 2, None, []),
+    "elementwise_sum": (lambda i: ha.create_dl_layer_elementwise([i["x"], i["y"], i["z"]], "L", "sum",
+                                                                 [0.5, -2.0, 1.5], [], []), S3, 2, None, []),
+    "elementwise_product": (lambda i: ha.create_dl_layer_elementwise([i["x"], i["y"], i["z"]], "L", "product", [],
+                                                                     [], []), S3, 2, None, []),
+    "elementwise_maximum": (lambda i: ha.create_dl_layer_elementwise([i["x"], i["y"], i["z"]], "L", "maximum", [],
+                                                                     [], []), S3, 2, None, []),
+    "elementwise_minimum": (lambda i: ha.create_dl_layer_elementwise([i["x"], i["y"], i["z"]], "L", "minimum", [],
+                                                                     [], []), S3, 2, None, []),
+    "reshape": (lambda i: ha.create_dl_layer_reshape(i["x"], "L", [-1, 2, 0], [], []), X, 2, None, []),
+    "zoom_bilinear": (lambda i: ha.create_dl_layer_zoom_factor(i["x"], "L", 1.5, 2.0, "bilinear", "false", [], []),
+                      X, 2, None, []),
+    "zoom_bilinear_align": (lambda i: ha.create_dl_layer_zoom_size(i["x"], "L", 3, 4, "bilinear", "true", [], []),
+                            X, 2, None, []),
+    "zoom_nearest": (lambda i: ha.create_dl_layer_zoom_factor(i["x"], "L", 2.0, 0.5, "nearest_neighbor", "false", [],
+                                                              []), X, 2, None, []),
+    "depth_max": (lambda i: ha.create_dl_layer_depth_max_s(i["x"], "L", "value", [], [])[1], X, 2, SEP, []),
+    "dropout": (lambda i: ha.create_dl_layer_dropout(i["x"], "L", 0.4, [], []), X, 2, None, []),
+}
+for _t, _names, _values in [("relu", [], []), ("sigmoid", [], []), ("tanh", [], []), ("gelu", [], []),
+                            ("swish", [], []), ("mish", [], []), ("elu", ["alpha"], [0.5]), ("softplus", [], []),
+                            ("hard_swish", [], []), ("atan", [], [])]:
+    LAYERS["activation_" + _t] = ((lambda t, n, v: lambda i: ha.create_dl_layer_activation(i["x"], "L", t, n, v))(
+        _t, _names, _values), X, 2, None, [])
+
+
+def make_pair(build, shapes, batch, data, solver):
+    ps = []
+    for runtime in ("cpu", "gpu"):
+        ha.set_system("seed_rand", 17)
+        p = Probe(build, shapes, batch, seed=3, input_data=data)
+        ha.set_dl_model_param(p.model, "solver_type", solver)
+        ha.set_dl_model_param(p.model, "learning_rate", 0.05 if solver == "sgd" else 0.01)
+        ha.set_dl_model_param(p.model, "momentum", 0.9)
+        if runtime == "gpu":
+            ha.set_dl_model_param(p.model, "device", GPUS[0])
+            assert ha.get_dl_model_param(p.model, "runtime") == ["gpu"]
+        ps.append(p)
+    return ps
+
+
+def compare_step(cpu, gpu, layer, inputs, weighted):
+    lc = ha.as_python_dict_s(ha.train_dl_model_batch(cpu.model, cpu.samples))["total_loss"]
+    lg = ha.as_python_dict_s(ha.train_dl_model_batch(gpu.model, gpu.samples))["total_loss"]
+    assert abs(lc - lg) <= RTOL * max(abs(lc), 1e-12), (lc, lg)
+    assert_close("output", ha.get_dl_model_layer_activations(cpu.model, layer),
+                 ha.get_dl_model_layer_activations(gpu.model, layer))
+    assert_close("output gradient", ha.get_dl_model_layer_gradients(cpu.model, layer),
+                 ha.get_dl_model_layer_gradients(gpu.model, layer))
+    for n in inputs:
+        assert_close(f"input gradient {n}", ha.get_dl_model_layer_gradients(cpu.model, n),
+                     ha.get_dl_model_layer_gradients(gpu.model, n))
+    for w in weighted:
+        for t in ("weights", "bias"):
+            try:
+                a = ha.get_dl_model_layer_weights(cpu.model, w, t + "_gradient")
+            except ha.HOperatorError:
+                continue  # no bias
+            assert_close(f"{w} {t} gradient", a, ha.get_dl_model_layer_weights(gpu.model, w, t + "_gradient"))
+            assert_close(f"{w} {t} after the update", ha.get_dl_model_layer_weights(cpu.model, w, t),
+                         ha.get_dl_model_layer_weights(gpu.model, w, t))
+
+
+@pytest.mark.parametrize("case", list(LAYERS))
+def test_layer_matches_cpu(case):
+    build, shapes, batch, data, weighted = LAYERS[case]
+    cpu, gpu = make_pair(build, shapes, batch, data, "sgd")
+    for _ in range(2):  # the second step reads the momentum the first one left
+        compare_step(cpu, gpu, "L", list(shapes), weighted)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_solvers_match_cpu(solver):
+    def build(i):
+        a = ha.create_dl_layer_convolution(i["x"], "c1", 3, 1, 1, 6, 1, "half_kernel_size", "none", [], [])
+        b = ha.create_dl_layer_batch_normalization(a, "bn", 0.9, 1e-4, "relu", [], [])
+        return ha.create_dl_layer_dense(b, "L", 3, [], [])
+    cpu, gpu = make_pair(build, X, 4, None, solver)
+    ha.set_dl_model_param(cpu.model, "weight_prior", 1e-3)
+    ha.set_dl_model_param(gpu.model, "weight_prior", 1e-3)
+    for _ in range(3):
+        compare_step(cpu, gpu, "L", ["x"], ["c1", "bn", "L"])
+
+
+# --- losses: a model whose only loss is the layer under test, compared through the input gradient ----------------
+
+def _ce(i):
+    return ha.create_dl_layer_loss_cross_entropy(ha.create_dl_layer_softmax(i["x"], "sm", [], []), i["t"], i["w"],
+                                                 "loss", 1.0, [], [])
+
+
+LOSSES = {
+    "cross_entropy": (_ce, {"x": [3, 2, 4], "t": [3, 2, 1], "w": [3, 2, 1]},
+                      lambda r: {"x": r.standard_normal((2, 3, 4)), "t": r.integers(0, 4, (2, 3, 1)),
+                                 "w": r.uniform(0.5, 2, (2, 3, 1))}),
+    "huber": (lambda i: ha.create_dl_layer_loss_huber(i["x"], i["t"], i["w"], i["n"], "loss", 1.0, 0.5, [], []),
+              {"x": [4, 3, 2], "t": [4, 3, 2], "w": [4, 3, 2], "n": [1, 1, 1]},
+              lambda r: {"x": r.standard_normal((3, 4, 2)), "t": r.standard_normal((3, 4, 2)),
+                         "w": r.uniform(0.5, 2, (3, 4, 2)), "n": 3.0}),
+    "focal": (lambda i: ha.create_dl_layer_loss_focal(i["x"], i["t"], i["w"], [], "loss", 1.0, 2.0, [0.25, 0.5, 0.75],
+                                                      "focal_binary", [], []),
+              {"x": [4, 3, 3], "t": [4, 3, 1], "w": [4, 3, 1]},
+              lambda r: {"x": r.standard_normal((3, 4, 3)), "t": r.integers(-1, 3, (3, 4, 1)),
+                         "w": r.uniform(0.5, 2, (3, 4, 1))}),
+    "distance_l1": (lambda i: ha.create_dl_layer_loss_distance(i["x"], i["t"], i["w"], "loss", "l1", 1.0, [], []),
+                    {"x": [4, 3, 2], "t": [4, 3, 2], "w": [4, 3, 2]},
+                    lambda r: {"x": r.standard_normal((3, 4, 2)), "t": r.standard_normal((3, 4, 2)),
+                               "w": r.uniform(0.5, 2, (3, 4, 2))}),
+    "distance_l2": (lambda i: ha.create_dl_layer_loss_distance(i["x"], i["t"], i["w"], "loss", "l2", 1.0, [], []),
+                    {"x": [4, 3, 2], "t": [4, 3, 2], "w": [4, 3, 2]},
+                    lambda r: {"x": r.standard_normal((3, 4, 2)), "t": r.standard_normal((3, 4, 2)),
+                               "w": r.uniform(0.5, 2, (3, 4, 2))}),
+}
+
+
+@pytest.mark.parametrize("case", list(LOSSES))
+def test_loss_matches_cpu(case):
+    make, shapes, draw = LOSSES[case]
+    rng = np.random.default_rng(9)
+    samples = [{k: (np.asarray(v, np.float32) if not isinstance(v, float) else v) for k, v in draw(rng).items()}
+               for _ in range(2)]
+    out = []
+    for runtime in ("cpu", "gpu"):
+        inputs = {n: ha.create_dl_layer_input(n, s, [], []) for n, s in shapes.items()}
+        m = ha.create_dl_model(make(inputs))
+        ha.set_dl_model_param(m, "batch_size", 2)
+        ha.set_dl_model_param(m, "keep_layer_gradients", "true")
+        if runtime == "gpu":
+            ha.set_dl_model_param(m, "runtime", "gpu")
+        loss = ha.as_python_dict_s(ha.train_dl_model_batch(m, samples))["total_loss"]
+        out.append((loss, ha.get_dl_model_layer_gradients(m, "x")))
+    assert abs(out[0][0] - out[1][0]) <= RTOL * abs(out[0][0]), (out[0][0], out[1][0])
+    assert_close("input gradient", out[0][1], out[1][1])
+
+
+# --- devices: moves are lossless, errors leave the model where it was ----------------------------------------------
+
+def test_moving_between_devices_keeps_weights_and_solver_state():
+    build, shapes, batch, data, weighted = LAYERS["conv_relu"]
+    ha.set_system("cudnn_deterministic", "true")  # bitwise comparisons below
+    a, b = make_pair(build, shapes, batch, data, "sgd")  # b is on the GPU
+    ha.set_dl_model_param(a.model, "runtime", "gpu")
+    ha.train_dl_model_batch(a.model, a.samples)
+    ha.train_dl_model_batch(b.model, b.samples)
+    w = ha.get_dl_model_layer_weights(a.model, "L", "weights")
+    ha.set_dl_model_param(a.model, "runtime", "cpu")
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(a.model, "L", "weights"), w)
+    ha.set_dl_model_param(a.model, "runtime", "gpu")
+    # the momentum survived both moves: the next steps match a model that never left the GPU
+    la = ha.as_python_dict_s(ha.train_dl_model_batch(a.model, a.samples))["total_loss"]
+    lb = ha.as_python_dict_s(ha.train_dl_model_batch(b.model, b.samples))["total_loss"]
+    assert la == lb
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(a.model, "L", "weights"),
+                                  ha.get_dl_model_layer_weights(b.model, "L", "weights"))
+    ha.set_system("cudnn_deterministic", "false")
+
+
+def test_a_gpu_that_does_not_exist_is_refused():
+    build, shapes, batch, data, _ = LAYERS["conv"]
+    ha.set_system("seed_rand", 17)
+    p = Probe(build, shapes, batch)
+    w = ha.get_dl_model_layer_weights(p.model, "L", "weights")
+    ha.set_dl_model_param(p.model, "gpu", len(GPUS) + 3)  # recorded only: the model is on the CPU
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_param(p.model, "runtime", "gpu")
+    assert e.value.code == 1302 and "does not exist" in str(e.value)
+    assert ha.get_dl_model_param(p.model, "runtime") == ["cpu"]
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(p.model, "L", "weights"), w)
+
+
+def test_training_the_compact_classifier_on_the_gpu_learns_the_demo_data(tmp_path):
+    """End to end: the built-in compact classifier trains on the embedded demo data on the GPU as on the CPU."""
+    from opendl import demo
+    demo.write_demo_dataset(str(tmp_path / "images"), num_per_class=16, seed=3, size=32)
+    ha.set_system("seed_rand", 5)
+    ds = ha.read_dl_dataset_classification(str(tmp_path / "images"), "last_folder")
+    ha.split_dl_dataset(ds, 70, 15, [])
+    losses = {}
+    for runtime in ("cpu", "gpu"):
+        ha.set_system("seed_rand", 11)
+        m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+        ha.set_dl_model_param(m, "image_dimensions", [32, 32, 1])
+        ha.set_dl_model_param(m, "class_names", ha.get_dict_tuple(ds, "class_names"))
+        ha.set_dl_model_param(m, "class_ids", ha.get_dict_tuple(ds, "class_ids"))
+        ha.set_dl_model_param(m, "batch_size", 8)
+        ha.set_dl_model_param(m, "solver_type", "adam")
+        ha.set_dl_model_param(m, "learning_rate", 0.002)
+        ha.set_dl_model_param(m, "runtime", runtime)
+        pp = ha.create_dl_preprocess_param_from_model(m, "none", "full_domain", [], [], [])
+        path = ha.preprocess_dl_dataset(ds, str(tmp_path / f"pre_{runtime}"), pp, [])
+        d = ha.read_dict(path, [], [])
+        tp = ha.create_dl_train_param(m, 6, 0, "false", 1, [], [])
+        results, _, _ = ha.train_dl_model(d, m, tp, 0)
+        losses[runtime] = [ha.get_dict_tuple_s(r, "total_loss") for r in results]
+    g = losses["gpu"]
+    assert np.mean(g[-5:]) < 0.6 * np.mean(g[:5])
+    # same start, same data order: the first steps agree closely, before float32 rounding differences grow
+    assert abs(losses["cpu"][0] - g[0]) <= 1e-3 * abs(losses["cpu"][0])
