@@ -115,8 +115,10 @@ class CudaBackend final : public Backend {
     return {};
   }
   ~CudaBackend() override {
-    (void)ctx_->activate();
-    (void)ctx_->synchronize();
+    if (ctx_) {  // null when create() failed early
+      (void)ctx_->activate();
+      (void)ctx_->synchronize();
+    }
     plans_.clear();
     for (auto& s : scratch_) s.reset();
     if (host_result_) cudaFreeHost(host_result_);

@@ -1,6 +1,7 @@
 """Smoke test of a built libopendl_cuda through its C ABI (ctypes, no opendl import): loads the plugin, prints
 the library versions and the GPUs, and runs the self-test on each GPU. Without a GPU or driver it checks that
 the plugin reports a HALCON error code instead of crashing and exits 0; with a GPU a failed self-test exits 1.
+A backend requested with a foreign backend.h fingerprint must be refused (4204) either way.
 Usage: python cuda/plugin_smoke.py path/to/libopendl_cuda.so"""
 
 import ctypes
@@ -32,6 +33,13 @@ def main(path):
         return 1
     print(f"CUDA runtime {v.runtime}, driver {v.driver}, cuDNN {v.cudnn} (built {v.cudnn_compiled}), "
           f"cuBLAS {v.cublas} (built {v.cublas_compiled})")
+    # A libopendl built from another backend.h is refused before any device is touched, GPU or not.
+    handle = ctypes.c_void_p()
+    rc = lib.opendl_cuda_backend_create(0, b"not-this-build", ctypes.byref(handle), err, ctypes.c_size_t(len(err)))
+    print(f"backend_create with a foreign backend.h fingerprint: error {rc}: {err.value.decode()}")
+    if rc != 4204 or handle.value is not None:
+        print("backend_create: expected error 4204 and no backend")
+        return 1
     count = ctypes.c_int(-1)
     rc = lib.opendl_cuda_device_count(ctypes.byref(count), err, ctypes.c_size_t(len(err)))
     if rc != 0:

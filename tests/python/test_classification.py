@@ -330,7 +330,7 @@ def test_bad_batch_raises_and_changes_nothing(case):
     ("class_names", ["a", "a"], 1303), ("class_weights", [1.0, 2.0], 1403), ("class_weights", [1.0, -1, 1], 1303),
     ("image_num_channels", 4, 7724), ("image_dimensions", [32, 32], 1403), ("image_width", 0, 1303),
     ("batch_size", 0, 1303), ("learning_rate", -1.0, 1303), ("no_such_param", 1, 1302),
-    ("runtime", "gpu", 1303), ("type", "detection", 1303),
+    ("runtime", "tpu", 1303), ("type", "detection", 1303),
 ])
 def test_bad_parameter_raises_and_changes_nothing(name, value, code):
     m = compact()
@@ -339,6 +339,21 @@ def test_bad_parameter_raises_and_changes_nothing(name, value, code):
         ha.set_dl_model_param(m, name, value)
     assert e.value.error_code == code
     assert serialized(m) == before
+
+
+@pytest.mark.skipif(bool(ha.query_available_dl_devices(["runtime"], ["gpu"])), reason="a GPU is present")
+def test_runtime_gpu_without_a_gpu_says_why_and_changes_nothing():
+    """Plugin not built or not loadable (4204), no GPU (7708), no driver (7709), cuBLAS / cuDNN missing (7717 /
+    7718): each is refused with its code and a reason, and the model stays on the CPU as it was."""
+    m = compact()
+    before = serialized(m)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_param(m, "runtime", "gpu")
+    assert e.value.error_code in (4204, 7708, 7709, 7717, 7718)
+    assert len(str(e.value)) > 60
+    assert ha.get_dl_model_param_s(m, "runtime") == "cpu"
+    assert serialized(m) == before
+    assert np.isfinite(loss(ha.train_dl_model_batch(m, batch(4))))  # still trains on the CPU
 
 
 def test_alexnet_reports_too_small_images():
