@@ -216,7 +216,6 @@ void CpuBackend::minmax_backward(size_t n, bool is_max, bool first, const float*
   }
 }
 
-
 void CpuBackend::zoom_forward(const ZoomKey& k, const float* x, float* y) {
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < k.n * k.c; ++p) {
@@ -249,7 +248,8 @@ void CpuBackend::zoom_backward(const ZoomKey& k, const float* dy, float* dx, boo
       for (int64_t ox = 0; ox < k.ow; ++ox) {
         float g = dyp[oy * k.ow + ox];
         if (!k.bilinear) {
-          dxp[si::nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw + si::nearest_src(ox, k.iw, k.ow, k.align_corners)] += g;
+          dxp[si::nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw +
+              si::nearest_src(ox, k.iw, k.ow, k.align_corners)] += g;
           continue;
         }
         int64_t y0, y1, x0, x1;
