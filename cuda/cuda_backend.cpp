@@ -641,8 +641,8 @@ class CudaBackend final : public Backend {
     return {};
   }
 
-  // cudnnFind* times every algorithm on buffers it allocates itself; the first usable result (they come fastest
-  // first) is taken. Nothing usable means cuDNN has no kernel for this shape under the constraints.
+  // cudnnFind* times every algorithm on buffers it allocates itself. Nothing usable means cuDNN has no kernel for
+  // this shape under the constraints.
   Status choose_algorithms(ConvPlan* p) {
     constexpr int kMax = 16;
     int got = 0;
@@ -653,39 +653,28 @@ class CudaBackend final : public Backend {
                     workspace_limit() >> 20);
       return Status{OPENDL_CUDA_ERR_CUDNN, buf};
     };
-    {
-      cudnnConvolutionFwdAlgoPerf_t perf[kMax];
-      OPENDL_CHECK_CUDNN(cudnnFindConvolutionForwardAlgorithm(ctx_->cudnn(), p->in, p->filt, p->conv, p->out, kMax,
-                                                              &got, perf));
+    // The first usable result (they come fastest first) into algo / workspace / math type.
+    auto take = [&](const auto* perf, auto* algo, size_t* ws_bytes, cudnnMathType_t* math, const char* which) {
       int i = 0;
       while (i < got && !usable(perf[i], tf32_, deterministic_)) ++i;
-      if (i == got) return none("forward");
-      p->fwd = perf[i].algo;
-      p->fwd_ws = perf[i].memory;
-      p->fwd_math = perf[i].mathType;
-    }
-    {
-      cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
-      OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(ctx_->cudnn(), p->filt, p->out, p->conv, p->in,
-                                                                   kMax, &got, perf));
-      int i = 0;
-      while (i < got && !usable(perf[i], tf32_, deterministic_)) ++i;
-      if (i == got) return none("backward-data");
-      p->bwd_data = perf[i].algo;
-      p->data_ws = perf[i].memory;
-      p->data_math = perf[i].mathType;
-    }
-    {
-      cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
-      OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(ctx_->cudnn(), p->in, p->out, p->conv, p->filt,
-                                                                     kMax, &got, perf));
-      int i = 0;
-      while (i < got && !usable(perf[i], tf32_, deterministic_)) ++i;
-      if (i == got) return none("backward-filter");
-      p->bwd_filter = perf[i].algo;
-      p->filter_ws = perf[i].memory;
-      p->filter_math = perf[i].mathType;
-    }
+      if (i == got) return none(which);
+      *algo = perf[i].algo;
+      *ws_bytes = perf[i].memory;
+      *math = perf[i].mathType;
+      return Status{};
+    };
+    cudnnConvolutionFwdAlgoPerf_t fwd[kMax];
+    OPENDL_CHECK_CUDNN(
+        cudnnFindConvolutionForwardAlgorithm(ctx_->cudnn(), p->in, p->filt, p->conv, p->out, kMax, &got, fwd));
+    OPENDL_CHECK_STATUS(take(fwd, &p->fwd, &p->fwd_ws, &p->fwd_math, "forward"));
+    cudnnConvolutionBwdDataAlgoPerf_t data[kMax];
+    OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(ctx_->cudnn(), p->filt, p->out, p->conv, p->in, kMax,
+                                                                 &got, data));
+    OPENDL_CHECK_STATUS(take(data, &p->bwd_data, &p->data_ws, &p->data_math, "backward-data"));
+    cudnnConvolutionBwdFilterAlgoPerf_t filter[kMax];
+    OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(ctx_->cudnn(), p->in, p->out, p->conv, p->filt,
+                                                                   kMax, &got, filter));
+    OPENDL_CHECK_STATUS(take(filter, &p->bwd_filter, &p->filter_ws, &p->filter_math, "backward-filter"));
     return {};
   }
 

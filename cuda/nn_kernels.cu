@@ -153,24 +153,11 @@ __global__ void pool_forward_kernel(PoolKey k, const float* x, float* y, int32_t
     si::window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
     si::window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
     if (k.max) {
-      float best = 0.f;
-      int64_t at = -1;
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) {
-          const float v = xp[h * k.iw + w];
-          if (at < 0 || v > best) {
-            best = v;
-            at = h * k.iw + w;
-          }
-        }
-      y[o] = best;
+      int64_t at;
+      y[o] = si::window_max(xp, k.iw, h0, h1, w0, w1, at);
       if (idx) idx[o] = int32_t(at);
     } else {
-      double s = 0.0;
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) s += xp[h * k.iw + w];
-      const int64_t cnt = (h1 - h0) * (w1 - w0);
-      y[o] = cnt > 0 ? float(s / double(cnt)) : 0.f;
+      y[o] = si::window_mean(xp, k.iw, h0, h1, w0, w1);
     }
   }
 }
@@ -219,8 +206,7 @@ __global__ void zoom_forward_kernel(ZoomKey k, const float* x, float* y) {
     float ly, lx;
     si::taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
     si::taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
-    y[o] = (1 - ly) * ((1 - lx) * xp[y0 * k.iw + x0] + lx * xp[y0 * k.iw + x1]) +
-           ly * ((1 - lx) * xp[y1 * k.iw + x0] + lx * xp[y1 * k.iw + x1]);
+    y[o] = si::bilinear(xp, k.iw, y0, y1, x0, x1, ly, lx);
   }
 }
 

@@ -263,20 +263,14 @@ def test_a_gpu_that_does_not_exist_is_refused():
 def test_training_the_compact_classifier_on_the_gpu_learns_the_demo_data(tmp_path):
     """End to end: the built-in compact classifier trains on the embedded demo data on the GPU as on the CPU."""
     from opendl import demo
+    from test_training import new_model
     demo.write_demo_dataset(str(tmp_path / "images"), num_per_class=16, seed=3, size=32)
     ha.set_system("seed_rand", 5)
     ds = ha.read_dl_dataset_classification(str(tmp_path / "images"), "last_folder")
     ha.split_dl_dataset(ds, 70, 15, [])
     losses = {}
     for runtime in ("cpu", "gpu"):
-        ha.set_system("seed_rand", 11)
-        m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
-        ha.set_dl_model_param(m, "image_dimensions", [32, 32, 1])
-        ha.set_dl_model_param(m, "class_names", ha.get_dict_tuple(ds, "class_names"))
-        ha.set_dl_model_param(m, "class_ids", ha.get_dict_tuple(ds, "class_ids"))
-        ha.set_dl_model_param(m, "batch_size", 8)
-        ha.set_dl_model_param(m, "solver_type", "adam")
-        ha.set_dl_model_param(m, "learning_rate", 0.002)
+        m = new_model(ds)  # test_training's compact classifier: seed 11, batch 8, Adam at 0.002
         ha.set_dl_model_param(m, "runtime", runtime)
         pp = ha.create_dl_preprocess_param_from_model(m, "none", "full_domain", [], [], [])
         path = ha.preprocess_dl_dataset(ds, str(tmp_path / f"pre_{runtime}"), pp, [])

@@ -1,4 +1,4 @@
-// Index math of pooling windows and zoom taps, shared by the CPU backend (scatter form of the backward passes) and
+// Index math (and the per-window values) of pooling windows and zoom taps, shared by the CPU backend (scatter form of the backward passes) and
 // the CUDA plugin (gather form: each input element collects the outputs that read it, so no atomics are needed).
 // Host and device code alike. cuda/checks/gather_index_check.cpp checks the gather ranges against brute force.
 #pragma once
@@ -31,6 +31,31 @@ OPENDL_SI_HD void covering(int64_t i, int64_t stride, int64_t pad, int64_t k, in
   if (hi > out - 1) hi = out - 1;
 }
 
+// Max pooling of one window [h0, h1) x [w0, w1) of a plane iw wide: the first maximum (strict comparisons, so a
+// later NaN never wins) and its flat index in `at`; 0 and -1 for an empty window.
+OPENDL_SI_HD float window_max(const float* x, int64_t iw, int64_t h0, int64_t h1, int64_t w0, int64_t w1,
+                              int64_t& at) {
+  float best = 0.f;
+  at = -1;
+  for (int64_t h = h0; h < h1; ++h)
+    for (int64_t w = w0; w < w1; ++w) {
+      const float v = x[h * iw + w];
+      if (at < 0 || v > best) {
+        best = v;
+        at = h * iw + w;
+      }
+    }
+  return best;
+}
+// Average pooling of one window: the mean of the input pixels inside it (summed in double), 0 when empty.
+OPENDL_SI_HD float window_mean(const float* x, int64_t iw, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+  double s = 0.0;
+  for (int64_t h = h0; h < h1; ++h)
+    for (int64_t w = w0; w < w1; ++w) s += x[h * iw + w];
+  const int64_t cnt = (h1 - h0) * (w1 - w0);
+  return cnt > 0 ? float(s / double(cnt)) : 0.f;
+}
+
 // --- zoom (PyTorch / ONNX conventions) ---------------------------------------------------------------------------
 // Source coordinate of output index o along one axis for bilinear sampling.
 OPENDL_SI_HD float zoom_src(int64_t o, int64_t in, int64_t out, bool align_corners) {
@@ -49,6 +74,12 @@ OPENDL_SI_HD void taps(int64_t o, int64_t in, int64_t out, bool align, int64_t& 
   i0 = int64_t(s) < in - 1 ? int64_t(s) : in - 1;
   i1 = i0 + 1 < in - 1 ? i0 + 1 : in - 1;
   l = s - float(i0);
+}
+// The bilinear sample of a plane iw wide from the taps of both axes.
+OPENDL_SI_HD float bilinear(const float* x, int64_t iw, int64_t y0, int64_t y1, int64_t x0, int64_t x1, float ly,
+                            float lx) {
+  return (1 - ly) * ((1 - lx) * x[y0 * iw + x0] + lx * x[y0 * iw + x1]) +
+         ly * ((1 - lx) * x[y1 * iw + x0] + lx * x[y1 * iw + x1]);
 }
 // The first tap of output o along an axis; it never decreases as o grows.
 OPENDL_SI_HD int64_t first_tap(int64_t o, int64_t in, int64_t out, bool bilinear, bool align) {

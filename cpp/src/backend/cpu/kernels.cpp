@@ -232,8 +232,7 @@ void CpuBackend::zoom_forward(const ZoomKey& k, const float* x, float* y) {
         float ly, lx;
         si::taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
         si::taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
-        yp[oy * k.ow + ox] = (1 - ly) * ((1 - lx) * xp[y0 * k.iw + x0] + lx * xp[y0 * k.iw + x1]) +
-                             ly * ((1 - lx) * xp[y1 * k.iw + x0] + lx * xp[y1 * k.iw + x1]);
+        yp[oy * k.ow + ox] = si::bilinear(xp, k.iw, y0, y1, x0, x1, ly, lx);
       }
   }
 }

@@ -123,17 +123,8 @@ void max_plane(const PoolKey& k, const float* x, float* y, int32_t* idx) {
     for (int64_t ow = 0; ow < k.ow; ++ow) {
       int64_t w0, w1;
       window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
-      float best = 0.f;
-      int64_t at = -1;
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) {
-          const float v = x[h * k.iw + w];
-          if (at < 0 || v > best) {
-            best = v;
-            at = h * k.iw + w;
-          }
-        }
-      y[oh * k.ow + ow] = best;
+      int64_t at;
+      y[oh * k.ow + ow] = si::window_max(x, k.iw, h0, h1, w0, w1, at);
       if (idx) idx[oh * k.ow + ow] = int32_t(at);
     }
   }
@@ -217,11 +208,7 @@ void avg_plane(const PoolKey& k, const float* x, float* y) {
     for (int64_t ow = 0; ow < k.ow; ++ow) {
       int64_t w0, w1;
       window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
-      double s = 0.0;
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w) s += x[h * k.iw + w];
-      const int64_t cnt = (h1 - h0) * (w1 - w0);
-      y[oh * k.ow + ow] = cnt > 0 ? float(s / double(cnt)) : 0.f;
+      y[oh * k.ow + ow] = si::window_mean(x, k.iw, h0, h1, w0, w1);
     }
   }
 }
