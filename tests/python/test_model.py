@@ -171,6 +171,33 @@ def test_seed_makes_initialisation_and_training_reproducible():
     assert ha.get_system_s("seed_rand") == 124
 
 
+def test_a_batch_size_too_large_for_memory_is_refused_and_the_model_goes_on_as_before():
+    """Out of memory while resizing (6001 on the CPU, 4104 on a GPU) leaves the model at its previous batch size
+    with its weights, statistics and solver state: it trains on exactly like a twin that was never asked (it used
+    to keep pointers to freed activation buffers and crash on the next step)."""
+    huge = 1 << 42  # 60 floats per sample: about a petabyte, refused by the allocator at once
+    twins = []
+    for ask in (False, True):
+        ha.set_system("seed_rand", 7)
+        m = small_net()
+        ha.set_dl_model_param(m, "batch_size", 3)
+        ha.train_dl_model_batch(m, samples(3, seed=0))
+        if ask:
+            before = state(m)
+            with pytest.raises(ha.HOperatorError) as e:
+                ha.set_dl_model_param(m, "batch_size", huge)
+            assert e.value.error_code == 6001 and "memory" in str(e.value)
+            assert ha.get_dl_model_param(m, "batch_size") == [3]
+            assert_same(before, state(m))
+        losses = [ha.as_python_dict_s(ha.train_dl_model_batch(m, samples(3, seed=i)))["total_loss"] for i in (1, 2)]
+        out = ha.apply_dl_model(m, samples(3, seed=3), ["softmax"])
+        twins.append((losses, state(m), [np.asarray(ha.get_dict_object(r, "softmax")) for r in out]))
+    assert twins[0][0] == twins[1][0]
+    assert_same(twins[0][1], twins[1][1])
+    for a, b in zip(twins[0][2], twins[1][2]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_training_learns_and_apply_shapes():
     ha.set_system("seed_rand", 1)
     m = small_net()

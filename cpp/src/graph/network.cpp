@@ -97,6 +97,18 @@ Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
   for (auto& s : slots_)
     if (s.blob_owner >= 0)
       for (size_t k = 0; k < s.blobs.size(); ++k) s.blobs[k].offset = slots_[size_t(s.blob_owner)].blobs[k].offset;
+  // The destructor does not run for a constructor that throws: whatever was allocated is freed here.
+  try {
+    allocate_parameters();
+    set_batch_size(1);
+  } catch (...) {
+    free_activations();
+    for (float* p : {params_, grads_, lr_mult_, decay_mask_}) be_.free(p);
+    throw;
+  }
+}
+
+void Network::allocate_parameters() {
   params_ = be_.alloc(std::max<size_t>(n_total_, 1));
   grads_ = be_.alloc(std::max<size_t>(n_train_, 1));
   std::vector<float> lr(n_train_, 1.f), decay(n_train_, 0.f);
@@ -114,7 +126,6 @@ Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
     be_.upload(lr_mult_, lr.data(), n_train_);
     be_.upload(decay_mask_, decay.data(), n_train_);
   }
-  set_batch_size(1);
 }
 
 Network::~Network() {
@@ -204,7 +215,30 @@ void Network::set_batch_size(int64_t n) {
     }
   }
   const std::vector<int64_t> blocks = plan_layouts(shapes);
+  const int64_t old = batch_size_;
   free_activations();
+  try {
+    allocate_activations(n, shapes, in_shapes, blocks);
+  } catch (...) {
+    // Out of (device) memory: back to the previous size, which fitted before its buffers were freed, so that
+    // the network stays usable as it was. Should even that fail, it holds no activations and says so on use.
+    free_activations();
+    batch_size_ = 0;
+    if (old > 0) {
+      try {
+        set_batch_size(old);
+      } catch (...) {
+        free_activations();
+        batch_size_ = 0;
+      }
+    }
+    throw;
+  }
+}
+
+void Network::allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
+                                   const std::vector<std::vector<Shape4>>& in_shapes,
+                                   const std::vector<int64_t>& blocks) {
   batch_size_ = n;
   auto own = [&](size_t floats) {
     float* p = be_.alloc(floats);
@@ -253,7 +287,19 @@ void Network::set_batch_size(int64_t n) {
 void Network::set_keep_gradients(bool on) {
   if (on == keep_grads_) return;
   keep_grads_ = on;
-  if (batch_size_ > 0) set_batch_size(batch_size_);
+  if (batch_size_ < 1) return;
+  try {
+    set_batch_size(batch_size_);
+  } catch (...) {
+    keep_grads_ = !on;  // set_batch_size is back at the same size with the other setting: redo it with this one
+    if (batch_size_ > 0) {
+      try {
+        set_batch_size(batch_size_);
+      } catch (...) {
+      }
+    }
+    throw;
+  }
 }
 
 bool Network::gradient_kept(size_t i) const {

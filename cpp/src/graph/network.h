@@ -164,6 +164,9 @@ class Network {
 
  private:
   void free_activations();
+  void allocate_parameters();
+  void allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
+                            const std::vector<std::vector<Shape4>>& in_shapes, const std::vector<int64_t>& blocks);
   std::vector<int64_t> plan_layouts(const std::vector<Shape4>& shapes) const;
   Backend& be_;
   std::vector<LayerSlot> slots_;

@@ -33,6 +33,13 @@ void Model::alloc_solver_state() {
   net_->backend().fill(v_, n, 0.f);
 }
 
+void Model::require_activations() const {
+  // Only after an allocation failed and restoring the previous batch size failed as well (Network::set_batch_size).
+  if (net_->batch_size() < 1)
+    fail(runtime_ == "gpu" ? err::kOutOfDeviceMem : err::kHostMem,
+         "the model holds no activation memory after an allocation failed; set 'batch_size' again (smaller)");
+}
+
 void Model::reset_solver_state() {
   size_t n = std::max<size_t>(net_->num_trainable(), 1);
   net_->backend().fill(m_, n, 0.f);
@@ -317,6 +324,7 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
   if (net_->inference_only())
     fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true') and "
                                   "cannot be trained; set 'optimize_for_inference' to 'false' first");
+  require_activations();
   const size_t need = size_t(batch_size_ * multiplier_);
   if (batch.size() != need)
     fail(err::kInputWrongBatchSizeWithMultiplier,
@@ -344,22 +352,43 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
       }
       s.layer->check_inputs(host, s.in_shapes);
     }
-  // Persistent state (batch-norm statistics) and the RNG are restored if the step fails numerically.
-  const size_t n_state = net_->num_params() - net_->num_trainable();
-  std::vector<float> state(n_state);
-  if (n_state) be.download(state.data(), net_->params() + net_->num_trainable(), n_state);
-  auto rng_state = rng_.state();
+  // Persistent state (batch-norm statistics) and the RNG are restored if the step fails numerically or throws
+  // (out of device memory, say). The copy stays on the device: no round trip through the host per step.
+  const size_t nt = net_->num_trainable();
+  const size_t n_state = net_->num_params() - nt;
+  struct Backup {
+    Backend& be;
+    float* p = nullptr;
+    ~Backup() { be.free(p); }
+  } state{be};
+  if (n_state) {
+    state.p = be.alloc(n_state);
+    be.copy(state.p, net_->params() + nt, n_state);
+  }
+  const auto rng_state = rng_.state();
+  auto restore = [&] {
+    if (n_state) be.copy(net_->params() + nt, state.p, n_state);
+    rng_.set_state(rng_state);
+  };
 
   std::map<int, double> loss_sum;
-  for (int64_t mb = 0; mb < multiplier_; ++mb) {
-    for (size_t k = 0; k < inputs.size(); ++k) {
-      size_t n = size_t(slots[inputs[k]].shape.numel());
-      be.upload(slots[inputs[k]].y, staged[k].data() + size_t(mb) * n, n);
+  try {
+    for (int64_t mb = 0; mb < multiplier_; ++mb) {
+      for (size_t k = 0; k < inputs.size(); ++k) {
+        size_t n = size_t(slots[inputs[k]].shape.numel());
+        be.upload(slots[inputs[k]].y, staged[k].data() + size_t(mb) * n, n);
+      }
+      net_->forward(true, rng_);
+      for (int li : losses) loss_sum[li] += slots[li].loss;
+      // Gradients are averaged over the micro-batches (spec E.6): each contributes 1/multiplier.
+      net_->backward(1.f / float(multiplier_), mb > 0);
     }
-    net_->forward(true, rng_);
-    for (int li : losses) loss_sum[li] += slots[li].loss;
-    // Gradients are averaged over the micro-batches (spec E.6): each contributes 1/multiplier.
-    net_->backward(1.f / float(multiplier_), mb > 0);
+  } catch (...) {
+    try {
+      restore();
+    } catch (...) {  // the first error is the one to report
+    }
+    throw;
   }
   TrainResult r;
   double total = 0;
@@ -368,13 +397,11 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
     r[slots[li].layer->name()] = v;
     total += v;
   }
-  const size_t nt = net_->num_trainable();
   double reg = 0;
   if (weight_prior_ > 0 && nt) reg = 0.5 * weight_prior_ * be.sum_squares_masked(nt, net_->params(), net_->decay_mask());
   total += reg;
   if (!std::isfinite(total) || (nt && !be.all_finite(nt, net_->grads()))) {
-    if (n_state) be.upload(net_->params() + nt, state.data(), n_state);
-    rng_.set_state(rng_state);
+    restore();
     fail(err::kTrainingFailed, "the loss or its gradient is not finite (loss " + to_string(Value(total)) +
                                    "); training diverged, the model was left unchanged. Lower 'learning_rate'");
   }
@@ -398,6 +425,7 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
 std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::vector<std::string>& outputs) {
   std::lock_guard<std::mutex> lock(mu_);
   if (batch.empty()) fail(err::kInputWrongBatchSize, "dlsample_batch is empty");
+  require_activations();
   if (int64_t(batch.size()) > batch_size_)
     fail(err::kInputWrongBatchSize, "dlsample_batch holds " + std::to_string(batch.size()) +
                                         " samples, more than batch_size (" + std::to_string(batch_size_) + ")");

@@ -80,6 +80,7 @@ class Model {
   std::vector<std::vector<float>> pack(const std::vector<Sample>& batch, const std::vector<int>& inputs,
                                        size_t padded) const;
   void reset_solver_state();
+  void require_activations() const;
   void alloc_solver_state();
   const BlobSlot& blob(int slot, const std::string& type, bool& gradient) const;
   Tensor to_images(size_t slot, bool gradient);  // slot's output or gradient as (N, H, W, C)

@@ -102,12 +102,26 @@ void Model::rebuild(const std::vector<LayerDesc>& layers, const std::vector<std:
   auto old = snapshot(*net_, m_, v_);
   Rng init_rng = rng_;
   net->init_params(init_rng);
+  // The new solver state too is allocated while the model still holds its own (out of memory changes nothing).
+  Backend& be = net->backend();
+  const size_t ns = std::max<size_t>(net->num_trainable(), 1);
+  float* m = be.alloc(ns);
+  float* v = nullptr;
+  try {
+    v = be.alloc(ns);
+    be.fill(m, ns, 0.f);
+    be.fill(v, ns, 0.f);
+  } catch (...) {
+    be.free(m);
+    be.free(v);
+    throw;
+  }
   net_->backend().free(m_);
   net_->backend().free(v_);
   net_ = std::move(net);
+  m_ = m;
+  v_ = v;
   rng_ = init_rng;
-  alloc_solver_state();
-  Backend& be = net_->backend();
   for (auto& s : net_->slots())
     for (auto& b : s.blobs) {
       auto it = old.find({s.layer->name(), b.spec.name});
