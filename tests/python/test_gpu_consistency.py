@@ -282,3 +282,80 @@ def test_training_the_compact_classifier_on_the_gpu_learns_the_demo_data(tmp_pat
     assert np.mean(g[-5:]) < 0.6 * np.mean(g[:5])
     # same start, same data order: the first steps agree closely, before float32 rounding differences grow
     assert abs(losses["cpu"][0] - g[0]) <= 1e-3 * abs(losses["cpu"][0])
+
+
+# --- issue 8 on the GPU: deterministic training; issue 4: out of device memory -------------------------------------
+
+def _compact_pair_model(seed):
+    def build(i):
+        a = ha.create_dl_layer_convolution(i["x"], "c1", 3, 1, 1, 8, 1, "half_kernel_size", "none", [], [])
+        b = ha.create_dl_layer_batch_normalization(a, "bn", 0.9, 1e-4, "relu", [], [])
+        c = ha.create_dl_layer_pooling(b, "pool", [2, 2], [2, 2], "none", "maximum", [], [])
+        d = ha.create_dl_layer_dropout(c, "drop", 0.25, [], [])
+        return ha.create_dl_layer_dense(d, "L", 3, [], [])
+    ha.set_system("seed_rand", seed)
+    p = Probe(build, {"x": [16, 12, 3]}, 8, seed=3)
+    ha.set_dl_model_param(p.model, "solver_type", "adam")
+    ha.set_dl_model_param(p.model, "learning_rate", 0.01)
+    ha.set_dl_model_param(p.model, "device", GPUS[0])
+    return p
+
+
+def test_cudnn_deterministic_training_repeats_bit_for_bit_on_the_gpu():
+    """set_system('cudnn_deterministic', 'true'): the same seed and samples give bit-identical losses, weights and
+    batch-norm statistics in two runs (convolution, batch norm, pooling, dropout, dense, Adam)."""
+    ha.set_system("cudnn_deterministic", "true")
+    try:
+        runs = []
+        for _ in range(2):
+            p = _compact_pair_model(21)
+            losses = [ha.as_python_dict_s(ha.train_dl_model_batch(p.model, p.samples))["total_loss"]
+                      for _ in range(4)]
+            runs.append((losses, {(l, t): ha.get_dl_model_layer_weights(p.model, l, t)
+                                  for l, t in (("c1", "weights"), ("bn", "batchnorm_mean"),
+                                               ("bn", "batchnorm_variance"), ("L", "weights"), ("L", "bias"))}))
+        assert runs[0][0] == runs[1][0]
+        for k, w in runs[0][1].items():
+            np.testing.assert_array_equal(w, runs[1][1][k], err_msg=str(k))
+    finally:
+        ha.set_system("cudnn_deterministic", "false")
+
+
+def test_out_of_gpu_memory_raises_4104_and_the_model_trains_on():
+    p = _compact_pair_model(22)
+    ha.train_dl_model_batch(p.model, p.samples)
+    w = ha.get_dl_model_layer_weights(p.model, "c1", "weights")
+    free_total = GPUS[0].core("get_dl_model_param")["total_memory"]
+    per_sample = 16 * 12 * 8 * 4 * 4  # far below the real need of a sample (activations, gradients, scratch)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_param(p.model, "batch_size", 4 * free_total // per_sample)
+    assert e.value.error_code == 4104 and "MiB" in str(e.value)
+    assert ha.get_dl_model_param(p.model, "batch_size") == [8]
+    np.testing.assert_array_equal(ha.get_dl_model_layer_weights(p.model, "c1", "weights"), w)
+    loss = ha.as_python_dict_s(ha.train_dl_model_batch(p.model, p.samples))["total_loss"]
+    assert np.isfinite(loss)
+
+
+def test_the_detector_trains_on_the_gpu_as_on_the_cpu():
+    """The detection model (anchors, box targets and proposals run on the host through the backend's transfers;
+    focal and Huber losses on the device): the first steps' losses agree with the CPU's."""
+    from detection_helpers import samples as det_samples, scene
+    rng = np.random.default_rng(4)
+    data = det_samples([scene(rng) for _ in range(4)])
+    out = {}
+    for runtime in ("cpu", "gpu"):
+        ha.set_system("seed_rand", 9)
+        m = ha.create_dl_model_detection("pretrained_dl_classifier_compact.hdl", 3,
+                                         {"image_dimensions": [64, 64, 1], "class_ids": [1, 2, 3], "capacity": "low"})
+        ha.set_dl_model_param(m, "batch_size", 4)
+        ha.set_dl_model_param(m, "solver_type", "adam")
+        ha.set_dl_model_param(m, "learning_rate", 0.001)
+        ha.set_dl_model_param(m, "runtime", runtime)
+        out[runtime] = [ha.as_python_dict_s(ha.train_dl_model_batch(m, data)) for _ in range(3)]
+        out[runtime + "_boxes"] = [ha.get_dict_tuple(r, "bbox_row1") for r in ha.apply_dl_model(m, data[:2], [])]
+    for c, g in zip(out["cpu"], out["gpu"]):
+        assert c.keys() == g.keys()
+        for k in c:
+            assert abs(c[k] - g[k]) <= 1e-3 * max(abs(c[k]), 1e-6), (k, c[k], g[k])
+    for c, g in zip(out["cpu_boxes"], out["gpu_boxes"]):
+        assert len(c) == len(g)
