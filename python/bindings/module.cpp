@@ -288,15 +288,16 @@ PYBIND11_MODULE(_core, m) {
         return to_bytes(b);
       })
       .def("optimize_for_inference",
-           [](const HDlModel& h, const std::string& runtime, const std::string& precision) {
+           [](const HDlModel& h, const std::string& runtime, const std::string& precision, int64_t gpu) {
              HDict report;
              HDlModel c;
              {
                py::gil_scoped_release nogil;
-               c = OptimizeDlModelForInference(h, runtime, precision, &report);
+               c = OptimizeDlModelForInference(h, runtime, precision, &report, gpu);
              }
              return py::make_tuple(c, dict_to_tree(*report.ptr));
-           })
+           },
+           py::arg("runtime"), py::arg("precision"), py::arg("gpu") = 0)
       .def("buffer_bytes", [](const HDlModel& h) { return h.ptr->net().buffer_bytes(); })
       .def("folded_layers", [](const HDlModel& h) { return h.ptr->net().folded_layers(); })
       .def("fused_layers", [](const HDlModel& h) { return h.ptr->net().fused_layers(); })

@@ -37,10 +37,9 @@ def _devices() -> list:
                           "multiprocessor_count": g["multiprocessor_count"], "pci_bus_id": g["pci_bus_id"],
                           "precisions": ["float32"], "inference_only": "false"})
         for d in infos:
-            # optimize_dl_model_for_inference converts for the CPU (float32, batch normalisations folded).
+            # optimize_dl_model_for_inference converts for either (float32, batch normalisations folded).
             d.update({"ai_accelerator_interface": "none", "calibration_precisions": [],
-                      "conversion_supported": "true" if d["runtime"] == "cpu" else "false",
-                      "settable_device_params": []})
+                      "conversion_supported": "true", "settable_device_params": []})
         _cache["all"] = [HHandle(d, "dl_device") for d in infos]
     return _cache["all"]
 

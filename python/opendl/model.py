@@ -175,7 +175,8 @@ def apply_dl_model(dlmodel_handle, dlsample_batch, outputs):
 
 def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, dlsamples, gen_param):
     """A copy of the model optimized for inference on the device (the source model is unchanged) and a
-    conversion report dict. The CPU device converts to precision 'float32': the copy has
+    conversion report dict. The CPU and each GPU convert to precision 'float32' (the copy lives on that device;
+    on a GPU TF32 follows set_system 'gpu_tf32'): the copy has
     'optimize_for_inference' 'true' (batch normalisations folded into the convolutions before them, residual
     sums and the ReLUs after them computed by the convolutions' post-ops, gradient buffers released, activations
     in one liveness-planned arena; it cannot be trained) and 'precision_is_converted' 'true'. The report holds
@@ -183,7 +184,7 @@ def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, 
     into the convolutions or batch normalisations before them when the model's outputs alone are asked for;
     model parameters 'fuse_conv_relu' / 'fuse_bn_relu' switch the ReLU merging). dlsamples
     (calibration samples, needed by HALCON for 'int8' only) may be empty; gen_param must be an empty dict or
-    []. Other precisions and devices raise: this build has no float16 / int8 CPU kernels."""
+    []. Other precisions raise: this build has no float16 / int8 kernels."""
     op = "optimize_dl_model_for_inference"
     m = _model(dlmodel_handle, op)
     devices = as_list(dldevice_handle)
@@ -204,7 +205,7 @@ def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, 
         tree = _to_tree(as_dict_handle(gen_param, op, "gen_param"), op, True, set())
         if tree:
             raise HOperatorError(7911, f"gen_param key '{next(iter(tree))}' is not supported (no key is)", op)
-    converted, report = m.optimize_for_inference(info["runtime"], prec)
+    converted, report = m.optimize_for_inference(info["runtime"], prec, int(info["id"]))
     return HHandle(converted, "dl_model"), _from_tree(report)
 
 

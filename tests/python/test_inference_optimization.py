@@ -249,6 +249,49 @@ def test_bad_conversions_raise_and_change_nothing():
     ha.train_dl_model_batch(model, samples())  # still trainable
 
 
+GPUS = ha.query_available_dl_devices(["runtime"], ["gpu"])
+
+
+@pytest.mark.skipif(bool(GPUS), reason="a GPU is present")
+def test_a_gpu_conversion_without_a_gpu_says_why_and_changes_nothing():
+    """Every device handle offers the conversion; the GPU copy moves to its device, so without a usable GPU the
+    conversion fails with the device's code (plugin 4204, no GPU 7708, no driver 7709, cuBLAS / cuDNN 7717 /
+    7718) and the source model is untouched."""
+    assert ha.get_dl_device_param(cpu(), "conversion_supported") == ["true"]
+    model = build()
+    before = bytes(core(model).serialize())
+    with pytest.raises(HOperatorError) as e:
+        core(model).optimize_for_inference("gpu", "float32", 0)
+    assert e.value.error_code in (4204, 7708, 7709, 7717, 7718), str(e.value)
+    with pytest.raises(HOperatorError) as e:
+        core(model).optimize_for_inference("tpu", "float32", 0)
+    assert e.value.error_code == 1302 and "'tpu'" in str(e.value)
+    assert bytes(core(model).serialize()) == before
+    ha.train_dl_model_batch(model, samples())
+
+
+@pytest.mark.skipif(not GPUS, reason="no CUDA GPU")
+def test_the_gpu_conversion_gives_the_cpu_outputs_on_the_gpu():
+    ha.set_system("gpu_tf32", "false")
+    try:
+        model = build()
+        batch = samples()
+        names = ["softmax", "fc", "bn2", "sum2"]
+        want = outputs(model, batch, names)
+        assert ha.get_dl_device_param(GPUS[0], "conversion_supported") == ["true"]
+        opt, report = ha.optimize_dl_model_for_inference(model, GPUS[0], "float32", [], [])
+        assert ha.as_python_dict(report)["runtime"] == ["gpu"]
+        assert ha.get_dl_model_param(opt, "runtime") == ["gpu"]
+        assert ha.get_dl_model_param(opt, "optimize_for_inference") == ["true"]
+        assert ha.get_dl_model_param(model, "runtime") == ["cpu"]
+        assert sorted(core(opt).folded_layers()) == ["bn1", "bn2", "bn_dw"]
+        got = outputs(opt, batch, names)
+        for n in names:
+            assert_close(got[n], want[n])
+    finally:
+        ha.set_system("gpu_tf32", "true")
+
+
 def build_residual(c, seed=7, batch=4):
     """Residual blocks covering the fusion cases of Network::plan_fusions:
     add1 - identity shortcut, then a ReLU: conv b1bc (with b1bn folded) adds into the stem's buffer, r1 fused;

@@ -91,13 +91,13 @@ Tensor GetDlModelLayerActivations(const HDlModel& model, const std::string& laye
 // 'keep_layer_gradients' 'true' (set before training); by default their buffers are shared (7788 otherwise).
 Tensor GetDlModelLayerGradients(const HDlModel& model, const std::string& layer_name);
 // optimize_dl_model_for_inference for the devices of this build (HALCON takes a device handle; here its
-// runtime): runtime 'cpu' with precision 'float32'. Returns a copy of the model with 'optimize_for_inference'
-// 'true' and 'precision_is_converted' 'true' (the source is unchanged); the report holds 'runtime',
-// 'precision', 'folded_layers' (the batch normalisations folded into the convolutions before them) and
-// 'fused_layers' (residual sums and ReLU layers computed by the convolutions or batch normalisations before
-// them).
+// runtime and, for 'gpu', the CUDA device index): precision 'float32' on runtime 'cpu' or 'gpu'. Returns a copy
+// of the model on that device with 'optimize_for_inference' 'true' and 'precision_is_converted' 'true' (the
+// source is unchanged); the report holds 'runtime', 'precision', 'folded_layers' (the batch normalisations
+// folded into the convolutions before them) and 'fused_layers' (residual sums and ReLU layers computed by the
+// convolutions or batch normalisations before them).
 HDlModel OptimizeDlModelForInference(const HDlModel& model, const std::string& runtime, const std::string& precision,
-                                     HDict* conversion_report);
+                                     HDict* conversion_report, int64_t gpu = 0);
 
 // Files. ReadDlModel also takes the bare names of the built-in models ('pretrained_dl_classifier_compact.hdl',
 // ...) when no file of that name exists. Model files are opendl containers (see dict.h).

@@ -330,15 +330,19 @@ std::vector<uint8_t> SerializeDlModel(const HDlModel& m) {
   return op("serialize_dl_model", [&] { return serialize_dict(*model_of(m).to_dict()); });
 }
 HDlModel OptimizeDlModelForInference(const HDlModel& m, const std::string& runtime, const std::string& precision,
-                                     HDict* conversion_report) {
+                                     HDict* conversion_report, int64_t gpu) {
   return op("optimize_dl_model_for_inference", [&] {
-    if (runtime != "cpu")
-      fail(err::kWrongValue2, "conversion for runtime '" + runtime + "' is not available: this build converts for "
-                              "the CPU only");
+    if (runtime != "cpu" && runtime != "gpu")
+      fail(err::kWrongValue2, "conversion for runtime '" + runtime + "' is not available (available: 'cpu', 'gpu')");
     if (precision != "float32")
-      fail(err::kWrongValue3, "precision '" + precision + "' is not available on the CPU device (available: 'float32')");
+      fail(err::kWrongValue3, "precision '" + precision + "' is not available on the " + runtime +
+                                  " device (available: 'float32')");
     DictPtr d = model_of(m).to_dict();
     std::shared_ptr<Model> c = Model::from_dict(*d, err::kInternal);
+    if (runtime == "gpu") {  // the copy moves (and fails, the source untouched, where that GPU is unusable)
+      c->set_param("gpu", {gpu});
+      c->set_param("runtime", {std::string("gpu")});
+    }
     c->set_param("optimize_for_inference", {std::string("true")});
     c->set_converted(true);
     auto report = std::make_shared<Dict>();
