@@ -340,6 +340,11 @@ class CudaBackend final : public Backend {
                                       scratch_[kChannelParts]->d(), scratch_[kCoeffs]->f()));
     });
   }
+  void bn_update_running(size_t c, double momentum, double unbias, const float* batch_mean, const float* batch_var,
+                         float* mean, float* var, float* count) override {
+    run([&] { return kernel(launch_bn_update_running(stream(), c, momentum, unbias, batch_mean, batch_var, mean, var,
+                                                     count)); });
+  }
   void bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
                    const float* scale, const float* mean, const float* var, float* dx, float* dscale, float* dshift,
                    bool accumulate_dx, bool accumulate_dw) override {

@@ -87,6 +87,11 @@ cudaError_t launch_bn_backward(cudaStream_t stream, const BnKey& k, float eps, b
                                const float* y, const float* dy, const float* scale, const float* mean,
                                const float* var, float* dx, float* dscale, float* dshift, bool accumulate_dx,
                                bool accumulate_dw, double* parts, float* coeffs);
+// Batch normalisation's running statistics (Backend::bn_update_running), one block: every channel reads the
+// count before one thread increments it.
+cudaError_t launch_bn_update_running(cudaStream_t stream, size_t c, double momentum, double unbias,
+                                     const float* batch_mean, const float* batch_var, float* mean, float* var,
+                                     float* count);
 // Max pooling writes the flat in-plane input index of each maximum to idx (when not null), -1 for an empty window.
 cudaError_t launch_pool_forward(cudaStream_t stream, const PoolKey& k, const float* x, float* y, int32_t* idx);
 cudaError_t launch_pool_backward(cudaStream_t stream, const PoolKey& k, const float* dy, const int32_t* idx,

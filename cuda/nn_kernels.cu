@@ -362,6 +362,21 @@ cudaError_t launch_bn_forward(cudaStream_t stream, const BnKey& k, float eps, bo
   return cudaGetLastError();
 }
 
+__global__ void bn_update_running_kernel(size_t c, double momentum, double unbias, const float* batch_mean,
+                                         const float* batch_var, float* mean, float* var, float* count) {
+  const double m = em::bn_momentum(momentum, *count);
+  for (size_t i = threadIdx.x; i < c; i += blockDim.x) em::bn_running(m, unbias, batch_mean[i], batch_var[i], mean[i], var[i]);
+  __syncthreads();  // every thread has read the count
+  if (threadIdx.x == 0) *count += 1.f;
+}
+
+cudaError_t launch_bn_update_running(cudaStream_t stream, size_t c, double momentum, double unbias,
+                                     const float* batch_mean, const float* batch_var, float* mean, float* var,
+                                     float* count) {
+  bn_update_running_kernel<<<1, 256, 0, stream>>>(c, momentum, unbias, batch_mean, batch_var, mean, var, count);
+  return cudaGetLastError();
+}
+
 cudaError_t launch_bn_backward(cudaStream_t stream, const BnKey& k, float eps, bool relu, const float* x,
                                const float* y, const float* dy, const float* scale, const float* mean,
                                const float* var, float* dx, float* dscale, float* dshift, bool accumulate_dx,

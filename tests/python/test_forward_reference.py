@@ -165,6 +165,30 @@ def test_batch_normalization_training_and_inference():
     np.testing.assert_allclose(out, (xd[0] - rm) / np.sqrt(rv + 1e-3) * gamma + beta, rtol=RTOL, atol=1e-4)
 
 
+def test_batch_normalization_auto_momentum_is_the_cumulative_average():
+    """Momentum 'auto': update k uses m = k / (k + 1), so after K steps the running statistics are the plain means
+    of the K batch means and unbiased batch variances (the initial 0 / 1 carry no weight)."""
+    x_in = ha.create_dl_layer_input("x", [3, 2, 4], [], [])
+    bn = ha.create_dl_layer_batch_normalization(x_in, "L", "auto", 1e-3, "none", [], [])
+    t = ha.create_dl_layer_input("t", [3, 2, 4], [], [])
+    wt = ha.create_dl_layer_input("wt", [3, 2, 4], [], [])
+    m = ha.create_dl_model(ha.create_dl_layer_loss_distance(bn, t, wt, "loss", "l2", 1.0, [], []))
+    ha.set_dl_model_param(m, "batch_size", 5)
+    ha.set_dl_model_param(m, "learning_rate", 1e-30)
+    z = np.zeros((2, 3, 4), np.float32)
+    means, variances = [], []
+    for k in range(3):
+        x = rng.standard_normal((5, 2, 3, 4)).astype(np.float32) * (k + 1) + k
+        ha.train_dl_model_batch(m, [{"x": x[i], "t": z, "wt": z + 1} for i in range(5)])
+        xd = x.astype(np.float64)
+        means.append(xd.mean(axis=(0, 1, 2)))
+        variances.append(xd.var(axis=(0, 1, 2)) * 30 / 29)
+    np.testing.assert_allclose(ha.get_dl_model_layer_weights(m, "L", "batchnorm_mean"), np.mean(means, 0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ha.get_dl_model_layer_weights(m, "L", "batchnorm_variance"), np.mean(variances, 0),
+                               rtol=1e-5)
+
+
 def test_dense_flattens_depth_height_width():
     out, data, m = run(lambda i: ha.create_dl_layer_dense(i["x"], "L", 5, [], []), {"x": [3, 2, 4]}, 2)
     w = ha.get_dl_model_layer_weights(m, "L", "weights").astype(np.float64)

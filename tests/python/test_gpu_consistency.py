@@ -75,6 +75,8 @@ LAYERS = {
                   None, ["L"]),
     "batchnorm_relu": (lambda i: ha.create_dl_layer_batch_normalization(i["x"], "L", 0.9, 1e-4, "relu", [], []), X,
                        3, None, ["L"]),
+    "batchnorm_auto_momentum": (lambda i: ha.create_dl_layer_batch_normalization(i["x"], "L", "auto", 1e-4, "none",
+                                                                                 [], []), X, 3, None, ["L"]),
     "dense": (lambda i: ha.create_dl_layer_dense(i["x"], "L", 6, [], []), X, 2, None, ["L"]),
     "softmax": (lambda i: ha.create_dl_layer_softmax(i["x"], "L", [], []), X, 2, None, []),
     "max_pool": (lambda i: ha.create_dl_layer_pooling(i["x"], "L", [3, 3], [2, 2], "implicit", "maximum", [], []),
@@ -151,6 +153,12 @@ def compare_step(cpu, gpu, layer, inputs, weighted):
             assert_close(f"{w} {t} gradient", a, ha.get_dl_model_layer_weights(gpu.model, w, t + "_gradient"))
             assert_close(f"{w} {t} after the update", ha.get_dl_model_layer_weights(cpu.model, w, t),
                          ha.get_dl_model_layer_weights(gpu.model, w, t))
+        for t in ("batchnorm_mean", "batchnorm_variance"):  # running statistics, updated on the device
+            try:
+                a = ha.get_dl_model_layer_weights(cpu.model, w, t)
+            except ha.HOperatorError:
+                continue  # not a batch normalisation
+            assert_close(f"{w} {t}", a, ha.get_dl_model_layer_weights(gpu.model, w, t))
 
 
 @pytest.mark.parametrize("case", list(LAYERS))

@@ -107,6 +107,12 @@ class Backend {
   virtual void bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
                            const float* scale, const float* mean, const float* var, float* dx, float* dscale,
                            float* dshift, bool accumulate_dx, bool accumulate_dw) = 0;
+  // The running statistics after a training step, where they live (no host round trip): with k = *count,
+  // m = momentum, or k / (k + 1) for momentum < 0 ('auto'), each of the c channels gets
+  // mean = m mean + (1 - m) batch_mean and var = m var + (1 - m) unbias batch_var (em::bn_running); then
+  // *count += 1.
+  virtual void bn_update_running(size_t c, double momentum, double unbias, const float* batch_mean,
+                                 const float* batch_var, float* mean, float* var, float* count) = 0;
   // Dense (inner product) over the flattened (C, H, W) input; weights (oc, ic).
   virtual void dense_forward(const DenseKey& k, const float* x, const float* w, const float* b, float* y) = 0;
   virtual void dense_backward_data(const DenseKey& k, const float* dy, const float* w, float* dx, bool accumulate) = 0;

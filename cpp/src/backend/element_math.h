@@ -26,6 +26,16 @@ OPENDL_HD double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 // log(1 + exp(x)) without overflow.
 OPENDL_HD double softplus(double x) { return dmax(x, 0.0) + log1p(exp(-fabs(x))); }
 
+// Batch normalisation's running statistics (Backend::bn_update_running): the momentum of update number k
+// (momentum < 0: 'auto', the cumulative average), then one channel's mean and (unbiased) variance, in double.
+OPENDL_HD double bn_momentum(double momentum, float count) {
+  return momentum < 0 ? double(count) / (double(count) + 1.0) : momentum;
+}
+OPENDL_HD void bn_running(double m, double unbias, float batch_mean, float batch_var, float& mean, float& var) {
+  mean = float(m * mean + (1 - m) * batch_mean);
+  var = float(m * var + (1 - m) * batch_var * unbias);
+}
+
 // The activations fused into convolutions (Act), in float: the value from the input, and the gradient from the
 // output y and the output gradient dy.
 OPENDL_HD float act_value(Act a, float v) {

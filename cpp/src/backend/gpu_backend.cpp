@@ -80,6 +80,10 @@ class GpuBackend final : public Backend {
                   const float* shift, float* mean, float* var, float* y) override {
     return call([&] { return impl_->bn_forward(k, eps, training, act, x, scale, shift, mean, var, y); });
   }
+  void bn_update_running(size_t c, double momentum, double unbias, const float* batch_mean, const float* batch_var,
+                         float* mean, float* var, float* count) override {
+    return call([&] { return impl_->bn_update_running(c, momentum, unbias, batch_mean, batch_var, mean, var, count); });
+  }
   void bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
                    const float* scale, const float* mean, const float* var, float* dx, float* dscale, float* dshift,
                    bool accumulate_dx, bool accumulate_dw) override {

@@ -131,24 +131,9 @@ class BatchNorm : public Layer {
   }
 
   void update_running(LayerIO& io, const Shape4& x) {
-    size_t c = size_t(x.c);
-    std::vector<float> bm(c), bv(c), rm(c), rv(c), cnt(1);
-    io.be->download(bm.data(), io.scratch[0], c);
-    io.be->download(bv.data(), io.scratch[1], c);
-    io.be->download(rm.data(), io.w[2], c);
-    io.be->download(rv.data(), io.w[3], c);
-    io.be->download(cnt.data(), io.w[4], 1);
-    double m = auto_ ? double(cnt[0]) / (double(cnt[0]) + 1.0) : momentum_;
-    double M = double(x.n * x.h * x.w);
-    double unbias = M > 1 ? M / (M - 1) : 1.0;
-    for (size_t i = 0; i < c; ++i) {
-      rm[i] = float(m * rm[i] + (1 - m) * bm[i]);
-      rv[i] = float(m * rv[i] + (1 - m) * bv[i] * unbias);
-    }
-    cnt[0] += 1.f;
-    io.be->upload(io.w[2], rm.data(), c);
-    io.be->upload(io.w[3], rv.data(), c);
-    io.be->upload(io.w[4], cnt.data(), 1);
+    const double M = double(x.n * x.h * x.w);
+    io.be->bn_update_running(size_t(x.c), auto_ ? -1.0 : momentum_, M > 1 ? M / (M - 1) : 1.0, io.scratch[0],
+                             io.scratch[1], io.w[2], io.w[3], io.w[4]);
   }
   Act act_ = Act::kNone;
   bool auto_ = false, global_ = false;

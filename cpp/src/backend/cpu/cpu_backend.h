@@ -44,6 +44,8 @@ class CpuBackend final : public Backend {
   void pool_backward(const PoolKey& k, const float* dy, const float* ws, float* dx, bool accumulate) override;
   void bn_forward(const BnKey& k, float eps, bool training, Act act, const float* x, const float* scale,
                   const float* shift, float* mean, float* var, float* y) override;
+  void bn_update_running(size_t c, double momentum, double unbias, const float* batch_mean, const float* batch_var,
+                         float* mean, float* var, float* count) override;
   void bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
                    const float* scale, const float* mean, const float* var, float* dx, float* dscale, float* dshift,
                    bool accumulate_dx, bool accumulate_dw) override;

@@ -21,6 +21,7 @@
 #endif
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/element_math.h"
 #include "backend/sampling_index.h"
 
 namespace opendl {
@@ -618,6 +619,13 @@ void CpuBackend::bn_forward(const BnKey& k, float eps, bool training, Act act, c
 // With g = dy (masked by y > 0 when the ReLU is fused), xhat = (x - mean) * inv, inv = 1 / sqrt(var + eps):
 // dshift = sum g, dscale = sum g * xhat, dx = scale * inv * (g - mean(g) - xhat * mean(g * xhat)), sums over
 // (N, H, W) of a channel.
+void CpuBackend::bn_update_running(size_t c, double momentum, double unbias, const float* batch_mean,
+                                   const float* batch_var, float* mean, float* var, float* count) {
+  const double m = em::bn_momentum(momentum, *count);
+  for (size_t i = 0; i < c; ++i) em::bn_running(m, unbias, batch_mean[i], batch_var[i], mean[i], var[i]);
+  *count += 1.f;
+}
+
 void CpuBackend::bn_backward(const BnKey& k, float eps, Act act, const float* x, const float* y, const float* dy,
                              const float* scale, const float* mean, const float* var, float* dx, float* dscale,
                              float* dshift, bool accumulate_dx, bool accumulate_dw) {
