@@ -36,7 +36,10 @@ Status cuda_status(cudaError_t e, const char* call, const char* file, int line) 
 
 Status cudnn_status(cudnnStatus_t s, const char* call, const char* file, int line) {
   int code = OPENDL_CUDA_ERR_CUDNN;
-  if (s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED) code = OPENDL_CUDA_ERR_OUT_OF_DEVICE_MEM;
+  // cuDNN 9 reports failed allocations of its own buffers (cudnnFind*'s trial buffers among them) under either
+  // name; ALLOC_FAILED is the legacy API's documented one.
+  if (s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED || s == CUDNN_STATUS_ALLOC_FAILED)
+    code = OPENDL_CUDA_ERR_OUT_OF_DEVICE_MEM;
   else if (s == CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED || s == CUDNN_STATUS_NOT_SUPPORTED_SUBLIBRARY_UNAVAILABLE)
     code = OPENDL_CUDA_ERR_CUDNN_LIBS_MISSING;
   else if (s == CUDNN_STATUS_NOT_SUPPORTED_INCOMPATIBLE_CUDA_DRIVER) code = OPENDL_CUDA_ERR_CUDA_LIBS_MISSING;

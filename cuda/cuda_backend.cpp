@@ -26,6 +26,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -47,6 +48,19 @@ size_t workspace_limit() {
   return v;
 }
 
+// Hands the memory cached by the device's stream-ordered pool (its release threshold is the maximum, so freed
+// blocks stay reserved) back to the driver, for allocations outside the pool (cudaMalloc of the scratch buffers,
+// cuDNN's and cuBLAS's own) that failed for want of memory. Waits for the device first: blocks whose
+// cudaFreeAsync has not run yet cannot be released.
+void release_pool_cache() {
+  int device = 0;
+  cudaMemPool_t pool = nullptr;
+  if (cudaDeviceSynchronize() == cudaSuccess && cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess)
+    (void)cudaMemPoolTrimTo(pool, 0);
+  (void)cudaGetLastError();
+}
+
 // A grow-only device buffer (contents not kept across growth). Stable addresses once warm.
 struct Scratch {
   void* p = nullptr;
@@ -61,7 +75,13 @@ struct Scratch {
       p = nullptr;
       bytes = 0;
     }
-    OPENDL_CHECK_CUDA(cudaMalloc(&p, want));
+    cudaError_t e = cudaMalloc(&p, want);
+    if (e == cudaErrorMemoryAllocation) {  // the pool may hold enough freed memory
+      (void)cudaGetLastError();
+      release_pool_cache();
+      e = cudaMalloc(&p, want);
+    }
+    OPENDL_CHECK_CUDA(e);
     bytes = want;
     return {};
   }
@@ -91,6 +111,25 @@ struct ConvPlan {
     if (filt) cudnnDestroyFilterDescriptor(filt);
     if (conv) cudnnDestroyConvolutionDescriptor(conv);
   }
+};
+
+// The plan cache's key: the convolution and the settings its algorithms were chosen under. Raw-byte hashing and
+// comparison (every field is an int64_t); no allocation per lookup.
+struct PlanKey {
+  ConvKey k;
+  int64_t tf32, deterministic;
+};
+static_assert(std::has_unique_object_representations_v<PlanKey>, "PlanKey must have no padding bytes");
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& p) const {
+    const auto* b = reinterpret_cast<const unsigned char*>(&p);
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (size_t i = 0; i < sizeof p; ++i) h = (h ^ b[i]) * 1099511628211ull;
+    return size_t(h);
+  }
+};
+struct PlanKeyEq {
+  bool operator()(const PlanKey& a, const PlanKey& b) const { return std::memcmp(&a, &b, sizeof a) == 0; }
 };
 
 template <class Perf>
@@ -167,7 +206,12 @@ class CudaBackend final : public Backend {
         return Status{OPENDL_CUDA_ERR_OUT_OF_DEVICE_MEM, buf};
       }
       OPENDL_CHECK_CUDA(e);
-      OPENDL_CHECK_CUDA(cudaMemsetAsync(p, 0, bytes, stream()));
+      e = cudaMemsetAsync(p, 0, bytes, stream());
+      if (e != cudaSuccess) {
+        (void)cudaFreeAsync(p, stream());
+        p = nullptr;
+        OPENDL_CHECK_CUDA(e);
+      }
       return {};
     });
     return static_cast<float*>(p);
@@ -585,15 +629,8 @@ class CudaBackend final : public Backend {
     return {};
   }
 
-  std::string plan_key(const ConvKey& k) const {
-    std::string key(reinterpret_cast<const char*>(&k), sizeof k);
-    key.push_back(char(tf32_));
-    key.push_back(char(deterministic_));
-    return key;
-  }
-
   Status plan(const ConvKey& k, ConvPlan** out) {
-    const std::string key = plan_key(k);
+    const PlanKey key{k, int64_t(tf32_), int64_t(deterministic_)};
     auto it = plans_.find(key);
     if (it != plans_.end()) {
       *out = it->second.get();
@@ -640,15 +677,24 @@ class CudaBackend final : public Backend {
                     static_cast<long long>(ho), static_cast<long long>(wo));
       return Status{OPENDL_CUDA_ERR_WRONG_VALUE, buf};
     }
-    OPENDL_CHECK_STATUS(choose_algorithms(p.get()));
+    Status chosen = choose_algorithms(k, p.get());
+    if (chosen.code == OPENDL_CUDA_ERR_OUT_OF_DEVICE_MEM) {  // cuDNN's trial buffers: try again with the pool's
+      release_pool_cache();                                    // cached memory released
+      chosen = choose_algorithms(k, p.get());
+    }
+    OPENDL_CHECK_STATUS(chosen);
     *out = p.get();
     plans_.emplace(key, std::move(p));
     return {};
   }
 
-  // cudnnFind* times every algorithm on buffers it allocates itself. Nothing usable means cuDNN has no kernel for
-  // this shape under the constraints.
-  Status choose_algorithms(ConvPlan* p) {
+  // The algorithms of the directions the plan runs: all three for training; for an inference plan only the
+  // forward pass (backward data for a transposed convolution, which computes its output that way).
+  // cudnnFind* times every algorithm on buffers it allocates itself and lists them fastest first. Deterministic
+  // mode takes cuDNN's heuristic order instead (cudnnGet*_v7, no timing), so that every run, in every process,
+  // picks the same algorithm and sums in the same order. Nothing usable means cuDNN has no kernel for this shape
+  // under the constraints.
+  Status choose_algorithms(const ConvKey& k, ConvPlan* p) {
     constexpr int kMax = 16;
     int got = 0;
     auto none = [&](const char* which) {
@@ -658,7 +704,7 @@ class CudaBackend final : public Backend {
                     workspace_limit() >> 20);
       return Status{OPENDL_CUDA_ERR_CUDNN, buf};
     };
-    // The first usable result (they come fastest first) into algo / workspace / math type.
+    // The first usable result into algo / workspace / math type.
     auto take = [&](const auto* perf, auto* algo, size_t* ws_bytes, cudnnMathType_t* math, const char* which) {
       int i = 0;
       while (i < got && !usable(perf[i], tf32_, deterministic_)) ++i;
@@ -668,18 +714,36 @@ class CudaBackend final : public Backend {
       *math = perf[i].mathType;
       return Status{};
     };
-    cudnnConvolutionFwdAlgoPerf_t fwd[kMax];
-    OPENDL_CHECK_CUDNN(
-        cudnnFindConvolutionForwardAlgorithm(ctx_->cudnn(), p->in, p->filt, p->conv, p->out, kMax, &got, fwd));
-    OPENDL_CHECK_STATUS(take(fwd, &p->fwd, &p->fwd_ws, &p->fwd_math, "forward"));
-    cudnnConvolutionBwdDataAlgoPerf_t data[kMax];
-    OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithm(ctx_->cudnn(), p->filt, p->out, p->conv, p->in, kMax,
-                                                                 &got, data));
-    OPENDL_CHECK_STATUS(take(data, &p->bwd_data, &p->data_ws, &p->data_math, "backward-data"));
-    cudnnConvolutionBwdFilterAlgoPerf_t filter[kMax];
-    OPENDL_CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithm(ctx_->cudnn(), p->in, p->out, p->conv, p->filt,
-                                                                   kMax, &got, filter));
-    OPENDL_CHECK_STATUS(take(filter, &p->bwd_filter, &p->filter_ws, &p->filter_math, "backward-filter"));
+    const bool forward = !k.inference || !k.transposed, data = !k.inference || k.transposed, filter = !k.inference;
+    cudnnHandle_t h = ctx_->cudnn();
+    if (forward) {
+      cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+      if (deterministic_)
+        OPENDL_CHECK_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, p->in, p->filt, p->conv, p->out, kMax, &got, perf));
+      else
+        OPENDL_CHECK_CUDNN(cudnnFindConvolutionForwardAlgorithm(h, p->in, p->filt, p->conv, p->out, kMax, &got, perf));
+      OPENDL_CHECK_STATUS(take(perf, &p->fwd, &p->fwd_ws, &p->fwd_math, "forward"));
+    }
+    if (data) {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+      if (deterministic_)
+        OPENDL_CHECK_CUDNN(
+            cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->filt, p->out, p->conv, p->in, kMax, &got, perf));
+      else
+        OPENDL_CHECK_CUDNN(
+            cudnnFindConvolutionBackwardDataAlgorithm(h, p->filt, p->out, p->conv, p->in, kMax, &got, perf));
+      OPENDL_CHECK_STATUS(take(perf, &p->bwd_data, &p->data_ws, &p->data_math, "backward-data"));
+    }
+    if (filter) {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
+      if (deterministic_)
+        OPENDL_CHECK_CUDNN(
+            cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->in, p->out, p->conv, p->filt, kMax, &got, perf));
+      else
+        OPENDL_CHECK_CUDNN(
+            cudnnFindConvolutionBackwardFilterAlgorithm(h, p->in, p->out, p->conv, p->filt, kMax, &got, perf));
+      OPENDL_CHECK_STATUS(take(perf, &p->bwd_filter, &p->filter_ws, &p->filter_math, "backward-filter"));
+    }
     return {};
   }
 
@@ -688,7 +752,7 @@ class CudaBackend final : public Backend {
   bool tf32_ = true, deterministic_ = false;
   double* host_result_ = nullptr;  // pinned
   std::vector<std::unique_ptr<Scratch>> scratch_;
-  std::unordered_map<std::string, std::unique_ptr<ConvPlan>> plans_;
+  std::unordered_map<PlanKey, std::unique_ptr<ConvPlan>, PlanKeyHash, PlanKeyEq> plans_;
 };
 
 }  // namespace

@@ -84,16 +84,21 @@ Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
       fail(err::kWrongValue3, at + ": the layers differ in type or in the shapes of their weights");
     s.blob_owner = o;
   }
-  for (int pass = 0; pass < 2; ++pass)
+  // Every blob starts on a 64-byte boundary (16 floats): cuDNN's tensor-core kernels and the CPU's vector loads
+  // want aligned weights. The padding between blobs is zero and never updated (learning-rate multiplier 0).
+  auto align = [](size_t n) { return (n + 15) / 16 * 16; };
+  for (int pass = 0; pass < 2; ++pass) {
     for (auto& s : slots_)
       for (auto& b : s.blobs) {
         if (s.blob_owner >= 0) continue;
         bool state = b.spec.role == BlobRole::kState;
         if (state != (pass == 1)) continue;
-        b.offset = n_total_;
-        n_total_ += b.size;
-        if (!state) n_train_ += b.size;
+        b.offset = align(n_total_);
+        n_total_ = b.offset + b.size;
+        if (!state) n_values_ += b.size;
       }
+    if (pass == 0) n_train_ = n_total_ = align(n_total_);
+  }
   for (auto& s : slots_)
     if (s.blob_owner >= 0)
       for (size_t k = 0; k < s.blobs.size(); ++k) s.blobs[k].offset = slots_[size_t(s.blob_owner)].blobs[k].offset;
@@ -111,7 +116,7 @@ Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
 void Network::allocate_parameters() {
   params_ = be_.alloc(std::max<size_t>(n_total_, 1));
   grads_ = be_.alloc(std::max<size_t>(n_train_, 1));
-  std::vector<float> lr(n_train_, 1.f), decay(n_train_, 0.f);
+  std::vector<float> lr(n_train_, 0.f), decay(n_train_, 0.f);
   for (auto& s : slots_)
     for (auto& b : s.blobs) {
       if (b.spec.role == BlobRole::kState) continue;

@@ -83,7 +83,10 @@ class Network {
   std::vector<int> loss_layers() const;
   std::vector<int> input_layers() const;
 
+  // Floats of the trainable part of the parameter arena (blobs 64-byte aligned, so with padding), and the number
+  // of trainable values in it (the model's 'num_trainable_params').
   size_t num_trainable() const { return n_train_; }
+  size_t num_trainable_values() const { return n_values_; }
   size_t num_params() const { return n_total_; }
   // Any caller may write through it: the folded inference weights are recomputed after each hand-out.
   float* params() {
@@ -172,7 +175,7 @@ class Network {
   std::vector<LayerSlot> slots_;
   std::vector<int> outputs_;
   int64_t batch_size_ = 0;
-  size_t n_train_ = 0, n_total_ = 0;
+  size_t n_train_ = 0, n_total_ = 0, n_values_ = 0;
   float* params_ = nullptr;
   float* grads_ = nullptr;
   float* lr_mult_ = nullptr;

@@ -238,7 +238,7 @@ Tuple Model::get_param(const std::string& name) {
   if (name == "fuse_bn_relu") return {std::string(net_->fuse_bn_relu() ? "true" : "false")};
   if (name == "keep_layer_gradients") return {std::string(net_->keep_gradients() ? "true" : "false")};
   if (name == "type") return {adapter_->type()};
-  if (name == "num_trainable_params") return {int64_t(net_->num_trainable())};
+  if (name == "num_trainable_params") return {int64_t(net_->num_trainable_values())};
   if (name == "layer_names") {
     Tuple t;
     for (auto& s : net_->slots()) t.push_back(s.layer->name());
