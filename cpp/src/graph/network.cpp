@@ -292,16 +292,16 @@ void Network::allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
 void Network::set_keep_gradients(bool on) {
   if (on == keep_grads_) return;
   keep_grads_ = on;
-  if (batch_size_ < 1) return;
+  const int64_t n = batch_size_;
+  if (n < 1) return;
   try {
-    set_batch_size(batch_size_);
+    set_batch_size(n);
   } catch (...) {
-    keep_grads_ = !on;  // set_batch_size is back at the same size with the other setting: redo it with this one
-    if (batch_size_ > 0) {
-      try {
-        set_batch_size(batch_size_);
-      } catch (...) {
-      }
+    // set_batch_size could not fall back (same size, same new setting): the old setting at the same size fitted.
+    keep_grads_ = !on;
+    try {
+      set_batch_size(n);
+    } catch (...) {
     }
     throw;
   }
