@@ -197,16 +197,7 @@ __global__ void zoom_forward_kernel(ZoomKey k, const float* x, float* y) {
   OPENDL_GRID_LOOP(o, total) {
     const int64_t ox = int64_t(o) % k.ow, oy = int64_t(o) / k.ow % k.oh, plane = int64_t(o) / (k.ow * k.oh);
     const float* xp = x + plane * k.ih * k.iw;
-    if (!k.bilinear) {
-      y[o] = xp[si::nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw +
-                si::nearest_src(ox, k.iw, k.ow, k.align_corners)];
-      continue;
-    }
-    int64_t y0, y1, x0, x1;
-    float ly, lx;
-    si::taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
-    si::taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
-    y[o] = si::bilinear(xp, k.iw, y0, y1, x0, x1, ly, lx);
+    y[o] = si::zoom_value(xp, k.ih, k.iw, k.oh, k.ow, k.bilinear, k.align_corners, oy, ox);
   }
 }
 
@@ -365,7 +356,8 @@ cudaError_t launch_bn_forward(cudaStream_t stream, const BnKey& k, float eps, bo
 __global__ void bn_update_running_kernel(size_t c, double momentum, double unbias, const float* batch_mean,
                                          const float* batch_var, float* mean, float* var, float* count) {
   const double m = em::bn_momentum(momentum, *count);
-  for (size_t i = threadIdx.x; i < c; i += blockDim.x) em::bn_running(m, unbias, batch_mean[i], batch_var[i], mean[i], var[i]);
+  for (size_t i = threadIdx.x; i < c; i += blockDim.x)
+    em::bn_running(m, unbias, batch_mean[i], batch_var[i], mean[i], var[i]);
   __syncthreads();  // every thread has read the count
   if (threadIdx.x == 0) *count += 1.f;
 }

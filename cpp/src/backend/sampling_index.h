@@ -81,6 +81,16 @@ OPENDL_SI_HD float bilinear(const float* x, int64_t iw, int64_t y0, int64_t y1, 
   return (1 - ly) * ((1 - lx) * x[y0 * iw + x0] + lx * x[y0 * iw + x1]) +
          ly * ((1 - lx) * x[y1 * iw + x0] + lx * x[y1 * iw + x1]);
 }
+// Output (oy, ox) of zooming an ih x iw plane to oh x ow: its nearest input, or the bilinear blend of its taps.
+OPENDL_SI_HD float zoom_value(const float* x, int64_t ih, int64_t iw, int64_t oh, int64_t ow, bool interpolate,
+                              bool align, int64_t oy, int64_t ox) {
+  if (!interpolate) return x[nearest_src(oy, ih, oh, align) * iw + nearest_src(ox, iw, ow, align)];
+  int64_t y0, y1, x0, x1;
+  float ly, lx;
+  taps(oy, ih, oh, align, y0, y1, ly);
+  taps(ox, iw, ow, align, x0, x1, lx);
+  return bilinear(x, iw, y0, y1, x0, x1, ly, lx);
+}
 // The first tap of output o along an axis; it never decreases as o grows.
 OPENDL_SI_HD int64_t first_tap(int64_t o, int64_t in, int64_t out, bool bilinear, bool align) {
   if (!bilinear) return nearest_src(o, in, out, align);

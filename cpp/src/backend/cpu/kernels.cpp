@@ -222,18 +222,8 @@ void CpuBackend::zoom_forward(const ZoomKey& k, const float* x, float* y) {
     const float* xp = x + p * k.ih * k.iw;
     float* yp = y + p * k.oh * k.ow;
     for (int64_t oy = 0; oy < k.oh; ++oy)
-      for (int64_t ox = 0; ox < k.ow; ++ox) {
-        if (!k.bilinear) {
-          yp[oy * k.ow + ox] = xp[si::nearest_src(oy, k.ih, k.oh, k.align_corners) * k.iw +
-                                  si::nearest_src(ox, k.iw, k.ow, k.align_corners)];
-          continue;
-        }
-        int64_t y0, y1, x0, x1;
-        float ly, lx;
-        si::taps(oy, k.ih, k.oh, k.align_corners, y0, y1, ly);
-        si::taps(ox, k.iw, k.ow, k.align_corners, x0, x1, lx);
-        yp[oy * k.ow + ox] = si::bilinear(xp, k.iw, y0, y1, x0, x1, ly, lx);
-      }
+      for (int64_t ox = 0; ox < k.ow; ++ox)
+        yp[oy * k.ow + ox] = si::zoom_value(xp, k.ih, k.iw, k.oh, k.ow, k.bilinear, k.align_corners, oy, ox);
   }
 }
 
