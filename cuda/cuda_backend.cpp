@@ -7,6 +7,11 @@
 // (code + message) and every later call does nothing until the caller takes it (opendl_cuda_backend_take_error);
 // libopendl's wrapper (backend/gpu_backend.cpp) takes it after each call and throws opendl::Error.
 //
+// Recording: graph_begin / graph_end capture the stream's work as a CUDA graph that graph_launch replays
+// (libopendl records one per training micro-batch, see Model::run_recorded). Recordings keep the addresses of the
+// scratch buffers and cuBLAS's workspace; graph_epoch changes whenever a scratch buffer grows or the algorithm
+// settings change, and libopendl records again then.
+//
 // Layout: plain (N, C, H, W) activations (activation_block 0, channels_last 0); to_plain / from_plain still
 // convert any blocked layout a caller asks for.
 //
@@ -143,7 +148,11 @@ class CudaBackend final : public Backend {
   static Status create(int device, std::unique_ptr<CudaBackend>* out) {
     std::unique_ptr<CudaBackend> b(new CudaBackend);
     OPENDL_CHECK_STATUS(CudaContext::create(device, &b->ctx_));
-    OPENDL_CHECK_CUDA(cudaMallocHost(reinterpret_cast<void**>(&b->host_result_), 4 * sizeof(double)));
+    // cuBLAS's workspace in a buffer of ours, so that a recorded step allocates nothing (32 MiB: NVIDIA's
+    // recommendation for Hopper).
+    constexpr size_t kCublasWorkspace = size_t(32) << 20;
+    OPENDL_CHECK_STATUS(b->cublas_workspace_.alloc(kCublasWorkspace));
+    OPENDL_CHECK_CUBLAS(cublasSetWorkspace(b->ctx_->cublas(), b->cublas_workspace_.f32(), kCublasWorkspace));
     // Keep freed memory in the device's pool instead of returning it at every synchronisation: the network frees
     // and reallocates its buffers whenever the batch size changes.
     cudaMemPool_t pool = nullptr;
@@ -158,9 +167,14 @@ class CudaBackend final : public Backend {
       (void)ctx_->activate();
       (void)ctx_->synchronize();
     }
+    if (capturing_) {
+      cudaGraph_t g = nullptr;
+      if (cudaStreamEndCapture(stream(), &g) == cudaSuccess && g) (void)cudaGraphDestroy(g);
+    }
+    for (auto& kv : graphs_) (void)cudaGraphExecDestroy(kv.second);
+    graphs_.clear();
     plans_.clear();
     for (auto& s : scratch_) s.reset();
-    if (host_result_) cudaFreeHost(host_result_);
     (void)cudaGetLastError();
   }
 
@@ -171,6 +185,7 @@ class CudaBackend final : public Backend {
     return code;
   }
   void set_options(bool tf32, bool deterministic) {
+    if (tf32 != tf32_ || deterministic != deterministic_) ++epoch_;  // recordings hold the old algorithms
     tf32_ = tf32;
     deterministic_ = deterministic;
   }
@@ -499,34 +514,45 @@ class CudaBackend final : public Backend {
     run([&] { return kernel(launch_depth_max_backward(stream(), n, c, hw, argmax, dvalue, dx, accumulate)); });
   }
 
-  // --- losses and reductions: the sum stays on the device until read here -------------------------------------
-  double cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
-                       int64_t weights_s, float* dp, float scale, bool accumulate) override {
-    const double inv = 1.0 / double(n * s);
-    return reduced(size_t(n * s), inv, [&](double* sc) {
-      return launch_cross_entropy(stream(), n, c, s, p, target, weights, weights_s, inv, dp, scale, accumulate, sc);
+  // --- losses and reductions: results stay on the device ---------------------------------------------------------
+  void cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
+                     int64_t weights_s, float* dp, float scale, bool accumulate, const LossOut& out) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(size_t(n * s), 0) * sizeof(double)));
+      return kernel(launch_cross_entropy(stream(), n, c, s, p, target, weights, weights_s, dp, scale, accumulate, out,
+                                         scratch_[kReduce]->d()));
     });
   }
-  double huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
-               float scale, bool accumulate) override {
-    return reduced(n, 1.0 / norm, [&](double* sc) {
-      return launch_huber(stream(), n, beta, x, t, w, 1.0 / norm, dx, scale, accumulate, sc);
+  void huber(size_t n, float beta, const float* x, const float* t, const float* w, const LossNorm& norm, float* dx,
+             float scale, bool accumulate, const LossOut& out) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(n, norm.n) * sizeof(double)));
+      return kernel(launch_huber(stream(), n, beta, x, t, w, spec(norm), dx, scale, accumulate, out,
+                                 scratch_[kReduce]->d()));
     });
   }
-  double focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
-                      const float* w, int64_t w_c, double norm, float* dx, float scale, bool accumulate) override {
-    return reduced(size_t(n * c * s), 1.0 / norm, [&](double* sc) {
-      return launch_focal_binary(stream(), n, c, s, gamma, alpha, x, t, w, w_c, 1.0 / norm, dx, scale, accumulate, sc);
+  void focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
+                    bool t_ids, const float* w, int64_t w_c, const LossNorm& norm, float* dx, float scale,
+                    bool accumulate, const LossOut& out) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(size_t(n * c * s), norm.n) * sizeof(double)));
+      return kernel(launch_focal_binary(stream(), n, c, s, gamma, alpha, x, t, t_ids, w, w_c, spec(norm), dx, scale,
+                                        accumulate, out, scratch_[kReduce]->d()));
     });
   }
-  double distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
-                  float scale, bool accumulate) override {
-    return reduced(n, 1.0 / norm, [&](double* sc) {
-      return launch_distance(stream(), n, l1, x, t, w, 1.0 / norm, dx, scale, accumulate, sc);
+  void distance(size_t n, bool l1, const float* x, const float* t, const float* w, const LossNorm& norm, float* dx,
+                float scale, bool accumulate, const LossOut& out) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(n, norm.n) * sizeof(double)));
+      return kernel(launch_distance(stream(), n, l1, x, t, w, spec(norm), dx, scale, accumulate, out,
+                                    scratch_[kReduce]->d()));
     });
   }
-  double sum_squares_masked(size_t n, const float* x, const float* mask) override {
-    return reduced(n, 1.0, [&](double* sc) { return launch_sum_squares_masked(stream(), n, x, mask, sc); });
+  void sum_squares_masked(size_t n, const float* x, const float* mask, double* out) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(n, 0) * sizeof(double)));
+      return kernel(launch_sum_squares_masked(stream(), n, x, mask, out, scratch_[kReduce]->d()));
+    });
   }
   void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
                   const float* decay_mask, float* w, const float* g, float* v) override {
@@ -542,9 +568,61 @@ class CudaBackend final : public Backend {
                                        decay_mask, w, g, m, v));
     });
   }
-  bool all_finite(size_t n, const float* x) override {
-    return reduced(n, 1.0, [&](double* sc) { return launch_count_nonfinite(stream(), n, x, sc); }) == 0.0;
+  void count_nonfinite(size_t n, const float* x, double* out) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(n, 0) * sizeof(double)));
+      return kernel(launch_count_nonfinite(stream(), n, x, out, scratch_[kReduce]->d()));
+    });
   }
+
+  // --- recording (CUDA graphs) -------------------------------------------------------------------------------------
+  // The calls between graph_begin and graph_end are captured from the stream (thread-local mode: only this
+  // thread's unsafe calls break the capture). Entries that cannot be captured (a download waits for the stream;
+  // a scratch buffer that would have to grow) fail the capture; graph_end then returns 0 and clears the error.
+  bool graph_supported() const override { return true; }
+  void graph_begin() override {
+    run([&]() -> Status {
+      if (capturing_) return Status{OPENDL_CUDA_ERR_CUDA, "graph_begin while recording"};
+      OPENDL_CHECK_CUDA(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
+      capturing_ = true;
+      return {};
+    });
+  }
+  uint64_t graph_end() override {
+    if (!capturing_) return 0;
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    const bool activated = ctx_->activate().ok();
+    cudaError_t e = activated ? cudaStreamEndCapture(stream(), &graph) : cudaErrorInvalidDevice;
+    cudaGraphExec_t exec = nullptr;
+    if (e == cudaSuccess && graph && error_.ok()) e = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph) (void)cudaGraphDestroy(graph);
+    const bool ok = e == cudaSuccess && exec && error_.ok();
+    (void)cudaGetLastError();
+    error_ = Status{};  // a failed recording ran nothing; the caller runs the calls directly
+    if (!ok) {
+      if (exec) (void)cudaGraphExecDestroy(exec);
+      return 0;
+    }
+    const uint64_t id = ++last_graph_;
+    graphs_[id] = exec;
+    return id;
+  }
+  void graph_launch(uint64_t id) override {
+    run([&]() -> Status {
+      auto it = graphs_.find(id);
+      if (it == graphs_.end()) return Status{OPENDL_CUDA_ERR_CUDA, "graph_launch: no recording with this id"};
+      OPENDL_CHECK_CUDA(cudaGraphLaunch(it->second, stream()));
+      return {};
+    });
+  }
+  void graph_destroy(uint64_t id) override {
+    auto it = graphs_.find(id);
+    if (it == graphs_.end()) return;
+    if (ctx_->activate().ok() && cudaGraphExecDestroy(it->second) != cudaSuccess) (void)cudaGetLastError();
+    graphs_.erase(it);
+  }
+  uint64_t graph_epoch() const override { return epoch_; }
 
  private:
   CudaBackend() { scratch_.resize(kNumSlots); }
@@ -572,24 +650,16 @@ class CudaBackend final : public Backend {
     OPENDL_CHECK_CUDA(e);
     return {};
   }
-  // Launches a reduction into the scratch, waits, and returns scratch[0] * factor (0 after an error).
-  template <class F>
-  double reduced(size_t n, double factor, F&& launch) {
-    double out = 0.0;
-    run([&]() -> Status {
-      OPENDL_CHECK_STATUS(slot(kReduce, reduce_scratch_doubles(n) * sizeof(double)));
-      OPENDL_CHECK_CUDA(launch(scratch_[kReduce]->d()));
-      OPENDL_CHECK_CUDA(cudaMemcpyAsync(host_result_, scratch_[kReduce]->d(), sizeof(double), cudaMemcpyDeviceToHost,
-                                        stream()));
-      OPENDL_CHECK_STATUS(ctx_->synchronize());
-      out = host_result_[0] * factor;
-      return {};
-    });
-    return out;
-  }
+  static NormSpec spec(const LossNorm& n) { return NormSpec{n.src, n.n, n.fallback}; }
+  // Grows scratch slot s to `bytes`. Growing frees the old buffer, which a recording may use: the epoch changes
+  // (invalidating recordings), and during a recording growing is refused, which fails the recording.
   Status slot(Slot s, size_t bytes) {
     if (!scratch_[s]) scratch_[s] = std::make_unique<Scratch>();
-    return scratch_[s]->reserve(std::max<size_t>(bytes, 16));
+    bytes = std::max<size_t>(bytes, 16);
+    if (bytes <= scratch_[s]->bytes) return {};
+    if (capturing_) return Status{OPENDL_CUDA_ERR_CUDA, "a scratch buffer would grow while recording a CUDA graph"};
+    ++epoch_;
+    return scratch_[s]->reserve(bytes);
   }
   static Status plain_only(int64_t block, const char* what) {
     if (block == 0) return {};
@@ -750,7 +820,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CudaContext> ctx_;
   Status error_;
   bool tf32_ = true, deterministic_ = false;
-  double* host_result_ = nullptr;  // pinned
+  bool capturing_ = false;
+  uint64_t epoch_ = 1, last_graph_ = 0;
+  std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
+  DeviceBuffer cublas_workspace_;
   std::vector<std::unique_ptr<Scratch>> scratch_;
   std::unordered_map<PlanKey, std::unique_ptr<ConvPlan>, PlanKeyHash, PlanKeyEq> plans_;
 };

@@ -43,32 +43,42 @@ cudaError_t launch_softmax_backward(cudaStream_t stream, int64_t outer, int64_t 
 
 // --- reductions, losses, solvers (loss_kernels.cu) --------------------------------------------------------------
 // Sums are deterministic: the terms are added per chunk of kReduceChunk consecutive terms in a fixed tree order,
-// then the chunk sums in a fixed order, so a value never depends on scheduling. `scratch` is a device buffer of
-// reduce_scratch_doubles(n) doubles; the launchers leave the (unnormalised) sum in scratch[0], which the caller
-// copies to the host after the stream has run. Loss launchers also write the gradient d(loss)/d(input) times
-// `scale` * `inv` (inv = 1 / the loss's normaliser) when the gradient pointer is not null.
+// then the chunk sums in a fixed order, so a value never depends on scheduling. Nothing is read back to the host:
+// results go to device memory, so a training step can be recorded as a CUDA graph.
 constexpr size_t kReduceChunk = 4096;
-size_t reduce_scratch_doubles(size_t n);
+// Doubles of the `scratch` a loss launcher needs for n terms and a normaliser of norm_n values.
+size_t loss_scratch_doubles(size_t n, size_t norm_n);
+
+// A loss's normaliser (LossNorm in backend.h) for the loss launchers: the sum of the n values at `src` (at least
+// 1) when src is set, else `fallback`. Every loss launcher writes the normalised loss value to `out` (device
+// memory) as LossOut (backend.h) says, and d(loss)/d(input) times `scale` to the gradient when that is set.
+struct NormSpec {
+  const float* src;
+  size_t n;
+  double fallback;
+};
 
 // Cross-entropy on probabilities p (N, C, S) with target ids (N, 1, S) and weights (N, 1, S) or (N, 1, 1)
-// (weights_s 1), or none; the sum of -w log max(p_t, 1e-30) over the N*S positions.
+// (weights_s 1), or none: the sum of -w log max(p_t, 1e-30) over the N*S positions, divided by N*S.
 cudaError_t launch_cross_entropy(cudaStream_t stream, int64_t n, int64_t c, int64_t s, const float* p,
-                                 const float* target, const float* weights, int64_t weights_s, double inv, float* dp,
-                                 float scale, bool accumulate, double* scratch);
+                                 const float* target, const float* weights, int64_t weights_s, float* dp,
+                                 float scale, bool accumulate, const LossOut& out, double* scratch);
 cudaError_t launch_huber(cudaStream_t stream, size_t n, float beta, const float* x, const float* t, const float* w,
-                         double inv, float* dx, float scale, bool accumulate, double* scratch);
-// Sigmoid focal loss on logits (N, C, S), binary targets t, per-class alpha (device, C values, or null),
-// weights w (N, w_c, S) with w_c 1 or C, or null.
+                         const NormSpec& norm, float* dx, float scale, bool accumulate, const LossOut& out,
+                         double* scratch);
+// Sigmoid focal loss on logits (N, C, S): targets t binary (N, C, S), or class ids (N, 1, S) when t_ids (see
+// em::focal_positive); per-class alpha (device, C values, or null); weights w (N, w_c, S) with w_c 1 or C, or null.
 cudaError_t launch_focal_binary(cudaStream_t stream, int64_t n, int64_t c, int64_t s, float gamma,
-                                const float* alpha, const float* x, const float* t, const float* w, int64_t w_c,
-                                double inv, float* dx, float scale, bool accumulate, double* scratch);
+                                const float* alpha, const float* x, const float* t, bool t_ids, const float* w,
+                                int64_t w_c, const NormSpec& norm, float* dx, float scale, bool accumulate,
+                                const LossOut& out, double* scratch);
 cudaError_t launch_distance(cudaStream_t stream, size_t n, bool l1, const float* x, const float* t, const float* w,
-                            double inv, float* dx, float scale, bool accumulate, double* scratch);
-// Sum of x^2 where mask != 0.
-cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask,
+                            const NormSpec& norm, float* dx, float scale, bool accumulate, const LossOut& out,
+                            double* scratch);
+// *out = the sum of x^2 where mask != 0; the number of non-finite values. `scratch`: loss_scratch_doubles(n, 0).
+cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask, double* out,
                                       double* scratch);
-// scratch[0] = number of non-finite values among the n.
-cudaError_t launch_count_nonfinite(cudaStream_t stream, size_t n, const float* x, double* scratch);
+cudaError_t launch_count_nonfinite(cudaStream_t stream, size_t n, const float* x, double* out, double* scratch);
 // One fused update over the flat parameter arena (spec E.1 / E.2, see element_math.h).
 cudaError_t launch_sgd_update(cudaStream_t stream, size_t n, float lr, float momentum, float weight_prior,
                               const float* lr_mult, const float* decay_mask, float* w, const float* g, float* v);

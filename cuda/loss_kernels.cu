@@ -1,6 +1,6 @@
 // Reductions, losses and solver updates of the plugin (kernels.h). Loss terms and solver steps come from
 // backend/element_math.h, shared with the CPU backend; sums are deterministic (fixed chunks, fixed tree order)
-// and accumulate in double, like the CPU backend's.
+// and accumulate in double, like the CPU backend's. Results stay on the device (no host synchronisation).
 #include <algorithm>
 
 #include "backend/element_math.h"
@@ -68,7 +68,8 @@ struct CeTerm {
   }
 };
 
-__global__ void ce_grad_kernel(CeTerm term, size_t positions, double inv, float* dp, float scale, bool accumulate) {
+__global__ void ce_grad_kernel(CeTerm term, size_t positions, float* dp, float scale, bool accumulate) {
+  const double inv = 1.0 / double(positions);
   OPENDL_GRID_LOOP(i, positions) {
     const int64_t c = term.c, s = term.s;
     const int64_t b = int64_t(i) / s, j = int64_t(i) % s, t = int64_t(term.target[i]);
@@ -82,19 +83,58 @@ __global__ void ce_grad_kernel(CeTerm term, size_t positions, double inv, float*
 
 // --- elementwise losses: a term gives element i's weighted loss (operator()) and its gradient (grad) --------
 
-// dx[i] (+)= scale * term.grad(i) * inv.
+// dx[i] (+)= scale * term.grad(i) / norm[0].
 template <class Term>
-__global__ void loss_grad_kernel(Term term, size_t n, double inv, float* dx, float scale, bool accumulate) {
+__global__ void loss_grad_kernel(Term term, size_t n, const double* norm, float* dx, float scale, bool accumulate) {
+  const double inv = 1.0 / norm[0];
   OPENDL_GRID_LOOP(i, n) put(dx, i, float(scale * term.grad(i) * inv), accumulate);
 }
 
-// The sum of the terms into scratch[0]; the gradient into dx when it is not null.
+// norm[0] = the normaliser: max(sum, 1) of a normalisation input's values (sum set), else the fallback.
+__global__ void set_norm_kernel(const double* sum, double fallback, double* norm) {
+  norm[0] = sum ? em::loss_norm_from_sum(sum[0]) : fallback;
+}
+
+// The loss value sum[0] / norm[0] to `out` (LossOut: a float, and a double written or added to).
+__global__ void finish_loss_kernel(const double* sum, const double* norm, LossOut out) {
+  const double v = sum[0] / norm[0];
+  if (out.value) out.value[0] = float(v);
+  if (out.sum) out.sum[0] = out.accumulate ? out.sum[0] + v : v;
+}
+
+__global__ void copy_double_kernel(const double* src, double* dst) { dst[0] = src[0]; }
+
+struct ValueTerm {
+  const float* x;
+  __device__ double operator()(size_t i) const { return double(x[i]); }
+};
+
+// scratch layout of the loss launchers: [0] the normaliser, [1...] the reduction (its sum at [1]).
+cudaError_t set_norm(cudaStream_t stream, const NormSpec& norm, double* scratch) {
+  if (norm.src) {
+    cudaError_t e = reduce(stream, norm.n, ValueTerm{norm.src}, scratch + 1);
+    if (e != cudaSuccess) return e;
+  }
+  set_norm_kernel<<<1, 1, 0, stream>>>(norm.src ? scratch + 1 : nullptr, norm.fallback, scratch);
+  return cudaGetLastError();
+}
+
+// The loss value sum / normaliser to `out` (when wanted), the gradient into dx (when set).
 template <class Term>
-cudaError_t loss(cudaStream_t stream, size_t n, const Term& term, double inv, float* dx, float scale,
-                 bool accumulate, double* scratch) {
-  cudaError_t e = reduce(stream, n, term, scratch);
-  if (e != cudaSuccess || !dx || n == 0) return e;
-  loss_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(term, n, inv, dx, scale, accumulate);
+cudaError_t loss(cudaStream_t stream, size_t n, const Term& term, const NormSpec& norm, float* dx, float scale,
+                 bool accumulate, const LossOut& out, double* scratch) {
+  if (!out.wanted() && (!dx || n == 0)) return cudaSuccess;
+  cudaError_t e = set_norm(stream, norm, scratch);
+  if (e != cudaSuccess) return e;
+  if (out.wanted()) {
+    e = reduce(stream, n, term, scratch + 1);
+    if (e != cudaSuccess) return e;
+    finish_loss_kernel<<<1, 1, 0, stream>>>(scratch + 1, scratch, out);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  if (!dx || n == 0) return cudaSuccess;
+  loss_grad_kernel<<<grid_for(n), kThreads, 0, stream>>>(term, n, scratch, dx, scale, accumulate);
   return cudaGetLastError();
 }
 
@@ -118,11 +158,13 @@ struct DistanceTerm {
 struct FocalTerm {
   int64_t c, s, w_c;
   float gamma;
-  const float *alpha, *x, *t, *w;
+  const float *alpha, *x, *t;
+  bool t_ids;
+  const float* w;
   // The weighted loss of element i; its weighted gradient in *grad when not null.
   __device__ double eval(size_t e, double* grad) const {
     const int64_t i = int64_t(e), b = i / (c * s), k = (i / s) % c, j = i % s;
-    const bool pos = t[i] > 0.5f;
+    const bool pos = em::focal_positive(t, t_ids, c, s, b, k, j);
     const double a = alpha ? (pos ? double(alpha[k]) : 1.0 - alpha[k]) : 1.0;
     const double wi = w ? double(w[b * w_c * s + (w_c == 1 ? 0 : k * s) + j]) : 1.0;
     const double v = em::focal_term(x[i], pos, a, gamma, grad);
@@ -166,43 +208,60 @@ __global__ void adam_kernel(size_t n, float lr, float b1, float b2, float c1, fl
 
 }  // namespace
 
-size_t reduce_scratch_doubles(size_t n) { return 1 + chunks_of(n); }
+size_t loss_scratch_doubles(size_t n, size_t norm_n) { return 2 + chunks_of(std::max(n, norm_n)); }
 
 cudaError_t launch_cross_entropy(cudaStream_t stream, int64_t n, int64_t c, int64_t s, const float* p,
-                                 const float* target, const float* weights, int64_t weights_s, double inv, float* dp,
-                                 float scale, bool accumulate, double* scratch) {
+                                 const float* target, const float* weights, int64_t weights_s, float* dp,
+                                 float scale, bool accumulate, const LossOut& out, double* scratch) {
   const CeTerm term{c, s, weights_s, p, target, weights};
   const size_t positions = size_t(n * s);
-  cudaError_t e = reduce(stream, positions, term, scratch);
-  if (e != cudaSuccess || !dp || positions == 0) return e;
-  ce_grad_kernel<<<grid_for(positions), kThreads, 0, stream>>>(term, positions, inv, dp, scale, accumulate);
+  if (positions == 0) return cudaSuccess;
+  if (out.wanted()) {
+    cudaError_t e = reduce(stream, positions, term, scratch + 1);
+    if (e != cudaSuccess) return e;
+    set_norm_kernel<<<1, 1, 0, stream>>>(nullptr, double(positions), scratch);
+    finish_loss_kernel<<<1, 1, 0, stream>>>(scratch + 1, scratch, out);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  if (!dp) return cudaSuccess;
+  ce_grad_kernel<<<grid_for(positions), kThreads, 0, stream>>>(term, positions, dp, scale, accumulate);
   return cudaGetLastError();
 }
 
 cudaError_t launch_huber(cudaStream_t stream, size_t n, float beta, const float* x, const float* t, const float* w,
-                         double inv, float* dx, float scale, bool accumulate, double* scratch) {
-  return loss(stream, n, HuberTerm{beta, x, t, w}, inv, dx, scale, accumulate, scratch);
+                         const NormSpec& norm, float* dx, float scale, bool accumulate, const LossOut& out,
+                         double* scratch) {
+  return loss(stream, n, HuberTerm{beta, x, t, w}, norm, dx, scale, accumulate, out, scratch);
 }
 
 cudaError_t launch_focal_binary(cudaStream_t stream, int64_t n, int64_t c, int64_t s, float gamma,
-                                const float* alpha, const float* x, const float* t, const float* w, int64_t w_c,
-                                double inv, float* dx, float scale, bool accumulate, double* scratch) {
-  return loss(stream, size_t(n * c * s), FocalTerm{c, s, w_c, gamma, alpha, x, t, w}, inv, dx, scale, accumulate,
-              scratch);
+                                const float* alpha, const float* x, const float* t, bool t_ids, const float* w,
+                                int64_t w_c, const NormSpec& norm, float* dx, float scale, bool accumulate,
+                                const LossOut& out, double* scratch) {
+  return loss(stream, size_t(n * c * s), FocalTerm{c, s, w_c, gamma, alpha, x, t, t_ids, w}, norm, dx, scale,
+              accumulate, out, scratch);
 }
 
 cudaError_t launch_distance(cudaStream_t stream, size_t n, bool l1, const float* x, const float* t, const float* w,
-                            double inv, float* dx, float scale, bool accumulate, double* scratch) {
-  return loss(stream, n, DistanceTerm{l1, x, t, w}, inv, dx, scale, accumulate, scratch);
+                            const NormSpec& norm, float* dx, float scale, bool accumulate, const LossOut& out,
+                            double* scratch) {
+  return loss(stream, n, DistanceTerm{l1, x, t, w}, norm, dx, scale, accumulate, out, scratch);
 }
 
-cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask,
+cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask, double* out,
                                       double* scratch) {
-  return reduce(stream, n, SumSquaresTerm{x, mask}, scratch);
+  cudaError_t e = reduce(stream, n, SumSquaresTerm{x, mask}, scratch + 1);
+  if (e != cudaSuccess) return e;
+  copy_double_kernel<<<1, 1, 0, stream>>>(scratch + 1, out);
+  return cudaGetLastError();
 }
 
-cudaError_t launch_count_nonfinite(cudaStream_t stream, size_t n, const float* x, double* scratch) {
-  return reduce(stream, n, NonFiniteTerm{x}, scratch);
+cudaError_t launch_count_nonfinite(cudaStream_t stream, size_t n, const float* x, double* out, double* scratch) {
+  cudaError_t e = reduce(stream, n, NonFiniteTerm{x}, scratch + 1);
+  if (e != cudaSuccess) return e;
+  copy_double_kernel<<<1, 1, 0, stream>>>(scratch + 1, out);
+  return cudaGetLastError();
 }
 
 cudaError_t launch_sgd_update(cudaStream_t stream, size_t n, float lr, float momentum, float weight_prior,

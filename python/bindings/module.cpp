@@ -418,4 +418,16 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_cudnn_deterministic", [](bool on) { set_cudnn_deterministic(on); });
   m.def("set_gpu_tf32", [](bool on) { set_gpu_tf32(on); });
   m.def("get_gpu_tf32", [] { return gpu_tf32(); });
+  m.def("set_gpu_graphs", [](bool on) { set_gpu_graphs(on); });
+  // How a model's training steps ran (CUDA graphs, models/model.h): micro-batches replayed, recordings made, and
+  // whether its network cannot be recorded.
+  m.def("_train_step_graphs", [](const HDlModel& h) {
+    std::lock_guard<std::mutex> lock(h.ptr->mutex());
+    const auto st = h.ptr->graph_stats();
+    std::map<std::string, int64_t> out;
+    out["replayed"] = st.replayed;
+    out["recorded"] = st.recorded;
+    out["refused"] = st.refused ? 1 : 0;
+    return out;
+  });
 }

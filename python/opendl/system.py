@@ -1,8 +1,10 @@
 """set_system / get_system for the settings that concern deep learning: 'seed_rand' (seed of models
 created afterwards), 'thread_num' (CPU threads), 'cudnn_deterministic' ('true'/'false'; the GPU backend then
 uses only deterministic cuDNN algorithms; the CPU backend is deterministic for a fixed thread count either way)
-and opendl's own 'gpu_tf32' ('true' by default: convolutions and matrix products on the GPU may use TF32 tensor
-cores, about 10 bits of mantissa in the products; 'false' computes them in full FP32)."""
+opendl's own 'gpu_tf32' ('true' by default: convolutions and matrix products on the GPU may use TF32 tensor
+cores, about 10 bits of mantissa in the products; 'false' computes them in full FP32) and opendl's own
+'gpu_graphs' ('true' by default: a training step on the GPU is recorded once as a CUDA graph and replayed;
+'false' launches every kernel from the host)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from . import _core
 from ._convert import as_list, single
 from .errors import HOperatorError
 
-_flags = {"cudnn_deterministic": "false", "gpu_tf32": "true"}
-_NAMES = "'seed_rand', 'thread_num', 'cudnn_deterministic', 'gpu_tf32'"
+_flags = {"cudnn_deterministic": "false", "gpu_tf32": "true", "gpu_graphs": "true"}
+_NAMES = "'seed_rand', 'thread_num', 'cudnn_deterministic', 'gpu_tf32', 'gpu_graphs'"
+_SETTERS = {"cudnn_deterministic": "set_cudnn_deterministic", "gpu_tf32": "set_gpu_tf32",
+            "gpu_graphs": "set_gpu_graphs"}
 
 
 def set_system(system_parameter, value):
@@ -30,10 +34,10 @@ def set_system(system_parameter, value):
             if not isinstance(v, int) or v < 1:
                 raise HOperatorError(1302, f"'thread_num' needs an integer >= 1, got {v!r}", op)
             _core.set_thread_num(v)
-        elif n in ("cudnn_deterministic", "gpu_tf32"):
+        elif n in _SETTERS:
             if v not in ("true", "false"):
                 raise HOperatorError(1302, f"{n!r} takes 'true' or 'false', got {v!r}", op)
-            (_core.set_cudnn_deterministic if n == "cudnn_deterministic" else _core.set_gpu_tf32)(v == "true")
+            getattr(_core, _SETTERS[n])(v == "true")
             _flags[n] = v
         else:
             raise HOperatorError(1301, f"unknown system parameter {n!r} (available: {_NAMES})", op)
@@ -47,7 +51,7 @@ def get_system(query):
             out.append(_core.get_seed())
         elif q == "thread_num":
             out.append(_core.get_thread_num())
-        elif q in ("cudnn_deterministic", "gpu_tf32"):
+        elif q in _flags:
             out.append(_flags[q])
         else:
             raise HOperatorError(1301, f"unknown system parameter {q!r} (available: {_NAMES})", op)

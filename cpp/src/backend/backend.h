@@ -65,6 +65,24 @@ struct PreparedWeights {
   std::shared_ptr<void> data;
 };
 
+// The normaliser of a loss: the sum of the n values at `src` (device memory; at least 1) when src is set, else
+// `fallback`. Evaluated where the data lives, so that no value goes through the host.
+struct LossNorm {
+  const float* src = nullptr;
+  size_t n = 0;
+  double fallback = 1.0;
+};
+
+// Where a loss writes its value (device memory; either may be null): as a float (the loss layer's output), and
+// in double precision to *sum, overwriting it or, with `accumulate`, adding to it (a training step's sum over
+// its micro-batches).
+struct LossOut {
+  float* value = nullptr;
+  double* sum = nullptr;
+  bool accumulate = false;
+  bool wanted() const { return value || sum; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -150,29 +168,50 @@ class Backend {
   virtual void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue,
                                   float* dx, bool accumulate) = 0;
 
-  // Losses: return the loss value (already normalised) and write d(loss)/d(input) scaled by `scale`.
-  // Cross-entropy on probabilities p (N, C, S): target ids (N, 1, S), weights (N, 1, S) or (N, 1, 1) broadcast.
-  virtual double cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target,
-                               const float* weights, int64_t weights_s, float* dp, float scale, bool accumulate) = 0;
+  // Losses write the normalised loss value to `out` (device memory; nothing there: the reduction is skipped) and
+  // d(loss)/d(input) scaled by `scale` to the gradient (null: not wanted). Nothing is read back to the host, so
+  // a training step has no synchronisation point inside it.
+  // Cross-entropy on probabilities p (N, C, S): target ids (N, 1, S), weights (N, 1, S) or (N, 1, 1) broadcast;
+  // normalised by N * S.
+  virtual void cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target,
+                             const float* weights, int64_t weights_s, float* dp, float scale, bool accumulate,
+                             const LossOut& out) = 0;
   // Huber (smooth L1) on x - t with per-element weights; normalised by `norm`.
-  virtual double huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
-                       float scale, bool accumulate) = 0;
-  // Sigmoid focal loss on logits x (N, C, S) with one-hot / binary targets t and weights w; normalised by `norm`.
-  virtual double focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x,
-                              const float* t, const float* w, int64_t w_c, double norm, float* dx, float scale,
-                              bool accumulate) = 0;
+  virtual void huber(size_t n, float beta, const float* x, const float* t, const float* w, const LossNorm& norm,
+                     float* dx, float scale, bool accumulate, const LossOut& out) = 0;
+  // Sigmoid focal loss on logits x (N, C, S) with weights w; targets t binary (N, C, S), or class ids (N, 1, S)
+  // when t_ids (element (b, k, j) is positive where floor(t[b, j]) == k; other ids are background). Normalised
+  // by `norm`.
+  virtual void focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x,
+                            const float* t, bool t_ids, const float* w, int64_t w_c, const LossNorm& norm, float* dx,
+                            float scale, bool accumulate, const LossOut& out) = 0;
   // Distance loss per sample row (N, D): l2 (squared) or l1 with per-element weights.
-  virtual double distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
-                          float scale, bool accumulate) = 0;
+  virtual void distance(size_t n, bool l1, const float* x, const float* t, const float* w, const LossNorm& norm,
+                        float* dx, float scale, bool accumulate, const LossOut& out) = 0;
 
-  // Reductions and solvers over flat arenas.
-  virtual double sum_squares_masked(size_t n, const float* x, const float* mask) = 0;
+  // Reductions and solvers over flat arenas. The reductions write their result to *out (device memory).
+  virtual void sum_squares_masked(size_t n, const float* x, const float* mask, double* out) = 0;
   virtual void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
                           const float* decay_mask, float* w, const float* g, float* v) = 0;
   virtual void adam_update(size_t n, float lr, double beta1, double beta2, float eps, float bias1, float bias2,
                            float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
                            float* m, float* v) = 0;
-  virtual bool all_finite(size_t n, const float* x) = 0;
+  // The number of values of x that are not finite (NaN, +-inf).
+  virtual void count_nonfinite(size_t n, const float* x, double* out) = 0;
+
+  // Recording a sequence of calls once and replaying it (CUDA graphs; the CPU backend has none). Between
+  // graph_begin and graph_end the calls are recorded, not run; graph_end returns the recording's id, or 0 when
+  // recording failed (an entry that cannot be recorded, such as a transfer to or from the host), in which case
+  // nothing was run and the backend is usable as before. graph_launch(id) runs the recorded calls again on the
+  // same buffers, with the values those hold at launch. A recording reads and writes the memory it was made with:
+  // it stays valid while the caller's buffers stay and graph_epoch() is unchanged (the epoch changes whenever
+  // the backend reallocates its internal buffers or changes its algorithm settings).
+  virtual bool graph_supported() const { return false; }
+  virtual void graph_begin() {}
+  virtual uint64_t graph_end() { return 0; }
+  virtual void graph_launch(uint64_t /*id*/) {}
+  virtual void graph_destroy(uint64_t /*id*/) {}
+  virtual uint64_t graph_epoch() const { return 0; }
 };
 
 // The process-wide CPU backend (stateless apart from its primitive cache, which is thread-safe).

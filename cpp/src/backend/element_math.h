@@ -173,6 +173,17 @@ OPENDL_HD double distance_grad(double r, bool l1) { return l1 ? (r > 0 ? 1.0 : (
 //   FL = -a_t (1 - p_t)^g log p_t,  p_t = sigmoid(z), z = x if pos else -x;
 //   dFL/dx = sign * a_t (1 - p_t)^g (g p_t log p_t - (1 - p_t)),  sign = +1 if pos else -1.
 // Returns FL; writes dFL/dx to *grad when grad is not null.
+// Whether element (b, k, j) of a focal loss on (N, C, S) logits is a positive: binary targets t (N, C, S) hold
+// more than 0.5 there, class-id targets (N, 1, S) hold an id whose floor is k (ids outside [0, C): background).
+OPENDL_HD bool focal_positive(const float* t, bool t_ids, int64_t c, int64_t s, int64_t b, int64_t k, int64_t j) {
+  if (!t_ids) return t[(b * c + k) * s + j] > 0.5f;
+  const float id = floorf(t[b * s + j]);
+  return id >= 0.f && id < float(c) && int64_t(id) == k;
+}
+
+// A loss normaliser from the sum of a normalisation input's values (LossNorm in backend.h): at least 1.
+OPENDL_HD double loss_norm_from_sum(double sum) { return sum > 1.0 ? sum : 1.0; }
+
 OPENDL_HD double focal_term(double x, bool pos, double a_t, double gamma, double* grad) {
   const double z = pos ? x : -x;
   const double log_pt = -softplus(-z), pt = exp(log_pt);

@@ -23,6 +23,7 @@ namespace {
 
 std::atomic<bool> g_tf32{true};
 std::atomic<bool> g_cudnn_deterministic{false};
+std::atomic<bool> g_graphs{true};
 
 class GpuBackend final : public Backend {
  public:
@@ -34,7 +35,7 @@ class GpuBackend final : public Backend {
   int channels_last() const override { return 0; }
   // Never throws (called from destructors); a failure stays pending for the next call.
   void free(float* p) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     impl_->free(p);
   }
 
@@ -159,24 +160,27 @@ class GpuBackend final : public Backend {
                           bool accumulate) override {
     return call([&] { return impl_->depth_max_backward(n, c, hw, argmax, dvalue, dx, accumulate); });
   }
-  double cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
-                       int64_t weights_s, float* dp, float scale, bool accumulate) override {
-    return call([&] { return impl_->cross_entropy(n, c, s, p, target, weights, weights_s, dp, scale, accumulate); });
+  void cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
+                     int64_t weights_s, float* dp, float scale, bool accumulate, const LossOut& out) override {
+    return call([&] { impl_->cross_entropy(n, c, s, p, target, weights, weights_s, dp, scale, accumulate, out); });
   }
-  double huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
-               float scale, bool accumulate) override {
-    return call([&] { return impl_->huber(n, beta, x, t, w, norm, dx, scale, accumulate); });
+  void huber(size_t n, float beta, const float* x, const float* t, const float* w, const LossNorm& norm, float* dx,
+             float scale, bool accumulate, const LossOut& out) override {
+    return call([&] { impl_->huber(n, beta, x, t, w, norm, dx, scale, accumulate, out); });
   }
-  double focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
-                      const float* w, int64_t w_c, double norm, float* dx, float scale, bool accumulate) override {
-    return call([&] { return impl_->focal_binary(n, c, s, gamma, alpha, x, t, w, w_c, norm, dx, scale, accumulate); });
+  void focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
+                    bool t_ids, const float* w, int64_t w_c, const LossNorm& norm, float* dx, float scale,
+                    bool accumulate, const LossOut& out) override {
+    return call([&] {
+      impl_->focal_binary(n, c, s, gamma, alpha, x, t, t_ids, w, w_c, norm, dx, scale, accumulate, out);
+    });
   }
-  double distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
-                  float scale, bool accumulate) override {
-    return call([&] { return impl_->distance(n, l1, x, t, w, norm, dx, scale, accumulate); });
+  void distance(size_t n, bool l1, const float* x, const float* t, const float* w, const LossNorm& norm, float* dx,
+                float scale, bool accumulate, const LossOut& out) override {
+    return call([&] { impl_->distance(n, l1, x, t, w, norm, dx, scale, accumulate, out); });
   }
-  double sum_squares_masked(size_t n, const float* x, const float* mask) override {
-    return call([&] { return impl_->sum_squares_masked(n, x, mask); });
+  void sum_squares_masked(size_t n, const float* x, const float* mask, double* out) override {
+    return call([&] { impl_->sum_squares_masked(n, x, mask, out); });
   }
   void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult, const float* decay_mask,
                   float* w, const float* g, float* v) override {
@@ -189,15 +193,39 @@ class GpuBackend final : public Backend {
       return impl_->adam_update(n, lr, beta1, beta2, eps, bias1, bias2, weight_prior, lr_mult, decay_mask, w, g, m, v);
     });
   }
-  bool all_finite(size_t n, const float* x) override {
-    return call([&] { return impl_->all_finite(n, x); });
+  void count_nonfinite(size_t n, const float* x, double* out) override {
+    return call([&] { impl_->count_nonfinite(n, x, out); });
+  }
+
+  // Recording: the device stays locked from graph_begin to graph_end, so that no other thread's calls (another
+  // model on the same device) end up in the recording; the recording thread's own calls lock recursively.
+  bool graph_supported() const override { return true; }
+  void graph_begin() override {
+    std::unique_lock<std::recursive_mutex> lock(mu_);
+    call([&] { impl_->graph_begin(); });
+    recording_lock_ = std::move(lock);  // released by graph_end
+  }
+  uint64_t graph_end() override {
+    std::unique_lock<std::recursive_mutex> lock(mu_);
+    if (recording_lock_.owns_lock()) recording_lock_.unlock();
+    return call([&] { return impl_->graph_end(); });
+  }
+  void graph_launch(uint64_t id) override {
+    return call([&] { impl_->graph_launch(id); });
+  }
+  void graph_destroy(uint64_t id) override {
+    return call([&] { impl_->graph_destroy(id); });
+  }
+  uint64_t graph_epoch() const override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return impl_->graph_epoch();
   }
 
  private:
   // Runs one plugin entry: lock, settings, call, then the plugin's pending error (if any) as an opendl::Error.
   template <class F>
   auto call(F&& f) -> decltype(f()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     const int tf32 = gpu_tf32() ? 1 : 0, det = cudnn_deterministic() || thread_deterministic() ? 1 : 0;
     if (tf32 != tf32_ || det != det_) {
       plugin_.backend_set_options(handle_, tf32, det);
@@ -223,7 +251,8 @@ class GpuBackend final : public Backend {
   void* handle_;
   Backend* impl_;
   int device_;
-  std::mutex mu_;
+  mutable std::recursive_mutex mu_;
+  std::unique_lock<std::recursive_mutex> recording_lock_;  // held from graph_begin to graph_end
   int tf32_ = -1, det_ = -1;
 };
 
@@ -253,5 +282,7 @@ void set_gpu_tf32(bool on) { g_tf32 = on; }
 bool gpu_tf32() { return g_tf32; }
 void set_cudnn_deterministic(bool on) { g_cudnn_deterministic = on; }
 bool cudnn_deterministic() { return g_cudnn_deterministic; }
+void set_gpu_graphs(bool on) { g_graphs = on; }
+bool gpu_graphs() { return g_graphs; }
 
 }  // namespace opendl

@@ -19,5 +19,9 @@ void set_gpu_tf32(bool on);
 bool gpu_tf32();
 void set_cudnn_deterministic(bool on);
 bool cudnn_deterministic();
+// opendl's 'gpu_graphs' (default on): training steps on a GPU are recorded once as a CUDA graph and replayed
+// (Model::run_recorded); off runs every call directly.
+void set_gpu_graphs(bool on);
+bool gpu_graphs();
 
 }  // namespace opendl

@@ -72,9 +72,12 @@ struct LayerIO {
   Backend* be = nullptr;
   // Inference-only plans: the layer's weights kept in the backend's form between calls (see backend.h).
   PreparedWeights* prepared = nullptr;
-  // Loss layers only: gradient scale (loss_weight / batch_size_multiplier) and the value computed.
+  // Loss layers only: gradient scale (loss_weight / batch_size_multiplier), and where forward writes the value
+  // besides y: a training step's double-precision sum (loss_sum, null outside training; added to when
+  // accumulate_loss).
   float loss_scale = 1.f;
-  double loss_value = 0.0;
+  double* loss_sum = nullptr;
+  bool accumulate_loss = false;
 };
 
 struct LayerTypeInfo;
@@ -128,6 +131,11 @@ class Layer {
   virtual void forward_fused(LayerIO& /*io*/, bool /*relu*/, int64_t /*sum*/) {}
   // A ReLU layer's pointwise function as the backend's fusable activation (Act::kRelu), else kNone.
   virtual Act fusable_activation() const;
+
+  // Whether the layer's training forward and backward, for its current parameters and input shapes, issue the
+  // same backend calls on the same buffers at every step and take no values from the host (random seeds, values
+  // uploaded or downloaded), so that a training step can be recorded once and replayed (a CUDA graph).
+  virtual bool capturable(const std::vector<Shape4>& /*in*/) const { return true; }
 
   virtual bool is_input() const { return false; }
   virtual bool is_loss() const { return false; }

@@ -2,6 +2,7 @@
 #include "graph/network.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -146,6 +147,7 @@ void Network::free_activations() {
   for (float* p : owned_) be_.free(p);
   owned_.clear();
   owned_floats_ = 0;
+  step_values_ = nullptr;
   be_.free(arena_);
   arena_ = nullptr;
   arena_floats_ = 0;
@@ -244,6 +246,8 @@ void Network::set_batch_size(int64_t n) {
 void Network::allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
                                    const std::vector<std::vector<Shape4>>& in_shapes,
                                    const std::vector<int64_t>& blocks) {
+  static std::atomic<uint64_t> epochs{0};
+  buffer_epoch_ = ++epochs;
   batch_size_ = n;
   auto own = [&](size_t floats) {
     float* p = be_.alloc(floats);
@@ -265,6 +269,12 @@ void Network::allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
     for (auto sz : s.scratch_sizes) s.scratch.push_back(own(static_cast<size_t>(std::max<int64_t>(sz, 1))));
   }
   if (inference_only_) return;
+  // doubles; alloc returns storage aligned for them
+  step_values_ = reinterpret_cast<double*>(own(2 * (loss_layers().size() + 2)));
+  loss_index_.assign(slots_.size(), -1);
+  int nl = 0;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].layer->is_loss()) loss_index_[i] = nl++;
   // Output gradients (see set_keep_gradients): owned when kept and for input layers, else planned.
   std::vector<Life> lives;
   for (size_t j = 0; j < slots_.size(); ++j) {
@@ -444,22 +454,25 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 }  // namespace
 
-void Network::forward_layer(size_t i, bool training, Rng* rng) {
+void Network::forward_layer(size_t i, bool training, Rng* rng, bool accumulate_losses) {
   auto& s = slots_[i];
   LayerIO io = this->io(i, training, rng);
+  if (training && step_values_ && loss_index_[i] >= 0) {
+    io.loss_sum = step_values_ + loss_index_[i];
+    io.accumulate_loss = accumulate_losses;
+  }
   const auto t0 = profiling_ ? Clock::now() : Clock::time_point{};
   s.layer->forward(io);
   if (profiling_) {
     times_[i].forward_s += seconds_since(t0);
     ++times_[i].forward_calls;
   }
-  if (s.layer->is_loss()) s.loss = io.loss_value;
 }
 
-void Network::forward(bool training, Rng& rng) {
+void Network::forward(bool training, Rng& rng, bool accumulate_losses) {
   if (inference_only_) fail(err::kInternal, "the network holds inference buffers only");
   for (size_t i = 0; i < slots_.size(); ++i)
-    if (!slots_[i].layer->is_input()) forward_layer(i, training, &rng);
+    if (!slots_[i].layer->is_input()) forward_layer(i, training, &rng, accumulate_losses);
 }
 
 void Network::backward(float loss_scale, bool accumulate_dw) {
@@ -822,6 +835,12 @@ int Network::find(const std::string& name) const {
   for (size_t i = 0; i < slots_.size(); ++i)
     if (slots_[i].layer->name() == name) return static_cast<int>(i);
   return -1;
+}
+
+bool Network::capturable() const {
+  for (const auto& s : slots_)
+    if (!s.layer->is_input() && !s.layer->capturable(s.in_shapes)) return false;
+  return true;
 }
 
 std::vector<int> Network::loss_layers() const {

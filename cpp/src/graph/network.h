@@ -46,7 +46,6 @@ struct LayerSlot {
   float* dy = nullptr;
   std::vector<float*> scratch;
   std::vector<int64_t> scratch_sizes;
-  double loss = 0.0;              // last loss value (loss layers)
 };
 
 class Network {
@@ -69,9 +68,11 @@ class Network {
   // Initialises every blob from its filler with the given RNG (He/Xavier as HALCON documents).
   void init_params(Rng& rng);
 
-  void forward(bool training, Rng& rng);
+  // Training forward passes also write each loss layer's value to step_values() (added to it when
+  // accumulate_losses: a later micro-batch).
+  void forward(bool training, Rng& rng, bool accumulate_losses = false);
   // The forward pass of one (non-input) layer, e.g. of the layers an inference call needs.
-  void forward_layer(size_t i, bool training, Rng* rng);
+  void forward_layer(size_t i, bool training, Rng* rng, bool accumulate_losses = false);
   // Backward from all loss layers, each scaled by `loss_scale` * its loss weight. Parameter gradients are
   // overwritten, or added when accumulate_dw (gradient accumulation over batch_size_multiplier).
   void backward(float loss_scale, bool accumulate_dw);
@@ -82,6 +83,16 @@ class Network {
   const std::vector<int>& outputs() const { return outputs_; }
   std::vector<int> loss_layers() const;
   std::vector<int> input_layers() const;
+
+  // A device buffer of loss_layers().size() + 2 doubles for the results of a training step, read back at once:
+  // the loss layers' values summed over the micro-batches (written by forward), then two for the caller (the
+  // regularisation and the gradient check); null in inference-only mode.
+  double* step_values() { return step_values_; }
+  // Changes whenever any buffer of the network is reallocated (batch size, gradient keeping, inference mode),
+  // unique over all networks of the process: a recorded training step is valid for one epoch only.
+  uint64_t buffer_epoch() const { return buffer_epoch_; }
+  // Whether every layer can be recorded and replayed (Layer::capturable) at the current shapes.
+  bool capturable() const;
 
   // Floats of the trainable part of the parameter arena (blobs 64-byte aligned, so with padding), and the number
   // of trainable values in it (the model's 'num_trainable_params').
@@ -181,6 +192,9 @@ class Network {
   float* lr_mult_ = nullptr;
   float* decay_mask_ = nullptr;
   std::vector<float*> owned_;     // activation buffers
+  double* step_values_ = nullptr;  // owned_ holds it too
+  std::vector<int> loss_index_;    // per slot: its index among the loss layers, else -1
+  uint64_t buffer_epoch_ = 0;
   size_t owned_floats_ = 0;
   uint64_t params_version_ = 1;
   // Inference-only state: the plan (see set_inference_only) and the folded weights per convolution slot.

@@ -31,6 +31,7 @@ class BatchNorm : public Layer {
   Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
   // The fixed affine map of use_global_stats differentiates on the host in the plain layout.
   Layouts layouts() const override { return global_ ? Layouts::kPlainOnly : Layouts::kSame; }
+  bool capturable(const std::vector<Shape4>&) const override { return !global_; }
   std::vector<BlobSpec> blob_specs(const std::vector<Shape4>& in) const override {
     int64_t c = in[0].c;
     BlobSpec g{"weights", {c}, BlobRole::kWeights, Filler::kOne};

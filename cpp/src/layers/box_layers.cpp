@@ -75,6 +75,8 @@ class BoxProducer : public Layer {
   virtual bool ignore_direction() const = 0;
   int64_t nbp() const { return rect2() ? 5 : 4; }
   int64_t deltas() const { return rect2() ? box2_deltas(ignore_direction()) : 4; }
+  // Boxes are computed on the host (downloaded, uploaded).
+  bool capturable(const std::vector<Shape4>&) const override { return false; }
 };
 
 // ------------------------------------------------------------------------------------------------ anchors
@@ -229,6 +231,7 @@ std::vector<float> host_copy(Backend* be, const float* x, const Shape4& s) {
 
 class BoxAssignment : public Layer {
  public:
+  bool capturable(const std::vector<Shape4>&) const override { return false; }  // host computation
   bool input_needs_grad(size_t) const override { return false; }
   size_t levels() const { return inputs().size() - 1; }
   const BoxProducer& producer() const { return *dynamic_cast<const BoxProducer*>(inputs()[0].get()); }
@@ -416,6 +419,7 @@ LayerRegistrar reg_assign{{"box_assignment", 2, 1 << 10, assignment_params(),
 
 class BoxTargets : public Layer {
  public:
+  bool capturable(const std::vector<Shape4>&) const override { return false; }  // host computation
   bool input_needs_grad(size_t) const override { return false; }
   const BoxAssignment& assignment() const {
     auto* a = dynamic_cast<const BoxAssignment*>(inputs()[0].get());

@@ -12,6 +12,8 @@ class Dropout : public Layer {
   // Elementwise over equally shaped tensors: any layout, the same for inputs and output.
   Layouts layouts() const override { return Layouts::kSame; }
   Shape4 infer(const std::vector<Shape4>& in) const override { return in[0]; }
+  // Each training step draws a new seed on the host.
+  bool capturable(const std::vector<Shape4>&) const override { return false; }
   std::vector<int64_t> scratch_sizes(const std::vector<Shape4>&, const Shape4& out) const override {
     return {out.numel()};
   }

@@ -30,15 +30,11 @@ class CrossEntropy : public LossLayer {
                                          " is not a class index in [0, " + std::to_string(c - 1) + "]");
     }
   }
-  double run(LayerIO& io, bool grad) {
+  void run(LayerIO& io, bool grad) override {
     const Shape4& x = io.xs[0];
     int64_t ws = io.xs[2].h * io.xs[2].w;
-    return io.be->cross_entropy(x.n, x.c, x.h * x.w, io.x[0], io.x[1], io.x[2], ws, grad ? io.dx[0] : nullptr,
-                                io.loss_scale, grad && io.dx[0] ? io.accumulate_dx[0] : false);
-  }
-  void forward(LayerIO& io) override { store(io, run(io, false)); }
-  void backward(LayerIO& io) override {
-    if (io.dx[0]) run(io, true);
+    io.be->cross_entropy(x.n, x.c, x.h * x.w, io.x[0], io.x[1], io.x[2], ws, grad_out(io, grad), io.loss_scale,
+                         grad_accumulate(io, grad), value_out(io, grad));
   }
 };
 

@@ -12,14 +12,11 @@ class Distance : public LossLayer {
     require_like(in, 1, "target", false, false);
     require_like(in, 2, "weights", false, false);
   }
-  double run(LayerIO& io, bool grad) {
-    return io.be->distance(size_t(io.xs[0].numel()), str_param("distance_type") == "l1", io.x[0], io.x[1], io.x[2],
-                           double(io.xs[0].n), grad ? io.dx[0] : nullptr, io.loss_scale,
-                           grad && io.dx[0] ? io.accumulate_dx[0] : false);
-  }
-  void forward(LayerIO& io) override { store(io, run(io, false)); }
-  void backward(LayerIO& io) override {
-    if (io.dx[0]) run(io, true);
+  void run(LayerIO& io, bool grad) override {
+    LossNorm norm;
+    norm.fallback = double(io.xs[0].n);
+    io.be->distance(size_t(io.xs[0].numel()), str_param("distance_type") == "l1", io.x[0], io.x[1], io.x[2], norm,
+                    grad_out(io, grad), io.loss_scale, grad_accumulate(io, grad), value_out(io, grad));
   }
 };
 

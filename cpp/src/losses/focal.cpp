@@ -10,8 +10,6 @@
 
 namespace opendl {
 
-double loss_normaliser(LayerIO& io, size_t idx);
-
 namespace {
 
 class Focal : public LossLayer {
@@ -36,36 +34,24 @@ class Focal : public LossLayer {
                                       " values, got " + std::to_string(alpha_.size()));
   }
   std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& in, const Shape4&) const override {
-    return {in[1].c == 1 && in[0].c > 1 ? in[0].numel() : 0, in[0].c};  // one-hot targets, alpha per class
+    return {in[0].c};  // alpha per class
   }
-  double run(LayerIO& io, bool grad) {
-    const Shape4& x = io.xs[0];
-    const float* t = io.x[1];
-    if (io.xs[1].c == 1 && x.c > 1) {  // expand class ids into one-hot targets
-      std::vector<float> ids(size_t(io.xs[1].numel())), onehot(size_t(x.numel()), 0.f);
-      io.be->download(ids.data(), io.x[1], ids.size());
-      for (int64_t b = 0; b < x.n; ++b)
-        for (int64_t j = 0; j < x.h * x.w; ++j) {
-          int64_t id = int64_t(std::floor(ids[size_t(b * x.h * x.w + j)]));
-          if (id >= 0 && id < x.c) onehot[size_t(b * x.c * x.h * x.w + id * x.h * x.w + j)] = 1.f;
-        }
-      io.be->upload(io.scratch[0], onehot.data(), onehot.size());
-      t = io.scratch[0];
-    }
-    const float* alpha = nullptr;
+  // The class weights are uploaded by every forward pass.
+  bool capturable(const std::vector<Shape4>&) const override { return alpha_.empty(); }
+  void forward(LayerIO& io) override {
     if (!alpha_.empty()) {
-      std::vector<float> a(size_t(x.c), alpha_[0]);
+      std::vector<float> a(size_t(io.xs[0].c), alpha_[0]);
       if (alpha_.size() > 1) a = alpha_;
-      io.be->upload(io.scratch[1], a.data(), a.size());
-      alpha = io.scratch[1];
+      io.be->upload(io.scratch[0], a.data(), a.size());
     }
-    return io.be->focal_binary(x.n, x.c, x.h * x.w, float(real_param("gamma")), alpha, io.x[0], t, io.x[2],
-                               io.xs[2].c, loss_normaliser(io, 3), grad ? io.dx[0] : nullptr, io.loss_scale,
-                               grad && io.dx[0] ? io.accumulate_dx[0] : false);
+    run(io, false);
   }
-  void forward(LayerIO& io) override { store(io, run(io, false)); }
-  void backward(LayerIO& io) override {
-    if (io.dx[0]) run(io, true);
+  void run(LayerIO& io, bool grad) override {
+    const Shape4& x = io.xs[0];
+    const bool ids = io.xs[1].c == 1 && x.c > 1;  // class ids (N, 1, H, W) instead of binary targets
+    io.be->focal_binary(x.n, x.c, x.h * x.w, float(real_param("gamma")), alpha_.empty() ? nullptr : io.scratch[0],
+                        io.x[0], io.x[1], ids, io.x[2], io.xs[2].c, loss_normaliser(io, 3), grad_out(io, grad),
+                        io.loss_scale, grad_accumulate(io, grad), value_out(io, grad));
   }
 
  private:

@@ -9,30 +9,16 @@
 namespace opendl {
 namespace {
 
-double normaliser(LayerIO& io, size_t idx) {
-  if (io.x.size() <= idx) return double(io.xs[0].n);
-  size_t n = size_t(io.xs[idx].numel());
-  std::vector<float> v(n);
-  io.be->download(v.data(), io.x[idx], n);
-  double s = 0;
-  for (float f : v) s += f;
-  return std::max(s, 1.0);
-}
-
 class Huber : public LossLayer {
  public:
   void check_shapes(const std::vector<Shape4>& in) const override {
     require_like(in, 1, "target", false, false);
     require_like(in, 2, "weights", false, false);
   }
-  double run(LayerIO& io, bool grad) {
-    return io.be->huber(size_t(io.xs[0].numel()), float(real_param("beta")), io.x[0], io.x[1], io.x[2],
-                        normaliser(io, 3), grad ? io.dx[0] : nullptr, io.loss_scale,
-                        grad && io.dx[0] ? io.accumulate_dx[0] : false);
-  }
-  void forward(LayerIO& io) override { store(io, run(io, false)); }
-  void backward(LayerIO& io) override {
-    if (io.dx[0]) run(io, true);
+  void run(LayerIO& io, bool grad) override {
+    io.be->huber(size_t(io.xs[0].numel()), float(real_param("beta")), io.x[0], io.x[1], io.x[2],
+                 loss_normaliser(io, 3), grad_out(io, grad), io.loss_scale, grad_accumulate(io, grad),
+                 value_out(io, grad));
   }
 };
 
@@ -41,6 +27,14 @@ LayerRegistrar reg{{"loss_huber", 3, 4, {pos_real("loss_weight", 0.0), pos_real(
 
 }  // namespace
 
-double loss_normaliser(LayerIO& io, size_t idx) { return normaliser(io, idx); }
+LossNorm loss_normaliser(const LayerIO& io, size_t idx) {
+  LossNorm norm;
+  norm.fallback = double(io.xs[0].n);
+  if (io.x.size() > idx) {
+    norm.src = io.x[idx];
+    norm.n = size_t(io.xs[idx].numel());
+  }
+  return norm;
+}
 
 }  // namespace opendl

@@ -1,11 +1,16 @@
 // Base of the loss layers: a scalar output (shape 1 x 1 x 1, batch 1) holding the normalised loss, a
-// loss_weight for total_loss, and no gradient towards target, weight or normalisation inputs.
+// loss_weight for total_loss, and no gradient towards target, weight or normalisation inputs. The value is
+// computed where the data lives (no host round trip).
 #pragma once
 
 #include "backend/backend.h"
 #include "graph/layer.h"
 
 namespace opendl {
+
+// The normaliser of the Huber and focal losses: the sum of the values of input idx (at least 1) when the layer
+// has that input, else the batch size (huber.cpp).
+LossNorm loss_normaliser(const LayerIO& io, size_t idx);
 
 class LossLayer : public Layer {
  public:
@@ -29,11 +34,24 @@ class LossLayer : public Layer {
       fail(err::kInvalidShape, "layer '" + name() + "': the " + what + " input has shape " + t.str() +
                                    ", which does not fit the input shape " + x.str());
   }
-  void store(LayerIO& io, double v) {
-    io.loss_value = v;
-    float f = float(v);
-    io.be->upload(io.y, &f, 1);
+  // Forward writes the loss value to y (on the device); backward writes the input's gradient only.
+  void forward(LayerIO& io) override { run(io, false); }
+  void backward(LayerIO& io) override {
+    if (io.dx[0]) run(io, true);
   }
+  // One backend call: the value to io.y unless grad, else the gradient to io.dx[0].
+  virtual void run(LayerIO& io, bool grad) = 0;
+  static LossOut value_out(LayerIO& io, bool grad) {
+    LossOut out;
+    if (!grad) {
+      out.value = io.y;
+      out.sum = io.loss_sum;
+      out.accumulate = io.accumulate_loss;
+    }
+    return out;
+  }
+  static float* grad_out(LayerIO& io, bool grad) { return grad ? io.dx[0] : nullptr; }
+  static bool grad_accumulate(LayerIO& io, bool grad) { return grad && io.dx[0] ? bool(io.accumulate_dx[0]) : false; }
 };
 
 }  // namespace opendl

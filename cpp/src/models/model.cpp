@@ -7,6 +7,7 @@
 #include <functional>
 #include <set>
 
+#include "backend/gpu_backend.h"
 #include "core/system.h"
 #include "models/class_adapter.h"
 
@@ -19,6 +20,7 @@ Model::Model(const std::vector<LayerPtr>& outputs) : adapter_(make_generic_adapt
 }
 
 Model::~Model() {
+  drop_graphs();
   if (net_) {
     net_->backend().free(m_);
     net_->backend().free(v_);
@@ -87,6 +89,11 @@ std::vector<std::string> param_names(const ModelAdapter& a) {
 
 void Model::set_param(const std::string& name, const Tuple& v) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Anything but the solver's settings (applied after the recorded part of a step) may change what a training
+  // step runs.
+  static const std::set<std::string> solver_only = {"learning_rate", "momentum",   "weight_prior", "solver_type",
+                                                    "adam_beta1",    "adam_beta2", "adam_epsilon"};
+  if (!solver_only.count(name)) ++config_version_;
   if (adapter_->set_param(*this, name, v)) return;
   if (name == "batch_size") {
     int64_t b = integer(name, v);
@@ -371,17 +378,23 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
     rng_.set_state(rng_state);
   };
 
-  std::map<int, double> loss_sum;
+  // The step's results stay on the device until all are there, then are read back at once: the loss values in
+  // double precision (summed over the micro-batches by the loss layers), the regularisation and the number of
+  // non-finite gradients.
+  double* sv = net_->step_values();
+  const size_t nl = losses.size();
   try {
     for (int64_t mb = 0; mb < multiplier_; ++mb) {
       for (size_t k = 0; k < inputs.size(); ++k) {
         size_t n = size_t(slots[inputs[k]].shape.numel());
         be.upload(slots[inputs[k]].y, staged[k].data() + size_t(mb) * n, n);
       }
-      net_->forward(true, rng_);
-      for (int li : losses) loss_sum[li] += slots[li].loss;
-      // Gradients are averaged over the micro-batches (spec E.6): each contributes 1/multiplier.
-      net_->backward(1.f / float(multiplier_), mb > 0);
+      auto body = [&] {
+        net_->forward(true, rng_, mb > 0);
+        // Gradients are averaged over the micro-batches (spec E.6): each contributes 1/multiplier.
+        net_->backward(1.f / float(multiplier_), mb > 0);
+      };
+      if (!run_recorded(mb > 0, body)) body();
     }
   } catch (...) {
     try {
@@ -390,17 +403,22 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
     }
     throw;
   }
+  const bool with_reg = weight_prior_ > 0 && nt;
+  if (with_reg) be.sum_squares_masked(nt, net_->params(), net_->decay_mask(), sv + nl);
+  if (nt) be.count_nonfinite(nt, net_->grads(), sv + nl + 1);
+  std::vector<double> values(nl + 2, 0.0);
+  be.download(reinterpret_cast<float*>(values.data()), reinterpret_cast<const float*>(sv), 2 * (nl + (nt ? 2 : 0)));
   TrainResult r;
   double total = 0;
-  for (int li : losses) {
-    double v = slots[li].layer->loss_weight() * loss_sum[li] / double(multiplier_);
-    r[slots[li].layer->name()] = v;
+  for (size_t k = 0; k < nl; ++k) {
+    const auto& layer = *slots[size_t(losses[k])].layer;
+    double v = layer.loss_weight() * values[k] / double(multiplier_);
+    r[layer.name()] = v;
     total += v;
   }
-  double reg = 0;
-  if (weight_prior_ > 0 && nt) reg = 0.5 * weight_prior_ * be.sum_squares_masked(nt, net_->params(), net_->decay_mask());
+  const double reg = with_reg ? 0.5 * weight_prior_ * values[nl] : 0.0;
   total += reg;
-  if (!std::isfinite(total) || (nt && !be.all_finite(nt, net_->grads()))) {
+  if (!std::isfinite(total) || (nt && values[nl + 1] != 0.0)) {
     restore();
     fail(err::kTrainingFailed, "the loss or its gradient is not finite (loss " + to_string(Value(total)) +
                                    "); training diverged, the model was left unchanged. Lower 'learning_rate'");
@@ -420,6 +438,70 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
   r["regularization"] = reg;
   r["total_loss"] = total;
   return r;
+}
+
+bool Model::run_recorded(bool accumulating, const std::function<void()>& body) {
+  Backend& be = net_->backend();
+  if (!be.graph_supported() || !gpu_graphs()) return false;
+  StepGraph& g = graphs_[accumulating ? 1 : 0];
+  const std::array<uint64_t, 5> key{net_->buffer_epoch(), be.graph_epoch(), config_version_,
+                                    uint64_t(net_->input_gradients()), uint64_t(multiplier_)};
+  if (g.be != &be || g.key != key) {
+    if (g.be && g.id) g.be->graph_destroy(g.id);
+    g = StepGraph{};
+    g.be = &be;
+    g.key = key;
+    g.refused = !net_->capturable();
+  }
+  if (g.refused) return false;
+  if (!g.id) {
+    if (g.direct_runs++ == 0) return false;
+    bool recording = false;
+    try {
+      be.graph_begin();
+      recording = true;
+      body();
+    } catch (...) {
+      // What cannot be recorded runs directly from now on; a real error shows again when it does.
+      if (recording) {
+        try {
+          (void)be.graph_end();
+        } catch (...) {
+        }
+      }
+      g.refused = true;
+      return false;
+    }
+    g.id = be.graph_end();
+    if (!g.id) {
+      g.refused = true;
+      return false;
+    }
+    ++graph_recordings_;
+  }
+  be.graph_launch(g.id);
+  ++graph_replays_;
+  return true;
+}
+
+void Model::drop_graphs() {
+  for (auto& g : graphs_) {
+    if (g.be && g.id) {
+      try {
+        g.be->graph_destroy(g.id);
+      } catch (...) {  // destructor path: the recording is freed with the backend at the latest
+      }
+    }
+    g = StepGraph{};
+  }
+}
+
+Model::GraphStats Model::graph_stats() const {
+  GraphStats st;
+  st.replayed = graph_replays_;
+  st.recorded = graph_recordings_;
+  st.refused = graphs_[0].refused || graphs_[1].refused;
+  return st;
 }
 
 std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::vector<std::string>& outputs) {

@@ -4,6 +4,8 @@
 // build the new network completely before swapping it in.
 #pragma once
 
+#include <array>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -73,6 +75,15 @@ class Model {
   // optimize_dl_model_for_inference's mark on its copies ('precision_is_converted').
   void set_converted(bool on) { converted_ = on; }
 
+  // How the training steps ran on a backend that records them (Backend::graph_*): micro-batches replayed from a
+  // recording, recordings made, and whether the current network cannot be recorded (a layer that is not
+  // capturable, or a recording the backend refused).
+  struct GraphStats {
+    int64_t replayed = 0, recorded = 0;
+    bool refused = false;
+  };
+  GraphStats graph_stats() const;
+
  private:
   Model() = default;
   int slot_of(const std::string& layer) const;
@@ -85,6 +96,11 @@ class Model {
   const BlobSlot& blob(int slot, const std::string& type, bool& gradient) const;
   Tensor to_images(size_t slot, bool gradient);  // slot's output or gradient as (N, H, W, C)
   std::vector<std::string> output_names() const;
+  // One micro-batch's forward and backward (`body`) through a recording of the backend, when it records: the
+  // first step at a new fingerprint runs directly (the backend picks its algorithms and sizes its buffers), the
+  // second is recorded and replayed, later ones are replayed. Returns false when `body` is to run directly.
+  bool run_recorded(bool accumulating, const std::function<void()>& body);
+  void drop_graphs();
 
   std::unique_ptr<Network> net_;
   std::unique_ptr<ModelAdapter> adapter_;
@@ -101,6 +117,19 @@ class Model {
   float* v_ = nullptr;  // Adam second moment
   bool has_step_ = false;
   bool converted_ = false;
+  // Recorded training micro-batches: [0] the first (gradients overwritten), [1] later ones (accumulated). A
+  // recording is valid for its key: the network's buffer epoch, the backend's graph epoch, config_version_ (changed by every
+  // set_param but the solver's), the input-gradient setting and the batch size multiplier (the loss scale).
+  struct StepGraph {
+    Backend* be = nullptr;
+    uint64_t id = 0;
+    std::array<uint64_t, 5> key{};
+    int64_t direct_runs = 0;
+    bool refused = false;
+  };
+  std::array<StepGraph, 2> graphs_{};
+  uint64_t config_version_ = 0;
+  int64_t graph_replays_ = 0, graph_recordings_ = 0;
   std::mutex mu_;
 };
 

@@ -77,22 +77,23 @@ class CpuBackend final : public Backend {
   void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue, float* dx,
                           bool accumulate) override;
 
-  double cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
-                       int64_t weights_s, float* dp, float scale, bool accumulate) override;
-  double huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
-               float scale, bool accumulate) override;
-  double focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
-                      const float* w, int64_t w_c, double norm, float* dx, float scale, bool accumulate) override;
-  double distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
-                  float scale, bool accumulate) override;
+  void cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target, const float* weights,
+                     int64_t weights_s, float* dp, float scale, bool accumulate, const LossOut& out) override;
+  void huber(size_t n, float beta, const float* x, const float* t, const float* w, const LossNorm& norm, float* dx,
+             float scale, bool accumulate, const LossOut& out) override;
+  void focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x, const float* t,
+                    bool t_ids, const float* w, int64_t w_c, const LossNorm& norm, float* dx, float scale,
+                    bool accumulate, const LossOut& out) override;
+  void distance(size_t n, bool l1, const float* x, const float* t, const float* w, const LossNorm& norm, float* dx,
+                float scale, bool accumulate, const LossOut& out) override;
 
-  double sum_squares_masked(size_t n, const float* x, const float* mask) override;
+  void sum_squares_masked(size_t n, const float* x, const float* mask, double* out) override;
   void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult, const float* decay_mask,
                   float* w, const float* g, float* v) override;
   void adam_update(size_t n, float lr, double beta1, double beta2, float eps, float bias1, float bias2,
                    float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
                    float* m, float* v) override;
-  bool all_finite(size_t n, const float* x) override;
+  void count_nonfinite(size_t n, const float* x, double* out) override;
 };
 
 }  // namespace opendl

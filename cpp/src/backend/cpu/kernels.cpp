@@ -295,11 +295,11 @@ void CpuBackend::depth_max_backward(int64_t n, int64_t c, int64_t hw, const floa
     }
 }
 
-bool CpuBackend::all_finite(size_t n, const float* x) {
-  int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (n > 65536)
-  for (size_t i = 0; i < n; ++i) bad |= !std::isfinite(x[i]);
-  return !bad;
+void CpuBackend::count_nonfinite(size_t n, const float* x, double* out) {
+  int64_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad) if (n > 65536)
+  for (size_t i = 0; i < n; ++i) bad += !std::isfinite(x[i]);
+  *out = double(bad);
 }
 
 }  // namespace opendl

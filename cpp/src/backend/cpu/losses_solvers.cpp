@@ -28,21 +28,35 @@ double det_sum(int64_t n, F&& f) {
   for (double v : part) s += v;
   return s;
 }
+
+// Writes a loss value as LossOut says.
+void put_loss(const LossOut& out, double v) {
+  if (out.value) *out.value = float(v);
+  if (out.sum) *out.sum = out.accumulate ? *out.sum + v : v;
+}
+
+// The normaliser (LossNorm): the sum of the normalisation input (at least 1) or the fallback.
+double norm_of(const LossNorm& norm) {
+  if (!norm.src) return norm.fallback;
+  return em::loss_norm_from_sum(det_sum(int64_t(norm.n), [&](int64_t i) { return double(norm.src[i]); }));
+}
 }  // namespace
 
-double CpuBackend::cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target,
-                                 const float* weights, int64_t weights_s, float* dp, float scale, bool accumulate) {
+void CpuBackend::cross_entropy(int64_t n, int64_t c, int64_t s, const float* p, const float* target,
+                               const float* weights, int64_t weights_s, float* dp, float scale, bool accumulate,
+                               const LossOut& out) {
   // L = -(1/(n*s)) * sum_i w_i * log p_{i, t_i}; probabilities are clamped at 1e-30 (log(1e-30) ~ -69) so a
   // confidently wrong prediction yields a large, finite loss and gradient.
   const double inv = 1.0 / double(n * s);
   const float tiny = em::kCeTiny;
-  double loss = det_sum(n * s, [&](int64_t i) {
-    int64_t b = i / s, j = i % s;
-    int64_t t = int64_t(target[i]);
-    double w = weights ? weights[b * weights_s + (weights_s == 1 ? 0 : j)] : 1.0;
-    float pt = std::max(p[b * c * s + t * s + j], tiny);
-    return -w * std::log(double(pt));
-  }) * inv;
+  if (out.wanted())
+    put_loss(out, det_sum(n * s, [&](int64_t i) {
+                    int64_t b = i / s, j = i % s;
+                    int64_t t = int64_t(target[i]);
+                    double w = weights ? weights[b * weights_s + (weights_s == 1 ? 0 : j)] : 1.0;
+                    float pt = std::max(p[b * c * s + t * s + j], tiny);
+                    return -w * std::log(double(pt));
+                  }) * inv);
   if (dp) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n * s; ++i) {
@@ -57,72 +71,83 @@ double CpuBackend::cross_entropy(int64_t n, int64_t c, int64_t s, const float* p
       }
     }
   }
-  return loss;
 }
 
-double CpuBackend::huber(size_t n, float beta, const float* x, const float* t, const float* w, double norm, float* dx,
-                         float scale, bool accumulate) {
-  const double inv = 1.0 / norm;
-  double loss = det_sum(int64_t(n), [&](int64_t i) {
-    double r = double(x[i]) - t[i], wi = w ? w[i] : 1.0;
-    return wi * em::huber_value(r, beta);
-  }) * inv;
+namespace {
+// An elementwise loss: the weighted sum of term.value(i) over n elements divided by the normaliser to `out`,
+// and scale * term.grad(i) / normaliser into dx.
+template <class Term>
+void elementwise_loss(size_t n, const Term& term, const LossNorm& norm, float* dx, float scale, bool accumulate,
+                      const LossOut& out) {
+  if (!out.wanted() && !dx) return;
+  const double inv = 1.0 / norm_of(norm);
+  if (out.wanted()) put_loss(out, det_sum(int64_t(n), [&](int64_t i) { return term.value(size_t(i)); }) * inv);
   if (dx) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; ++i) {
-      double r = double(x[i]) - t[i], wi = w ? w[i] : 1.0;
-      put(dx, i, float(scale * wi * em::huber_grad(r, beta) * inv), accumulate);
-    }
+    for (size_t i = 0; i < n; ++i) put(dx, i, float(scale * term.grad(i) * inv), accumulate);
   }
-  return loss;
 }
 
-double CpuBackend::focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x,
-                                const float* t, const float* w, int64_t w_c, double norm, float* dx, float scale,
-                                bool accumulate) {
-  // Sigmoid focal loss on logits x with binary targets t (N, C, S), see em::focal_term.
-  const double inv = 1.0 / norm;
-  auto term = [&](int64_t i, double* grad) {
-    int64_t b = i / (c * s), k = (i / s) % c, j = i % s;
-    bool pos = t[i] > 0.5f;
-    double a = alpha ? (pos ? alpha[k] : 1.0 - alpha[k]) : 1.0;
-    double wi = w ? w[b * w_c * s + (w_c == 1 ? 0 : k * s) + j] : 1.0;
-    double v = em::focal_term(x[i], pos, a, gamma, grad);
+struct HuberTerm {
+  float beta;
+  const float *x, *t, *w;
+  double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
+  double value(size_t i) const { return weight(i) * em::huber_value(double(x[i]) - t[i], beta); }
+  double grad(size_t i) const { return weight(i) * em::huber_grad(double(x[i]) - t[i], beta); }
+};
+
+struct DistanceTerm {
+  bool l1;
+  const float *x, *t, *w;
+  double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
+  double value(size_t i) const { return weight(i) * em::distance_value(double(x[i]) - t[i], l1); }
+  double grad(size_t i) const { return weight(i) * em::distance_grad(double(x[i]) - t[i], l1); }
+};
+
+// Sigmoid focal loss on logits x (N, C, S), see em::focal_term and em::focal_positive.
+struct FocalTerm {
+  int64_t c, s, w_c;
+  float gamma;
+  const float *alpha, *x, *t;
+  bool t_ids;
+  const float* w;
+  double eval(size_t e, double* grad) const {
+    const int64_t i = int64_t(e), b = i / (c * s), k = (i / s) % c, j = i % s;
+    const bool pos = em::focal_positive(t, t_ids, c, s, b, k, j);
+    const double a = alpha ? (pos ? double(alpha[k]) : 1.0 - alpha[k]) : 1.0;
+    const double wi = w ? double(w[b * w_c * s + (w_c == 1 ? 0 : k * s) + j]) : 1.0;
+    const double v = em::focal_term(x[i], pos, a, gamma, grad);
     if (grad) *grad *= wi;
     return wi * v;
-  };
-  const int64_t total = n * c * s;
-  double loss = det_sum(total, [&](int64_t i) { return term(i, nullptr); }) * inv;
-  if (dx) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < total; ++i) {
-      double g;
-      term(i, &g);
-      put(dx, size_t(i), float(scale * g * inv), accumulate);
-    }
   }
-  return loss;
+  double value(size_t i) const { return eval(i, nullptr); }
+  double grad(size_t i) const {
+    double g;
+    eval(i, &g);
+    return g;
+  }
+};
+}  // namespace
+
+void CpuBackend::huber(size_t n, float beta, const float* x, const float* t, const float* w, const LossNorm& norm,
+                       float* dx, float scale, bool accumulate, const LossOut& out) {
+  elementwise_loss(n, HuberTerm{beta, x, t, w}, norm, dx, scale, accumulate, out);
 }
 
-double CpuBackend::distance(size_t n, bool l1, const float* x, const float* t, const float* w, double norm, float* dx,
-                            float scale, bool accumulate) {
-  const double inv = 1.0 / norm;
-  double loss = det_sum(int64_t(n), [&](int64_t i) {
-    double r = double(x[i]) - t[i], wi = w ? w[i] : 1.0;
-    return wi * em::distance_value(r, l1);
-  }) * inv;
-  if (dx) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; ++i) {
-      double r = double(x[i]) - t[i], wi = w ? w[i] : 1.0;
-      put(dx, i, float(scale * wi * em::distance_grad(r, l1) * inv), accumulate);
-    }
-  }
-  return loss;
+void CpuBackend::focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x,
+                              const float* t, bool t_ids, const float* w, int64_t w_c, const LossNorm& norm,
+                              float* dx, float scale, bool accumulate, const LossOut& out) {
+  elementwise_loss(size_t(n * c * s), FocalTerm{c, s, w_c, gamma, alpha, x, t, t_ids, w}, norm, dx, scale,
+                   accumulate, out);
 }
 
-double CpuBackend::sum_squares_masked(size_t n, const float* x, const float* mask) {
-  return det_sum(int64_t(n), [&](int64_t i) { return mask[i] != 0.f ? double(x[i]) * x[i] : 0.0; });
+void CpuBackend::distance(size_t n, bool l1, const float* x, const float* t, const float* w, const LossNorm& norm,
+                          float* dx, float scale, bool accumulate, const LossOut& out) {
+  elementwise_loss(n, DistanceTerm{l1, x, t, w}, norm, dx, scale, accumulate, out);
+}
+
+void CpuBackend::sum_squares_masked(size_t n, const float* x, const float* mask, double* out) {
+  *out = det_sum(int64_t(n), [&](int64_t i) { return mask[i] != 0.f ? double(x[i]) * x[i] : 0.0; });
 }
 
 void CpuBackend::sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
