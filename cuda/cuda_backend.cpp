@@ -94,8 +94,10 @@ struct Scratch {
   double* d() const { return static_cast<double*>(p); }
 };
 
+// kReduce: the losses' reductions; kArenaReduce: the reductions over the parameter arenas, which a training step
+// runs after its recorded part (so that their size, that of the arena, never moves the losses' buffer).
 enum Slot { kWorkspace, kPadIn, kPadGrad, kConvOut, kWeightT, kWeightGradT, kChannelParts, kCoeffs, kReduce,
-            kNumSlots };
+            kArenaReduce, kNumSlots };
 
 struct ConvPlan {
   cudnnTensorDescriptor_t in = nullptr, out = nullptr, bias = nullptr;  // the cuDNN convolution's input / output
@@ -550,8 +552,8 @@ class CudaBackend final : public Backend {
   }
   void sum_squares_masked(size_t n, const float* x, const float* mask, double* out) override {
     run([&]() -> Status {
-      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(n, 0) * sizeof(double)));
-      return kernel(launch_sum_squares_masked(stream(), n, x, mask, out, scratch_[kReduce]->d()));
+      OPENDL_CHECK_STATUS(slot(kArenaReduce, loss_scratch_doubles(n, 0) * sizeof(double)));
+      return kernel(launch_sum_squares_masked(stream(), n, x, mask, out, scratch_[kArenaReduce]->d()));
     });
   }
   void sgd_update(size_t n, float lr, float momentum, float weight_prior, const float* lr_mult,
@@ -570,8 +572,8 @@ class CudaBackend final : public Backend {
   }
   void count_nonfinite(size_t n, const float* x, double* out) override {
     run([&]() -> Status {
-      OPENDL_CHECK_STATUS(slot(kReduce, loss_scratch_doubles(n, 0) * sizeof(double)));
-      return kernel(launch_count_nonfinite(stream(), n, x, out, scratch_[kReduce]->d()));
+      OPENDL_CHECK_STATUS(slot(kArenaReduce, loss_scratch_doubles(n, 0) * sizeof(double)));
+      return kernel(launch_count_nonfinite(stream(), n, x, out, scratch_[kArenaReduce]->d()));
     });
   }
 
@@ -625,7 +627,10 @@ class CudaBackend final : public Backend {
   uint64_t graph_epoch() const override { return epoch_; }
 
  private:
-  CudaBackend() { scratch_.resize(kNumSlots); }
+  CudaBackend() {
+    scratch_.resize(kNumSlots);
+    recorded_slots_.assign(kNumSlots, false);
+  }
 
   cudaStream_t stream() const { return ctx_->stream(); }
   void* ws() const { return scratch_[kWorkspace] ? scratch_[kWorkspace]->p : nullptr; }
@@ -651,14 +656,15 @@ class CudaBackend final : public Backend {
     return {};
   }
   static NormSpec spec(const LossNorm& n) { return NormSpec{n.src, n.n, n.fallback}; }
-  // Grows scratch slot s to `bytes`. Growing frees the old buffer, which a recording may use: the epoch changes
-  // (invalidating recordings), and during a recording growing is refused, which fails the recording.
+  // Grows scratch slot s to `bytes`. Growing frees the old buffer: during a recording it is refused (which fails
+  // the recording), and growing a slot that a recording uses changes the epoch (invalidating recordings).
   Status slot(Slot s, size_t bytes) {
     if (!scratch_[s]) scratch_[s] = std::make_unique<Scratch>();
+    if (capturing_) recorded_slots_[s] = true;
     bytes = std::max<size_t>(bytes, 16);
     if (bytes <= scratch_[s]->bytes) return {};
     if (capturing_) return Status{OPENDL_CUDA_ERR_CUDA, "a scratch buffer would grow while recording a CUDA graph"};
-    ++epoch_;
+    if (recorded_slots_[s]) ++epoch_;
     return scratch_[s]->reserve(bytes);
   }
   static Status plain_only(int64_t block, const char* what) {
@@ -821,6 +827,7 @@ class CudaBackend final : public Backend {
   Status error_;
   bool tf32_ = true, deterministic_ = false;
   bool capturing_ = false;
+  std::vector<bool> recorded_slots_;  // per scratch slot: used by a recording
   uint64_t epoch_ = 1, last_graph_ = 0;
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   DeviceBuffer cublas_workspace_;

@@ -367,3 +367,67 @@ def test_the_detector_trains_on_the_gpu_as_on_the_cpu():
             assert abs(c[k] - g[k]) <= 1e-3 * max(abs(c[k]), 1e-6), (k, c[k], g[k])
     for c, g in zip(out["cpu_boxes"], out["gpu_boxes"]):
         assert len(c) == len(g)
+
+
+# --- issue 4: training steps recorded once as a CUDA graph and replayed -----------------------------------------
+
+def _graph_model(seed, multiplier):
+    def build(i):
+        a = ha.create_dl_layer_convolution(i["x"], "c1", 3, 1, 1, 8, 1, "half_kernel_size", "none", [], [])
+        b = ha.create_dl_layer_batch_normalization(a, "bn", 0.9, 1e-4, "relu", [], [])
+        c = ha.create_dl_layer_pooling(b, "pool", [2, 2], [2, 2], "none", "maximum", [], [])
+        return ha.create_dl_layer_dense(c, "L", 3, [], [])
+    ha.set_system("seed_rand", seed)
+    p = Probe(build, {"x": [16, 12, 3]}, 4, seed=5)
+    ha.set_dl_model_param(p.model, "solver_type", "adam")
+    ha.set_dl_model_param(p.model, "learning_rate", 0.01)
+    ha.set_dl_model_param(p.model, "batch_size_multiplier", multiplier)
+    ha.set_dl_model_param(p.model, "device", GPUS[0])
+    return p
+
+
+@pytest.mark.parametrize("multiplier", [1, 3])
+def test_recorded_training_steps_give_what_steps_launched_one_by_one_give(multiplier):
+    """'gpu_graphs' on: the first step runs directly, the second is recorded and replayed, later ones replay (one
+    recording per micro-batch kind). With deterministic cuDNN algorithms both ways give bit-identical losses,
+    weights and statistics, also across a batch-size change (new buffers: recorded again) and a learning-rate
+    change (the solver runs outside the recording: kept)."""
+    from opendl import _core
+    ha.set_system("cudnn_deterministic", "true")
+    runs = {}
+    try:
+        for graphs in ("false", "true"):
+            ha.set_system("gpu_graphs", graphs)
+            p = _graph_model(41, multiplier)
+            data = p.samples * multiplier
+            losses = [ha.as_python_dict_s(ha.train_dl_model_batch(p.model, data))["total_loss"] for _ in range(4)]
+            ha.set_dl_model_param(p.model, "learning_rate", 0.005)
+            losses += [ha.as_python_dict_s(ha.train_dl_model_batch(p.model, data))["total_loss"] for _ in range(2)]
+            ha.set_dl_model_param(p.model, "batch_size", 2)
+            losses += [ha.as_python_dict_s(ha.train_dl_model_batch(p.model, data[:2 * multiplier]))["total_loss"]
+                       for _ in range(3)]
+            runs[graphs] = (losses, {(l, t): ha.get_dl_model_layer_weights(p.model, l, t)
+                                     for l, t in (("c1", "weights"), ("bn", "batchnorm_mean"),
+                                                  ("bn", "batchnorm_variance"), ("L", "weights"))},
+                            _core._train_step_graphs(p.model.core("test")))
+    finally:
+        ha.set_system("gpu_graphs", "true")
+        ha.set_system("cudnn_deterministic", "false")
+    assert runs["false"][2] == {"recorded": 0, "refused": 0, "replayed": 0}
+    # Two kinds of micro-batch with a multiplier: the first overwrites the gradients, later ones add to them. Each
+    # kind runs directly once per buffer set (6 steps at batch 4, then 3 at batch 2) and is replayed from then on.
+    kinds = 1 if multiplier == 1 else 2
+    assert runs["true"][2] == {"recorded": 2 * kinds, "refused": 0, "replayed": 9 * multiplier - 2 * kinds}
+    assert runs["true"][0] == runs["false"][0]
+    for k, w in runs["false"][1].items():
+        np.testing.assert_array_equal(runs["true"][1][k], w, err_msg=str(k))
+
+
+def test_a_network_that_cannot_be_recorded_trains_with_direct_launches():
+    """Dropout draws a new seed on the host at every step, so its network is not recorded ('refused'), and
+    trains exactly as with 'gpu_graphs' off."""
+    from opendl import _core
+    p = _compact_pair_model(23)
+    for _ in range(3):
+        assert np.isfinite(ha.as_python_dict_s(ha.train_dl_model_batch(p.model, p.samples))["total_loss"])
+    assert _core._train_step_graphs(p.model.core("test")) == {"recorded": 0, "refused": 1, "replayed": 0}

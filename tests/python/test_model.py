@@ -293,3 +293,79 @@ def test_weight_sharing_errors(share, word):
     with pytest.raises(ha.HOperatorError) as e:
         shared_net(share)
     assert word in str(e.value) and "weights_shared_with" in str(e.value)
+
+
+def _distance_net():
+    x = ha.create_dl_layer_input("x", [1, 1, 1], [], [])
+    t = ha.create_dl_layer_input("t", [1, 1, 1], [], [])
+    w = ha.create_dl_layer_input("w", [1, 1, 1], [], [])
+    c = ha.create_dl_layer_convolution(x, "conv", 1, 1, 1, 1, 1, "none", "none", [], [])
+    m = ha.create_dl_model(ha.create_dl_layer_loss_distance(c, t, w, "loss", "l2", 1.0, [], []))
+    ha.set_dl_model_param(m, "batch_size", 1)
+    ha.set_dl_model_param(m, "momentum", 0.9)
+    ha.set_dl_model_param(m, "learning_rate", 1e-3)
+    ha.set_dl_model_layer_weights(np.ones((1, 1, 1, 1), np.float32), m, "conv", "weights")
+    return m
+
+
+@pytest.mark.parametrize("weight, x", [(1e30, 1e10),  # the output overflows float32: the loss is infinite
+                                       (1.0, 3e38)])  # the loss (9e76) is finite in double, its gradient is not
+def test_a_step_with_a_non_finite_loss_or_gradient_fails_with_7720_and_changes_nothing(weight, x):
+    """The training step reads the loss sums (double precision) and the number of non-finite gradients back from
+    the device once, after the backward pass; either one refuses the step before the solver runs."""
+    m = _distance_net()
+    good = [{"x": np.float32(0.5), "t": np.float32(1.0), "w": np.float32(1.0)}]
+    ha.train_dl_model_batch(m, good)  # the solver's momentum is non-zero from here on
+    ha.set_dl_model_layer_weights(np.full((1, 1, 1, 1), weight, np.float32), m, "conv", "weights")
+    before = state(m)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_model_batch(m, [{"x": np.float32(x), "t": np.float32(0.0), "w": np.float32(1.0)}])
+    assert e.value.error_code == 7720 and "not finite" in str(e.value)
+    assert_same(before, state(m))
+    # the model trains on: the same update as a twin that never saw the bad batch
+    twin = _distance_net()
+    ha.train_dl_model_batch(twin, good)
+    ha.set_dl_model_layer_weights(np.full((1, 1, 1, 1), weight, np.float32), twin, "conv", "weights")
+    ha.set_dl_model_layer_weights(np.float32(1.0).reshape(1, 1, 1, 1), m, "conv", "weights")
+    ha.set_dl_model_layer_weights(np.float32(1.0).reshape(1, 1, 1, 1), twin, "conv", "weights")
+    r = [ha.as_python_dict_s(ha.train_dl_model_batch(k, good))["total_loss"] for k in (m, twin)]
+    assert r[0] == r[1]
+    assert_same(state(m), state(twin))
+
+
+def test_the_loss_values_are_summed_in_double_precision():
+    """total_loss is the double-precision sum of the loss layer's terms (here w (x - t)^2 over 4096 elements of
+    widely different size), not the float32 value of the layer's output."""
+    n = 4096
+    x = ha.create_dl_layer_input("x", [n, 1, 1], [], [])
+    t = ha.create_dl_layer_input("t", [n, 1, 1], [], [])
+    w = ha.create_dl_layer_input("w", [n, 1, 1], [], [])
+    m = ha.create_dl_model(ha.create_dl_layer_loss_distance(x, t, w, "loss", "l2", 1.0, [], []))
+    ha.set_dl_model_param(m, "batch_size", 1)
+    r = np.random.default_rng(0)
+    xs = (r.standard_normal(n) * np.logspace(-4, 4, n)).astype(np.float32)
+    ts = r.standard_normal(n).astype(np.float32)
+    ws = r.uniform(0.5, 1.5, n).astype(np.float32)
+    s = [{"x": xs.reshape(1, n, 1), "t": ts.reshape(1, n, 1), "w": ws.reshape(1, n, 1)}]
+    got = ha.as_python_dict_s(ha.train_dl_model_batch(m, s))["total_loss"]
+    want = float(np.sum(ws.astype(np.float64) * (xs.astype(np.float64) - ts) ** 2))
+    assert got == pytest.approx(want, rel=1e-12)
+    assert abs(got - float(np.float32(want))) > 0  # more than float32 can hold
+
+
+def test_gpu_graphs_setting_and_the_cpu_never_records():
+    from opendl import _core
+    assert ha.get_system("gpu_graphs") == ["true"]
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_system("gpu_graphs", "yes")
+    assert e.value.error_code == 1302 and "gpu_graphs" in str(e.value)
+    ha.set_system("gpu_graphs", "false")
+    try:
+        assert ha.get_system_s("gpu_graphs") == "false"
+    finally:
+        ha.set_system("gpu_graphs", "true")
+    m = small_net()
+    ha.set_dl_model_param(m, "batch_size", 2)
+    for i in range(3):
+        ha.train_dl_model_batch(m, samples(2, seed=i))
+    assert _core._train_step_graphs(m.core("test")) == {"recorded": 0, "refused": 0, "replayed": 0}
