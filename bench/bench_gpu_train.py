@@ -9,7 +9,11 @@ Per (model, batch) it times, interleaved in one process (the order alternates be
   includes opendl's sample packing and the upload), model moved with set_dl_model_param(model, 'runtime', 'gpu');
 - torch: torch.nn in channels_last, cudnn.benchmark on, SGD(fused=True), the batch already on the device
   (--torch-data host copies it from pinned host memory each step instead);
-- torch_compile: the same module through torch.compile (default mode), warmed up until compiled.
+- torch_compile: the same module through torch.compile (default mode), warmed up until compiled;
+- with --direct, also opendl_direct: a second opendl model trained with set_system 'gpu_graphs' 'false' (every
+  kernel launched from the host instead of replaying the step's CUDA graph), which measures what the graphs gain.
+Each row also says how opendl's steps ran ('opendl_graphs': micro-batches replayed from a CUDA graph, recordings
+made, and whether the network could not be recorded).
 Precision: --precision tf32 (default: both frameworks may use TF32 tensor cores in convolutions and matrix
 products; opendl's set_system 'gpu_tf32' 'true', torch's cudnn.allow_tf32 / matmul.allow_tf32) or fp32 (TF32 off
 in both).
@@ -71,6 +75,8 @@ def parse(argv=None):
     p.add_argument("--precision", default="tf32", choices=["tf32", "fp32"])
     p.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
     p.add_argument("--no-torch", action="store_true", help="time opendl only")
+    p.add_argument("--direct", action="store_true",
+                   help="also time opendl with 'gpu_graphs' 'false' (kernels launched one by one)")
     p.add_argument("--torch-data", default="device", choices=["device", "host"],
                    help="torch's batch: resident on the device, or copied from pinned host memory each step")
     p.add_argument("--peaks", action="store_true", help="measure the fp32 / TF32 / bf16 matmul peaks first")
@@ -134,6 +140,23 @@ def opendl_runner(a, model_name, batch, images, labels):
         ha.train_dl_model_batch(model, samples)
 
     return model, step
+
+
+def graph_stats(model):
+    """How the model's training steps ran: micro-batches replayed from a CUDA graph, recordings, refused."""
+    from opendl import _core
+    return _core._train_step_graphs(model.core("bench_gpu_train"))
+
+
+def direct(step):
+    """The step with CUDA graphs off (set_system 'gpu_graphs' is process-wide: on again afterwards)."""
+    def run():
+        ha.set_system("gpu_graphs", "false")
+        try:
+            step()
+        finally:
+            ha.set_system("gpu_graphs", "true")
+    return run
 
 
 def torch_runners(a, model_name, batch, images, labels):
@@ -251,8 +274,12 @@ def run_config(a, model_name, batch, peaks):
     row = {"model": model_name, "batch": batch, "size": a.size, "classes": a.classes, "precision": a.precision,
            "device": a.device, "steps": a.steps, "reps": a.reps, "torch_data": a.torch_data}
     runners = {}
+    models = {}
     try:
-        _, runners["opendl"] = opendl_runner(a, model_name, batch, images, labels)
+        models["opendl"], runners["opendl"] = opendl_runner(a, model_name, batch, images, labels)
+        if a.direct:
+            models["opendl_direct"], step = opendl_runner(a, model_name, batch, images, labels)
+            runners["opendl_direct"] = direct(step)
     except ha.HOperatorError as e:  # e.g. out of device memory: the row says so, the benchmark goes on
         row["opendl_error"] = str(e)
     flops = None
@@ -281,8 +308,10 @@ def run_config(a, model_name, batch, peaks):
             achieved = row[k]["images_per_s"] * flops / 1e12
             row[k]["tflops"] = achieved
             row[k]["mfu"] = {p: achieved / peak for p, peak in peaks.items()}
+    for k, model in models.items():
+        row[k + "_graphs"] = graph_stats(model)
     if "opendl" in secs:
-        for t in (k for k in names if k.startswith("torch")):
+        for t in (k for k in names if k.startswith("torch") or k == "opendl_direct"):
             per_rep = [tt / oo for oo, tt in zip(secs["opendl"], secs[t])]
             row[f"ratio_opendl_{t}"] = {"median": statistics.median(per_rep), "min": min(per_rep),
                                         "max": max(per_rep), "fastest": min(secs[t]) / min(secs["opendl"])}
@@ -303,10 +332,12 @@ def fmt(row):
         return f"{r['median']:.2f} ({r['min']:.2f}..{r['max']:.2f})" if r else "-"
 
     mfu = row.get("opendl", {}).get("mfu", {}).get("tf32" if row["precision"] == "tf32" else "fp32")
+    g = row.get("opendl_graphs", {})
+    graphs = "refused" if g.get("refused") else f"{g.get('replayed', 0)} replayed" if g else "-"
     mem = row.get("memory_ratio_opendl_torch")
     return (f"| {row['model']} | {row['batch']} | {ips('opendl')} | {ips('torch')} | {ips('torch_compile')} | "
             f"{ratio('torch')} | {ratio('torch_compile')} | {f'{mfu * 100:.0f} %' if mfu else '-'} | "
-            f"{f'{mem:.2f}' if mem else '-'} |")
+            f"{f'{mem:.2f}' if mem else '-'} | {ratio('opendl_direct')} | {graphs} |")
 
 
 def main(argv=None):
@@ -328,8 +359,8 @@ def main(argv=None):
     print(f"torch {torch.__version__ if torch is not None else '(none)'}, precision {a.precision}, {a.size}x{a.size}x3, "
           f"{a.classes} classes, {a.reps} reps x {a.steps} steps after {a.warmup} warm-up steps")
     print("| model | batch | opendl img/s | torch img/s | torch.compile img/s | opendl / torch | "
-          "opendl / torch.compile | opendl MFU | memory opendl / torch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "opendl / torch.compile | opendl MFU | memory opendl / torch | graphs / direct | CUDA graphs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for m in a.models:
         for b in a.batches:

@@ -22,13 +22,16 @@ def test_cpu_mode_times_opendl_and_writes_one_row_per_configuration(tmp_path, ca
     out = tmp_path / "rows.jsonl"
     rows = bench.main(["--device", "cpu", "--no-torch", "--models", "cnn,compact", "--batches", "2,3",
                        "--size", "32", "--classes", "4", "--steps", "1", "--reps", "3", "--warmup", "1",
-                       "--out", str(out)])
+                       "--direct", "--out", str(out)])
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [(r["model"], r["batch"]) for r in lines] == [("cnn", 2), ("cnn", 3), ("compact", 2), ("compact", 3)]
     for r in rows:
         o = r["opendl"]
         assert o["min"] <= o["images_per_s"] <= o["max"] and o["images_per_s"] > 0
         assert "torch" not in r and "opendl_error" not in r
+        # the CPU backend records nothing; the graphs-off twin is timed and compared all the same
+        assert r["opendl_graphs"] == {"recorded": 0, "refused": 0, "replayed": 0}
+        assert r["opendl_direct"]["images_per_s"] > 0 and r["ratio_opendl_opendl_direct"]["median"] > 0
     table = capsys.readouterr().out
     assert "| cnn | 2 |" in table and "| compact | 3 |" in table
 
