@@ -39,7 +39,8 @@ class LossLayer : public Layer {
   void backward(LayerIO& io) override {
     if (io.dx[0]) run(io, true);
   }
-  // One backend call: the value to io.y unless grad, else the gradient to io.dx[0].
+  // One backend call: unless grad, the value (to io.y, and to the training step's sum when io.loss_sum is set);
+  // with grad, the gradient to io.dx[0].
   virtual void run(LayerIO& io, bool grad) = 0;
   static LossOut value_out(LayerIO& io, bool grad) {
     LossOut out;

@@ -118,8 +118,9 @@ class Model {
   bool has_step_ = false;
   bool converted_ = false;
   // Recorded training micro-batches: [0] the first (gradients overwritten), [1] later ones (accumulated). A
-  // recording is valid for its key: the network's buffer epoch, the backend's graph epoch, config_version_ (changed by every
-  // set_param but the solver's), the input-gradient setting and the batch size multiplier (the loss scale).
+  // recording is valid for its key: the network's buffer epoch, the backend's graph epoch, config_version_
+  // (changed by every set_param but the solver's), the input-gradient setting and the batch size multiplier
+  // (the loss scale).
   struct StepGraph {
     Backend* be = nullptr;
     uint64_t id = 0;
