@@ -570,6 +570,15 @@ class CudaBackend final : public Backend {
                                        decay_mask, w, g, m, v));
     });
   }
+  void box_gather(const BoxGatherArgs& a, const float* src, float* dst) override {
+    run([&] { return kernel(launch_box_gather(stream(), a, src, dst)); });
+  }
+  void box_assign(const BoxAssignArgs& a, const float* boxes, const float* gt, double* scratch, float* out) override {
+    run([&] { return kernel(launch_box_assign(stream(), a, boxes, gt, scratch, out)); });
+  }
+  void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) override {
+    run([&] { return kernel(launch_box_targets(stream(), a, assign, gt, y)); });
+  }
   void count_nonfinite(size_t n, const float* x, double* out) override {
     run([&]() -> Status {
       OPENDL_CHECK_STATUS(slot(kArenaReduce, loss_scratch_doubles(n, 0) * sizeof(double)));

@@ -430,4 +430,22 @@ PYBIND11_MODULE(_core, m) {
     out["refused"] = st.refused ? 1 : 0;
     return out;
   });
+  // Per-layer wall time (Network::set_profiling): switching on clears the counters; _layer_times lists (name, type,
+  // forward seconds, forward calls, backward seconds, backward calls) per layer in network order.
+  m.def("_set_profiling", [](const HDlModel& h, bool on) {
+    std::lock_guard<std::mutex> lock(h.ptr->mutex());
+    h.ptr->net().set_profiling(on);
+  });
+  m.def("_layer_times", [](const HDlModel& h) {
+    std::lock_guard<std::mutex> lock(h.ptr->mutex());
+    const auto& net = h.ptr->net();
+    py::list out;
+    const auto& t = net.layer_times();
+    for (size_t i = 0; i < net.slots().size() && i < t.size(); ++i) {
+      const auto& l = *net.slots()[i].layer;
+      out.append(py::make_tuple(l.name(), l.type(), t[i].forward_s, t[i].forward_calls, t[i].backward_s,
+                                t[i].backward_calls));
+    }
+    return out;
+  });
 }

@@ -83,6 +83,36 @@ struct LossOut {
   bool wanted() const { return value || sum; }
 };
 
+// Detection boxes (the box_assignment and box_targets layers, layers/box_layers.cpp; the per-box steps are
+// backend/box_math.h). P = 4 box parameters for rectangle1, 5 for rectangle2.
+// box_gather: one level's boxes (anchors (box_n, A * P, H, W), or the records (box_n, M, P + 2) of a box_proposals
+// layer) into the gathered array (box_n, t, P + 1) at box offset `off`: per box its parameters, then 1 (used) or
+// 0 (an unused proposal record).
+struct BoxGatherArgs {
+  int64_t box_n = 1, t = 0, off = 0;
+  bool proposals = false;
+  int64_t a = 0, hw = 1, p = 4;  // boxes per position (anchors) or records (proposals); positions; P
+};
+// box_assign: per image the ground-truth record of each gathered box (boxes: box_n images, 1 = the same boxes for
+// all), and the encoded record of the foreground boxes. Ground truth (n, g, P + 1): box parameters and class.
+// Output (n, t * (1 + d)): t record indices (-1 background, -2 ignored or unused), then t * d encodings.
+struct BoxAssignArgs {
+  int64_t n = 0, t = 0, box_n = 1, g = 0, d = 4, k = 0;  // k: classes
+  bool rect2 = false, ignore_direction = false, low_quality = true;
+  double fg = 0.5, bg = 0.4;
+  const float* no_orientation = nullptr;  // rectangle2: per class 1 where it is compared unoriented, or null
+};
+// box_targets: one output of the box_targets layer from an assignment (n, t * (1 + d)) and the ground truth
+// (n, g, gw): per-level outputs (n, a * per, H, W) of the level whose boxes start at `off`, or the foreground
+// count per image (n).
+enum class BoxTargetKind : int { kClsTarget, kClsWeight, kBoxTarget, kBoxWeight, kNumFg };
+struct BoxTargetArgs {
+  BoxTargetKind kind = BoxTargetKind::kClsTarget;
+  int64_t n = 0, t = 0, d = 4, g = 0, gw = 5;
+  int64_t off = 0, a = 0, hw = 1, per = 1;
+  int64_t numel() const { return kind == BoxTargetKind::kNumFg ? n : n * a * per * hw; }
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -167,6 +197,13 @@ class Backend {
   virtual void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) = 0;
   virtual void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue,
                                   float* dx, bool accumulate) = 0;
+
+  // Detection boxes (see BoxGatherArgs). box_assign's scratch holds n * g doubles, then n * (g + 1) int32.
+  // Outputs are written whole.
+  virtual void box_gather(const BoxGatherArgs& a, const float* src, float* dst) = 0;
+  virtual void box_assign(const BoxAssignArgs& a, const float* boxes, const float* gt, double* scratch,
+                          float* out) = 0;
+  virtual void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) = 0;
 
   // Losses write the normalised loss value to `out` (device memory; nothing there: the reduction is skipped) and
   // d(loss)/d(input) scaled by `scale` to the gradient (null: not wanted). Nothing is read back to the host, so

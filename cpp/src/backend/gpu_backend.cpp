@@ -193,6 +193,15 @@ class GpuBackend final : public Backend {
       return impl_->adam_update(n, lr, beta1, beta2, eps, bias1, bias2, weight_prior, lr_mult, decay_mask, w, g, m, v);
     });
   }
+  void box_gather(const BoxGatherArgs& a, const float* src, float* dst) override {
+    return call([&] { impl_->box_gather(a, src, dst); });
+  }
+  void box_assign(const BoxAssignArgs& a, const float* boxes, const float* gt, double* scratch, float* out) override {
+    return call([&] { impl_->box_assign(a, boxes, gt, scratch, out); });
+  }
+  void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) override {
+    return call([&] { impl_->box_targets(a, assign, gt, y); });
+  }
   void count_nonfinite(size_t n, const float* x, double* out) override {
     return call([&] { impl_->count_nonfinite(n, x, out); });
   }

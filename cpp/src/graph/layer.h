@@ -67,6 +67,7 @@ struct LayerIO {
   std::vector<float*> dw;           // gradient of trainable blobs (nullptr for state blobs)
   bool accumulate_dw = false;
   std::vector<float*> scratch;      // persistent per-layer buffers, scratch_sizes() order
+  std::vector<const float*> constants;  // the layer's constants() on the device, in that order
   bool training = false;
   Rng* rng = nullptr;
   Backend* be = nullptr;
@@ -107,6 +108,11 @@ class Layer {
   virtual std::vector<BlobSpec> blob_specs(const std::vector<Shape4>& /*in*/) const { return {}; }
   // Persistent scratch buffers (floats) needed between forward and backward.
   virtual std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& /*in*/, const Shape4& /*out*/) const {
+    return {};
+  }
+  // Values the layer reads at every call that depend only on its parameters and shapes (anchors, class
+  // weights): uploaded once when the network's buffers are allocated, so no call transfers them.
+  virtual std::vector<std::vector<float>> constants(const std::vector<Shape4>& /*in*/, const Shape4& /*out*/) const {
     return {};
   }
   virtual void forward(LayerIO& io) = 0;

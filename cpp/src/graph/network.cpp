@@ -49,6 +49,15 @@ Network::Network(const std::vector<LayerPtr>& outputs, Backend& be) : be_(be) {
       fail(err::kDuplicateName, "layer name '" + n + "' is used by more than one layer of the graph");
     for (int j : slots_[i].inputs) slots_[j].consumers.push_back(static_cast<int>(i));
   }
+  // The layers a training step runs: the loss layers and what they depend on (all layers without a loss layer).
+  in_training_.assign(slots_.size(), false);
+  for (size_t i = slots_.size(); i-- > 0;) {
+    if (slots_[i].layer->is_loss()) in_training_[i] = true;
+    if (in_training_[i])
+      for (int j : slots_[i].inputs) in_training_[size_t(j)] = true;
+  }
+  if (std::find(in_training_.begin(), in_training_.end(), true) == in_training_.end())
+    in_training_.assign(slots_.size(), true);
   // Blob layout: trainable blobs first (they share the gradient and solver arenas), then state blobs.
   for (auto& s : slots_) {
     std::vector<Shape4> in;
@@ -267,6 +276,11 @@ void Network::allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
     s.scratch.clear();
     s.scratch_sizes = s.layer->scratch_sizes(s.in_shapes, s.shape);
     for (auto sz : s.scratch_sizes) s.scratch.push_back(own(static_cast<size_t>(std::max<int64_t>(sz, 1))));
+    s.constants.clear();
+    for (const auto& c : s.layer->constants(s.in_shapes, s.shape)) {
+      s.constants.push_back(own(std::max<size_t>(c.size(), 1)));
+      if (!c.empty()) be_.upload(s.constants.back(), c.data(), c.size());
+    }
   }
   if (inference_only_) return;
   // doubles; alloc returns storage aligned for them
@@ -424,6 +438,7 @@ LayerIO Network::io(size_t i, bool training, Rng* rng) {
     io.dw.push_back(b.spec.role == BlobRole::kState ? nullptr : grads_ + b.offset);
   }
   io.scratch = s.scratch;
+  io.constants.assign(s.constants.begin(), s.constants.end());
   if (training) ++params_version_;  // training forward passes update statistics blobs
   if (inference_only_ && i < prepared_.size()) {
     prepared_[i].version = params_version_;
@@ -472,7 +487,8 @@ void Network::forward_layer(size_t i, bool training, Rng* rng, bool accumulate_l
 void Network::forward(bool training, Rng& rng, bool accumulate_losses) {
   if (inference_only_) fail(err::kInternal, "the network holds inference buffers only");
   for (size_t i = 0; i < slots_.size(); ++i)
-    if (!slots_[i].layer->is_input()) forward_layer(i, training, &rng, accumulate_losses);
+    if (!slots_[i].layer->is_input() && (!training || in_training_[i])) forward_layer(i, training, &rng, accumulate_losses);
+  last_run_ = training ? in_training_ : std::vector<bool>(slots_.size(), true);
 }
 
 void Network::backward(float loss_scale, bool accumulate_dw) {
@@ -838,8 +854,10 @@ int Network::find(const std::string& name) const {
 }
 
 bool Network::capturable() const {
-  for (const auto& s : slots_)
-    if (!s.layer->is_input() && !s.layer->capturable(s.in_shapes)) return false;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const auto& s = slots_[i];
+    if (in_training_[i] && !s.layer->is_input() && !s.layer->capturable(s.in_shapes)) return false;
+  }
   return true;
 }
 

@@ -46,6 +46,7 @@ struct LayerSlot {
   float* dy = nullptr;
   std::vector<float*> scratch;
   std::vector<int64_t> scratch_sizes;
+  std::vector<float*> constants;  // Layer::constants, uploaded at allocation
 };
 
 class Network {
@@ -91,8 +92,18 @@ class Network {
   // Changes whenever any buffer of the network is reallocated (batch size, gradient keeping, inference mode),
   // unique over all networks of the process: a recorded training step is valid for one epoch only.
   uint64_t buffer_epoch() const { return buffer_epoch_; }
-  // Whether every layer can be recorded and replayed (Layer::capturable) at the current shapes.
+  // Whether every layer a training step runs can be recorded and replayed (Layer::capturable) at the current
+  // shapes.
   bool capturable() const;
+  // Training forward passes run only the layers the loss layers depend on (box proposals, say, or an extra
+  // output do not change the losses); `in_training(i)` says whether slot i is among them.
+  bool in_training(size_t i) const { return in_training_[i]; }
+  // The layers the last call (training step or inference) computed: their outputs are that call's. set_last_run
+  // records an inference call's layers (Model::apply); forward() records its own, and set_last_run_training marks
+  // a replayed training step's.
+  void set_last_run(std::vector<bool> ran) { last_run_ = std::move(ran); }
+  void set_last_run_training() { last_run_ = in_training_; }
+  bool ran_last(size_t i) const { return last_run_.empty() || slots_[i].layer->is_input() || last_run_[i]; }
 
   // Floats of the trainable part of the parameter arena (blobs 64-byte aligned, so with padding), and the number
   // of trainable values in it (the model's 'num_trainable_params').
@@ -195,6 +206,7 @@ class Network {
   double* step_values_ = nullptr;  // owned_ holds it too
   std::vector<int> loss_index_;    // per slot: its index among the loss layers, else -1
   uint64_t buffer_epoch_ = 0;
+  std::vector<bool> in_training_, last_run_;
   size_t owned_floats_ = 0;
   uint64_t params_version_ = 1;
   // Inference-only state: the plan (see set_inference_only) and the folded weights per convolution slot.

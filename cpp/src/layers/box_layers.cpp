@@ -59,6 +59,7 @@
 
 #include "backend/backend.h"
 #include "graph/layer.h"
+#include "backend/box_math.h"
 #include "layers/boxes.h"
 
 namespace opendl {
@@ -75,8 +76,6 @@ class BoxProducer : public Layer {
   virtual bool ignore_direction() const = 0;
   int64_t nbp() const { return rect2() ? 5 : 4; }
   int64_t deltas() const { return rect2() ? box2_deltas(ignore_direction()) : 4; }
-  // Boxes are computed on the host (downloaded, uploaded).
-  bool capturable(const std::vector<Shape4>&) const override { return false; }
 };
 
 // ------------------------------------------------------------------------------------------------ anchors
@@ -111,8 +110,9 @@ class Anchors : public BoxProducer {
                                    " x " + std::to_string(in[1].h) + " downsampled by a power of two");
     return Shape4{1, per_position() * nbp(), in[0].h, in[0].w};
   }
-  void forward(LayerIO& io) override {
-    const Shape4 &f = io.xs[0], &img = io.xs[1];
+  // The anchors depend on the shapes only: computed once per allocation, copied by every call.
+  std::vector<std::vector<float>> constants(const std::vector<Shape4>& in, const Shape4&) const override {
+    const Shape4 &f = in[0], &img = in[1];
     const int64_t l = level_of(f, img), A = per_position(), P = nbp(), HW = f.h * f.w;
     const double scale = real_param("scale");
     std::vector<float> out(size_t(A * P * HW));
@@ -136,8 +136,9 @@ class Anchors : public BoxProducer {
           for (int64_t q = 0; q < 5; ++q) out[size_t((k * 5 + q) * HW + p)] = float(v[q]);
         }
     }
-    io.be->upload(io.y, out.data(), out.size());
+    return {out};
   }
+  void forward(LayerIO& io) override { io.be->copy(io.y, io.constants[0], size_t(io.ys.numel())); }
   void backward(LayerIO&) override {}
 
  private:
@@ -231,7 +232,6 @@ std::vector<float> host_copy(Backend* be, const float* x, const Shape4& s) {
 
 class BoxAssignment : public Layer {
  public:
-  bool capturable(const std::vector<Shape4>&) const override { return false; }  // host computation
   bool input_needs_grad(size_t) const override { return false; }
   size_t levels() const { return inputs().size() - 1; }
   const BoxProducer& producer() const { return *dynamic_cast<const BoxProducer*>(inputs()[0].get()); }
@@ -276,127 +276,80 @@ class BoxAssignment : public Layer {
     return Shape4{g.n, t * (1 + src[0].producer->deltas()), 1, 1};
   }
 
-  // The valid ground-truth records of one image: (record index, box, class).
-  struct Truth {
-    std::vector<int64_t> idx, cls;
-    std::vector<Box1> b1;
-    std::vector<Box2> b2;
-  };
-  Truth truth(const float* g, const Shape4& gs, int64_t n, bool check) const {
+  // Checks the ground-truth records of image n (host values): padding (all zeros or a negative class) is
+  // skipped; a box must have a class index in [0, num_classes) and a positive area.
+  void check_truth(const float* g, const Shape4& gs, int64_t n) const {
     const int64_t P = gs.w - 1, K = int_param("num_classes");
-    const bool r2 = P == 5;
-    Truth t;
     for (int64_t r = 0; r < gs.h; ++r) {
       const float* v = g + n * gs.per_sample() + r * gs.w;
-      bool zero = true;
-      for (int64_t q = 0; q <= P; ++q) zero = zero && v[q] == 0.f;
+      if (!bm::truth_used(v, P)) continue;
       const double cls = v[P];
-      if (zero || cls < 0) continue;
       const std::string at = "layer '" + name() + "': image " + std::to_string(n) + ", ground-truth record " +
                              std::to_string(r);
-      if (check && (cls != std::floor(cls) || cls >= double(K)))
+      if (cls != std::floor(cls) || cls >= double(K))
         fail(err::kInputWrongValues, at + " has class " + std::to_string(cls) + ", not an index in [0, " +
                                          std::to_string(K) + ")");
-      if (r2) {
-        Box2 b{v[0], v[1], v[2], v[3], v[4]};
-        if (check && !(b.l1 > 0 && b.l2 > 0))
-          fail(err::kInputWrongValues, at + ": zero or negative area (length1 and length2 must be > 0)");
-        const bool ign = producer().ignore_direction();
-        b.phi = wrap_angle(b.phi, ign ? M_PI : 2 * M_PI);
-        t.b2.push_back(b);
-      } else {
-        Box1 b{v[0], v[1], v[2], v[3]};
-        if (check && !(b.r2 > b.r1 && b.c2 > b.c1))
-          fail(err::kInputWrongValues, at + ": zero or negative area (row2 must exceed row1, col2 col1)");
-        t.b1.push_back(b);
-      }
-      t.idx.push_back(r);
-      t.cls.push_back(int64_t(cls));
+      if (P == 5 && !(v[3] > 0 && v[4] > 0))
+        fail(err::kInputWrongValues, at + ": zero or negative area (length1 and length2 must be > 0)");
+      if (P == 4 && !(v[2] > v[0] && v[3] > v[1]))
+        fail(err::kInputWrongValues, at + ": zero or negative area (row2 must exceed row1, col2 col1)");
     }
-    return t;
   }
   void check_inputs(const std::vector<const float*>& host, const std::vector<Shape4>& xs) const override {
     const size_t gi = xs.size() - 1;
     if (host[gi])
-      for (int64_t n = 0; n < xs[gi].n; ++n) truth(host[gi], xs[gi], n, true);
+      for (int64_t n = 0; n < xs[gi].n; ++n) check_truth(host[gi], xs[gi], n);
   }
 
-  bool no_orientation(int64_t cls) const {
-    return std::find(no_orient_.begin(), no_orient_.end(), cls) != no_orient_.end();
+  // Images in the box inputs: 1 for anchors (the same boxes for all images), the batch for proposals.
+  static int64_t box_images(const std::vector<Shape4>& in) { return in[0].n; }
+  // The gathered boxes of all levels; the best IoU of each ground-truth record (doubles) and the used records
+  // (int32, Backend::box_assign).
+  std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& in, const Shape4&) const override {
+    const Shape4& g = in.back();
+    return {box_images(in) * total() * g.w, 2 * g.n * g.h + g.n * (g.h + 1)};
+  }
+  // Per class: whether it is compared and encoded unoriented (class_ids_no_orientation).
+  std::vector<std::vector<float>> constants(const std::vector<Shape4>&, const Shape4&) const override {
+    if (no_orient_.empty()) return {};
+    std::vector<float> f(size_t(int_param("num_classes")), 0.f);
+    for (int64_t k : no_orient_)
+      if (k >= 0 && k < int64_t(f.size())) f[size_t(k)] = 1.f;
+    return {f};
   }
 
   void forward(LayerIO& io) override {
     const size_t L = levels();
     const Shape4& gs = io.xs[L];
-    const auto g = host_copy(io.be, io.x[L], gs);
-    std::vector<std::vector<float>> bx(L);
-    std::vector<BoxSource> src;
+    const int64_t P = gs.w - 1, bn = box_images(io.xs);
+    int64_t off = 0;
     for (size_t l = 0; l < L; ++l) {
-      bx[l] = host_copy(io.be, io.x[l], io.xs[l]);
-      src.push_back(source(l));
+      const BoxSource s = source(l);
+      BoxGatherArgs g;
+      g.box_n = bn;
+      g.t = total();
+      g.off = off;
+      g.proposals = s.proposals;
+      g.a = s.A;
+      g.hw = s.H * s.W;
+      g.p = P;
+      io.be->box_gather(g, io.x[l], io.scratch[0]);
+      off += s.count();
     }
-    const bool r2 = producer().rect2(), ign = producer().ignore_direction();
-    const int64_t D = deltas(), T = total();
-    const double fg_thr = real_param("fg_iou_threshold"), bg_thr = real_param("bg_iou_threshold");
-    const bool low = bool_param("low_quality_matches");
-    std::vector<float> out(size_t(io.ys.numel()), 0.f);
-    std::vector<Box1> a1, b1;
-    std::vector<Box2> a2, b2;
-    std::vector<char> valid, v;
-    for (int64_t n = 0; n < gs.n; ++n) {
-      const Truth t = truth(g.data(), gs, n, false);
-      const size_t G = t.idx.size();
-      // All boxes of the image, level by level.
-      a1.clear();
-      a2.clear();
-      valid.clear();
-      for (size_t l = 0; l < L; ++l) {
-        read_boxes(src[l], io.xs[l], bx[l].data(), n, b1, b2, v);
-        a1.insert(a1.end(), b1.begin(), b1.end());
-        a2.insert(a2.end(), b2.begin(), b2.end());
-        valid.insert(valid.end(), v.begin(), v.end());
-      }
-      // The form of each ground-truth box compared with box i (nearest its angle for unoriented classes).
-      auto gt2 = [&](size_t b, size_t i) {
-        return no_orientation(t.cls[b]) ? nearest_form(t.b2[b], a2[i].phi) : t.b2[b];
-      };
-      std::vector<double> q(size_t(T) * G, 0.0);
-      for (int64_t i = 0; i < T; ++i)
-        if (valid[size_t(i)])
-          for (size_t b = 0; b < G; ++b)
-            q[size_t(i) * G + b] = r2 ? box_iou(a2[size_t(i)], t.b2[b]) : box_iou(a1[size_t(i)], t.b1[b]);
-      std::vector<int64_t> match(size_t(T), -1);
-      std::vector<double> best_of_box(G, 0.0);
-      for (int64_t i = 0; i < T; ++i) {
-        if (!valid[size_t(i)]) {
-          match[size_t(i)] = -2;
-          continue;
-        }
-        double best = 0;
-        int64_t arg = -1;
-        for (size_t b = 0; b < G; ++b) {
-          const double x = q[size_t(i) * G + b];
-          if (x > best) best = x, arg = int64_t(b);
-          best_of_box[b] = std::max(best_of_box[b], x);
-        }
-        match[size_t(i)] = best >= fg_thr ? arg : best >= bg_thr ? -2 : -1;
-      }
-      if (low)
-        for (size_t b = 0; b < G; ++b)
-          if (best_of_box[b] > 0)
-            for (int64_t i = 0; i < T; ++i)
-              if (valid[size_t(i)] && q[size_t(i) * G + b] == best_of_box[b]) match[size_t(i)] = int64_t(b);
-      float* o = out.data() + n * io.ys.per_sample();
-      for (int64_t i = 0; i < T; ++i) {
-        const int64_t m = match[size_t(i)];
-        o[i] = float(m >= 0 ? t.idx[size_t(m)] : m);
-        if (m < 0) continue;
-        float* d = o + T + i * D;
-        if (r2) encode_box(a2[size_t(i)], gt2(size_t(m), size_t(i)), ign, d);
-        else encode_box(a1[size_t(i)], t.b1[size_t(m)], d);
-      }
-    }
-    io.be->upload(io.y, out.data(), out.size());
+    BoxAssignArgs a;
+    a.n = gs.n;
+    a.t = total();
+    a.box_n = bn;
+    a.g = gs.h;
+    a.d = deltas();
+    a.k = int_param("num_classes");
+    a.rect2 = producer().rect2();
+    a.ignore_direction = producer().ignore_direction();
+    a.low_quality = bool_param("low_quality_matches");
+    a.fg = real_param("fg_iou_threshold");
+    a.bg = real_param("bg_iou_threshold");
+    a.no_orientation = io.constants.empty() ? nullptr : io.constants[0];
+    io.be->box_assign(a, io.scratch[0], io.x[L], reinterpret_cast<double*>(io.scratch[1]), io.y);
   }
   void backward(LayerIO&) override {}
 
@@ -419,7 +372,6 @@ LayerRegistrar reg_assign{{"box_assignment", 2, 1 << 10, assignment_params(),
 
 class BoxTargets : public Layer {
  public:
-  bool capturable(const std::vector<Shape4>&) const override { return false; }  // host computation
   bool input_needs_grad(size_t) const override { return false; }
   const BoxAssignment& assignment() const {
     auto* a = dynamic_cast<const BoxAssignment*>(inputs()[0].get());
@@ -444,58 +396,30 @@ class BoxTargets : public Layer {
     const auto& a = assignment();
     const std::string o = output();
     const int64_t T = a.total(), D = a.deltas(), N = io.ys.n;
-    const Shape4& as = io.xs[0];
-    std::vector<float> out(size_t(io.ys.numel()), 0.f);
-    std::vector<float> row(size_t(as.per_sample()));
-    // Offset of this level's boxes among all levels.
-    int64_t off = 0;
-    const int64_t lv = int_param("level");
-    BoxSource s;
-    if (o != "num_fg_instances" && o != "assigned_idxs") {
-      for (int64_t l = 0; l < lv; ++l) off += a.source(size_t(l)).count();
-      s = a.source(size_t(lv));
+    if (o == "assigned_idxs") {  // the first T values of each image's assignment row
+      io.be->copy2d(io.y, T, 0, io.x[0], io.xs[0].per_sample(), 0, N, T, 1.f, false);
+      return;
     }
-    std::vector<float> g;
-    if (o == "cls_target") g = host_copy(io.be, io.x[1], io.xs[1]);
-    const Shape4& gs = io.xs[1];
-    const int64_t K = a.int_param("num_classes"), P = gs.w - 1;
-    for (int64_t n = 0; n < N; ++n) {
-      io.be->download(row.data(), io.x[0] + n * as.per_sample(), row.size());
-      const float* m = row.data();
-      float* y = out.data() + n * io.ys.per_sample();
-      if (o == "num_fg_instances") {
-        int64_t c = 0;
-        for (int64_t i = 0; i < T; ++i) c += m[i] >= 0;
-        y[0] = float(c);
-        continue;
-      }
-      if (o == "assigned_idxs") {
-        std::copy(m, m + T, y);
-        continue;
-      }
-      const int64_t HW = s.H * s.W, per = o.rfind("cls_", 0) == 0 ? K : D;
-      for (int64_t pos = 0; pos < HW; ++pos)
-        for (int64_t k = 0; k < s.A; ++k) {
-          const int64_t i = off + pos * s.A + k;  // box index among all levels
-          const float mi = m[i];
-          float* at = y + (k * per) * HW + pos;  // depth k * per + j at at[j * HW]
-          if (o == "cls_weight") {
-            if (mi != -2.f)
-              for (int64_t j = 0; j < per; ++j) at[j * HW] = 1.f;
-          } else if (o == "cls_target") {
-            if (mi >= 0) {
-              const int64_t cls = int64_t(g[size_t(n * gs.per_sample() + int64_t(mi) * gs.w + P)]);
-              at[cls * HW] = 1.f;
-            }
-          } else if (o == "box_weight") {
-            if (mi >= 0)
-              for (int64_t j = 0; j < per; ++j) at[j * HW] = 1.f;
-          } else if (mi >= 0) {  // box_target
-            for (int64_t j = 0; j < per; ++j) at[j * HW] = m[T + i * D + j];
-          }
-        }
+    BoxTargetArgs t;
+    t.kind = o == "cls_target"   ? BoxTargetKind::kClsTarget
+             : o == "cls_weight" ? BoxTargetKind::kClsWeight
+             : o == "box_target" ? BoxTargetKind::kBoxTarget
+             : o == "box_weight" ? BoxTargetKind::kBoxWeight
+                                 : BoxTargetKind::kNumFg;
+    t.n = N;
+    t.t = T;
+    t.d = D;
+    t.g = io.xs[1].h;
+    t.gw = io.xs[1].w;
+    if (t.kind != BoxTargetKind::kNumFg) {
+      const int64_t lv = int_param("level");
+      for (int64_t l = 0; l < lv; ++l) t.off += a.source(size_t(l)).count();
+      const BoxSource s = a.source(size_t(lv));
+      t.a = s.A;
+      t.hw = s.H * s.W;
+      t.per = o.rfind("cls_", 0) == 0 ? a.int_param("num_classes") : D;
     }
-    io.be->upload(io.y, out.data(), out.size());
+    io.be->box_targets(t, io.x[0], io.x[1], io.y);
   }
   void backward(LayerIO&) override {}
 };
@@ -511,6 +435,8 @@ LayerRegistrar reg_targets{
 
 class BoxProposals : public BoxProducer {
  public:
+  // Selection, decoding and NMS run on the host (inputs downloaded, records uploaded).
+  bool capturable(const std::vector<Shape4>&) const override { return false; }
   bool input_needs_grad(size_t) const override { return false; }
   bool with_deltas() const { return bool_param("apply_box_deltas"); }
   size_t levels() const { return (inputs().size() - 1) / (with_deltas() ? 3 : 2); }

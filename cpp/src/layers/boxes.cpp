@@ -1,4 +1,4 @@
-// Box geometry (see boxes.h).
+// Box geometry (see boxes.h); IoU, angles and the encoding are backend/box_math.h's.
 //
 // rectangle2 encoding relative to an anchor of centre (ra, ca), angle pa and half lengths la1, la2: the centre
 // offset in the anchor's own axes, ((d . e1) / (2 la1), (d . e2) / (2 la2)) with d = (r - ra, c - ca), e1 =
@@ -17,14 +17,7 @@
 
 namespace opendl {
 
-double box_iou(const Box1& a, const Box1& b) {
-  const double h = std::min(a.r2, b.r2) - std::max(a.r1, b.r1);
-  const double w = std::min(a.c2, b.c2) - std::max(a.c1, b.c1);
-  if (h <= 0 || w <= 0) return 0.0;
-  const double inter = h * w;
-  const double u = (a.r2 - a.r1) * (a.c2 - a.c1) + (b.r2 - b.r1) * (b.c2 - b.c1) - inter;
-  return u > 0 ? inter / u : 0.0;
-}
+double box_iou(const Box1& a, const Box1& b) { return bm::box_iou(a, b); }
 
 std::vector<Box1> level_anchors(int64_t level, int64_t map_h, int64_t map_w, int64_t image_h, int64_t image_w,
                                 int64_t num_subscales, const std::vector<double>& ratios, double scale) {
@@ -53,14 +46,7 @@ int64_t anchor_level(int64_t feature_h, int64_t feature_w, int64_t image_h, int6
   return -1;
 }
 
-void encode_box(const Box1& anchor, const Box1& box, float out[4]) {
-  const double ha = anchor.r2 - anchor.r1, wa = anchor.c2 - anchor.c1;
-  const double h = box.r2 - box.r1, w = box.c2 - box.c1;
-  out[0] = float(((box.r1 + box.r2) / 2 - (anchor.r1 + anchor.r2) / 2) / ha);
-  out[1] = float(((box.c1 + box.c2) / 2 - (anchor.c1 + anchor.c2) / 2) / wa);
-  out[2] = float(std::log(h / ha));
-  out[3] = float(std::log(w / wa));
-}
+void encode_box(const Box1& anchor, const Box1& box, float out[4]) { bm::encode_box(anchor, box, out); }
 
 Box1 decode_box(const Box1& anchor, const float d[4]) {
   const double ha = anchor.r2 - anchor.r1, wa = anchor.c2 - anchor.c1;
@@ -92,19 +78,6 @@ std::vector<size_t> greedy_nms(const std::vector<B>& boxes, const std::vector<do
   return keep;
 }
 
-struct Pt {
-  double x, y;  // x = column, y = row
-};
-double cross(const Pt& o, const Pt& a, const Pt& b) { return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x); }
-void corners(const Box2& b, Pt out[4]) {
-  // length1 runs along (row, col) = (-sin phi, cos phi), length2 along (cos phi, sin phi)
-  const double s = std::sin(b.phi), c = std::cos(b.phi);
-  const double ux = c * b.l1, uy = -s * b.l1, vx = s * b.l2, vy = c * b.l2;
-  out[0] = {b.c + ux + vx, b.r + uy + vy};
-  out[1] = {b.c - ux + vx, b.r - uy + vy};
-  out[2] = {b.c - ux - vx, b.r - uy - vy};
-  out[3] = {b.c + ux - vx, b.r + uy - vy};
-}
 }  // namespace
 
 std::vector<size_t> nms(const std::vector<Box1>& boxes, const std::vector<double>& scores, double max_overlap) {
@@ -114,54 +87,11 @@ std::vector<size_t> nms(const std::vector<Box2>& boxes, const std::vector<double
   return greedy_nms(boxes, scores, max_overlap);
 }
 
-double box_iou(const Box2& a, const Box2& b) {
-  if (!(a.l1 > 0) || !(a.l2 > 0) || !(b.l1 > 0) || !(b.l2 > 0)) return 0.0;
-  if (std::hypot(a.r - b.r, a.c - b.c) >= std::hypot(a.l1, a.l2) + std::hypot(b.l1, b.l2)) return 0.0;
-  // Sutherland-Hodgman: clip a's polygon by each edge of b (both convex).
-  Pt pa[4], pb[4];
-  corners(a, pa);
-  corners(b, pb);
-  const double orient = cross(pb[0], pb[1], pb[2]) > 0 ? 1.0 : -1.0;
-  std::vector<Pt> poly(pa, pa + 4), next;
-  for (int e = 0; e < 4 && !poly.empty(); ++e) {
-    const Pt &e0 = pb[e], &e1 = pb[(e + 1) % 4];
-    next.clear();
-    for (size_t j = 0; j < poly.size(); ++j) {
-      const Pt& cur = poly[j];
-      const Pt& prev = poly[(j + poly.size() - 1) % poly.size()];
-      const double sc = orient * cross(e0, e1, cur), sp = orient * cross(e0, e1, prev);
-      if (sc >= 0) {
-        if (sp < 0) {
-          const double t = sp / (sp - sc);
-          next.push_back({prev.x + t * (cur.x - prev.x), prev.y + t * (cur.y - prev.y)});
-        }
-        next.push_back(cur);
-      } else if (sp >= 0) {
-        const double t = sp / (sp - sc);
-        next.push_back({prev.x + t * (cur.x - prev.x), prev.y + t * (cur.y - prev.y)});
-      }
-    }
-    poly.swap(next);
-  }
-  double inter = 0;
-  for (size_t j = 0; j < poly.size(); ++j) {
-    const Pt &p = poly[j], &q = poly[(j + 1) % poly.size()];
-    inter += p.x * q.y - q.x * p.y;
-  }
-  inter = std::abs(inter) / 2;
-  const double u = 4 * a.l1 * a.l2 + 4 * b.l1 * b.l2 - inter;
-  return u > 0 ? std::clamp(inter / u, 0.0, 1.0) : 0.0;
-}
+double box_iou(const Box2& a, const Box2& b) { return bm::box_iou(a, b); }
 
-double wrap_angle(double x, double period) { return x - period * std::ceil(x / period - 0.5); }
+double wrap_angle(double x, double period) { return bm::wrap_angle(x, period); }
 
-Box2 nearest_form(Box2 b, double anchor_phi) {
-  double d = wrap_angle(b.phi - anchor_phi, M_PI);
-  if (d > M_PI / 4) std::swap(b.l1, b.l2), d -= M_PI / 2;
-  else if (d <= -M_PI / 4) std::swap(b.l1, b.l2), d += M_PI / 2;
-  b.phi = anchor_phi + d;
-  return b;
-}
+Box2 nearest_form(Box2 b, double anchor_phi) { return bm::nearest_form(b, anchor_phi); }
 
 Box2 enclosing_axis_aligned(const Box2& b) {
   const double s = std::abs(std::sin(b.phi)), c = std::abs(std::cos(b.phi));
@@ -180,28 +110,7 @@ std::vector<Box2> level_anchors(int64_t level, int64_t map_h, int64_t map_w, int
 }
 
 void encode_box(const Box2& anchor, const Box2& box, bool ignore_direction, float* out) {
-  Box2 b = box;
-  double dphi;
-  if (ignore_direction) {
-    // (l1, l2, phi) and (l2, l1, phi +- pi / 2) are the same region: take the form nearest the anchor
-    dphi = wrap_angle(b.phi - anchor.phi, M_PI);
-    if (dphi > M_PI / 4) std::swap(b.l1, b.l2), dphi -= M_PI / 2;
-    else if (dphi <= -M_PI / 4) std::swap(b.l1, b.l2), dphi += M_PI / 2;
-  } else {
-    dphi = wrap_angle(b.phi - anchor.phi, 2 * M_PI);
-  }
-  const double s = std::sin(anchor.phi), c = std::cos(anchor.phi);
-  const double dr = b.r - anchor.r, dc = b.c - anchor.c;
-  out[0] = float((-s * dr + c * dc) / (2 * anchor.l1));
-  out[1] = float((c * dr + s * dc) / (2 * anchor.l2));
-  out[2] = float(std::log(b.l1 / anchor.l1));
-  out[3] = float(std::log(b.l2 / anchor.l2));
-  if (ignore_direction) {
-    out[4] = float(dphi);
-  } else {
-    out[4] = float(std::sin(dphi));
-    out[5] = float(std::cos(dphi));
-  }
+  bm::encode_box(anchor, box, ignore_direction, out);
 }
 
 Box2 decode_box(const Box2& anchor, const float* d, bool ignore_direction) {

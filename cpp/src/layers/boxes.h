@@ -1,18 +1,16 @@
 // Box geometry shared by the generic detection layers (anchors, box targets, box proposals; box_layers.cpp)
-// and the detection model (models/detection.cpp): HALCON's rectangle1 and rectangle2, IoU, anchors, the box
-// encoding and greedy non-maximum suppression.
+// and the detection model (models/detection.cpp): HALCON's rectangle1 and rectangle2 (Box1, Box2), IoU, anchors,
+// the box encoding and greedy non-maximum suppression. IoU, angles and the encoding are backend/box_math.h's,
+// which the backends' assignment kernels use too.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
-namespace opendl {
+#include "backend/box_math.h"
 
-// HALCON's rectangle1: (row1, col1, row2, col2), the continuous rectangle [row1, row2] x [col1, col2].
-struct Box1 {
-  double r1, c1, r2, c2;
-};
+namespace opendl {
 
 double box_iou(const Box1& a, const Box1& b);
 // The anchors of one feature map of a `level` (the image downsampled by 2^level), in the order map row, map
@@ -31,12 +29,6 @@ Box1 decode_box(const Box1& anchor, const float d[4]);
 // Greedy non-maximum suppression: indices of the kept boxes by descending score (ties: lower index first);
 // a box is dropped when its IoU with a kept, higher-scored box exceeds max_overlap.
 std::vector<size_t> nms(const std::vector<Box1>& boxes, const std::vector<double>& scores, double max_overlap);
-
-// HALCON's rectangle2: centre (r, c), orientation phi (radians, counter-clockwise from the column axis), half
-// length l1 along phi and half length l2 across it; the region is the closed rectangle of area 4 l1 l2.
-struct Box2 {
-  double r, c, phi, l1, l2;
-};
 
 // Exact area IoU of two oriented rectangles (convex polygon clipping).
 double box_iou(const Box2& a, const Box2& b);

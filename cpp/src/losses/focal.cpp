@@ -33,23 +33,15 @@ class Focal : public LossLayer {
       fail(err::kWrongNumValues3, "layer '" + name() + "': class_weights needs 1 or " + std::to_string(x.c) +
                                       " values, got " + std::to_string(alpha_.size()));
   }
-  std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& in, const Shape4&) const override {
-    return {in[0].c};  // alpha per class
-  }
-  // The class weights are uploaded by every forward pass.
-  bool capturable(const std::vector<Shape4>&) const override { return alpha_.empty(); }
-  void forward(LayerIO& io) override {
-    if (!alpha_.empty()) {
-      std::vector<float> a(size_t(io.xs[0].c), alpha_[0]);
-      if (alpha_.size() > 1) a = alpha_;
-      io.be->upload(io.scratch[0], a.data(), a.size());
-    }
-    run(io, false);
+  // alpha per class, on the device once per allocation
+  std::vector<std::vector<float>> constants(const std::vector<Shape4>& in, const Shape4&) const override {
+    if (alpha_.empty()) return {};
+    return {alpha_.size() > 1 ? alpha_ : std::vector<float>(size_t(in[0].c), alpha_[0])};
   }
   void run(LayerIO& io, bool grad) override {
     const Shape4& x = io.xs[0];
     const bool ids = io.xs[1].c == 1 && x.c > 1;  // class ids (N, 1, H, W) instead of binary targets
-    io.be->focal_binary(x.n, x.c, x.h * x.w, float(real_param("gamma")), alpha_.empty() ? nullptr : io.scratch[0],
+    io.be->focal_binary(x.n, x.c, x.h * x.w, float(real_param("gamma")), alpha_.empty() ? nullptr : io.constants[0],
                         io.x[0], io.x[1], ids, io.x[2], io.xs[2].c, loss_normaliser(io, 3), grad_out(io, grad),
                         io.loss_scale, grad_accumulate(io, grad), value_out(io, grad));
   }

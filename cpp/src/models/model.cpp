@@ -396,6 +396,7 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
       };
       if (!run_recorded(mb > 0, body)) body();
     }
+    net_->set_last_run_training();
   } catch (...) {
     try {
       restore();
@@ -548,6 +549,7 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
   Backend& be = net_->backend();
   for (size_t k = 0; k < inputs.size(); ++k)
     be.upload(slots[inputs[k]].y, staged[k].data(), size_t(slots[inputs[k]].shape.numel()));
+  net_->set_last_run(needed);
   if (net_->inference_only()) {
     net_->run_inference(needed, want, rng_);
   } else {
@@ -645,6 +647,10 @@ Tensor Model::activations(const std::string& layer) {
     fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true'), "
                                   "which keeps only the outputs the last apply_dl_model returned; layer '" + layer +
                                       "' was not among them (name it in apply_dl_model's outputs)");
+  if (!net_->ran_last(size_t(i)))
+    fail(err::kParamNotAvailable, "layer '" + layer + "' was not computed by the last call: training steps run only "
+                                  "the layers the losses depend on, apply_dl_model only those its outputs need "
+                                  "(name the layer in apply_dl_model's outputs)");
   return to_images(size_t(i), false);
 }
 

@@ -94,6 +94,9 @@ class CpuBackend final : public Backend {
                    float weight_prior, const float* lr_mult, const float* decay_mask, float* w, const float* g,
                    float* m, float* v) override;
   void count_nonfinite(size_t n, const float* x, double* out) override;
+  void box_gather(const BoxGatherArgs& a, const float* src, float* dst) override;
+  void box_assign(const BoxAssignArgs& a, const float* boxes, const float* gt, double* scratch, float* out) override;
+  void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) override;
 };
 
 }  // namespace opendl
