@@ -171,6 +171,53 @@ def test_box_targets_match_a_brute_force_reference(fg, bg, low):
             assert np.sum(idx >= 0) > 0
 
 
+def test_box_targets_of_a_batch_do_not_depend_on_the_thread_count():
+    """The assignment runs in parallel over the boxes of all images (the best IoU of each ground-truth record is a
+    maximum, every output element has one writer): 1 and 2 threads give identical targets for a batch of 4 images,
+    each image's as when it is alone in the batch."""
+    m = build(32)
+    ha.set_dl_model_param(m, "batch_size", 4)
+    rng = np.random.default_rng(11)
+    scenes = [square_scene(rng) for _ in range(4)]
+    batch = [sample(img, recs) for img, recs in scenes]
+    threads = ha.get_system("thread_num")
+    out = {}
+    try:
+        for n in (1, 2):
+            ha.set_system("thread_num", n)
+            out[n] = [{k: get(r, k) for k in TARGETS} for r in ha.apply_dl_model(m, batch, TARGETS)]
+    finally:
+        ha.set_system("thread_num", threads[0] if isinstance(threads, list) else threads)
+    for a, b in zip(out[1], out[2]):
+        for k in TARGETS:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    for i, (img, recs) in enumerate(scenes):
+        alone = ha.apply_dl_model(m, [sample(img, recs)], TARGETS)[0]
+        for k in TARGETS:
+            np.testing.assert_array_equal(get(alone, k), out[2][i][k], err_msg=k)
+
+
+def test_training_steps_skip_the_proposals_and_their_activations_are_then_refused():
+    """A training step runs the layers the losses depend on: the box proposals (an inference output) are not
+    computed, so reading their activations after the step names the layer and the remedy; after an
+    apply_dl_model call that returns them they are readable again, and the losses' inputs after training."""
+    m = build(32)
+    img, recs = square_scene(np.random.default_rng(5))
+    batch = [sample(img, recs), sample(img, [])]
+    ha.apply_dl_model(m, batch, ["props"])
+    assert ha.get_dl_model_layer_activations(m, "props").shape[0] == 2
+    ha.train_dl_model_batch(m, batch)
+    with pytest.raises(HOperatorError) as e:
+        ha.get_dl_model_layer_activations(m, "props")
+    assert e.value.error_code == 7788 and "'props'" in str(e.value) and "apply_dl_model" in str(e.value)
+    assert ha.get_dl_model_layer_activations(m, "cls").shape[0] == 2
+    ha.apply_dl_model(m, batch, ["props"])
+    assert ha.get_dl_model_layer_activations(m, "props").shape[0] == 2
+    with pytest.raises(HOperatorError) as e:      # not needed for the proposals: not computed by that call
+        ha.get_dl_model_layer_activations(m, "nfg")
+    assert e.value.error_code == 7788
+
+
 def greedy_nms(boxes, scores, idx, thr):
     idx = sorted(idx, key=lambda i: -scores[i])
     keep = []

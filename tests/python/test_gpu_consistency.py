@@ -345,8 +345,8 @@ def test_out_of_gpu_memory_raises_4104_and_the_model_trains_on():
 
 
 def test_the_detector_trains_on_the_gpu_as_on_the_cpu():
-    """The detection model (anchors, box targets and proposals run on the host through the backend's transfers;
-    focal and Huber losses on the device): the first steps' losses agree with the CPU's."""
+    """The detection model (anchors, assignment, targets, focal and Huber losses on the device; the proposals of
+    apply_dl_model on the host): the first steps' losses agree with the CPU's."""
     from detection_helpers import samples as det_samples, scene
     rng = np.random.default_rng(4)
     data = det_samples([scene(rng) for _ in range(4)])
@@ -421,6 +421,39 @@ def test_recorded_training_steps_give_what_steps_launched_one_by_one_give(multip
     assert runs["true"][0] == runs["false"][0]
     for k, w in runs["false"][1].items():
         np.testing.assert_array_equal(runs["true"][1][k], w, err_msg=str(k))
+
+
+def test_detection_training_steps_are_recorded_and_replayed_bit_for_bit():
+    """The detector's training step has no host computation (anchors are constants, the assignment and targets
+    are device kernels, the proposals do not run in training), so it is recorded; replays give what direct launches
+    give, with deterministic cuDNN algorithms and atomics that only take maxima and integer sums."""
+    from opendl import _core
+    from detection_helpers import samples as det_samples, scene
+    rng = np.random.default_rng(8)
+    data = det_samples([scene(rng) for _ in range(4)])
+    ha.set_system("cudnn_deterministic", "true")
+    runs = {}
+    try:
+        for graphs in ("false", "true"):
+            ha.set_system("gpu_graphs", graphs)
+            ha.set_system("seed_rand", 3)
+            m = ha.create_dl_model_detection("pretrained_dl_classifier_compact.hdl", 3,
+                                             {"image_dimensions": [64, 64, 1], "class_ids": [1, 2, 3],
+                                              "capacity": "low", "class_weights": [0.3, 0.3, 0.4]})
+            ha.set_dl_model_param(m, "batch_size", 4)
+            ha.set_dl_model_param(m, "device", GPUS[0])
+            losses = [ha.as_python_dict_s(ha.train_dl_model_batch(m, data)) for _ in range(5)]
+            names = [n for n in ha.get_dl_model_param(m, "layer_names")
+                     if ha.get_dl_model_layer_param(m, n, "type") == ["convolution"]][:3] + ["class_scores_2"]
+            runs[graphs] = (losses, {n: ha.get_dl_model_layer_weights(m, n, "weights") for n in names},
+                            _core._train_step_graphs(m.core("test")))
+    finally:
+        ha.set_system("gpu_graphs", "true")
+        ha.set_system("cudnn_deterministic", "false")
+    assert runs["true"][2] == {"recorded": 1, "refused": 0, "replayed": 4}
+    assert runs["true"][0] == runs["false"][0]
+    for k, w in runs["false"][1].items():
+        np.testing.assert_array_equal(runs["true"][1][k], w, err_msg=k)
 
 
 def test_a_network_that_cannot_be_recorded_trains_with_direct_launches():

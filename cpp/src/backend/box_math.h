@@ -286,6 +286,7 @@ OPENDL_HD float box_target_value(const BoxTargetArgs& a, const float* assign, co
     case BoxTargetKind::kBoxTarget: return m >= 0 ? row[a.t + i * a.d + j] : 0.f;
     case BoxTargetKind::kClsTarget:
       return m >= 0 && int64_t(gt[(n * a.g + int64_t(m)) * a.gw + a.gw - 1]) == j ? 1.f : 0.f;
+    case BoxTargetKind::kNumFg: break;  // a count per image, not per element
   }
   return 0.f;
 }
