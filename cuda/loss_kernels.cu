@@ -12,7 +12,7 @@ namespace {
 
 __device__ inline void put(float* d, size_t i, float g, bool accumulate) { d[i] = accumulate ? d[i] + g : g; }
 
-// Sums Term(i) over [0, n): block b sums chunk b into parts[1 + b] (each thread a strided share, then a tree
+// Sums term.value(i) over [0, n): block b sums chunk b into parts[1 + b] (each thread a strided share, then a tree
 // over the block's threads), final_sum_kernel adds the chunk sums into parts[0].
 template <class Term>
 __global__ void partial_sum_kernel(size_t n, Term term, double* parts) {
@@ -20,7 +20,7 @@ __global__ void partial_sum_kernel(size_t n, Term term, double* parts) {
   const size_t begin = size_t(blockIdx.x) * kReduceChunk;
   const size_t end = begin + kReduceChunk < n ? begin + kReduceChunk : n;
   double s = 0;
-  for (size_t i = begin + threadIdx.x; i < end; i += blockDim.x) s += term(i);
+  for (size_t i = begin + threadIdx.x; i < end; i += blockDim.x) s += term.value(i);
   sh[threadIdx.x] = s;
   __syncthreads();
   for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
@@ -61,7 +61,7 @@ struct CeTerm {
   __device__ double weight(int64_t b, int64_t j) const {
     return weights ? double(weights[b * weights_s + (weights_s == 1 ? 0 : j)]) : 1.0;
   }
-  __device__ double operator()(size_t i) const {
+  __device__ double value(size_t i) const {
     const int64_t b = int64_t(i) / s, j = int64_t(i) % s, t = int64_t(target[i]);
     const float pt = fmaxf(p[b * c * s + t * s + j], em::kCeTiny);
     return -weight(b, j) * log(double(pt));
@@ -81,7 +81,7 @@ __global__ void ce_grad_kernel(CeTerm term, size_t positions, float* dp, float s
   }
 }
 
-// --- elementwise losses: a term gives element i's weighted loss (operator()) and its gradient (grad) --------
+// --- elementwise losses: a term (element_math.h) gives element i's weighted loss (value) and gradient (grad) ---
 
 // dx[i] (+)= scale * term.grad(i) / norm[0].
 template <class Term>
@@ -106,7 +106,7 @@ __global__ void copy_double_kernel(const double* src, double* dst) { dst[0] = sr
 
 struct ValueTerm {
   const float* x;
-  __device__ double operator()(size_t i) const { return double(x[i]); }
+  __device__ double value(size_t i) const { return double(x[i]); }
 };
 
 // scratch layout of the loss launchers: [0] the normaliser, [1...] the reduction (its sum at [1]).
@@ -138,57 +138,16 @@ cudaError_t loss(cudaStream_t stream, size_t n, const Term& term, const NormSpec
   return cudaGetLastError();
 }
 
-struct HuberTerm {
-  float beta;
-  const float *x, *t, *w;
-  __device__ double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
-  __device__ double operator()(size_t i) const { return weight(i) * em::huber_value(double(x[i]) - t[i], beta); }
-  __device__ double grad(size_t i) const { return weight(i) * em::huber_grad(double(x[i]) - t[i], beta); }
-};
-
-struct DistanceTerm {
-  bool l1;
-  const float *x, *t, *w;
-  __device__ double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
-  __device__ double operator()(size_t i) const { return weight(i) * em::distance_value(double(x[i]) - t[i], l1); }
-  __device__ double grad(size_t i) const { return weight(i) * em::distance_grad(double(x[i]) - t[i], l1); }
-};
-
-// Sigmoid focal loss on logits (N, C, S).
-struct FocalTerm {
-  int64_t c, s, w_c;
-  float gamma;
-  const float *alpha, *x, *t;
-  bool t_ids;
-  const float* w;
-  // The weighted loss of element i; its weighted gradient in *grad when not null.
-  __device__ double eval(size_t e, double* grad) const {
-    const int64_t i = int64_t(e), b = i / (c * s), k = (i / s) % c, j = i % s;
-    const bool pos = em::focal_positive(t, t_ids, c, s, b, k, j);
-    const double a = alpha ? (pos ? double(alpha[k]) : 1.0 - alpha[k]) : 1.0;
-    const double wi = w ? double(w[b * w_c * s + (w_c == 1 ? 0 : k * s) + j]) : 1.0;
-    const double v = em::focal_term(x[i], pos, a, gamma, grad);
-    if (grad) *grad *= wi;
-    return wi * v;
-  }
-  __device__ double operator()(size_t i) const { return eval(i, nullptr); }
-  __device__ double grad(size_t i) const {
-    double g;
-    eval(i, &g);
-    return g;
-  }
-};
-
 // --- reductions over arenas -----------------------------------------------------------------------------------
 
 struct SumSquaresTerm {
   const float *x, *mask;
-  __device__ double operator()(size_t i) const { return mask[i] != 0.f ? double(x[i]) * x[i] : 0.0; }
+  __device__ double value(size_t i) const { return mask[i] != 0.f ? double(x[i]) * x[i] : 0.0; }
 };
 
 struct NonFiniteTerm {
   const float* x;
-  __device__ double operator()(size_t i) const { return isfinite(x[i]) ? 0.0 : 1.0; }
+  __device__ double value(size_t i) const { return isfinite(x[i]) ? 0.0 : 1.0; }
 };
 
 // --- solvers --------------------------------------------------------------------------------------------------
@@ -232,21 +191,21 @@ cudaError_t launch_cross_entropy(cudaStream_t stream, int64_t n, int64_t c, int6
 cudaError_t launch_huber(cudaStream_t stream, size_t n, float beta, const float* x, const float* t, const float* w,
                          const NormSpec& norm, float* dx, float scale, bool accumulate, const LossOut& out,
                          double* scratch) {
-  return loss(stream, n, HuberTerm{beta, x, t, w}, norm, dx, scale, accumulate, out, scratch);
+  return loss(stream, n, em::HuberTerm{beta, x, t, w}, norm, dx, scale, accumulate, out, scratch);
 }
 
 cudaError_t launch_focal_binary(cudaStream_t stream, int64_t n, int64_t c, int64_t s, float gamma,
                                 const float* alpha, const float* x, const float* t, bool t_ids, const float* w,
                                 int64_t w_c, const NormSpec& norm, float* dx, float scale, bool accumulate,
                                 const LossOut& out, double* scratch) {
-  return loss(stream, size_t(n * c * s), FocalTerm{c, s, w_c, gamma, alpha, x, t, t_ids, w}, norm, dx, scale,
+  return loss(stream, size_t(n * c * s), em::FocalTerm{c, s, w_c, gamma, alpha, x, t, t_ids, w}, norm, dx, scale,
               accumulate, out, scratch);
 }
 
 cudaError_t launch_distance(cudaStream_t stream, size_t n, bool l1, const float* x, const float* t, const float* w,
                             const NormSpec& norm, float* dx, float scale, bool accumulate, const LossOut& out,
                             double* scratch) {
-  return loss(stream, n, DistanceTerm{l1, x, t, w}, norm, dx, scale, accumulate, out, scratch);
+  return loss(stream, n, em::DistanceTerm{l1, x, t, w}, norm, dx, scale, accumulate, out, scratch);
 }
 
 cudaError_t launch_sum_squares_masked(cudaStream_t stream, size_t n, const float* x, const float* mask, double* out,

@@ -197,6 +197,49 @@ OPENDL_HD double focal_term(double x, bool pos, double a_t, double gamma, double
   return -a_t * mod * log_pt;
 }
 
+// --- elementwise losses: value(i) the weighted loss of element i, grad(i) its weighted derivative ---------------
+
+struct HuberTerm {
+  float beta;
+  const float *x, *t, *w;  // w: per-element weights, or null
+  OPENDL_HD double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
+  OPENDL_HD double value(size_t i) const { return weight(i) * huber_value(double(x[i]) - t[i], beta); }
+  OPENDL_HD double grad(size_t i) const { return weight(i) * huber_grad(double(x[i]) - t[i], beta); }
+};
+
+struct DistanceTerm {
+  bool l1;
+  const float *x, *t, *w;
+  OPENDL_HD double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
+  OPENDL_HD double value(size_t i) const { return weight(i) * distance_value(double(x[i]) - t[i], l1); }
+  OPENDL_HD double grad(size_t i) const { return weight(i) * distance_grad(double(x[i]) - t[i], l1); }
+};
+
+// Sigmoid focal loss on logits x (N, C, S) (focal_term, focal_positive): alpha per class or null, weights
+// (N, w_c, S) with w_c 1 or C, or null.
+struct FocalTerm {
+  int64_t c, s, w_c;
+  float gamma;
+  const float *alpha, *x, *t;
+  bool t_ids;
+  const float* w;
+  OPENDL_HD double eval(size_t e, double* grad) const {
+    const int64_t i = int64_t(e), b = i / (c * s), k = (i / s) % c, j = i % s;
+    const bool pos = focal_positive(t, t_ids, c, s, b, k, j);
+    const double a = alpha ? (pos ? double(alpha[k]) : 1.0 - alpha[k]) : 1.0;
+    const double wi = w ? double(w[b * w_c * s + (w_c == 1 ? 0 : k * s) + j]) : 1.0;
+    const double v = focal_term(x[i], pos, a, gamma, grad);
+    if (grad) *grad *= wi;
+    return wi * v;
+  }
+  OPENDL_HD double value(size_t i) const { return eval(i, nullptr); }
+  OPENDL_HD double grad(size_t i) const {
+    double g;
+    eval(i, &g);
+    return g;
+  }
+};
+
 // --- solvers (one element of the flat parameter arena) ------------------------------------------------------
 
 // SGD in HALCON / Caffe form (spec E.1): v <- mu v - lr (g + alpha w), w <- w + v (the learning rate lives in v).

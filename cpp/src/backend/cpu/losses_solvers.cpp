@@ -87,63 +87,23 @@ void elementwise_loss(size_t n, const Term& term, const LossNorm& norm, float* d
     for (size_t i = 0; i < n; ++i) put(dx, i, float(scale * term.grad(i) * inv), accumulate);
   }
 }
-
-struct HuberTerm {
-  float beta;
-  const float *x, *t, *w;
-  double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
-  double value(size_t i) const { return weight(i) * em::huber_value(double(x[i]) - t[i], beta); }
-  double grad(size_t i) const { return weight(i) * em::huber_grad(double(x[i]) - t[i], beta); }
-};
-
-struct DistanceTerm {
-  bool l1;
-  const float *x, *t, *w;
-  double weight(size_t i) const { return w ? double(w[i]) : 1.0; }
-  double value(size_t i) const { return weight(i) * em::distance_value(double(x[i]) - t[i], l1); }
-  double grad(size_t i) const { return weight(i) * em::distance_grad(double(x[i]) - t[i], l1); }
-};
-
-// Sigmoid focal loss on logits x (N, C, S), see em::focal_term and em::focal_positive.
-struct FocalTerm {
-  int64_t c, s, w_c;
-  float gamma;
-  const float *alpha, *x, *t;
-  bool t_ids;
-  const float* w;
-  double eval(size_t e, double* grad) const {
-    const int64_t i = int64_t(e), b = i / (c * s), k = (i / s) % c, j = i % s;
-    const bool pos = em::focal_positive(t, t_ids, c, s, b, k, j);
-    const double a = alpha ? (pos ? double(alpha[k]) : 1.0 - alpha[k]) : 1.0;
-    const double wi = w ? double(w[b * w_c * s + (w_c == 1 ? 0 : k * s) + j]) : 1.0;
-    const double v = em::focal_term(x[i], pos, a, gamma, grad);
-    if (grad) *grad *= wi;
-    return wi * v;
-  }
-  double value(size_t i) const { return eval(i, nullptr); }
-  double grad(size_t i) const {
-    double g;
-    eval(i, &g);
-    return g;
-  }
-};
 }  // namespace
 
 void CpuBackend::huber(size_t n, float beta, const float* x, const float* t, const float* w, const LossNorm& norm,
                        float* dx, float scale, bool accumulate, const LossOut& out) {
-  elementwise_loss(n, HuberTerm{beta, x, t, w}, norm, dx, scale, accumulate, out);
+  elementwise_loss(n, em::HuberTerm{beta, x, t, w}, norm, dx, scale, accumulate, out);
 }
 
 void CpuBackend::focal_binary(int64_t n, int64_t c, int64_t s, float gamma, const float* alpha, const float* x,
                               const float* t, bool t_ids, const float* w, int64_t w_c, const LossNorm& norm,
                               float* dx, float scale, bool accumulate, const LossOut& out) {
-  elementwise_loss(size_t(n * c * s), FocalTerm{c, s, w_c, gamma, alpha, x, t, t_ids, w}, norm, dx, scale,
+  elementwise_loss(size_t(n * c * s), em::FocalTerm{c, s, w_c, gamma, alpha, x, t, t_ids, w}, norm, dx, scale,
                    accumulate, out);
 }
 
 void CpuBackend::distance(size_t n, bool l1, const float* x, const float* t, const float* w, const LossNorm& norm,
                           float* dx, float scale, bool accumulate, const LossOut& out) {
-  elementwise_loss(n, DistanceTerm{l1, x, t, w}, norm, dx, scale, accumulate, out);
+  elementwise_loss(n, em::DistanceTerm{l1, x, t, w}, norm, dx, scale, accumulate, out);
 }
 
 void CpuBackend::sum_squares_masked(size_t n, const float* x, const float* mask, double* out) {
