@@ -505,8 +505,9 @@ class CudaBackend final : public Backend {
   void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) override {
     run([&] { return kernel(launch_zoom_backward(stream(), k, dy, dx, accumulate)); });
   }
-  void dropout_forward(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) override {
-    run([&] { return kernel(launch_dropout(stream(), n, p, seed, x, mask, y)); });
+  void dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x, float* mask,
+                       float* y) override {
+    run([&] { return kernel(launch_dropout(stream(), n, p, step_seed, salt, x, mask, y)); });
   }
   void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) override {
     run([&] { return kernel(launch_depth_max_forward(stream(), n, c, hw, x, argmax, value)); });

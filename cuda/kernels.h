@@ -116,8 +116,8 @@ cudaError_t launch_pool_backward(cudaStream_t stream, const PoolKey& k, const fl
                                  float* dx, bool accumulate);
 cudaError_t launch_zoom_forward(cudaStream_t stream, const ZoomKey& k, const float* x, float* y);
 cudaError_t launch_zoom_backward(cudaStream_t stream, const ZoomKey& k, const float* dy, float* dx, bool accumulate);
-cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, uint64_t seed, const float* x, float* mask,
-                           float* y);
+cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, const uint64_t* step_seed, uint64_t salt,
+                           const float* x, float* mask, float* y);
 cudaError_t launch_depth_max_forward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* x,
                                      float* argmax, float* value);
 cudaError_t launch_depth_max_backward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* argmax,

@@ -228,16 +228,11 @@ __global__ void zoom_backward_kernel(ZoomKey k, const float* dy, float* dx, bool
 }
 
 // --- dropout, depth max ----------------------------------------------------------------------------------------
-__global__ void dropout_kernel(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) {
-  const float keep_scale = p < 1.f ? 1.f / (1.f - p) : 0.f;
+__global__ void dropout_kernel(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x,
+                               float* mask, float* y) {
+  const uint64_t seed = *step_seed;
   OPENDL_GRID_LOOP(i, n) {
-    // The CPU backend's counter-based draw (splitmix64 of seed + index): the same mask on either device.
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (uint64_t(i) + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const double u = double(z >> 11) * 0x1.0p-53;
-    mask[i] = u >= p ? keep_scale : 0.f;
+    mask[i] = em::dropout_factor(seed, salt, i, p);  // the CPU backend's draw: the same mask on either device
     y[i] = x[i] * mask[i];
   }
 }
@@ -409,9 +404,9 @@ cudaError_t launch_zoom_backward(cudaStream_t stream, const ZoomKey& k, const fl
   return cudaGetLastError();
 }
 
-cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, uint64_t seed, const float* x, float* mask,
-                           float* y) {
-  dropout_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, p, seed, x, mask, y);
+cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, const uint64_t* step_seed, uint64_t salt,
+                           const float* x, float* mask, float* y) {
+  dropout_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, p, step_seed, salt, x, mask, y);
   return cudaGetLastError();
 }
 

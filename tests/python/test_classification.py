@@ -224,6 +224,38 @@ def test_dropout_rng_state_is_saved():
     assert seq_a == seq_b and len(set(seq_a)) > 1  # different dropout masks per step, identical between copies
 
 
+def test_dropout_layers_draw_their_own_masks_independent_of_the_thread_count():
+    """Two dropout layers on the same input draw different masks (the step's seed is mixed with each layer's
+    slot), and a model trained with 1 thread draws the masks it draws with 2 (counter-based draws)."""
+    def build():
+        x = ha.create_dl_layer_input("x", [64, 1, 1], [], [])
+        t = ha.create_dl_layer_input("t", [1, 1, 64], [], [])
+        w = ha.create_dl_layer_input("w", [1, 1, 64], [], [])
+        fc = ha.create_dl_layer_dense(x, "fc", 64, [], [])
+        s = ha.create_dl_layer_elementwise([ha.create_dl_layer_dropout(fc, "d1", 0.5, [], []),
+                                            ha.create_dl_layer_dropout(fc, "d2", 0.5, [], [])], "sum", "sum", [],
+                                           [], [])
+        return ha.create_dl_model(ha.create_dl_layer_loss_distance(s, t, w, "l2", "l2", 1.0, [], []))
+    s = [{"x": np.ones(64).tolist(), "t": [0.0] * 64, "w": [1.0] * 64}]
+    threads = ha.get_system("thread_num")
+    threads = threads[0] if isinstance(threads, list) else threads
+    masks = {}
+    try:
+        for n in (1, 2):
+            ha.set_system("thread_num", n)
+            ha.set_system("seed_rand", 5)
+            m = build()
+            ha.train_dl_model_batch(m, s)
+            masks[n] = [ha.get_dl_model_layer_activations(m, d) != 0 for d in ("d1", "d2")]
+    finally:
+        ha.set_system("thread_num", threads)
+    for a, b in zip(masks[1], masks[2]):
+        np.testing.assert_array_equal(a, b)
+    d1, d2 = masks[2]
+    assert 0.25 < d1.mean() < 0.75 and 0.25 < d2.mean() < 0.75
+    assert np.mean(d1 != d2) > 0.25  # independent masks agree on about half of the values
+
+
 def test_model_file_is_checksummed_and_versioned(tmp_path):
     m = compact()
     path = tmp_path / "m.hdl"

@@ -456,11 +456,47 @@ def test_detection_training_steps_are_recorded_and_replayed_bit_for_bit():
         np.testing.assert_array_equal(runs["true"][1][k], w, err_msg=k)
 
 
-def test_a_network_that_cannot_be_recorded_trains_with_direct_launches():
-    """Dropout draws a new seed on the host at every step, so its network is not recorded ('refused'), and
-    trains exactly as with 'gpu_graphs' off."""
+def test_dropout_networks_are_recorded_and_draw_new_masks_in_every_replay():
+    """Dropout reads the step's seed from device memory (uploaded before each step, outside the recording), so its
+    network is recorded, every replay draws new masks, and the losses and weights are those of direct launches."""
     from opendl import _core
-    p = _compact_pair_model(23)
+    ha.set_system("cudnn_deterministic", "true")
+    runs = {}
+    try:
+        for graphs in ("false", "true"):
+            ha.set_system("gpu_graphs", graphs)
+            p = _compact_pair_model(23)
+            losses = [ha.as_python_dict_s(ha.train_dl_model_batch(p.model, p.samples))["total_loss"]
+                      for _ in range(5)]
+            masks = []
+            for _ in range(2):
+                ha.train_dl_model_batch(p.model, p.samples)
+                masks.append(ha.get_dl_model_layer_activations(p.model, "drop") != 0)
+            runs[graphs] = (losses, ha.get_dl_model_layer_weights(p.model, "L", "weights"), masks,
+                            _core._train_step_graphs(p.model.core("test")))
+    finally:
+        ha.set_system("gpu_graphs", "true")
+        ha.set_system("cudnn_deterministic", "false")
+    assert runs["true"][3] == {"recorded": 1, "refused": 0, "replayed": 6}  # 7 steps: the first direct
+    assert runs["true"][0] == runs["false"][0]
+    np.testing.assert_array_equal(runs["true"][1], runs["false"][1])
+    for a, b in zip(runs["true"][2], runs["false"][2]):
+        np.testing.assert_array_equal(a, b)
+    assert np.any(runs["true"][2][0] != runs["true"][2][1])  # replays draw new masks
+
+
+def test_a_network_that_cannot_be_recorded_trains_with_direct_launches():
+    """A batch normalisation with use_global_stats differentiates on the host, so its network is not recorded
+    ('refused'), and trains as with 'gpu_graphs' off."""
+    from opendl import _core
+
+    def build(i):
+        a = ha.create_dl_layer_convolution(i["x"], "c1", 3, 1, 1, 8, 1, "half_kernel_size", "none", [], [])
+        b = ha.create_dl_layer_batch_normalization(a, "bn", 0.9, 1e-4, "relu", ["use_global_stats"], ["true"])
+        return ha.create_dl_layer_dense(b, "L", 3, [], [])
+    ha.set_system("seed_rand", 23)
+    p = Probe(build, {"x": [16, 12, 3]}, 4, seed=3)
+    ha.set_dl_model_param(p.model, "device", GPUS[0])
     for _ in range(3):
         assert np.isfinite(ha.as_python_dict_s(ha.train_dl_model_batch(p.model, p.samples))["total_loss"])
     assert _core._train_step_graphs(p.model.core("test")) == {"recorded": 0, "refused": 1, "replayed": 0}

@@ -197,6 +197,23 @@ OPENDL_HD double focal_term(double x, bool pos, double a_t, double gamma, double
   return -a_t * mod * log_pt;
 }
 
+// --- dropout -------------------------------------------------------------------------------------------------
+
+// splitmix64's finaliser (Steele et al. 2014): a bijective 64-bit mix.
+OPENDL_HD uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+// Element i's dropout factor, counter-based (identical on every device and for any thread count): the layer's
+// seed is the training step's seed mixed with the layer's salt (its slot), the draw u in [0, 1) the mix of that
+// seed plus the golden-ratio increment times (i + 1); the element is kept (factor 1 / (1 - p)) when u >= p.
+OPENDL_HD float dropout_factor(uint64_t step_seed, uint64_t salt, size_t i, float p) {
+  const uint64_t seed = mix64(step_seed + 0x9E3779B97F4A7C15ull * (salt + 1));
+  const double u = double(mix64(seed + 0x9E3779B97F4A7C15ull * (uint64_t(i) + 1)) >> 11) * 0x1.0p-53;
+  return u >= p ? (p < 1.f ? 1.f / (1.f - p) : 0.f) : 0.f;
+}
+
 // --- elementwise losses: value(i) the weighted loss of element i, grad(i) its weighted derivative ---------------
 
 struct HuberTerm {

@@ -150,8 +150,9 @@ class GpuBackend final : public Backend {
   void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) override {
     return call([&] { return impl_->zoom_backward(k, dy, dx, accumulate); });
   }
-  void dropout_forward(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) override {
-    return call([&] { return impl_->dropout_forward(n, p, seed, x, mask, y); });
+  void dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x, float* mask,
+                       float* y) override {
+    return call([&] { return impl_->dropout_forward(n, p, step_seed, salt, x, mask, y); });
   }
   void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) override {
     return call([&] { return impl_->depth_max_forward(n, c, hw, x, argmax, value); });

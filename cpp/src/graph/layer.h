@@ -70,6 +70,10 @@ struct LayerIO {
   std::vector<const float*> constants;  // the layer's constants() on the device, in that order
   bool training = false;
   Rng* rng = nullptr;
+  // Training: the step's random seed in device memory (set by the caller before each forward pass, outside any
+  // recording), and a value unique to the layer within the network to mix into it.
+  const uint64_t* step_seed = nullptr;
+  uint64_t salt = 0;
   Backend* be = nullptr;
   // Inference-only plans: the layer's weights kept in the backend's form between calls (see backend.h).
   PreparedWeights* prepared = nullptr;
@@ -143,6 +147,8 @@ class Layer {
   // uploaded or downloaded), so that a training step can be recorded once and replayed (a CUDA graph).
   virtual bool capturable(const std::vector<Shape4>& /*in*/) const { return true; }
 
+  // Whether training forward passes draw random numbers (from LayerIO::step_seed).
+  virtual bool uses_step_seed() const { return false; }
   virtual bool is_input() const { return false; }
   virtual bool is_loss() const { return false; }
   // Which inputs receive gradients (targets and weights of losses do not).

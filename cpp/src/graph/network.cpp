@@ -157,6 +157,7 @@ void Network::free_activations() {
   owned_.clear();
   owned_floats_ = 0;
   step_values_ = nullptr;
+  step_seed_ = nullptr;
   be_.free(arena_);
   arena_ = nullptr;
   arena_floats_ = 0;
@@ -284,7 +285,9 @@ void Network::allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
   }
   if (inference_only_) return;
   // doubles; alloc returns storage aligned for them
-  step_values_ = reinterpret_cast<double*>(own(2 * (loss_layers().size() + 2)));
+  // the loss values, two for the caller, then the step seed (a uint64_t in a double's place)
+  step_values_ = reinterpret_cast<double*>(own(2 * (loss_layers().size() + 3)));
+  step_seed_ = reinterpret_cast<uint64_t*>(step_values_ + loss_layers().size() + 2);
   loss_index_.assign(slots_.size(), -1);
   int nl = 0;
   for (size_t i = 0; i < slots_.size(); ++i)
@@ -446,6 +449,10 @@ LayerIO Network::io(size_t i, bool training, Rng* rng) {
   }
   io.training = training;
   io.rng = rng;
+  if (training && step_values_) {
+    io.step_seed = step_seed();
+    io.salt = i;
+  }
   io.be = &be_;
   return io;
 }
@@ -851,6 +858,12 @@ int Network::find(const std::string& name) const {
   for (size_t i = 0; i < slots_.size(); ++i)
     if (slots_[i].layer->name() == name) return static_cast<int>(i);
   return -1;
+}
+
+bool Network::uses_step_seed() const {
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (in_training_[i] && slots_[i].layer->uses_step_seed()) return true;
+  return false;
 }
 
 bool Network::capturable() const {

@@ -89,6 +89,10 @@ class Network {
   // the loss layers' values summed over the micro-batches (written by forward), then two for the caller (the
   // regularisation and the gradient check); null in inference-only mode.
   double* step_values() { return step_values_; }
+  // The training step's random seed (device memory, after step_values), read by layers that draw random numbers
+  // (Layer::uses_step_seed); null in inference-only mode. uses_step_seed(): whether a training step needs it.
+  uint64_t* step_seed() { return step_seed_; }
+  bool uses_step_seed() const;
   // Changes whenever any buffer of the network is reallocated (batch size, gradient keeping, inference mode),
   // unique over all networks of the process: a recorded training step is valid for one epoch only.
   uint64_t buffer_epoch() const { return buffer_epoch_; }
@@ -204,6 +208,7 @@ class Network {
   float* decay_mask_ = nullptr;
   std::vector<float*> owned_;     // activation buffers
   double* step_values_ = nullptr;  // owned_ holds it too
+  uint64_t* step_seed_ = nullptr;  // in step_values_' buffer
   std::vector<int> loss_index_;    // per slot: its index among the loss layers, else -1
   uint64_t buffer_epoch_ = 0;
   std::vector<bool> in_training_, last_run_;

@@ -383,11 +383,16 @@ TrainResult Model::train_batch(const std::vector<Sample>& batch) {
   // non-finite gradients.
   double* sv = net_->step_values();
   const size_t nl = losses.size();
+  const bool seeded = net_->uses_step_seed();
   try {
     for (int64_t mb = 0; mb < multiplier_; ++mb) {
       for (size_t k = 0; k < inputs.size(); ++k) {
         size_t n = size_t(slots[inputs[k]].shape.numel());
         be.upload(slots[inputs[k]].y, staged[k].data() + size_t(mb) * n, n);
+      }
+      if (seeded) {  // random layers (dropout) draw from this micro-batch's seed; uploaded outside any recording
+        const uint64_t seed = rng_.next();
+        be.upload(reinterpret_cast<float*>(net_->step_seed()), reinterpret_cast<const float*>(&seed), 2);
       }
       auto body = [&] {
         net_->forward(true, rng_, mb > 0);

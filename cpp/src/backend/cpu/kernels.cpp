@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/element_math.h"
 #include "backend/sampling_index.h"
 #include "opendl/error.h"
 
@@ -253,17 +254,12 @@ void CpuBackend::zoom_backward(const ZoomKey& k, const float* dy, float* dx, boo
   }
 }
 
-void CpuBackend::dropout_forward(size_t n, float p, uint64_t seed, const float* x, float* mask, float* y) {
-  const float keep_scale = p < 1.f ? 1.f / (1.f - p) : 0.f;
+void CpuBackend::dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x,
+                                 float* mask, float* y) {
+  const uint64_t seed = *step_seed;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) {
-    // Counter-based draw (splitmix64 of seed + index): identical masks for any thread count.
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    double u = double(z >> 11) * 0x1.0p-53;
-    mask[i] = u >= p ? keep_scale : 0.f;
+    mask[i] = em::dropout_factor(seed, salt, i, p);
     y[i] = x[i] * mask[i];
   }
 }
