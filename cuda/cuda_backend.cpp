@@ -12,14 +12,21 @@
 // scratch buffers and cuBLAS's workspace; graph_epoch changes whenever a scratch buffer grows or the algorithm
 // settings change, and libopendl records again then.
 //
-// Layout: plain (N, C, H, W) activations (activation_block 0, channels_last 0); to_plain / from_plain still
-// convert any blocked layout a caller asks for.
+// Layout: channels-last (N, H, W, C) activations wherever the network can keep them (channels_last 2; the
+// network plans them, graph/network.cpp), as cuDNN's tensor-core convolution kernels read them without transposes;
+// plain (N, C, H, W) with OPENDL_ACTIVATION_LAYOUT=plain. Batch normalisation, pooling and the convolutions take
+// either (a key's block 0 or C); the pointwise entries are layout-blind; everything else reads plain tensors, which
+// the network keeps plain. There is no fixed channel block (activation_block 0); to_plain / from_plain convert any
+// blocked layout a caller asks for.
 //
 // Convolutions: one plan per (ConvKey, TF32, deterministic): cuDNN descriptors and the algorithms chosen by
 // cudnnFind* (fastest among those within the workspace bound; only deterministic ones in deterministic mode;
 // only FMA kernels with TF32 off). cuDNN's legacy API pads symmetrically, so asymmetric padding runs on an
 // explicitly zero-padded copy. A transposed convolution is the data gradient of the convolution from its output
 // to its input, with the weights' two channel axes swapped (opendl stores (oc, ic / g, kh, kw) for both kinds).
+// A convolution runs channels-last (tensors and filter, the filter a permuted copy of the weights) when either of
+// its activations is channels-last, converting the other one through a scratch buffer (the network's first
+// convolution reads the plain image), and plain when cuDNN has no channels-last algorithm for it.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
@@ -96,14 +103,17 @@ struct Scratch {
 
 // kReduce: the losses' reductions; kArenaReduce: the reductions over the parameter arenas, which a training step
 // runs after its recorded part (so that their size, that of the arena, never moves the losses' buffer).
-enum Slot { kWorkspace, kPadIn, kPadGrad, kConvOut, kWeightT, kWeightGradT, kChannelParts, kCoeffs, kReduce,
-            kArenaReduce, kNumSlots };
+// kLayoutX / kLayoutY / kLayoutGrad: a convolution's input, output (or output gradient) and input gradient converted
+// to or from the layout its cuDNN call runs in.
+enum Slot { kWorkspace, kPadIn, kPadGrad, kConvOut, kWeightT, kWeightGradT, kLayoutX, kLayoutY, kLayoutGrad,
+            kChannelParts, kCoeffs, kReduce, kArenaReduce, kNumSlots };
 
 struct ConvPlan {
   cudnnTensorDescriptor_t in = nullptr, out = nullptr, bias = nullptr;  // the cuDNN convolution's input / output
   cudnnFilterDescriptor_t filt = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   bool pad_explicit = false;  // asymmetric padding: the convolution's input is a zero-padded copy
+  bool last = false;          // channels-last tensors and filter, else plain
   int64_t in_c = 0, in_h = 0, in_w = 0;  // the cuDNN input (padded when pad_explicit)
   int64_t out_c = 0, out_h = 0, out_w = 0;
   cudnnConvolutionFwdAlgo_t fwd{};
@@ -198,7 +208,14 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "gpu"; }
   int64_t activation_block() const override { return 0; }
-  int channels_last() const override { return 0; }
+  int channels_last() const override {
+    static const int v = [] {
+      const char* e = std::getenv("OPENDL_ACTIVATION_LAYOUT");
+      const std::string o = e ? e : "";
+      return o == "plain" || o == "blocked" ? 0 : 2;  // no fixed-block kernels here: 'blocked' is plain
+    }();
+    return v;
+  }
   void to_plain(const float* blocked, float* plain, const Shape4& s, int64_t block) override {
     run([&] { return kernel(launch_relayout(stream(), s, block, blocked, plain, true)); });
   }
@@ -264,43 +281,55 @@ class CudaBackend final : public Backend {
   void conv_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
                     PreparedWeights*) override {
     run([&]() -> Status {
+      OPENDL_CHECK_STATUS(conv_layouts(k));
       ConvPlan* p = nullptr;
       OPENDL_CHECK_STATUS(plan(k, &p));
       const float one = 1.f, zero = 0.f;
       const int64_t ohw = k.oh * k.ow;
-      // Where the convolution's raw result goes: y itself, unless an epilogue needs y's old values (sum).
+      const Shape4 xs{k.n, k.ic, k.ih, k.iw}, ys{k.n, k.oc, k.oh, k.ow};
+      const float* xin = nullptr;
+      OPENDL_CHECK_STATUS(in_layout(x, xs, k.xb, p->last, kLayoutX, &xin));
+      // Where the convolution's raw result goes: y itself, unless an epilogue needs y's old values (sum); cuDNN
+      // writes it there, or into a buffer in the plan's layout converted into it.
       float* raw = y;
       if (k.sum) {
-        OPENDL_CHECK_STATUS(slot(kConvOut, size_t(k.n * k.oc * ohw) * sizeof(float)));
+        OPENDL_CHECK_STATUS(slot(kConvOut, size_t(ys.numel()) * sizeof(float)));
         raw = scratch_[kConvOut]->f();
       }
+      float* res = raw;
+      if ((k.yb != 0) != p->last) {
+        OPENDL_CHECK_STATUS(slot(kLayoutY, size_t(ys.numel()) * sizeof(float)));
+        res = scratch_[kLayoutY]->f();
+      }
+      const float* filt = nullptr;
+      OPENDL_CHECK_STATUS(cudnn_filter(k, *p, w, &filt));
       if (!k.transposed) {
-        const float* in = x;
+        const float* in = xin;
         if (p->pad_explicit) {
-          OPENDL_CHECK_STATUS(pad_copy(k, *p, x, kPadIn));
+          OPENDL_CHECK_STATUS(pad_copy(k, *p, xin, kPadIn));
           in = scratch_[kPadIn]->f();
         }
         OPENDL_CHECK_STATUS(slot(kWorkspace, p->fwd_ws));
         OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->fwd_math));
-        OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, in, p->filt, w, p->conv, p->fwd,
-                                                   ws(), p->fwd_ws, &zero, p->out, raw));
+        OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, in, p->filt, filt, p->conv, p->fwd,
+                                                   ws(), p->fwd_ws, &zero, p->out, res));
       } else {
         // y = the data gradient of the convolution y-space -> x-space, at x.
-        OPENDL_CHECK_STATUS(swapped_weights(k, w));
-        float* dst = raw;
+        float* dst = res;
         if (p->pad_explicit) {
           OPENDL_CHECK_STATUS(slot(kPadIn, size_t(k.n * p->in_c * p->in_h * p->in_w) * sizeof(float)));
           dst = scratch_[kPadIn]->f();
         }
         OPENDL_CHECK_STATUS(slot(kWorkspace, p->data_ws));
         OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->data_math));
-        OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, scratch_[kWeightT]->f(), p->out,
-                                                        x, p->conv, p->bwd_data, ws(), p->data_ws, &zero, p->in,
-                                                        dst));
-        if (p->pad_explicit) OPENDL_CHECK_STATUS(crop(k, *p, dst, raw, false));
+        OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, filt, p->out, xin, p->conv,
+                                                        p->bwd_data, ws(), p->data_ws, &zero, p->in, dst));
+        if (p->pad_explicit) OPENDL_CHECK_STATUS(crop(k, *p, dst, res, false));
       }
+      if (res != raw) OPENDL_CHECK_STATUS(out_layout(res, raw, ys, p->last, false));
       if (b || act != Act::kNone || k.sum)
-        OPENDL_CHECK_CUDA(launch_bias_act(stream(), k.n, k.oc, ohw, k.bias ? b : nullptr, act, y, k.sum, raw, y));
+        OPENDL_CHECK_CUDA(launch_bias_act(stream(), k.n, k.oc, ohw, k.yb != 0, k.bias ? b : nullptr, act, y, k.sum,
+                                          raw, y));
       return {};
     });
   }
@@ -308,69 +337,96 @@ class CudaBackend final : public Backend {
   void conv_backward(const ConvKey& k, const float* x, const float* dy, const float* w, float* dx, float* dw,
                      float* db, bool accumulate_dx, bool accumulate_dw) override {
     run([&]() -> Status {
+      OPENDL_CHECK_STATUS(conv_layouts(k));
       ConvPlan* p = nullptr;
       OPENDL_CHECK_STATUS(plan(k, &p));
-      const float one = 1.f, zero = 0.f, beta_w = accumulate_dw ? 1.f : 0.f;
+      const float one = 1.f, zero = 0.f;
+      const Shape4 xs{k.n, k.ic, k.ih, k.iw}, ys{k.n, k.oc, k.oh, k.ow};
       if (db && k.bias) {
         OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.oc) * sizeof(double)));
-        OPENDL_CHECK_CUDA(launch_bias_grad(stream(), k.n, k.oc, k.oh * k.ow, dy, db, accumulate_dw,
+        OPENDL_CHECK_CUDA(launch_bias_grad(stream(), k.n, k.oc, k.oh * k.ow, k.yb != 0, dy, db, accumulate_dw,
                                            scratch_[kChannelParts]->d()));
       }
+      // The operands in the plan's layout; dx goes through a buffer when its layout differs.
+      const float *dyin = nullptr, *xin = x;
+      OPENDL_CHECK_STATUS(in_layout(dy, ys, k.yb, p->last, kLayoutY, &dyin));
+      if (dw) OPENDL_CHECK_STATUS(in_layout(x, xs, k.xb, p->last, kLayoutX, &xin));
+      float* dxr = dx;
+      bool acc_dx = accumulate_dx;
+      if (dx && (k.xb != 0) != p->last) {
+        OPENDL_CHECK_STATUS(slot(kLayoutGrad, size_t(xs.numel()) * sizeof(float)));
+        dxr = scratch_[kLayoutGrad]->f();
+        acc_dx = false;
+      }
+      const bool permuted = k.transposed || p->last;  // the filter is a permuted copy of the weights
+      const size_t wn = size_t(k.oc * (k.ic / k.groups) * k.kh * k.kw);
+      float* dfilt = dw;
+      float beta_w = accumulate_dw ? 1.f : 0.f;
+      if (dw && permuted) {
+        OPENDL_CHECK_STATUS(slot(kWeightGradT, wn * sizeof(float)));
+        dfilt = scratch_[kWeightGradT]->f();
+        beta_w = 0.f;
+      }
       if (!k.transposed) {
-        const float* in = x;
+        const float* in = xin;
         if (p->pad_explicit && dw) {
-          OPENDL_CHECK_STATUS(pad_copy(k, *p, x, kPadIn));
+          OPENDL_CHECK_STATUS(pad_copy(k, *p, xin, kPadIn));
           in = scratch_[kPadIn]->f();
         }
         if (dw) {
           OPENDL_CHECK_STATUS(slot(kWorkspace, p->filter_ws));
           OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->filter_math));
-          OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, in, p->out, dy, p->conv,
-                                                            p->bwd_filter, ws(), p->filter_ws, &beta_w, p->filt, dw));
+          OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, in, p->out, dyin, p->conv,
+                                                            p->bwd_filter, ws(), p->filter_ws, &beta_w, p->filt,
+                                                            dfilt));
         }
         if (dx) {
+          const float* filt = nullptr;
+          OPENDL_CHECK_STATUS(cudnn_filter(k, *p, w, &filt));
           OPENDL_CHECK_STATUS(slot(kWorkspace, p->data_ws));
           OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->data_math));
           if (!p->pad_explicit) {
-            const float beta = accumulate_dx ? 1.f : 0.f;
-            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, w, p->out, dy, p->conv,
-                                                            p->bwd_data, ws(), p->data_ws, &beta, p->in, dx));
+            const float beta = acc_dx ? 1.f : 0.f;
+            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, filt, p->out, dyin,
+                                                            p->conv, p->bwd_data, ws(), p->data_ws, &beta, p->in,
+                                                            dxr));
           } else {
             OPENDL_CHECK_STATUS(slot(kPadGrad, size_t(k.n * p->in_c * p->in_h * p->in_w) * sizeof(float)));
-            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, w, p->out, dy, p->conv,
-                                                            p->bwd_data, ws(), p->data_ws, &zero, p->in,
+            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, filt, p->out, dyin,
+                                                            p->conv, p->bwd_data, ws(), p->data_ws, &zero, p->in,
                                                             scratch_[kPadGrad]->f()));
-            OPENDL_CHECK_STATUS(crop(k, *p, scratch_[kPadGrad]->f(), dx, accumulate_dx));
+            OPENDL_CHECK_STATUS(crop(k, *p, scratch_[kPadGrad]->f(), dxr, acc_dx));
           }
         }
-        return {};
+      } else {
+        // Transposed: the cuDNN convolution maps y-space (input, maybe padded) to x-space (output).
+        const float* gin = dyin;
+        if (p->pad_explicit) {
+          OPENDL_CHECK_STATUS(pad_copy(k, *p, dyin, kPadGrad));
+          gin = scratch_[kPadGrad]->f();
+        }
+        if (dw) {
+          OPENDL_CHECK_STATUS(slot(kWorkspace, p->filter_ws));
+          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->filter_math));
+          OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, gin, p->out, xin, p->conv,
+                                                            p->bwd_filter, ws(), p->filter_ws, &zero, p->filt,
+                                                            dfilt));
+        }
+        if (dx) {
+          const float* filt = nullptr;
+          OPENDL_CHECK_STATUS(cudnn_filter(k, *p, w, &filt));
+          OPENDL_CHECK_STATUS(slot(kWorkspace, p->fwd_ws));
+          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->fwd_math));
+          const float beta = acc_dx ? 1.f : 0.f;
+          OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, gin, p->filt, filt, p->conv, p->fwd,
+                                                     ws(), p->fwd_ws, &beta, p->out, dxr));
+        }
       }
-      // Transposed: the cuDNN convolution maps y-space (input, maybe padded) to x-space (output).
-      const float* gin = dy;
-      if (p->pad_explicit) {
-        OPENDL_CHECK_STATUS(pad_copy(k, *p, dy, kPadGrad));
-        gin = scratch_[kPadGrad]->f();
-      }
-      if (dw) {
-        const size_t wn = size_t(k.oc * (k.ic / k.groups) * k.kh * k.kw);
-        OPENDL_CHECK_STATUS(slot(kWeightGradT, wn * sizeof(float)));
-        OPENDL_CHECK_STATUS(slot(kWorkspace, p->filter_ws));
-        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->filter_math));
-        OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, gin, p->out, x, p->conv,
-                                                          p->bwd_filter, ws(), p->filter_ws, &zero, p->filt,
-                                                          scratch_[kWeightGradT]->f()));
-        // cuDNN's (g, ic/g, oc/g, khw) back to opendl's (g, oc/g, ic/g, khw).
-        OPENDL_CHECK_CUDA(launch_swap_oi(stream(), k.groups, k.ic / k.groups, k.oc / k.groups, k.kh * k.kw,
-                                         scratch_[kWeightGradT]->f(), dw, accumulate_dw));
-      }
-      if (dx) {
-        OPENDL_CHECK_STATUS(swapped_weights(k, w));
-        OPENDL_CHECK_STATUS(slot(kWorkspace, p->fwd_ws));
-        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->fwd_math));
-        const float beta = accumulate_dx ? 1.f : 0.f;
-        OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, gin, p->filt, scratch_[kWeightT]->f(),
-                                                   p->conv, p->fwd, ws(), p->fwd_ws, &beta, p->out, dx));
-      }
+      // cuDNN's filter gradient back to opendl's weight order.
+      if (dw && permuted)
+        OPENDL_CHECK_CUDA(launch_filter_permute(stream(), k.groups, k.oc / k.groups, k.ic / k.groups, k.kh * k.kw,
+                                                k.transposed, p->last, dfilt, dw, false, accumulate_dw));
+      if (dx && dxr != dx) OPENDL_CHECK_STATUS(out_layout(dxr, dx, xs, p->last, accumulate_dx));
       return {};
     });
   }
@@ -379,14 +435,14 @@ class CudaBackend final : public Backend {
   size_t pool_workspace_floats(const PoolKey& k) override { return k.max ? size_t(k.n * k.c * k.oh * k.ow) : 0; }
   void pool_forward(const PoolKey& k, const float* x, float* y, float* ws_, bool training) override {
     run([&]() -> Status {
-      OPENDL_CHECK_STATUS(plain_only(k.block, "pooling"));
+      OPENDL_CHECK_STATUS(layout_ok(k.block, k.c, "pooling"));
       int32_t* idx = training && k.max ? reinterpret_cast<int32_t*>(ws_) : nullptr;
       return kernel(launch_pool_forward(stream(), k, x, y, idx));
     });
   }
   void pool_backward(const PoolKey& k, const float* dy, const float* ws_, float* dx, bool accumulate) override {
     run([&]() -> Status {
-      OPENDL_CHECK_STATUS(plain_only(k.block, "pooling"));
+      OPENDL_CHECK_STATUS(layout_ok(k.block, k.c, "pooling"));
       return kernel(launch_pool_backward(stream(), k, dy, k.max ? reinterpret_cast<const int32_t*>(ws_) : nullptr, dx,
                                          accumulate));
     });
@@ -394,7 +450,7 @@ class CudaBackend final : public Backend {
   void bn_forward(const BnKey& k, float eps, bool training, Act act, const float* x, const float* scale,
                   const float* shift, float* mean, float* var, float* y) override {
     run([&]() -> Status {
-      OPENDL_CHECK_STATUS(plain_only(k.block, "batch normalization"));
+      OPENDL_CHECK_STATUS(layout_ok(k.block, k.c, "batch normalization"));
       OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.c) * sizeof(double)));
       OPENDL_CHECK_STATUS(slot(kCoeffs, size_t(3 * k.c) * sizeof(float)));
       return kernel(launch_bn_forward(stream(), k, eps, training, act == Act::kRelu, x, scale, shift, mean, var, y,
@@ -410,7 +466,7 @@ class CudaBackend final : public Backend {
                    const float* scale, const float* mean, const float* var, float* dx, float* dscale, float* dshift,
                    bool accumulate_dx, bool accumulate_dw) override {
     run([&]() -> Status {
-      OPENDL_CHECK_STATUS(plain_only(k.block, "batch normalization"));
+      OPENDL_CHECK_STATUS(layout_ok(k.block, k.c, "batch normalization"));
       OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.c) * sizeof(double)));
       OPENDL_CHECK_STATUS(slot(kCoeffs, size_t(3 * k.c) * sizeof(float)));
       return kernel(launch_bn_backward(stream(), k, eps, act == Act::kRelu, x, y, dy, scale, mean, var, dx, dscale,
@@ -426,7 +482,8 @@ class CudaBackend final : public Backend {
       const float one = 1.f, zero = 0.f;
       OPENDL_CHECK_CUBLAS(cublasSgemm(ctx_->cublas(), CUBLAS_OP_T, CUBLAS_OP_N, int(k.oc), int(k.n), int(k.ic), &one,
                                       w, int(k.ic), x, int(k.ic), &zero, y, int(k.oc)));
-      if (k.bias && b) OPENDL_CHECK_CUDA(launch_bias_act(stream(), k.n, k.oc, 1, b, Act::kNone, nullptr, 0, y, y));
+      if (k.bias && b)
+        OPENDL_CHECK_CUDA(launch_bias_act(stream(), k.n, k.oc, 1, false, b, Act::kNone, nullptr, 0, y, y));
       return {};
     });
   }
@@ -450,7 +507,8 @@ class CudaBackend final : public Backend {
                                       x, int(k.ic), dy, int(k.oc), &beta, dw, int(k.ic)));
       if (db && k.bias) {
         OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.oc) * sizeof(double)));
-        OPENDL_CHECK_CUDA(launch_bias_grad(stream(), k.n, k.oc, 1, dy, db, accumulate, scratch_[kChannelParts]->d()));
+        OPENDL_CHECK_CUDA(
+            launch_bias_grad(stream(), k.n, k.oc, 1, false, dy, db, accumulate, scratch_[kChannelParts]->d()));
       }
       return {};
     });
@@ -505,9 +563,9 @@ class CudaBackend final : public Backend {
   void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) override {
     run([&] { return kernel(launch_zoom_backward(stream(), k, dy, dx, accumulate)); });
   }
-  void dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x, float* mask,
-                       float* y) override {
-    run([&] { return kernel(launch_dropout(stream(), n, p, step_seed, salt, x, mask, y)); });
+  void dropout_forward(const Shape4& s, int64_t block, float p, const uint64_t* step_seed, uint64_t salt,
+                       const float* x, float* mask, float* y) override {
+    run([&] { return kernel(launch_dropout(stream(), s, block, p, step_seed, salt, x, mask, y)); });
   }
   void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) override {
     run([&] { return kernel(launch_depth_max_forward(stream(), n, c, hw, x, argmax, value)); });
@@ -677,41 +735,67 @@ class CudaBackend final : public Backend {
     if (recorded_slots_[s]) ++epoch_;
     return scratch_[s]->reserve(bytes);
   }
-  static Status plain_only(int64_t block, const char* what) {
-    if (block == 0) return {};
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "%s on the GPU takes plain (N, C, H, W) activations, got channel block %lld", what,
-                  static_cast<long long>(block));
+  // The layouts the GPU kernels take: plain (block 0) or channels-last (block C).
+  static Status layout_ok(int64_t block, int64_t c, const char* what) {
+    if (block == 0 || block == c) return {};
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s on the GPU takes plain (N, C, H, W) or channels-last activations, got channel "
+                  "block %lld of %lld channels", what, static_cast<long long>(block), static_cast<long long>(c));
     return Status{OPENDL_CUDA_ERR_WRONG_VALUE, buf};
+  }
+  static Status conv_layouts(const ConvKey& k) {
+    OPENDL_CHECK_STATUS(layout_ok(k.xb, k.ic, "the convolution's input"));
+    return layout_ok(k.yb, k.oc, "the convolution's output");
+  }
+  // src (shape s, channel block `block`) in the layout a convolution plan runs in (channels-last or plain): src
+  // itself, or a copy converted into scratch slot `slot`.
+  Status in_layout(const float* src, const Shape4& s, int64_t block, bool last, Slot slot_id, const float** out) {
+    *out = src;
+    if ((block != 0) == last) return {};
+    OPENDL_CHECK_STATUS(slot(slot_id, size_t(s.numel()) * sizeof(float)));
+    float* dst = scratch_[slot_id]->f();
+    OPENDL_CHECK_CUDA(launch_relayout(stream(), s, s.c, src, dst, /*to_plain=*/!last));
+    *out = dst;
+    return {};
+  }
+  // The inverse: `run` (in the plan's layout) into dst (in the other one), overwritten or added to.
+  Status out_layout(const float* run, float* dst, const Shape4& s, bool last, bool accumulate) {
+    OPENDL_CHECK_CUDA(launch_relayout(stream(), s, s.c, run, dst, /*to_plain=*/last, accumulate));
+    return {};
   }
   Status gemm_mode() {
     OPENDL_CHECK_CUBLAS(cublasSetMathMode(ctx_->cublas(), tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     return {};
   }
 
-  // The transposed convolution's weights as cuDNN's filter (g, ic/g, oc/g, kh, kw) in kWeightT.
-  Status swapped_weights(const ConvKey& k, const float* w) {
+  // The weights as the plan's cuDNN filter: w itself for a plain convolution; else a permuted copy in kWeightT
+  // (a transposed convolution's filter (g, ic/g, oc/g, kh, kw); channels-last: the kernel position before the inner
+  // channel axis).
+  Status cudnn_filter(const ConvKey& k, const ConvPlan& p, const float* w, const float** out) {
+    *out = w;
+    if (!k.transposed && !p.last) return {};
     const size_t wn = size_t(k.oc * (k.ic / k.groups) * k.kh * k.kw);
     OPENDL_CHECK_STATUS(slot(kWeightT, wn * sizeof(float)));
-    OPENDL_CHECK_CUDA(launch_swap_oi(stream(), k.groups, k.oc / k.groups, k.ic / k.groups, k.kh * k.kw, w,
-                                     scratch_[kWeightT]->f(), false));
+    OPENDL_CHECK_CUDA(launch_filter_permute(stream(), k.groups, k.oc / k.groups, k.ic / k.groups, k.kh * k.kw,
+                                            k.transposed, p.last, w, scratch_[kWeightT]->f(), true, false));
+    *out = scratch_[kWeightT]->f();
     return {};
   }
-  // Copies the cuDNN convolution's unpadded input (x, or dy of a transposed convolution) into scratch slot `s`
-  // with the padding as zeros.
+  // Copies the cuDNN convolution's unpadded input (x, or dy of a transposed convolution; in the plan's layout) into
+  // scratch slot `s` with the padding as zeros.
   Status pad_copy(const ConvKey& k, const ConvPlan& p, const float* src, Slot s) {
     const int64_t h = p.in_h - k.pt - k.pb, w = p.in_w - k.pl - k.pr;
     const size_t total = size_t(k.n * p.in_c * p.in_h * p.in_w);
     OPENDL_CHECK_STATUS(slot(s, total * sizeof(float)));
-    OPENDL_CHECK_CUDA(launch_pad_rows(stream(), k.n * p.in_c, h, w, p.in_h, p.in_w, k.pt, k.pl, src,
-                                      scratch_[s]->f(), true, false));
+    OPENDL_CHECK_CUDA(launch_pad_rows(stream(), p.last ? k.n : k.n * p.in_c, p.last ? p.in_c : 1, h, w, p.in_h,
+                                      p.in_w, k.pt, k.pl, src, scratch_[s]->f(), true, false));
     return {};
   }
   // The inverse: the unpadded part of a padded tensor into dst (overwritten or added to).
   Status crop(const ConvKey& k, const ConvPlan& p, const float* padded, float* dst, bool accumulate) {
     const int64_t h = p.in_h - k.pt - k.pb, w = p.in_w - k.pl - k.pr;
-    OPENDL_CHECK_CUDA(launch_pad_rows(stream(), k.n * p.in_c, h, w, p.in_h, p.in_w, k.pt, k.pl, padded, dst, false,
-                                      accumulate));
+    OPENDL_CHECK_CUDA(launch_pad_rows(stream(), p.last ? k.n : k.n * p.in_c, p.last ? p.in_c : 1, h, w, p.in_h,
+                                      p.in_w, k.pt, k.pl, padded, dst, false, accumulate));
     return {};
   }
 
@@ -739,17 +823,36 @@ class CudaBackend final : public Backend {
     p->out_c = co;
     p->out_h = ho;
     p->out_w = wo;
-    const int pad_h = p->pad_explicit ? 0 : int(k.pt), pad_w = p->pad_explicit ? 0 : int(k.pl);
     OPENDL_CHECK_CUDNN(cudnnCreateTensorDescriptor(&p->in));
     OPENDL_CHECK_CUDNN(cudnnCreateTensorDescriptor(&p->out));
     OPENDL_CHECK_CUDNN(cudnnCreateFilterDescriptor(&p->filt));
     OPENDL_CHECK_CUDNN(cudnnCreateConvolutionDescriptor(&p->conv));
-    OPENDL_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->in, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(k.n), int(ci),
-                                                  int(p->in_h), int(p->in_w)));
-    OPENDL_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->out, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(k.n), int(co),
-                                                  int(ho), int(wo)));
-    OPENDL_CHECK_CUDNN(cudnnSetFilter4dDescriptor(p->filt, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(co),
-                                                  int(ci / k.groups), int(k.kh), int(k.kw)));
+    // Channels-last when either activation is; plain when cuDNN has no channels-last algorithm for it (any
+    // cuDNN failure of the search; out of memory is not retried that way).
+    p->last = k.xb != 0 || k.yb != 0;
+    OPENDL_CHECK_STATUS(describe(k, p.get()));
+    Status chosen = search(k, p.get());
+    if (!chosen.ok() && chosen.code == OPENDL_CUDA_ERR_CUDNN && p->last) {
+      p->last = false;
+      OPENDL_CHECK_STATUS(describe(k, p.get()));
+      chosen = search(k, p.get());
+    }
+    OPENDL_CHECK_STATUS(chosen);
+    *out = p.get();
+    plans_.emplace(key, std::move(p));
+    return {};
+  }
+
+  // The plan's cuDNN descriptors in its layout (p->last).
+  Status describe(const ConvKey& k, ConvPlan* p) {
+    const int64_t ci = p->in_c, co = p->out_c, ho = p->out_h, wo = p->out_w;
+    const int pad_h = p->pad_explicit ? 0 : int(k.pt), pad_w = p->pad_explicit ? 0 : int(k.pl);
+    const cudnnTensorFormat_t f = p->last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    OPENDL_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->in, f, CUDNN_DATA_FLOAT, int(k.n), int(ci), int(p->in_h),
+                                                  int(p->in_w)));
+    OPENDL_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->out, f, CUDNN_DATA_FLOAT, int(k.n), int(co), int(ho), int(wo)));
+    OPENDL_CHECK_CUDNN(cudnnSetFilter4dDescriptor(p->filt, CUDNN_DATA_FLOAT, f, int(co), int(ci / k.groups), int(k.kh),
+                                                  int(k.kw)));
     OPENDL_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(p->conv, pad_h, pad_w, int(k.sh), int(k.sw), int(k.dh),
                                                        int(k.dw), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     OPENDL_CHECK_CUDNN(cudnnSetConvolutionGroupCount(p->conv, int(k.groups)));
@@ -763,15 +866,15 @@ class CudaBackend final : public Backend {
                     static_cast<long long>(ho), static_cast<long long>(wo));
       return Status{OPENDL_CUDA_ERR_WRONG_VALUE, buf};
     }
-    Status chosen = choose_algorithms(k, p.get());
+    return {};
+  }
+  Status search(const ConvKey& k, ConvPlan* p) {
+    Status chosen = choose_algorithms(k, p);
     if (chosen.code == OPENDL_CUDA_ERR_OUT_OF_DEVICE_MEM) {  // cuDNN's trial buffers: try again with the pool's
       release_pool_cache();                                    // cached memory released
-      chosen = choose_algorithms(k, p.get());
+      chosen = choose_algorithms(k, p);
     }
-    OPENDL_CHECK_STATUS(chosen);
-    *out = p.get();
-    plans_.emplace(key, std::move(p));
-    return {};
+    return chosen;
   }
 
   // The algorithms of the directions the plan runs: all three for training; for an inference plan only the

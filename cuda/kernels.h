@@ -2,7 +2,8 @@
 // enqueues on the given stream and returns the launch error (execution errors surface at the next sync). They
 // mirror the CPU backend's entries of the same names (cpp/src/backend/backend.h): same arguments (device
 // pointers), same meaning, the per-element math shared through backend/element_math.h. `accumulate` adds to
-// the output instead of overwriting it. Activations are plain (N, C, H, W).
+// the output instead of overwriting it. Activations are plain (N, C, H, W); batch normalisation, pooling, the
+// layout copies and the convolution helpers also take channels-last (N, H, W, C) ones (a key's block = C, or `last`).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -116,29 +117,34 @@ cudaError_t launch_pool_backward(cudaStream_t stream, const PoolKey& k, const fl
                                  float* dx, bool accumulate);
 cudaError_t launch_zoom_forward(cudaStream_t stream, const ZoomKey& k, const float* x, float* y);
 cudaError_t launch_zoom_backward(cudaStream_t stream, const ZoomKey& k, const float* dy, float* dx, bool accumulate);
-cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, const uint64_t* step_seed, uint64_t salt,
-                           const float* x, float* mask, float* y);
+// Over x of shape s in channel block `block`, each element's draw taken at its plain index (Backend::dropout_forward).
+cudaError_t launch_dropout(cudaStream_t stream, const Shape4& s, int64_t block, float p, const uint64_t* step_seed,
+                           uint64_t salt, const float* x, float* mask, float* y);
 cudaError_t launch_depth_max_forward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* x,
                                      float* argmax, float* value);
 cudaError_t launch_depth_max_backward(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* argmax,
                                       const float* dvalue, float* dx, bool accumulate);
-// Between plain (N, C, H, W) and the channel-blocked layout of backend.h (block B; B = C: channels-last).
+// Between plain (N, C, H, W) and the channel-blocked layout of backend.h (block B; B = C: channels-last); the
+// destination is overwritten or added to.
 cudaError_t launch_relayout(cudaStream_t stream, const Shape4& s, int64_t block, const float* src, float* dst,
-                            bool to_plain);
-// dst (+)= src with the middle two axes swapped: (groups, a, b, khw) -> (groups, b, a, khw).
-cudaError_t launch_swap_oi(cudaStream_t stream, int64_t groups, int64_t a, int64_t b, int64_t khw, const float* src,
-                           float* dst, bool accumulate);
-// Planes (n * c of them) of h x w <-> zero-padded planes of H x W that hold them at row pt, column pl.
-// to_padded: dst is the padded tensor (written whole, zeros around); else dst is the unpadded one (overwritten or
-// added to).
-cudaError_t launch_pad_rows(cudaStream_t stream, int64_t planes, int64_t h, int64_t w, int64_t H, int64_t W,
-                            int64_t pt, int64_t pl, const float* src, float* dst, bool to_padded, bool accumulate);
-// y = act(src + bias[c]) over (n, c, hw) (bias may be null); with sum 1 or 2 then y += residual, and a ReLU for 2.
-// src and residual may be y (each element is read before it is written).
-cudaError_t launch_bias_act(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* bias, Act act,
-                            const float* residual, int64_t sum, const float* src, float* y);
-// db (+)= the sums of dy over (n, hw) per channel.
-cudaError_t launch_bias_grad(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* dy, float* db,
-                             bool accumulate, double* parts);
+                            bool to_plain, bool accumulate = false);
+// Convolution weights (groups, a, b, khw) (opendl's order: a output, b input channels per group) to cuDNN's filter
+// (to_cudnn) or back (overwritten or added to): `swap` exchanges a and b (a transposed convolution's filter), `last`
+// puts the kernel position before the inner channel axis (the filter of channels-last convolutions).
+cudaError_t launch_filter_permute(cudaStream_t stream, int64_t groups, int64_t a, int64_t b, int64_t khw, bool swap,
+                                  bool last, const float* src, float* dst, bool to_cudnn, bool accumulate);
+// Planes of h x w <-> zero-padded planes of H x W that hold them at row pt, column pl, each pixel `inner` floats:
+// plain tensors have n * c planes and inner 1, channels-last ones n planes and inner c. to_padded: dst is the padded
+// tensor (written whole, zeros around); else dst is the unpadded one (overwritten or added to).
+cudaError_t launch_pad_rows(cudaStream_t stream, int64_t planes, int64_t inner, int64_t h, int64_t w, int64_t H,
+                            int64_t W, int64_t pt, int64_t pl, const float* src, float* dst, bool to_padded,
+                            bool accumulate);
+// y = act(src + bias[c]) over (n, c, hw), plain or channels-last (`last`) (bias may be null); with sum 1 or 2 then
+// y += residual, and a ReLU for 2. src and residual may be y (each element is read before it is written).
+cudaError_t launch_bias_act(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, bool last, const float* bias,
+                            Act act, const float* residual, int64_t sum, const float* src, float* y);
+// db (+)= the sums of dy over (n, hw) per channel (dy plain or channels-last).
+cudaError_t launch_bias_grad(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, bool last, const float* dy,
+                             float* db, bool accumulate, double* parts);
 
 }  // namespace opendl::cuda

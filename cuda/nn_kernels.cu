@@ -1,7 +1,8 @@
 // Layer kernels of the plugin besides cuDNN and cuBLAS (kernels.h): batch normalisation, pooling, zoom, dropout,
 // depth max, layout copies, the deconvolution weight transpose and the convolution epilogues (bias, activation,
-// bias gradient). Activations are plain (N, C, H, W). Semantics follow the CPU backend (backend/cpu/norm_pool.cpp,
-// kernels.cpp) element for element.
+// bias gradient). Activations are plain (N, C, H, W) or, where the launcher takes `last`, channels-last
+// (N, H, W, C) (backend.h: block B = C). Semantics follow the CPU backend (backend/cpu/norm_pool.cpp, kernels.cpp)
+// element for element.
 //
 // Determinism: no atomics. Per-channel sums are split into a fixed number of chunks per channel (independent of
 // the device), each summed by one block in a fixed tree order, and the chunk sums added in order; backward passes
@@ -11,6 +12,7 @@
 #include <cmath>
 
 #include "backend/element_math.h"
+#include "backend/layout_index.h"
 #include "backend/sampling_index.h"
 #include "kernels.h"
 #include "launch.cuh"
@@ -20,10 +22,17 @@ namespace {
 
 __device__ inline void put(float* d, size_t i, float g, bool accumulate) { d[i] = accumulate ? d[i] + g : g; }
 
+using li::channel_of;
+
 // --- per-channel sums ----------------------------------------------------------------------------------------
-// A channel's M = N * HW elements split into kChannelChunks chunks (the last ones may be empty); block (c, p) sums
-// chunk p of channel c, two sums per element, into parts[(c * kChannelChunks + p) * 2 + {0, 1}].
+// A channel's M = N * HW elements split into a fixed number of chunks (the last ones may be empty), each summed in
+// a fixed tree order, two sums per element, into parts[(c * chunks + p) * 2 + {0, 1}] for chunk p of channel c.
+// Plain: kChannelChunks chunks, block (c, p) sums chunk p of channel c, its threads along the contiguous plane.
+// Channels-last: kLastChunks chunks; a block holds kLastTile channels (its x threads, adjacent in memory) and sums
+// chunk p of each, its y threads taking every kLastRows-th position of the chunk.
 constexpr int kChannelChunks = 16;
+constexpr int kLastChunks = 64, kLastTile = 32, kLastRows = kThreads / kLastTile;
+inline int channel_chunks(bool last) { return last ? kLastChunks : kChannelChunks; }
 
 template <class Term>
 __global__ void channel_partial_kernel(int64_t n, int64_t c, int64_t hw, Term term, double* parts) {
@@ -52,44 +61,74 @@ __global__ void channel_partial_kernel(int64_t n, int64_t c, int64_t hw, Term te
   }
 }
 
-__device__ inline void channel_total(const double* parts, int64_t ch, double& a, double& b) {
+template <class Term>
+__global__ void channel_partial_last_kernel(int64_t m, int64_t c, Term term, double* parts) {
+  __shared__ double s0[kLastRows][kLastTile], s1[kLastRows][kLastTile];
+  const int64_t ch = int64_t(blockIdx.x) * kLastTile + threadIdx.x, p = blockIdx.y;
+  const int64_t per = (m + kLastChunks - 1) / kLastChunks;
+  const int64_t begin = p * per, end = begin + per < m ? begin + per : m;
+  double a = 0, b = 0;
+  if (ch < c)
+    for (int64_t j = begin + threadIdx.y; j < end; j += kLastRows) term(ch, j * c + ch, a, b);
+  s0[threadIdx.y][threadIdx.x] = a;
+  s1[threadIdx.y][threadIdx.x] = b;
+  __syncthreads();
+  for (unsigned w = kLastRows / 2; w > 0; w >>= 1) {
+    if (threadIdx.y < w) {
+      s0[threadIdx.y][threadIdx.x] += s0[threadIdx.y + w][threadIdx.x];
+      s1[threadIdx.y][threadIdx.x] += s1[threadIdx.y + w][threadIdx.x];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && ch < c) {
+    parts[(ch * kLastChunks + p) * 2] = s0[0][threadIdx.x];
+    parts[(ch * kLastChunks + p) * 2 + 1] = s1[0][threadIdx.x];
+  }
+}
+
+__device__ inline void channel_total(const double* parts, int64_t ch, int chunks, double& a, double& b) {
   a = 0;
   b = 0;
-  for (int p = 0; p < kChannelChunks; ++p) {
-    a += parts[(ch * kChannelChunks + p) * 2];
-    b += parts[(ch * kChannelChunks + p) * 2 + 1];
+  for (int p = 0; p < chunks; ++p) {
+    a += parts[(ch * chunks + p) * 2];
+    b += parts[(ch * chunks + p) * 2 + 1];
   }
 }
 
 template <class Term>
-cudaError_t channel_sums(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const Term& term, double* parts) {
-  channel_partial_kernel<<<dim3(unsigned(c), kChannelChunks), kThreads, 0, stream>>>(n, c, hw, term, parts);
+cudaError_t channel_sums(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, bool last, const Term& term,
+                         double* parts) {
+  if (last)
+    channel_partial_last_kernel<<<dim3(unsigned((c + kLastTile - 1) / kLastTile), kLastChunks),
+                                  dim3(kLastTile, kLastRows), 0, stream>>>(n * hw, c, term, parts);
+  else
+    channel_partial_kernel<<<dim3(unsigned(c), kChannelChunks), kThreads, 0, stream>>>(n, c, hw, term, parts);
   return cudaGetLastError();
 }
 
 // --- batch normalisation -------------------------------------------------------------------------------------
-// Moments about a shift (sample 0's first value of the channel), as the CPU backend, so that the variance has no
-// cancellation for data far from zero.
+// Moments about a shift (sample 0's first value of the channel, at x[ch * cs]: cs = HW plain, 1 channels-last), as
+// the CPU backend, so that the variance has no cancellation for data far from zero.
 struct MomentTerm {
-  int64_t c, hw;
+  int64_t cs;
   const float* x;
   __device__ void operator()(int64_t ch, int64_t i, double& a, double& b) const {
-    const double d = double(x[i]) - double(x[ch * hw]);
+    const double d = double(x[i]) - double(x[ch * cs]);
     a += d;
     b += d * d;
   }
 };
 
 // Batch statistics (training) and the affine map y = a x + b per channel.
-__global__ void bn_stats_kernel(int64_t c, int64_t m, bool training, float eps, const float* x, int64_t hw,
-                                const float* scale, const float* shift, const double* parts, float* mean, float* var,
-                                float* ab) {
+__global__ void bn_stats_kernel(int64_t c, int64_t m, int chunks, bool training, float eps, const float* x,
+                                int64_t cs, const float* scale, const float* shift, const double* parts, float* mean,
+                                float* var, float* ab) {
   OPENDL_GRID_LOOP(ch, size_t(c)) {
     if (training) {
       double s, ss;
-      channel_total(parts, int64_t(ch), s, ss);
+      channel_total(parts, int64_t(ch), chunks, s, ss);
       const double mm = s / double(m);
-      mean[ch] = float(double(x[ch * hw]) + mm);
+      mean[ch] = float(double(x[ch * cs]) + mm);
       var[ch] = float(em::dmax(ss / double(m) - mm * mm, 0.0));
     }
     const double inv = 1.0 / sqrt(double(var[ch]) + double(eps));
@@ -98,10 +137,10 @@ __global__ void bn_stats_kernel(int64_t c, int64_t m, bool training, float eps, 
   }
 }
 
-__global__ void bn_apply_kernel(size_t total, int64_t c, int64_t hw, bool relu, const float* x, const float* ab,
-                                float* y) {
+__global__ void bn_apply_kernel(size_t total, int64_t c, int64_t hw, bool last, bool relu, const float* x,
+                                const float* ab, float* y) {
   OPENDL_GRID_LOOP(i, total) {
-    const int64_t ch = int64_t(i) / hw % c;
+    const int64_t ch = channel_of(int64_t(i), c, hw, last);
     float v = fmaf(ab[ch], x[i], ab[c + ch]);
     y[i] = relu ? fmaxf(v, 0.f) : v;
   }
@@ -117,12 +156,12 @@ struct GradTerm {
   }
 };
 
-__global__ void bn_grad_coeffs_kernel(int64_t c, int64_t m, float eps, const double* parts, const float* scale,
-                                      const float* mean, const float* var, float* dscale, float* dshift,
-                                      bool accumulate_dw, float* abc) {
+__global__ void bn_grad_coeffs_kernel(int64_t c, int64_t m, int chunks, float eps, const double* parts,
+                                      const float* scale, const float* mean, const float* var, float* dscale,
+                                      float* dshift, bool accumulate_dw, float* abc) {
   OPENDL_GRID_LOOP(ch, size_t(c)) {
     double g, gx;
-    channel_total(parts, int64_t(ch), g, gx);
+    channel_total(parts, int64_t(ch), chunks, g, gx);
     const double inv = 1.0 / sqrt(double(var[ch]) + double(eps));
     if (dshift) dshift[ch] = float(accumulate_dw ? double(dshift[ch]) + g : g);
     if (dscale) dscale[ch] = float(accumulate_dw ? double(dscale[ch]) + gx * inv : gx * inv);
@@ -134,30 +173,36 @@ __global__ void bn_grad_coeffs_kernel(int64_t c, int64_t m, float eps, const dou
   }
 }
 
-__global__ void bn_grad_apply_kernel(size_t total, int64_t c, int64_t hw, const float* x, const float* dy,
+__global__ void bn_grad_apply_kernel(size_t total, int64_t c, int64_t hw, bool last, const float* x, const float* dy,
                                      const float* y, const float* abc, float* dx, bool accumulate) {
   OPENDL_GRID_LOOP(i, total) {
-    const int64_t ch = int64_t(i) / hw % c;
+    const int64_t ch = channel_of(int64_t(i), c, hw, last);
     const float g = (y && !(y[i] > 0.f)) ? 0.f : dy[i];
     put(dx, i, abc[ch] * g + abc[c + ch] * x[i] + abc[2 * c + ch], accumulate);
   }
 }
 
 // --- pooling -------------------------------------------------------------------------------------------------
+// Plain or channels-last (k.block != 0) alike: element (n, c, p) of a plane of P positions lies at
+// li::offset(n, c, 0, ...) + p * li::position_step(...). Outputs (and max pooling's idx) are in y's layout order.
 __global__ void pool_forward_kernel(PoolKey k, const float* x, float* y, int32_t* idx) {
   const size_t total = size_t(k.n * k.c * k.oh * k.ow);
+  const bool last = k.block != 0;
+  const int64_t step = li::position_step(k.c, last);
   OPENDL_GRID_LOOP(o, total) {
-    const int64_t ow = int64_t(o) % k.ow, oh = int64_t(o) / k.ow % k.oh, plane = int64_t(o) / (k.ow * k.oh);
-    const float* xp = x + plane * k.ih * k.iw;
+    int64_t n, c, q;
+    li::coords(int64_t(o), k.c, k.oh * k.ow, last, n, c, q);
+    const int64_t ow = q % k.ow, oh = q / k.ow;
+    const float* xp = x + li::offset(n, c, 0, k.c, k.ih * k.iw, last);
     int64_t h0, h1, w0, w1;
     si::window(oh, k.sh, k.pt, k.kh, k.ih, h0, h1);
     si::window(ow, k.sw, k.pl, k.kw, k.iw, w0, w1);
     if (k.max) {
       int64_t at;
-      y[o] = si::window_max(xp, k.iw, h0, h1, w0, w1, at);
+      y[o] = si::window_max(xp, k.iw, h0, h1, w0, w1, at, step);
       if (idx) idx[o] = int32_t(at);
     } else {
-      y[o] = si::window_mean(xp, k.iw, h0, h1, w0, w1);
+      y[o] = si::window_mean(xp, k.iw, h0, h1, w0, w1, step);
     }
   }
 }
@@ -166,18 +211,22 @@ __global__ void pool_forward_kernel(PoolKey k, const float* x, float* y, int32_t
 // order as the CPU backend's scatter does.
 __global__ void pool_backward_kernel(PoolKey k, const float* dy, const int32_t* idx, float* dx, bool accumulate) {
   const size_t total = size_t(k.n * k.c * k.ih * k.iw);
+  const bool last = k.block != 0;
+  const int64_t step = li::position_step(k.c, last);
   OPENDL_GRID_LOOP(i, total) {
-    const int64_t w = int64_t(i) % k.iw, h = int64_t(i) / k.iw % k.ih, plane = int64_t(i) / (k.iw * k.ih);
-    const int64_t flat = h * k.iw + w;
+    int64_t n, c, flat;
+    li::coords(int64_t(i), k.c, k.ih * k.iw, last, n, c, flat);
+    const int64_t w = flat % k.iw, h = flat / k.iw;
     int64_t oh0, oh1, ow0, ow1;
     si::covering(h, k.sh, k.pt, k.kh, k.oh, oh0, oh1);
     si::covering(w, k.sw, k.pl, k.kw, k.ow, ow0, ow1);
     float acc = accumulate ? dx[i] : 0.f;
-    const float* dyp = dy + plane * k.oh * k.ow;
-    const int32_t* ip = idx ? idx + plane * k.oh * k.ow : nullptr;
+    const int64_t base = li::offset(n, c, 0, k.c, k.oh * k.ow, last);
+    const float* dyp = dy + base;
+    const int32_t* ip = idx ? idx + base : nullptr;
     for (int64_t oh = oh0; oh <= oh1; ++oh)
       for (int64_t ow = ow0; ow <= ow1; ++ow) {
-        const int64_t o = oh * k.ow + ow;
+        const int64_t o = (oh * k.ow + ow) * step;
         if (k.max) {
           if (ip[o] == flat) acc += dyp[o];
         } else {
@@ -228,11 +277,12 @@ __global__ void zoom_backward_kernel(ZoomKey k, const float* dy, float* dx, bool
 }
 
 // --- dropout, depth max ----------------------------------------------------------------------------------------
-__global__ void dropout_kernel(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x,
-                               float* mask, float* y) {
+__global__ void dropout_kernel(size_t n, int64_t c, int64_t hw, int64_t block, float p, const uint64_t* step_seed,
+                               uint64_t salt, const float* x, float* mask, float* y) {
   const uint64_t seed = *step_seed;
   OPENDL_GRID_LOOP(i, n) {
-    mask[i] = em::dropout_factor(seed, salt, i, p);  // the CPU backend's draw: the same mask on either device
+    // the CPU backend's draw, at the plain index: the same mask on either device, in any layout
+    mask[i] = em::dropout_factor(seed, salt, em::plain_index(i, c, hw, block), p);
     y[i] = x[i] * mask[i];
   }
 }
@@ -261,52 +311,59 @@ __global__ void depth_max_backward_kernel(int64_t n, int64_t c, int64_t hw, cons
 
 // --- layouts, weights, convolution epilogues ------------------------------------------------------------------
 // Element (n, c, p) at (n * C + c) * P + p plain and ((n * C/B + c/B) * P + p) * B + c % B blocked; one thread per
-// plain index.
-__global__ void relayout_kernel(Shape4 s, int64_t B, const float* src, float* dst, bool to_plain) {
+// plain index; the destination is overwritten or added to.
+__global__ void relayout_kernel(Shape4 s, int64_t B, const float* src, float* dst, bool to_plain, bool accumulate) {
   const int64_t P = s.h * s.w, CB = s.c / B;
   OPENDL_GRID_LOOP(i, size_t(s.n * s.c * P)) {
     const int64_t p = int64_t(i) % P, c = int64_t(i) / P % s.c, n = int64_t(i) / (P * s.c);
     const int64_t b = ((n * CB + c / B) * P + p) * B + c % B;
-    if (to_plain) dst[i] = src[b];
-    else dst[b] = src[i];
+    if (to_plain) put(dst, i, src[b], accumulate);
+    else put(dst, size_t(b), src[i], accumulate);
   }
 }
 
-// (groups, a, b, khw) -> (groups, b, a, khw).
-__global__ void swap_oi_kernel(int64_t groups, int64_t a, int64_t b, int64_t khw, const float* src, float* dst,
-                               bool accumulate) {
+// opendl's convolution weights (groups, a, b, khw) against cuDNN's filter (li::filter_index). One thread per opendl
+// index; to_cudnn writes the filter, else the weights (overwritten or added to).
+__global__ void filter_permute_kernel(int64_t groups, int64_t a, int64_t b, int64_t khw, bool swap, bool last,
+                                      const float* src, float* dst, bool to_cudnn, bool accumulate) {
   OPENDL_GRID_LOOP(i, size_t(groups * a * b * khw)) {
     const int64_t r = int64_t(i) % khw, j = int64_t(i) / khw % b, k = int64_t(i) / (khw * b) % a,
                   g = int64_t(i) / (khw * b * a);
-    put(dst, size_t(((g * b + j) * a + k) * khw + r), src[i], accumulate);
+    const int64_t f = li::filter_index(g, k, j, r, a, b, khw, swap, last);
+    if (to_cudnn) put(dst, size_t(f), src[i], accumulate);
+    else put(dst, i, src[f], accumulate);
   }
 }
 
 // Between planes of h x w and zero-padded planes of H x W holding them at row pt, column pl (either padding may
-// be negative, dropping rows or columns). to_padded: one thread per padded element, zeros outside; else one thread
-// per unpadded element, which adds (or writes) its padded counterpart, zero where that lies outside.
-__global__ void pad_rows_kernel(int64_t planes, int64_t h, int64_t w, int64_t H, int64_t W, int64_t pt, int64_t pl,
-                                const float* src, float* dst, bool to_padded, bool accumulate) {
+// be negative, dropping rows or columns), each pixel `inner` consecutive floats (1 plain, where the planes are the
+// N * C channel planes; C channels-last, where they are the N images). to_padded: one thread per padded element,
+// zeros outside; else one thread per unpadded element, which adds (or writes) its padded counterpart, zero where
+// that lies outside.
+__global__ void pad_rows_kernel(int64_t planes, int64_t inner, int64_t h, int64_t w, int64_t H, int64_t W, int64_t pt,
+                                int64_t pl, const float* src, float* dst, bool to_padded, bool accumulate) {
   const int64_t rows = to_padded ? H : h, cols = to_padded ? W : w;
-  OPENDL_GRID_LOOP(i, size_t(planes * rows * cols)) {
-    const int64_t c = int64_t(i) % cols, r = int64_t(i) / cols % rows, plane = int64_t(i) / (cols * rows);
+  OPENDL_GRID_LOOP(i, size_t(planes * rows * cols * inner)) {
+    const int64_t e = int64_t(i) % inner, q = int64_t(i) / inner;
+    const int64_t c = q % cols, r = q / cols % rows, plane = q / (cols * rows);
     if (to_padded) {
       const int64_t sr = r - pt, sc = c - pl;
-      dst[i] = (sr >= 0 && sr < h && sc >= 0 && sc < w) ? src[(plane * h + sr) * w + sc] : 0.f;
+      dst[i] = (sr >= 0 && sr < h && sc >= 0 && sc < w) ? src[((plane * h + sr) * w + sc) * inner + e] : 0.f;
     } else {
       const int64_t pr = r + pt, pc = c + pl;
-      const float v = (pr >= 0 && pr < H && pc >= 0 && pc < W) ? src[(plane * H + pr) * W + pc] : 0.f;
+      const float v = (pr >= 0 && pr < H && pc >= 0 && pc < W) ? src[((plane * H + pr) * W + pc) * inner + e] : 0.f;
       put(dst, i, v, accumulate);
     }
   }
 }
 
-// y = act(src + bias[c]) over (n, c, hw); then, with sum, y = that + residual and a ReLU for sum == 2.
-__global__ void bias_act_kernel(size_t total, int64_t c, int64_t hw, const float* bias, Act act, const float* residual,
-                                int64_t sum, const float* src, float* y) {
+// y = act(src + bias[c]) over (n, c, hw) (plain or channels-last); then, with sum, y = that + residual and a ReLU
+// for sum == 2.
+__global__ void bias_act_kernel(size_t total, int64_t c, int64_t hw, bool last, const float* bias, Act act,
+                                const float* residual, int64_t sum, const float* src, float* y) {
   OPENDL_GRID_LOOP(i, total) {
     float v = src[i];
-    if (bias) v += bias[int64_t(i) / hw % c];
+    if (bias) v += bias[channel_of(int64_t(i), c, hw, last)];
     v = em::act_value(act, v);
     if (sum) {
       v += residual[i];
@@ -321,30 +378,32 @@ struct SumTerm {
   __device__ void operator()(int64_t, int64_t i, double& a, double&) const { a += double(dy[i]); }
 };
 
-__global__ void bias_grad_kernel(int64_t c, const double* parts, float* db, bool accumulate) {
+__global__ void bias_grad_kernel(int64_t c, int chunks, const double* parts, float* db, bool accumulate) {
   OPENDL_GRID_LOOP(ch, size_t(c)) {
     double g, unused;
-    channel_total(parts, int64_t(ch), g, unused);
+    channel_total(parts, int64_t(ch), chunks, g, unused);
     db[ch] = float(accumulate ? double(db[ch]) + g : g);
   }
 }
 
 }  // namespace
 
-size_t channel_scratch_doubles(int64_t c) { return size_t(c) * kChannelChunks * 2; }
+size_t channel_scratch_doubles(int64_t c) { return size_t(c) * std::max(kChannelChunks, kLastChunks) * 2; }
 
 cudaError_t launch_bn_forward(cudaStream_t stream, const BnKey& k, float eps, bool training, bool relu,
                               const float* x, const float* scale, const float* shift, float* mean, float* var,
                               float* y, double* parts, float* coeffs) {
   const int64_t hw = k.h * k.w;
+  const bool last = k.block != 0;
+  const int64_t cs = last ? 1 : hw;
   if (training) {
-    cudaError_t e = channel_sums(stream, k.n, k.c, hw, MomentTerm{k.c, hw, x}, parts);
+    cudaError_t e = channel_sums(stream, k.n, k.c, hw, last, MomentTerm{cs, x}, parts);
     if (e != cudaSuccess) return e;
   }
-  bn_stats_kernel<<<grid_for(size_t(k.c)), kThreads, 0, stream>>>(k.c, k.n * hw, training, eps, x, hw, scale, shift,
-                                                                   parts, mean, var, coeffs);
+  bn_stats_kernel<<<grid_for(size_t(k.c)), kThreads, 0, stream>>>(k.c, k.n * hw, channel_chunks(last), training, eps,
+                                                                   x, cs, scale, shift, parts, mean, var, coeffs);
   const size_t total = size_t(k.n * k.c * hw);
-  bn_apply_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, k.c, hw, relu, x, coeffs, y);
+  bn_apply_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, k.c, hw, last, relu, x, coeffs, y);
   return cudaGetLastError();
 }
 
@@ -369,14 +428,16 @@ cudaError_t launch_bn_backward(cudaStream_t stream, const BnKey& k, float eps, b
                                const float* var, float* dx, float* dscale, float* dshift, bool accumulate_dx,
                                bool accumulate_dw, double* parts, float* coeffs) {
   const int64_t hw = k.h * k.w;
+  const bool last = k.block != 0;
   const float* mask = relu ? y : nullptr;
-  cudaError_t e = channel_sums(stream, k.n, k.c, hw, GradTerm{x, dy, mask, mean}, parts);
+  cudaError_t e = channel_sums(stream, k.n, k.c, hw, last, GradTerm{x, dy, mask, mean}, parts);
   if (e != cudaSuccess) return e;
-  bn_grad_coeffs_kernel<<<grid_for(size_t(k.c)), kThreads, 0, stream>>>(k.c, k.n * hw, eps, parts, scale, mean, var,
-                                                                        dscale, dshift, accumulate_dw, coeffs);
+  bn_grad_coeffs_kernel<<<grid_for(size_t(k.c)), kThreads, 0, stream>>>(k.c, k.n * hw, channel_chunks(last), eps,
+                                                                        parts, scale, mean, var, dscale, dshift,
+                                                                        accumulate_dw, coeffs);
   if (dx) {
     const size_t total = size_t(k.n * k.c * hw);
-    bn_grad_apply_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, k.c, hw, x, dy, mask, coeffs, dx,
+    bn_grad_apply_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, k.c, hw, last, x, dy, mask, coeffs, dx,
                                                                    accumulate_dx);
   }
   return cudaGetLastError();
@@ -404,9 +465,11 @@ cudaError_t launch_zoom_backward(cudaStream_t stream, const ZoomKey& k, const fl
   return cudaGetLastError();
 }
 
-cudaError_t launch_dropout(cudaStream_t stream, size_t n, float p, const uint64_t* step_seed, uint64_t salt,
-                           const float* x, float* mask, float* y) {
-  dropout_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, p, step_seed, salt, x, mask, y);
+cudaError_t launch_dropout(cudaStream_t stream, const Shape4& s, int64_t block, float p, const uint64_t* step_seed,
+                           uint64_t salt, const float* x, float* mask, float* y) {
+  const size_t n = size_t(s.numel());
+  if (n == 0) return cudaSuccess;
+  dropout_kernel<<<grid_for(n), kThreads, 0, stream>>>(n, s.c, s.h * s.w, block, p, step_seed, salt, x, mask, y);
   return cudaGetLastError();
 }
 
@@ -424,38 +487,40 @@ cudaError_t launch_depth_max_backward(cudaStream_t stream, int64_t n, int64_t c,
 }
 
 cudaError_t launch_relayout(cudaStream_t stream, const Shape4& s, int64_t block, const float* src, float* dst,
-                            bool to_plain) {
-  relayout_kernel<<<grid_for(size_t(s.n * s.c * s.h * s.w)), kThreads, 0, stream>>>(s, block, src, dst, to_plain);
+                            bool to_plain, bool accumulate) {
+  if (s.numel() == 0) return cudaSuccess;
+  relayout_kernel<<<grid_for(size_t(s.numel())), kThreads, 0, stream>>>(s, block, src, dst, to_plain, accumulate);
   return cudaGetLastError();
 }
 
-cudaError_t launch_swap_oi(cudaStream_t stream, int64_t groups, int64_t a, int64_t b, int64_t khw, const float* src,
-                           float* dst, bool accumulate) {
-  swap_oi_kernel<<<grid_for(size_t(groups * a * b * khw)), kThreads, 0, stream>>>(groups, a, b, khw, src, dst,
-                                                                                 accumulate);
+cudaError_t launch_filter_permute(cudaStream_t stream, int64_t groups, int64_t a, int64_t b, int64_t khw, bool swap,
+                                  bool last, const float* src, float* dst, bool to_cudnn, bool accumulate) {
+  filter_permute_kernel<<<grid_for(size_t(groups * a * b * khw)), kThreads, 0, stream>>>(
+      groups, a, b, khw, swap, last, src, dst, to_cudnn, accumulate);
   return cudaGetLastError();
 }
 
-cudaError_t launch_pad_rows(cudaStream_t stream, int64_t planes, int64_t h, int64_t w, int64_t H, int64_t W,
-                            int64_t pt, int64_t pl, const float* src, float* dst, bool to_padded, bool accumulate) {
-  const size_t total = size_t(planes * (to_padded ? H * W : h * w));
-  pad_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(planes, h, w, H, W, pt, pl, src, dst, to_padded,
+cudaError_t launch_pad_rows(cudaStream_t stream, int64_t planes, int64_t inner, int64_t h, int64_t w, int64_t H,
+                            int64_t W, int64_t pt, int64_t pl, const float* src, float* dst, bool to_padded,
+                            bool accumulate) {
+  const size_t total = size_t(planes * inner * (to_padded ? H * W : h * w));
+  pad_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(planes, inner, h, w, H, W, pt, pl, src, dst, to_padded,
                                                             accumulate);
   return cudaGetLastError();
 }
 
-cudaError_t launch_bias_act(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* bias, Act act,
-                            const float* residual, int64_t sum, const float* src, float* y) {
+cudaError_t launch_bias_act(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, bool last, const float* bias,
+                            Act act, const float* residual, int64_t sum, const float* src, float* y) {
   const size_t total = size_t(n * c * hw);
-  bias_act_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, c, hw, bias, act, residual, sum, src, y);
+  bias_act_kernel<<<grid_for(total), kThreads, 0, stream>>>(total, c, hw, last, bias, act, residual, sum, src, y);
   return cudaGetLastError();
 }
 
-cudaError_t launch_bias_grad(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, const float* dy, float* db,
-                             bool accumulate, double* parts) {
-  cudaError_t e = channel_sums(stream, n, c, hw, SumTerm{dy}, parts);
+cudaError_t launch_bias_grad(cudaStream_t stream, int64_t n, int64_t c, int64_t hw, bool last, const float* dy,
+                             float* db, bool accumulate, double* parts) {
+  cudaError_t e = channel_sums(stream, n, c, hw, last, SumTerm{dy}, parts);
   if (e != cudaSuccess) return e;
-  bias_grad_kernel<<<grid_for(size_t(c)), kThreads, 0, stream>>>(c, parts, db, accumulate);
+  bias_grad_kernel<<<grid_for(size_t(c)), kThreads, 0, stream>>>(c, channel_chunks(last), parts, db, accumulate);
   return cudaGetLastError();
 }
 

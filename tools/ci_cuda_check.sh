@@ -56,5 +56,8 @@ echo "ci_cuda_check: exported symbols besides opendl_cuda_*: $exported"
 # The index math of the GPU's gather-form backward passes against the CPU's scatter form (host code, no GPU).
 c++ -std=c++17 -O1 -I"$ROOT/cpp/src" "$ROOT/cuda/checks/gather_index_check.cpp" -o "$BUILD/gather_index_check"
 "$BUILD/gather_index_check"
+# The index math of channels-last activations and cuDNN filter orders against backend.h's layouts (host code).
+c++ -std=c++17 -O1 -I"$ROOT/cpp/src" "$ROOT/cuda/checks/layout_index_check.cpp" -o "$BUILD/layout_index_check"
+"$BUILD/layout_index_check"
 
 echo "ci_cuda_check: ok (pip $((t_pip - start)) s, configure+build $((t_build - t_pip)) s, total $(($(date +%s) - start)) s)"

@@ -156,3 +156,34 @@ def test_blocked_kernels_gradients(name, layer, c):
     assert layer_blocks(p.model)["L"] > 0
     weighted = ["pre", "post"] + (["L"] if name.startswith("bn") else [])
     p.check(layers_with_weights=weighted)
+
+
+def test_dropout_draws_the_same_masks_in_blocked_and_plain_layouts():
+    """A dropout layer between convolutions runs on blocked tensors; its draw is taken at each element's plain
+    index, so training gives the numbers of the plain layout (with masks keyed by memory position instead, about
+    half the kept elements would differ and the losses by O(1))."""
+    def build_(blocked):
+        _core._set_blocked_layouts(blocked)
+        ha.set_system("seed_rand", 5)
+        img = ha.create_dl_layer_input("image", [12, 12, 3], [], [])
+        lab = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
+        wts = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+        x = ha.create_dl_layer_convolution(img, "conv1", 3, 1, 1, C, 1, "half_kernel_size", "relu", [], [])
+        x = ha.create_dl_layer_dropout(x, "drop", 0.5, [], [])
+        x = ha.create_dl_layer_convolution(x, "conv2", 3, 1, 1, C, 1, "half_kernel_size", "relu", [], [])
+        x = ha.create_dl_layer_pooling(x, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
+        sm = ha.create_dl_layer_softmax(ha.create_dl_layer_dense(x, "fc", 4, [], []), "softmax", [], [])
+        model = ha.create_dl_model(ha.create_dl_layer_loss_cross_entropy(sm, lab, wts, "loss", 1.0, [], []))
+        ha.set_dl_model_param(model, "batch_size", 6)
+        ha.set_dl_model_param(model, "learning_rate", 0.05)
+        return model
+
+    runs = {}
+    for blocked in (False, True):
+        model = build_(blocked)
+        if blocked and layer_blocks(model)["drop"] == 0:
+            pytest.skip("the CPU backend has no blocked activation layout on this machine")
+        losses = [ha.as_python_dict_s(ha.train_dl_model_batch(model, b))["total_loss"] for b in batches(3)]
+        runs[blocked] = losses, ha.get_dl_model_layer_weights(model, "conv1", "weights").copy()
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-4)
+    np.testing.assert_allclose(runs[True][1], runs[False][1], rtol=1e-4, atol=1e-6)

@@ -182,6 +182,96 @@ def test_solvers_match_cpu(solver):
         compare_step(cpu, gpu, "L", ["x"], ["c1", "bn", "L"])
 
 
+# --- channels-last: the layers that take it, between convolutions ---------------------------------------------------
+# The GPU keeps activations channels-last (N, H, W, C) wherever every layer touching them takes that layout (batch
+# normalisation, pooling, activations, elementwise, dropout, convolutions), so a layer whose neighbours are
+# convolutions reads and writes channels-last tensors. Here each input passes a 1x1 convolution fixed to the identity
+# (no bias, learning-rate multiplier 0): the layer under test sees exactly the samples of the plain cases above, and
+# that convolution turns the plain input into a channels-last tensor; a 1x1 convolution `post` takes the layer's
+# output back to the plain tensor the loss reads. So both directions of a convolution whose two activations differ
+# in layout are covered too (and the input gradient passes both).
+CHANNELS_LAST = [k for k in LAYERS if k.startswith(("conv", "transposed_conv", "batchnorm", "max_pool", "avg_pool",
+                                                    "global_", "activation_", "elementwise_", "dropout"))]
+
+
+def between_identity_convolutions(build):
+    def build_(inputs):
+        pre = {n: ha.create_dl_layer_convolution(x, "pre_" + n, 1, 1, 1, ha.get_dl_layer_param(x, "shape")[2], 1,
+                                                 "none", "none", ["bias_term", "learning_rate_multiplier"],
+                                                 ["false", 0.0])
+               for n, x in inputs.items()}
+        out = build(pre)
+        return ha.create_dl_layer_convolution(out, "post", 1, 1, 1, ha.get_dl_layer_param(out, "shape")[2], 1, "none",
+                                              "none", [], [])
+    return build_
+
+
+@pytest.mark.parametrize("case", CHANNELS_LAST)
+def test_layer_matches_cpu_between_channels_last_convolutions(case):
+    import os
+    from opendl import _core
+    build, shapes, batch, data, weighted = LAYERS[case]
+    cpu, gpu = make_pair(between_identity_convolutions(build), shapes, batch, data, "sgd")
+    for p in (cpu, gpu):
+        for n in shapes:
+            w = ha.get_dl_model_layer_weights(p.model, "pre_" + n, "weights")
+            eye = np.zeros_like(w)
+            eye[np.arange(w.shape[0]), np.arange(w.shape[0]), 0, 0] = 1.0
+            ha.set_dl_model_layer_weights(eye, p.model, "pre_" + n, "weights")
+    for _ in range(2):
+        compare_step(cpu, gpu, "L", list(shapes), weighted + ["post"])
+    blocks = _core._layer_blocks(gpu.model.core("test"))
+    if os.environ.get("OPENDL_ACTIVATION_LAYOUT", "") not in ("plain", "blocked"):
+        assert blocks["L"] > 0 and all(blocks["pre_" + n] > 0 for n in shapes), blocks
+        assert blocks["post"] == 0 and all(blocks[n] == 0 for n in shapes), blocks
+
+
+def test_a_network_trains_channels_last_on_the_gpu_as_plain_and_as_on_the_cpu():
+    """test_blocked_layouts' network (convolutions, batch norm, max and average pooling, ReLU6, a depthwise branch, a
+    residual sum, global pooling, dense, softmax) on the GPU with channels-last and with plain activations: losses,
+    weights, activations, gradients and apply results as on the CPU with plain activations."""
+    import os
+    from opendl import _core
+    from test_blocked_layouts import batches, build, fitting_batches, layer_blocks
+    c = 24
+    runs = {}
+    try:
+        for runtime, blocked in (("cpu", False), ("gpu", False), ("gpu", True)):
+            model = build(blocked, depthwise=True, c=c)
+            ha.set_dl_model_param(model, "keep_layer_gradients", "true")
+            if runtime == "gpu":
+                ha.set_dl_model_param(model, "device", GPUS[0])
+            losses = [ha.as_python_dict_s(ha.train_dl_model_batch(model, b))["total_loss"] for b in fitting_batches()]
+            if runtime == "gpu" and blocked and os.environ.get("OPENDL_ACTIVATION_LAYOUT", "") not in ("plain",
+                                                                                                     "blocked"):
+                blocks = layer_blocks(model)
+                for name in ("conv1", "bn1", "pool1", "conv2", "bn2", "relu6", "dw", "sum", "pool2", "conv3"):
+                    assert blocks[name] == c, (name, blocks)
+                for name in ("image", "gap", "fc", "softmax", "loss"):
+                    assert blocks[name] == 0, (name, blocks)
+            weights = {(l, t): ha.get_dl_model_layer_weights(model, l, t).copy()
+                       for l in ("conv1", "bn1", "conv2", "bn2", "dw", "conv3", "fc") for t in ("weights", "bias")
+                       if not (l == "conv2" and t == "bias")}
+            acts = {n: ha.get_dl_model_layer_activations(model, n).copy() for n in ("bn1", "sum", "conv3")}
+            grads = {n: ha.get_dl_model_layer_gradients(model, n).copy() for n in ("bn1", "pool1", "conv3")}
+            out = [ha.as_python_dict(r) for r in ha.apply_dl_model(model, batches(1, seed=9)[0], ["softmax", "pool2"])]
+            runs[(runtime, blocked)] = losses, weights, acts, grads, out
+    finally:
+        _core._set_blocked_layouts(True)
+    l0, w0, a0, g0, o0 = runs[("cpu", False)]
+    for key in (("gpu", False), ("gpu", True)):
+        l1, w1, a1, g1, o1 = runs[key]
+        np.testing.assert_allclose(l1, l0, rtol=RTOL, err_msg=str(key))
+        for k in w0:
+            assert_close(f"{key} {k}", w0[k], w1[k])
+        for d0, d1 in ((a0, a1), (g0, g1)):
+            for k in d0:
+                assert_close(f"{key} {k}", d0[k], d1[k])
+        for r0, r1 in zip(o0, o1):
+            for k in ("softmax", "pool2"):
+                assert_close(f"{key} apply {k}", r0[k], r1[k])
+
+
 # --- losses: a model whose only loss is the layer under test, compared through the input gradient ----------------
 
 def _ce(i):

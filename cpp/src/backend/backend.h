@@ -191,10 +191,11 @@ class Backend {
                                float* dx, bool accumulate) = 0;
   virtual void zoom_forward(const ZoomKey& k, const float* x, float* y) = 0;
   virtual void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) = 0;
-  // Dropout with an inverted scale; mask holds 0 or 1/(1-p) (em::dropout_factor). The training step's seed is
-  // read from device memory (*step_seed), so that a recorded step draws new masks when replayed.
-  virtual void dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x,
-                               float* mask, float* y) = 0;
+  // Dropout with an inverted scale over x of shape s in channel block `block`; mask holds 0 or 1/(1-p)
+  // (em::dropout_factor of each element's plain index, so the masks do not depend on the layout). The training
+  // step's seed is read from device memory (*step_seed), so that a recorded step draws new masks when replayed.
+  virtual void dropout_forward(const Shape4& s, int64_t block, float p, const uint64_t* step_seed, uint64_t salt,
+                               const float* x, float* mask, float* y) = 0;
   // depth max: per (n, h, w) the max over C and its index.
   virtual void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) = 0;
   virtual void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue,

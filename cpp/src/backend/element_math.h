@@ -205,6 +205,14 @@ OPENDL_HD uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
+// The plain (N, C, H, W) index of the element at position i of an activation with c channels, hw positions per
+// plane and channel block `block` (backend.h; 0: plain, i itself).
+OPENDL_HD size_t plain_index(size_t i, int64_t c, int64_t hw, int64_t block) {
+  if (block == 0) return i;
+  const int64_t j = int64_t(i), lane = j % block, q = j / block, pos = q % hw, r = q / hw;
+  const int64_t nb = c / block, cb = r % nb, n = r / nb;
+  return size_t((n * c + cb * block + lane) * hw + pos);
+}
 // Element i's dropout factor, counter-based (identical on every device and for any thread count): the layer's
 // seed is the training step's seed mixed with the layer's salt (its slot), the draw u in [0, 1) the mix of that
 // seed plus the golden-ratio increment times (i + 1); the element is kept (factor 1 / (1 - p)) when u >= p.

@@ -31,8 +31,9 @@ class GpuBackend final : public Backend {
       : plugin_(plugin), handle_(handle), impl_(static_cast<Backend*>(handle)), device_(device) {}
 
   std::string name() const override { return "gpu"; }
-  int64_t activation_block() const override { return 0; }
-  int channels_last() const override { return 0; }
+  // The plugin's layouts (channels-last unless OPENDL_ACTIVATION_LAYOUT says plain); fixed for the process.
+  int64_t activation_block() const override { return impl_->activation_block(); }
+  int channels_last() const override { return impl_->channels_last(); }
   // Never throws (called from destructors); a failure stays pending for the next call.
   void free(float* p) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
@@ -150,9 +151,9 @@ class GpuBackend final : public Backend {
   void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) override {
     return call([&] { return impl_->zoom_backward(k, dy, dx, accumulate); });
   }
-  void dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x, float* mask,
-                       float* y) override {
-    return call([&] { return impl_->dropout_forward(n, p, step_seed, salt, x, mask, y); });
+  void dropout_forward(const Shape4& s, int64_t block, float p, const uint64_t* step_seed, uint64_t salt,
+                       const float* x, float* mask, float* y) override {
+    return call([&] { return impl_->dropout_forward(s, block, p, step_seed, salt, x, mask, y); });
   }
   void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) override {
     return call([&] { return impl_->depth_max_forward(n, c, hw, x, argmax, value); });

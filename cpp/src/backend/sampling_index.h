@@ -31,15 +31,16 @@ OPENDL_SI_HD void covering(int64_t i, int64_t stride, int64_t pad, int64_t k, in
   if (hi > out - 1) hi = out - 1;
 }
 
-// Max pooling of one window [h0, h1) x [w0, w1) of a plane iw wide: the first maximum (strict comparisons, so a
-// later NaN never wins) and its flat index in `at`; 0 and -1 for an empty window.
+// Max pooling of one window [h0, h1) x [w0, w1) of a plane iw wide whose pixel (h, w) is x[(h * iw + w) * step]
+// (step 1: a plain plane; C: one channel of a channels-last image): the first maximum (strict comparisons, so a
+// later NaN never wins) and its flat in-plane index h * iw + w in `at`; 0 and -1 for an empty window.
 OPENDL_SI_HD float window_max(const float* x, int64_t iw, int64_t h0, int64_t h1, int64_t w0, int64_t w1,
-                              int64_t& at) {
+                              int64_t& at, int64_t step = 1) {
   float best = 0.f;
   at = -1;
   for (int64_t h = h0; h < h1; ++h)
     for (int64_t w = w0; w < w1; ++w) {
-      const float v = x[h * iw + w];
+      const float v = x[(h * iw + w) * step];
       if (at < 0 || v > best) {
         best = v;
         at = h * iw + w;
@@ -47,11 +48,13 @@ OPENDL_SI_HD float window_max(const float* x, int64_t iw, int64_t h0, int64_t h1
     }
   return best;
 }
-// Average pooling of one window: the mean of the input pixels inside it (summed in double), 0 when empty.
-OPENDL_SI_HD float window_mean(const float* x, int64_t iw, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+// Average pooling of one window (pixels as in window_max): the mean of the input pixels inside it (summed in
+// double), 0 when empty.
+OPENDL_SI_HD float window_mean(const float* x, int64_t iw, int64_t h0, int64_t h1, int64_t w0, int64_t w1,
+                               int64_t step = 1) {
   double s = 0.0;
   for (int64_t h = h0; h < h1; ++h)
-    for (int64_t w = w0; w < w1; ++w) s += x[h * iw + w];
+    for (int64_t w = w0; w < w1; ++w) s += x[(h * iw + w) * step];
   const int64_t cnt = (h1 - h0) * (w1 - w0);
   return cnt > 0 ? float(s / double(cnt)) : 0.f;
 }

@@ -18,11 +18,11 @@ class Dropout : public Layer {
     return {out.numel()};
   }
   void forward(LayerIO& io) override {
-    size_t n = size_t(io.ys.numel());
     if (io.training)
-      io.be->dropout_forward(n, float(real_param("probability")), io.step_seed, io.salt, io.x[0], io.scratch[0], io.y);
+      io.be->dropout_forward(io.ys, io.yb, float(real_param("probability")), io.step_seed, io.salt, io.x[0],
+                             io.scratch[0], io.y);
     else
-      io.be->copy(io.y, io.x[0], n);
+      io.be->copy(io.y, io.x[0], size_t(io.ys.numel()));
   }
   void backward(LayerIO& io) override {
     if (io.dx[0]) io.be->mul_acc(size_t(io.ys.numel()), io.dy, io.scratch[0], io.dx[0], io.accumulate_dx[0]);

@@ -72,8 +72,8 @@ class CpuBackend final : public Backend {
                        bool accumulate) override;
   void zoom_forward(const ZoomKey& k, const float* x, float* y) override;
   void zoom_backward(const ZoomKey& k, const float* dy, float* dx, bool accumulate) override;
-  void dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x, float* mask,
-                       float* y) override;
+  void dropout_forward(const Shape4& s, int64_t block, float p, const uint64_t* step_seed, uint64_t salt,
+                       const float* x, float* mask, float* y) override;
   void depth_max_forward(int64_t n, int64_t c, int64_t hw, const float* x, float* argmax, float* value) override;
   void depth_max_backward(int64_t n, int64_t c, int64_t hw, const float* argmax, const float* dvalue, float* dx,
                           bool accumulate) override;

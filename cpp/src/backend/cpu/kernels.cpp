@@ -254,12 +254,14 @@ void CpuBackend::zoom_backward(const ZoomKey& k, const float* dy, float* dx, boo
   }
 }
 
-void CpuBackend::dropout_forward(size_t n, float p, const uint64_t* step_seed, uint64_t salt, const float* x,
-                                 float* mask, float* y) {
+void CpuBackend::dropout_forward(const Shape4& s, int64_t block, float p, const uint64_t* step_seed, uint64_t salt,
+                                 const float* x, float* mask, float* y) {
   const uint64_t seed = *step_seed;
+  const size_t n = size_t(s.numel());
+  const int64_t hw = s.h * s.w;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; ++i) {
-    mask[i] = em::dropout_factor(seed, salt, i, p);
+    mask[i] = em::dropout_factor(seed, salt, em::plain_index(i, s.c, hw, block), p);
     y[i] = x[i] * mask[i];
   }
 }
