@@ -11,7 +11,9 @@ Per (model, batch) it times, interleaved in one process (the order alternates be
   (--torch-data host copies it from pinned host memory each step instead);
 - torch_compile: the same module through torch.compile (default mode), warmed up until compiled;
 - with --direct, also opendl_direct: a second opendl model trained with set_system 'gpu_graphs' 'false' (every
-  kernel launched from the host instead of replaying the step's CUDA graph), which measures what the graphs gain.
+  kernel launched from the host instead of replaying the step's CUDA graph), which measures what the graphs gain;
+- with --plain, also opendl_plain: a second opendl model whose activations are all plain NCHW (its layouts planned
+  with blocked layouts off, as OPENDL_ACTIVATION_LAYOUT=plain would), which measures what channels-last gains.
 Each row also says how opendl's steps ran ('opendl_graphs': micro-batches replayed from a CUDA graph, recordings
 made, and whether the network could not be recorded).
 Precision: --precision tf32 (default: both frameworks may use TF32 tensor cores in convolutions and matrix
@@ -77,6 +79,8 @@ def parse(argv=None):
     p.add_argument("--no-torch", action="store_true", help="time opendl only")
     p.add_argument("--direct", action="store_true",
                    help="also time opendl with 'gpu_graphs' 'false' (kernels launched one by one)")
+    p.add_argument("--plain", action="store_true",
+                   help="also time opendl with plain NCHW activations (no channels-last)")
     p.add_argument("--torch-data", default="device", choices=["device", "host"],
                    help="torch's batch: resident on the device, or copied from pinned host memory each step")
     p.add_argument("--peaks", action="store_true", help="measure the fp32 / TF32 / bf16 matmul peaks first")
@@ -157,6 +161,29 @@ def direct(step):
         finally:
             ha.set_system("gpu_graphs", "true")
     return run
+
+
+def plain(make):
+    """make() and the steps of the model it returns with blocked layouts off, so that every activation is planned
+    plain whenever the network allocates its buffers (the switch is process-wide: on again afterwards)."""
+    from opendl import _core
+
+    def off(f):
+        def run():
+            _core._set_blocked_layouts(False)
+            try:
+                return f()
+            finally:
+                _core._set_blocked_layouts(True)
+        return run
+    model, step = off(make)()
+    return model, off(step)
+
+
+def blocked_layers(model):
+    """How many of the model's layers keep a channel-blocked or channels-last output."""
+    from opendl import _core
+    return sum(1 for b in _core._layer_blocks(model.core("bench_gpu_train")).values() if b)
 
 
 def torch_runners(a, model_name, batch, images, labels):
@@ -280,6 +307,9 @@ def run_config(a, model_name, batch, peaks):
         if a.direct:
             models["opendl_direct"], step = opendl_runner(a, model_name, batch, images, labels)
             runners["opendl_direct"] = direct(step)
+        if a.plain:
+            models["opendl_plain"], runners["opendl_plain"] = plain(
+                lambda: opendl_runner(a, model_name, batch, images, labels))
     except ha.HOperatorError as e:  # e.g. out of device memory: the row says so, the benchmark goes on
         row["opendl_error"] = str(e)
     flops = None
@@ -310,8 +340,9 @@ def run_config(a, model_name, batch, peaks):
             row[k]["mfu"] = {p: achieved / peak for p, peak in peaks.items()}
     for k, model in models.items():
         row[k + "_graphs"] = graph_stats(model)
+        row[k + "_blocked_layers"] = blocked_layers(model)
     if "opendl" in secs:
-        for t in (k for k in names if k.startswith("torch") or k == "opendl_direct"):
+        for t in (k for k in names if k.startswith("torch") or k in ("opendl_direct", "opendl_plain")):
             per_rep = [tt / oo for oo, tt in zip(secs["opendl"], secs[t])]
             row[f"ratio_opendl_{t}"] = {"median": statistics.median(per_rep), "min": min(per_rep),
                                         "max": max(per_rep), "fastest": min(secs[t]) / min(secs["opendl"])}
@@ -337,7 +368,7 @@ def fmt(row):
     mem = row.get("memory_ratio_opendl_torch")
     return (f"| {row['model']} | {row['batch']} | {ips('opendl')} | {ips('torch')} | {ips('torch_compile')} | "
             f"{ratio('torch')} | {ratio('torch_compile')} | {f'{mfu * 100:.0f} %' if mfu else '-'} | "
-            f"{f'{mem:.2f}' if mem else '-'} | {ratio('opendl_direct')} | {graphs} |")
+            f"{f'{mem:.2f}' if mem else '-'} | {ratio('opendl_direct')} | {ratio('opendl_plain')} | {graphs} |")
 
 
 def main(argv=None):
@@ -359,8 +390,9 @@ def main(argv=None):
     print(f"torch {torch.__version__ if torch is not None else '(none)'}, precision {a.precision}, {a.size}x{a.size}x3, "
           f"{a.classes} classes, {a.reps} reps x {a.steps} steps after {a.warmup} warm-up steps")
     print("| model | batch | opendl img/s | torch img/s | torch.compile img/s | opendl / torch | "
-          "opendl / torch.compile | opendl MFU | memory opendl / torch | graphs / direct | CUDA graphs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "opendl / torch.compile | opendl MFU | memory opendl / torch | graphs / direct | channels-last / plain | "
+          "CUDA graphs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for m in a.models:
         for b in a.batches:

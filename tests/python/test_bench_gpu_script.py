@@ -22,7 +22,7 @@ def test_cpu_mode_times_opendl_and_writes_one_row_per_configuration(tmp_path, ca
     out = tmp_path / "rows.jsonl"
     rows = bench.main(["--device", "cpu", "--no-torch", "--models", "cnn,compact", "--batches", "2,3",
                        "--size", "32", "--classes", "4", "--steps", "1", "--reps", "3", "--warmup", "1",
-                       "--direct", "--out", str(out)])
+                       "--direct", "--plain", "--out", str(out)])
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [(r["model"], r["batch"]) for r in lines] == [("cnn", 2), ("cnn", 3), ("compact", 2), ("compact", 3)]
     for r in rows:
@@ -32,6 +32,9 @@ def test_cpu_mode_times_opendl_and_writes_one_row_per_configuration(tmp_path, ca
         # the CPU backend records nothing; the graphs-off twin is timed and compared all the same
         assert r["opendl_graphs"] == {"recorded": 0, "refused": 0, "replayed": 0}
         assert r["opendl_direct"]["images_per_s"] > 0 and r["ratio_opendl_opendl_direct"]["median"] > 0
+        # the plain twin keeps every activation plain; the model under test does not (the CPU's blocked layouts)
+        assert r["opendl_plain_blocked_layers"] == 0 and r["opendl_blocked_layers"] > 0
+        assert r["opendl_plain"]["images_per_s"] > 0 and r["ratio_opendl_opendl_plain"]["median"] > 0
     table = capsys.readouterr().out
     assert "| cnn | 2 |" in table and "| compact | 3 |" in table
 

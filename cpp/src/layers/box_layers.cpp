@@ -58,8 +58,8 @@
 #include <string>
 
 #include "backend/backend.h"
-#include "graph/layer.h"
 #include "backend/box_math.h"
+#include "graph/layer.h"
 #include "layers/boxes.h"
 
 namespace opendl {
