@@ -693,6 +693,11 @@ class CudaBackend final : public Backend {
     graphs_.erase(it);
   }
   uint64_t graph_epoch() const override { return epoch_; }
+  int64_t conv_plans(bool channels_last) const override {
+    int64_t n = 0;
+    for (const auto& kv : plans_) n += kv.second->last == channels_last ? 1 : 0;
+    return n;
+  }
 
  private:
   CudaBackend() {

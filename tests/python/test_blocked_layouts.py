@@ -143,6 +143,8 @@ def between_convs(layer, c):
     ("global_avg_2x2", lambda x: ha.create_dl_layer_pooling(x, "L", [2, 2], [1, 1], "none", "global_average", [],
                                                             [])),
     ("relu6", lambda x: ha.create_dl_layer_activation(x, "L", "relu", "upper_bound", 6.0)),
+    ("transposed_k3_s2_p1", lambda x: ha.create_dl_layer_transposed_convolution(
+        x, "L", 3, 2, ha.get_dl_layer_param(x, "shape")[2], 1, 1, [], [])),
 ])
 @pytest.mark.parametrize("c", [16, 136])  # a fixed block; channels-last rows of 136 lanes (the any-width kernels)
 def test_blocked_kernels_gradients(name, layer, c):
@@ -154,7 +156,7 @@ def test_blocked_kernels_gradients(name, layer, c):
     if max(layer_blocks(p.model).values()) == 0:
         pytest.skip("the CPU backend has no blocked activation layout on this machine")
     assert layer_blocks(p.model)["L"] > 0
-    weighted = ["pre", "post"] + (["L"] if name.startswith("bn") else [])
+    weighted = ["pre", "post"] + (["L"] if name.startswith(("bn", "transposed")) else [])
     p.check(layers_with_weights=weighted)
 
 

@@ -67,6 +67,12 @@ LAYERS = {
     "conv_asymmetric_padding": (conv(padding=[1, 0, 2, 1], gen_param_name="bias_term", gen_param_value="false"),
                                 X, 2, None, ["L"]),
     "conv_implicit": (conv(padding="implicit", stride=2, kernel_size=2), X, 2, None, ["L"]),
+    # x read by two convolutions whose outputs are channels-last on the GPU (the sum between them and L takes any
+    # layout): each writes its input gradient through a channels-last buffer and adds it into x's plain gradient.
+    "conv_shared_input": (lambda i: ha.create_dl_layer_convolution(ha.create_dl_layer_elementwise(
+        [ha.create_dl_layer_convolution(i["x"], "A", 2, 1, 1, 5, 1, [0, 1, 0, 1], "none", [], []),
+         ha.create_dl_layer_convolution(i["x"], "B", 1, 1, 1, 5, 1, "none", "relu", [], [])], "S", "sum", [], [], []),
+        "L", 1, 1, 1, 3, 1, "none", "none", [], []), X, 2, None, ["A", "B", "L"]),
     "transposed_conv": (lambda i: ha.create_dl_layer_transposed_convolution(i["x"], "L", 3, 2, 3, 1, 1, [], []), X,
                         2, None, ["L"]),
     "transposed_conv_groups": (lambda i: ha.create_dl_layer_transposed_convolution(i["x"], "L", 4, 2, 6, 2, 2, [],
@@ -226,24 +232,34 @@ def test_layer_matches_cpu_between_channels_last_convolutions(case):
         assert blocks["post"] == 0 and all(blocks[n] == 0 for n in shapes), blocks
 
 
-def test_a_network_trains_channels_last_on_the_gpu_as_plain_and_as_on_the_cpu():
-    """test_blocked_layouts' network (convolutions, batch norm, max and average pooling, ReLU6, a depthwise branch, a
-    residual sum, global pooling, dense, softmax) on the GPU with channels-last and with plain activations: losses,
-    weights, activations, gradients and apply results as on the CPU with plain activations."""
+@pytest.mark.parametrize("c, depthwise, multiplier", [(24, True, 1), (72, False, 2)])
+def test_a_network_trains_channels_last_on_the_gpu_as_plain_and_as_on_the_cpu(c, depthwise, multiplier):
+    """test_blocked_layouts' network (convolutions, batch norm, max and average pooling, ReLU6, a depthwise or plain
+    branch, a residual sum, global pooling, dense, softmax) on the GPU with channels-last and with plain
+    activations: losses, weights, activations, gradients and apply results as on the CPU with plain activations.
+    72 channels span three of the channels-last reduction's 32-channel tiles; micro-batches (multiplier 2) add the
+    second one's weight gradients to the first's. Without grouped convolutions every convolution must have run
+    channels-last (a plain plan would mean cuDNN offered no channels-last FP32 algorithm)."""
     import os
     from opendl import _core
     from test_blocked_layouts import batches, build, fitting_batches, layer_blocks
-    c = 24
+    forced_plain = os.environ.get("OPENDL_ACTIVATION_LAYOUT", "") in ("plain", "blocked")
     runs = {}
     try:
         for runtime, blocked in (("cpu", False), ("gpu", False), ("gpu", True)):
-            model = build(blocked, depthwise=True, c=c)
+            model = build(blocked, depthwise=depthwise, c=c)
             ha.set_dl_model_param(model, "keep_layer_gradients", "true")
+            ha.set_dl_model_param(model, "batch_size", 6 // multiplier)
+            ha.set_dl_model_param(model, "batch_size_multiplier", multiplier)
             if runtime == "gpu":
                 ha.set_dl_model_param(model, "device", GPUS[0])
+                plans = _core._conv_plans(model.core("test"))
             losses = [ha.as_python_dict_s(ha.train_dl_model_batch(model, b))["total_loss"] for b in fitting_batches()]
-            if runtime == "gpu" and blocked and os.environ.get("OPENDL_ACTIVATION_LAYOUT", "") not in ("plain",
-                                                                                                     "blocked"):
+            if runtime == "gpu" and blocked and not forced_plain:
+                after = _core._conv_plans(model.core("test"))
+                assert after["channels_last"] > plans["channels_last"], (plans, after)
+                if not depthwise:
+                    assert after["plain"] == plans["plain"], (plans, after)
                 blocks = layer_blocks(model)
                 for name in ("conv1", "bn1", "pool1", "conv2", "bn2", "relu6", "dw", "sum", "pool2", "conv3"):
                     assert blocks[name] == c, (name, blocks)
@@ -254,7 +270,8 @@ def test_a_network_trains_channels_last_on_the_gpu_as_plain_and_as_on_the_cpu():
                        if not (l == "conv2" and t == "bias")}
             acts = {n: ha.get_dl_model_layer_activations(model, n).copy() for n in ("bn1", "sum", "conv3")}
             grads = {n: ha.get_dl_model_layer_gradients(model, n).copy() for n in ("bn1", "pool1", "conv3")}
-            out = [ha.as_python_dict(r) for r in ha.apply_dl_model(model, batches(1, seed=9)[0], ["softmax", "pool2"])]
+            out = [ha.as_python_dict(r) for r in ha.apply_dl_model(model, batches(1, seed=9)[0][:6 // multiplier],
+                                                                   ["softmax", "pool2"])]
             runs[(runtime, blocked)] = losses, weights, acts, grads, out
     finally:
         _core._set_blocked_layouts(True)

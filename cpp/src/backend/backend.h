@@ -252,6 +252,10 @@ class Backend {
   virtual void graph_launch(uint64_t /*id*/) {}
   virtual void graph_destroy(uint64_t /*id*/) {}
   virtual uint64_t graph_epoch() const { return 0; }
+
+  // Introspection for tests and benchmarks: how many convolution plans (one per layer shape and settings) the
+  // backend has made that run channels-last, or plain (backends without plans: 0).
+  virtual int64_t conv_plans(bool /*channels_last*/) const { return 0; }
 };
 
 // The process-wide CPU backend (stateless apart from its primitive cache, which is thread-safe).

@@ -231,6 +231,10 @@ class GpuBackend final : public Backend {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return impl_->graph_epoch();
   }
+  int64_t conv_plans(bool channels_last) const override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return impl_->conv_plans(channels_last);
+  }
 
  private:
   // Runs one plugin entry: lock, settings, call, then the plugin's pending error (if any) as an opendl::Error.

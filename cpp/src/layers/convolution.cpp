@@ -101,6 +101,8 @@ class Convolution : public Layer {
 
 class TransposedConvolution : public Layer {
  public:
+  // Any layout for the input and the output, as the convolution (ConvKey xb / yb).
+  Layouts layouts() const override { return Layouts::kAny; }
   void configure() override {
     win_.kh = win_.kw = int_param("kernel_size");
     win_.sh = win_.sw = int_param("stride");
@@ -131,7 +133,7 @@ class TransposedConvolution : public Layer {
   ConvKey key(const LayerIO& io) const {
     Window w = pads(io.xs[0]);
     return ConvKey{io.xs[0].n, io.xs[0].c, io.xs[0].h, io.xs[0].w, io.ys.c, io.ys.h, io.ys.w, w.kh, w.kw, w.sh,
-                   w.sw, 1, 1, w.pt, w.pb, w.pl, w.pr, int_param("groups"), bias_ ? 1 : 0, 1};
+                   w.sw, 1, 1, w.pt, w.pb, w.pl, w.pr, int_param("groups"), bias_ ? 1 : 0, 1, io.xb[0], io.yb};
   }
   void forward(LayerIO& io) override {
     io.be->conv_forward(key(io), Act::kNone, io.x[0], io.w[0], bias_ ? io.w[1] : nullptr, io.y, io.prepared);
