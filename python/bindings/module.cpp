@@ -419,14 +419,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_gpu_tf32", [](bool on) { set_gpu_tf32(on); });
   m.def("get_gpu_tf32", [] { return gpu_tf32(); });
   m.def("set_gpu_graphs", [](bool on) { set_gpu_graphs(on); });
-  // How a model's training steps ran (CUDA graphs, models/model.h): micro-batches replayed, recordings made, and
-  // whether its network cannot be recorded.
   // The convolution plans of the model's backend (all models on that device): channels-last and plain.
   m.def("_conv_plans", [](const HDlModel& h) {
     std::lock_guard<std::mutex> lock(h.ptr->mutex());
     Backend& be = h.ptr->net().backend();
     return std::map<std::string, int64_t>{{"channels_last", be.conv_plans(true)}, {"plain", be.conv_plans(false)}};
   });
+  // How a model's training steps ran (CUDA graphs, models/model.h): micro-batches replayed, recordings made, and
+  // whether its network cannot be recorded.
   m.def("_train_step_graphs", [](const HDlModel& h) {
     std::lock_guard<std::mutex> lock(h.ptr->mutex());
     const auto st = h.ptr->graph_stats();
