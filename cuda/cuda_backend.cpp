@@ -284,7 +284,6 @@ class CudaBackend final : public Backend {
       OPENDL_CHECK_STATUS(conv_layouts(k));
       ConvPlan* p = nullptr;
       OPENDL_CHECK_STATUS(plan(k, &p));
-      const float one = 1.f, zero = 0.f;
       const int64_t ohw = k.oh * k.ow;
       const Shape4 xs{k.n, k.ic, k.ih, k.iw}, ys{k.n, k.oc, k.oh, k.ow};
       const float* xin = nullptr;
@@ -309,10 +308,7 @@ class CudaBackend final : public Backend {
           OPENDL_CHECK_STATUS(pad_copy(k, *p, xin, kPadIn));
           in = scratch_[kPadIn]->f();
         }
-        OPENDL_CHECK_STATUS(slot(kWorkspace, p->fwd_ws));
-        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->fwd_math));
-        OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, in, p->filt, filt, p->conv, p->fwd,
-                                                   ws(), p->fwd_ws, &zero, p->out, res));
+        OPENDL_CHECK_STATUS(cudnn_forward(*p, in, filt, 0.f, res));
       } else {
         // y = the data gradient of the convolution y-space -> x-space, at x.
         float* dst = res;
@@ -320,10 +316,7 @@ class CudaBackend final : public Backend {
           OPENDL_CHECK_STATUS(slot(kPadIn, size_t(k.n * p->in_c * p->in_h * p->in_w) * sizeof(float)));
           dst = scratch_[kPadIn]->f();
         }
-        OPENDL_CHECK_STATUS(slot(kWorkspace, p->data_ws));
-        OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->data_math));
-        OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, filt, p->out, xin, p->conv,
-                                                        p->bwd_data, ws(), p->data_ws, &zero, p->in, dst));
+        OPENDL_CHECK_STATUS(cudnn_backward_data(*p, filt, xin, 0.f, dst));
         if (p->pad_explicit) OPENDL_CHECK_STATUS(crop(k, *p, dst, res, false));
       }
       if (res != raw) OPENDL_CHECK_STATUS(out_layout(res, raw, ys, p->last, false));
@@ -340,7 +333,6 @@ class CudaBackend final : public Backend {
       OPENDL_CHECK_STATUS(conv_layouts(k));
       ConvPlan* p = nullptr;
       OPENDL_CHECK_STATUS(plan(k, &p));
-      const float one = 1.f, zero = 0.f;
       const Shape4 xs{k.n, k.ic, k.ih, k.iw}, ys{k.n, k.oc, k.oh, k.ow};
       if (db && k.bias) {
         OPENDL_CHECK_STATUS(slot(kChannelParts, channel_scratch_doubles(k.oc) * sizeof(double)));
@@ -373,28 +365,15 @@ class CudaBackend final : public Backend {
           OPENDL_CHECK_STATUS(pad_copy(k, *p, xin, kPadIn));
           in = scratch_[kPadIn]->f();
         }
-        if (dw) {
-          OPENDL_CHECK_STATUS(slot(kWorkspace, p->filter_ws));
-          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->filter_math));
-          OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, in, p->out, dyin, p->conv,
-                                                            p->bwd_filter, ws(), p->filter_ws, &beta_w, p->filt,
-                                                            dfilt));
-        }
+        if (dw) OPENDL_CHECK_STATUS(cudnn_backward_filter(*p, in, dyin, beta_w, dfilt));
         if (dx) {
           const float* filt = nullptr;
           OPENDL_CHECK_STATUS(cudnn_filter(k, *p, w, &filt));
-          OPENDL_CHECK_STATUS(slot(kWorkspace, p->data_ws));
-          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->data_math));
           if (!p->pad_explicit) {
-            const float beta = acc_dx ? 1.f : 0.f;
-            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, filt, p->out, dyin,
-                                                            p->conv, p->bwd_data, ws(), p->data_ws, &beta, p->in,
-                                                            dxr));
+            OPENDL_CHECK_STATUS(cudnn_backward_data(*p, filt, dyin, acc_dx ? 1.f : 0.f, dxr));
           } else {
             OPENDL_CHECK_STATUS(slot(kPadGrad, size_t(k.n * p->in_c * p->in_h * p->in_w) * sizeof(float)));
-            OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p->filt, filt, p->out, dyin,
-                                                            p->conv, p->bwd_data, ws(), p->data_ws, &zero, p->in,
-                                                            scratch_[kPadGrad]->f()));
+            OPENDL_CHECK_STATUS(cudnn_backward_data(*p, filt, dyin, 0.f, scratch_[kPadGrad]->f()));
             OPENDL_CHECK_STATUS(crop(k, *p, scratch_[kPadGrad]->f(), dxr, acc_dx));
           }
         }
@@ -405,21 +384,11 @@ class CudaBackend final : public Backend {
           OPENDL_CHECK_STATUS(pad_copy(k, *p, dyin, kPadGrad));
           gin = scratch_[kPadGrad]->f();
         }
-        if (dw) {
-          OPENDL_CHECK_STATUS(slot(kWorkspace, p->filter_ws));
-          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->filter_math));
-          OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p->in, gin, p->out, xin, p->conv,
-                                                            p->bwd_filter, ws(), p->filter_ws, &zero, p->filt,
-                                                            dfilt));
-        }
+        if (dw) OPENDL_CHECK_STATUS(cudnn_backward_filter(*p, gin, xin, 0.f, dfilt));
         if (dx) {
           const float* filt = nullptr;
           OPENDL_CHECK_STATUS(cudnn_filter(k, *p, w, &filt));
-          OPENDL_CHECK_STATUS(slot(kWorkspace, p->fwd_ws));
-          OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p->conv, p->fwd_math));
-          const float beta = acc_dx ? 1.f : 0.f;
-          OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p->in, gin, p->filt, filt, p->conv, p->fwd,
-                                                     ws(), p->fwd_ws, &beta, p->out, dxr));
+          OPENDL_CHECK_STATUS(cudnn_forward(*p, gin, filt, acc_dx ? 1.f : 0.f, dxr));
         }
       }
       // cuDNN's filter gradient back to opendl's weight order.
@@ -773,6 +742,33 @@ class CudaBackend final : public Backend {
     return {};
   }
 
+  // The plan's three cuDNN calls, each with its algorithm, math type and workspace: out = beta * out + the
+  // convolution of `in` (descriptor p.in) with the filter (p.out the result); the data gradient din (p.in) from
+  // dout (p.out); the filter gradient from in and dout.
+  Status cudnn_forward(const ConvPlan& p, const float* in, const float* filt, float beta, float* out) {
+    const float one = 1.f;
+    OPENDL_CHECK_STATUS(slot(kWorkspace, p.fwd_ws));
+    OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p.conv, p.fwd_math));
+    OPENDL_CHECK_CUDNN(cudnnConvolutionForward(ctx_->cudnn(), &one, p.in, in, p.filt, filt, p.conv, p.fwd, ws(),
+                                               p.fwd_ws, &beta, p.out, out));
+    return {};
+  }
+  Status cudnn_backward_data(const ConvPlan& p, const float* filt, const float* dout, float beta, float* din) {
+    const float one = 1.f;
+    OPENDL_CHECK_STATUS(slot(kWorkspace, p.data_ws));
+    OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p.conv, p.data_math));
+    OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardData(ctx_->cudnn(), &one, p.filt, filt, p.out, dout, p.conv,
+                                                    p.bwd_data, ws(), p.data_ws, &beta, p.in, din));
+    return {};
+  }
+  Status cudnn_backward_filter(const ConvPlan& p, const float* in, const float* dout, float beta, float* dfilt) {
+    const float one = 1.f;
+    OPENDL_CHECK_STATUS(slot(kWorkspace, p.filter_ws));
+    OPENDL_CHECK_CUDNN(cudnnSetConvolutionMathType(p.conv, p.filter_math));
+    OPENDL_CHECK_CUDNN(cudnnConvolutionBackwardFilter(ctx_->cudnn(), &one, p.in, in, p.out, dout, p.conv,
+                                                      p.bwd_filter, ws(), p.filter_ws, &beta, p.filt, dfilt));
+    return {};
+  }
   // The weights as the plan's cuDNN filter: w itself for a plain convolution; else a permuted copy in kWeightT
   // (a transposed convolution's filter (g, ic/g, oc/g, kh, kw); channels-last: the kernel position before the inner
   // channel axis).
