@@ -1,7 +1,13 @@
-// CUDA kernels of the detection layers' box steps (gather, anchor assignment, training targets): one thread per
-// box or output element running the per-box code of backend/box_math.h, the same code as the CPU backend. The
-// best IoU of each ground-truth record is an atomic maximum over the bit patterns of the (non-negative) doubles,
-// and the foreground counts are sums of ones, so the results do not depend on scheduling.
+// CUDA kernels of the detection layers' box steps (gather, anchor assignment, training targets, proposals): one
+// thread per box or output element running the per-box code of backend/box_math.h, the same code as the CPU
+// backend. The best IoU of each ground-truth record is an atomic maximum over the bit patterns of the
+// (non-negative) doubles, and the foreground counts are sums of ones, so the results do not depend on
+// scheduling. The proposals sort unique 64-bit keys (CUB's segmented radix sort) and run a sequential greedy scan
+// per image over suppression bit masks, so they match the CPU backend's order and choices exactly.
+#include <cub/device/device_segmented_radix_sort.cuh>
+
+#include <climits>
+
 #include "backend/box_math.h"
 #include "kernels.h"
 #include "launch.cuh"
@@ -53,7 +59,204 @@ __global__ void box_num_fg_kernel(BoxTargetArgs a, const float* assign, float* y
   }
 }
 
+// --- box proposals -----------------------------------------------------------------------------------------------
+
+__global__ void segment_offsets_kernel(int* off, int64_t segments, int64_t per) {
+  OPENDL_GRID_LOOP(i, size_t(segments + 1)) off[i] = int(int64_t(i) * per);
+}
+
+__global__ void select_key_kernel(ProposalSelectArgs a, const float* scores, const float* boxes, uint64_t* keys) {
+  const int64_t e = bm::select_elements(a);
+  OPENDL_GRID_LOOP(i, size_t(a.n * e)) keys[i] = bm::select_key(a, scores, boxes, int64_t(i) / e, int64_t(i) % e);
+}
+
+__global__ void select_decode_kernel(ProposalSelectArgs a, const float* scores, const float* deltas,
+                                     const float* boxes, const uint64_t* sorted, double* cand) {
+  const int64_t e = bm::select_elements(a);
+  OPENDL_GRID_LOOP(i, size_t(a.n * a.sel)) {
+    const int64_t n = int64_t(i) / a.sel, r = int64_t(i) % a.sel;
+    bm::select_decode(a, scores, deltas, boxes, n, r, sorted[n * e + r], cand);
+  }
+}
+
+__global__ void nms_key_kernel(ProposalNmsArgs a, const double* cand, uint64_t* keys) {
+  OPENDL_GRID_LOOP(i, size_t(a.n * a.slots)) keys[i] = bm::nms_key(a, cand, int64_t(i) / a.slots, int64_t(i) % a.slots);
+}
+
+// Suppression masks of images [n0, n0 + g): word w of row x (the x-th candidate of the image's order) has bit b set
+// when x suppresses candidate y = 64 w + b > x, mask1 in the per-class pass, mask2 in the class-agnostic one.
+// Words left of the row's own word are never read and not written.
+__global__ void nms_mask_kernel(ProposalNmsArgs a, const double* cand, const uint64_t* sorted, int64_t n0, int64_t g,
+                                int64_t words, uint64_t* mask1, uint64_t* mask2) {
+  OPENDL_GRID_LOOP(i, size_t(g * a.slots * words)) {
+    const int64_t w = int64_t(i) % words, x = (int64_t(i) / words) % a.slots, n = n0 + int64_t(i) / (words * a.slots);
+    if (w < (x >> 6)) continue;
+    const uint64_t* order = sorted + n * a.slots;
+    uint64_t m1 = 0, m2 = 0;
+    const uint64_t kx = order[x];
+    if (kx != bm::kNoCandidate) {
+      const double* cx = bm::candidate(a, cand, n, int64_t(kx & 0xffffffffu));
+      const int64_t y1 = a.slots < 64 * w + 64 ? a.slots : 64 * w + 64;
+      for (int64_t y = x + 1 > 64 * w ? x + 1 : 64 * w; y < y1; ++y) {
+        const uint64_t ky = order[y];
+        if (ky == bm::kNoCandidate) break;  // empty slots sort last
+        const unsigned s = bm::suppression(a, cx, bm::candidate(a, cand, n, int64_t(ky & 0xffffffffu)));
+        m1 |= uint64_t(s & 1u) << (y - 64 * w);
+        m2 |= uint64_t((s >> 1) & 1u) << (y - 64 * w);
+      }
+    }
+    mask1[i] = m1;
+    mask2[i] = m2;
+  }
+}
+
+// The greedy scan of image n0 + blockIdx.x, as CpuBackend::box_nms: candidates in order; one dropped per class is
+// skipped, one kept per class suppresses per class, and also class-agnostically when it is not dropped there
+// (then it is written). The block's threads share the work on each mask row; `gone` holds 2 * words words per
+// image (global memory, made visible by the barriers).
+__global__ void nms_scan_kernel(ProposalNmsArgs a, const double* cand, const uint64_t* sorted, int64_t n0,
+                                int64_t words, const uint64_t* mask1, const uint64_t* mask2, uint64_t* gone,
+                                float* y) {
+  const int64_t j = blockIdx.x, n = n0 + j;
+  uint64_t* gone1 = gone + j * 2 * words;
+  uint64_t* gone2 = gone1 + words;
+  for (int64_t w = threadIdx.x; w < words; w += blockDim.x) gone1[w] = gone2[w] = 0;
+  __syncthreads();
+  const uint64_t* order = sorted + n * a.slots;
+  int64_t m = 0;
+  for (int64_t x = 0; x < a.slots && m < a.mnr; ++x) {  // uniform across the block
+    const uint64_t kx = order[x];
+    if (kx == bm::kNoCandidate) break;
+    const uint64_t bit = uint64_t(1) << (x & 63);
+    const bool dropped = (gone1[x >> 6] & bit) != 0, keep = (gone2[x >> 6] & bit) == 0;
+    __syncthreads();  // every thread has read the flags before any adds to them
+    if (!dropped) {
+      const uint64_t* r1 = mask1 + (j * a.slots + x) * words;
+      const uint64_t* r2 = mask2 + (j * a.slots + x) * words;
+      for (int64_t w = (x >> 6) + threadIdx.x; w < words; w += blockDim.x) {
+        gone1[w] |= r1[w];
+        if (keep) gone2[w] |= r2[w];
+      }
+      if (keep) {
+        if (threadIdx.x == 0) bm::write_proposal(a, bm::candidate(a, cand, n, int64_t(kx & 0xffffffffu)), y, n, m);
+        ++m;
+      }
+    }
+    __syncthreads();
+  }
+  for (int64_t r = m + threadIdx.x; r < a.mnr; r += blockDim.x) bm::write_proposal(a, nullptr, y, n, r);
+}
+
+size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+// A segmented sort of `segments` runs of `per` 64-bit keys in a workspace: the keys, the sorted keys, the segment
+// offsets and CUB's temporary storage, each 256-byte aligned.
+struct SortSpace {
+  int64_t segments = 0, per = 0;
+  size_t keys = 0, offsets = 0, temp = 0;
+  size_t bytes() const { return 2 * keys + offsets + temp; }
+  uint64_t* in(void* work) const { return static_cast<uint64_t*>(work); }
+  uint64_t* out(void* work) const { return reinterpret_cast<uint64_t*>(static_cast<char*>(work) + keys); }
+};
+
+cudaError_t sort_space(int64_t segments, int64_t per, SortSpace& s) {
+  if (segments * per > INT_MAX) return cudaErrorInvalidValue;  // the callers check and explain first
+  s.segments = segments;
+  s.per = per;
+  s.keys = align256(size_t(segments * per) * sizeof(uint64_t));
+  s.offsets = align256(size_t(segments + 1) * sizeof(int));
+  cudaError_t e = cub::DeviceSegmentedRadixSort::SortKeys(nullptr, s.temp, static_cast<const uint64_t*>(nullptr),
+                                                          static_cast<uint64_t*>(nullptr), int(segments * per),
+                                                          int(segments), static_cast<const int*>(nullptr),
+                                                          static_cast<const int*>(nullptr));
+  s.temp = align256(s.temp);
+  return e;
+}
+
+// Sorts the keys at s.in(work) into s.out(work), each segment ascending.
+cudaError_t sort_segments(cudaStream_t stream, const SortSpace& s, void* work) {
+  char* base = static_cast<char*>(work);
+  int* off = reinterpret_cast<int*>(base + 2 * s.keys);
+  segment_offsets_kernel<<<grid_for(size_t(s.segments + 1)), kThreads, 0, stream>>>(off, s.segments, s.per);
+  size_t temp = s.temp;
+  return cub::DeviceSegmentedRadixSort::SortKeys(base + 2 * s.keys + s.offsets, temp, s.in(work), s.out(work),
+                                                 int(s.segments * s.per), int(s.segments), off, off + 1, 0, 64,
+                                                 stream);
+}
+
+// The NMS workspace: the order sort, then for `group` images at a time the two masks and the scan's flags.
+constexpr size_t kMaskBytes = size_t(256) << 20;
+struct NmsSpace {
+  SortSpace sort;
+  int64_t words = 0, group = 1;
+  size_t mask = 0, gone = 0;  // bytes of one mask, of the flags (for the group)
+  size_t bytes() const { return sort.bytes() + 2 * mask + gone; }
+};
+
+cudaError_t nms_space(const ProposalNmsArgs& a, NmsSpace& s) {
+  s.words = (a.slots + 63) / 64;
+  const size_t per_image = size_t(a.slots * s.words) * sizeof(uint64_t) * 2;
+  s.group = std::max<int64_t>(1, std::min<int64_t>(a.n, int64_t(kMaskBytes / std::max<size_t>(per_image, 1))));
+  s.mask = align256(size_t(s.group * a.slots * s.words) * sizeof(uint64_t));
+  s.gone = align256(size_t(s.group * 2 * s.words) * sizeof(uint64_t));
+  return sort_space(a.n, a.slots, s.sort);
+}
+
 }  // namespace
+
+cudaError_t box_select_workspace(const ProposalSelectArgs& a, size_t* bytes) {
+  SortSpace s;
+  cudaError_t e = sort_space(a.n, bm::select_elements(a), s);
+  *bytes = s.bytes();
+  return e;
+}
+
+cudaError_t launch_box_select(cudaStream_t stream, const ProposalSelectArgs& a, const float* scores,
+                              const float* deltas, const float* boxes, double* cand, void* work) {
+  if (a.n * a.sel == 0) return cudaSuccess;
+  if (a.sel > bm::select_elements(a)) return cudaErrorInvalidValue;
+  SortSpace s;
+  cudaError_t e = sort_space(a.n, bm::select_elements(a), s);
+  if (e != cudaSuccess) return e;
+  select_key_kernel<<<grid_for(size_t(a.n * bm::select_elements(a))), kThreads, 0, stream>>>(a, scores, boxes, s.in(work));
+  e = sort_segments(stream, s, work);
+  if (e != cudaSuccess) return e;
+  select_decode_kernel<<<grid_for(size_t(a.n * a.sel)), kThreads, 0, stream>>>(a, scores, deltas, boxes, s.out(work),
+                                                                                 cand);
+  return cudaGetLastError();
+}
+
+cudaError_t box_nms_workspace(const ProposalNmsArgs& a, size_t* bytes) {
+  NmsSpace s;
+  cudaError_t e = nms_space(a, s);
+  *bytes = s.bytes();
+  return e;
+}
+
+cudaError_t launch_box_nms(cudaStream_t stream, const ProposalNmsArgs& a, const double* cand, float* y, void* work) {
+  if (a.n * a.mnr == 0) return cudaSuccess;
+  NmsSpace s;
+  cudaError_t e = nms_space(a, s);
+  if (e != cudaSuccess) return e;
+  if (a.slots > 0) {
+    nms_key_kernel<<<grid_for(size_t(a.n * a.slots)), kThreads, 0, stream>>>(a, cand, s.sort.in(work));
+    e = sort_segments(stream, s.sort, work);
+    if (e != cudaSuccess) return e;
+  }
+  const uint64_t* sorted = s.sort.out(work);
+  char* rest = static_cast<char*>(work) + s.sort.bytes();
+  uint64_t* mask1 = reinterpret_cast<uint64_t*>(rest);
+  uint64_t* mask2 = reinterpret_cast<uint64_t*>(rest + s.mask);
+  uint64_t* gone = reinterpret_cast<uint64_t*>(rest + 2 * s.mask);
+  for (int64_t n0 = 0; n0 < a.n; n0 += s.group) {
+    const int64_t g = std::min(s.group, a.n - n0);
+    if (a.slots > 0)
+      nms_mask_kernel<<<grid_for(size_t(g * a.slots * s.words)), kThreads, 0, stream>>>(a, cand, sorted, n0, g,
+                                                                                        s.words, mask1, mask2);
+    nms_scan_kernel<<<unsigned(g), kThreads, 0, stream>>>(a, cand, sorted, n0, s.words, mask1, mask2, gone, y);
+  }
+  return cudaGetLastError();
+}
 
 cudaError_t launch_box_gather(cudaStream_t stream, const BoxGatherArgs& a, const float* src, float* dst) {
   const size_t n = size_t(a.box_n * (a.proposals ? a.a : a.a * a.hw));

@@ -32,6 +32,7 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +44,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/box_math.h"
 #include "context.h"
 #include "kernels.h"
 #include "plugin_api.h"
@@ -106,7 +108,7 @@ struct Scratch {
 // kLayoutX / kLayoutY / kLayoutGrad: a convolution's input, output (or output gradient) and input gradient converted
 // to or from the layout its cuDNN call runs in.
 enum Slot { kWorkspace, kPadIn, kPadGrad, kConvOut, kWeightT, kWeightGradT, kLayoutX, kLayoutY, kLayoutGrad,
-            kChannelParts, kCoeffs, kReduce, kArenaReduce, kNumSlots };
+            kChannelParts, kCoeffs, kReduce, kArenaReduce, kProposals, kNumSlots };
 
 struct ConvPlan {
   cudnnTensorDescriptor_t in = nullptr, out = nullptr, bias = nullptr;  // the cuDNN convolution's input / output
@@ -607,6 +609,25 @@ class CudaBackend final : public Backend {
   void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) override {
     run([&] { return kernel(launch_box_targets(stream(), a, assign, gt, y)); });
   }
+  void box_select(const ProposalSelectArgs& a, const float* scores, const float* deltas, const float* boxes,
+                  double* cand) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(sort_limit(a.n * bm::select_elements(a), "class scores"));
+      size_t bytes = 0;
+      OPENDL_CHECK_CUDA(box_select_workspace(a, &bytes));
+      OPENDL_CHECK_STATUS(slot(kProposals, bytes));
+      return kernel(launch_box_select(stream(), a, scores, deltas, boxes, cand, scratch_[kProposals]->p));
+    });
+  }
+  void box_nms(const ProposalNmsArgs& a, const double* cand, float* y) override {
+    run([&]() -> Status {
+      OPENDL_CHECK_STATUS(sort_limit(a.n * a.slots, "box candidates"));
+      size_t bytes = 0;
+      OPENDL_CHECK_CUDA(box_nms_workspace(a, &bytes));
+      OPENDL_CHECK_STATUS(slot(kProposals, bytes));
+      return kernel(launch_box_nms(stream(), a, cand, y, scratch_[kProposals]->p));
+    });
+  }
   void count_nonfinite(size_t n, const float* x, double* out) override {
     run([&]() -> Status {
       OPENDL_CHECK_STATUS(slot(kArenaReduce, loss_scratch_doubles(n, 0) * sizeof(double)));
@@ -708,6 +729,14 @@ class CudaBackend final : public Backend {
     if (capturing_) return Status{OPENDL_CUDA_ERR_CUDA, "a scratch buffer would grow while recording a CUDA graph"};
     if (recorded_slots_[s]) ++epoch_;
     return scratch_[s]->reserve(bytes);
+  }
+  // The proposals sort their keys of a batch in one CUB call (int item counts).
+  static Status sort_limit(int64_t keys, const char* what) {
+    if (keys <= INT_MAX) return {};
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "box proposals on the GPU: %lld %s in the batch exceed the %d of one sort; use a "
+                  "smaller batch size or max_num_pre_nms", static_cast<long long>(keys), what, INT_MAX);
+    return Status{OPENDL_CUDA_ERR_WRONG_VALUE, buf};
   }
   // The layouts the GPU kernels take: plain (block 0) or channels-last (block C).
   static Status layout_ok(int64_t block, int64_t c, const char* what) {

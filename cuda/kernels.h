@@ -87,13 +87,20 @@ cudaError_t launch_adam_update(cudaStream_t stream, size_t n, float lr, double b
                                float bias1, float bias2, float weight_prior, const float* lr_mult,
                                const float* decay_mask, float* w, const float* g, float* m, float* v);
 
-// --- detection boxes (box_kernels.cu; Backend::box_gather / box_assign / box_targets, backend/box_math.h) ------
+// --- detection boxes (box_kernels.cu; Backend::box_gather / box_assign / box_targets / box_select / box_nms) -----
 cudaError_t launch_box_gather(cudaStream_t stream, const BoxGatherArgs& a, const float* src, float* dst);
 // `best`: a.n * a.g doubles of scratch, then a.n * (a.g + 1) int32.
 cudaError_t launch_box_assign(cudaStream_t stream, const BoxAssignArgs& a, const float* boxes, const float* gt,
                               double* best, float* out);
 cudaError_t launch_box_targets(cudaStream_t stream, const BoxTargetArgs& a, const float* assign, const float* gt,
                                float* y);
+// Box proposals (Backend::box_select / box_nms) with a device workspace of the bytes the *_workspace functions
+// give (cudaErrorInvalidValue: more than INT_MAX keys for one sort).
+cudaError_t box_select_workspace(const ProposalSelectArgs& a, size_t* bytes);
+cudaError_t launch_box_select(cudaStream_t stream, const ProposalSelectArgs& a, const float* scores,
+                              const float* deltas, const float* boxes, double* cand, void* work);
+cudaError_t box_nms_workspace(const ProposalNmsArgs& a, size_t* bytes);
+cudaError_t launch_box_nms(cudaStream_t stream, const ProposalNmsArgs& a, const double* cand, float* y, void* work);
 
 // --- layers (nn_kernels.cu) -------------------------------------------------------------------------------------
 // Per-channel sums (batch normalisation, bias gradients) use a scratch of channel_scratch_doubles(C) doubles;

@@ -396,7 +396,7 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("_decode_box_rectangle2", [](std::array<double, 5> a, std::vector<float> d, bool ignore_direction) {
     if (d.size() != size_t(box2_deltas(ignore_direction))) throw std::invalid_argument("wrong number of deltas");
-    Box2 b = decode_box(Box2{a[0], a[1], a[2], a[3], a[4]}, d.data(), ignore_direction);
+    Box2 b = bm::decode_box(Box2{a[0], a[1], a[2], a[3], a[4]}, d.data(), ignore_direction);
     return std::array<double, 5>{b.r, b.c, b.phi, b.l1, b.l2};
   });
   // Test hooks: blocked activation layouts on / off for networks sized afterwards (graph/network.h), and the

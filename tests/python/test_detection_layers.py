@@ -227,50 +227,89 @@ def greedy_nms(boxes, scores, idx, thr):
     return keep
 
 
-@pytest.mark.parametrize("deltas", [True, False])
-def test_box_proposals_match_a_brute_force_reference(deltas):
-    names = ["min_confidence", "max_overlap", "max_overlap_class_agnostic", "max_num_detections"]
-    values = [0.45, 0.4, 0.7, 12]
+def reference_proposals(res, anchors, deltas, min_conf, top, max_overlap, max_overlap_ca, max_num):
+    """The documented proposal rules in numpy for one image of one level: the candidates >= min_conf by descending
+    score (a stable sort: equal scores in index order (position * A + anchor) * K + class), the first `top` of them
+    decoded and clipped, greedy NMS per class, then class-agnostic, the first max_num by descending score."""
+    logits = get(res, "cls").reshape(-1, K)
+    d = get(res, "box").reshape(-1, 4) if deltas else None
+    lim = np.log(1000 / 16)
+    cand = [(a, k) for a in range(len(anchors)) for k in range(K) if 1 / (1 + np.exp(-logits[a, k])) >= min_conf]
+    cand = sorted(cand, key=lambda q: -logits[q])[:top]
+    boxes, scores, classes = [], [], []
+    for a, k in cand:
+        an = anchors[a]
+        if deltas:
+            ha_, wa = an[2] - an[0], an[3] - an[1]
+            r = (an[0] + an[2]) / 2 + d[a, 0] * ha_
+            c = (an[1] + an[3]) / 2 + d[a, 1] * wa
+            hh, ww = ha_ * np.exp(min(d[a, 2], lim)), wa * np.exp(min(d[a, 3], lim))
+            b = [r - hh / 2, c - ww / 2, r + hh / 2, c + ww / 2]
+        else:
+            b = list(an)
+        b = np.clip(b, -0.5, 31.5)
+        if b[2] > b[0] and b[3] > b[1]:
+            boxes.append(b), scores.append(1 / (1 + np.exp(-logits[a, k]))), classes.append(k)
+    boxes, scores = np.asarray(boxes).reshape(-1, 4), np.asarray(scores)
+    kept = sorted(i for k in range(K) for i in greedy_nms(boxes, scores, [i for i in range(len(boxes))
+                                                                          if classes[i] == k], max_overlap))
+    if max_overlap_ca < 1:
+        kept = greedy_nms(boxes, scores, kept, max_overlap_ca)
+    kept = sorted(kept, key=lambda i: -scores[i])[:max_num]
+    return boxes[kept], scores[kept], np.asarray(classes, int)[kept]
+
+
+@pytest.mark.parametrize("deltas, top, ties", [(True, 1000, False), (False, 1000, False), (True, 9, False),
+                                               (True, 1000, True)])
+def test_box_proposals_match_a_brute_force_reference(deltas, top, ties):
+    """A batch of three images against the reference, also with max_num_pre_nms cutting the candidates (top 9) and
+    with every class score equal (ties: the order of the documented index decides selection and suppression)."""
+    names = ["min_confidence", "max_overlap", "max_overlap_class_agnostic", "max_num_detections", "max_num_pre_nms"]
+    values = [0.45, 0.4, 0.7, 12, top]
     m = build(32, gen_props=(names, values), deltas=deltas)
+    ha.set_dl_model_param(m, "batch_size", 3)
+    if ties:   # logits = bias 0.25 everywhere
+        w = ha.get_dl_model_layer_weights(m, "cls", "weights")
+        ha.set_dl_model_layer_weights(np.zeros_like(w), m, "cls", "weights")
+        b = ha.get_dl_model_layer_weights(m, "cls", "bias")
+        ha.set_dl_model_layer_weights(np.full_like(b, 0.25), m, "cls", "bias")
     rng = np.random.default_rng(2)
-    for _ in range(3):
-        img, _ = square_scene(rng)
-        res = ha.apply_dl_model(m, [{"image": img}], ["props", "cls", "anchors"] + (["box"] if deltas else []))[0]
-        logits = get(res, "cls").reshape(-1, K)
-        anchors = get(res, "anchors").reshape(-1, 4)
-        d = get(res, "box").reshape(-1, 4) if deltas else None
-        boxes, scores, classes = [], [], []
-        lim = np.log(1000 / 16)
-        for a in range(len(anchors)):
-            for k in range(K):
-                p = 1 / (1 + np.exp(-logits[a, k]))
-                if p < 0.45:
-                    continue
-                an = anchors[a]
-                if deltas:
-                    ha_, wa = an[2] - an[0], an[3] - an[1]
-                    r = (an[0] + an[2]) / 2 + d[a, 0] * ha_
-                    c = (an[1] + an[3]) / 2 + d[a, 1] * wa
-                    hh, ww = ha_ * np.exp(min(d[a, 2], lim)), wa * np.exp(min(d[a, 3], lim))
-                    b = [r - hh / 2, c - ww / 2, r + hh / 2, c + ww / 2]
-                else:
-                    b = list(an)
-                b = np.clip(b, -0.5, 31.5)
-                if b[2] > b[0] and b[3] > b[1]:
-                    boxes.append(b), scores.append(p), classes.append(k)
-        boxes, scores = np.asarray(boxes).reshape(-1, 4), np.asarray(scores)
-        kept = [i for k in range(K) for i in greedy_nms(boxes, scores, [i for i in range(len(boxes))
-                                                                        if classes[i] == k], 0.4)]
-        kept = sorted(greedy_nms(boxes, scores, kept, 0.7), key=lambda i: -scores[i])[:12]
+    images = [square_scene(rng)[0] for _ in range(3)]
+    results = ha.apply_dl_model(m, [{"image": img} for img in images],
+                                ["props", "cls", "anchors"] + (["box"] if deltas else []))
+    anchors = get(results[0], "anchors").reshape(-1, 4)   # the same for all images (batch 1): in the first result
+    for res in results:
+        boxes, scores, classes = reference_proposals(res, anchors, deltas, 0.45, top, 0.4, 0.7, 12)
         rec = get(res, "props")                       # (P + 2, 1, records)
         assert rec.shape == (6, 1, 12)
         rec = rec[:, 0, :].T
-        n = len(kept)
+        n = len(boxes)
         assert n > 0
-        np.testing.assert_allclose(rec[:n, :4], boxes[kept], rtol=1e-6, atol=1e-5)
-        np.testing.assert_array_equal(rec[:n, 4], [classes[i] for i in kept])
-        np.testing.assert_allclose(rec[:n, 5], scores[kept], rtol=1e-6)
+        np.testing.assert_allclose(rec[:n, :4], boxes, rtol=1e-6, atol=1e-5)
+        np.testing.assert_array_equal(rec[:n, 4], classes)
+        np.testing.assert_allclose(rec[:n, 5], scores, rtol=1e-6)
         assert np.all(rec[n:, :4] == 0) and np.all(rec[n:, 4] == -1) and np.all(rec[n:, 5] == 0)
+
+
+def test_box_proposals_of_a_batch_do_not_depend_on_the_thread_count():
+    """The proposals run in parallel over the images: 1 and 2 threads give identical records for a batch of 4,
+    each image's as when it is alone in the batch."""
+    m = build(32, gen_props=(["min_confidence", "max_overlap_class_agnostic"], [0.4, 0.6]))
+    ha.set_dl_model_param(m, "batch_size", 4)
+    rng = np.random.default_rng(21)
+    batch = [{"image": square_scene(rng)[0]} for _ in range(4)]
+    threads = ha.get_system("thread_num")
+    out = {}
+    try:
+        for n in (1, 2):
+            ha.set_system("thread_num", n)
+            out[n] = [get(r, "props") for r in ha.apply_dl_model(m, batch, ["props"])]
+    finally:
+        ha.set_system("thread_num", threads[0] if isinstance(threads, list) else threads)
+    for i, s in enumerate(batch):
+        np.testing.assert_array_equal(out[1][i], out[2][i])
+        np.testing.assert_array_equal(get(ha.apply_dl_model(m, [s], ["props"])[0], "props"), out[2][i])
+    assert sum(np.sum(r[4] >= 0) for r in out[2]) > 4
 
 
 def detections(m, img):

@@ -113,6 +113,34 @@ struct BoxTargetArgs {
   int64_t numel() const { return kind == BoxTargetKind::kNumFg ? n : n * a * per * hw; }
 };
 
+// Box proposals (the box_proposals layer, layers/box_layers.cpp; the per-candidate steps are backend/box_math.h).
+// Candidate records: kProposalExtra + P doubles per slot, `slots` per image: the box, then the raw class score,
+// the class, the confidence (sigmoid of the raw score, or the raw score) and 1 (used) or 0 (empty slot).
+constexpr int64_t kProposalExtra = 4;
+// box_select, one level: for image n, the class scores (n, a * k, h, w) that reach raw_min at a used gathered box
+// (BoxGatherArgs; boxes of level `box_off` in (box_n, box_t, P + 1)), by descending score, ties by the lower
+// index e = (position * a + box) * k + class; the first `sel` decoded (deltas (n, a * d, h, w), or the boxes as
+// they are when deltas is null) into slots [off, off + sel) of the image. rectangle1 boxes are clipped to the
+// image; a box of no area after that, or a rectangle2 box with no area or a non-finite parameter, leaves its
+// slot empty. Classes flagged in no_orientation (per class, may be null) get the enclosing axis-aligned box.
+struct ProposalSelectArgs {
+  int64_t n = 0, a = 0, k = 0, hw = 1, d = 0, p = 4;
+  int64_t sel = 0, slots = 0, off = 0;
+  int64_t box_n = 1, box_t = 0, box_off = 0;
+  double raw_min = 0, img_h = 0, img_w = 0;
+  bool rect2 = false, ignore_direction = false, sigmoid = true;
+  const float* no_orientation = nullptr;
+};
+// box_nms: per image the used candidate slots in the order (raw score descending, slot ascending); a candidate
+// is dropped when a kept higher one of its class overlaps it by IoU > max_overlap (greedy NMS per class), then
+// when a higher candidate that survived both steps overlaps it by IoU > max_overlap_ca (class-agnostic greedy
+// NMS; off at 1). The first `mnr` survivors are written to y (n, mnr, P + 2): box, class, confidence; records
+// left over have class -1 and zeros.
+struct ProposalNmsArgs {
+  int64_t n = 0, slots = 0, p = 4, mnr = 0;
+  double max_overlap = 0.5, max_overlap_ca = 1.0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -207,6 +235,10 @@ class Backend {
   virtual void box_assign(const BoxAssignArgs& a, const float* boxes, const float* gt, double* scratch,
                           float* out) = 0;
   virtual void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) = 0;
+  // Box proposals (see ProposalSelectArgs): candidates of one level into `cand`, then NMS into the records y.
+  virtual void box_select(const ProposalSelectArgs& a, const float* scores, const float* deltas, const float* boxes,
+                          double* cand) = 0;
+  virtual void box_nms(const ProposalNmsArgs& a, const double* cand, float* y) = 0;
 
   // Losses write the normalised loss value to `out` (device memory; nothing there: the reduction is skipped) and
   // d(loss)/d(input) scaled by `scale` to the gradient (null: not wanted). Nothing is read back to the host, so

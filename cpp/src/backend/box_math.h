@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/element_math.h"
 
@@ -156,6 +157,37 @@ OPENDL_HD void encode_box(const Box2& anchor, const Box2& box, bool ignore_direc
   }
 }
 
+// Decoding (the inverse of encode_box). The log sizes are limited to log(1000 / 16), so that an untrained head
+// cannot make infinite boxes.
+constexpr double kLogSizeLimit = 4.135166556742356;  // log(1000 / 16)
+OPENDL_HD Box1 decode_box(const Box1& anchor, const float d[4]) {
+  const double ha = anchor.r2 - anchor.r1, wa = anchor.c2 - anchor.c1;
+  const double r = (anchor.r1 + anchor.r2) / 2 + double(d[0]) * ha;
+  const double c = (anchor.c1 + anchor.c2) / 2 + double(d[1]) * wa;
+  const double h = ha * exp(em::dmin(double(d[2]), kLogSizeLimit));
+  const double w = wa * exp(em::dmin(double(d[3]), kLogSizeLimit));
+  return {r - h / 2, c - w / 2, r + h / 2, c + w / 2};
+}
+
+OPENDL_HD Box2 decode_box(const Box2& anchor, const float* d, bool ignore_direction) {
+  const double s = sin(anchor.phi), c = cos(anchor.phi);
+  const double u = double(d[0]) * 2 * anchor.l1, v = double(d[1]) * 2 * anchor.l2;
+  Box2 b;
+  b.r = anchor.r - s * u + c * v;
+  b.c = anchor.c + c * u + s * v;
+  b.l1 = anchor.l1 * exp(em::dmin(double(d[2]), kLogSizeLimit));
+  b.l2 = anchor.l2 * exp(em::dmin(double(d[3]), kLogSizeLimit));
+  const double dphi = ignore_direction ? double(d[4]) : atan2(double(d[4]), double(d[5]));
+  b.phi = wrap_angle(anchor.phi + dphi, ignore_direction ? kPi : 2 * kPi);
+  return b;
+}
+
+// The smallest axis-aligned rectangle2 (phi = 0) holding b.
+OPENDL_HD Box2 enclosing_axis_aligned(const Box2& b) {
+  const double s = fabs(sin(b.phi)), c = fabs(cos(b.phi));
+  return {b.r, b.c, 0.0, b.l1 * c + b.l2 * s, b.l1 * s + b.l2 * c};
+}
+
 // --- anchor assignment (Backend::box_gather, Backend::box_assign) -------------------------------------------------
 
 // Box e of the gathered array (BoxGatherArgs): one box of one level of one image, as P parameters and a used flag.
@@ -293,6 +325,107 @@ OPENDL_HD float box_target_value(const BoxTargetArgs& a, const float* assign, co
 OPENDL_HD float box_target_value(const BoxTargetArgs& a, const float* assign, const float* gt, int64_t e) {
   const int64_t pos = e % a.hw, dep = (e / a.hw) % (a.a * a.per), n = e / (a.hw * a.a * a.per);
   return box_target_value(a, assign, gt, n, dep / a.per, dep % a.per, pos);
+}
+
+// --- box proposals (Backend::box_select, Backend::box_nms) ----------------------------------------------------------
+
+// Sort keys: ascending keys put the candidates in the order the proposals take them. An empty key sorts last.
+constexpr uint64_t kNoCandidate = ~uint64_t(0);
+// A key for descending float values (-0 and +0 alike): the IEEE bits mapped to an ascending unsigned order, then
+// inverted.
+OPENDL_HD uint32_t descending_key(float x) {
+  x = x + 0.0f;  // -0 -> +0
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return ~u;
+}
+
+// The class scores of one image of the level.
+OPENDL_HD int64_t select_elements(const ProposalSelectArgs& a) { return a.a * a.k * a.hw; }
+// Class score element e = (position * a + box) * k + class of image n, and its gathered box.
+OPENDL_HD float select_score(const ProposalSelectArgs& a, const float* scores, int64_t n, int64_t e) {
+  const int64_t i = e / a.k, cls = e % a.k;
+  return scores[n * select_elements(a) + ((i % a.a) * a.k + cls) * a.hw + i / a.a];
+}
+OPENDL_HD const float* select_box(const ProposalSelectArgs& a, const float* boxes, int64_t n, int64_t e) {
+  return boxes + ((a.box_n > 1 ? n : 0) * a.box_t + a.box_off + e / a.k) * (a.p + 1);
+}
+
+// The selection key of element e of image n: descending score, then ascending e; kNoCandidate below raw_min
+// (NaN included) or at an unused box.
+OPENDL_HD uint64_t select_key(const ProposalSelectArgs& a, const float* scores, const float* boxes, int64_t n,
+                              int64_t e) {
+  const float x = select_score(a, scores, n, e);
+  if (!(double(x) >= a.raw_min) || select_box(a, boxes, n, e)[a.p] == 0.f) return kNoCandidate;
+  return (uint64_t(descending_key(x)) << 32) | uint64_t(e);
+}
+
+// Candidate r of the level for image n from its selection key (kNoCandidate: no candidate): the record in slot
+// off + r (ProposalSelectArgs).
+OPENDL_HD void select_decode(const ProposalSelectArgs& a, const float* scores, const float* deltas,
+                             const float* boxes, int64_t n, int64_t r, uint64_t key, double* cand) {
+  double* c = cand + (n * a.slots + a.off + r) * (a.p + kProposalExtra);
+  for (int64_t q = 0; q < a.p + kProposalExtra; ++q) c[q] = 0.0;
+  if (key == kNoCandidate) return;
+  const int64_t e = int64_t(key & 0xffffffffu), i = e / a.k, cls = e % a.k;
+  const float x = select_score(a, scores, n, e);
+  const float* box = select_box(a, boxes, n, e);
+  float d[6] = {0, 0, 0, 0, 0, 0};
+  if (deltas)
+    for (int64_t j = 0; j < a.d && j < 6; ++j)
+      d[j] = deltas[(n * a.a * a.d + (i % a.a) * a.d + j) * a.hw + i / a.a];
+  if (a.rect2) {
+    Box2 b = read_box2(box);
+    if (deltas) b = decode_box(b, d, a.ignore_direction);
+    if (!isfinite(b.r) || !isfinite(b.c) || !isfinite(b.phi) || !(b.l1 > 0) || !(b.l2 > 0)) return;
+    if (a.no_orientation && a.no_orientation[cls] != 0.f) b = enclosing_axis_aligned(b);
+    c[0] = b.r, c[1] = b.c, c[2] = b.phi, c[3] = b.l1, c[4] = b.l2;
+  } else {
+    Box1 b = read_box1(box);
+    if (deltas) b = decode_box(b, d);
+    b.r1 = em::dmin(em::dmax(b.r1, -0.5), a.img_h - 0.5);
+    b.r2 = em::dmin(em::dmax(b.r2, -0.5), a.img_h - 0.5);
+    b.c1 = em::dmin(em::dmax(b.c1, -0.5), a.img_w - 0.5);
+    b.c2 = em::dmin(em::dmax(b.c2, -0.5), a.img_w - 0.5);
+    if (!(b.r2 > b.r1) || !(b.c2 > b.c1)) return;
+    c[0] = b.r1, c[1] = b.c1, c[2] = b.r2, c[3] = b.c2;
+  }
+  c[a.p] = double(x);
+  c[a.p + 1] = double(cls);
+  c[a.p + 2] = a.sigmoid ? em::sigmoid(double(x)) : double(x);
+  c[a.p + 3] = 1.0;
+}
+
+OPENDL_HD const double* candidate(const ProposalNmsArgs& a, const double* cand, int64_t n, int64_t s) {
+  return cand + (n * a.slots + s) * (a.p + kProposalExtra);
+}
+// The NMS order key of slot s of image n: descending raw score, then ascending slot.
+OPENDL_HD uint64_t nms_key(const ProposalNmsArgs& a, const double* cand, int64_t n, int64_t s) {
+  const double* c = candidate(a, cand, n, s);
+  if (c[a.p + 3] == 0.0) return kNoCandidate;
+  return (uint64_t(descending_key(float(c[a.p]))) << 32) | uint64_t(s);
+}
+// Whether candidate ci, ahead of cj in the order, suppresses it: bit 0 in the per-class NMS (same class, IoU >
+// max_overlap), bit 1 in the class-agnostic one (IoU > max_overlap_ca < 1).
+OPENDL_HD unsigned suppression(const ProposalNmsArgs& a, const double* ci, const double* cj) {
+  const bool same = ci[a.p + 1] == cj[a.p + 1], agnostic = a.max_overlap_ca < 1.0;
+  if (!same && !agnostic) return 0u;
+  const double q = a.p == 5 ? box_iou(Box2{ci[0], ci[1], ci[2], ci[3], ci[4]}, Box2{cj[0], cj[1], cj[2], cj[3], cj[4]})
+                            : box_iou(Box1{ci[0], ci[1], ci[2], ci[3]}, Box1{cj[0], cj[1], cj[2], cj[3]});
+  return (same && q > a.max_overlap ? 1u : 0u) | (agnostic && q > a.max_overlap_ca ? 2u : 0u);
+}
+// Output record m of image n: candidate c, or an unused record (class -1) when c is null.
+OPENDL_HD void write_proposal(const ProposalNmsArgs& a, const double* c, float* y, int64_t n, int64_t m) {
+  float* rec = y + (n * a.mnr + m) * (a.p + 2);
+  for (int64_t q = 0; q < a.p + 2; ++q) rec[q] = 0.f;
+  if (!c) {
+    rec[a.p] = -1.f;
+    return;
+  }
+  for (int64_t q = 0; q < a.p; ++q) rec[q] = float(c[q]);
+  rec[a.p] = float(c[a.p + 1]);
+  rec[a.p + 1] = float(c[a.p + 2]);
 }
 
 }  // namespace bm

@@ -204,6 +204,13 @@ class GpuBackend final : public Backend {
   void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) override {
     return call([&] { impl_->box_targets(a, assign, gt, y); });
   }
+  void box_select(const ProposalSelectArgs& a, const float* scores, const float* deltas, const float* boxes,
+                  double* cand) override {
+    return call([&] { impl_->box_select(a, scores, deltas, boxes, cand); });
+  }
+  void box_nms(const ProposalNmsArgs& a, const double* cand, float* y) override {
+    return call([&] { impl_->box_nms(a, cand, y); });
+  }
   void count_nonfinite(size_t n, const float* x, double* out) override {
     return call([&] { impl_->count_nonfinite(n, x, out); });
   }

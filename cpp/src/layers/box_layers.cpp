@@ -51,7 +51,10 @@
 // become their enclosing axis-aligned rectangle2); greedy NMS per class at IoU 'max_overlap' (0.5), then
 // class-agnostic NMS at 'max_overlap_class_agnostic' (1.0: none); the 'max_num_detections' (100) most
 // confident remain. Output (1, P + 2, max_num_detections, N): per record the P box parameters, the class
-// index and the confidence, by descending confidence; unused records are zeros with class -1.
+// index and the confidence, by descending confidence; unused records are zeros with class -1. Candidates are
+// ranked by their raw score (descending; equal scores: the lower level, then the lower index (position * A +
+// box) * K + class first), for the selection, both NMS passes and the output alike. All of it runs on the backend's device (Backend::box_select, box_nms), so nothing is copied
+// to the host.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -188,44 +191,6 @@ BoxSource box_source(const Layer& self, const LayerPtr& in, const Shape4& s) {
     b.W = s.w;
   }
   return b;
-}
-
-// The boxes of one source for image n, in the source's order (position-major for anchors), from the host copy
-// `x` of the whole input; valid[i] = 0 for unused proposal records.
-void read_boxes(const BoxSource& s, const Shape4& xs, const float* x, int64_t n, std::vector<Box1>& b1,
-                std::vector<Box2>& b2, std::vector<char>& valid) {
-  const int64_t P = s.producer->nbp();
-  const bool r2 = s.producer->rect2();
-  b1.clear();
-  b2.clear();
-  valid.assign(size_t(s.count()), 1);
-  auto put = [&](const double* v) {
-    if (r2) b2.push_back({v[0], v[1], v[2], v[3], v[4]});
-    else b1.push_back({v[0], v[1], v[2], v[3]});
-  };
-  double v[5];
-  if (s.proposals) {
-    const float* p = x + (xs.n > 1 ? n : 0) * xs.per_sample();
-    for (int64_t m = 0; m < s.A; ++m) {
-      for (int64_t q = 0; q < P; ++q) v[q] = p[m * (P + 2) + q];
-      valid[size_t(m)] = p[m * (P + 2) + P] >= 0;
-      put(v);
-    }
-  } else {
-    const int64_t HW = s.H * s.W;
-    const float* p = x + (xs.n > 1 ? n : 0) * xs.per_sample();
-    for (int64_t pos = 0; pos < HW; ++pos)
-      for (int64_t a = 0; a < s.A; ++a) {
-        for (int64_t q = 0; q < P; ++q) v[q] = p[(a * P + q) * HW + pos];
-        put(v);
-      }
-  }
-}
-
-std::vector<float> host_copy(Backend* be, const float* x, const Shape4& s) {
-  std::vector<float> h(size_t(s.numel()));
-  be->download(h.data(), x, h.size());
-  return h;
 }
 
 // ------------------------------------------------------------------------------------------------ box targets
@@ -435,8 +400,6 @@ LayerRegistrar reg_targets{
 
 class BoxProposals : public BoxProducer {
  public:
-  // Selection, decoding and NMS run on the host (inputs downloaded, records uploaded).
-  bool capturable(const std::vector<Shape4>&) const override { return false; }
   bool input_needs_grad(size_t) const override { return false; }
   bool with_deltas() const { return bool_param("apply_box_deltas"); }
   size_t levels() const { return (inputs().size() - 1) / (with_deltas() ? 3 : 2); }
@@ -479,6 +442,14 @@ class BoxProposals : public BoxProducer {
                                        " per box) at the class scores' size " + shape_str(c));
       }
     }
+    for (size_t l = 0; l < L; ++l) {
+      const Shape4& bs = in[(with_deltas() ? 2 : 1) * L + l];
+      if (bs.n != in[(with_deltas() ? 2 : 1) * L].n || (bs.n != 1 && bs.n != in[0].n))
+        fail(err::kInvalidShape, "layer '" + name() + "': the box inputs must all hold one set of boxes or one per "
+                                     "image (" + std::to_string(in[0].n) + "), got " + shape_str(bs));
+      if (in[l].c * in[l].h * in[l].w >= (int64_t(1) << 32) - 1)
+        fail(err::kInvalidShape, "layer '" + name() + "': class scores " + shape_str(in[l]) + " exceed 2^32 values");
+    }
     for (int64_t k : no_orient_)
       if (k >= K)
         fail(err::kWrongValue3, "layer '" + name() + "': class_ids_no_orientation holds " + std::to_string(k) +
@@ -488,131 +459,96 @@ class BoxProposals : public BoxProducer {
     return Shape4{in[0].n, int_param("max_num_detections"), nbp() + 2, 1};
   }
 
+  // Per level: its candidates (at most max_num_pre_nms) and their first slot per image.
+  std::vector<std::pair<int64_t, int64_t>> selections(const std::vector<Shape4>& in) const {
+    std::vector<std::pair<int64_t, int64_t>> out;
+    int64_t off = 0;
+    for (size_t l = 0; l < levels(); ++l) {
+      const int64_t sel = std::min(int_param("max_num_pre_nms"), in[l].c * in[l].h * in[l].w);
+      out.push_back({sel, off});
+      off += sel;
+    }
+    return out;
+  }
+  int64_t slots(const std::vector<Shape4>& in) const {
+    const auto s = selections(in);
+    return s.back().first + s.back().second;
+  }
+  int64_t gathered_boxes(const std::vector<Shape4>& in) const {
+    int64_t t = 0;
+    for (size_t l = 0; l < levels(); ++l)
+      t += box_source(*this, box_input(l), in[(with_deltas() ? 2 : 1) * levels() + l]).count();
+    return t;
+  }
+  // The gathered boxes of all levels (floats), the candidate records (doubles).
+  std::vector<int64_t> scratch_sizes(const std::vector<Shape4>& in, const Shape4&) const override {
+    const Shape4& b = in[(with_deltas() ? 2 : 1) * levels()];
+    return {b.n * gathered_boxes(in) * (nbp() + 1), 2 * in[0].n * slots(in) * (nbp() + kProposalExtra)};
+  }
+  // Per class: whether it gets the enclosing axis-aligned box (class_ids_no_orientation).
+  std::vector<std::vector<float>> constants(const std::vector<Shape4>& in, const Shape4&) const override {
+    if (no_orient_.empty()) return {};
+    const BoxSource s = box_source(*this, box_input(0), in[(with_deltas() ? 2 : 1) * levels()]);
+    std::vector<float> f(size_t(in[0].c / s.A), 0.f);
+    for (int64_t k : no_orient_)
+      if (k >= 0 && k < int64_t(f.size())) f[size_t(k)] = 1.f;
+    return {f};
+  }
+
+  // Gathers the levels' boxes, selects and decodes each level's best-scored candidates, then runs the NMS
+  // (Backend::box_gather, box_select, box_nms; all on the backend's device).
   void forward(LayerIO& io) override {
-    const size_t L = levels();
-    const bool r2 = rect2(), ign = ignore_direction(), sig = str_param("class_score_activation") == "sigmoid";
-    const int64_t P = nbp(), D = deltas(), MNR = io.ys.c;
-    const Shape4& img = io.xs.back();
+    const size_t L = levels(), b0 = (with_deltas() ? 2 : 1) * L;
+    const bool sig = str_param("class_score_activation") == "sigmoid";
     const double thr = real_param(io.training ? "min_confidence_train" : "min_confidence");
-    const size_t top = size_t(int_param("max_num_pre_nms"));
-    const double max_overlap = real_param("max_overlap"), max_overlap_ca = real_param("max_overlap_class_agnostic");
-    std::vector<std::vector<float>> cs(L), bd(L), bx(L);
-    std::vector<BoxSource> src;
+    const int64_t P = nbp(), t = gathered_boxes(io.xs), S = slots(io.xs);
+    const auto sel = selections(io.xs);
+    double* cand = reinterpret_cast<double*>(io.scratch[1]);
+    int64_t off = 0;
     for (size_t l = 0; l < L; ++l) {
-      const size_t bi = (with_deltas() ? 2 : 1) * L + l;
-      cs[l] = host_copy(io.be, io.x[l], io.xs[l]);
-      if (with_deltas()) bd[l] = host_copy(io.be, io.x[L + l], io.xs[L + l]);
-      bx[l] = host_copy(io.be, io.x[bi], io.xs[bi]);
-      src.push_back(box_source(*this, box_input(l), io.xs[bi]));
+      const BoxSource s = box_source(*this, box_input(l), io.xs[b0 + l]);
+      BoxGatherArgs g;
+      g.box_n = io.xs[b0 + l].n;
+      g.t = t;
+      g.off = off;
+      g.proposals = s.proposals;
+      g.a = s.A;
+      g.hw = s.H * s.W;
+      g.p = P;
+      io.be->box_gather(g, io.x[b0 + l], io.scratch[0]);
+
+      ProposalSelectArgs a;
+      a.n = io.xs[l].n;
+      a.a = s.A;
+      a.k = io.xs[l].c / s.A;
+      a.hw = s.H * s.W;
+      a.d = with_deltas() ? deltas() : 0;
+      a.p = P;
+      a.sel = sel[l].first;
+      a.off = sel[l].second;
+      a.slots = S;
+      a.box_n = g.box_n;
+      a.box_t = t;
+      a.box_off = off;
+      // the confidence threshold as a raw score (a logit for sigmoid scores)
+      a.raw_min = sig ? std::log(std::max(thr, 1e-12) / std::max(1.0 - thr, 1e-12)) : thr;
+      a.img_h = double(io.xs.back().h);
+      a.img_w = double(io.xs.back().w);
+      a.rect2 = rect2();
+      a.ignore_direction = ignore_direction();
+      a.sigmoid = sig;
+      a.no_orientation = io.constants.empty() ? nullptr : io.constants[0];
+      io.be->box_select(a, io.x[l], with_deltas() ? io.x[L + l] : nullptr, io.scratch[0], cand);
+      off += s.count();
     }
-    // Confidence threshold as a raw score (logit for sigmoid scores).
-    const double raw_min =
-        sig ? std::log(std::max(thr, 1e-12) / std::max(1.0 - thr, 1e-12)) : thr;
-    std::vector<float> out(size_t(io.ys.numel()), 0.f);
-    std::vector<Box1> a1;
-    std::vector<Box2> a2;
-    std::vector<char> valid;
-    for (int64_t n = 0; n < io.ys.n; ++n) {
-      std::vector<Box1> boxes1;
-      std::vector<Box2> boxes2;
-      std::vector<double> scores;
-      std::vector<int64_t> cls;
-      for (size_t l = 0; l < L; ++l) {
-        const BoxSource& s = src[l];
-        const Shape4& c = io.xs[l];
-        const int64_t HW = s.H * s.W, K = c.c / s.A;
-        read_boxes(s, io.xs[(with_deltas() ? 2 : 1) * L + l], bx[l].data(), n, a1, a2, valid);
-        const float* cp = cs[l].data() + n * c.per_sample();
-        std::vector<std::pair<float, int64_t>> cand;  // (score, (pos * A + a) * K + k)
-        for (int64_t pos = 0; pos < HW; ++pos)
-          for (int64_t a = 0; a < s.A; ++a)
-            for (int64_t k = 0; k < K; ++k) {
-              const float x = cp[(a * K + k) * HW + pos];
-              if (double(x) >= raw_min && valid[size_t(pos * s.A + a)]) cand.push_back({x, (pos * s.A + a) * K + k});
-            }
-        auto better = [](const std::pair<float, int64_t>& x, const std::pair<float, int64_t>& y) {
-          return x.first > y.first || (x.first == y.first && x.second < y.second);
-        };
-        if (cand.size() > top) {
-          std::partial_sort(cand.begin(), cand.begin() + std::ptrdiff_t(top), cand.end(), better);
-          cand.resize(top);
-        }
-        const float* dp = with_deltas() ? bd[l].data() + n * io.xs[L + l].per_sample() : nullptr;
-        for (auto& [x, q] : cand) {
-          const int64_t i = q / K, k = q % K, pos = i / s.A, a = i % s.A;
-          float d[6];
-          if (dp)
-            for (int64_t j = 0; j < D; ++j) d[j] = dp[(a * D + j) * HW + pos];
-          if (r2) {
-            Box2 b = dp ? decode_box(a2[size_t(i)], d, ign) : a2[size_t(i)];
-            if (!std::isfinite(b.r) || !std::isfinite(b.c) || !std::isfinite(b.phi) || !(b.l1 > 0) || !(b.l2 > 0))
-              continue;
-            if (std::find(no_orient_.begin(), no_orient_.end(), k) != no_orient_.end()) b = enclosing_axis_aligned(b);
-            boxes2.push_back(b);
-          } else {
-            Box1 b = dp ? decode_box(a1[size_t(i)], d) : a1[size_t(i)];
-            b.r1 = std::clamp(b.r1, -0.5, double(img.h) - 0.5);
-            b.r2 = std::clamp(b.r2, -0.5, double(img.h) - 0.5);
-            b.c1 = std::clamp(b.c1, -0.5, double(img.w) - 0.5);
-            b.c2 = std::clamp(b.c2, -0.5, double(img.w) - 0.5);
-            if (!(b.r2 > b.r1) || !(b.c2 > b.c1)) continue;
-            boxes1.push_back(b);
-          }
-          scores.push_back(sig ? 1.0 / (1.0 + std::exp(-double(x))) : double(x));
-          cls.push_back(k);
-        }
-      }
-      auto suppress = [&](const std::vector<size_t>& idx, double thr_iou) {
-        std::vector<double> sc;
-        for (size_t i : idx) sc.push_back(scores[i]);
-        std::vector<size_t> keep;
-        if (r2) {
-          std::vector<Box2> b;
-          for (size_t i : idx) b.push_back(boxes2[i]);
-          keep = nms(b, sc, thr_iou);
-        } else {
-          std::vector<Box1> b;
-          for (size_t i : idx) b.push_back(boxes1[i]);
-          keep = nms(b, sc, thr_iou);
-        }
-        for (auto& j : keep) j = idx[j];
-        return keep;
-      };
-      const int64_t K = io.xs[0].c / src[0].A;
-      std::vector<size_t> kept;
-      for (int64_t k = 0; k < K; ++k) {
-        std::vector<size_t> idx;
-        for (size_t i = 0; i < scores.size(); ++i)
-          if (cls[i] == k) idx.push_back(i);
-        for (size_t j : suppress(idx, max_overlap)) kept.push_back(j);
-      }
-      if (max_overlap_ca < 1.0) kept = suppress(kept, max_overlap_ca);
-      std::stable_sort(kept.begin(), kept.end(), [&](size_t a, size_t b) {
-        return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-      });
-      if (int64_t(kept.size()) > MNR) kept.resize(size_t(MNR));
-      float* y = out.data() + n * io.ys.per_sample();
-      for (int64_t m = 0; m < MNR; ++m) {
-        float* rec = y + m * (P + 2);
-        if (m >= int64_t(kept.size())) {
-          rec[P] = -1.f;
-          continue;
-        }
-        const size_t i = kept[size_t(m)];
-        if (r2) {
-          const Box2& b = boxes2[i];
-          const double v[5] = {b.r, b.c, b.phi, b.l1, b.l2};
-          for (int64_t q = 0; q < 5; ++q) rec[q] = float(v[q]);
-        } else {
-          const Box1& b = boxes1[i];
-          const double v[4] = {b.r1, b.c1, b.r2, b.c2};
-          for (int64_t q = 0; q < 4; ++q) rec[q] = float(v[q]);
-        }
-        rec[P] = float(cls[i]);
-        rec[P + 1] = float(scores[i]);
-      }
-    }
-    io.be->upload(io.y, out.data(), out.size());
+    ProposalNmsArgs a;
+    a.n = io.ys.n;
+    a.slots = S;
+    a.p = P;
+    a.mnr = io.ys.c;
+    a.max_overlap = real_param("max_overlap");
+    a.max_overlap_ca = real_param("max_overlap_class_agnostic");
+    io.be->box_nms(a, cand, io.y);
   }
   void backward(LayerIO&) override {}
 

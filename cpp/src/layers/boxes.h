@@ -1,7 +1,7 @@
 // Box geometry shared by the generic detection layers (anchors, box targets, box proposals; box_layers.cpp)
-// and the detection model (models/detection.cpp): HALCON's rectangle1 and rectangle2 (Box1, Box2), IoU, anchors,
-// the box encoding and greedy non-maximum suppression. IoU, angles and the encoding are backend/box_math.h's,
-// which the backends' assignment kernels use too.
+// and the detection model (models/detection.cpp): HALCON's rectangle1 and rectangle2 (Box1, Box2), IoU, anchors
+// and the box encoding. IoU, angles, the encoding and its decoding are backend/box_math.h's, which the backends'
+// box kernels use too; so is the proposals' non-maximum suppression.
 #pragma once
 
 #include <cstddef>
@@ -25,10 +25,6 @@ std::vector<Box1> level_anchors(int64_t level, int64_t map_h, int64_t map_w, int
 // directions, -1 if there is none.
 int64_t anchor_level(int64_t feature_h, int64_t feature_w, int64_t image_h, int64_t image_w);
 void encode_box(const Box1& anchor, const Box1& box, float out[4]);
-Box1 decode_box(const Box1& anchor, const float d[4]);
-// Greedy non-maximum suppression: indices of the kept boxes by descending score (ties: lower index first);
-// a box is dropped when its IoU with a kept, higher-scored box exceeds max_overlap.
-std::vector<size_t> nms(const std::vector<Box1>& boxes, const std::vector<double>& scores, double max_overlap);
 
 // Exact area IoU of two oriented rectangles (convex polygon clipping).
 double box_iou(const Box2& a, const Box2& b);
@@ -47,7 +43,5 @@ std::vector<Box2> level_anchors(int64_t level, int64_t map_h, int64_t map_w, int
 // Number of box deltas per oriented anchor: 5 with ignore_direction, else 6 (see boxes.cpp).
 inline int box2_deltas(bool ignore_direction) { return ignore_direction ? 5 : 6; }
 void encode_box(const Box2& anchor, const Box2& box, bool ignore_direction, float* out);
-Box2 decode_box(const Box2& anchor, const float* d, bool ignore_direction);
-std::vector<size_t> nms(const std::vector<Box2>& boxes, const std::vector<double>& scores, double max_overlap);
 
 }  // namespace opendl

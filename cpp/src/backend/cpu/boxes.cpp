@@ -1,7 +1,7 @@
-// CPU backend: the detection layers' box steps (gather, anchor assignment, training targets) with OpenMP over
-// the boxes; the per-box code is backend/box_math.h, shared with the CUDA plugin. Every output element is
-// written by one iteration and the best IoU of each ground-truth record is a maximum (order-free), so the
-// results do not depend on the thread count.
+// CPU backend: the detection layers' box steps (gather, anchor assignment, training targets, proposals) with
+// OpenMP over the boxes or images; the per-box code is backend/box_math.h, shared with the CUDA plugin. Every
+// output element is written by one iteration and the best IoU of each ground-truth record is a maximum
+// (order-free), so the results do not depend on the thread count.
 #include <algorithm>
 #include <vector>
 
@@ -54,6 +54,53 @@ void CpuBackend::box_targets(const BoxTargetArgs& a, const float* assign, const 
     const int64_t n = r / (a.a * a.per), dep = r % (a.a * a.per);
     float* yr = y + r * a.hw;
     for (int64_t pos = 0; pos < a.hw; ++pos) yr[pos] = bm::box_target_value(a, assign, gt, n, dep / a.per, dep % a.per, pos);
+  }
+}
+
+// Per image: the selection keys that name a candidate, the `sel` smallest in order, decoded.
+void CpuBackend::box_select(const ProposalSelectArgs& a, const float* scores, const float* deltas, const float* boxes,
+                            double* cand) {
+  const int64_t pos_n = a.hw, per_pos = a.a * a.k;
+#pragma omp parallel for schedule(dynamic) if (a.n > 1)
+  for (int64_t n = 0; n < a.n; ++n) {
+    std::vector<uint64_t> keys;
+    for (int64_t ak = 0; ak < per_pos; ++ak)  // the scores in memory order: box, class, position
+      for (int64_t pos = 0; pos < pos_n; ++pos) {
+        const uint64_t q = bm::select_key(a, scores, boxes, n, (pos * a.a + ak / a.k) * a.k + ak % a.k);
+        if (q != bm::kNoCandidate) keys.push_back(q);
+      }
+    const size_t sel = std::min(size_t(a.sel), keys.size());
+    std::partial_sort(keys.begin(), keys.begin() + std::ptrdiff_t(sel), keys.end());
+    for (int64_t r = 0; r < a.sel; ++r)
+      bm::select_decode(a, scores, deltas, boxes, n, r, size_t(r) < sel ? keys[size_t(r)] : bm::kNoCandidate, cand);
+  }
+}
+
+// Per image, greedy NMS in the candidates' order (ProposalNmsArgs). The two passes run together: whether a
+// candidate survives each depends only on the candidates ahead of it. Suppressions are computed for the
+// candidates kept by the per-class pass only, and the scan ends at the mnr-th survivor (nothing after it
+// changes the records written).
+void CpuBackend::box_nms(const ProposalNmsArgs& a, const double* cand, float* y) {
+#pragma omp parallel for schedule(dynamic) if (a.n > 1)
+  for (int64_t n = 0; n < a.n; ++n) {
+    std::vector<uint64_t> order;
+    for (int64_t s = 0; s < a.slots; ++s) {
+      const uint64_t q = bm::nms_key(a, cand, n, s);
+      if (q != bm::kNoCandidate) order.push_back(q);
+    }
+    std::sort(order.begin(), order.end());
+    auto at = [&](size_t x) { return bm::candidate(a, cand, n, int64_t(order[x] & 0xffffffffu)); };
+    std::vector<unsigned char> gone(order.size(), 0);  // bit 0: dropped per class, bit 1: class-agnostically
+    int64_t m = 0;
+    for (size_t x = 0; x < order.size() && m < a.mnr; ++x) {
+      if (gone[x] & 1u) continue;
+      const bool keep = !(gone[x] & 2u);
+      const double* cx = at(x);
+      for (size_t z = x + 1; z < order.size(); ++z)
+        if (!(gone[z] & 1u)) gone[z] |= bm::suppression(a, cx, at(z)) & (keep ? 3u : 1u);
+      if (keep) bm::write_proposal(a, cx, y, n, m++);
+    }
+    for (; m < a.mnr; ++m) bm::write_proposal(a, nullptr, y, n, m);
   }
 }
 

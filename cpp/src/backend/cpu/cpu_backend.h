@@ -98,6 +98,9 @@ class CpuBackend final : public Backend {
   void box_gather(const BoxGatherArgs& a, const float* src, float* dst) override;
   void box_assign(const BoxAssignArgs& a, const float* boxes, const float* gt, double* scratch, float* out) override;
   void box_targets(const BoxTargetArgs& a, const float* assign, const float* gt, float* y) override;
+  void box_select(const ProposalSelectArgs& a, const float* scores, const float* deltas, const float* boxes,
+                  double* cand) override;
+  void box_nms(const ProposalNmsArgs& a, const double* cand, float* y) override;
 };
 
 }  // namespace opendl
