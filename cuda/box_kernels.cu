@@ -4,6 +4,7 @@
 // (non-negative) doubles, and the foreground counts are sums of ones, so the results do not depend on
 // scheduling. The proposals sort unique 64-bit keys (CUB's segmented radix sort) and run a sequential greedy scan
 // per image over suppression bit masks, so they match the CPU backend's order and choices exactly.
+#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
 
 #include <climits>
@@ -11,6 +12,7 @@
 #include "backend/box_math.h"
 #include "kernels.h"
 #include "launch.cuh"
+#include "proposal_nms.h"
 
 namespace opendl::cuda {
 namespace {
@@ -83,74 +85,29 @@ __global__ void nms_key_kernel(ProposalNmsArgs a, const double* cand, uint64_t* 
   OPENDL_GRID_LOOP(i, size_t(a.n * a.slots)) keys[i] = bm::nms_key(a, cand, int64_t(i) / a.slots, int64_t(i) % a.slots);
 }
 
-// Suppression masks of images [n0, n0 + g): word w of row x (the x-th candidate of the image's order) has bit b set
-// when x suppresses candidate y = 64 w + b > x, mask1 in the per-class pass, mask2 in the class-agnostic one.
-// Words left of the row's own word are never read and not written.
 __global__ void nms_mask_kernel(ProposalNmsArgs a, const double* cand, const uint64_t* sorted, int64_t n0, int64_t g,
                                 int64_t words, uint64_t* mask1, uint64_t* mask2) {
-  OPENDL_GRID_LOOP(i, size_t(g * a.slots * words)) {
-    const int64_t w = int64_t(i) % words, x = (int64_t(i) / words) % a.slots, n = n0 + int64_t(i) / (words * a.slots);
-    if (w < (x >> 6)) continue;
-    const uint64_t* order = sorted + n * a.slots;
-    uint64_t m1 = 0, m2 = 0;
-    const uint64_t kx = order[x];
-    if (kx != bm::kNoCandidate) {
-      const double* cx = bm::candidate(a, cand, n, int64_t(kx & 0xffffffffu));
-      const int64_t y1 = a.slots < 64 * w + 64 ? a.slots : 64 * w + 64;
-      for (int64_t y = x + 1 > 64 * w ? x + 1 : 64 * w; y < y1; ++y) {
-        const uint64_t ky = order[y];
-        if (ky == bm::kNoCandidate) break;  // empty slots sort last
-        const unsigned s = bm::suppression(a, cx, bm::candidate(a, cand, n, int64_t(ky & 0xffffffffu)));
-        m1 |= uint64_t(s & 1u) << (y - 64 * w);
-        m2 |= uint64_t((s >> 1) & 1u) << (y - 64 * w);
-      }
-    }
-    mask1[i] = m1;
-    mask2[i] = m2;
-  }
+  OPENDL_GRID_LOOP(i, size_t(g * a.slots * words)) pn::mask_word(a, cand, sorted, n0, words, int64_t(i), mask1, mask2);
 }
 
-// The greedy scan of image n0 + blockIdx.x, as CpuBackend::box_nms: candidates in order; one dropped per class is
-// skipped, one kept per class suppresses per class, and also class-agnostically when it is not dropped there
-// (then it is written). The block's threads share the work on each mask row; `gone` holds 2 * words words per
-// image (global memory, made visible by the barriers).
+struct BlockSync {
+  __device__ void operator()() const { __syncthreads(); }
+};
+
+// One block per image of the group.
 __global__ void nms_scan_kernel(ProposalNmsArgs a, const double* cand, const uint64_t* sorted, int64_t n0,
                                 int64_t words, const uint64_t* mask1, const uint64_t* mask2, uint64_t* gone,
                                 float* y) {
-  const int64_t j = blockIdx.x, n = n0 + j;
-  uint64_t* gone1 = gone + j * 2 * words;
-  uint64_t* gone2 = gone1 + words;
-  for (int64_t w = threadIdx.x; w < words; w += blockDim.x) gone1[w] = gone2[w] = 0;
-  __syncthreads();
-  const uint64_t* order = sorted + n * a.slots;
-  int64_t m = 0;
-  for (int64_t x = 0; x < a.slots && m < a.mnr; ++x) {  // uniform across the block
-    const uint64_t kx = order[x];
-    if (kx == bm::kNoCandidate) break;
-    const uint64_t bit = uint64_t(1) << (x & 63);
-    const bool dropped = (gone1[x >> 6] & bit) != 0, keep = (gone2[x >> 6] & bit) == 0;
-    __syncthreads();  // every thread has read the flags before any adds to them
-    if (!dropped) {
-      const uint64_t* r1 = mask1 + (j * a.slots + x) * words;
-      const uint64_t* r2 = mask2 + (j * a.slots + x) * words;
-      for (int64_t w = (x >> 6) + threadIdx.x; w < words; w += blockDim.x) {
-        gone1[w] |= r1[w];
-        if (keep) gone2[w] |= r2[w];
-      }
-      if (keep) {
-        if (threadIdx.x == 0) bm::write_proposal(a, bm::candidate(a, cand, n, int64_t(kx & 0xffffffffu)), y, n, m);
-        ++m;
-      }
-    }
-    __syncthreads();
-  }
-  for (int64_t r = m + threadIdx.x; r < a.mnr; r += blockDim.x) bm::write_proposal(a, nullptr, y, n, r);
+  pn::scan(a, cand, sorted, n0, blockIdx.x, words, mask1, mask2, gone, y, threadIdx.x, blockDim.x, BlockSync{});
 }
 
 size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
 // A segmented sort of `segments` runs of `per` 64-bit keys in a workspace: the keys, the sorted keys, the segment
-// offsets and CUB's temporary storage, each 256-byte aligned.
+// offsets and CUB's temporary storage, each 256-byte aligned. CUB's segmented sort gives each segment one thread
+// block, so runs of kLargeSegment keys or more (a class-score map of a large level) are sorted one by one by its
+// device-wide sort instead; both give the same ascending order.
+constexpr int64_t kLargeSegment = int64_t(1) << 16;
 struct SortSpace {
   int64_t segments = 0, per = 0;
   size_t keys = 0, offsets = 0, temp = 0;
@@ -165,10 +122,14 @@ cudaError_t sort_space(int64_t segments, int64_t per, SortSpace& s) {
   s.per = per;
   s.keys = align256(size_t(segments * per) * sizeof(uint64_t));
   s.offsets = align256(size_t(segments + 1) * sizeof(int));
-  cudaError_t e = cub::DeviceSegmentedRadixSort::SortKeys(nullptr, s.temp, static_cast<const uint64_t*>(nullptr),
-                                                          static_cast<uint64_t*>(nullptr), int(segments * per),
-                                                          int(segments), static_cast<const int*>(nullptr),
-                                                          static_cast<const int*>(nullptr));
+  const uint64_t* none_in = nullptr;
+  uint64_t* none_out = nullptr;
+  const int* none_off = nullptr;
+  cudaError_t e = per >= kLargeSegment
+                      ? cub::DeviceRadixSort::SortKeys(nullptr, s.temp, none_in, none_out, int(per))
+                      : cub::DeviceSegmentedRadixSort::SortKeys(nullptr, s.temp, none_in, none_out,
+                                                                int(segments * per), int(segments), none_off,
+                                                                none_off);
   s.temp = align256(s.temp);
   return e;
 }
@@ -176,12 +137,20 @@ cudaError_t sort_space(int64_t segments, int64_t per, SortSpace& s) {
 // Sorts the keys at s.in(work) into s.out(work), each segment ascending.
 cudaError_t sort_segments(cudaStream_t stream, const SortSpace& s, void* work) {
   char* base = static_cast<char*>(work);
+  void* temp_storage = base + 2 * s.keys + s.offsets;
+  size_t temp = s.temp;
+  if (s.per >= kLargeSegment) {
+    for (int64_t i = 0; i < s.segments; ++i) {
+      cudaError_t e = cub::DeviceRadixSort::SortKeys(temp_storage, temp, s.in(work) + i * s.per,
+                                                     s.out(work) + i * s.per, int(s.per), 0, 64, stream);
+      if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+  }
   int* off = reinterpret_cast<int*>(base + 2 * s.keys);
   segment_offsets_kernel<<<grid_for(size_t(s.segments + 1)), kThreads, 0, stream>>>(off, s.segments, s.per);
-  size_t temp = s.temp;
-  return cub::DeviceSegmentedRadixSort::SortKeys(base + 2 * s.keys + s.offsets, temp, s.in(work), s.out(work),
-                                                 int(s.segments * s.per), int(s.segments), off, off + 1, 0, 64,
-                                                 stream);
+  return cub::DeviceSegmentedRadixSort::SortKeys(temp_storage, temp, s.in(work), s.out(work), int(s.segments * s.per),
+                                                 int(s.segments), off, off + 1, 0, 64, stream);
 }
 
 // The NMS workspace: the order sort, then for `group` images at a time the two masks and the scan's flags.

@@ -58,6 +58,9 @@ c++ -std=c++17 -O1 -I"$ROOT/cpp/src" "$ROOT/cuda/checks/gather_index_check.cpp" 
 "$BUILD/gather_index_check"
 # The index math of channels-last activations and cuDNN filter orders against backend.h's layouts (host code).
 c++ -std=c++17 -O1 -I"$ROOT/cpp/src" "$ROOT/cuda/checks/layout_index_check.cpp" -o "$BUILD/layout_index_check"
+# The box proposals' NMS (bit masks, greedy scan per image) against a two-pass reference (host code).
+c++ -std=c++17 -O1 -I"$ROOT/cpp/src" -I"$ROOT/cuda" "$ROOT/cuda/checks/proposal_nms_check.cpp" -o "$BUILD/proposal_nms_check"
+"$BUILD/proposal_nms_check"
 "$BUILD/layout_index_check"
 
 echo "ci_cuda_check: ok (pip $((t_pip - start)) s, configure+build $((t_build - t_pip)) s, total $(($(date +%s) - start)) s)"

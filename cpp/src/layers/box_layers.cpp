@@ -53,8 +53,8 @@
 // confident remain. Output (1, P + 2, max_num_detections, N): per record the P box parameters, the class
 // index and the confidence, by descending confidence; unused records are zeros with class -1. Candidates are
 // ranked by their raw score (descending; equal scores: the lower level, then the lower index (position * A +
-// box) * K + class first), for the selection, both NMS passes and the output alike. All of it runs on the backend's device (Backend::box_select, box_nms), so nothing is copied
-// to the host.
+// box) * K + class first), for the selection, both NMS passes and the output alike. All of it runs on the
+// backend's device (Backend::box_select, box_nms), so nothing is copied to the host.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -450,6 +450,9 @@ class BoxProposals : public BoxProducer {
       if (in[l].c * in[l].h * in[l].w >= (int64_t(1) << 32) - 1)
         fail(err::kInvalidShape, "layer '" + name() + "': class scores " + shape_str(in[l]) + " exceed 2^32 values");
     }
+    if (slots(in) >= (int64_t(1) << 32) - 1)  // NMS keys hold the slot in 32 bits
+      fail(err::kInvalidShape, "layer '" + name() + "': " + std::to_string(slots(in)) + " candidates per image "
+                                   "exceed 2^32; lower max_num_pre_nms");
     for (int64_t k : no_orient_)
       if (k >= K)
         fail(err::kWrongValue3, "layer '" + name() + "': class_ids_no_orientation holds " + std::to_string(k) +
