@@ -427,6 +427,52 @@ def test_winograd_convolutions_match_a_float64_reference(h, w, padding, ci, co):
     np.testing.assert_allclose(got["relu"], np.maximum(want, 0), rtol=0, atol=5e-5 * scale)
 
 
+def test_apply_of_a_trainable_model_follows_its_weights():
+    # apply_dl_model on a model that is not optimized also keeps each convolution's weights in its kernel's form
+    # between calls (Network::io: reordered, or Winograd-transformed for conv2, a 3x3 stride-1 layer of 64
+    # channels), and must remake them when the weights change: after set_dl_model_layer_weights and after a
+    # training step. The reference is conv2 in float64 from the weights the model holds at each stage, with the
+    # Winograd tolerance justified in the test above; the check that the previous stage's output differs from
+    # the new reference by far more than that tolerance makes sure stale weights would fail it.
+    ha.set_system("seed_rand", 17)
+    img = ha.create_dl_layer_input("image", [12, 12, 3], [], [])
+    lab = ha.create_dl_layer_input("image_label_id", [1, 1, 1], [], [])
+    wts = ha.create_dl_layer_input("weights", [1, 1, 1], [], [])
+    x = ha.create_dl_layer_convolution(img, "conv1", 1, 1, 1, 64, 1, "none", "none", [], [])
+    x = ha.create_dl_layer_convolution(x, "conv2", 3, 1, 1, 64, 1, "half_kernel_size", "relu", [], [])
+    x = ha.create_dl_layer_pooling(x, "gap", [1, 1], [1, 1], "none", "global_average", [], [])
+    sm = ha.create_dl_layer_softmax(ha.create_dl_layer_dense(x, "fc", 4, [], []), "softmax", [], [])
+    model = ha.create_dl_model(ha.create_dl_layer_loss_cross_entropy(sm, lab, wts, "loss", 1.0, [], []))
+    ha.set_dl_model_param(model, "batch_size", 2)
+    ha.set_dl_model_param(model, "learning_rate", 0.5)
+    batch = samples(2, seed=3)
+    x0 = np.stack([s["image"] for s in batch]).astype(np.float64).transpose(0, 3, 1, 2)
+
+    def reference():
+        w = {(n, t): ha.get_dl_model_layer_weights(model, n, t).astype(np.float64)
+             for n in ("conv1", "conv2") for t in ("weights", "bias")}
+        x1 = conv_ref(x0, w["conv1", "weights"], w["conv1", "bias"], 0)
+        return np.maximum(conv_ref(x1, w["conv2", "weights"], w["conv2", "bias"], 1), 0).transpose(0, 2, 3, 1)
+
+    previous = None
+    for stage in ("initial", "weights set", "trained"):
+        if stage == "weights set":
+            shape = ha.get_dl_model_layer_weights(model, "conv2", "weights").shape
+            new = np.random.default_rng(5).normal(0, 0.1, shape).astype(np.float32)
+            ha.set_dl_model_layer_weights(new, model, "conv2", "weights")
+        elif stage == "trained":
+            ha.train_dl_model_batch(model, batch)
+        got = outputs(model, batch, ["conv2"])["conv2"]
+        got_again = outputs(model, batch, ["conv2"])["conv2"]  # from the kept weights
+        want = reference()
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=5e-5 * scale, err_msg=stage)
+        np.testing.assert_array_equal(got_again, got, err_msg=stage)
+        if previous is not None:
+            assert np.abs(previous - want).max() > 20 * 5e-5 * scale, stage
+        previous = got
+
+
 def build_relu_layers(seed=13, batch=4):
     """ReLU layers after the layers inference plans can merge them into (fuse_conv_relu / fuse_bn_relu):
     r1 after a convolution with bias (c1), r2 after a folded normalisation (c2 + n2), r3 after a normalisation

@@ -443,9 +443,15 @@ LayerIO Network::io(size_t i, bool training, Rng* rng) {
   io.scratch = s.scratch;
   io.constants.assign(s.constants.begin(), s.constants.end());
   if (training) ++params_version_;  // training forward passes update statistics blobs
-  if (inference_only_ && i < prepared_.size()) {
+  // Inference calls (of an inference plan, or forward passes outside training) get the slot's prepared weights:
+  // the backend keeps them in its kernel's form (reordered, Winograd-transformed) until the weights change. A
+  // training pass drops them, as each step changes the weights, so that they hold no memory during training.
+  if (inference_only_ || !training) {
+    if (prepared_.size() != slots_.size()) prepared_.assign(slots_.size(), PreparedWeights{});
     prepared_[i].version = params_version_;
     io.prepared = &prepared_[i];
+  } else if (i < prepared_.size() && prepared_[i].data) {
+    prepared_[i] = PreparedWeights{};
   }
   io.training = training;
   io.rng = rng;

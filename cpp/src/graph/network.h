@@ -248,7 +248,7 @@ class Network {
   std::vector<int> plan_keep_;
   Fusions fus_;                   // of the current plan
   std::vector<bool> kept_;        // per slot: output readable after the call
-  std::vector<PreparedWeights> prepared_;  // per slot: weights in the backend's form (inference-only)
+  std::vector<PreparedWeights> prepared_;  // per slot: weights in the backend's form for inference calls
   std::map<int, Fold> folds_;
   float* arena_ = nullptr;
   size_t arena_floats_ = 0;
