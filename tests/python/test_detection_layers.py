@@ -410,6 +410,32 @@ def test_layer_construction_errors_name_the_fault():
     assert e.value.error_code == 7735 and "box deltas" in str(e.value)
 
 
+def test_proposals_refuse_levels_with_one_box_set_and_per_image_boxes_mixed():
+    # A second-stage proposals layer may read fixed anchors (one set of boxes for the batch) or a first stage's
+    # proposals (one set per image), but not both across its levels: the boxes of level 0 would be taken as one
+    # set while level 1's are per image. At batch 1 the two look alike (batch 1 each), so the layer is built;
+    # a batch size above 1 must then be refused with 7735 naming the layer and the shape, the model staying at
+    # its batch size and still applicable.
+    img = ha.create_dl_layer_input("image", [32, 32, 1], [], [])
+    f = ha.create_dl_layer_convolution(img, "c", 3, 1, 4, 8, 1, "half_kernel_size", "relu", [], [])
+    anc = ha.create_dl_layer_anchors(f, img, "anchors", RATIOS, SUB, [], [], [])
+    cls = ha.create_dl_layer_convolution(f, "cls", 3, 1, 1, A * K, 1, "half_kernel_size", "none", [], [])
+    box = ha.create_dl_layer_convolution(f, "box", 3, 1, 1, A * 4, 1, "half_kernel_size", "none", [], [])
+    first = ha.create_dl_layer_box_proposals(cls, box, anc, img, "first", ["max_num_detections"], [5])
+    cls2 = ha.create_dl_layer_dense(f, "cls2", 5 * K, [], [])
+    box2 = ha.create_dl_layer_dense(f, "box2", 5 * 4, [], [])
+    second = ha.create_dl_layer_box_proposals([cls, cls2], [box, box2], [anc, first], img, "second", [], [])
+    m = ha.create_dl_model([second])
+    batch = [{"image": np.zeros((32, 32, 1), np.float32)}]
+    ha.apply_dl_model(m, batch, ["second"])
+    with pytest.raises(HOperatorError) as e:
+        ha.set_dl_model_param(m, "batch_size", 2)
+    assert e.value.error_code == 7735
+    assert "'second'" in str(e.value) and "one set of boxes or one per image" in str(e.value)
+    assert ha.get_dl_model_param(m, "batch_size") == [1]
+    ha.apply_dl_model(m, batch, ["second"])
+
+
 def test_single_level_variant_and_generic_parameter_routing():
     img = ha.create_dl_layer_input("image", [32, 32, 1], [], [])
     f = ha.create_dl_layer_convolution(img, "c", 3, 1, 4, 4, 1, "half_kernel_size", "none", [], [])
