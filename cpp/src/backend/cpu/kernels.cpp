@@ -6,6 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "backend/cpu/cpu_backend.h"
 #include "backend/element_math.h"
 #include "backend/sampling_index.h"
@@ -18,15 +22,28 @@ Backend& cpu_backend() {
   return be;
 }
 
+void* host_alloc(size_t bytes) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const bool huge = bytes >= 2 * kHuge;
+  const size_t align = huge ? kHuge : 64;
+  size_t padded = (bytes + align - 1) / align * align;
+  if (padded == 0) padded = 64;
+  void* p = std::aligned_alloc(align, padded);
+  if (!p) fail(err::kHostMem, "out of host memory allocating " + std::to_string(bytes) + " bytes");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (huge) madvise(p, padded, MADV_HUGEPAGE);  // advice only: without transparent huge pages nothing changes
+#endif
+  return p;
+}
+void host_free(void* p) { std::free(p); }
+
 float* CpuBackend::alloc(size_t count) {
-  size_t bytes = ((count * sizeof(float) + 63) / 64) * 64;
-  if (bytes == 0) bytes = 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) fail(err::kHostMem, "out of host memory allocating " + std::to_string(count * sizeof(float)) + " bytes");
-  std::memset(p, 0, bytes);
+  const size_t bytes = count * sizeof(float);
+  void* p = host_alloc(bytes);
+  std::memset(p, 0, std::max<size_t>(bytes, 1));
   return static_cast<float*>(p);
 }
-void CpuBackend::free(float* p) { std::free(p); }
+void CpuBackend::free(float* p) { host_free(p); }
 
 // Element (n, c, p) of an (N, C, P) tensor sits at (n * C + c) * P + p plain and at ((n * C/B + c/B) * P + p) * B +
 // c % B blocked.

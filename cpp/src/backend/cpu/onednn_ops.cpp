@@ -393,7 +393,7 @@ namespace {
 struct ReorderedWeights {
   memory::desc desc;
   const float* from = nullptr;
-  std::vector<float> data;
+  HostFloats data;
 };
 memory prepared_weights(Operand& o, const float* w, PreparedWeights* pw) {
   if (o.same || !pw) return inner_input(o, 1, w);
