@@ -149,8 +149,8 @@ void transform_weights(const float* w, int64_t ic, int64_t oc, HostFloats& u) {
   u.resize(size_t(kA * kA * ic * oc));  // every entry is written below (not zeroed)
   // Tasks of one input channel and up to kOB output channels: their 36 values per pair are gathered in a local
   // block and written as 36 runs of contiguous floats (U is oc-fastest; one write per pair and plane straight
-  // into U strides by ic * oc floats and misses the cache on every write: ResNet-18's weights took ~240 ms that
-  // way, on the first inference call after each weight change).
+  // into U strides by ic * oc floats and misses the cache on every write: that cost ResNet-18 about 130 ms more
+  // on the first inference call after each weight change).
   constexpr int64_t kOB = 64;
   const int64_t blocks = (oc + kOB - 1) / kOB;
 #pragma omp parallel for collapse(2) schedule(static)
