@@ -44,11 +44,14 @@ class HostFloats {
   size_t n_ = 0;
 };
 
-// Winograd F(4x4, 3x3) forward pass for inference plans (winograd.cpp): whether it serves key k with
-// activation `act`, and the call (the transformed weights kept in `prepared`).
+// Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (winograd.cpp): whether it serves the forward pass of key k
+// with activation `act`, and the call (the transformed weights kept in `prepared`, or made per call where it is
+// null, as in training); whether it serves the data gradient of key k, and that call.
 bool winograd_applies(const ConvKey& k, Act act);
 void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
-                      PreparedWeights& prepared);
+                      PreparedWeights* prepared);
+bool winograd_applies_backward_data(const ConvKey& k);
+void winograd_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate);
 
 class CpuBackend final : public Backend {
  public:

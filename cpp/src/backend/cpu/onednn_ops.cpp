@@ -417,8 +417,8 @@ void CpuBackend::conv_forward(const ConvKey& k, Act act, const float* x, const f
                               PreparedWeights* prepared) {
   guarded("convolution forward", [&] {
     SingleThreadIfDeterministic single;
-    if (prepared && winograd_applies(k, act)) {
-      winograd_forward(k, act, x, w, b, y, *prepared);
+    if (winograd_applies(k, act)) {
+      winograd_forward(k, act, x, w, b, y, prepared);
       return;
     }
     auto p = conv_prims(k, act);
@@ -455,6 +455,10 @@ void CpuBackend::conv_backward(const ConvKey& k, const float* x, const float* dy
       ob.finish(*this);
     }
     if (!dx) return;
+    if (winograd_applies_backward_data(k)) {
+      winograd_backward_data(k, dy, w, dx, accumulate_dx);
+      return;
+    }
     InnerOutput out(p->d_dsrc, 2, dx, accumulate_dx);
     run(p->bwd_data, {{DNNL_ARG_DIFF_DST, p->d_ddst.inner == p->w_ddst.inner ? ddst : inner_input(p->d_ddst, 0, dy)},
                       {DNNL_ARG_WEIGHTS, inner_input(p->d_w, 1, w)},

@@ -139,14 +139,15 @@ struct WinogradWeights {
   HostFloats u;
 };
 
-void transform_weights(const float* w, int64_t ic, int64_t oc, HostFloats& u) {
+// `flipped`: the transform of the data gradient's convolution instead, whose kernel for output channel q and input
+// channel i is w[i][q] rotated by 180 degrees (w then holds (ic, oc, 3, 3) in this function's ic / oc).
+void transform_weights(const float* w, int64_t ic, int64_t oc, bool flipped, float* u) {
   static const double G[kA][3] = {{1.0 / 4, 0, 0},
                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                   {0, 0, 1}};
-  u.resize(size_t(kA * kA * ic * oc));  // every entry is written below (not zeroed)
   // Tasks of one input channel and up to kOB output channels: their 36 values per pair are gathered in a local
   // block and written as 36 runs of contiguous floats (U is oc-fastest; one write per pair and plane straight
   // into U strides by ic * oc floats and misses the cache on every write: that cost ResNet-18 about 130 ms more
@@ -159,7 +160,13 @@ void transform_weights(const float* w, int64_t ic, int64_t oc, HostFloats& u) {
       float t[kA * kA][kOB];
       const int64_t o0 = ob * kOB, on = std::min(kOB, oc - o0);
       for (int64_t q = 0; q < on; ++q) {
-        const float* k = w + ((o0 + q) * ic + i) * 9;
+        float k[9];
+        if (flipped) {
+          const float* f = w + (i * oc + o0 + q) * 9;
+          for (int j = 0; j < 9; ++j) k[j] = f[8 - j];
+        } else {
+          std::memcpy(k, w + ((o0 + q) * ic + i) * 9, sizeof(k));
+        }
         double gk[kA][3];  // G g
         for (int a = 0; a < kA; ++a)
           for (int c = 0; c < 3; ++c) gk[a][c] = G[a][0] * k[c] + G[a][1] * k[3 + c] + G[a][2] * k[6 + c];
@@ -167,8 +174,16 @@ void transform_weights(const float* w, int64_t ic, int64_t oc, HostFloats& u) {
           for (int b = 0; b < kA; ++b)  // (G g) G^T
             t[a * kA + b][q] = float(gk[a][0] * G[b][0] + gk[a][1] * G[b][1] + gk[a][2] * G[b][2]);
       }
-      for (int ab = 0; ab < kA * kA; ++ab) std::copy(t[ab], t[ab] + on, u.data() + (ab * ic + i) * oc + o0);
+      for (int ab = 0; ab < kA * kA; ++ab) std::copy(t[ab], t[ab] + on, u + (ab * ic + i) * oc + o0);
     }
+}
+
+// Transformed weights of a training call, made per call (the weights change with every step) into one block
+// that grows to the largest layer's 36 ic oc floats and is kept for the next calls (38 MiB at 512 channels).
+float* call_weights(size_t n) {
+  thread_local HostFloats block;
+  if (block.size() < n) block.resize(n);
+  return block.data();
 }
 
 float* scratch(int slot, size_t n) {
@@ -191,50 +206,45 @@ constexpr int64_t kMinChannels = 64;
 // 68.6 against 72.1 ms with those layers direct; at batch 2 (8 tiles) Winograd was level (41.7 against 42.9 ms).
 constexpr int64_t kMinTiles = 8;
 
-bool winograd_applies(const ConvKey& k, Act act) {
+namespace {
+bool winograd_enabled() {
   static const bool enabled = [] {
     const char* e = std::getenv("OPENDL_WINOGRAD");
     return !(e && std::string(e) == "0");
   }();
-  if (!enabled) return false;
-  auto lanes_ok = [](int64_t block, int64_t c) { return block > 0 && block % kL == 0 && c % kL == 0; };
-  return k.inference && !k.transposed && k.groups == 1 && k.kh == 3 && k.kw == 3 && k.sh == 1 && k.sw == 1 &&
-         k.dh == 1 && k.dw == 1 && (act == Act::kNone || act == Act::kRelu) && lanes_ok(k.xb, k.ic) &&
-         lanes_ok(k.yb, k.oc) && k.ic >= kMinChannels && k.oc >= kMinChannels &&
-         k.n * ((k.oh + kM - 1) / kM) * ((k.ow + kM - 1) / kM) >= kMinTiles;
+  return enabled;
 }
 
-void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
-                      PreparedWeights& pw) {
+// Whether a 3x3 stride-1 convolution from ic to oc channels with output oh x ow goes through Winograd.
+bool shape_applies(const ConvKey& k, int64_t ic, int64_t oc, int64_t oh, int64_t ow, int64_t xb, int64_t yb) {
+  auto lanes_ok = [](int64_t block, int64_t c) { return block > 0 && block % kL == 0 && c % kL == 0; };
+  return winograd_enabled() && !k.transposed && k.groups == 1 && k.kh == 3 && k.kw == 3 && k.sh == 1 &&
+         k.sw == 1 && k.dh == 1 && k.dw == 1 && lanes_ok(xb, ic) && lanes_ok(yb, oc) && ic >= kMinChannels &&
+         oc >= kMinChannels && k.n * ((oh + kM - 1) / kM) * ((ow + kM - 1) / kM) >= kMinTiles;
+}
+
+Geometry geometry(int64_t n, int64_t ic, int64_t ih, int64_t iw, int64_t oc, int64_t oh, int64_t ow, int64_t pt,
+                  int64_t pl, int64_t xb, int64_t yb) {
   Geometry g;
-  g.n = k.n;
-  g.ic = k.ic;
-  g.oc = k.oc;
-  g.ih = k.ih;
-  g.iw = k.iw;
-  g.oh = k.oh;
-  g.ow = k.ow;
-  g.pt = k.pt;
-  g.pl = k.pl;
-  g.th = (k.oh + kM - 1) / kM;
-  g.tw = (k.ow + kM - 1) / kM;
+  g.n = n;
+  g.ic = ic;
+  g.oc = oc;
+  g.ih = ih;
+  g.iw = iw;
+  g.oh = oh;
+  g.ow = ow;
+  g.pt = pt;
+  g.pl = pl;
+  g.th = (oh + kM - 1) / kM;
+  g.tw = (ow + kM - 1) / kM;
   g.tiles = g.n * g.th * g.tw;
-  g.xl = Layout{k.ic, k.ih, k.iw, k.xb};
-  g.yl = Layout{k.oc, k.oh, k.ow, k.yb};
+  g.xl = Layout{ic, ih, iw, xb};
+  g.yl = Layout{oc, oh, ow, yb};
+  return g;
+}
 
-  auto* ww = pw.kind == PreparedWeights::kWinograd ? static_cast<WinogradWeights*>(pw.data.get()) : nullptr;
-  if (!ww || pw.made_from != pw.version || ww->from != w || ww->ic != k.ic || ww->oc != k.oc) {
-    auto fresh = std::make_shared<WinogradWeights>();
-    fresh->from = w;
-    fresh->ic = k.ic;
-    fresh->oc = k.oc;
-    transform_weights(w, k.ic, k.oc, fresh->u);
-    pw.data = fresh;
-    pw.kind = PreparedWeights::kWinograd;
-    pw.made_from = pw.version;
-    ww = fresh.get();
-  }
-
+// The tiles of g: input transform, the 36 products with the transformed weights u, output transform into y.
+void run(Geometry g, const Epilogue& e, const float* x, const float* u, float* y) {
   // Tiles in chunks, each transformed, multiplied and transformed back before the next, so that its V and M
   // stay in cache. The transformed weights are read once per chunk: chunks of 8 ic oc / (ic + oc) tiles keep
   // that to 1/8 of the chunk's V and M traffic (64 channels: 256 tiles; 512 channels: 2048, in practice one
@@ -247,7 +257,6 @@ void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w,
   float* v = scratch(0, size_t(kA * kA * std::min(step, g.tiles) * g.ic));
   float* m = scratch(1, size_t(kA * kA * std::min(step, g.tiles) * g.oc));
   const int64_t icg = g.ic / kL, ocg = g.oc / kL;
-  const Epilogue e{b, act == Act::kRelu, k.sum != 0, k.sum == 2};
   for (int64_t base = 0; base < g.tiles; base += step) {
     g.base = base;
     g.count = std::min(step, g.tiles - base);
@@ -263,7 +272,6 @@ void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w,
     // a gemm called inside a parallel region sequentially). Measured against one batched oneDNN matmul (its
     // gemm threaded within each product): 124 against 85 GFLOP/s for 256 x 256 x 256, 83 against 51 for
     // 64 x 512 x 512, 174 against 130 for 256 x 64 x 64 (2 threads, oneDNN 3.2 alone).
-    const float* u = ww->u.data();
     bool ok = true;
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : ok)
     for (int xi = 0; xi < kA * kA; ++xi)
@@ -274,6 +282,50 @@ void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w,
     for (int64_t ch = 0; ch < tasks; ++ch)
       output_tiles(g, m, y, e, base + ch * per_task, base + std::min(g.count, (ch + 1) * per_task), 0, ocg);
   }
+}
+}  // namespace
+
+bool winograd_applies(const ConvKey& k, Act act) {
+  return (act == Act::kNone || act == Act::kRelu) && shape_applies(k, k.ic, k.oc, k.oh, k.ow, k.xb, k.yb);
+}
+
+// The data gradient of a 3x3 stride-1 convolution is a 3x3 stride-1 convolution of dy with the kernels rotated by
+// 180 degrees, input and output channels swapped, and the padding 2 - pad: dx[i] = sum_r dy[i + pt - r] w[r].
+bool winograd_applies_backward_data(const ConvKey& k) {
+  return k.pt <= 2 && k.pl <= 2 && shape_applies(k, k.oc, k.ic, k.ih, k.iw, k.yb, k.xb);
+}
+
+void winograd_forward(const ConvKey& k, Act act, const float* x, const float* w, const float* b, float* y,
+                      PreparedWeights* pw) {
+  const Geometry g = geometry(k.n, k.ic, k.ih, k.iw, k.oc, k.oh, k.ow, k.pt, k.pl, k.xb, k.yb);
+  const Epilogue e{b, act == Act::kRelu, k.sum != 0, k.sum == 2};
+  if (!pw) {  // a training call: the weights are new
+    float* u = call_weights(size_t(kA * kA * k.ic * k.oc));
+    transform_weights(w, k.ic, k.oc, false, u);
+    run(g, e, x, u, y);
+    return;
+  }
+  auto* ww = pw->kind == PreparedWeights::kWinograd ? static_cast<WinogradWeights*>(pw->data.get()) : nullptr;
+  if (!ww || pw->made_from != pw->version || ww->from != w || ww->ic != k.ic || ww->oc != k.oc) {
+    auto fresh = std::make_shared<WinogradWeights>();
+    fresh->from = w;
+    fresh->ic = k.ic;
+    fresh->oc = k.oc;
+    fresh->u.resize(size_t(kA * kA * k.ic * k.oc));  // every entry is written (not zeroed)
+    transform_weights(w, k.ic, k.oc, false, fresh->u.data());
+    pw->data = fresh;
+    pw->kind = PreparedWeights::kWinograd;
+    pw->made_from = pw->version;
+    ww = fresh.get();
+  }
+  run(g, e, x, ww->u.data(), y);
+}
+
+void winograd_backward_data(const ConvKey& k, const float* dy, const float* w, float* dx, bool accumulate) {
+  const Geometry g = geometry(k.n, k.oc, k.oh, k.ow, k.ic, k.ih, k.iw, 2 - k.pt, 2 - k.pl, k.yb, k.xb);
+  float* u = call_weights(size_t(kA * kA * k.ic * k.oc));
+  transform_weights(w, k.oc, k.ic, true, u);
+  run(g, Epilogue{nullptr, false, accumulate, false}, dy, u, dx);
 }
 
 }  // namespace opendl
