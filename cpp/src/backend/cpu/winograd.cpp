@@ -1,15 +1,18 @@
-// Winograd F(4x4, 3x3) convolution for inference plans (Lavin & Gray, "Fast Algorithms for Convolutional
-// Neural Networks", CVPR 2016). A 3x3 stride-1 convolution computes each 4x4 output tile from a 6x6 input tile
-// with 36 products per channel pair instead of 144:
+// Winograd F(4x4, 3x3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR
+// 2016). A 3x3 stride-1 convolution computes each 4x4 output tile from a 6x6 input tile with 36 products per
+// channel pair instead of 144:
 //   Y = A^T [ (G g G^T) (.) (B^T d B) ] A      (g: 3x3 kernel, d: 6x6 input tile, (.) elementwise),
 // summed over input channels. Per call: the input transform writes V[36][T][IC] (T tiles over the batch), 36
-// matrix products M[xi] = V[xi] U[xi] (oneDNN sgemm) with the transformed weights U[36][IC][OC]
-// (prepared once per weights version, in double), and the output transform adds the bias and runs the
-// epilogue (activation, residual sum, ReLU) while writing y. Activations are read and written in the
+// matrix products M[xi] = V[xi] U[xi] (oneDNN sgemm) with the transformed weights U[36][IC][OC] (kept per
+// weights version for inference calls, made per call in training), and the output transform adds the bias and
+// runs the epilogue (activation, residual sum, ReLU) while writing y. Activations are read and written in the
 // network's layouts with 8 consecutive channels per position (nChw8c / nChw16c / nhwc), 8 lanes at a time.
-// The transforms raise float32 rounding: 5e-6..1.1e-5 of the output's scale per layer of 64-256 input channels
-// against 6e-7..2e-6 for oneDNN's direct kernels (test_inference_optimization.py; the points 0, +-1, +-2 keep
-// the transform entries small), which is why training keeps the direct kernels. OPENDL_WINOGRAD=0 turns it off.
+// Training also computes the data gradient this way: it is the 3x3 stride-1 convolution of dy with the kernels
+// rotated by 180 degrees and the channels swapped. The weight gradient stays on oneDNN's direct kernel.
+// The transforms raise float32 rounding: 3e-6..1.5e-5 of the output's scale per layer of 64-256 input channels
+// against 3e-7..2e-6 for oneDNN's direct kernels (test_inference_optimization.py, test_winograd_training.py;
+// the points 0, +-1, +-2 keep the transform entries small), far below the noise of stochastic gradients.
+// OPENDL_WINOGRAD=0 turns it off.
 #include <omp.h>
 
 #include <algorithm>
@@ -132,48 +135,65 @@ OPENDL_CPU_CLONES void output_tiles(const Geometry& g, const float* m, float* y,
   }
 }
 
-// The transformed weights U[xi][ic][oc] = (G g G^T)[xi] of w (oc, ic, 3, 3), computed in double.
+// The transformed weights U[xi][ic][oc] = (G g G^T)[xi] of w (oc, ic, 3, 3), kept for inference calls.
 struct WinogradWeights {
   const float* from = nullptr;
   int64_t ic = 0, oc = 0;
   HostFloats u;
 };
 
-// `flipped`: the transform of the data gradient's convolution instead, whose kernel for output channel q and input
-// channel i is w[i][q] rotated by 180 degrees (w then holds (ic, oc, 3, 3) in this function's ic / oc).
+// The transformed kernels of input channel i and output channels [o0, o0 + on) (on <= kOB), 8 output channels
+// per vector: t[xi][q] = (G g G^T)[xi] of the kernel of output channel o0 + q. In float: its rounding (~1e-7 of
+// the weights' scale) is far below that of the input and output transforms. `flipped`: the transform of the
+// data gradient's convolution instead, whose kernel for output channel q and input channel i is w[i][q] rotated
+// by 180 degrees (w then holds (ic, oc, 3, 3) in this function's ic / oc).
+constexpr int64_t kOB = 64;
+OPENDL_CPU_CLONES void transform_kernels(const float* w, int64_t ic, int64_t oc, bool flipped, int64_t i, int64_t o0,
+                                         int64_t on, float (*t)[kOB]) {
+  for (int64_t q0 = 0; q0 < on; q0 += kL) {
+    V8 k[9];
+    for (int l = 0; l < kL; ++l) {
+      const int64_t q = o0 + q0 + l;
+      for (int j = 0; j < 9; ++j)
+        k[j][l] = q0 + l >= on ? 0.f : flipped ? w[(i * oc + q) * 9 + 8 - j] : w[(q * ic + i) * 9 + j];
+    }
+    // G g: rows of G are (1/4, 0, 0), (-1/6, -1/6, -1/6), (-1/6, 1/6, -1/6), (1/24, 1/12, 1/6),
+    // (1/24, -1/12, 1/6), (0, 0, 1).
+    V8 gk[kA][3];
+    for (int c = 0; c < 3; ++c) {
+      const V8 a = k[c], b = k[3 + c], d = k[6 + c];
+      gk[0][c] = a * (1.f / 4);
+      gk[1][c] = (a + b + d) * (-1.f / 6);
+      gk[2][c] = (a - b + d) * (-1.f / 6);
+      gk[3][c] = a * (1.f / 24) + b * (1.f / 12) + d * (1.f / 6);
+      gk[4][c] = a * (1.f / 24) - b * (1.f / 12) + d * (1.f / 6);
+      gk[5][c] = d;
+    }
+    for (int r = 0; r < kA; ++r) {  // (G g) G^T: the same combinations along the other axis
+      const V8 a = gk[r][0], b = gk[r][1], d = gk[r][2];
+      store8(t[r * kA + 0] + q0, a * (1.f / 4));
+      store8(t[r * kA + 1] + q0, (a + b + d) * (-1.f / 6));
+      store8(t[r * kA + 2] + q0, (a - b + d) * (-1.f / 6));
+      store8(t[r * kA + 3] + q0, a * (1.f / 24) + b * (1.f / 12) + d * (1.f / 6));
+      store8(t[r * kA + 4] + q0, a * (1.f / 24) - b * (1.f / 12) + d * (1.f / 6));
+      store8(t[r * kA + 5] + q0, d);
+    }
+  }
+}
+
+// U[xi][ic][oc] of w (oc, ic, 3, 3), or of the data gradient's convolution (`flipped`). Tasks of one input
+// channel and up to kOB output channels: their 36 values per pair are gathered in a local block and written as
+// 36 runs of contiguous floats (U is oc-fastest; one write per pair and plane straight into U strides by
+// ic * oc floats and misses the cache on every write: that cost ResNet-18 about 130 ms more on the first
+// inference call after each weight change).
 void transform_weights(const float* w, int64_t ic, int64_t oc, bool flipped, float* u) {
-  static const double G[kA][3] = {{1.0 / 4, 0, 0},
-                                  {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                  {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                  {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                  {0, 0, 1}};
-  // Tasks of one input channel and up to kOB output channels: their 36 values per pair are gathered in a local
-  // block and written as 36 runs of contiguous floats (U is oc-fastest; one write per pair and plane straight
-  // into U strides by ic * oc floats and misses the cache on every write: that cost ResNet-18 about 130 ms more
-  // on the first inference call after each weight change).
-  constexpr int64_t kOB = 64;
   const int64_t blocks = (oc + kOB - 1) / kOB;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t i = 0; i < ic; ++i)
     for (int64_t ob = 0; ob < blocks; ++ob) {
-      float t[kA * kA][kOB];
+      alignas(32) float t[kA * kA][kOB];
       const int64_t o0 = ob * kOB, on = std::min(kOB, oc - o0);
-      for (int64_t q = 0; q < on; ++q) {
-        float k[9];
-        if (flipped) {
-          const float* f = w + (i * oc + o0 + q) * 9;
-          for (int j = 0; j < 9; ++j) k[j] = f[8 - j];
-        } else {
-          std::memcpy(k, w + ((o0 + q) * ic + i) * 9, sizeof(k));
-        }
-        double gk[kA][3];  // G g
-        for (int a = 0; a < kA; ++a)
-          for (int c = 0; c < 3; ++c) gk[a][c] = G[a][0] * k[c] + G[a][1] * k[3 + c] + G[a][2] * k[6 + c];
-        for (int a = 0; a < kA; ++a)
-          for (int b = 0; b < kA; ++b)  // (G g) G^T
-            t[a * kA + b][q] = float(gk[a][0] * G[b][0] + gk[a][1] * G[b][1] + gk[a][2] * G[b][2]);
-      }
+      transform_kernels(w, ic, oc, flipped, i, o0, on, t);
       for (int ab = 0; ab < kA * kA; ++ab) std::copy(t[ab], t[ab] + on, u + (ab * ic + i) * oc + o0);
     }
 }
