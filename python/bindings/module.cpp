@@ -23,7 +23,18 @@ namespace {
 Value to_value(const py::handle& o) {
   if (py::isinstance<py::str>(o)) return o.cast<std::string>();
   if (py::isinstance<py::bool_>(o)) return int64_t(o.cast<bool>() ? 1 : 0);
-  if (PyLong_Check(o.ptr()) || (PyIndex_Check(o.ptr()) && !PyFloat_Check(o.ptr()))) return o.cast<int64_t>();
+  if (PyLong_Check(o.ptr()) || (PyIndex_Check(o.ptr()) && !PyFloat_Check(o.ptr()))) {
+    // HALCON's integers are 64-bit: a larger one is refused, not wrapped or left to a cast error.
+    py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(o.ptr()));
+    if (!i) throw py::error_already_set();
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
+    if (overflow)
+      throw Error(err::kWrongValue2, "", "the integer " + py::str(i).cast<std::string>().substr(0, 40) +
+                                             " does not fit in 64 bits");
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return int64_t(v);
+  }
   if (PyFloat_Check(o.ptr()) || py::hasattr(o, "__float__")) return o.cast<double>();
   throw Error(err::kWrongType2, "", std::string("cannot convert a Python ") + py::str(o.get_type().attr("__name__")).cast<std::string>() +
                                         " to a tuple element (int, float or str)");
@@ -184,8 +195,10 @@ Sample to_sample(const py::handle& d, size_t index) {
     if (py::isinstance<py::dict>(v)) continue;  // nested dicts are not model inputs
     try {
       s[key] = to_tuple(v);
-    } catch (const Error&) {
-      // Values that are no tuple (handles, objects) are never inputs of a layer-built model.
+    } catch (const Error& e) {
+      // Values that are no tuple (handles, objects) are never inputs of a layer-built model; a number that is
+      // one but does not fit is refused here, naming the sample and key.
+      if (e.code() != err::kWrongType2) throw Error(e.code(), "", what + ": " + e.message());
     } catch (const py::error_already_set&) {
     }
   }

@@ -403,7 +403,11 @@ def _file_name(file_name, op: str, code: int) -> str:
     items = [file_name] if isinstance(file_name, os.PathLike) else as_list(file_name)
     if len(items) != 1 or not isinstance(items[0], (str, os.PathLike)):
         raise HOperatorError(code, f"file_name must be one file name, got {file_name!r}", op)
-    return os.fspath(items[0])
+    path = os.fspath(items[0])
+    # The C++ layer would end the name at a NUL and so read or overwrite another file.
+    if "\0" in (path if isinstance(path, str) else path.decode("utf-8", "replace")):
+        raise HOperatorError(code, f"file_name must not contain a NUL character, got {path!r}", op)
+    return path
 
 
 def _to_tree(h: HHandle, op: str, strict: bool, path: set) -> dict:

@@ -25,14 +25,14 @@ def set_system(system_parameter, value):
         raise HOperatorError(1402, f"{len(names)} parameter name(s) but {len(values)} value(s)", op)
     for n, v in zip(names, values):
         if n == "seed_rand":
-            if not isinstance(v, int) or v < 0:
-                raise HOperatorError(1302, f"'seed_rand' needs a non-negative integer, got {v!r}", op)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**64:
+                raise HOperatorError(1302, f"'seed_rand' needs an integer in [0, 2^64), got {v!r}", op)
             _core.set_seed(v)
             from ._proc import RANDOM
             RANDOM.reseed(v)  # the procedures' random source restarts too, also when the seed is the same
         elif n == "thread_num":
-            if not isinstance(v, int) or v < 1:
-                raise HOperatorError(1302, f"'thread_num' needs an integer >= 1, got {v!r}", op)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v < 2**31:
+                raise HOperatorError(1302, f"'thread_num' needs an integer in [1, 2^31), got {v!r}", op)
             _core.set_thread_num(v)
         elif n in _SETTERS:
             if v not in ("true", "false"):

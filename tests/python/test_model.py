@@ -369,3 +369,50 @@ def test_gpu_graphs_setting_and_the_cpu_never_records():
     for i in range(3):
         ha.train_dl_model_batch(m, samples(2, seed=i))
     assert _core._train_step_graphs(m.core("test")) == {"recorded": 0, "refused": 0, "replayed": 0}
+
+
+def test_sizes_and_integers_beyond_64_bits_and_nul_in_file_names_are_refused(tmp_path):
+    """Sizes whose value counts overflow 64 bits used to wrap into small buffers (a batch size of 2^62 was
+    accepted and the next apply_dl_model crashed); integers beyond 64 bits escaped as pybind11 cast errors; a NUL
+    in a file name made write_dl_model overwrite the file named by the part before it."""
+    m = small_net()
+    before = state(m)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_param(m, "batch_size", 2**62)
+    assert e.value.error_code == 7735 and "2^56 values" in str(e.value) and "'image'" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_param(m, "batch_size", 2**63)
+    assert e.value.error_code == 1302 and "64 bits" in str(e.value)
+    assert ha.get_dl_model_param(m, "batch_size") == [1]
+    assert_same(before, state(m))
+    assert len(ha.apply_dl_model(m, samples(1), ["softmax"])) == 1
+
+    x = ha.create_dl_layer_input("x", [8, 8, 1], [], [])
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.create_dl_model(ha.create_dl_layer_zoom_size(x, "z", 2**32, 2**32, "bilinear", "false", [], []))
+    assert e.value.error_code == 7735 and "'z'" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.create_dl_layer_input("y", [2**70, 8, 1], [], [])
+    assert e.value.error_code == 1302
+
+    ha.set_dl_model_param(m, "batch_size", 2)
+    batch = samples(2)
+    batch[0]["image_label_id"] = 2**63
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_model_batch(m, batch)
+    assert e.value.error_code == 1302 and "sample 0, key 'image_label_id'" in str(e.value)
+    assert_same(before, state(m))
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_system("seed_rand", 2**70)
+    assert e.value.error_code == 1302 and "seed_rand" in str(e.value)
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    for write in (lambda: ha.write_dl_model(m, str(victim) + "\0.hdl"),
+                  lambda: ha.write_dict(ha.create_dict(), str(victim) + "\0.hdict", [], [])):
+        with pytest.raises(ha.HOperatorError) as e:
+            write()
+        assert e.value.error_code in (1201, 1202) and "NUL" in str(e.value)
+    assert victim.read_bytes() == b"precious"
+    with pytest.raises(ha.HOperatorError):
+        ha.read_dl_model(str(victim) + "\0.hdl")

@@ -230,6 +230,15 @@ void Network::set_batch_size(int64_t n) {
     } else {
       shapes[i] = s.layer->infer(in_shapes[i]);
     }
+    // Sizes whose counts overflow 64 bits (in values, or in bytes summed over a network's buffers) would wrap
+    // into small or negative buffer sizes: refused here, before anything is allocated. Smaller sizes that do
+    // not fit the memory are refused by the allocator (6001 / 4104).
+    constexpr int64_t kMaxValues = int64_t(1) << 56;
+    int64_t values = 1;
+    for (int64_t d : {shapes[i].n, shapes[i].c, shapes[i].h, shapes[i].w})
+      if (d < 0 || __builtin_mul_overflow(values, d, &values) || values > kMaxValues)
+        fail(err::kInvalidShape, "layer '" + s.layer->name() + "': output shape " + shapes[i].str() +
+                                     " holds more than 2^56 values (batch_size " + std::to_string(n) + ")");
   }
   const std::vector<int64_t> blocks = plan_layouts(shapes);
   const int64_t old = batch_size_;

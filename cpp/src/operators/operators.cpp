@@ -36,6 +36,8 @@ auto op(const char* name, F&& f) -> decltype(f()) {
     throw Error(e.code(), name, e.message());
   } catch (const std::bad_alloc&) {
     throw Error(err::kHostMem, name, "out of host memory");
+  } catch (const std::length_error&) {  // a container asked for more than it can hold
+    throw Error(err::kHostMem, name, "out of host memory (a requested size exceeds what can be allocated)");
   }
 }
 
