@@ -245,22 +245,9 @@ bool shape_applies(const ConvKey& k, int64_t ic, int64_t oc, int64_t oh, int64_t
 
 Geometry geometry(int64_t n, int64_t ic, int64_t ih, int64_t iw, int64_t oc, int64_t oh, int64_t ow, int64_t pt,
                   int64_t pl, int64_t xb, int64_t yb) {
-  Geometry g;
-  g.n = n;
-  g.ic = ic;
-  g.oc = oc;
-  g.ih = ih;
-  g.iw = iw;
-  g.oh = oh;
-  g.ow = ow;
-  g.pt = pt;
-  g.pl = pl;
-  g.th = (oh + kM - 1) / kM;
-  g.tw = (ow + kM - 1) / kM;
-  g.tiles = g.n * g.th * g.tw;
-  g.xl = Layout{ic, ih, iw, xb};
-  g.yl = Layout{oc, oh, ow, yb};
-  return g;
+  const int64_t th = (oh + kM - 1) / kM, tw = (ow + kM - 1) / kM;
+  return Geometry{n, ic, oc, ih, iw, oh, ow, pt, pl, th, tw, n * th * tw, Layout{ic, ih, iw, xb},
+                  Layout{oc, oh, ow, yb}};
 }
 
 // The tiles of g: input transform, the 36 products with the transformed weights u, output transform into y.
