@@ -225,8 +225,11 @@ PYBIND11_MODULE(_core, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
-      py::object cls = py::module_::import("opendl.errors").attr("HOperatorError");
-      py::object exc = cls(e.code(), e.message(), e.op());
+      py::module_ errors = py::module_::import("opendl.errors");
+      py::object cls = errors.attr("HOperatorError");
+      // A conversion of the arguments failed before the operator ran: name the Python operator that called.
+      py::object op = e.op().empty() ? errors.attr("_caller_operator")() : py::str(e.op());
+      py::object exc = cls(e.code(), e.message(), op);
       PyErr_SetObject(cls.ptr(), exc.ptr());
     }
   });

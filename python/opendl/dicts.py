@@ -511,7 +511,11 @@ def read_dict(file_name, gen_param_name, gen_param_value):
         raise HOperatorError(H_ERR_WFF, f"{candidate!r} is not UTF-8 JSON text: {e}", op) from e
     if is_json:
         return _json_text_to_handle(text, op, params, H_ERR_WFF)
-    return _from_tree(_call_core("dict_read_file", op, candidate))
+    tree = _call_core("dict_read_file", op, candidate)
+    if isinstance(tree, dict) and list(tree.get("format", [])) == ["opendl_model"] and "format_version" in tree:
+        raise HOperatorError(H_ERR_WFF, f"{candidate!r} is a deep-learning model file (write_dl_model); read it "
+                                        "with read_dl_model", op)
+    return _from_tree(tree)
 
 
 # ---------------------------------------------------------------- JSON
@@ -613,10 +617,26 @@ class _JsonReader:
         return [v]
 
 
+class _JsonValueError(ValueError):
+    pass
+
+
 def _json_text_to_handle(text: str, op: str, params: dict, bad_code: int) -> HHandle:
+    def integer(digits: str) -> int:
+        v = int(digits)
+        if not -2 ** 63 <= v < 2 ** 63:
+            raise _JsonValueError(f"the integer {digits[:20]}{'...' if len(digits) > 20 else ''} does not fit "
+                                  "64 bits")
+        return v
+
+    def constant(name: str):
+        raise _JsonValueError(f"{name} is not a JSON value (JSON has no NaN or infinity)")
+
     try:
-        node = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
+        node = json.loads(text, parse_int=integer, parse_constant=constant)
+    except _JsonValueError as e:
+        raise HOperatorError(bad_code, f"the text is no valid JSON: {e}", op) from None
+    except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError, as is Python's digit limit
         raise HOperatorError(bad_code, f"the text is no valid JSON: {e}", op) from None
     if not isinstance(node, (dict, list)):
         raise HOperatorError(bad_code, f"the JSON text must hold an object or an array, not {type(node).__name__}",

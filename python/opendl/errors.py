@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 H_MSG_OK = 2
 H_ERR_WIPT1 = 1201
 H_ERR_WIPT2 = 1202
@@ -71,6 +73,18 @@ class HOperatorError(HError):
         if operator_name:
             text += f" in operator {operator_name}"
         super().__init__(f"{text}: {message}" if message else text)
+
+
+def _caller_operator() -> str:
+    """The opendl operator on the Python stack, for errors of the C++ binding's argument conversion, which fail
+    before the C++ operator (which names itself) runs."""
+    f = sys._getframe(1)
+    while f is not None:
+        code = f.f_code
+        if f.f_globals.get("__name__", "").startswith("opendl") and not code.co_name.startswith(("_", "<")):
+            return getattr(code, "co_qualname", code.co_name)
+        f = f.f_back
+    return ""
 
 
 class HTupleConversionError(HError):

@@ -43,6 +43,7 @@ import numpy as np
 from ._convert import as_list
 from ._proc import (H_ERR_DL_MODEL_OPERATOR_UNSUPPORTED, content, flag, gen_params, get, get1, is_int,
                     is_number, name_value_params, new_dict, put, samples_of, sub_dict)
+from ._handles import expect_handle
 from .errors import H_ERR_DICT_KEY, HOperatorError
 
 __all__ = ["create_evaluation_default_param", "evaluate_dl_model", "gen_confusion_matrix"]
@@ -181,25 +182,16 @@ def _select(ds: dict, samples: list, method, values, op: str) -> list:
     return out
 
 
-def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_select_values, gen_param):
-    """Applies the model batch-wise to the selected preprocessed samples and computes the measures of spec
-    C.10 (classification and segmentation models). Returns (evaluation_result, eval_params)."""
+def _settings(dlmodel_handle, gen_param, op: str):
+    """evaluate_dl_model's GenParam checked against the model, before any sample is read -> (model type, the
+    EvalParams dict handle, its content, the user's keys, the type's checked settings)."""
     from .model import get_dl_model_param
 
-    op = "evaluate_dl_model"
-    ds = content(dldataset, op, "dldataset")
     model_type = get_dl_model_param(dlmodel_handle, "type")[0]
     if model_type not in ("classification", "segmentation", "detection"):
         raise HOperatorError(H_ERR_DL_MODEL_OPERATOR_UNSUPPORTED, f"evaluation of {model_type!r} models is not "
                                                                   "supported yet (classification, segmentation, "
                                                                   "detection)", op)
-    samples = samples_of(ds, op)
-    if not samples:
-        raise HOperatorError(1301, "dldataset holds no samples", op)
-    if "preprocess_param" not in ds or "dlsample_dir" not in ds:
-        raise HOperatorError(H_ERR_DICT_KEY, "the dataset needs to be preprocessed already (no 'preprocess_param' / "
-                                             "'dlsample_dir'; run preprocess_dl_dataset)", op)
-    selected = _select(ds, samples, sample_select_method, sample_select_values, op)
     class_ids = [int(c) for c in get_dl_model_param(dlmodel_handle, "class_ids")]
     eval_params = create_evaluation_default_param(model_type, class_ids)
     ep = content(eval_params, op, "eval_params")
@@ -210,14 +202,47 @@ def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_se
                                        f"{model_type!r}", op)
         put(ep, k, v)
     if "class_ids" in user:
+        if not user["class_ids"] or not all(is_int(c) for c in user["class_ids"]):
+            raise HOperatorError(1305, f"GenParam 'class_ids' must be integers, got {user['class_ids']!r}", op)
         put(ep, "num_classes", len(user["class_ids"]))
     if "show_progress" in user:
         flag(user["show_progress"], op, 1305, "GenParam 'show_progress'")
     if model_type == "detection":
-        return _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
+        it = get_dl_model_param(dlmodel_handle, "instance_type")[0]
+        ignore_direction = it == "rectangle2" and get_dl_model_param(dlmodel_handle, "ignore_direction")[0] == "true"
+        settings = _detection_settings(ep, it, ignore_direction, op)
+    elif model_type == "segmentation":
+        settings = _segmentation_settings(dlmodel_handle, ep, user, op)
+    else:
+        settings = _classification_settings(dlmodel_handle, ep, user, op)
+    return model_type, eval_params, ep, settings
+
+
+def check_evaluation_param(dlmodel_handle, gen_param, op: str) -> None:
+    """Raises the error evaluate_dl_model would raise for this GenParam and model (train_dl_model checks its
+    evaluation parameters before the first training step, so that a bad one does not surface after an epoch)."""
+    _settings(dlmodel_handle, gen_param, op)
+
+
+def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_select_values, gen_param):
+    """Applies the model batch-wise to the selected preprocessed samples and computes the measures of spec
+    C.10 (classification and segmentation models). Returns (evaluation_result, eval_params)."""
+    op = "evaluate_dl_model"
+    ds = content(dldataset, op, "dldataset")
+    expect_handle(dlmodel_handle, "dl_model", op, "dlmodel_handle")
+    samples = samples_of(ds, op)
+    if not samples:
+        raise HOperatorError(1301, "dldataset holds no samples", op)
+    if "preprocess_param" not in ds or "dlsample_dir" not in ds:
+        raise HOperatorError(H_ERR_DICT_KEY, "the dataset needs to be preprocessed already (no 'preprocess_param' / "
+                                             "'dlsample_dir'; run preprocess_dl_dataset)", op)
+    selected = _select(ds, samples, sample_select_method, sample_select_values, op)
+    model_type, eval_params, ep, settings = _settings(dlmodel_handle, gen_param, op)
+    if model_type == "detection":
+        return _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, settings, eval_params, op)
     if model_type == "segmentation":
-        return _evaluate_segmentation(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
-    return _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op)
+        return _evaluate_segmentation(dldataset, dlmodel_handle, selected, ep, settings, eval_params, op)
+    return _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, settings, eval_params, op)
 
 
 def _batches(dldataset, dlmodel_handle, selected):
@@ -231,7 +256,7 @@ def _batches(dldataset, dlmodel_handle, selected):
         yield idx, batch, apply_dl_model(dlmodel_handle, batch, [])
 
 
-def _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op):
+def _classification_settings(dlmodel_handle, ep, user, op):
     from .model import get_dl_model_param
     if "class_ids_to_evaluate" in user and "class_names_to_evaluate" in user:
         raise HOperatorError(1305, "give 'class_ids_to_evaluate' or 'class_names_to_evaluate', not both", op)
@@ -255,6 +280,11 @@ def _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, u
             if t != "global" and t not in class_ids:
                 raise HOperatorError(1305, f"class_ids_to_evaluate {t!r} is not one of the class ids {class_ids}",
                                      op)
+    return class_ids, measures, targets
+
+
+def _evaluate_classification(dldataset, dlmodel_handle, samples, selected, ep, settings, eval_params, op):
+    class_ids, measures, targets = settings
     image_ids, labels, ranked = [], [], []
     for idx, batch, results in _batches(dldataset, dlmodel_handle, selected):
         for i, s in zip(idx, batch):
@@ -373,16 +403,26 @@ def segmentation_measures(cm: np.ndarray, measures: list) -> dict:
     return out
 
 
-def _evaluate_segmentation(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op):
+def _segmentation_settings(dlmodel_handle, ep, user, op):
     from .model import get_dl_model_param
     class_ids = [int(c) for c in get(ep, "class_ids")]
     model_ignore = [int(c) for c in get_dl_model_param(dlmodel_handle, "ignore_class_ids")]
-    ignore = sorted(set(model_ignore) | {int(c) for c in as_list(user.get("ignore_class_ids", []))})
+    extra = as_list(user.get("ignore_class_ids", []))
+    if not all(is_int(c) for c in extra):
+        raise HOperatorError(1305, f"GenParam 'ignore_class_ids' must be integers, got {extra!r}", op)
+    ignore = sorted(set(model_ignore) | {int(c) for c in extra})
     put(ep, "ignore_class_ids", ignore)
     measures = _segmentation_measures(as_list(get(ep, "measures")), op)
     both = sorted(set(ignore) & set(class_ids))
     if both:
         raise HOperatorError(1305, f"class ids {both} are both evaluated and ignored", op)
+    if min(class_ids + ignore, default=0) < 0:
+        raise HOperatorError(1305, f"class ids must be >= 0, got {class_ids + ignore}", op)
+    return class_ids, ignore, measures
+
+
+def _evaluate_segmentation(dldataset, dlmodel_handle, selected, ep, settings, eval_params, op):
+    class_ids, ignore, measures = settings
     k = len(class_ids)
     lut = np.full(max(class_ids + ignore) + 1, -2, np.int64)  # -2: unknown id, -1: ignored
     lut[class_ids] = np.arange(k)
@@ -449,13 +489,10 @@ def _detection_settings(ep: dict, model_instance_type: str, ignore_direction: bo
             "detailed": detailed, "interpolate": interpolate}
 
 
-def _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, user, eval_params, op):
+def _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, cfg, eval_params, op):
     from . import _detection_eval as de
-    from .model import get_dl_model_param
     class_ids = [int(c) for c in get(ep, "class_ids")]
-    it = get_dl_model_param(dlmodel_handle, "instance_type")[0]
-    ignore_direction = it == "rectangle2" and get_dl_model_param(dlmodel_handle, "ignore_direction")[0] == "true"
-    cfg = _detection_settings(ep, it, ignore_direction, op)
+    it = cfg["instance_type"]
     keys = de.RECT1 if it == "rectangle1" else de.RECT2
     images, image_ids = [], []
     for idx, batch, results in _batches(dldataset, dlmodel_handle, selected):

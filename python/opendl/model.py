@@ -249,10 +249,13 @@ def get_dl_model_layer_weights(dlmodel_handle, layer_name, weights_type):
 
 def set_dl_model_layer_weights(weights, dlmodel_handle, layer_name, weights_type):
     op = "set_dl_model_layer_weights"
-    arr = np.asarray(weights)
+    try:
+        arr = np.asarray(weights)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise HOperatorError(1201, f"weights must be a numeric array of one shape: {e}", op) from None
     if arr.dtype != np.float32:
-        if not np.issubdtype(arr.dtype, np.number):
-            raise HOperatorError(1201, f"weights must be a numeric array, got dtype {arr.dtype}", op)
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise HOperatorError(1201, f"weights must be a real-valued numeric array, got dtype {arr.dtype}", op)
         arr = arr.astype(np.float32)
     _model(dlmodel_handle, op).set_weights(np.ascontiguousarray(arr), one_str(layer_name, op, "layer_name"),
                                            one_str(weights_type, op, "weights_type"))

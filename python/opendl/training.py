@@ -120,7 +120,8 @@ def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs
     """TrainParam dict (spec C.6) for train_dl_model. gen_param_name: 'evaluate' (evaluate_dl_model GenParam),
     'augment' (augment_dl_samples GenParam), 'change' (change strategies), 'serialize' (serialization
     strategies; default [{type: 'best', basename: 'model_best'}]), 'display'; opendl extras 'early_stopping',
-    'evaluate_before_train', 'data_loader' ({'num_data_workers', 'prefetch_batches'})."""
+    'evaluate_before_train', 'data_loader' ({'num_data_workers', 'prefetch_batches'}). Every value is checked
+    here, against the model, so that train_dl_model does not fail after it changed the model."""
     op = "create_dl_train_param"
     expect_handle(dlmodel_handle, "dl_model", op, "dlmodel_handle")
     model_type = get_dl_model_param(dlmodel_handle, "type")[0]
@@ -129,16 +130,16 @@ def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs
                              f"train_dl_model does not support models of type '{model_type}' yet "
                              f"(supported: {', '.join(_TRAINABLE_TYPES)})", op)
     ne = as_list(num_epochs)
-    if len(ne) != 1 or not _proc.is_number(ne[0]) or ne[0] <= 0:
-        raise HOperatorError(1302, f"num_epochs must be one number > 0, got {num_epochs!r}", op)
+    if len(ne) != 1 or not _finite(ne[0]) or ne[0] <= 0:
+        raise HOperatorError(1302, f"num_epochs must be one finite number > 0, got {num_epochs!r}", op)
     ei = as_list(evaluation_interval_epochs)
-    if len(ei) != 1 or not _proc.is_number(ei[0]) or ei[0] < 0:
-        raise HOperatorError(1303, f"evaluation_interval_epochs must be one number >= 0, got "
+    if len(ei) != 1 or not _finite(ei[0]) or ei[0] < 0:
+        raise HOperatorError(1303, f"evaluation_interval_epochs must be one finite number >= 0, got "
                                    f"{evaluation_interval_epochs!r}", op)
     display = _proc.flag(enable_display, op, 1304, "enable_display")
     seed = as_list(random_seed)
-    if seed and (len(seed) != 1 or not _proc.is_int(seed[0]) or seed[0] < 0):
-        raise HOperatorError(1305, f"random_seed must be one integer >= 0 or [], got {random_seed!r}", op)
+    if seed and (len(seed) != 1 or not _proc.is_int(seed[0]) or not 0 <= seed[0] < 2 ** 64):
+        raise HOperatorError(1305, f"random_seed must be one integer in [0, 2^64) or [], got {random_seed!r}", op)
     seed = int(seed[0]) if seed else int(time.time())
     names, values = as_list(gen_param_name), as_list(gen_param_value)
     if len(names) != len(values):
@@ -148,107 +149,271 @@ def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs
         if n not in _GEN_PARAMS:
             raise HOperatorError(1306, f"the provided gen_param_name {n!r} is invalid (accepted: "
                                        f"{', '.join(repr(a) for a in _GEN_PARAMS)})", op)
-        gp[n] = _sub(v) if n in ("evaluate", "augment", "display", "early_stopping", "data_loader") else _plain(v)
-    evaluation_param = gp.get("evaluate", {}) or {}
-    if not isinstance(evaluation_param, dict):
-        raise HOperatorError(1307, "'evaluate' takes a dict (evaluate_dl_model GenParam)", op)
-    keys, best_highest = _comparison_keys(model_type, as_list(evaluation_param.get("measures", [])))
-    display_param = gp.get("display", {}) or {}
-    if not isinstance(display_param, dict):
-        raise HOperatorError(1307, "'display' takes a dict", op)
-    for k in display_param:
-        if k not in _DISPLAY_KEYS:
-            raise HOperatorError(1307, f"unknown display key {k!r} (accepted: "
-                                       f"{', '.join(repr(a) for a in _DISPLAY_KEYS)})", op)
-    display_param = dict(display_param, enabled=[1 if display else 0])
-    serialize = _dicts(gp.get("serialize")) or [{"type": ["best"], "basename": ["model_best"]}]
-    strategies = [_check_serialization(s, op) for s in serialize]
-    changes = [_check_change(c, op) for c in _dicts(gp.get("change"))]
-    early = gp.get("early_stopping")
-    if early not in (None, [], {}):
-        early = _check_early(early, op)
-    else:
-        early = []
-    loader = gp.get("data_loader", {}) or {}
-    workers = int(_one(loader.get("num_data_workers"), 2)) if isinstance(loader, dict) else -1
-    prefetch = int(_one(loader.get("prefetch_batches"), 4)) if isinstance(loader, dict) else -1
-    if workers < 0 or prefetch < 1:
-        raise HOperatorError(1307, "'data_loader' takes a dict with 'num_data_workers' >= 0 and "
-                                   "'prefetch_batches' >= 1", op)
-    ebt = _proc.flag(gp.get("evaluate_before_train", "false"), op, 1307, "'evaluate_before_train'")
-    from .dicts import from_python_dict
-    return from_python_dict({
+        if n in gp:
+            raise HOperatorError(1306, f"gen_param_name {n!r} is given twice", op)
+        if n in ("evaluate", "augment", "display", "early_stopping", "data_loader"):
+            p = _plain(v)
+            if isinstance(p, list) and len(p) == 1:
+                p = p[0]
+            if p != [] and not isinstance(p, dict):
+                raise HOperatorError(1307, f"gen_param_value of {n!r} must be a dict (or []), got "
+                                           f"{type(v).__name__} {v!r}", op)
+            gp[n] = p or {}
+        else:
+            gp[n] = _plain(v)
+    evaluation_param = gp.get("evaluate", {})
+    keys, best_highest = _comparison_keys(model_type, [m for m in as_list(evaluation_param.get("measures", []))
+                                                       if isinstance(m, str)])
+    display_param = dict(gp.get("display", {}), enabled=[1 if display else 0])
+    serialize = gp.get("serialize", [])
+    if not _dict_list(serialize):
+        raise HOperatorError(1307, f"'serialize' takes dicts (serialization strategies), got {serialize!r}", op)
+    change = gp.get("change", [])
+    if not _dict_list(change):
+        raise HOperatorError(1307, f"'change' takes dicts (change strategies), got {change!r}", op)
+    loader = gp.get("data_loader", {})
+    tp = {
         "num_epochs": [ne[0]],
         "evaluation_interval_epochs": [ei[0]],
         "evaluation_param": evaluation_param,
-        "augmentation_param": gp.get("augment", {}) or {},
-        "change_strategies": changes,
-        "serialization_strategies": strategies,
+        "augmentation_param": gp.get("augment", {}),
+        "change_strategies": _dicts(change),
+        "serialization_strategies": _dicts(serialize) or [{"type": ["best"], "basename": ["model_best"]}],
         "seed_rand": [seed],
         "display_param": display_param,
         "update_interval_seconds": [2],
         "evaluation_comparison_keys": keys,
         "evaluation_comparison_keys_best_highest": [best_highest],
         "num_samples_mean_loss": [1000],
-        "evaluate_before_train": ["true" if ebt else "false"],
-        "early_stopping": early,
-        "data_loader": {"num_data_workers": [workers], "prefetch_batches": [prefetch]},
-    })
+        "evaluate_before_train": ["true" if _proc.flag(gp.get("evaluate_before_train", "false"), op, 1307,
+                                                       "'evaluate_before_train'") else "false"],
+        "early_stopping": gp.get("early_stopping") or [],
+        "data_loader": {"num_data_workers": [_one(loader.get("num_data_workers"), 2)],
+                        "prefetch_batches": [_one(loader.get("prefetch_batches"), 4)],
+                        **{k: v for k, v in loader.items() if k not in ("num_data_workers", "prefetch_batches")}},
+    }
+    tp = _check_train_param(tp, dlmodel_handle, op, 1307)
+    from .dicts import from_python_dict
+    return from_python_dict(tp)
 
 
-def _check_serialization(s: dict, op: str) -> dict:
+def _finite(v) -> bool:
+    return _proc.is_number(v) and math.isfinite(v)
+
+
+def _dict_list(v) -> bool:
+    """[] / a dict / a list of dicts (what a tuple of dict handles reads as)."""
+    return v in (None, []) or isinstance(v, dict) or (isinstance(v, list) and all(isinstance(x, dict) for x in v))
+
+
+_TRAIN_PARAM_KEYS = ("num_epochs", "evaluation_interval_epochs", "evaluation_param", "augmentation_param",
+                     "change_strategies", "serialization_strategies", "seed_rand", "display_param",
+                     "update_interval_seconds", "evaluation_comparison_keys",
+                     "evaluation_comparison_keys_best_highest", "num_samples_mean_loss", "evaluate_before_train",
+                     "early_stopping", "data_loader")
+# Parameters a change strategy may set that only hold a number in the solver: checking a value by setting it and
+# setting the old one back leaves the model exactly as it was.
+_SOLVER_NUMBERS = ("learning_rate", "momentum", "weight_prior", "adam_beta1", "adam_beta2", "adam_epsilon")
+
+
+def _check_train_param(tp: dict, model, op: str, code: int) -> dict:
+    """A TrainParam (plain dict) checked value by value against the model -> its normalised form. Raises
+    HOperatorError(code, ...) naming the key and value at fault; changes nothing."""
+    def fail(msg):
+        raise HOperatorError(code, msg, op)
+
+    def one(key, where, check, what, default=None):
+        v = where.get(key, default if default is None else [default])
+        v = as_list(v)
+        if len(v) != 1 or not check(v[0]):
+            fail(f"{key!r} must be {what}, got {v!r}")
+        return v[0]
+
+    for k in tp:
+        if k not in _TRAIN_PARAM_KEYS:
+            fail(f"unknown train_param key {k!r} (create_dl_train_param writes "
+                 f"{', '.join(repr(a) for a in _TRAIN_PARAM_KEYS)})")
+    is_int = _proc.is_int
+    out = {}
+    out["num_epochs"] = [one("num_epochs", tp, lambda v: _finite(v) and v > 0, "one finite number > 0")]
+    out["evaluation_interval_epochs"] = [one("evaluation_interval_epochs", tp, lambda v: _finite(v) and v >= 0,
+                                             "one finite number >= 0", 0)]
+    out["seed_rand"] = [one("seed_rand", tp, lambda v: is_int(v) and 0 <= v < 2 ** 64, "one integer in [0, 2^64)",
+                            0)]
+    out["update_interval_seconds"] = [one("update_interval_seconds", tp, lambda v: _finite(v) and v >= 0,
+                                          "one finite number >= 0", 2)]
+    out["num_samples_mean_loss"] = [one("num_samples_mean_loss", tp, lambda v: is_int(v) and 1 <= v < 2 ** 31,
+                                        "one integer >= 1", 1000)]
+    out["evaluate_before_train"] = [one("evaluate_before_train", tp, lambda v: v in ("true", "false"),
+                                        "'true' or 'false'", "false")]
+    out["evaluation_comparison_keys_best_highest"] = [
+        one("evaluation_comparison_keys_best_highest", tp, lambda v: v in (0, 1) and is_int(v), "0 or 1", 0)]
+    keys = as_list(tp.get("evaluation_comparison_keys", ["top1_error"]))
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        fail(f"'evaluation_comparison_keys' must be names of evaluation measures, got {keys!r}")
+    out["evaluation_comparison_keys"] = keys
+
+    def sub(key):
+        v = _plain(tp.get(key, {}))
+        if isinstance(v, list) and len(v) <= 1 and all(isinstance(x, dict) for x in v):
+            v = v[0] if v else {}
+        if not isinstance(v, dict):
+            fail(f"{key!r} must be a dict, got {v!r}")
+        return v
+
+    def nested(name, check, arg):
+        try:
+            check(arg)
+        except HOperatorError as e:
+            raise HOperatorError(code, f"{name}: {e.extended_error_message}", op) from None
+
+    from .evaluation import check_evaluation_param
+    from .preprocess import _aug_params
+    out["evaluation_param"] = sub("evaluation_param")
+    nested("'evaluate'", lambda p: check_evaluation_param(model, p, op), out["evaluation_param"])
+    out["augmentation_param"] = sub("augmentation_param")
+    nested("'augment'", lambda p: _aug_params(p, op), out["augmentation_param"])
+    out["display_param"] = _check_display(sub("display_param"), fail)
+    early = sub("early_stopping")
+    out["early_stopping"] = _check_early(early, fail) if early else []
+    out["data_loader"] = _check_loader(sub("data_loader"), fail)
+    serial, change = _plain(tp.get("serialization_strategies", [])), _plain(tp.get("change_strategies", []))
+    if not _dict_list(serial) or not _dict_list(change):
+        fail("'serialization_strategies' and 'change_strategies' must be dicts")
+    out["serialization_strategies"] = [_check_serialization(s, fail) for s in _dicts(serial)]
+    out["change_strategies"] = [_check_change(c, model, fail) for c in _dicts(change)]
+    return out
+
+
+def _check_display(d: dict, fail) -> dict:
+    for k in d:
+        if k not in _DISPLAY_KEYS:
+            fail(f"unknown display key {k!r} (accepted: {', '.join(repr(a) for a in _DISPLAY_KEYS)})")
+    checks = {"selected_percentage_train_samples": (lambda v: _finite(v) and 0 <= v <= 100, "a number in [0, 100]"),
+              "plot_dir": (lambda v: isinstance(v, str) and "\0" not in v, "a folder name"),
+              "num_images": (lambda v: _proc.is_int(v) and v >= 0, "an integer >= 0"),
+              "change_plot_interval_seconds": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
+              "update_images_interval_epochs": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
+              "enabled": (lambda v: v in (0, 1, "true", "false"), "0 or 1")}
+    for k, (check, what) in checks.items():
+        if k in d:
+            v = as_list(d[k])
+            if len(v) != 1 or not check(v[0]):
+                fail(f"display key {k!r} must be {what}, got {d[k]!r}")
+    return d
+
+
+def _check_loader(d: dict, fail) -> dict:
+    for k in d:
+        if k not in ("num_data_workers", "prefetch_batches"):
+            fail(f"unknown data_loader key {k!r} (accepted: 'num_data_workers', 'prefetch_batches')")
+    w, p = as_list(d.get("num_data_workers", [2])), as_list(d.get("prefetch_batches", [4]))
+    if len(w) != 1 or not _proc.is_int(w[0]) or not 0 <= w[0] <= 256:
+        fail(f"data_loader 'num_data_workers' must be an integer in [0, 256] (0: load in the training thread), "
+             f"got {d.get('num_data_workers')!r}")
+    if len(p) != 1 or not _proc.is_int(p[0]) or not 1 <= p[0] <= 4096:
+        fail(f"data_loader 'prefetch_batches' must be an integer in [1, 4096], got {d.get('prefetch_batches')!r}")
+    return {"num_data_workers": [int(w[0])], "prefetch_batches": [int(p[0])]}
+
+
+def _check_serialization(s: dict, fail) -> dict:
+    for k in s:
+        if k not in ("type", "basename", "epochs"):
+            fail(f"unknown serialization strategy key {k!r} (accepted: 'type', 'basename', 'epochs')")
     kind = _one(s.get("type"))
     if kind not in ("best", "final", "epochs", "current"):
-        raise HOperatorError(1307, f"serialization strategy type {kind!r} is unknown (accepted: 'best', 'final', "
-                                   "'epochs', 'current')", op)
+        fail(f"serialization strategy type {kind!r} is unknown (accepted: 'best', 'final', 'epochs', 'current')")
     out = {"type": [kind]}
     base = as_list(s.get("basename", []))
+    for b in base:
+        if not isinstance(b, str) or not b or "\0" in b:
+            fail(f"serialization strategy {kind!r}: 'basename' must be non-empty file names, got {base!r}")
     if kind == "epochs":
-        epochs = sorted(float(e) for e in as_list(s.get("epochs", [])))
-        if not epochs:
-            raise HOperatorError(1307, "serialization strategy 'epochs' needs 'epochs'", op)
+        epochs = as_list(s.get("epochs", []))
+        if not epochs or not all(_finite(e) and e > 0 for e in epochs):
+            fail(f"serialization strategy 'epochs' needs 'epochs', finite numbers > 0, got {epochs!r}")
         if len(base) not in (0, 1, len(epochs)):
-            raise HOperatorError(1307, "serialization strategy 'epochs' takes one basename or one per epoch", op)
-        out["epochs"] = epochs
-        out["basename"] = base or ["model_at_epoch"]
+            fail("serialization strategy 'epochs' takes one basename or one per epoch")
+        order = sorted(range(len(epochs)), key=lambda i: epochs[i])
+        out["epochs"] = [float(epochs[i]) for i in order]
+        out["basename"] = [base[i] for i in order] if len(base) == len(epochs) > 1 else base or ["model_at_epoch"]
     else:
-        out["basename"] = base[:1] or [kind]
+        if "epochs" in s:
+            fail(f"serialization strategy {kind!r} takes no 'epochs' (only type 'epochs' does)")
+        if len(base) > 1:
+            fail(f"serialization strategy {kind!r} takes one basename, got {base!r}")
+        out["basename"] = base or [kind]
     return out
 
 
-def _check_change(c: dict, op: str) -> dict:
+def _check_value(model, name: str, value: list, fail) -> None:
+    """Whether set_dl_model_param(model, name, value) would succeed, leaving the model as it is."""
+    from .model import _model
+    core = _model(model, "set_dl_model_param")
+    try:
+        if name in _SOLVER_NUMBERS:
+            old = core.get_param(name)
+            core.set_param(name, value)  # a plain number of the solver: set, then set back
+            core.set_param(name, old)
+        elif name == "solver_type":
+            if value not in (["sgd"], ["adam"]):
+                fail(f"change strategy for 'solver_type': values must be 'sgd' or 'adam', got {value!r}")
+        else:
+            from . import _core
+            clone = _core.deserialize_model(bytes(core.serialize()))  # a parameter that reshapes the network
+            clone.set_param(name, value)
+    except HOperatorError as e:
+        fail(f"change strategy for {name!r}: {e.extended_error_message}")
+
+
+def _check_change(c: dict, model, fail) -> dict:
+    allowed = ("model_param", "initial_value", "epochs", "values", "scale_momentum_threshold")
+    for k in c:
+        if k not in allowed:
+            fail(f"unknown change strategy key {k!r} (accepted: {', '.join(repr(a) for a in allowed)})")
     for k in ("model_param", "initial_value", "epochs", "values"):
         if k not in c:
-            raise HOperatorError(1307, f"change strategy lacks key {k!r}", op)
-    epochs, values = [float(e) for e in as_list(c["epochs"])], as_list(c["values"])
+            fail(f"change strategy lacks key {k!r}")
+    name = as_list(c["model_param"])
+    if len(name) != 1 or not isinstance(name[0], str):
+        fail(f"change strategy 'model_param' must be one model parameter name, got {c['model_param']!r}")
+    name = name[0]
+    if name in ("meta_data", "device", "runtime", "gpu", "type", "class_ids", "class_names"):
+        fail(f"change strategy 'model_param' {name!r} cannot change during training")
+    epochs, values = as_list(c["epochs"]), as_list(c["values"])
+    if not epochs or not all(_finite(e) and e >= 0 for e in epochs):
+        fail(f"change strategy for {name!r}: 'epochs' must be finite numbers >= 0, got {epochs!r}")
     if len(epochs) != len(values):
-        raise HOperatorError(1307, f"change strategy for {_one(c['model_param'])!r}: {len(epochs)} epochs but "
-                                   f"{len(values)} values", op)
+        fail(f"change strategy for {name!r}: {len(epochs)} epochs but {len(values)} values")
+    initial = as_list(c["initial_value"])
+    for v in [initial] + [as_list(v) for v in values]:
+        _check_value(model, name, v, fail)
     order = sorted(range(len(epochs)), key=lambda i: epochs[i])
-    out = {"model_param": [_one(c["model_param"])], "initial_value": as_list(c["initial_value"]),
-           "epochs": [epochs[i] for i in order], "values": [values[i] for i in order]}
+    out = {"model_param": [name], "initial_value": initial, "epochs": [float(epochs[i]) for i in order],
+           "values": [values[i] for i in order]}
     thr = as_list(c.get("scale_momentum_threshold", []))
     if thr:
-        out["scale_momentum_threshold"] = thr[:1]
+        if len(thr) != 1 or not _finite(thr[0]) or thr[0] <= 0:
+            fail(f"change strategy 'scale_momentum_threshold' must be one number > 0, got {thr!r}")
+        out["scale_momentum_threshold"] = [float(thr[0])]
     return out
 
 
-def _check_early(e, op: str) -> dict:
-    if not isinstance(e, dict):
-        raise HOperatorError(1307, "'early_stopping' takes a dict with 'patience', 'min_delta', 'restore_best'", op)
+def _check_early(e: dict, fail) -> dict:
     for k in e:
         if k not in ("patience", "min_delta", "restore_best"):
-            raise HOperatorError(1307, f"unknown early_stopping key {k!r} (accepted: 'patience', 'min_delta', "
-                                       "'restore_best')", op)
-    patience = _one(e.get("patience"))
-    if not _proc.is_int(patience) or patience < 1:
-        raise HOperatorError(1307, f"early_stopping 'patience' must be an integer >= 1 (evaluations), got "
-                                   f"{patience!r}", op)
-    delta = _one(e.get("min_delta"), 0.0)
-    if not _proc.is_number(delta) or delta < 0:
-        raise HOperatorError(1307, f"early_stopping 'min_delta' must be a number >= 0, got {delta!r}", op)
-    restore = _proc.flag(e.get("restore_best", "true"), op, 1307, "early_stopping 'restore_best'")
-    return {"patience": [int(patience)], "min_delta": [float(delta)], "restore_best": [1 if restore else 0]}
+            fail(f"unknown early_stopping key {k!r} (accepted: 'patience', 'min_delta', 'restore_best')")
+    patience = as_list(e.get("patience"))
+    if len(patience) != 1 or not _proc.is_int(patience[0]) or patience[0] < 1:
+        fail(f"early_stopping 'patience' must be an integer >= 1 (evaluations), got {e.get('patience')!r}")
+    delta = as_list(e.get("min_delta", [0.0]))
+    if len(delta) != 1 or not _finite(delta[0]) or delta[0] < 0:
+        fail(f"early_stopping 'min_delta' must be a finite number >= 0, got {e.get('min_delta')!r}")
+    restore = as_list(e.get("restore_best", ["true"]))
+    if len(restore) != 1 or restore[0] not in ("true", "false", 0, 1) or isinstance(restore[0], float):
+        fail(f"early_stopping 'restore_best' takes 'true'/'false' or 1/0, got {e.get('restore_best')!r}")
+    return {"patience": [int(patience[0])], "min_delta": [float(delta[0])],
+            "restore_best": [1 if restore[0] in ("true", 1) else 0]}
 
 
 # ---------------------------------------------------------------- train_dl_model
@@ -285,13 +450,38 @@ def reduce_dl_evaluation_result(evaluation_result, evaluation_comparison_keys):
     return (float(np.mean(vals)) if vals else -1.0), found
 
 
+class _Stream:
+    """HALCON's random stream: per epoch a shuffle of the 'train' indices and a seed per stream position, drawn
+    from one generator epoch by epoch when a batch first needs them. The sequence is the same however many
+    epochs a run asks for (a run continued with 'resume' and a larger num_epochs sees the same stream), and a
+    run holds only the epochs it reached, so a large num_epochs with early stopping costs no memory up front."""
+
+    def __init__(self, seed: int, train_idx):
+        self.gen = np.random.Generator(np.random.PCG64(seed))
+        self.idx = np.asarray(train_idx)
+        self.perms, self.pools = [], []
+        self.lock = threading.Lock()
+
+    def batch(self, i: int, b: int):
+        """Dataset indices of batch i (stream positions i*b .. (i+1)*b - 1, which may run into the next epoch)
+        and the seed of its last position."""
+        n = len(self.idx)
+        lo, hi = i * b, (i + 1) * b
+        with self.lock:
+            while len(self.perms) * n < hi:
+                self.perms.append(self.idx[self.gen.permutation(n)])
+                self.pools.append(self.gen.integers(0, 2 ** 31 - 1, size=n))
+            out = [int(self.perms[p // n][p % n]) for p in range(lo, hi)]
+            return out, int(self.pools[(hi - 1) // n][(hi - 1) % n])
+
+
 class _Loader:
     """Prefetches training batches in background threads: read_dl_samples + augment_dl_samples, each batch
     augmented with its own generator seeded from the seed pool."""
 
-    def __init__(self, dldataset, stream, seeds, total_batch, aug, workers, prefetch, first, last):
+    def __init__(self, dldataset, stream, total_batch, aug, workers, prefetch, first, last):
         from concurrent.futures import ThreadPoolExecutor
-        self.ds, self.stream, self.seeds, self.b = dldataset, stream, seeds, total_batch
+        self.ds, self.stream, self.b = dldataset, stream, total_batch
         self.aug = aug
         self.pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
         self.prefetch = prefetch
@@ -305,11 +495,10 @@ class _Loader:
         from .datasets import read_dl_samples
         from .preprocess import _augment_batch
         t0 = time.perf_counter()
-        idx = [int(k) for k in self.stream[i * self.b:(i + 1) * self.b]]
+        idx, seed = self.stream.batch(i, self.b)
         batch = read_dl_samples(self.ds, idx)
         if self.aug:
-            _augment_batch(batch, self.aug, np.random.Generator(np.random.PCG64(int(self.seeds[(i + 1) * self.b - 1]))),
-                           "train_dl_model")
+            _augment_batch(batch, self.aug, np.random.Generator(np.random.PCG64(seed)), "train_dl_model")
         with self.lock:
             self.load_seconds += time.perf_counter() - t0
             self.loaded += len(idx)
@@ -393,6 +582,7 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
     tp = _plain(train_param) if isinstance(train_param, (HHandle, dict)) else None
     if not isinstance(tp, dict) or "num_epochs" not in tp:
         raise HOperatorError(1203, "train_param must be the dict of create_dl_train_param", op)
+    tp = _check_train_param(tp, dlmodel_handle, op, 1303)  # before anything changes the model
     if "preprocess_param" not in ds:
         raise HOperatorError(1301, "the dataset needs to be preprocessed already (preprocess_dl_dataset): it has no "
                                    "'preprocess_param'", op)
@@ -435,19 +625,13 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
                                    f"got {start_epoch!r}", op)
     first = min(int(round(epoch0 * ipe)), num_iterations)
 
-    # HALCON's random stream: ceil(num_epochs) shuffles of the train indices and a seed per stream position.
-    # 'gen' also draws the train subset of selected_percentage_train_samples; it is not used before the stream.
+    # HALCON's random stream: per epoch a shuffle of the train indices and a seed per stream position (_Stream).
+    # The train subset of selected_percentage_train_samples is drawn from a generator of its own.
     seed = int(_one(tp.get("seed_rand"), 0))
     from .system import set_system
     set_system("seed_rand", seed)
-    gen = np.random.Generator(np.random.PCG64(seed))
-    # Drawn epoch by epoch, so that the first epochs' batches and seeds do not depend on num_epochs (a run
-    # continued with 'resume' and a larger num_epochs sees the same stream).
-    perms, pools = [], []
-    for _ in range(max(1, math.ceil(num_epochs))):
-        perms.append(np.asarray(train_idx)[gen.permutation(len(train_idx))])
-        pools.append(gen.integers(0, 2 ** 31 - 1, size=len(train_idx)))
-    stream, seeds = np.concatenate(perms), np.concatenate(pools)
+    stream = _Stream(seed, train_idx)
+    gen = np.random.Generator(np.random.PCG64([seed, 1]))
     aug = _sub(tp.get("augmentation_param"))
 
     best_value, best_epoch, best_bytes, since_best = None, None, None, 0
@@ -468,7 +652,7 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
     results, losses, wait_s = [], [], 0.0
     t_start, t_last_info = time.time(), time.time()
     stopped_early = False
-    loader = _Loader(dldataset, stream, seeds, total_batch, aug, int(_one(loader_cfg.get("num_data_workers"), 2)),
+    loader = _Loader(dldataset, stream, total_batch, aug, int(_one(loader_cfg.get("num_data_workers"), 2)),
                      int(_one(loader_cfg.get("prefetch_batches"), 4)), first, num_iterations)
 
     def model_params():

@@ -206,6 +206,14 @@ def test_bad_input_gets_halcon_errors_and_leaves_the_model_unchanged():
         ha.set_dl_model_param(m, "min_confidence", 1.5)
     with pytest.raises(HOperatorError):
         ha.create_dl_model_detection("pretrained_dl_segmentation_compact.hdl", 2, [])
+    # class_ids / class_names of another count than num_classes used to resize the heads silently.
+    for key, value in (("class_ids", [1, 2]), ("class_names", ["a", "b", "c", "d"])):
+        with pytest.raises(HOperatorError) as e:
+            make_model(**{key: value})
+        assert e.value.error_code == 1303 and f"'{key}'" in str(e.value) and "num_classes is 3" in str(e.value)
+    with pytest.raises(HOperatorError) as e:
+        make_model(image_dimensions=[64, 64, 2])
+    assert e.value.error_code == 7724 and "backbone" in str(e.value)
 
 
 def test_freeze_backbone_level_keeps_early_backbone_layers_fixed(tmp_path):

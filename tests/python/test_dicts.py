@@ -819,3 +819,25 @@ def test_deepest_allowed_nesting_survives_the_container(tmp_path):
     with pytest.raises(ha.HOperatorError) as e:
         ha.write_dict(chain(257), path, [], [])
     assert code_of(e) == 2899
+
+
+def test_json_without_nan_or_oversized_integers_and_model_files_are_not_dicts(tmp_path):
+    """Python's json module takes NaN and integers of any length; JSON has no NaN, and a HALCON tuple no integer
+    beyond 64 bits (the value escaped as an OverflowError). A model file read with read_dict gave its internals."""
+    for text, words in [('{"a": NaN}', "NaN"), ('{"a": [1, Infinity]}', "Infinity"),
+                        ('{"a": ' + "9" * 4300 + "}", "64 bits"), ('{"a": ' + "9" * 5000 + "}", "JSON")]:
+        f = tmp_path / "x.json"
+        f.write_text(text)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.read_dict(str(f), [], [])
+        assert e.value.error_code == 5238 and words in str(e.value), str(e.value)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.json_to_dict(text, [], [])
+        assert e.value.error_code == 1301
+    edges = ha.json_to_dict_s('{"a": -9223372036854775808, "b": 9223372036854775807}', [], [])
+    assert ha.get_dict_tuple(edges, ["a", "b"]) == [-2**63, 2**63 - 1]
+    m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    ha.write_dl_model(m, str(tmp_path / "m.hdl"))
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dict(str(tmp_path / "m.hdl"), [], [])
+    assert e.value.error_code == 5238 and "read_dl_model" in str(e.value)

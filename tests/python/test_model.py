@@ -416,3 +416,41 @@ def test_sizes_and_integers_beyond_64_bits_and_nul_in_file_names_are_refused(tmp
     assert victim.read_bytes() == b"precious"
     with pytest.raises(ha.HOperatorError):
         ha.read_dl_model(str(victim) + "\0.hdl")
+
+
+def test_values_an_audit_found_unchecked_are_refused_with_the_model_unchanged(tmp_path):
+    """Activations before any call read as zeros; a negative batch-normalisation variance, complex or ragged
+    weights were taken (or escaped as numpy errors); batch_size 1e20 was reported as a wrapped integer; a string
+    given for an image counted as a wrong length; conversion errors of the binding named no operator; reading a
+    folder raised a C++ RuntimeError."""
+    m = small_net()
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_model_layer_activations(m, "conv")
+    assert e.value.error_code == 7788 and "no apply_dl_model" in str(e.value)
+    ha.apply_dl_model(m, samples(1), ["softmax"])
+    assert ha.get_dl_model_layer_activations(m, "softmax").shape == (1, 1, 1, 3)
+    ha.set_dl_model_param(m, "batch_size", 2)  # new buffers: the outputs of the last call are gone
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_model_layer_activations(m, "softmax")
+    assert e.value.error_code == 7788
+    before = state(m)
+    for weights, wtype, code, words in [(-np.ones(4, np.float32), "batchnorm_variance", 7791, "'batchnorm_variance'"),
+                                        (np.zeros(4, np.complex64), "weights", 1201, "complex64"),
+                                        ([[1.0, 2.0], [3.0]], "weights", 1201, "one shape")]:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.set_dl_model_layer_weights(weights, m, "bn", wtype)
+        assert e.value.error_code == code and words in str(e.value), str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_param(m, "batch_size", 1e20)
+    assert e.value.error_code == 1303 and "1e+20" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.apply_dl_model(m, [{"image": "x"}], [])
+    assert e.value.error_code == 7790 and "'x' is not a number" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dl_model_param(m, "learning_rate", [object()])
+    assert e.value.error_code == 1202 and e.value.operator_name == "set_dl_model_param"
+    assert_same(before, state(m))
+    assert ha.get_dl_model_param(m, "batch_size") == [2]
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dl_model(str(tmp_path))
+    assert e.value.error_code == 5200 and "directory" in str(e.value)

@@ -1,6 +1,7 @@
 """opendl.tools: non-blocking training, progress, wait, stop, early stopping, automatic batch size, deterministic
 and continued training, the training queue, data augmentation, datasets and splits, files and errors."""
 
+import json
 import threading
 import zipfile
 
@@ -460,6 +461,49 @@ def test_load_and_save_errors_leave_files_as_they_were(data, tmp_path):
         tool.save(tmp_path / "no_such_dir" / "tool.odt")
     assert e.value.error_code == 3142 and not (tmp_path / "no_such_dir").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.odt"]
+
+
+def test_damaged_tool_files_and_untrained_tools_raise_clear_errors(data, tmp_path):
+    """A tool.json that is not an object, lacks entries or holds values of the wrong kind (hand-edited or
+    damaged) raised KeyError / TypeError / AttributeError, or loaded and failed later; apply before training
+    raised a TypeError from the preprocessing."""
+    with pytest.raises(HOperatorError) as e:
+        Classifier().apply(np.zeros((32, 32), np.float32))
+    assert e.value.error_code == 1301 and "not been trained" in str(e.value)
+    for kw, code in (({"image_size": 5}, 1302), ({"learning_rate": float("inf")}, 1305)):
+        with pytest.raises(HOperatorError) as e:
+            Classifier(**kw)
+        assert e.value.error_code == code
+    with pytest.raises(HOperatorError) as e:
+        Dataset.from_images([np.zeros((8, 8), np.float32)] * 2, 5)
+    assert e.value.error_code == 1202 and "labels" in str(e.value)
+    with pytest.raises(HOperatorError) as e:
+        Classifier.load(5)
+    assert e.value.error_code == 1201
+    ds, split = data
+    tool = tool_for()
+    tool.train(ds, split, None, iterations=1)
+    tool.wait_for_training_completion()
+    good = tmp_path / "good.odt"
+    tool.save(good)
+    with zipfile.ZipFile(good) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(files["tool.json"])
+    variants = {"list": [1, 2], "no_settings": {k: v for k, v in meta.items() if k != "settings"},
+                "version": dict(meta, version="x"), "settings": dict(meta, settings={"image_size": "x"}),
+                "setting_key": dict(meta, settings=dict(meta["settings"], colour=1)),
+                "batch": dict(meta, settings=dict(meta["settings"], batch_size=0)),
+                "names": dict(meta, class_names=5), "best": dict(meta, best=[1]), "metrics": dict(meta, metrics=5),
+                "inference_batch": dict(meta, inference_batch="x")}
+    for name, m in variants.items():
+        path = tmp_path / f"{name}.odt"
+        with zipfile.ZipFile(path, "w") as z:
+            for n, b in files.items():
+                z.writestr(n, json.dumps(m) if n == "tool.json" else b)
+        with pytest.raises(HOperatorError) as e:
+            Classifier.load(path)
+        assert e.value.error_code == 5238 and "tool.json" in str(e.value), (name, str(e.value))
+    assert len(Classifier.load(good).apply(np.zeros((32, 32), np.float32))) == 1
 
 
 def test_model_trained_in_a_thread_can_be_applied_in_another():

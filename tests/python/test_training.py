@@ -177,6 +177,82 @@ def test_train_param_errors(prepared):
         assert e.value.error_code == code, (args, e.value)
 
 
+def test_every_train_param_value_is_checked_before_training(prepared):
+    """A bad value anywhere in the train parameters is refused by create_dl_train_param, and a hand-edited one by
+    train_dl_model before its first step: before, a bad evaluation measure or change-strategy value surfaced
+    only after the first epoch had changed the model, and non-numbers escaped as Python ValueErrors."""
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    m = new_model(ds)
+    before = bytes(ha.serialize_dl_model(m).core("t"))
+    d = ha.from_python_dict
+    nan, inf = float("nan"), float("inf")
+
+    def change(**kw):
+        return d(dict({"model_param": "learning_rate", "initial_value": 0.01, "epochs": [1], "values": [0.001]}, **kw))
+    cases = [  # (gen_param_name, gen_param_value, words the message names)
+        ("data_loader", d({"num_data_workers": "x"}), "num_data_workers"),
+        ("data_loader", d({"num_data_workers": 1.5}), "num_data_workers"),
+        ("data_loader", d({"prefetch_batches": nan}), "prefetch_batches"),
+        ("data_loader", d({"threads": 2}), "'threads'"),
+        ("serialize", [d({"type": "epochs", "epochs": ["x"]})], "'epochs'"),
+        ("serialize", [d({"type": "best", "basename": 5})], "'basename'"),
+        ("serialize", [d({"type": "best", "basename": ""})], "'basename'"),
+        ("early_stopping", d({"patience": 2, "min_delta": nan}), "min_delta"),
+        ("change", [change(model_param="lr")], "'lr'"),
+        ("change", [change(initial_value=nan)], "finite"),
+        ("change", [change(values=[-0.1])], "> 0"),
+        ("change", [change(model_param="momentum", values=[1.5])], "momentum"),
+        ("change", [change(model_param="solver_type", initial_value="sgd", values=["rmsprop"])], "solver_type"),
+        ("change", [change(epochs=["x"])], "'epochs'"),
+        ("change", [change(scale_momentum_threshold="x")], "scale_momentum_threshold"),
+        ("change", [change(foo=1)], "'foo'"),
+        ("evaluate", d({"measures": ["mean_ap"]}), "mean_ap"),
+        ("evaluate", d({"measure": ["top1_error"]}), "'measure'"),
+        ("augment", d({"rotation": 90}), "'rotation'"),
+        ("augment", d({"mirror": "x"}), "mirror"),
+        ("display", d({"selected_percentage_train_samples": "x"}), "selected_percentage_train_samples"),
+        ("augment", 5, "dict"),
+    ]
+    for name, value, words in cases:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.create_dl_train_param(m, 2, 1, "false", 1, [name], [value])
+        assert e.value.error_code == 1307 and words in str(e.value), (name, str(e.value))
+    for ne, ei, code in ((nan, 1, 1302), (inf, 1, 1302), (2, nan, 1303), (2, inf, 1303)):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.create_dl_train_param(m, ne, ei, "false", 1, [], [])
+        assert e.value.error_code == code
+    # The strategies' values were checked on the model, which stays as it was (learning rate included).
+    assert ha.get_dl_model_param_s(m, "learning_rate") == pytest.approx(0.002)
+
+    good = ha.as_python_dict(ha.create_dl_train_param(m, 1, 1, "false", 1, [], []))
+    edits = [{"num_epochs": [nan]}, {"num_samples_mean_loss": ["x"]}, {"seed_rand": [-1]},
+             {"evaluation_param": {"measures": ["foo"]}}, {"augmentation_param": {"foo": 1}},
+             {"change_strategies": [{"model_param": ["lr"], "initial_value": [1], "epochs": [0.5], "values": [0.1]}]},
+             {"data_loader": {"num_data_workers": [-1]}}, {"unknown_key": [1]}]
+    for edit in edits:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.train_dl_model(ds, m, d(dict(good, **edit)), 0)
+        assert e.value.error_code == 1303 and e.value.operator_name == "train_dl_model", (edit, str(e.value))
+    assert bytes(ha.serialize_dl_model(m).core("t")) == before
+
+
+def test_a_huge_num_epochs_draws_only_the_epochs_it_reaches(prepared):
+    """The batch stream is drawn epoch by epoch as training reaches it: num_epochs 1e9 with early stopping used
+    to allocate ceil(num_epochs) shuffles up front; its first epoch equals a one-epoch run's."""
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    runs = []
+    for ne in (1, 1e9):
+        m = new_model(ds)
+        tp = ha.create_dl_train_param(m, ne, 1, "false", 4, ["early_stopping"],
+                                      [ha.from_python_dict({"patience": 1, "min_delta": 1.0})])
+        results, infos, evals = ha.train_dl_model(ds, m, tp, 0)
+        runs.append([ha.get_dict_tuple_s(r, "total_loss") for r in results])
+    assert len(runs[1]) == 2 * len(runs[0])  # patience 1, nothing counts as better: stops after 2 evaluations
+    assert runs[1][:len(runs[0])] == runs[0]
+
+
 def test_train_dl_model_errors(prepared, tmp_path):
     path, _ = prepared
     ds = ha.read_dict(path, [], [])

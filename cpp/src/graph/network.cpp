@@ -268,6 +268,7 @@ void Network::allocate_activations(int64_t n, const std::vector<Shape4>& shapes,
   static std::atomic<uint64_t> epochs{0};
   buffer_epoch_ = ++epochs;
   batch_size_ = n;
+  last_run_.clear();  // new buffers hold no call's outputs
   auto own = [&](size_t floats) {
     float* p = be_.alloc(floats);
     owned_.push_back(p);

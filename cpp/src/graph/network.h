@@ -107,7 +107,9 @@ class Network {
   // a replayed training step's.
   void set_last_run(std::vector<bool> ran) { last_run_ = std::move(ran); }
   void set_last_run_training() { last_run_ = in_training_; }
-  bool ran_last(size_t i) const { return last_run_.empty() || slots_[i].layer->is_input() || last_run_[i]; }
+  // No call has run since the activation buffers were (re)allocated: no layer holds an output.
+  bool has_run() const { return !last_run_.empty(); }
+  bool ran_last(size_t i) const { return has_run() && (slots_[i].layer->is_input() || last_run_[i]); }
 
   // Floats of the trainable part of the parameter arena (blobs 64-byte aligned, so with padding), and the number
   // of trainable values in it (the model's 'num_trainable_params').

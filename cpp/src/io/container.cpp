@@ -4,6 +4,7 @@
 //   payload: the encoded dict, tag-length-value, every length checked against the bytes left
 // Writing goes to a temporary file in the same directory that is flushed and renamed over the target, so a
 // crash mid-write leaves either the old file or the new one, never a broken one.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -275,9 +276,17 @@ void write_dict_file(const Dict& d, const std::string& path, const ContainerCode
 }
 
 DictPtr read_dict_file(const std::string& path, const ContainerCodes& codes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    fail(codes.not_found, "'" + path + "' is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(codes.not_found, "file '" + path + "' not found or not readable");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {  // libstdc++ throws from the stream buffer on read errors
+    fail(codes.not_found, "error reading '" + path + "': " + e.what());
+  }
   try {
     return deserialize_dict(bytes.data(), bytes.size(), codes);
   } catch (const Error& e) {

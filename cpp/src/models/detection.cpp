@@ -596,6 +596,14 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
   for (auto& kv : p)
     if (!known.count(kv.first))
       fail(err::kWrongValue3, "dlmodel_detection_param: unknown key '" + kv.first + "'");
+  for (const char* k : {"class_ids", "class_names"})
+    if (auto v = take(k))
+      if (int64_t(v->size()) != num_classes)
+        fail(err::kWrongValue3, std::string("dlmodel_detection_param '") + k + "' holds " + std::to_string(v->size()) +
+                                    " value(s), but num_classes is " + std::to_string(num_classes));
+  if (auto v = take("num_classes"))
+    if (integer_of(*v, "num_classes", 1, 1 << 20) != num_classes)
+      fail(err::kWrongValue3, "dlmodel_detection_param 'num_classes' differs from num_classes");
   if (auto v = take("instance_type")) {
     const std::string t = v->size() == 1 && is_string((*v)[0]) ? std::get<std::string>((*v)[0]) : "";
     if (t != "rectangle1" && t != "rectangle2")
@@ -644,9 +652,14 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
   if (bb->adapter().type() != "classification")
     fail(err::kWrongValue1, "backbone '" + backbone_name + "' is a '" + bb->adapter().type() +
                                 "' model; a classification model is needed");
-  if (auto v = take("image_dimensions")) bb->set_param("image_dimensions", *v);
-  for (const char* k : {"image_width", "image_height", "image_num_channels"})
-    if (auto v = take(k)) bb->set_param(k, *v);
+  try {  // the backbone checks the image size; its messages speak of a classification model
+    if (auto v = take("image_dimensions")) bb->set_param("image_dimensions", *v);
+    for (const char* k : {"image_width", "image_height", "image_num_channels"})
+      if (auto v = take(k)) bb->set_param(k, *v);
+  } catch (const Error& e) {
+    throw Error(e.code(), e.op(), "dlmodel_detection_param: the detector's image size is its backbone's ('" +
+                                      backbone_name + "', a classifier): " + e.message());
+  }
   a.set_image_layer(static_cast<const ClassAdapter&>(bb->adapter()).image_layer());
   Tuple range_min = bb->get_param("image_range_min"), range_max = bb->get_param("image_range_max");
   const Shape4 img = [&] {
@@ -817,9 +830,6 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
                         "max_overlap_class_agnostic", "max_num_detections", "image_range_min", "image_range_max",
                         "class_ids_no_orientation", "freeze_backbone_level"})
     if (auto v = take(k)) m->set_param(k, *v);
-  if (auto v = take("num_classes"))
-    if (integer_of(*v, "num_classes", 1, 1 << 20) != num_classes)
-      fail(err::kWrongValue3, "dlmodel_detection_param 'num_classes' differs from num_classes");
   auto meta = std::make_shared<Dict>();
   meta->set_tuple("architecture", {std::string("detection: RetinaNet-style feature pyramid on ") + backbone_name});
   meta->set_tuple("weights", {std::string("backbone layers from '") + backbone_name +

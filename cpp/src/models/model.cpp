@@ -60,6 +60,7 @@ double number(const std::string& name, const Tuple& v) {
 int64_t integer(const std::string& name, const Tuple& v) {
   double d = number(name, v);
   if (d != std::floor(d)) fail(err::kWrongType3, "'" + name + "' must be an integer, got " + to_string(v));
+  if (std::fabs(d) >= 9.2e18) fail(err::kWrongValue3, "'" + name + "' is out of range, got " + to_string(v));
   return int64_t(d);
 }
 void in_range(const std::string& name, double d, double lo, double hi, bool hi_open) {
@@ -307,15 +308,13 @@ std::vector<std::vector<float>> Model::pack(const std::vector<Sample>& batch, co
       } else {
         const Tuple& tup = std::get<Tuple>(it->second);
         const bool smaller = slot.layer->bool_param("allow_smaller_tuple") && int64_t(tup.size()) <= per;
+        for (const Value& v : tup)  // the type first: a string given for an image is a wrong type, not length
+          if (!is_number(v)) fail(err::kInputWrongType, where + ": value " + to_string(v) + " is not a number");
         if (int64_t(tup.size()) != per && !smaller)
           fail(err::kInputWrongLength, where + ": " + std::to_string(tup.size()) + " value(s) given, the input layer " +
                                            "holds " + std::to_string(per) + " (width " + std::to_string(s.w) +
                                            " x height " + std::to_string(s.h) + " x depth " + std::to_string(s.c) + ")");
-        for (size_t j = 0; j < tup.size(); ++j) {
-          if (!is_number(tup[j]))
-            fail(err::kInputWrongType, where + ": value " + to_string(tup[j]) + " is not a number");
-          dst[j] = float(as_double(tup[j]));
-        }
+        for (size_t j = 0; j < tup.size(); ++j) dst[j] = float(as_double(tup[j]));
       }
       for (int64_t j = 0; j < per; ++j)
         if (!std::isfinite(dst[j]))
@@ -642,6 +641,11 @@ void Model::set_weights(const Tensor& w, const std::string& layer, const std::st
   const float* p = w.f32();
   for (size_t i = 0; i < b.size; ++i)
     if (!std::isfinite(p[i])) fail(err::kInputWrongValues, "weights contain a non-finite value");
+  if (type == "batchnorm_variance")
+    for (size_t i = 0; i < b.size; ++i)
+      if (p[i] < 0)
+        fail(err::kInputWrongValues, "'batchnorm_variance' of layer '" + layer + "' must be >= 0, got " +
+                                         to_string(Value(double(p[i]))) + " at index " + std::to_string(i));
   net_->backend().upload(net_->params() + b.offset, p, b.size);
 }
 
@@ -652,6 +656,11 @@ Tensor Model::activations(const std::string& layer) {
     fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true'), "
                                   "which keeps only the outputs the last apply_dl_model returned; layer '" + layer +
                                       "' was not among them (name it in apply_dl_model's outputs)");
+  if (!net_->has_run())
+    fail(err::kParamNotAvailable, "no apply_dl_model or train_dl_model_batch call has run since the model was "
+                                  "created or read or its buffers were reallocated (batch size, "
+                                  "'optimize_for_inference', 'keep_layer_gradients'), so layer '" + layer +
+                                      "' holds no activations yet");
   if (!net_->ran_last(size_t(i)))
     fail(err::kParamNotAvailable, "layer '" + layer + "' was not computed by the last call: training steps run only "
                                   "the layers the losses depend on, apply_dl_model only those its outputs need "
@@ -666,7 +675,9 @@ Tensor Model::gradients(const std::string& layer) {
   if (net_->inference_only())
     fail(err::kParamNotAvailable, "the model is optimized for inference ('optimize_for_inference' is 'true') and "
                                   "holds no gradients");
-  if (!has_step_) fail(err::kParamNotAvailable, "no training step has run yet, so there are no gradients");
+  if (!has_step_ || !net_->has_run())
+    fail(err::kParamNotAvailable, "no training step has run since the model was created or read or its buffers "
+                                  "were reallocated (batch size, 'keep_layer_gradients'), so there are no gradients");
   if (!net_->gradient_kept(size_t(i))) {
     if (s.layer->is_input())
       fail(err::kParamNotAvailable, "gradients with respect to input layer '" + layer + "' are computed only with "

@@ -244,6 +244,9 @@ class Dataset:
         op = "Dataset.from_images"
         if isinstance(images, np.ndarray) and images.ndim in (3, 4):
             images = list(images)
+        for name, v, code in (("images", images, 1201), ("labels", labels, 1202)):
+            if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
+                raise HOperatorError(code, f"{name} must be a list (one entry per image), got {type(v).__name__}", op)
         images = list(images)
         labels = list(labels)
         if len(images) != len(labels) or not images:

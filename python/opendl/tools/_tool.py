@@ -50,6 +50,7 @@ it the seed is drawn once per tool, the data stream is still reproducible, and t
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
@@ -160,15 +161,15 @@ class _Tool:
         model = self.DEFAULT_MODEL if model is None else model
         if not isinstance(model, (str, os.PathLike)):
             raise HOperatorError(1201, f"model must be a built-in model name or a file name, got {model!r}", op)
-        if image_size is not None and (len(image_size) != 2 or not all(_proc.is_int(v) and v >= 8
-                                                                       for v in image_size)):
+        if image_size is not None and (not isinstance(image_size, (list, tuple)) or len(image_size) != 2 or
+                                       not all(_proc.is_int(v) and 8 <= v <= 65535 for v in image_size)):
             raise HOperatorError(1302, f"image_size must be (width, height) with values >= 8, got {image_size!r}", op)
         if image_num_channels not in (None, 1, 3):
             raise HOperatorError(1303, f"image_num_channels must be 1 or 3, got {image_num_channels!r}", op)
         if solver_type not in ("adam", "sgd"):
             raise HOperatorError(1304, f"solver_type must be 'adam' or 'sgd', got {solver_type!r}", op)
-        if learning_rate is not None and (not _proc.is_number(learning_rate) or not learning_rate > 0):
-            raise HOperatorError(1305, f"learning_rate must be a number > 0, got {learning_rate!r}", op)
+        if learning_rate is not None and (not _proc.is_number(learning_rate) or not 0 < learning_rate < math.inf):
+            raise HOperatorError(1305, f"learning_rate must be a finite number > 0, got {learning_rate!r}", op)
         _int_at_least(early_stopping_patience, 1, "early_stopping_patience", op, 1306)
         _int_at_least(max_iterations, 1, "max_iterations", op, 1307)
         self._settings = {
@@ -705,6 +706,8 @@ class _Tool:
         trains."""
         op = f"{type(self).__name__}.apply"
         self._raise_pending()
+        if self._best_bytes is None:
+            raise HOperatorError(1301, "the tool has not been trained yet (train it or load a saved one)", op)
         images = self._image_list(images)
         if not images:
             return []
@@ -757,6 +760,8 @@ class _Tool:
             raise HOperatorError(7720, "cannot save while the tool trains; wait for it or stop it first", op)
         if self._best_bytes is None:
             raise HOperatorError(1301, "the tool has not been trained yet; nothing to save", op)
+        if not isinstance(path, (str, os.PathLike)) or "\0" in str(os.fspath(path)):
+            raise HOperatorError(1201, f"path must be a file name, got {path!r}", op)
         path = os.fspath(path)
         meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "type": self.TYPE, "settings": self._settings,
                 "class_names": self._class_names, "class_ids": self._class_ids, "metrics": self._metrics,
@@ -782,9 +787,12 @@ class _Tool:
     @classmethod
     def load(cls, path) -> "_Tool":
         op = f"{cls.__name__}.load"
+        if not isinstance(path, (str, os.PathLike)):
+            raise HOperatorError(1201, f"path must be a file name, got {type(path).__name__}", op)
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise HOperatorError(H_ERR_FNF, f"file {path!r} does not exist", op)
+            raise HOperatorError(H_ERR_FNF, f"{path!r} is a directory, not a tool file" if os.path.isdir(path) else
+                                 f"file {path!r} does not exist", op)
         try:
             with zipfile.ZipFile(path) as z:
                 meta = json.loads(z.read("tool.json"))
@@ -792,9 +800,14 @@ class _Tool:
                 train = z.read("training_model.hdl") if "training_model.hdl" in z.namelist() else None
         except (zipfile.BadZipFile, KeyError, ValueError) as e:
             raise HOperatorError(H_ERR_WFF, f"{path!r} is not an opendl tool file ({e})", op) from None
+        if not isinstance(meta, dict):
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: tool.json holds a {type(meta).__name__}, not an object", op)
         if meta.get("format") != _FORMAT or meta.get("type") != cls.TYPE:
             raise HOperatorError(H_ERR_WFF, f"{path!r} holds a {meta.get('type')!r} tool of format "
                                             f"{meta.get('format')!r}, not a {cls.TYPE!r} {_FORMAT!r}", op)
+        if not _proc.is_int(meta.get("version", 0)):
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: tool.json 'version' must be an integer, got "
+                                            f"{meta.get('version')!r}", op)
         if meta.get("version", 0) > _FORMAT_VERSION:
             raise HOperatorError(H_ERR_WFF, f"{path!r} has format version {meta['version']}, newer than this opendl "
                                             f"reads ({_FORMAT_VERSION})", op)
@@ -804,8 +817,7 @@ class _Tool:
                 _core.deserialize_model(train)
         except Exception as e:
             raise HOperatorError(H_ERR_WFF, f"{path!r}: a model in it is damaged ({e})", op) from None
-        tool = cls()
-        tool._settings.update(meta["settings"])
+        tool = cls._from_meta(meta, path, op)
         tool._class_names, tool._class_ids = meta["class_names"], meta["class_ids"]
         tool._metrics = meta["metrics"]
         tool._best = tuple(meta["best"]) if meta["best"] else None
@@ -814,6 +826,63 @@ class _Tool:
         tool._auto_run_done = meta["auto_run_done"]
         tool._inference_batch = meta["inference_batch"]
         tool._best_bytes, tool._train_bytes = best, train
+        return tool
+
+    @classmethod
+    def _from_meta(cls, meta: dict, path: str, op: str) -> "_Tool":
+        """A new tool with the settings of a tool.json, every entry checked as the constructor and the setters
+        check it (a damaged or hand-edited file raises H_ERR_WFF naming the entry)."""
+        import inspect
+
+        def bad(what, value):
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: tool.json {what} is not valid, got {value!r}", op)
+
+        missing = [k for k in ("settings", "class_names", "class_ids", "metrics", "best", "lock", "stream_seed",
+                               "auto_run_done", "inference_batch") if k not in meta]
+        if missing:
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: tool.json lacks {missing}", op)
+        settings = meta["settings"]
+        if not isinstance(settings, dict):
+            bad("'settings'", settings)
+        names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        try:
+            tool = cls(**{k: settings[k] for k in names if k in settings})
+        except HOperatorError as e:
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: tool.json 'settings': {e.extended_error_message}",
+                                 op) from None
+        for k, v in settings.items():
+            if k not in tool._settings and k != "instance_type":
+                bad(f"'settings' key {k!r}", v)
+        is_int = _proc.is_int
+        checks = {"batch_size": lambda v: v is None or (is_int(v) and v >= 1),
+                  "optimize_batch_size": lambda v: isinstance(v, bool),
+                  "deterministic": lambda v: isinstance(v, bool),
+                  "seed": lambda v: is_int(v) and v >= 0,
+                  "instance_type": lambda v: v in (None, "rectangle1", "rectangle2")}
+        for k, check in checks.items():
+            if k in settings and not check(settings[k]):
+                bad(f"'settings' {k!r}", settings[k])
+        names, ids = meta["class_names"], meta["class_ids"]
+        if (names is None) != (ids is None) or (names is not None and (
+                not isinstance(names, list) or not isinstance(ids, list) or len(names) != len(ids) or
+                not all(isinstance(n, str) for n in names) or not all(is_int(c) for c in ids))):
+            bad("'class_names' / 'class_ids'", (names, ids))
+        if not isinstance(meta["metrics"], list) or not all(isinstance(m, dict) for m in meta["metrics"]):
+            bad("'metrics'", meta["metrics"])
+        best = meta["best"]
+        if best is not None and (not isinstance(best, list) or len(best) != 3 or not is_int(best[0]) or
+                                 not all(_proc.is_number(v) for v in best[1:])):
+            bad("'best'", best)
+        if meta["lock"] is not None and not isinstance(meta["lock"], dict):
+            bad("'lock'", meta["lock"])
+        if meta["stream_seed"] is not None and not is_int(meta["stream_seed"]):
+            bad("'stream_seed'", meta["stream_seed"])
+        if not isinstance(meta["auto_run_done"], bool):
+            bad("'auto_run_done'", meta["auto_run_done"])
+        if meta["inference_batch"] is not None and not (is_int(meta["inference_batch"]) and
+                                                        meta["inference_batch"] >= 1):
+            bad("'inference_batch'", meta["inference_batch"])
+        tool._settings.update(settings)
         return tool
 
     def __repr__(self) -> str:
