@@ -6,6 +6,8 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cctype>
+#include <map>
 #include <cstring>
 
 #include "backend/cuda_loader.h"
@@ -174,7 +176,15 @@ std::vector<uint8_t> from_bytes(const py::bytes& b) {
   return std::vector<uint8_t>(s.begin(), s.end());
 }
 
-Sample to_sample(const py::handle& d, size_t index) {
+// Sample values that are no tuple and no image (nested dicts, handles, other objects) are never inputs of a
+// model, so they are left out; `skipped` records them (key -> Python type) per sample, so that a model that
+// needs one of those keys reports a wrong type (7790) instead of a missing key.
+struct Batch {
+  std::vector<Sample> samples;
+  std::vector<std::map<std::string, std::string>> skipped;
+};
+
+Sample to_sample(const py::handle& d, size_t index, std::map<std::string, std::string>& skipped) {
   if (!py::isinstance<py::dict>(d))
     throw Error(err::kWrongType2, "", "dlsample_batch entry " + std::to_string(index) + " is a " +
                                           py::str(d.get_type().attr("__name__")).cast<std::string>() +
@@ -192,28 +202,61 @@ Sample to_sample(const py::handle& d, size_t index) {
         continue;
       }
     }
-    if (py::isinstance<py::dict>(v)) continue;  // nested dicts are not model inputs
+    const std::string type = py::str(v.get_type().attr("__name__")).cast<std::string>();
+    if (py::isinstance<py::dict>(v)) {
+      skipped[key] = type;
+      continue;
+    }
     try {
       s[key] = to_tuple(v);
     } catch (const Error& e) {
-      // Values that are no tuple (handles, objects) are never inputs of a layer-built model; a number that is
-      // one but does not fit is refused here, naming the sample and key.
+      // A number that is a tuple value but does not fit is refused here, naming the sample and key.
       if (e.code() != err::kWrongType2) throw Error(e.code(), "", what + ": " + e.message());
+      skipped[key] = type;
     } catch (const py::error_already_set&) {
+      skipped[key] = type;
     }
   }
   return s;
 }
 
-std::vector<Sample> to_batch(const py::handle& batch) {
-  std::vector<Sample> out;
+Batch to_batch(const py::handle& batch) {
+  Batch out;
+  auto add = [&](const py::handle& d) {
+    out.skipped.emplace_back();
+    out.samples.push_back(to_sample(d, out.samples.size(), out.skipped.back()));
+  };
   if (py::isinstance<py::dict>(batch)) {
-    out.push_back(to_sample(batch, 0));
+    add(batch);
     return out;
   }
-  size_t i = 0;
-  for (auto d : batch) out.push_back(to_sample(d, i++));
+  for (auto d : batch) add(d);
   return out;
+}
+
+// Runs a model call on the batch; a key reported missing that the sample holds as a value of no input type is
+// reported as that wrong type.
+template <class F>
+auto on_batch(const Batch& b, F&& call) -> decltype(call(b.samples)) {
+  try {
+    py::gil_scoped_release nogil;
+    return call(b.samples);
+  } catch (const Error& e) {
+    if (e.code() != err::kInputsMissing) throw;
+    const std::string& m = e.message();
+    for (size_t i = 0; i < b.skipped.size(); ++i) {
+      const std::string tag = "sample " + std::to_string(i);
+      const size_t at = m.find(tag);
+      if (at == std::string::npos || (at + tag.size() < m.size() && std::isdigit(static_cast<unsigned char>(m[at + tag.size()]))))
+        continue;
+      for (const auto& kv : b.skipped[i])
+        if (m.find("'" + kv.first + "'") != std::string::npos)
+          throw Error(err::kInputWrongType, e.op(),
+                      tag + ", key '" + kv.first + "': a Python " + kv.second + " is no input value (give a number, "
+                      "a string, a list of them, or a numpy image)");
+    }
+    throw;
+  }
 }
 
 }  // namespace
@@ -246,11 +289,7 @@ PYBIND11_MODULE(_core, m) {
       .def("train_batch",
            [](const HDlModel& h, const py::object& batch) {
              auto b = to_batch(batch);
-             TrainResult r;
-             {
-               py::gil_scoped_release nogil;
-               r = TrainDlModelBatch(h, b);
-             }
+             TrainResult r = on_batch(b, [&](const std::vector<Sample>& s) { return TrainDlModelBatch(h, s); });
              py::dict d;
              for (auto& kv : r) d[py::str(kv.first)] = kv.second;
              return d;
@@ -258,11 +297,8 @@ PYBIND11_MODULE(_core, m) {
       .def("apply",
            [](const HDlModel& h, const py::object& batch, const std::vector<std::string>& outputs) {
              auto b = to_batch(batch);
-             std::vector<Result> r;
-             {
-               py::gil_scoped_release nogil;
-               r = ApplyDlModel(h, b, outputs);
-             }
+             std::vector<Result> r =
+                 on_batch(b, [&](const std::vector<Sample>& s) { return ApplyDlModel(h, s, outputs); });
              py::list out;
              for (auto& res : r) {
                py::dict d;

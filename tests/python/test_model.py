@@ -446,6 +446,15 @@ def test_values_an_audit_found_unchecked_are_refused_with_the_model_unchanged(tm
     with pytest.raises(ha.HOperatorError) as e:
         ha.apply_dl_model(m, [{"image": "x"}], [])
     assert e.value.error_code == 7790 and "'x' is not a number" in str(e.value)
+    for value in ({"a": 1}, object()):  # was reported as a missing key (7783)
+        batch = samples(2)
+        batch[1]["image_label_id"] = value
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.train_dl_model_batch(m, batch)
+        assert e.value.error_code == 7790 and "sample 1, key 'image_label_id'" in str(e.value), str(e.value)
+    extra = samples(2)
+    extra[0]["notes"] = {"camera": 2}  # values of no input type under other keys are no error
+    ha.apply_dl_model(m, extra, [])
     with pytest.raises(ha.HOperatorError) as e:
         ha.set_dl_model_param(m, "learning_rate", [object()])
     assert e.value.error_code == 1202 and e.value.operator_name == "set_dl_model_param"
