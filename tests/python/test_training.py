@@ -237,7 +237,7 @@ def test_every_train_param_value_is_checked_before_training(prepared):
     assert bytes(ha.serialize_dl_model(m).core("t")) == before
 
 
-def test_a_huge_num_epochs_draws_only_the_epochs_it_reaches(prepared):
+def test_a_huge_num_epochs_draws_only_the_epochs_it_reaches(prepared, tmp_path):
     """The batch stream is drawn epoch by epoch as training reaches it: num_epochs 1e9 with early stopping used
     to allocate ceil(num_epochs) shuffles up front; its first epoch equals a one-epoch run's."""
     path, _ = prepared
@@ -245,8 +245,9 @@ def test_a_huge_num_epochs_draws_only_the_epochs_it_reaches(prepared):
     runs = []
     for ne in (1, 1e9):
         m = new_model(ds)
-        tp = ha.create_dl_train_param(m, ne, 1, "false", 4, ["early_stopping"],
-                                      [ha.from_python_dict({"patience": 1, "min_delta": 1.0})])
+        tp = ha.create_dl_train_param(m, ne, 1, "false", 4, ["early_stopping", "serialize"],
+                                      [ha.from_python_dict({"patience": 1, "min_delta": 1.0}),
+                                       [serialize("final", str(tmp_path / "final"))]])
         results, infos, evals = ha.train_dl_model(ds, m, tp, 0)
         runs.append([ha.get_dict_tuple_s(r, "total_loss") for r in results])
     assert len(runs[1]) == 2 * len(runs[0])  # patience 1, nothing counts as better: stops after 2 evaluations
