@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -379,23 +381,35 @@ def preprocess_dl_samples(dlsample_batch, dlpreprocess_param):
     pd = content(dlpreprocess_param, op, "dlpreprocess_param", 1202)
     check_dl_preprocess_param(dlpreprocess_param)
     p = _param_values(pd)
+    # Every sample is preprocessed into a copy of its entries; the samples change only when all succeeded.
+    done = []
     for i, d in enumerate(_batch(dlsample_batch, op)):
         where = f"dlsample_batch[{i}]"
+        original, d = d, dict(d)
+        done.append((original, d))
         if "image" not in d:
             raise HOperatorError(H_ERR_DICT_KEY, f"{where} has no 'image'", op)
         raw = d["image"]
         raw = raw if isinstance(raw, np.ndarray) else as_list(raw)[0] if as_list(raw) else None
         image = _preprocess_image(raw, p, op, where)
-        _scale_boxes(d, raw.shape[:2], p, op, where)
+        try:
+            _scale_boxes(d, raw.shape[:2], p, op, where)
+        except (ValueError, TypeError) as e:
+            raise HOperatorError(1301, f"{where}: box values must be numbers ({e})", op) from None
         put(d, "image", image)
         for key in ("segmentation_image", "weight_image", "anomaly_ground_truth"):
             if key not in d or not isinstance(d[key], np.ndarray):
                 continue
+            if d[key].ndim not in (2, 3) or min(d[key].shape) < 1:
+                raise HOperatorError(1301, f"{where}: '{key}' must be an image (height, width[, 1]), got shape "
+                                           f"{d[key].shape}", op)
             lab = d[key] if d[key].ndim == 2 else d[key][:, :, 0]
             lab = zoom_nearest(lab, p["image_width"], p["image_height"]).astype(np.float32)
             if key == "segmentation_image" and p["set_background_id"]:
                 lab = np.where(np.isin(lab, p["class_ids_background"]), np.float32(p["set_background_id"][0]), lab)
             put(d, key, np.ascontiguousarray(lab))
+    for original, d in done:
+        original.update(d)
 
 
 # ---------------------------------------------------------------- dataset
@@ -456,7 +470,10 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
     samples = samples_of(ds, op)
     if not samples:
         raise HOperatorError(1301, "dldataset holds no samples", op)
-    class_ids = [int(c) for c in get(ds, "class_ids", [])]
+    raw_ids = get(ds, "class_ids", [])
+    if not all(is_int(c) for c in raw_ids):
+        raise HOperatorError(1301, f"dldataset 'class_ids' must be integers, got {raw_ids!r}", op)
+    class_ids = [int(c) for c in raw_ids]
     if model_type == "segmentation" and p["set_background_id"] and p["set_background_id"][0] not in class_ids:
         raise HOperatorError(1303, f"'set_background_id' {p['set_background_id'][0]} is not one of the dataset's "
                                    f"class_ids {class_ids}", op)
@@ -465,43 +482,74 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
     if os.path.exists(directory) and not overwrite:
         raise HOperatorError(1302, f"data_directory {directory!r} exists; set GenParam 'overwrite_files' to true "
                                    "to replace it", op)
-    os.makedirs(sample_dir, exist_ok=True)
-    for f in os.listdir(sample_dir):
-        if f.endswith("_dlsample.hdict"):
-            os.remove(os.path.join(sample_dir, f))
+    if os.path.exists(directory) and not os.path.isdir(directory) or \
+            os.path.exists(sample_dir) and not os.path.isdir(sample_dir):
+        raise HOperatorError(1302, f"data_directory {directory!r} (or its 'samples') is a file, not a directory", op)
     weights = None
     if model_type == "segmentation":
         given = params.get("class_weights")
         if given:
-            if not all(is_number(w) and w >= 0 for w in given) or len(given) not in (1, len(class_ids)):
-                raise HOperatorError(1304, f"'class_weights' must be one non-negative number or one per class, got "
+            if not all(is_number(w) and math.isfinite(w) and w >= 0 for w in given) or \
+                    len(given) not in (1, len(class_ids)):
+                raise HOperatorError(1304, f"'class_weights' must be one finite number >= 0 or one per class, got "
                                            f"{given!r}", op)
             weights = {c: float(given[0] if len(given) == 1 else given[k]) for k, c in enumerate(class_ids)}
         else:
             mw = params.get("max_weight", [1000])
-            if len(mw) != 1 or not is_number(mw[0]) or mw[0] <= 0:
-                raise HOperatorError(1304, f"'max_weight' must be a positive number, got {mw!r}", op)
+            if len(mw) != 1 or not is_number(mw[0]) or not 0 < mw[0] < math.inf:
+                raise HOperatorError(1304, f"'max_weight' must be a finite number > 0, got {mw!r}", op)
             weights = _segmentation_class_weights(ds, samples, class_ids, [int(c) for c in p["ignore_class_ids"]],
                                                   float(mw[0]), op)
     stored = {k: (get(pd, k)) for k in pd if k != "check_params"}
     if p["normalization_type"] == "constant_values":
         stored["image_range_min"], stored["image_range_max"] = [-2.0], [2.0]
-    put(ds, "dlsample_dir", sample_dir)
     gen = {"instance_type": p["instance_type"]} if model_type == "detection" else []
-    for start in range(0, len(samples), 16):
-        idx = list(range(start, min(start + 16, len(samples))))
-        batch = gen_dl_samples(dldataset, idx, model_type, gen)
-        preprocess_dl_samples(batch, dlpreprocess_param)
-        if weights is not None:
-            for s in batch:
-                sd = content(s, op, "dlsample")
-                if "segmentation_image" in sd:
-                    lab = sd["segmentation_image"]
-                    table = np.zeros(int(max(max(weights), lab.max())) + 1, np.float32)
-                    for c, w in weights.items():
-                        table[c] = w
-                    put(sd, "weight_image", table[lab.astype(np.int64)])
-        write_dl_samples(dldataset, idx, batch, [], [])
+
+    # Nothing on disk or in the dataset changes before every sample is preprocessed: the samples go to a staging
+    # folder, which replaces the old samples at the end; on an error the dataset gets its old entries back.
+    created = not os.path.exists(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".samples_", dir=directory)
+    except OSError as e:
+        raise HOperatorError(1302, f"cannot create data_directory {directory!r}: {e.strerror or e}", op) from None
+    before = ({k: ds[k] for k in ("dlsample_dir", "preprocess_param") if k in ds},
+              [s.get("dlsample_file_name") for s in samples])
+    try:
+        put(ds, "dlsample_dir", staging)
+        for start in range(0, len(samples), 16):
+            idx = list(range(start, min(start + 16, len(samples))))
+            batch = gen_dl_samples(dldataset, idx, model_type, gen)
+            preprocess_dl_samples(batch, dlpreprocess_param)
+            if weights is not None:
+                for s in batch:
+                    sd = content(s, op, "dlsample")
+                    if "segmentation_image" in sd:
+                        lab = sd["segmentation_image"]
+                        table = np.zeros(int(max(max(weights), lab.max())) + 1, np.float32)
+                        for c, w in weights.items():
+                            table[c] = w
+                        put(sd, "weight_image", table[lab.astype(np.int64)])
+            write_dl_samples(dldataset, idx, batch, [], [])
+        os.makedirs(sample_dir, exist_ok=True)
+        for f in os.listdir(sample_dir):
+            if f.endswith("_dlsample.hdict"):
+                os.remove(os.path.join(sample_dir, f))
+        for f in os.listdir(staging):
+            os.replace(os.path.join(staging, f), os.path.join(sample_dir, f))
+    except BaseException:
+        for k in ("dlsample_dir", "preprocess_param"):
+            ds.pop(k, None)
+        ds.update(before[0])
+        for sd, name in zip(samples, before[1]):
+            if name is None:
+                sd.pop("dlsample_file_name", None)
+            else:
+                sd["dlsample_file_name"] = name
+        shutil.rmtree(directory if created else staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    put(ds, "dlsample_dir", sample_dir)
     ds["preprocess_param"] = [new_dict(stored)]
     write_dict(dldataset if isinstance(dldataset, HHandle) else new_dict(dldataset), dataset_file, [], [])
     return dataset_file
@@ -531,21 +579,22 @@ def _aug_params(gen_param, op: str) -> dict:
                                        f"[{lo}, {hi}], got {v!r}", op)
         return v
 
-    def off_or(k, lo, hi):
+    def off_or(k, lo, hi, integer=False):
         v = one(k, "off")
         if v == "off":
             return None
-        if not is_number(v) or not lo <= v <= hi:
-            raise HOperatorError(1302, f"GenParam {k!r} must be 'off' or a number in [{lo}, {hi}], got {v!r}", op)
+        if not is_number(v) or not lo <= v <= hi or (integer and v != int(v)):
+            raise HOperatorError(1302, f"GenParam {k!r} must be 'off' or a{'n integer' if integer else ' number'} "
+                                       f"in [{lo}, {hi}], got {v!r}", op)
         return v
 
     p = {"percentage": number("augmentation_percentage", 50, 0, 100),
          "brightness": number("brightness_variation", 0, 0, 255),
          "spot": number("brightness_variation_spot", 0, 0, 255),
          "contrast": number("contrast_variation", 0, 0, 1),
-         "rotate_range": number("rotate_range", 0, 0, 180),
+         "rotate_range": number("rotate_range", 0, 0, 180, integer=True),
          "crop_percentage": off_or("crop_percentage", 1, 100),
-         "crop_pixel": off_or("crop_pixel", 1, float("inf"))}
+         "crop_pixel": off_or("crop_pixel", 1, 2 ** 31 - 1, integer=True)}
     rot = one("rotate", 0)
     if rot not in (0, 90, 180):
         raise HOperatorError(1302, f"GenParam 'rotate' must be 0, 90 or 180, got {rot!r}", op)
@@ -555,7 +604,11 @@ def _aug_params(gen_param, op: str) -> dict:
         raise HOperatorError(1302, f"GenParam 'mirror' must be 'off', 'r', 'c', 'rc' or 'cr', got {mirror!r}", op)
     p["mirror"] = mirror
     p["ignore_direction"] = flag(one("ignore_direction", "false"), op, 1302, "GenParam 'ignore_direction'")
-    p["no_orientation"] = [int(c) for c in raw.get("class_ids_no_orientation", [])]
+    no_orientation = raw.get("class_ids_no_orientation", [])
+    if not all(is_int(c) for c in no_orientation):
+        raise HOperatorError(1302, f"GenParam 'class_ids_no_orientation' must be class ids (integers), got "
+                                   f"{no_orientation!r}", op)
+    p["no_orientation"] = [int(c) for c in no_orientation]
     return p
 
 
@@ -684,45 +737,64 @@ def _augment_batch(dlsample_batch, gen_param, gen, op: str) -> None:
     for i, d in enumerate(batch):
         if "image" not in d or not isinstance(d["image"], np.ndarray):
             raise HOperatorError(H_ERR_DICT_KEY, f"dlsample_batch[{i}] has no 'image'", op)
+        if d["image"].ndim not in (2, 3) or min(d["image"].shape[:2]) < 1:
+            raise HOperatorError(1301, f"dlsample_batch[{i}]: 'image' must be (height, width[, channels]), got "
+                                       f"shape {d['image'].shape}", op)
+    # Every sample is augmented in a copy of its entries; the samples change only when all succeeded.
+    done = []
+    for i, d in enumerate(batch):
+        original, d = d, dict(d)
+        done.append((original, d))
         if gen.random() >= p["percentage"] / 100:
             continue
-        kind = enabled[int(gen.integers(len(enabled)))]
-        image = d["image"]
-        h, w = image.shape[:2]
-        if kind == "mirror":
-            choice = p["mirror"] if p["mirror"] in ("r", "c") else ("r", "c", "rc")[int(gen.integers(3))]
-            _mirror(d, "r" in choice, "c" in choice)
-        elif kind == "rotate":
-            step = p["rotate"] // 90
-            ks = [k for k in range(step, 4, step) if h == w or k % 2 == 0]
-            if ks:
-                _rotate90(d, ks[int(gen.integers(len(ks)))])
-        elif kind == "brightness":
-            offset = gen.uniform(-p["brightness"], p["brightness"])
-            put(d, "image", _finish(image.astype(np.float64) + offset, image.dtype))
-        elif kind == "spot":
-            offset = gen.uniform(-p["spot"], p["spot"])
-            r0, c0 = gen.uniform(0, h - 1), gen.uniform(0, w - 1)
-            sigma = min(h, w) / 4
-            rr, cc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-            spot = offset * np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * sigma ** 2))
-            if image.ndim == 3:
-                spot = spot[:, :, None]
-            put(d, "image", _finish(image.astype(np.float64) + spot, image.dtype))
-        elif kind == "contrast":
-            f = gen.uniform(1 - p["contrast"], 1 + p["contrast"])
-            v = image.astype(np.float64)
-            put(d, "image", _finish((v - v.mean()) * f + v.mean(), image.dtype))
-        elif kind == "rotate_range":
-            angle = int(gen.integers(-int(p["rotate_range"]), int(p["rotate_range"]) + 1))
-            put(d, "image", _finish(_rotate_free(image, angle), image.dtype))
+        try:
+            _augment_one(d, p, enabled, gen)
+        except (ValueError, TypeError, IndexError) as e:
+            raise HOperatorError(1301, f"dlsample_batch[{i}]: its boxes or label images do not fit the image "
+                                       f"({e})", op) from None
+    for original, d in done:
+        original.update(d)
+
+
+def _augment_one(d: dict, p: dict, enabled: list, gen) -> None:
+    """One distortion, chosen uniformly from the enabled ones, applied to the sample entries ``d``."""
+    kind = enabled[int(gen.integers(len(enabled)))]
+    image = d["image"]
+    h, w = image.shape[:2]
+    if kind == "mirror":
+        choice = p["mirror"] if p["mirror"] in ("r", "c") else ("r", "c", "rc")[int(gen.integers(3))]
+        _mirror(d, "r" in choice, "c" in choice)
+    elif kind == "rotate":
+        step = p["rotate"] // 90
+        ks = [k for k in range(step, 4, step) if h == w or k % 2 == 0]
+        if ks:
+            _rotate90(d, ks[int(gen.integers(len(ks)))])
+    elif kind == "brightness":
+        offset = gen.uniform(-p["brightness"], p["brightness"])
+        put(d, "image", _finish(image.astype(np.float64) + offset, image.dtype))
+    elif kind == "spot":
+        offset = gen.uniform(-p["spot"], p["spot"])
+        r0, c0 = gen.uniform(0, h - 1), gen.uniform(0, w - 1)
+        sigma = min(h, w) / 4
+        rr, cc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        spot = offset * np.exp(-((rr - r0) ** 2 + (cc - c0) ** 2) / (2 * sigma ** 2))
+        if image.ndim == 3:
+            spot = spot[:, :, None]
+        put(d, "image", _finish(image.astype(np.float64) + spot, image.dtype))
+    elif kind == "contrast":
+        f = gen.uniform(1 - p["contrast"], 1 + p["contrast"])
+        v = image.astype(np.float64)
+        put(d, "image", _finish((v - v.mean()) * f + v.mean(), image.dtype))
+    elif kind == "rotate_range":
+        angle = int(gen.integers(-int(p["rotate_range"]), int(p["rotate_range"]) + 1))
+        put(d, "image", _finish(_rotate_free(image, angle), image.dtype))
+    else:
+        if kind == "crop_percentage":
+            ch = max(1, int(round(h * p["crop_percentage"] / 100)))
+            cw = max(1, int(round(w * p["crop_percentage"] / 100)))
         else:
-            if kind == "crop_percentage":
-                ch = max(1, int(round(h * p["crop_percentage"] / 100)))
-                cw = max(1, int(round(w * p["crop_percentage"] / 100)))
-            else:
-                ch, cw = min(h, int(p["crop_pixel"])), min(w, int(p["crop_pixel"]))
-            r0 = int(gen.integers(0, h - ch + 1))
-            c0 = int(gen.integers(0, w - cw + 1))
-            crop = image[r0:r0 + ch, c0:c0 + cw]
-            put(d, "image", _finish(zoom_linear(crop, w, h), image.dtype))
+            ch, cw = min(h, int(p["crop_pixel"])), min(w, int(p["crop_pixel"]))
+        r0 = int(gen.integers(0, h - ch + 1))
+        c0 = int(gen.integers(0, w - cw + 1))
+        crop = image[r0:r0 + ch, c0:c0 + cw]
+        put(d, "image", _finish(zoom_linear(crop, w, h), image.dtype))

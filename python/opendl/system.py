@@ -8,6 +8,8 @@ cores, about 10 bits of mantissa in the products; 'false' computes them in full 
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _core
 from ._convert import as_list, single
 from .errors import HOperatorError
@@ -18,35 +20,48 @@ _SETTERS = {"cudnn_deterministic": "set_cudnn_deterministic", "gpu_tf32": "set_g
             "gpu_graphs": "set_gpu_graphs"}
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def set_system(system_parameter, value):
+    """Every name and value is checked before any is applied: a bad pair changes nothing."""
     op = "set_system"
     names, values = as_list(system_parameter), as_list(value)
     if len(names) != len(values):
         raise HOperatorError(1402, f"{len(names)} parameter name(s) but {len(values)} value(s)", op)
     for n, v in zip(names, values):
+        if not isinstance(n, str):
+            raise HOperatorError(1201, f"system_parameter must hold names (strings), got {n!r}", op)
         if n == "seed_rand":
-            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**64:
+            if not _is_int(v) or not 0 <= v < 2**64:
                 raise HOperatorError(1302, f"'seed_rand' needs an integer in [0, 2^64), got {v!r}", op)
-            _core.set_seed(v)
-            from ._proc import RANDOM
-            RANDOM.reseed(v)  # the procedures' random source restarts too, also when the seed is the same
         elif n == "thread_num":
-            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v < 2**31:
+            if not _is_int(v) or not 1 <= v < 2**31:
                 raise HOperatorError(1302, f"'thread_num' needs an integer in [1, 2^31), got {v!r}", op)
-            _core.set_thread_num(v)
         elif n in _SETTERS:
             if v not in ("true", "false"):
                 raise HOperatorError(1302, f"{n!r} takes 'true' or 'false', got {v!r}", op)
-            getattr(_core, _SETTERS[n])(v == "true")
-            _flags[n] = v
         else:
             raise HOperatorError(1301, f"unknown system parameter {n!r} (available: {_NAMES})", op)
+    for n, v in zip(names, values):
+        if n == "seed_rand":
+            _core.set_seed(int(v))
+            from ._proc import RANDOM
+            RANDOM.reseed(int(v))  # the procedures' random source restarts too, also when the seed is the same
+        elif n == "thread_num":
+            _core.set_thread_num(int(v))
+        else:
+            getattr(_core, _SETTERS[n])(v == "true")
+            _flags[n] = v
 
 
 def get_system(query):
     op = "get_system"
     out = []
     for q in as_list(query):
+        if not isinstance(q, str):
+            raise HOperatorError(1201, f"query must hold names (strings), got {q!r}", op)
         if q == "seed_rand":
             out.append(_core.get_seed())
         elif q == "thread_num":

@@ -240,6 +240,32 @@ def test_preprocess_dl_dataset_writes_samples_and_dataset(tmp_path):
     assert code_of(ha.preprocess_dl_dataset, ds, out, p, {"overwrite_files": 1, "max_weight": 5}) == 1304
 
 
+def test_a_failing_preprocess_dl_dataset_leaves_the_dataset_and_the_folder_as_they_were(tmp_path):
+    """A missing image at the end used to leave 5 of 6 sample files, no dl_dataset.hdict and a dataset whose
+    samples named files of a half-written folder; with overwrite_files, old samples were deleted before the
+    GenParam was checked."""
+    raw = str(tmp_path / "raw")
+    ds = make_dataset(raw)
+    out = str(tmp_path / "prep")
+    ha.preprocess_dl_dataset(ds, out, param(w=5, h=6, c=1), [])
+    files = sorted(os.listdir(os.path.join(out, "samples")))
+    before = py(ds)
+    os.remove(os.path.join(raw, "b", "2.png"))  # the last sample's image
+    for gen in ({"overwrite_files": "true"}, {"overwrite_files": "true", "max_weight": float("nan")}):
+        with pytest.raises(ha.HOperatorError):
+            ha.preprocess_dl_dataset(ds, out, param(w=4, h=4, c=1), gen)
+        assert py(ds) == before
+        assert sorted(os.listdir(os.path.join(out, "samples"))) == files
+        assert sorted(os.listdir(out)) == ["dl_dataset.hdict", "samples"]
+    fresh = make_dataset(str(tmp_path / "raw2"))
+    os.remove(os.path.join(str(tmp_path / "raw2"), "b", "2.png"))
+    clean = py(fresh)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.preprocess_dl_dataset(fresh, str(tmp_path / "new"), param(w=5, h=6, c=1), [])
+    assert e.value.error_code == 5200
+    assert py(fresh) == clean and not (tmp_path / "new").exists()
+
+
 # ---------------------------------------------------------------- augment_dl_samples
 
 
@@ -319,3 +345,42 @@ def test_augment_crop_only_for_classification_and_needs_samples():
     s = ha.from_python_dict({"image": np.zeros((4, 4), np.float32), "bbox_row1": [0.0]})
     assert code_of(ha.augment_dl_samples, [s], {"crop_percentage": 50}) == 1302
     assert code_of(ha.augment_dl_samples, [], {"mirror": "r"}) == 1401
+
+
+def test_a_bad_sample_leaves_the_whole_batch_as_it_was():
+    """preprocess_dl_samples and augment_dl_samples used to change the samples before the bad one; a 1-D image,
+    a 1-D label image or a non-number box escaped as numpy errors."""
+    p = param(w=4, h=4, c=1)
+    good = np.arange(36, dtype=np.uint8).reshape(6, 6)
+    cases = [({"image": np.zeros((8, 8, 2), np.uint8)}, None),
+             ({"image": good.copy(), "segmentation_image": np.zeros(5, np.uint8)}, "'segmentation_image'")]
+    for bad, words in cases:
+        b = [{"image": good.copy()}, bad]
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.preprocess_dl_samples(b, p)
+        assert e.value.error_code == 1301 and (words is None or words in str(e.value)), str(e.value)
+        np.testing.assert_array_equal(b[0]["image"], good)
+    for bad in ({"x": 1}, {"image": np.zeros(5)}):
+        b = [{"image": good.copy()}, bad]
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.augment_dl_samples(b, {"mirror": "c", "augmentation_percentage": 100})
+        assert e.value.error_code in (1301, 2894)
+        np.testing.assert_array_equal(b[0]["image"], good)
+    for gen in ({"crop_pixel": 1.5}, {"crop_pixel": float("inf")}, {"rotate_range": 0.5},
+                {"class_ids_no_orientation": [1.7]}, {"class_ids_no_orientation": ["a"]}):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.augment_dl_samples([{"image": good.copy()}], gen)
+        assert e.value.error_code == 1302 and next(iter(gen)) in str(e.value)
+
+
+def test_set_system_checks_every_pair_before_applying_any():
+    ha.set_system("seed_rand", 7)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_system(["seed_rand", "thread_num"], [12345, "x"])
+    assert e.value.error_code == 1302 and "thread_num" in str(e.value)
+    assert ha.get_system("seed_rand") == [7]
+    ha.set_system("seed_rand", np.int64(5))
+    assert ha.get_system("seed_rand") == [5]
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_system([["seed_rand"]])
+    assert e.value.error_code == 1201
