@@ -463,3 +463,8 @@ def test_values_an_audit_found_unchecked_are_refused_with_the_model_unchanged(tm
     with pytest.raises(ha.HOperatorError) as e:
         ha.read_dl_model(str(tmp_path))
     assert e.value.error_code == 5200 and "directory" in str(e.value)
+    x = ha.create_dl_layer_input("x", [8, 8, 2], [], [])
+    for size in (float("inf"), 1e19):  # was cast to a wrapped 64-bit integer (undefined in C++)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.create_dl_layer_convolution(x, "c", size, 1, 1, 4, 1, "none", "none", [], [])
+        assert e.value.error_code == 1303 and "kernel_size" in str(e.value) and "-9223372036854775808" not in str(e.value)

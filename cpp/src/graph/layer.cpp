@@ -42,7 +42,15 @@ Tuple validate(const ParamSpec& s, Tuple v, int code) {
     bool ok = false;
     switch (s.kind) {
       case ParamSpec::Kind::kInt:
-        if (is_real(e) && std::get<double>(e) == std::floor(std::get<double>(e))) e = (int64_t)std::get<double>(e);
+        if (is_real(e)) {
+          const double d = std::get<double>(e);
+          if (!std::isfinite(d) || std::fabs(d) >= 9.2e18) {  // no 64-bit integer: the cast would be undefined
+            std::ostringstream os;
+            os << "must lie in [" << s.lo << ", " << s.hi << "]";
+            bad(os.str());
+          }
+          if (d == std::floor(d)) e = static_cast<int64_t>(d);
+        }
         ok = is_int(e); break;
       case ParamSpec::Kind::kReal:
       case ParamSpec::Kind::kNumber:
