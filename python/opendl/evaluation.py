@@ -184,7 +184,7 @@ def _select(ds: dict, samples: list, method, values, op: str) -> list:
 
 def _settings(dlmodel_handle, gen_param, op: str):
     """evaluate_dl_model's GenParam checked against the model, before any sample is read -> (model type, the
-    EvalParams dict handle, its content, the user's keys, the type's checked settings)."""
+    EvalParams dict handle, its content, the model type's checked settings)."""
     from .model import get_dl_model_param
 
     model_type = get_dl_model_param(dlmodel_handle, "type")[0]
@@ -226,7 +226,7 @@ def check_evaluation_param(dlmodel_handle, gen_param, op: str) -> None:
 
 def evaluate_dl_model(dldataset, dlmodel_handle, sample_select_method, sample_select_values, gen_param):
     """Applies the model batch-wise to the selected preprocessed samples and computes the measures of spec
-    C.10 (classification and segmentation models). Returns (evaluation_result, eval_params)."""
+    C.9 / C.10 (classification, segmentation and detection models). Returns (evaluation_result, eval_params)."""
     op = "evaluate_dl_model"
     ds = content(dldataset, op, "dldataset")
     expect_handle(dlmodel_handle, "dl_model", op, "dlmodel_handle")
