@@ -8,9 +8,8 @@ cores, about 10 bits of mantissa in the products; 'false' computes them in full 
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import _core
+from ._proc import is_int as _is_int
 from ._convert import as_list, single
 from .errors import HOperatorError
 
@@ -18,10 +17,6 @@ _flags = {"cudnn_deterministic": "false", "gpu_tf32": "true", "gpu_graphs": "tru
 _NAMES = "'seed_rand', 'thread_num', 'cudnn_deterministic', 'gpu_tf32', 'gpu_graphs'"
 _SETTERS = {"cudnn_deterministic": "set_cudnn_deterministic", "gpu_tf32": "set_gpu_tf32",
             "gpu_graphs": "set_gpu_graphs"}
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def set_system(system_parameter, value):
