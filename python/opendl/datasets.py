@@ -134,7 +134,11 @@ def read_dl_dataset_classification(raw_image_folder, label_source):
     """Builds a classification DLDataset from one or several folders of images (listed recursively), the label
     taken from the folder or file name as ``label_source`` says."""
     op = "read_dl_dataset_classification"
-    folders = [os.fspath(f) for f in as_list(raw_image_folder)]
+    folders = as_list(raw_image_folder)
+    if not all(isinstance(f, (str, os.PathLike)) for f in folders):
+        raise HOperatorError(1201, f"raw_image_folder must hold folder names (strings), got {raw_image_folder!r}",
+                             op)
+    folders = [os.fspath(f) for f in folders]
     if not folders or not all(isinstance(f, str) and f for f in folders):
         raise HOperatorError(1301, f"raw_image_folder must hold one or more folder names, got {raw_image_folder!r}",
                              op)
@@ -199,9 +203,11 @@ def _class_table(class_names, class_ids, op: str, pos: int):
                                              "give one id per name", op)
     if not all(isinstance(n, str) for n in names):
         raise HOperatorError(1200 + pos, f"class_names must hold strings, got {class_names!r}", op)
-    if not all(is_int(i) and i >= 0 for i in ids) or len(set(ids)) != len(ids):
-        raise HOperatorError(1300 + pos + 1, f"class_ids must be unique non-negative integers, got {class_ids!r}",
-                             op)
+    if len(set(names)) != len(names):
+        raise HOperatorError(1300 + pos, f"class_names must be unique, got {class_names!r}", op)
+    if not all(is_int(i) and 0 <= i <= 65535 for i in ids) or len(set(ids)) != len(ids):
+        raise HOperatorError(1300 + pos + 1, f"class_ids must be unique integers in [0, 65535] (the pixel values of "
+                                             f"8- or 16-bit label images), got {class_ids!r}", op)
     return names, [int(i) for i in ids]
 
 
@@ -293,26 +299,80 @@ def read_dl_dataset_from_coco(coco_file_name, image_dir, gen_param):
     try:
         with open(path, encoding="utf-8") as f:
             coco = json.load(f)
-        categories = sorted(coco["categories"], key=lambda c: int(c["id"]))
-        images = coco["images"]
-        annotations = coco.get("annotations", [])
-    except (ValueError, KeyError, TypeError) as e:
-        raise HOperatorError(H_ERR_WFF, f"{path!r} is no COCO annotation file: {e!r}", op) from None
-    boxes = {int(img["id"]): [] for img in images}
-    for a in annotations:
-        x, y, w, h = (float(v) for v in a["bbox"])
-        if a.get("iscrowd", 0) or w <= 0 or h <= 0 or int(a["image_id"]) not in boxes:
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HOperatorError(H_ERR_WFF, f"{path!r} is no COCO annotation file: {e}", op) from None
+    categories, images, boxes = _coco_entries(coco, path, op)
+    samples = [{"image_id": i, "image_file_name": name,
+                "bbox_label_id": [v[0] for v in boxes[i]], "bbox_row1": [v[1] for v in boxes[i]],
+                "bbox_col1": [v[2] for v in boxes[i]], "bbox_row2": [v[3] for v in boxes[i]],
+                "bbox_col2": [v[4] for v in boxes[i]]} for i, name in images]
+    return _dataset({"image_dir": img_dir, "class_names": [n for _, n in categories],
+                     "class_ids": [i for i, _ in categories]}, samples)
+
+
+def _coco_entries(coco, path: str, op: str):
+    """Checks a parsed COCO file and returns (sorted [(category id, name)], [(image id, file name)],
+    {image id: [(category id, row1, col1, row2, col2)]}); any malformed entry raises 5238 naming it."""
+    def bad(what: str):
+        raise HOperatorError(H_ERR_WFF, f"{path!r} is no valid COCO annotation file: {what}", op)
+
+    def entries(key: str, required: bool) -> list:
+        if key not in coco:
+            if required:
+                bad(f"it has no {key!r} list")
+            return []
+        v = coco[key]
+        if not isinstance(v, list) or not all(isinstance(e, dict) for e in v):
+            bad(f"{key!r} must be a list of objects")
+        return v
+
+    def integer(entry: dict, key: str, where: str) -> int:
+        v = entry.get(key)
+        if not is_int(v):
+            bad(f"{where} needs an integer {key!r}, got {v!r}")
+        return int(v)
+
+    if not isinstance(coco, dict):
+        bad("it holds no JSON object")
+    categories = {}
+    for k, c in enumerate(entries("categories", True)):
+        cid = integer(c, "id", f"categories[{k}]")
+        if not isinstance(c.get("name"), str) or not c["name"]:
+            bad(f"categories[{k}] (id {cid}) needs a non-empty string 'name', got {c.get('name')!r}")
+        if cid in categories:
+            bad(f"category id {cid} appears twice")
+        categories[cid] = c["name"]
+    if len(set(categories.values())) != len(categories):
+        bad(f"category names must be unique, got {sorted(categories.values())}")
+    images = []
+    boxes: dict = {}
+    for k, img in enumerate(entries("images", True)):
+        iid = integer(img, "id", f"images[{k}]")
+        if not isinstance(img.get("file_name"), str) or not img["file_name"]:
+            bad(f"images[{k}] (id {iid}) needs a non-empty string 'file_name', got {img.get('file_name')!r}")
+        if iid in boxes:
+            bad(f"image id {iid} appears twice")
+        boxes[iid] = []
+        images.append((iid, img["file_name"]))
+    for k, a in enumerate(entries("annotations", False)):
+        where = f"annotations[{k}]" + (f" (id {a['id']!r})" if "id" in a else "")
+        iid = integer(a, "image_id", where)
+        cid = integer(a, "category_id", where)
+        if iid not in boxes:
+            bad(f"{where} refers to image id {iid}, which 'images' does not list")
+        if cid not in categories:
+            bad(f"{where} refers to category id {cid}, which 'categories' does not list")
+        bbox = a.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) and math.isfinite(v) for v in bbox)):
+            bad(f"{where} needs a 'bbox' of four finite numbers [x, y, width, height], got {bbox!r}")
+        crowd = a.get("iscrowd", 0)
+        if crowd not in (0, 1) or isinstance(crowd, float):
+            bad(f"{where} has 'iscrowd' {crowd!r}; it must be 0 or 1")
+        x, y, w, h = (float(v) for v in bbox)
+        if crowd or w <= 0 or h <= 0:
             continue
-        boxes[int(a["image_id"])].append((int(a["category_id"]), y - 0.5, x - 0.5, y - 0.5 + h, x - 0.5 + w))
-    samples = []
-    for img in images:
-        b = boxes[int(img["id"])]
-        samples.append({"image_id": int(img["id"]), "image_file_name": img["file_name"],
-                        "bbox_label_id": [v[0] for v in b], "bbox_row1": [v[1] for v in b],
-                        "bbox_col1": [v[2] for v in b], "bbox_row2": [v[3] for v in b],
-                        "bbox_col2": [v[4] for v in b]})
-    return _dataset({"image_dir": img_dir, "class_names": [str(c["name"]) for c in categories],
-                     "class_ids": [int(c["id"]) for c in categories]}, samples)
+        boxes[iid].append((cid, y - 0.5, x - 0.5, y - 0.5 + h, x - 0.5 + w))
+    return sorted(categories.items()), images, boxes
 
 
 # ---------------------------------------------------------------- split and search
@@ -364,10 +424,10 @@ def split_dl_dataset(dldataset, training_percent, validation_percent, gen_param)
         raise HOperatorError(1301, "the dataset is already split; set GenParam 'overwrite_split' to true to split "
                                    "it again", op)
     model_type = params.get("model_type", [_model_type_of(samples)])
-    model_type = model_type[0] if model_type else "other"
-    if model_type not in MODEL_TYPES + ("other",):
-        raise HOperatorError(1304, f"GenParam 'model_type' {model_type!r} is not one of "
-                                   f"{', '.join(map(repr, MODEL_TYPES))}", op)
+    if len(model_type) != 1 or not isinstance(model_type[0], str) or model_type[0] not in MODEL_TYPES + ("other",):
+        raise HOperatorError(1304, f"GenParam 'model_type' must be one of {', '.join(map(repr, MODEL_TYPES))}, "
+                                   f"got {model_type!r}", op)
+    model_type = model_type[0]
     groups: dict = {}
     forced_test = []
     if model_type == "classification":
@@ -375,11 +435,18 @@ def split_dl_dataset(dldataset, training_percent, validation_percent, gen_param)
             label = get1(s, "image_label_id")
             if label is None:
                 raise HOperatorError(H_ERR_DICT_KEY, f"sample {i} has no 'image_label_id'", op)
+            if not (is_int(label) or isinstance(label, str)) or len(get(s, "image_label_id")) != 1:
+                raise HOperatorError(1301, f"sample {i} has image_label_id {get(s, 'image_label_id')!r}; it must "
+                                           "be one class id", op)
             groups.setdefault(label, []).append(i)
     elif model_type == "detection":
         counts: dict = {}
-        for s in samples:
-            for c in get(s, "bbox_label_id", []):
+        for i, s in enumerate(samples):
+            labels = get(s, "bbox_label_id", [])
+            if not all(is_int(c) for c in labels):
+                raise HOperatorError(1301, f"sample {i} has bbox_label_id {labels!r}; it must hold class ids "
+                                           "(integers)", op)
+            for c in labels:
                 counts[c] = counts.get(c, 0) + 1
         for i, s in enumerate(samples):
             present = set(get(s, "bbox_label_id", []))
@@ -466,6 +533,25 @@ def _read_label_image(path: str, op: str) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, 0]) if img.ndim == 3 else img
 
 
+def _dir_of(ds: dict, key: str, op: str) -> str:
+    """The directory under ``key`` of a dataset ('' when absent); anything but one string raises 1301."""
+    value = get(ds, key, [""])
+    if len(value) != 1 or not isinstance(value[0], str):
+        raise HOperatorError(1301, f"dldataset {key!r} must be one directory name, got {value!r}", op)
+    return value[0]
+
+
+def _file_of(sample: dict, key: str, i: int, op: str) -> str:
+    """The file name under ``key`` of dataset sample ``i``; a missing key raises 2894, anything but one
+    non-empty string 1301."""
+    value = get(sample, key)
+    if value is None:
+        raise HOperatorError(H_ERR_DICT_KEY, f"sample {i} has no {key!r}", op)
+    if isinstance(value, np.ndarray) or len(value) != 1 or not isinstance(value[0], str) or not value[0]:
+        raise HOperatorError(1301, f"sample {i} has {key} {value!r}; it must be one file name", op)
+    return value[0]
+
+
 def gen_dl_samples(dldataset, sample_indices, restrict_keys_dlsample, gen_param):
     """Reads the raw images (and label images) of the given samples into new DLSample dict handles, not
     preprocessed. ``restrict_keys_dlsample`` picks the keys: a model type, 'image_only' or 'off' (everything
@@ -489,14 +575,11 @@ def gen_dl_samples(dldataset, sample_indices, restrict_keys_dlsample, gen_param)
         raise HOperatorError(1304, f"GenParam 'instance_type' must be 'rectangle1' or 'rectangle2', got "
                                    f"{instance_type!r}", op)
     instance_type = instance_type[0]
-    image_dir = get1(ds, "image_dir", "")
+    image_dir = _dir_of(ds, "image_dir", op)
     out = []
     for i in indices:
         s = samples[i]
-        name = get1(s, "image_file_name")
-        if name is None:
-            raise HOperatorError(H_ERR_DICT_KEY, f"sample {i} has no 'image_file_name'", op)
-        image = read_image(_join(image_dir, name))
+        image = read_image(_join(image_dir, _file_of(s, "image_file_name", i, op)))
         sample = {"image": image}
         if "image_id" in s:
             sample["image_id"] = get(s, "image_id")
@@ -526,17 +609,19 @@ def gen_dl_samples(dldataset, sample_indices, restrict_keys_dlsample, gen_param)
                         sample[k] = get(s, k)
         if restrict in ("segmentation", "off") and (restrict == "segmentation" or "segmentation_file_name" in s):
             if need("segmentation_file_name"):
-                seg_dir = require(ds, "segmentation_dir", op, "dldataset")[0]
-                sample["segmentation_image"] = _read_label_image(_join(seg_dir, get1(s, "segmentation_file_name")),
-                                                                 op)
+                require(ds, "segmentation_dir", op, "dldataset")
+                seg_dir = _dir_of(ds, "segmentation_dir", op)
+                sample["segmentation_image"] = _read_label_image(
+                    _join(seg_dir, _file_of(s, "segmentation_file_name", i, op)), op)
         if restrict in ("anomaly_detection", "off") and (restrict == "anomaly_detection" or "anomaly_label" in s):
             if need("anomaly_label"):
                 label = get1(s, "anomaly_label")
                 sample["anomaly_label"] = label
                 sample["anomaly_label_id"] = 1 if label == "nok" else 0
             if "anomaly_file_name" in s:
-                gt_dir = get1(ds, "anomaly_dir", "")
-                sample["anomaly_ground_truth"] = _read_label_image(_join(gt_dir, get1(s, "anomaly_file_name")), op)
+                gt_dir = _dir_of(ds, "anomaly_dir", op)
+                sample["anomaly_ground_truth"] = _read_label_image(
+                    _join(gt_dir, _file_of(s, "anomaly_file_name", i, op)), op)
         out.append(new_dict(sample))
     return out
 

@@ -525,11 +525,9 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
                 for s in batch:
                     sd = content(s, op, "dlsample")
                     if "segmentation_image" in sd:
-                        lab = sd["segmentation_image"]
-                        table = np.zeros(int(max(max(weights), lab.max())) + 1, np.float32)
-                        for c, w in weights.items():
-                            table[c] = w
-                        put(sd, "weight_image", table[lab.astype(np.int64)])
+                        values, where = np.unique(sd["segmentation_image"], return_inverse=True)
+                        w = np.array([weights.get(int(v), 0.0) for v in values], np.float32)
+                        put(sd, "weight_image", w[where].reshape(sd["segmentation_image"].shape))
             write_dl_samples(dldataset, idx, batch, [], [])
         os.makedirs(sample_dir, exist_ok=True)
         for f in os.listdir(sample_dir):

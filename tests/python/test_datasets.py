@@ -154,6 +154,63 @@ def test_coco_reader_converts_boxes_to_pixel_centred_rectangle1(tmp_path):
     assert code_of(ha.read_dl_dataset_from_coco, str(tmp_path / "bad.json"), "", []) == 5238
 
 
+
+def test_coco_reader_names_the_malformed_entry(tmp_path):
+    base = {"images": [{"id": 7, "file_name": "a.png"}], "categories": [{"id": 3, "name": "nut"}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [2, 4, 10, 5]}]}
+
+    def error(**change):
+        coco = json.loads(json.dumps(base))
+        for where, fix in change.items():
+            fix(coco)
+        (tmp_path / "c.json").write_text(json.dumps(coco))
+        try:
+            ha.read_dl_dataset_from_coco(str(tmp_path / "c.json"), str(tmp_path), [])
+        except ha.HOperatorError as e:
+            return e.error_code, str(e)
+        return None
+
+    def ann(key, value):
+        return lambda c: c["annotations"][0].__setitem__(key, value)
+
+    def drop(section, key):
+        return lambda c: c[section][0].pop(key)
+
+    assert error() is None
+    for fix, words in ((ann("bbox", [1, 2, 3]), "bbox"), (ann("bbox", ["a", 1, 2, 3]), "bbox"),
+                       (ann("bbox", [float("nan"), 1, 2, 3]), "finite"), (drop("annotations", "bbox"), "bbox"),
+                       (drop("annotations", "image_id"), "image_id"), (ann("category_id", 9), "category id 9"),
+                       (ann("image_id", 8), "image id 8"), (ann("iscrowd", 2), "iscrowd"),
+                       (drop("images", "id"), "images[0]"), (drop("images", "file_name"), "file_name"),
+                       (drop("categories", "name"), "name"),
+                       (lambda c: c["images"].append({"id": 7, "file_name": "b.png"}), "image id 7 appears twice"),
+                       (lambda c: c["categories"].append({"id": 3, "name": "bolt"}), "category id 3"),
+                       (lambda c: c.__setitem__("annotations", 5), "'annotations'"),
+                       (lambda c: c.pop("images"), "'images'")):
+        code, message = error(x=fix)
+        assert code == 5238 and words in message, message
+    (tmp_path / "c.json").write_text("[1, 2]")
+    assert code_of(ha.read_dl_dataset_from_coco, str(tmp_path / "c.json"), "", []) == 5238
+
+
+def test_readers_refuse_bad_class_tables_and_names(tmp_path):
+    for bad in (5, float("nan"), [str(tmp_path), None]):
+        assert code_of(ha.read_dl_dataset_classification, bad, "last_folder") == 1201
+    make_segmentation(str(tmp_path))
+    args = (str(tmp_path / "img"), str(tmp_path / "lab"))
+    assert code_of(ha.read_dl_dataset_segmentation, *args, ["bg", "bg"], [0, 1], [], [], []) == 1303
+    assert code_of(ha.read_dl_dataset_segmentation, *args, ["bg", "a"], [0, 2 ** 40], [], [], []) == 1304
+    assert code_of(ha.read_dl_dataset_segmentation, *args, ["bg", "a"], [0, 0], [], [], []) == 1304
+    ds = ha.read_dl_dataset_segmentation(*args, ["bg", "a"], [0, 65535], [], [], [])
+    sample = ha.get_dict_tuple(ds, "samples")[0]
+    ha.set_dict_tuple(sample, "image_file_name", [5])
+    assert code_of(ha.gen_dl_samples, ds, [0], "segmentation", []) == 1301
+    ha.set_dict_tuple(sample, "image_file_name", "s0.png")
+    ha.set_dict_tuple(sample, "segmentation_file_name", [])
+    assert code_of(ha.gen_dl_samples, ds, [0], "segmentation", []) == 1301
+    ha.set_dict_tuple(ds, "image_dir", [1, 2])
+    assert code_of(ha.gen_dl_samples, ds, [1], "segmentation", []) == 1301
+
 # ---------------------------------------------------------------- split
 
 
@@ -196,6 +253,12 @@ def test_split_refuses_to_resplit_and_checks_percentages(tmp_path):
     assert code_of(ha.split_dl_dataset, ds, 50, 101, {"overwrite_split": 1}) == 1303
     assert code_of(ha.split_dl_dataset, ds, 60, 50, {"overwrite_split": 1}) == 1303
     assert code_of(ha.split_dl_dataset, ds, 60, 20, {"shuffle": 1}) == 1304
+    for model_type in ([], ["detection", "classification"], "x", 3):
+        assert code_of(ha.split_dl_dataset, ds, 60, 20, {"overwrite_split": 1, "model_type": model_type}) == 1304
+    # labels that are no class ids (a nested list, a float) are named, not hashed
+    for key, label in (("image_label_id", [[1]]), ("image_label_id", 1.5), ("bbox_label_id", [[1]])):
+        bad = {"samples": [{"image_id": 0, key: label}]}
+        assert code_of(ha.split_dl_dataset, bad, 60, 20, []) == 1301
 
 
 def test_split_anomaly_puts_every_nok_sample_into_test():
