@@ -36,6 +36,7 @@ Error codes: see opendl._proc; other model types raise 7912.
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -90,8 +91,11 @@ def gen_confusion_matrix(ground_truth_labels, predicted_classes, gen_param_name,
             raise HOperatorError(1304, f"{k!r} takes one of {', '.join(map(repr, choices[k]))}, got {v!r}", op)
     if as_list(window_handle):
         raise HOperatorError(1205, "window_handle must be []: opendl has no graphics windows", op)
-    kinds = {type(v) for v in gt + pred}
-    if not (kinds <= {int} or kinds <= {str}):
+    if all(is_int(v) for v in gt + pred):
+        gt, pred = [int(v) for v in gt], [int(v) for v in pred]
+    elif all(isinstance(v, str) for v in gt + pred):
+        gt, pred = [str(v) for v in gt], [str(v) for v in pred]
+    else:
         raise HOperatorError(1201, "labels must be all integers or all strings", op)
     classes = sorted(set(gt))
     unknown = [p for p in pred if p not in set(classes)]
@@ -171,10 +175,16 @@ def _select(ds: dict, samples: list, method, values, op: str) -> list:
     m = m[0]
     if m == "sample_indices":
         for v in vals:
-            if not is_int(v) or not 0 <= v < len(samples):
+            if not is_int(v):
+                raise HOperatorError(1304, f"sample indices must be integers, got {v!r}", op)
+            if not 0 <= v < len(samples):
                 raise HOperatorError(1304, f"sample index {v!r} is outside 0..{len(samples) - 1}", op)
         return [int(v) for v in vals]
     key = "split" if m == "split" else "image_id"
+    for v in vals:
+        if not (isinstance(v, str) if m == "split" else is_int(v)):
+            raise HOperatorError(1304, f"sample_select_values for {m!r} must be "
+                                       f"{'split names' if m == 'split' else 'integer image ids'}, got {v!r}", op)
     wanted = set(vals)
     out = [i for i, s in enumerate(samples) if len(get(s, key, [])) == 1 and get(s, key)[0] in wanted]
     if not out:
@@ -202,11 +212,15 @@ def _settings(dlmodel_handle, gen_param, op: str):
                                        f"{model_type!r}", op)
         put(ep, k, v)
     if "class_ids" in user:
-        if not user["class_ids"] or not all(is_int(c) for c in user["class_ids"]):
-            raise HOperatorError(1305, f"GenParam 'class_ids' must be integers, got {user['class_ids']!r}", op)
+        if not user["class_ids"] or not all(is_int(c) for c in user["class_ids"]) or \
+                len(set(user["class_ids"])) != len(user["class_ids"]):
+            raise HOperatorError(1305, f"GenParam 'class_ids' must be distinct integers, got {user['class_ids']!r}",
+                                 op)
         put(ep, "num_classes", len(user["class_ids"]))
     if "show_progress" in user:
         flag(user["show_progress"], op, 1305, "GenParam 'show_progress'")
+    if not as_list(get(ep, "measures")):
+        raise HOperatorError(1305, "GenParam 'measures' is empty; give one or more measures (or 'all')", op)
     if model_type == "detection":
         it = get_dl_model_param(dlmodel_handle, "instance_type")[0]
         ignore_direction = it == "rectangle2" and get_dl_model_param(dlmodel_handle, "ignore_direction")[0] == "true"
@@ -276,6 +290,8 @@ def _classification_settings(dlmodel_handle, ep, user, op):
                 raise HOperatorError(1305, f"class name {n!r} is not one of the model's class names {names}", op)
     else:
         targets = list(get(ep, "class_ids_to_evaluate"))
+        if not targets:
+            raise HOperatorError(1305, "GenParam 'class_ids_to_evaluate' is empty; give class ids or 'global'", op)
         for t in targets:
             if t != "global" and t not in class_ids:
                 raise HOperatorError(1305, f"class_ids_to_evaluate {t!r} is not one of the class ids {class_ids}",
@@ -477,9 +493,10 @@ def _detection_settings(ep: dict, model_instance_type: str, ignore_direction: bo
         raise HOperatorError(1305, "area_ranges must be a dict with 'name', 'min' and 'max'", op)
     names, lo, hi = (as_list(get(ar, k, [])) for k in ("name", "min", "max"))
     if not names or not (len(names) == len(lo) == len(hi)) or not all(isinstance(n, str) for n in names) or \
-            not all(is_number(v) for v in lo + hi) or any(a > b for a, b in zip(lo, hi)):
-        raise HOperatorError(1305, f"area_ranges needs as many names, min and max values (min <= max), got "
-                                   f"name {names!r}, min {lo!r}, max {hi!r}", op)
+            len(set(names)) != len(names) or not all(is_number(v) and not math.isnan(v) for v in lo + hi) or \
+            any(a > b for a, b in zip(lo, hi)):
+        raise HOperatorError(1305, f"area_ranges needs as many distinct names, min and max values (numbers, "
+                                   f"min <= max), got name {names!r}, min {lo!r}, max {hi!r}", op)
     detailed = flag(get1(ep, "detailed_evaluation", 0), op, 1305, "'detailed_evaluation'")
     interpolate = flag(get1(ep, "interpolate_pr_curves", 1), op, 1305, "'interpolate_pr_curves'")
     put(ep, "measures", list(dict.fromkeys(measures)))

@@ -181,4 +181,9 @@ def test_detection_evaluation_errors(workflow):
     assert code_of(ha.evaluate_dl_model, ds, m, "split", "test", {"max_num_detections": [0]}) == 1305
     assert code_of(ha.evaluate_dl_model, ds, m, "split", "test",
                    {"area_ranges": {"name": ["a", "b"], "min": [0], "max": [10]}}) == 1305
+    # NaN bounds compare false both ways and duplicate names would collide in the result: both refused
+    for ranges in ({"name": ["a"], "min": [float("nan")], "max": [5]},
+                   {"name": ["a", "a"], "min": [0, 10], "max": [10, 20]}):
+        assert code_of(ha.evaluate_dl_model, ds, m, "split", "test", {"area_ranges": ranges}) == 1305
+    assert code_of(ha.evaluate_dl_model, ds, m, "split", "test", {"measures": []}) == 1305
     assert code_of(ha.evaluate_dl_model, ds, m, "split", "test", {"instance_type": "rectangle2"}) == 1305

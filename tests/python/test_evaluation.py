@@ -41,6 +41,10 @@ def test_confusion_matrix_errors():
     assert code_of(ha.gen_confusion_matrix, [0, 1], [0, 1], "return_matrix", "both", []) == 1304
     assert code_of(ha.gen_confusion_matrix, [0, 1], [0, 1], "colour", "red", []) == 1303
     assert code_of(ha.gen_confusion_matrix, [], [], [], [], []) == 1401
+    assert code_of(ha.gen_confusion_matrix, [0, 1], ["0", "1"], [], [], []) == 1201
+    # numpy labels (what argmax gives) count like Python ints
+    np.testing.assert_array_equal(ha.gen_confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), [], [], []),
+                                  [[1, 1], [0, 1]])
 
 
 def test_default_params():
@@ -153,6 +157,12 @@ def test_evaluate_errors(setup):
     assert code_of(ha.evaluate_dl_model, ds, m, "random", ["train"], []) == 1303
     assert code_of(ha.evaluate_dl_model, ds, m, "split", ["holdout"], []) == 1304
     assert code_of(ha.evaluate_dl_model, ds, m, "sample_indices", [99], []) == 1304
+    with pytest.raises(ha.HOperatorError, match="must be integers"):
+        ha.evaluate_dl_model(ds, m, "sample_indices", [1.0], [])
+    for method, values in (("image_ids", [[1]]), ("image_ids", ["1"]), ("split", [1])):
+        assert code_of(ha.evaluate_dl_model, py(ds), m, method, values, []) == 1304
+    for gen in ({"class_ids": [0, 1, 1]}, {"class_ids_to_evaluate": []}, {"measures": []}):
+        assert code_of(ha.evaluate_dl_model, ds, m, "split", ["test"], gen) == 1305
     assert code_of(ha.evaluate_dl_model, ds, m, "split", ["test"], {"speed": 1}) == 1305
     assert code_of(ha.evaluate_dl_model, ds, m, "split", ["test"], {"measures": "top4_error"}) == 1305
     assert code_of(ha.evaluate_dl_model, ds, m, "split", ["test"],
