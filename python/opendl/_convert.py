@@ -18,7 +18,8 @@ def as_list(value) -> list:
 def single(values: list, operator: str):
     """The `_s` twins: exactly one value or HTupleConversionError."""
     if len(values) != 1:
-        raise HTupleConversionError(f"{operator}_s expects exactly one value, the result holds {len(values)}")
+        raise HTupleConversionError(f"{operator}_s expects exactly one value, the result holds {len(values)}",
+                                    f"{operator}_s", 1401)
     return values[0]
 
 

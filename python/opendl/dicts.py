@@ -59,7 +59,8 @@ from ._handles import HHandle, expect_handle
 from .errors import (
     H_ERR_DICT_INVALID_INDEX, H_ERR_DICT_KEY, H_ERR_DICT_NESTED_TOO_DEEP, H_ERR_DICT_TUPLE_TYPE, H_ERR_FILE_WR,
     H_ERR_FNF, H_ERR_HANDLE_CYCLES, H_ERR_HANDLE_NOSER, H_ERR_MEM, H_ERR_WFF, H_ERR_WIPN2, H_ERR_WIPN3, H_ERR_WIPN4,
-    H_ERR_WIPT1, H_ERR_WIPT2, H_ERR_WIPT3, H_ERR_WIPV1, H_ERR_WIPV2, HError, HOperatorError, HTupleConversionError)
+    H_ERR_WIPT1, H_ERR_WIPT2, H_ERR_WIPT3, H_ERR_WIPT4, H_ERR_WIPV1, H_ERR_WIPV2, HError, HOperatorError,
+    HTupleConversionError)
 
 __all__ = [
     "as_dict_handle", "as_python_dict", "as_python_dict_s", "clear_handle", "copy_dict", "create_dict",
@@ -119,7 +120,7 @@ def _one_key(key, op: str):
     return keys[0]
 
 
-def _element(v, op: str, where: str):
+def _element(v, op: str, where: str, code: int = H_ERR_WIPT1):
     """One tuple element: int (64-bit), float, str or HHandle; numpy scalars become Python numbers, bools ints,
     and a plain Python dict becomes a new dict handle."""
     if isinstance(v, (str, HHandle)):
@@ -129,30 +130,30 @@ def _element(v, op: str, where: str):
     if isinstance(v, (int, np.integer)):
         i = int(v)
         if not _INT64_MIN <= i <= _INT64_MAX:
-            raise HTupleConversionError(f"{op}: {where} holds {i}, outside the 64-bit integer range")
+            raise HTupleConversionError(f"{where} holds {i}, outside the 64-bit integer range", op, code)
         return i
     if isinstance(v, (float, np.floating)):
         return float(v)
     if isinstance(v, dict):
         return _from_python(v, None, op, set())
-    raise HTupleConversionError(f"{op}: {where} holds a {type(v).__name__}, which is no tuple element "
-                                "(int, float, str or handle)")
+    raise HTupleConversionError(f"{where} holds a {type(v).__name__}, which is no tuple element (int, float, str or "
+                                "handle)", op, code)
 
 
-def _tuple(value, op: str, where: str) -> list:
+def _tuple(value, op: str, where: str, code: int) -> list:
     """HALCON's tuple rule on an input: a scalar is a 1-element tuple, a sequence or 1-D array a tuple."""
     if value is None:
         return []
     if isinstance(value, np.ndarray):
         if value.ndim > 1:
-            raise HTupleConversionError(f"{op}: {where} is a {value.ndim}-D array; store images with "
-                                        "set_dict_object")
+            raise HTupleConversionError(f"{where} is a {value.ndim}-D array; store images with set_dict_object", op,
+                                        code)
         items = [value[()]] if value.ndim == 0 else list(value)
     elif isinstance(value, (str, bytes, dict)) or not (hasattr(value, "__iter__") and hasattr(value, "__len__")):
         items = [value]
     else:
         items = list(value)
-    return [_element(v, op, where) for v in items]
+    return [_element(v, op, where, code) for v in items]
 
 
 def _image(obj, op: str, where: str = "object") -> np.ndarray:
@@ -236,7 +237,7 @@ def set_dict_tuple(dict_handle, key, tuple):  # noqa: A002 (HALCON's parameter n
     op = "set_dict_tuple"
     d = _content(dict_handle, op)
     keys = _keys(key, op)
-    values = _tuple(tuple, op, "tuple")
+    values = _tuple(tuple, op, "tuple", H_ERR_WIPT3)
     for k in keys:
         d[k] = list(values)
 
@@ -272,7 +273,7 @@ def set_dict_tuple_at(dict_handle, key, index, value):
         if i < 0 or i > _INT64_MAX:
             raise HOperatorError(H_ERR_DICT_INVALID_INDEX, f"index {int(i)} is not a valid tuple index", op)
         indices.append(int(i))
-    values = _tuple(value, op, "value")
+    values = _tuple(value, op, "value", H_ERR_WIPT4)
     if len(values) != 1 and len(values) != len(indices):
         raise HOperatorError(H_ERR_WIPN4, f"value holds {len(values)} values for {len(indices)} indices; give one "
                                           "value or one per index", op)
@@ -695,8 +696,8 @@ def _from_python(dict_val, hook, op: str, active: set) -> HHandle:
         if isinstance(e, dict):
             return _from_python(e, hook, op, active)
         if isinstance(e, np.ndarray) and e.ndim >= 2:
-            raise HTupleConversionError(f"{op}: key {k!r} holds a list with an image; lists of images are not "
-                                        "supported")
+            raise HTupleConversionError(f"key {k!r} holds a list with an image; lists of images are not supported",
+                                        op)
         return _element(e, op, f"the list under key {k!r}")
 
     content = {}
@@ -735,8 +736,7 @@ def _as_python(h, as_lists: bool, hook, op: str, path: set) -> dict:
             out[k] = hook(v) if hook is not None else v
             continue
         if not as_lists and len(v) != 1:
-            raise HTupleConversionError(f"as_python_dict_s: key {k!r} holds {len(v)} values; every tuple must "
-                                        "hold exactly one")
+            raise HTupleConversionError(f"key {k!r} holds {len(v)} values; every tuple must hold exactly one", op)
         conv = [_as_python(e, as_lists, hook, op, path) if isinstance(e, HHandle) and e.sem_type == "dict" else e
                 for e in v]
         out[k] = conv if as_lists else conv[0]

@@ -8,6 +8,7 @@ H_MSG_OK = 2
 H_ERR_WIPT1 = 1201
 H_ERR_WIPT2 = 1202
 H_ERR_WIPT3 = 1203
+H_ERR_WIPT4 = 1204
 H_ERR_WIPV1 = 1301
 H_ERR_WIPV2 = 1302
 H_ERR_WIPV3 = 1303
@@ -87,5 +88,10 @@ def _caller_operator() -> str:
     return ""
 
 
-class HTupleConversionError(HError):
-    """A Python value could not be converted to or from a HALCON tuple."""
+class HTupleConversionError(HOperatorError):
+    """A Python value could not be converted to or from a HALCON tuple. HALCON's Python interface raises it
+    apart from operator errors; here it is also an HOperatorError, so that one ``except HOperatorError`` sees
+    every refused input, with the code of the parameter at fault (1201.. wrong type of parameter n)."""
+
+    def __init__(self, message: str, operator_name: str = "", error_code: int = 1201):
+        super().__init__(error_code, message, operator_name)

@@ -151,9 +151,15 @@ def test_numpy_scalars_and_bools_become_python_numbers():
 def test_invalid_tuple_elements_raise_conversion_errors():
     h = ha.create_dict()
     for bad in ([1, [2, 3]], [None], [b"bytes"], np.zeros((2, 2), np.uint8), 1 << 63, [object()]):
-        with pytest.raises(ha.HTupleConversionError):
+        with pytest.raises(ha.HTupleConversionError) as e:
             ha.set_dict_tuple(h, "k", bad)
+        # also an HOperatorError naming the operator and the parameter at fault (tuple = parameter 3)
+        assert isinstance(e.value, ha.HOperatorError) and e.value.error_code == 1203
+        assert e.value.operator_name == "set_dict_tuple" and "tuple" in str(e.value)
     assert ha.get_dict_param(h, "keys", []) == []  # nothing was stored
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.set_dict_tuple_at(h, "k", [0], [[1]])
+    assert e.value.error_code == 1204
 
 
 def test_a_plain_dict_element_becomes_a_nested_dict_handle():
