@@ -201,8 +201,8 @@ def _images(images, m, op: str, param: str) -> list:
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
             items = list(images)
-        elif images.ndim == 3 and tuple(images.shape) != (h, w, c):
-            items = list(images)
+        elif images.ndim == 3 and c == 1 and tuple(images.shape[1:]) == (h, w) and tuple(images.shape) != (h, w, 1):
+            items = list(images)  # a batch (N, H, W) of single-channel images
         elif images.ndim in (2, 3):
             items = [images]
         else:
@@ -210,6 +210,8 @@ def _images(images, m, op: str, param: str) -> list:
                                        f"array of shape {images.shape}", op)
     else:
         items = as_list(images)
+    if not items:
+        raise HOperatorError(1401, f"{param} holds no images", op)
     out = []
     for i, img in enumerate(items):
         if not isinstance(img, np.ndarray):
@@ -273,7 +275,7 @@ def get_dl_classifier_train_result(dlclassifier_train_result_handle, gen_param_n
                         "dlclassifier_train_result_handle")
     out = []
     for n in as_list(gen_param_name):
-        if n not in res:
+        if not isinstance(n, str) or n not in res:
             raise HOperatorError(H_ERR_CNN_WGPN, f"unknown train result {n!r} (available: "
                                                  f"{', '.join(repr(k) for k in _TRAIN_RESULT_NAMES)})", op)
         out.append(res[n])

@@ -61,6 +61,10 @@ def split_dl_classifier_data_set(image_files, labels, training_percent, validati
     test_images, test_labels)."""
     op = "split_dl_classifier_data_set"
     files, labs = as_list(image_files), as_list(labels)
+    if not files:
+        raise HOperatorError(1401, "image_files is empty: nothing to split", op)
+    if not all(isinstance(lab, str) or _proc.is_int(lab) for lab in labs):
+        raise HOperatorError(1202, f"labels must be class names or class indices, got {labels!r}", op)
     if len(files) != len(labs):
         raise HOperatorError(1402, f"{len(files)} image files but {len(labs)} labels: labels needs one label per "
                                    "image", op)
@@ -182,6 +186,10 @@ def evaluate_dl_classifier(ground_truth_labels, dlclassifier_handle, dlclassifie
         recall = np.where(actual > 0, tp / np.maximum(actual, 1), 0.0)
         f_score = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     sel = as_list(classes_to_evaluate)
+    if not sel:
+        raise HOperatorError(1405, "classes_to_evaluate is empty; give class names or 'global'", op)
+    if not as_list(evaluation_measure_type):
+        raise HOperatorError(1404, "evaluation_measure_type is empty; give one or more measures", op)
     if sel == ["global"]:
         chosen, per_class = [i for i in range(k) if predicted[i] > 0 or actual[i] > 0], False
     else:

@@ -189,9 +189,28 @@ def test_result_errors():
     with pytest.raises(ha.HOperatorError) as e:
         ha.get_dl_classifier_train_result(tr, "accuracy")
     assert e.value.error_code == 7713
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.get_dl_classifier_train_result(tr, [["loss"]])
+    assert e.value.error_code == 7713
     ha.clear_dl_classifier_train_result([tr])
     with pytest.raises(ha.HOperatorError):
         ha.get_dl_classifier_train_result(tr, "loss")
+
+
+def test_apply_refuses_no_images_and_names_the_shape_of_a_wrong_colour_image():
+    c = classifier()
+    w, h, ch = ha.get_dl_classifier_param(c, "image_dimensions")
+    assert ch == 1
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.apply_dl_classifier([], c)
+    assert e.value.error_code == 1401
+    # (H, W, 3) for a single-channel classifier is one wrong image, not a batch of H images of shape (W, 3)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.apply_dl_classifier(np.zeros((h, w, 3), np.float32), c)
+    assert e.value.error_code == 7789 and f"({h}, {w}, 3)" in str(e.value)
+    # (N, H, W) is a batch of N single-channel images
+    stack = ha.apply_dl_classifier(np.zeros((3, h, w), np.float32), c)
+    assert len(ha.get_dl_classifier_result(stack, "all", "predicted_classes")) == 3
 
 
 # ------------------------------------------------------------------ parameters
@@ -362,6 +381,13 @@ def test_split_rejects_bad_percentages(train, val, code):
     assert e.value.error_code == code
 
 
+def test_split_refuses_no_files_and_labels_of_no_class():
+    for files, labels, code in (([], [], 1401), (["a", "b"], [[1], [2]], 1202), (["a"], [1.5], 1202)):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.split_dl_classifier_data_set(files, labels, 50, 20)
+        assert e.value.error_code == code
+
+
 def test_evaluate_dl_classifier_matches_a_hand_computed_confusion_matrix():
     images, _ = data(6, 13)
     c = classifier()
@@ -395,7 +421,9 @@ def test_evaluate_dl_classifier_errors():
     cases = [((["spot"], c, res, "top1_error", "global"), 1401),
              ((["spot", "crack"], c, res, "top1_error", "global"), 7714),
              ((["spot", "spot"], c, res, "accuracy", "global"), 1304),
-             ((["spot", "spot"], c, res, "precision", ["crack"]), 1305)]
+             ((["spot", "spot"], c, res, "precision", ["crack"]), 1305),
+             ((["spot", "spot"], c, res, "precision", []), 1405),
+             ((["spot", "spot"], c, res, [], "global"), 1404)]
     for args, code in cases:
         with pytest.raises(ha.HOperatorError) as e:
             ha.evaluate_dl_classifier(*args)
