@@ -65,6 +65,8 @@ OPTIONAL_KEYS = ("ignore_class_ids", "set_background_id", "class_ids_background"
                  "deviation_values_normalization", "check_params")
 DEFAULT_MEAN = [123.675, 116.28, 103.53]
 DEFAULT_DEVIATION = [58.395, 57.12, 57.375]
+_MAX_SIZE = 2 ** 31 - 1  # image width, height and channels are 32-bit signed, as HALCON's
+_MIN_DEVIATION = 1e-6  # below it (x - mean) / deviation of 32-bit pixel values can leave the float32 range
 _INT_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.uint16): (0, 65535), np.dtype(np.int16): (-32768, 32767),
                np.dtype(np.int8): (-128, 127), np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1)}
 
@@ -107,7 +109,9 @@ def create_dl_preprocess_param(dlmodel_type, image_width, image_height, image_nu
         extra = gen_params(gen_param, op, 12, _AnyKey())
         d.update(extra)
     param = new_dict(d)
-    check_dl_preprocess_param(param)
+    pd = content(param, op, "dlpreprocess_param")
+    if "check_params" not in pd or flag(get(pd, "check_params"), op, 1312, "'check_params'"):
+        _check_param(pd, op, lambda key: 1300 + _CREATE_POSITIONS.get(key, 12))
     return param
 
 
@@ -146,23 +150,32 @@ def create_dl_preprocess_param_from_model(dlmodel_handle, normalization_type, do
                                       set_background_id, class_ids_background, extra or [])
 
 
-def _ints(values, what: str, op: str) -> list:
-    for v in values:
-        if not is_int(v) or v < 0:
-            raise HOperatorError(1301, f"{what} must hold non-negative integers, got {values!r}", op)
-    return [int(v) for v in values]
+_CREATE_POSITIONS = {k: i for i, k in enumerate(
+    ("model_type", "image_width", "image_height", "image_num_channels", "image_range_min", "image_range_max",
+     "normalization_type", "domain_handling", "ignore_class_ids", "set_background_id", "class_ids_background"),
+    start=1)}
 
 
 def check_dl_preprocess_param(dlpreprocess_param):
-    """Validates a DLPreprocessParam dict (spec C.5, F.4); raises naming the key and the valid values."""
+    """Validates a DLPreprocessParam dict (spec C.5, F.4); raises naming the key and the valid values. With
+    'check_params' false it checks nothing, as HALCON's does."""
     op = "check_dl_preprocess_param"
     d = content(dlpreprocess_param, op, "dlpreprocess_param")
     if "check_params" in d and not flag(get(d, "check_params"), op, 1301, "'check_params'"):
         return
+    _check_param(d, op, lambda key: 1301)
+
+
+def _check_param(d: dict, op: str, code) -> None:
+    """The checks of check_dl_preprocess_param; ``code(key)`` gives the error code for a bad value under key
+    (1301 for check_dl_preprocess_param; 1300 + the parameter's position, or 1312 for a GenParam key, for
+    create_dl_preprocess_param)."""
+    def fail(key: str, message: str):
+        raise HOperatorError(code(key), message, op)
+
     for k in d:
         if k not in REQUIRED_KEYS + OPTIONAL_KEYS:
-            raise HOperatorError(1301, f"unknown key {k!r} for DLPreprocessParam (valid: "
-                                       f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})", op)
+            fail(k, f"unknown key {k!r} for DLPreprocessParam (valid: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})")
     for k in REQUIRED_KEYS:
         if k not in d:
             raise HOperatorError(H_ERR_DICT_KEY, f"DLPreprocessParam lacks the required key {k!r}", op)
@@ -170,69 +183,75 @@ def check_dl_preprocess_param(dlpreprocess_param):
     def one(k):
         t = get(d, k)
         if isinstance(t, np.ndarray) or len(t) != 1:
-            raise HOperatorError(1301, f"DLPreprocessParam {k!r} must hold one value, got {t!r}", op)
+            fail(k, f"DLPreprocessParam {k!r} must hold one value, got {t!r}")
         return t[0]
 
     model_type = one("model_type")
     if model_type not in MODEL_TYPES:
-        raise HOperatorError(1301, f"'model_type' {model_type!r} is not one of {', '.join(map(repr, MODEL_TYPES))}",
-                             op)
+        fail("model_type", f"'model_type' {model_type!r} is not one of {', '.join(map(repr, MODEL_TYPES))}")
     for k in ("image_width", "image_height", "image_num_channels"):
         v = one(k)
-        if not is_int(v) or v < 1:
-            raise HOperatorError(1301, f"{k!r} must be a positive integer, got {v!r}", op)
+        if not is_int(v) or not 1 <= v <= _MAX_SIZE:
+            fail(k, f"{k!r} must be an integer in [1, {_MAX_SIZE}], got {v!r}")
     lo, hi = one("image_range_min"), one("image_range_max")
-    if not is_number(lo) or not is_number(hi) or not lo < hi:
-        raise HOperatorError(1301, f"'image_range_min' ({lo!r}) must be a number below 'image_range_max' ({hi!r})",
-                             op)
+    for k, v in (("image_range_min", lo), ("image_range_max", hi)):
+        if not is_number(v) or not math.isfinite(v):
+            fail(k, f"{k!r} must be a finite number, got {v!r}")
+    if not lo < hi:
+        fail("image_range_max", f"'image_range_min' ({lo!r}) must be below 'image_range_max' ({hi!r})")
     if model_type in ("classification", "detection") and (lo != -127 or hi != 128):
-        raise HOperatorError(1301, f"{model_type} models need the image range -127 .. 128, got {lo} .. {hi}", op)
+        fail("image_range_min", f"{model_type} models need the image range -127 .. 128, got {lo} .. {hi}")
     norm = one("normalization_type")
     if norm not in NORMALIZATION_TYPES:
-        raise HOperatorError(1301, f"'normalization_type' {norm!r} is not one of "
-                                   f"{', '.join(map(repr, NORMALIZATION_TYPES))}", op)
+        fail("normalization_type", f"'normalization_type' {norm!r} is not one of "
+                                   f"{', '.join(map(repr, NORMALIZATION_TYPES))}")
     domains = ("full_domain", "crop_domain") + (("keep_domain",) if model_type == "anomaly_detection" else ())
     dom = one("domain_handling")
     if dom not in domains:
-        raise HOperatorError(1301, f"'domain_handling' {dom!r} is not one of {', '.join(map(repr, domains))} for "
-                                   f"{model_type} models", op)
-    ignore = _ints(get(d, "ignore_class_ids", []), "'ignore_class_ids'", op)
-    background = _ints(get(d, "set_background_id", []), "'set_background_id'", op)
-    backgrounds = _ints(get(d, "class_ids_background", []), "'class_ids_background'", op)
+        fail("domain_handling", f"'domain_handling' {dom!r} is not one of {', '.join(map(repr, domains))} for "
+                                f"{model_type} models")
+
+    def ints(k: str) -> list:
+        values = get(d, k, [])
+        if not all(is_int(v) and v >= 0 for v in values):
+            fail(k, f"{k!r} must hold non-negative integers, got {values!r}")
+        return [int(v) for v in values]
+
+    ignore, background, backgrounds = (ints(k) for k in ("ignore_class_ids", "set_background_id",
+                                                          "class_ids_background"))
     if model_type != "segmentation":
         for k, v in (("ignore_class_ids", ignore), ("set_background_id", background),
                      ("class_ids_background", backgrounds)):
             if v:
-                raise HOperatorError(1301, f"{k!r} is for segmentation models only; give [] for {model_type}", op)
+                fail(k, f"{k!r} is for segmentation models only; give [] for {model_type}")
     else:
         if len(background) > 1:
-            raise HOperatorError(1301, f"'set_background_id' takes at most one id, got {background}", op)
+            fail("set_background_id", f"'set_background_id' takes at most one id, got {background}")
         if bool(background) != bool(backgrounds):
-            raise HOperatorError(1301, "'set_background_id' and 'class_ids_background' must be given together", op)
+            fail("class_ids_background", "'set_background_id' and 'class_ids_background' must be given together")
         if set(background) & set(backgrounds):
-            raise HOperatorError(1301, "'set_background_id' must not be one of 'class_ids_background'", op)
+            fail("class_ids_background", "'set_background_id' must not be one of 'class_ids_background'")
         if set(ignore) & (set(background) | set(backgrounds)):
-            raise HOperatorError(1301, "'ignore_class_ids' must not overlap 'set_background_id' or "
-                                       "'class_ids_background'", op)
-    det_keys = ("instance_type", "ignore_direction", "class_ids_no_orientation")
-    for k in det_keys:
+            fail("ignore_class_ids", "'ignore_class_ids' must not overlap 'set_background_id' or "
+                                     "'class_ids_background'")
+    for k in ("instance_type", "ignore_direction", "class_ids_no_orientation"):
         if k in d and get(d, k) and model_type != "detection":
-            raise HOperatorError(1301, f"{k!r} is for detection models only", op)
+            fail(k, f"{k!r} is for detection models only")
     if "instance_type" in d and model_type == "detection" and one("instance_type") not in ("rectangle1",
                                                                                             "rectangle2"):
-        raise HOperatorError(1301, f"'instance_type' must be 'rectangle1' or 'rectangle2', got "
-                                   f"{one('instance_type')!r}", op)
+        fail("instance_type", f"'instance_type' must be 'rectangle1' or 'rectangle2', got {one('instance_type')!r}")
     if "ignore_direction" in d and get(d, "ignore_direction"):
-        flag(get(d, "ignore_direction"), op, 1301, "'ignore_direction'")
-    _ints(get(d, "class_ids_no_orientation", []), "'class_ids_no_orientation'", op)
+        flag(get(d, "ignore_direction"), op, code("ignore_direction"), "'ignore_direction'")
+    ints("class_ids_no_orientation")
     means, devs = get(d, "mean_values_normalization", []), get(d, "deviation_values_normalization", [])
-    if not all(is_number(v) for v in means):
-        raise HOperatorError(1301, f"'mean_values_normalization' must hold numbers, got {means!r}", op)
-    if not all(is_number(v) and v > 0 for v in devs):
-        raise HOperatorError(1301, f"'deviation_values_normalization' must hold positive numbers, got {devs!r}", op)
+    if not all(is_number(v) and math.isfinite(v) for v in means):
+        fail("mean_values_normalization", f"'mean_values_normalization' must hold finite numbers, got {means!r}")
+    if not all(is_number(v) and _MIN_DEVIATION <= v < math.inf for v in devs):
+        fail("deviation_values_normalization", f"'deviation_values_normalization' must hold finite numbers >= "
+                                               f"{_MIN_DEVIATION:g}, got {devs!r}")
     if means and devs and len(means) != len(devs):
-        raise HOperatorError(1301, f"'mean_values_normalization' holds {len(means)} values but "
-                                   f"'deviation_values_normalization' {len(devs)}", op)
+        fail("deviation_values_normalization", f"'mean_values_normalization' holds {len(means)} values but "
+                                               f"'deviation_values_normalization' {len(devs)}")
 
 
 def _param_values(param: dict) -> dict:
@@ -341,19 +360,38 @@ def _preprocess_image(image, p: dict, op: str, where: str) -> np.ndarray:
     return out[:, :, 0] if channels == 1 else out
 
 
+def _box_values(d: dict, keys: tuple, op: str, where: str) -> list:
+    """The box tuples under ``keys`` as float64 arrays: every key present, one finite number per box in each
+    (and in 'bbox_label_id' when the sample has it)."""
+    values = []
+    for k in keys:
+        if k not in d:
+            raise HOperatorError(H_ERR_DICT_KEY, f"{where} has {keys[0]!r} but no {k!r}", op)
+        v = get(d, k)
+        if isinstance(v, np.ndarray) or not all(is_number(x) and math.isfinite(x) for x in v):
+            raise HOperatorError(1301, f"{where}: {k!r} must hold finite numbers, got {v!r}", op)
+        values.append(np.array(v, np.float64))
+    counts = {k: len(v) for k, v in zip(keys, values)}
+    if "bbox_label_id" in d and not isinstance(d["bbox_label_id"], np.ndarray):
+        counts["bbox_label_id"] = len(get(d, "bbox_label_id"))
+    if len(set(counts.values())) > 1:
+        raise HOperatorError(1301, f"{where}: the box tuples differ in length ({counts}); give one value per box "
+                                   "under every key", op)
+    return values
+
+
 def _scale_boxes(d: dict, raw_hw, p: dict, op: str, where: str) -> None:
     fr = p["image_height"] / raw_hw[0]
     fc = p["image_width"] / raw_hw[1]
     if "bbox_row1" in d:
-        r1, c1, r2, c2 = (np.array(get(d, k, []), np.float64) for k in
-                          ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"))
+        r1, c1, r2, c2 = _box_values(d, ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"), op, where)
         if np.any(r2 <= r1) or np.any(c2 <= c1):
             raise HOperatorError(1301, f"{where}: a rectangle1 box has no area (row2 <= row1 or col2 <= col1)", op)
         for k, v, f in (("bbox_row1", r1, fr), ("bbox_col1", c1, fc), ("bbox_row2", r2, fr), ("bbox_col2", c2, fc)):
             put(d, k, [float(x) for x in (v + 0.5) * f - 0.5])
     if "bbox_row" in d:
-        row, col, l1, l2, phi = (np.array(get(d, k, []), np.float64) for k in
-                                 ("bbox_row", "bbox_col", "bbox_length1", "bbox_length2", "bbox_phi"))
+        row, col, l1, l2, phi = _box_values(d, ("bbox_row", "bbox_col", "bbox_length1", "bbox_length2", "bbox_phi"),
+                                            op, where)
         if np.any(l1 <= 0) or np.any(l2 <= 0):
             raise HOperatorError(1301, f"{where}: a rectangle2 box has no area (length1 or length2 <= 0)", op)
         # half-axes as (row, col) vectors; phi counter-clockwise from the column axis, rows point down
@@ -379,8 +417,33 @@ def preprocess_dl_samples(dlsample_batch, dlpreprocess_param):
     stored as float32; boxes scaled; label images zoomed (nearest) with background mapping."""
     op = "preprocess_dl_samples"
     pd = content(dlpreprocess_param, op, "dlpreprocess_param", 1202)
-    check_dl_preprocess_param(dlpreprocess_param)
+    # The dict is checked even with 'check_params' false: the checks cost microseconds, and a bad value would
+    # otherwise end in a raw Python exception deep in the resampling.
+    if "check_params" in pd:
+        flag(get(pd, "check_params"), op, 1302, "'check_params'")
+    _check_param(pd, op, lambda key: 1302)
     p = _param_values(pd)
+    # the zoom works in float64: refuse up front what cannot fit into this machine's memory at all
+    need = 8 * p["image_width"] * p["image_height"] * p["image_num_channels"]
+    if need > _physical_memory():
+        raise HOperatorError(6001, f"a preprocessed image of {p['image_width']} x {p['image_height']} x "
+                                   f"{p['image_num_channels']} needs {need / 2 ** 30:.3g} GiB, more than this "
+                                   "machine's memory", op)
+    try:
+        _preprocess_samples(dlsample_batch, p, op)
+    except MemoryError:
+        raise HOperatorError(6001, f"not enough memory to preprocess the samples to {p['image_width']} x "
+                                   f"{p['image_height']} x {p['image_num_channels']}", op) from None
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 62  # unknown (not POSIX): only MemoryError itself stops it
+
+
+def _preprocess_samples(dlsample_batch, p: dict, op: str) -> None:
     # Every sample is preprocessed into a copy of its entries; the samples change only when all succeeded.
     done = []
     for i, d in enumerate(_batch(dlsample_batch, op)):
@@ -392,10 +455,7 @@ def preprocess_dl_samples(dlsample_batch, dlpreprocess_param):
         raw = d["image"]
         raw = raw if isinstance(raw, np.ndarray) else as_list(raw)[0] if as_list(raw) else None
         image = _preprocess_image(raw, p, op, where)
-        try:
-            _scale_boxes(d, raw.shape[:2], p, op, where)
-        except (ValueError, TypeError) as e:
-            raise HOperatorError(1301, f"{where}: box values must be numbers ({e})", op) from None
+        _scale_boxes(d, raw.shape[:2], p, op, where)
         put(d, "image", image)
         for key in ("segmentation_image", "weight_image", "anomaly_ground_truth"):
             if key not in d or not isinstance(d[key], np.ndarray):

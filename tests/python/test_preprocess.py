@@ -3,6 +3,7 @@ references of spec E.8 (normalisations, zoom, channel adaptation, label images, 
 on a generated folder dataset, and augment_dl_samples (seeded, exact geometric ops, range checks)."""
 
 import inspect
+import math
 import os
 
 import numpy as np
@@ -62,21 +63,32 @@ def test_create_param_from_model():
     assert p["normalization_type"] == ["all_channels"]
 
 
+# create_dl_preprocess_param names itself and the parameter at fault: 1300 + its position (1312 for GenParam);
+# check_dl_preprocess_param on the same dict says 1301 (its only parameter)
 @pytest.mark.parametrize("kwargs,code", [
-    (dict(lo=0, hi=1), 1301),                       # classification needs -127 .. 128
-    (dict(norm="zscore"), 1301),
+    (dict(lo=0, hi=1), 1305),                       # classification needs -127 .. 128
+    (dict(norm="zscore"), 1307),
     (dict(model="ocr"), 1301),
-    (dict(w=0), 1301),
-    (dict(ignore=[1]), 1301),                       # segmentation-only key
-    (dict(gen={"colour": 1}), 1301),                 # unknown key
-    (dict(model="segmentation", lo=0, hi=1, bg=0), 1301),            # background id without background classes
-    (dict(model="segmentation", lo=0, hi=1, bg=0, bgs=[0]), 1301),   # not disjoint
-    (dict(model="segmentation", lo=0, hi=1, ignore=[3], bg=0, bgs=[3]), 1301),
-    (dict(gen={"deviation_values_normalization": [0.0]}), 1301),
-    (dict(model="detection", gen={"instance_type": "polygon"}), 1301),
+    (dict(w=0), 1302),
+    (dict(w=2 ** 40), 1302),                        # beyond HALCON's 32-bit image sizes
+    (dict(ignore=[1]), 1309),                       # segmentation-only key
+    (dict(gen={"colour": 1}), 1312),                 # unknown key
+    (dict(model="segmentation", lo=0, hi=1, bg=0), 1311),            # background id without background classes
+    (dict(model="segmentation", lo=0, hi=1, bg=0, bgs=[0]), 1311),   # not disjoint
+    (dict(model="segmentation", lo=0, hi=1, ignore=[3], bg=0, bgs=[3]), 1309),
+    (dict(model="segmentation", lo=-math.inf, hi=math.inf), 1305),   # the range must be finite
+    (dict(model="segmentation", lo=0, hi=math.inf), 1306),
+    (dict(model="segmentation", lo=math.nan, hi=1), 1305),
+    (dict(gen={"deviation_values_normalization": [0.0]}), 1312),
+    (dict(gen={"deviation_values_normalization": [1e-320]}), 1312),  # (x - mean) / deviation would overflow
+    (dict(gen={"deviation_values_normalization": [math.inf]}), 1312),
+    (dict(gen={"mean_values_normalization": [math.nan]}), 1312),
+    (dict(model="detection", gen={"instance_type": "polygon"}), 1312),
 ])
 def test_check_rejects_bad_params(kwargs, code):
-    assert code_of(param, **kwargs) == code
+    with pytest.raises(ha.HOperatorError) as e:
+        param(**kwargs)
+    assert e.value.error_code == code and e.value.operator_name == "create_dl_preprocess_param"
 
 
 def test_check_missing_key_and_check_params_switch():
@@ -85,6 +97,33 @@ def test_check_missing_key_and_check_params_switch():
     assert code_of(ha.check_dl_preprocess_param, p) == 2894
     ha.set_dict_tuple(p, "check_params", 0)
     ha.check_dl_preprocess_param(p)  # validation switched off
+    # preprocess_dl_samples checks the dict all the same (microseconds), so a bad value is a clear error there
+    # instead of a raw exception in the resampling
+    ha.set_dict_tuple(p, "domain_handling", "full_domain")
+    for key, bad in (("image_width", -5), ("image_width", math.nan), ("image_range_min", "a")):
+        q = ha.copy_dict(p, [], [])
+        ha.set_dict_tuple(q, key, bad)
+        ha.check_dl_preprocess_param(q)
+        sample = ha.gen_dl_samples_from_images(np.zeros((4, 4, 3), np.uint8))
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.preprocess_dl_samples(sample, q)
+        assert e.value.error_code == 1302 and key in str(e.value)
+    q = param()
+    ha.set_dict_tuple(q, "image_width", 0)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.check_dl_preprocess_param(q)
+    assert e.value.error_code == 1301 and e.value.operator_name == "check_dl_preprocess_param"
+
+
+def test_preprocess_runs_out_of_memory_with_code_6001():
+    p = ha.copy_dict(param(), [], [])
+    ha.set_dict_tuple(p, "image_width", 2 ** 31 - 1)
+    ha.set_dict_tuple(p, "image_height", 2 ** 31 - 1)
+    sample = ha.gen_dl_samples_from_images(np.full((4, 4, 3), 7, np.uint8))
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.preprocess_dl_samples(sample, p)
+    assert e.value.error_code == 6001
+    np.testing.assert_array_equal(ha.get_dict_object(sample[0], "image"), 7)  # the sample is unchanged
 
 
 # ---------------------------------------------------------------- preprocess_dl_samples
@@ -199,6 +238,12 @@ def test_boxes_are_scaled_in_pixel_centred_coordinates():
     assert code_of(run, img, p, bbox_label_id=[1], bbox_row1=[2.0], bbox_col1=[0.0], bbox_row2=[2.0],
                    bbox_col2=[3.0]) == 1301
     assert code_of(ha.preprocess_dl_samples, [ha.from_python_dict({"x": 1})], p) == 2894
+    box = dict(bbox_label_id=[1], bbox_row1=[1.0], bbox_col1=[1.0], bbox_row2=[2.0], bbox_col2=[3.0])
+    for change, code in (({"bbox_col2": [math.nan]}, 1301), ({"bbox_row2": [math.inf]}, 1301),
+                         ({"bbox_row1": ["a"]}, 1301), ({"bbox_col2": [3.0, 4.0]}, 1301),
+                         ({"bbox_label_id": [1, 2]}, 1301), ({"bbox_col2": None}, 2894)):
+        keys = {k: v for k, v in {**box, **change}.items() if v is not None}
+        assert code_of(run, img, p, **keys) == code, change
 
 
 # ---------------------------------------------------------------- preprocess_dl_dataset
