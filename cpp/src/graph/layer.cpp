@@ -46,6 +46,7 @@ Tuple validate(const ParamSpec& s, Tuple v, int code) {
           const double d = std::get<double>(e);
           if (!std::isfinite(d) || std::fabs(d) >= 9.2e18) {  // no 64-bit integer: the cast would be undefined
             std::ostringstream os;
+            os.precision(15);
             os << "must lie in [" << s.lo << ", " << s.hi << "]";
             bad(os.str());
           }
@@ -75,6 +76,7 @@ Tuple validate(const ParamSpec& s, Tuple v, int code) {
       double d = as_double(e);
       if (!std::isfinite(d) || d < s.lo || d > s.hi) {
         std::ostringstream os;
+        os.precision(15);
         os << "must lie in [" << s.lo << ", " << s.hi << "]";
         bad(os.str());
       }

@@ -200,6 +200,11 @@ std::vector<ParamSpec> filler_param_specs(bool with_bias);
 void apply_filler_params(const Layer& l, BlobSpec& s, bool bias);
 
 // Helpers for parameter tables.
+// Upper bounds of integer layer parameters: window geometry (kernel size, stride, dilation, padding, zoom size)
+// beyond any image extent a network sees, and counts (kernels, groups, outputs) within 32-bit signed, the
+// index type of cuDNN. Larger values are refused when the layer is created instead of failing in the backend.
+constexpr double kMaxGeometry = 1 << 20;
+constexpr double kMaxCount = 2147483647.0;
 ParamSpec pos_int(const std::string& n, size_t min_len = 1, size_t max_len = 1, double lo = -1e300, double hi = 1e300);
 ParamSpec pos_real(const std::string& n, double lo = -1e300, double hi = 1e300);
 ParamSpec pos_str(const std::string& n, std::vector<std::string> choices);

@@ -150,16 +150,18 @@ class TransposedConvolution : public Layer {
 };
 
 std::vector<ParamSpec> conv_params() {
-  std::vector<ParamSpec> v = {pos_int("kernel_size", 1, 2, 1), pos_int("dilation", 1, 2, 1), pos_int("stride", 1, 2, 1),
-                              pos_int("num_kernel", 1, 1, 1), pos_int("groups", 1, 1, 1), padding_spec(),
+  std::vector<ParamSpec> v = {pos_int("kernel_size", 1, 2, 1, kMaxGeometry), pos_int("dilation", 1, 2, 1, kMaxGeometry),
+                              pos_int("stride", 1, 2, 1, kMaxGeometry), pos_int("num_kernel", 1, 1, 1, kMaxCount),
+                              pos_int("groups", 1, 1, 1, kMaxCount), padding_spec(),
                               pos_str("activation", {"none", "relu", "sigmoid", "tanh"})};
   for (auto& s : filler_param_specs(true)) v.push_back(s);
   return v;
 }
 
 std::vector<ParamSpec> tconv_params() {
-  std::vector<ParamSpec> v = {pos_int("kernel_size", 1, 1, 1), pos_int("stride", 1, 1, 1),
-                              pos_int("kernel_depth", 1, 1, 1), pos_int("groups", 1, 1, 1), padding_spec()};
+  std::vector<ParamSpec> v = {pos_int("kernel_size", 1, 1, 1, kMaxGeometry), pos_int("stride", 1, 1, 1, kMaxGeometry),
+                              pos_int("kernel_depth", 1, 1, 1, kMaxCount), pos_int("groups", 1, 1, 1, kMaxCount),
+                              padding_spec()};
   for (auto& s : filler_param_specs(true)) v.push_back(s);
   return v;
 }

@@ -43,7 +43,7 @@ class Dense : public Layer {
 };
 
 std::vector<ParamSpec> params() {
-  std::vector<ParamSpec> v = {pos_int("num_out", 1, 1, 1)};
+  std::vector<ParamSpec> v = {pos_int("num_out", 1, 1, 1, kMaxCount)};
   for (auto& s : filler_param_specs(true)) v.push_back(s);
   return v;
 }

@@ -12,6 +12,7 @@ ParamSpec padding_spec() {
   s.min_len = 1;
   s.max_len = 4;
   s.lo = 0;
+  s.hi = kMaxGeometry;
   s.positional = true;
   return s;
 }

@@ -82,7 +82,7 @@ class Pooling : public Layer {
 };
 
 std::vector<ParamSpec> params() {
-  return {pos_int("kernel_size", 1, 2, 1), pos_int("stride", 1, 2, 1), padding_spec(),
+  return {pos_int("kernel_size", 1, 2, 1, kMaxGeometry), pos_int("stride", 1, 2, 1, kMaxGeometry), padding_spec(),
           pos_str("mode", {"maximum", "average", "global_maximum", "global_average"})};
 }
 

@@ -54,7 +54,8 @@ std::vector<ParamSpec> with(std::vector<ParamSpec> head) {
 
 LayerRegistrar reg_f{{"zoom_factor", 1, 1, with({pos_real("scale_width", 1e-6), pos_real("scale_height", 1e-6)}),
                       [] { return std::make_shared<Zoom>(0); }}};
-LayerRegistrar reg_s{{"zoom_size", 1, 1, with({pos_int("width", 1, 1, 1), pos_int("height", 1, 1, 1)}),
+LayerRegistrar reg_s{{"zoom_size", 1, 1, with({pos_int("width", 1, 1, 1, kMaxGeometry),
+                                                            pos_int("height", 1, 1, 1, kMaxGeometry)}),
                       [] { return std::make_shared<Zoom>(1); }}};
 LayerRegistrar reg_l{{"zoom_to_layer_size", 2, 2, common(), [] { return std::make_shared<Zoom>(2); }}};
 
