@@ -31,7 +31,12 @@ Decisions where the spec leaves the behaviour open:
 - read_dl_dataset_from_coco reads boxes only (rectangle1). COCO boxes [x, y, w, h] have their corner at pixel
   edges; HALCON's pixel-centred rows and columns are row1 = y - 0.5, col1 = x - 0.5, row2 = row1 + h,
   col2 = col1 + w. Crowd annotations (iscrowd 1) and boxes without area are left out; images without
-  annotations are kept with empty box tuples. class_ids are the COCO category ids in ascending order.
+  annotations are kept with empty box tuples. class_ids are the COCO category ids in ascending order. A
+  malformed entry raises 5238 naming it: a missing or non-integer id, a duplicate image or category id, a
+  duplicate category name, an annotation whose image or category is not listed, a bbox that is not four finite
+  numbers.
+- read_dl_dataset_segmentation: class ids are the pixel values of the label images, so they lie in [0, 65535]
+  (8- or 16-bit label images); class names and ids must be unique.
 - split_dl_dataset: within every group the samples are shuffled with the procedures' random source (seeded by
   set_system('seed_rand', ...)) and the first round(n * training_percent / 100) go to 'train', up to
   round(n * (training_percent + validation_percent) / 100) to 'validation', the rest to 'test' (halves round

@@ -3,6 +3,11 @@
 preprocess_dl_dataset and augment_dl_samples.
 
 Decisions where the spec leaves the behaviour open or numpy images differ from HALCON's:
+- The DLPreprocessParam checks: image sizes are 32-bit, the image range and the normalisation means finite,
+  deviations finite and >= 1e-6. create_dl_preprocess_param reports a bad value with 1300 + the position of
+  its parameter (1312 for a GenParam key), check_dl_preprocess_param with 1301. preprocess_dl_samples runs the
+  checks even when 'check_params' is false (they cost microseconds; a bad value would otherwise fail deep in
+  the resampling) and refuses a target size whose float64 image exceeds the machine's memory with 6001.
 - Resizing (HALCON's zoom_image_size with 'constant' interpolation) is separable: along an axis that grows,
   bilinear interpolation between pixel centres (source coordinate (j + 0.5) * in / out - 0.5, clamped to the
   image); along an axis that shrinks, the mean over the input interval each output pixel covers (area
@@ -18,7 +23,8 @@ Decisions where the spec leaves the behaviour open or numpy images differ from H
 - Boxes: rows and columns are pixel-centred, so a coordinate x becomes (x + 0.5) * factor - 0.5 (factor =
   new size / raw size along that axis). A rectangle2 with unequal row and column factors gets the mapped
   half-axis along phi as its length1 and angle, and the component of the mapped second half-axis perpendicular
-  to it as length2. A box with no area raises 1301.
+  to it as length2. A box with no area, a coordinate that is not a finite number, or box tuples of different
+  lengths raise 1301; a missing coordinate key 2894.
 - preprocess_dl_dataset writes every sample (not only 'train'); for segmentation it adds a weight_image to
   every sample. Class weights (when GenParam 'class_weights' is not given) are
   total / (number of classes * pixels of the class) over the samples of split 'train' (all samples when the
