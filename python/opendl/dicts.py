@@ -226,9 +226,11 @@ def create_dict():
 
 def clear_handle(handle):
     """Frees handles of any type; using one afterwards raises 2450. Clearing a cleared handle does nothing."""
-    for h in as_list(handle):
+    handles = as_list(handle)
+    for h in handles:
         if not isinstance(h, HHandle):
             raise HOperatorError(H_ERR_WIPT1, f"handle must hold handles, got {type(h).__name__}", "clear_handle")
+    for h in handles:  # checked first: a bad entry clears none
         h.clear()
 
 

@@ -42,8 +42,11 @@ def create_dl_model_detection(backbone, num_classes, dlmodel_detection_param):
 
 
 def clear_dl_model(dlmodel_handle):
-    for h in as_list(dlmodel_handle):
+    """Frees the models; every handle is checked first, so a bad one clears none."""
+    handles = as_list(dlmodel_handle)
+    for h in handles:
         expect_handle(h, "dl_model", "clear_dl_model", "dlmodel_handle")
+    for h in handles:
         h.clear()
 
 

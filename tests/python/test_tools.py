@@ -533,3 +533,50 @@ def test_thread_num_applies_in_every_thread():
     finally:
         ha.set_system("thread_num", before[0])
     assert seen == [[1]]
+
+
+def test_interpreter_exit_while_a_tool_trains_stops_the_training_cleanly(tmp_path):
+    # a training thread left inside the C++ core at interpreter shutdown used to abort the process (SIGABRT)
+    import subprocess
+    import sys
+    script = tmp_path / "exit_while_training.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from opendl.tools import Classifier, Dataset, DatasetSplit\n"
+        "rng = np.random.default_rng(0)\n"
+        "ds = Dataset.from_images([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(16)],\n"
+        "                         [i % 2 for i in range(16)])\n"
+        "tool = Classifier()\n"
+        "tool.batch_size = 2\n"
+        "tool.train(ds, DatasetSplit(ds, 0.5, 0.5), iterations=1000)\n"
+        "while tool.current_training_finished_iterations < 1:\n"
+        "    tool.wait_for_iteration_completion(60)\n"
+        "print('leaving', flush=True)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "leaving" in done.stdout and "terminate" not in done.stderr
+
+
+def test_tool_inputs_are_checked_when_given(data, tmp_path):
+    from opendl.tools import Segmenter
+    ds, split = data
+    tool = tool_for(image_size=(np.int64(32), np.int64(32)))  # numpy integers are stored as Python ints
+    with pytest.raises(HOperatorError) as e:
+        tool.deterministic_training_random_seed = 2 ** 80
+    assert e.value.error_code == 1302
+    tool.train(ds, split, iterations=1)
+    tool.wait_for_training_completion()
+    tool.save(str(tmp_path / "np.tool"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["np.tool"]
+    image = np.zeros((32, 32), np.uint8)
+    # a single (H, W, 1) image is one image, not a stack of H images
+    assert len(tool.apply(image[:, :, None])) == 1 and len(tool.apply(np.stack([image] * 5))) == 5
+    for bad in (5, None):
+        with pytest.raises(HOperatorError) as e:
+            tool.apply(bad)
+        assert e.value.error_code == 1201
+    for kw, code in (({"max_class_weight": float("inf")}, 1310), ({"class_weights": [float("inf"), 1.0]}, 1309)):
+        with pytest.raises(HOperatorError) as e:
+            Segmenter(**kw)
+        assert e.value.error_code == code

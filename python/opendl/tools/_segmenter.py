@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _proc
@@ -68,13 +70,13 @@ class Segmenter(_Tool):
                                            f"class, got {class_weights!r}", op)
         elif class_weights is not None:
             weights = list(class_weights) if isinstance(class_weights, (list, tuple, np.ndarray)) else None
-            if not weights or not all(_proc.is_number(w) and w >= 0 for w in weights) or not any(w > 0
-                                                                                                for w in weights):
-                raise HOperatorError(1309, "class_weights must be 'inverse_frequency', None or one number >= 0 per "
-                                           f"class (not all 0), got {class_weights!r}", op)
+            if not weights or not all(_proc.is_number(w) and 0 <= w < math.inf for w in weights) or \
+                    not any(w > 0 for w in weights):
+                raise HOperatorError(1309, "class_weights must be 'inverse_frequency', None or one finite number "
+                                           f">= 0 per class (not all 0), got {class_weights!r}", op)
             class_weights = [float(w) for w in weights]
-        if not _proc.is_number(max_class_weight) or not max_class_weight > 0:
-            raise HOperatorError(1310, f"max_class_weight must be a number > 0, got {max_class_weight!r}", op)
+        if not _proc.is_number(max_class_weight) or not 0 < max_class_weight < math.inf:
+            raise HOperatorError(1310, f"max_class_weight must be a finite number > 0, got {max_class_weight!r}", op)
         self._settings.update({"ignore_class_ids": [int(c) for c in ignore], "class_weights": class_weights,
                                "max_class_weight": float(max_class_weight)})
 

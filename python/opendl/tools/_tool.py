@@ -49,12 +49,14 @@ it the seed is drawn once per tool, the data stream is still reproducible, and t
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import tempfile
 import threading
 import time
+import weakref
 import zipfile
 
 import numpy as np
@@ -64,6 +66,27 @@ from .._handles import HHandle
 from ..errors import H_ERR_FNF, H_ERR_MEM, H_ERR_WFF, HOperatorError
 from ._augment import DataAugmentation
 from ._data import Dataset, DatasetSplit
+
+# Tools whose training thread may run, and the interpreter's exit: a training thread still inside the C++ core
+# when Python finalises is killed while it waits for the GIL, which aborts the whole process. At exit every
+# training is asked to stop after its current step and joined; no new training starts.
+_LIVE: "weakref.WeakSet" = weakref.WeakSet()
+_EXITING = threading.Event()
+
+
+def _stop_trainings_at_exit() -> None:
+    _EXITING.set()
+    while True:  # again, for a training a queue started while the first ones were joined
+        running = [tool for tool in list(_LIVE) if tool._thread is not None and tool._thread.is_alive()]
+        if not running:
+            return
+        for tool in running:
+            tool._stop.set()
+        for tool in running:
+            tool._thread.join()
+
+
+atexit.register(_stop_trainings_at_exit)
 
 _FORMAT = "opendl_tool"
 _FORMAT_VERSION = 1
@@ -173,7 +196,7 @@ class _Tool:
         _int_at_least(early_stopping_patience, 1, "early_stopping_patience", op, 1306)
         _int_at_least(max_iterations, 1, "max_iterations", op, 1307)
         self._settings = {
-            "model": os.fspath(model), "image_size": list(image_size) if image_size else None,
+            "model": os.fspath(model), "image_size": [int(v) for v in image_size] if image_size else None,
             "image_num_channels": image_num_channels, "solver_type": solver_type,
             "learning_rate": float(learning_rate) if learning_rate else (0.001 if solver_type == "adam" else 0.01),
             "early_stopping_patience": int(early_stopping_patience), "max_iterations": int(max_iterations),
@@ -238,8 +261,11 @@ class _Tool:
 
     @deterministic_training_random_seed.setter
     def deterministic_training_random_seed(self, value: int):
-        self._settings["seed"] = _int_at_least(value, 0, "deterministic_training_random_seed",
-                                               f"{type(self).__name__}.deterministic_training_random_seed")
+        op = f"{type(self).__name__}.deterministic_training_random_seed"
+        if _proc.is_int(value) and value >= 2 ** 64:
+            raise HOperatorError(1302, f"deterministic_training_random_seed must be an integer in [0, 2^64), got "
+                                       f"{value!r}", op)
+        self._settings["seed"] = _int_at_least(value, 0, "deterministic_training_random_seed", op)
 
     @property
     def early_stopping_patience(self) -> int:
@@ -348,6 +374,8 @@ class _Tool:
         """Starts training in the background and returns at once. ``iterations``: the number of iterations
         (passes over the training images) to run; None: early stopping decides (see the module notes)."""
         op = f"{type(self).__name__}.train"
+        if _EXITING.is_set():
+            raise HOperatorError(7720, "the interpreter is exiting; no training starts", op)
         if self.is_training:
             raise HOperatorError(7720, "this tool is already training; wait for it or stop it first", op)
         self._raise_pending()
@@ -392,6 +420,7 @@ class _Tool:
                          "progress": 0.0, "finished": False}
         self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training", daemon=True,
                                         args=(dataset, split, augmentation, iterations))
+        _LIVE.add(self)
         self._thread.start()
 
     def _create_model(self, dataset: Dataset, op: str) -> None:
@@ -688,17 +717,20 @@ class _Tool:
             self._infer_key = (version, batch)
         return self._infer_model
 
-    def _image_list(self, images) -> list:
-        """One numpy image, a list of them, or an (N, H, W[, C]) stack, as a list of images."""
-        if isinstance(images, np.ndarray) and images.ndim == 4:
-            return list(images)
+    def _image_list(self, images, op: str) -> list:
+        """One numpy image, a list of them, or an (N, H, W[, C]) stack, as a list of images. A 3-D array is one
+        (H, W, C) image when its last axis can be a channel count (1 to 4), else an (N, H, W) stack."""
         if isinstance(images, np.ndarray):
-            size = self.image_size
-            c = self._settings["image_num_channels"]
-            stack = images.ndim == 3 and size is not None and images.shape != (size[1], size[0], c) and \
-                not (c == 3 and images.shape[2] == 3)
-            return list(images) if stack else [images]
-        return list(images)
+            if images.ndim == 4 or images.ndim == 3 and images.shape[2] > 4:
+                return list(images)
+            if images.ndim in (2, 3):
+                return [images]
+            raise HOperatorError(1201, f"images must be an (H, W[, C]) image or an (N, H, W[, C]) stack, got an "
+                                       f"array of shape {images.shape}", op)
+        if isinstance(images, (list, tuple)):
+            return list(images)
+        raise HOperatorError(1201, f"images must be a numpy image, a list of them or a stack, got "
+                                   f"{type(images).__name__}", op)
 
     def apply(self, images) -> list:
         """Infers images (one numpy image, a list of them, or an (N, H, W[, C]) stack) with the best
@@ -708,7 +740,7 @@ class _Tool:
         self._raise_pending()
         if self._best_bytes is None:
             raise HOperatorError(1301, "the tool has not been trained yet (train it or load a saved one)", op)
-        images = self._image_list(images)
+        images = self._image_list(images, op)
         if not images:
             return []
         x = self._preprocess(images, op)
