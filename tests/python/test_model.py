@@ -487,3 +487,37 @@ def test_values_an_audit_found_unchecked_are_refused_with_the_model_unchanged(tm
     ha.set_dl_model_param(g, "batch_size", 1)
     out = ha.apply_dl_model(g, [{"x": np.ones((8, 8, 2), np.float32)}], ["c"])
     assert ha.get_dict_object(out[0], "c").shape == (1, 1, 4)
+
+
+def test_class_ids_and_sizes_that_are_no_64_bit_integers_are_refused():
+    """inf and 1e300 passed the integral check (inf == floor(inf)) and were cast with undefined behaviour
+    (read back as -2^63); reals beyond 2^53 are no exact integers either."""
+    m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    ha.set_dl_model_param(m, "image_dimensions", [32, 32, 3])
+    ha.set_dl_model_param(m, "class_ids", [0, 1])
+    for bad in (float("inf"), 1e300, float("nan"), [0, -1]):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.set_dl_model_param(m, "class_ids", bad)
+        assert e.value.error_code == 7793, bad
+    for name in ("image_width", "image_dimensions"):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.set_dl_model_param(m, name, [float("inf")] * (3 if name == "image_dimensions" else 1))
+        assert e.value.error_code == 1303 and "inf" in str(e.value)
+    assert ha.get_dl_model_param(m, "class_ids") == [0, 1] and ha.get_dl_model_param(m, "image_width") == [32]
+    ha.set_dl_model_param(m, "class_ids", [2 ** 62, 5])  # large integers stay exact
+    assert ha.get_dl_model_param(m, "class_ids") == [2 ** 62, 5]
+    sample = {"image": np.zeros((32, 32, 3), np.float32), "image_label_id": float("inf")}
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_model_batch(m, [sample])
+    assert e.value.error_code == 7790
+
+
+def test_clear_checks_every_handle_before_clearing_any():
+    m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    d = ha.create_dict()
+    with pytest.raises(ha.HOperatorError):
+        ha.clear_dl_model([m, 5])
+    with pytest.raises(ha.HOperatorError):
+        ha.clear_handle([d, 5])
+    assert ha.get_dl_model_param(m, "type") == ["classification"]  # still usable
+    assert ha.get_dict_param(d, "keys", []) == []

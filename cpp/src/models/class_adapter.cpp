@@ -8,6 +8,18 @@
 
 namespace opendl {
 
+bool exact_int(const Value& e, int64_t& out) {
+  if (is_int(e)) {
+    out = std::get<int64_t>(e);
+    return true;
+  }
+  if (!is_real(e)) return false;
+  const double d = std::get<double>(e);
+  if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) >= 9.2e18) return false;
+  out = static_cast<int64_t>(d);
+  return true;
+}
+
 std::string ids_str(const std::vector<int64_t>& v) {
   Tuple t(v.begin(), v.end());
   return to_string(t);
@@ -112,9 +124,10 @@ bool ClassAdapter::set_param(Model& m, const std::string& name, const Tuple& v) 
     Shape4 s = image_shape(m);
     std::vector<int64_t> vals;
     for (auto& e : v) {
-      if (!is_number(e) || as_double(e) != std::floor(as_double(e)) || as_double(e) < 1)
+      int64_t n = 0;
+      if (!exact_int(e, n) || n < 1)
         fail(err::kWrongValue3, "'" + name + "' must be positive integers, got " + to_string(v));
-      vals.push_back(int64_t(as_double(e)));
+      vals.push_back(n);
     }
     size_t need = name == "image_dimensions" ? 3 : name == "image_size" ? 2 : 1;
     if (vals.size() != need)
@@ -226,9 +239,8 @@ std::vector<int64_t> ClassAdapter::parse_ids(const Tuple& v, const std::string& 
   std::vector<int64_t> ids;
   std::set<int64_t> seen;
   for (auto& e : v) {
-    if (!is_number(e) || as_double(e) != std::floor(as_double(e)) || as_double(e) < 0)
-      fail(7793, "'" + what + "' must be integers >= 0, got " + to_string(e));
-    int64_t id = int64_t(as_double(e));
+    int64_t id = 0;
+    if (!exact_int(e, id) || id < 0) fail(7793, "'" + what + "' must be integers >= 0, got " + to_string(e));
     if (!seen.insert(id).second) fail(7792, "class id " + std::to_string(id) + " occurs twice in '" + what + "'");
     ids.push_back(id);
   }

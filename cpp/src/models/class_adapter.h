@@ -59,6 +59,9 @@ class ClassAdapter : public ModelAdapter {
 };
 
 std::string ids_str(const std::vector<int64_t>& v);
+// The integer a tuple element holds: an int64 as it is, a real only when it is finite, integral and within
+// 64 bits (casting anything else is undefined). False when there is none.
+bool exact_int(const Value& e, int64_t& out);
 
 // Type 'multi_label_classification' made from a classification model (rebuilds its head) and back.
 std::unique_ptr<ModelAdapter> make_multi_label_adapter(Model& m);

@@ -77,9 +77,10 @@ class ClassificationAdapter : public ClassAdapter {
         fail(err::kInputWrongLength, at + ": 'image_label_id' must hold exactly one class id, got " +
                                          std::to_string(t->size()));
       const Value& v = (*t)[0];
-      if (!is_number(v) || as_double(v) != std::floor(as_double(v)))
+      int64_t id = 0;
+      if (!exact_int(v, id))
         fail(err::kInputWrongType, at + ": 'image_label_id' " + to_string(v) + " is not an integer");
-      const int64_t idx = index_of(int64_t(as_double(v)));
+      const int64_t idx = index_of(id);
       if (idx < 0)
         fail(err::kInputWrongValues, at + ": 'image_label_id' " + to_string(v) + " is not one of the model's class_ids " +
                                          ids_str(class_ids_));

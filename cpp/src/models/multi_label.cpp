@@ -93,9 +93,10 @@ class MultiLabelAdapter : public ClassAdapter {
       if (!t) fail(err::kInputWrongType, at + ": 'image_label_ids' must be a tuple of class ids, not an image");
       Tuple target(class_ids_.size(), Value(0.0));
       for (auto& v : *t) {
-        if (!is_number(v) || as_double(v) != std::floor(as_double(v)))
+        int64_t id = 0;
+        if (!exact_int(v, id))
           fail(err::kInputWrongType, at + ": 'image_label_ids' entry " + to_string(v) + " is not an integer");
-        const int64_t idx = index_of(int64_t(as_double(v)));
+        const int64_t idx = index_of(id);
         if (idx < 0)
           fail(err::kInputWrongValues, at + ": 'image_label_ids' entry " + to_string(v) +
                                            " is not one of the model's class_ids " + ids_str(class_ids_));
