@@ -337,28 +337,25 @@ def _coco_entries(coco, path: str, op: str):
             bad(f"{where} needs an integer {key!r}, got {v!r}")
         return int(v)
 
+    def listed(section: str, singular: str, text_key: str) -> dict:
+        """{id: text} of the entries of a section, each with an integer id (unique) and a non-empty string."""
+        out = {}
+        for k, e in enumerate(entries(section, True)):
+            eid = integer(e, "id", f"{section}[{k}]")
+            if not isinstance(e.get(text_key), str) or not e[text_key]:
+                bad(f"{section}[{k}] (id {eid}) needs a non-empty string {text_key!r}, got {e.get(text_key)!r}")
+            if eid in out:
+                bad(f"{singular} id {eid} appears twice")
+            out[eid] = e[text_key]
+        return out
+
     if not isinstance(coco, dict):
         bad("it holds no JSON object")
-    categories = {}
-    for k, c in enumerate(entries("categories", True)):
-        cid = integer(c, "id", f"categories[{k}]")
-        if not isinstance(c.get("name"), str) or not c["name"]:
-            bad(f"categories[{k}] (id {cid}) needs a non-empty string 'name', got {c.get('name')!r}")
-        if cid in categories:
-            bad(f"category id {cid} appears twice")
-        categories[cid] = c["name"]
+    categories = listed("categories", "category", "name")
     if len(set(categories.values())) != len(categories):
         bad(f"category names must be unique, got {sorted(categories.values())}")
-    images = []
-    boxes: dict = {}
-    for k, img in enumerate(entries("images", True)):
-        iid = integer(img, "id", f"images[{k}]")
-        if not isinstance(img.get("file_name"), str) or not img["file_name"]:
-            bad(f"images[{k}] (id {iid}) needs a non-empty string 'file_name', got {img.get('file_name')!r}")
-        if iid in boxes:
-            bad(f"image id {iid} appears twice")
-        boxes[iid] = []
-        images.append((iid, img["file_name"]))
+    images = list(listed("images", "image", "file_name").items())
+    boxes: dict = {iid: [] for iid, _ in images}
     for k, a in enumerate(entries("annotations", False)):
         where = f"annotations[{k}]" + (f" (id {a['id']!r})" if "id" in a else "")
         iid = integer(a, "image_id", where)
