@@ -386,20 +386,34 @@ def _box_values(d: dict, keys: tuple, op: str, where: str) -> list:
     return values
 
 
-def _scale_boxes(d: dict, raw_hw, p: dict, op: str, where: str) -> None:
-    fr = p["image_height"] / raw_hw[0]
-    fc = p["image_width"] / raw_hw[1]
+def _box_geometry(d: dict, op: str, where: str) -> tuple:
+    """The rectangle1 values (row1, col1, row2, col2) or rectangle2 values (row, col, length1, length2, phi) of
+    the boxes in ``d`` (whichever it has; empty when neither) as float64 arrays, checked by ``_box_values`` and
+    for an area > 0."""
     if "bbox_row1" in d:
         r1, c1, r2, c2 = _box_values(d, ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"), op, where)
         if np.any(r2 <= r1) or np.any(c2 <= c1):
             raise HOperatorError(1301, f"{where}: a rectangle1 box has no area (row2 <= row1 or col2 <= col1)", op)
-        for k, v, f in (("bbox_row1", r1, fr), ("bbox_col1", c1, fc), ("bbox_row2", r2, fr), ("bbox_col2", c2, fc)):
-            put(d, k, [float(x) for x in (v + 0.5) * f - 0.5])
+        return r1, c1, r2, c2
     if "bbox_row" in d:
         row, col, l1, l2, phi = _box_values(d, ("bbox_row", "bbox_col", "bbox_length1", "bbox_length2", "bbox_phi"),
                                             op, where)
         if np.any(l1 <= 0) or np.any(l2 <= 0):
             raise HOperatorError(1301, f"{where}: a rectangle2 box has no area (length1 or length2 <= 0)", op)
+        return row, col, l1, l2, phi
+    return ()
+
+
+def _scale_boxes(d: dict, raw_hw, p: dict, op: str, where: str) -> None:
+    fr = p["image_height"] / raw_hw[0]
+    fc = p["image_width"] / raw_hw[1]
+    values = _box_geometry(d, op, where)
+    if "bbox_row1" in d:
+        r1, c1, r2, c2 = values
+        for k, v, f in (("bbox_row1", r1, fr), ("bbox_col1", c1, fc), ("bbox_row2", r2, fr), ("bbox_col2", c2, fc)):
+            put(d, k, [float(x) for x in (v + 0.5) * f - 0.5])
+    elif "bbox_row" in d:
+        row, col, l1, l2, phi = values
         # half-axes as (row, col) vectors; phi counter-clockwise from the column axis, rows point down
         a1 = np.stack([-np.sin(phi) * l1 * fr, np.cos(phi) * l1 * fc])
         a2 = np.stack([-np.cos(phi) * l2 * fr, -np.sin(phi) * l2 * fc])

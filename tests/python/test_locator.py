@@ -155,14 +155,21 @@ def test_bad_box_input():
     with pytest.raises(HOperatorError) as e:
         Locator(capacity="huge")
     assert e.value.error_code == 1308
-    # a box of no area surfaces from the training thread at the next wait
-    ds = Dataset.from_images([img] * 4, [dict(good, bbox_row2=[1.0])] * 4)
-    tool = Locator(capacity="low")
-    tool.batch_size = 2
-    tool.train(ds, DatasetSplit(ds, train=0.5, validation=0.5), iterations=1)
-    with pytest.raises(HOperatorError) as e:
-        tool.wait_for_training_completion()
-    assert "no area" in str(e.value)
+    # boxes of no area or with coordinates that are no finite numbers are refused when the dataset is built
+    for bad, text in (({"bbox_row2": [1.0]}, "no area"), ({"bbox_col1": [float("nan")]}, "finite numbers"),
+                      ({"bbox_label_id": [1.5]}, "integers")):
+        with pytest.raises(HOperatorError, match=text) as e:
+            Dataset.from_images([img] * 2, [good, dict(good, **bad)])
+        assert e.value.error_code == 1302 and "labels[1]" in str(e.value)
+    with pytest.raises(HOperatorError, match="distinct") as e:
+        Dataset.from_images([img], [good], class_names=["a", "b"], class_ids=[1, 1])
+    # detection_param is checked when the model is built, before the tool's settings change
+    ds = Dataset.from_images([img] * 4, [good] * 4)
+    tool = Locator(capacity="low", detection_param={"min_confidence": 5})
+    with pytest.raises(HOperatorError, match="detection_param.*min_confidence") as e:
+        tool.train(ds, DatasetSplit(ds, train=0.5, validation=0.5), iterations=1)
+    assert e.value.error_code == 1303 and e.value.operator_name == "Locator.train"
+    assert (tool.image_size, tool.instance_type, tool.class_names) == (None, None, None)
 
 
 def test_deterministic_training_repeats_exactly():

@@ -165,6 +165,29 @@ def test_errors_of_the_training_thread_surface_on_the_next_wait(data):
     assert tool.wait_for_training_completion() == 1
 
 
+def test_a_first_training_that_fails_leaves_the_tool_untrained(data):
+    ds, split = data
+    tool = Classifier()
+    tool.enable_deterministic_training = True
+    tool.train(ds, split, Failing(), iterations=1)  # fails in the thread, before its first iteration completes
+    with pytest.raises(RuntimeError, match="on purpose"):
+        tool.wait_for_training_completion()
+    assert (tool.image_size, tool.class_names, tool.batch_size, tool.is_batch_size_optimized) == \
+        (None, None, None, True)
+    # neither the split nor the image size was fixed: another dataset of another size trains
+    other = shapes_dataset(per_class=4, size=24, seed=1)
+    tool.train(other, DatasetSplit(other, 0.5, 0.5), iterations=1)
+    assert tool.wait_for_training_completion() == 1 and tool.image_size == (24, 24)
+
+    # images of 2 channels are refused by train() itself, naming the image, and change nothing
+    rng = np.random.default_rng(0)
+    two = Dataset.from_images([rng.integers(0, 255, (16, 16, 2)).astype(np.uint8) for _ in range(8)], [0, 1] * 4)
+    fresh = Classifier()
+    with pytest.raises(HOperatorError, match="image 0 has 2 channels") as e:
+        fresh.train(two, DatasetSplit(two, 0.5, 0.5), iterations=1)
+    assert e.value.error_code == 1301 and fresh.image_size is None and fresh.class_names is None
+
+
 # ---------------------------------------------------------------- early stopping and best iteration
 
 
@@ -580,3 +603,29 @@ def test_tool_inputs_are_checked_when_given(data, tmp_path):
         with pytest.raises(HOperatorError) as e:
             Segmenter(**kw)
         assert e.value.error_code == code
+
+
+def test_dataset_builders_refuse_bad_input_with_halcon_errors(tmp_path):
+    ims = [np.zeros((8, 8), np.uint8)] * 2
+    cases = [
+        (lambda: Dataset.from_images(ims, [2 ** 70, 0]), 1302, "class indices"),   # was a MemoryError
+        (lambda: Dataset.from_images(ims, [10 ** 9, 0]), 1302, "class indices"),   # was 10^9 class names
+        (lambda: Dataset.from_images(ims, ["a", "b"], class_names=["a", "b", "a"]), 1302, "'a' appears"),
+        (lambda: Dataset.from_images(ims, [np.zeros((8, 8), int)] * 2, class_ids=[0, 70000]), 1303, "65535"),
+        (lambda: Dataset.from_folder(None), 1201, "path"),
+        (lambda: Dataset.from_folder(5), 1201, "path"),
+        (lambda: Dataset.from_coco(str(tmp_path / "c.json"), 5), 1202, "image_dir"),
+        (lambda: Dataset.from_dldataset({"class_names": ["a"], "class_ids": ["x"],
+                                         "samples": [{"image_file_name": "a.png", "image_label_id": 0}]}),
+         1303, "class_ids"),
+        (lambda: Dataset.from_dldataset({"class_names": ["a"], "class_ids": [0],
+                                         "samples": [{"image_file_name": 5, "image_label_id": 0}]}),
+         1301, "sample 0: 'image_file_name'"),
+        (lambda: Dataset.from_dldataset({"class_names": ["a"], "class_ids": [0], "image_dir": 5,
+                                         "samples": [{"image_file_name": "a.png", "image_label_id": 0}]}),
+         1301, "image_dir"),
+    ]
+    for fn, code, text in cases:
+        with pytest.raises(HOperatorError) as e:
+            fn()
+        assert (e.value.error_code, text in str(e.value)) == (code, True), str(e.value)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _proc
 from ..errors import HOperatorError
+from ..preprocess import _box_geometry
 
 
 def _fraction(value, name: str, code: int, op: str) -> float:
@@ -27,6 +28,39 @@ def _fraction(value, name: str, code: int, op: str) -> float:
 
 RECT1 = ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2")
 RECT2 = ("bbox_row", "bbox_col", "bbox_phi", "bbox_length1", "bbox_length2")
+
+
+# Most classes a tool takes; segmentation class ids are pixel values of 8- or 16-bit label images.
+_MAX_CLASSES = 65536
+_MAX_CLASS_ID = {"segmentation": 65535, "classification": 2 ** 31 - 1, "detection": 2 ** 31 - 1}
+
+
+def _checked_classes(class_names, class_ids, task: str, op: str, what: str = "") -> tuple:
+    """class_names (distinct strings) and class_ids (distinct integers in [0, _MAX_CLASS_ID[task]]), one each
+    per class, at least one."""
+    lists = []
+    for name, v in (("class_names", class_names), ("class_ids", class_ids)):
+        v = [v] if isinstance(v, (str, int, np.integer)) else v
+        if isinstance(v, (bytes, dict)) or not hasattr(v, "__iter__"):
+            raise HOperatorError(1302, f"{what}{name} must be a list, got {type(v).__name__}", op)
+        lists.append(list(v))
+    names, ids = lists
+    top = _MAX_CLASS_ID[task]
+    if not all(isinstance(n, str) and n for n in names):
+        raise HOperatorError(1302, f"{what}class_names must be non-empty strings, got {names[:8]!r}", op)
+    if not all(_proc.is_int(c) and 0 <= c <= top for c in ids):
+        raise HOperatorError(1303, f"{what}class_ids of a {task} dataset must be integers in [0, {top}], got "
+                                   f"{ids[:8]!r}", op)
+    if len(names) != len(ids) or not ids or len(ids) > _MAX_CLASSES:
+        raise HOperatorError(1303, f"{what}{len(names)} class_names but {len(ids)} class_ids (one of each per class, "
+                                   f"1 to {_MAX_CLASSES} classes)", op)
+    for name, v in (("class_names", names), ("class_ids", ids)):
+        seen = set()
+        twice = [x for x in v if x in seen or seen.add(x)]
+        if twice:
+            raise HOperatorError(1302 if name == "class_names" else 1303,
+                                 f"{what}{name} must be distinct; {twice[0]!r} appears more than once", op)
+    return names, [int(c) for c in ids]
 
 
 def _hash_arrays(h, arrays) -> None:
@@ -120,9 +154,9 @@ class Dataset:
         image file names are relative to ``image_dir``."""
         from ..datasets import read_dl_dataset_from_coco
         op = "Dataset.from_coco"
-        ds = _proc.content(read_dl_dataset_from_coco(os.fspath(coco_file), os.fspath(image_dir), []), op,
-                           "coco_file")
-        return cls._from_content(ds, op, os.fspath(coco_file))
+        coco_file, image_dir = _path(coco_file, "coco_file", 1201, op), _path(image_dir, "image_dir", 1202, op)
+        ds = _proc.content(read_dl_dataset_from_coco(coco_file, image_dir, []), op, "coco_file")
+        return cls._from_content(ds, op, coco_file)
 
     @classmethod
     def from_folder(cls, path, label_source: str = "last_folder") -> "Dataset":
@@ -130,9 +164,10 @@ class Dataset:
         ``label_source`` ('last_folder': the name of the folder holding the image; 'file_name',
         'file_name_remove_index'). Classes are sorted by name."""
         from ..datasets import read_dl_dataset_classification
-        ds = _proc.content(read_dl_dataset_classification(os.fspath(path), label_source), "Dataset.from_folder",
-                           "path")
-        return cls._from_content(ds, "Dataset.from_folder", os.fspath(path))
+        op = "Dataset.from_folder"
+        path = _path(path, "path", 1201, op)
+        ds = _proc.content(read_dl_dataset_classification(path, label_source), op, "path")
+        return cls._from_content(ds, op, path)
 
     @classmethod
     def from_dldataset(cls, dldataset) -> "Dataset":
@@ -145,18 +180,20 @@ class Dataset:
 
     @classmethod
     def _from_content(cls, ds: dict, op: str, source: str) -> "Dataset":
-        names = [str(n) for n in _proc.require(ds, "class_names", op, "dldataset")]
-        ids = [int(i) for i in _proc.require(ds, "class_ids", op, "dldataset")]
-        if len(names) != len(ids) or not ids:
-            raise HOperatorError(1301, f"dldataset has {len(names)} class_names but {len(ids)} class_ids", op)
-        index = {c: k for k, c in enumerate(ids)}
-        image_dir = _proc.get1(ds, "image_dir", "") or ""
-        seg_dir = _proc.get1(ds, "segmentation_dir", "") or ""
+        names = _proc.as_tuple(_proc.require(ds, "class_names", op, "dldataset"))
+        ids = _proc.as_tuple(_proc.require(ds, "class_ids", op, "dldataset"))
+        image_dir, seg_dir = (_proc.get1(ds, k, "") or "" for k in ("image_dir", "segmentation_dir"))
+        for k, v in (("image_dir", image_dir), ("segmentation_dir", seg_dir)):
+            if not isinstance(v, str):
+                raise HOperatorError(1301, f"dldataset[{k!r}] must be a directory name (a string), got {v!r}", op)
         samples = _proc.samples_of(ds, op)
         if not samples:
             raise HOperatorError(1301, "dldataset has no samples", op)
         segmentation = _proc.get1(samples[0], "segmentation_file_name") is not None
-        if not segmentation and "bbox_label_id" in samples[0]:
+        task = "segmentation" if segmentation else "detection" if "bbox_label_id" in samples[0] else "classification"
+        names, ids = _checked_classes(names, ids, task, op, "dldataset ")
+        index = {c: k for k, c in enumerate(ids)}
+        if task == "detection":
             return cls._detection_from_samples(names, ids, samples, image_dir, op, source)
 
         def join(directory, name):
@@ -164,9 +201,9 @@ class Dataset:
 
         files, labels, label_files = [], [], []
         for i, s in enumerate(samples):
-            name = _proc.get1(s, "image_file_name")
+            name = _file_name(s, "image_file_name", i, op)
             if segmentation:
-                label = _proc.get1(s, "segmentation_file_name")
+                label = _file_name(s, "segmentation_file_name", i, op)
                 if name is None or label is None:
                     raise HOperatorError(2894, f"dldataset sample {i} lacks 'image_file_name' or "
                                                "'segmentation_file_name' (sample 0 has a label image, so every "
@@ -177,7 +214,7 @@ class Dataset:
                 if name is None or label is None:
                     raise HOperatorError(2894, f"dldataset sample {i} lacks 'image_file_name' or 'image_label_id' "
                                                "(a classification or segmentation dataset is needed)", op)
-                if label not in index:
+                if not _proc.is_number(label) or label not in index:
                     raise HOperatorError(1301, f"dldataset sample {i} has image_label_id {label!r}, which is not "
                                                f"in class_ids {ids}", op)
                 labels.append(index[label])
@@ -191,7 +228,7 @@ class Dataset:
         keys = RECT1 if "bbox_row1" in samples[0] else RECT2
         files, boxes = [], []
         for i, s in enumerate(samples):
-            name = _proc.get1(s, "image_file_name")
+            name = _file_name(s, "image_file_name", i, op)
             if name is None:
                 raise HOperatorError(2894, f"dldataset sample {i} lacks 'image_file_name'", op)
             files.append(os.path.join(image_dir, name) if image_dir else name)
@@ -206,8 +243,10 @@ class Dataset:
             if k not in s:
                 raise HOperatorError(2894, f"{where} lacks {k!r} (an image without objects has empty lists)", op)
             v = _proc.as_tuple(s[k])
-            if not all(_proc.is_number(x) for x in v):
-                raise HOperatorError(1302, f"{where}: {k!r} must hold numbers, got {v!r}", op)
+            if k == "bbox_label_id" and not all(_proc.is_int(x) for x in v):
+                raise HOperatorError(1302, f"{where}: 'bbox_label_id' must hold class ids (integers), got {v!r}", op)
+            if not all(_proc.is_number(x) and np.isfinite(x) for x in v):
+                raise HOperatorError(1302, f"{where}: {k!r} must hold finite numbers, got {v!r}", op)
             out[k] = [int(x) for x in v] if k == "bbox_label_id" else [float(x) for x in v]
         n = len(out["bbox_label_id"])
         for k in keys:
@@ -216,6 +255,10 @@ class Dataset:
         bad = sorted(set(out["bbox_label_id"]) - set(ids))
         if bad:
             raise HOperatorError(1302, f"{where}: bbox_label_id {bad} not among the class_ids {ids}", op)
+        try:
+            _box_geometry(out, op, where)
+        except HOperatorError as e:
+            raise HOperatorError(1302, e.extended_error_message, op) from None
         return out
 
     @classmethod
@@ -226,9 +269,10 @@ class Dataset:
         op = "Dataset.from_segmentation_folders"
         names = [class_names] if isinstance(class_names, str) else list(class_names)
         ids = list(range(len(names))) if class_ids is None else list(class_ids)
-        ds = _proc.content(read_dl_dataset_segmentation(os.fspath(image_dir), os.fspath(label_dir), names, ids,
-                                                        [], [], []), op, "image_dir")
-        return cls._from_content(ds, op, os.fspath(image_dir))
+        image_dir, label_dir = _path(image_dir, "image_dir", 1201, op), _path(label_dir, "label_dir", 1202, op)
+        ds = _proc.content(read_dl_dataset_segmentation(image_dir, label_dir, names, ids, [], [], []), op,
+                           "image_dir")
+        return cls._from_content(ds, op, image_dir)
 
     @classmethod
     def from_images(cls, images, labels, class_names=None, class_ids=None) -> "Dataset":
@@ -262,13 +306,14 @@ class Dataset:
             if not all(isinstance(v, dict) for v in labels):
                 raise HOperatorError(1302, "labels mix box dicts and other labels", op)
             keys = RECT1 if "bbox_row1" in labels[0] else RECT2
-            if class_ids is None:
-                class_ids = sorted({int(c) for v in labels for c in _proc.as_tuple(v.get("bbox_label_id", []))})
+            given = class_ids
+            if given is None:  # the ids found; each box dict is checked against them below
+                class_ids = sorted({c for v in labels for c in _proc.as_tuple(v.get("bbox_label_id", []))
+                                    if _proc.is_int(c)}) or [0]
             if class_names is None:
                 class_names = [str(c) for c in class_ids]
-            if len(class_names) != len(class_ids) or not class_ids:
-                raise HOperatorError(1303, f"{len(class_names)} class_names but {len(class_ids)} class_ids", op)
-            boxes = [cls._checked_boxes(v, keys, list(class_ids), f"labels[{i}]", op) for i, v in enumerate(labels)]
+            class_names, class_ids = _checked_classes(class_names, class_ids, "detection", op)
+            boxes = [cls._checked_boxes(v, keys, class_ids, f"labels[{i}]", op) for i, v in enumerate(labels)]
             return cls(class_names, class_ids, images=images, boxes=boxes,
                        instance_type="rectangle1" if keys == RECT1 else "rectangle2")
         if class_ids is not None:
@@ -278,10 +323,12 @@ class Dataset:
             if all(isinstance(v, str) for v in labels):
                 class_names = sorted(set(labels))
             else:
-                if not all(_proc.is_int(v) and v >= 0 for v in labels):
-                    raise HOperatorError(1302, "labels must be class indices >= 0 or class names", op)
+                if not all(_proc.is_int(v) and 0 <= v < _MAX_CLASSES for v in labels):
+                    raise HOperatorError(1302, f"labels must be class names or class indices 0..K-1 (K <= "
+                                               f"{_MAX_CLASSES} classes), got {labels[:8]!r}", op)
                 class_names = [str(k) for k in range(int(max(labels)) + 1)]
-        class_names = [str(c) for c in class_names]
+        class_names, _ = _checked_classes(class_names, list(range(len(_proc.as_tuple(class_names)))),
+                                          "classification", op)
         index = {c: k for k, c in enumerate(class_names)}
         out = []
         for i, v in enumerate(labels):
@@ -315,13 +362,28 @@ class Dataset:
                 class_ids = list(range(len(class_names)))
             else:
                 class_ids = sorted(set(np.unique(np.concatenate([v.ravel() for v in out])).tolist()))
-        if not all(_proc.is_int(c) and c >= 0 for c in class_ids) or len(set(class_ids)) != len(class_ids):
-            raise HOperatorError(1304, f"class_ids must be distinct integers >= 0, got {class_ids!r}", op)
         if class_names is None:
-            class_names = [str(c) for c in class_ids]
-        if len(class_names) != len(class_ids) or not class_ids:
-            raise HOperatorError(1303, f"{len(class_names)} class_names but {len(class_ids)} class_ids", op)
+            class_names = [str(c) for c in class_ids] if hasattr(class_ids, "__iter__") else [str(class_ids)]
+        class_names, class_ids = _checked_classes(class_names, class_ids, "segmentation", op)
         return cls(class_names, class_ids, images=images, label_images=out)
+
+
+def _path(value, name: str, code: int, op: str) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise HOperatorError(code, f"{name} must be a path (str or os.PathLike), got {type(value).__name__}", op)
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise HOperatorError(code, f"{name} must be a str path, got {type(path).__name__}", op)
+    return path
+
+
+def _file_name(sample: dict, key: str, i: int, op: str):
+    """The file name under ``key`` of dldataset sample i (None when absent)."""
+    name = _proc.get1(sample, key)
+    if name is not None and (not isinstance(name, str) or not name):
+        raise HOperatorError(1301, f"dldataset sample {i}: {key!r} must be a file name (a non-empty string), got "
+                                   f"{name!r}", op)
+    return name
 
 
 class DatasetSplit:

@@ -99,7 +99,11 @@ class Locator(_Tool):
         param.update({"image_dimensions": [s["image_size"][0], s["image_size"][1], s["image_num_channels"]],
                       "instance_type": dataset.instance_type, "class_ids": dataset.class_ids,
                       "class_names": dataset.class_names, "capacity": s["capacity"]})
-        model = create_dl_model_detection(s["model"], len(dataset.class_ids), param)
+        try:
+            model = create_dl_model_detection(s["model"], len(dataset.class_ids), param)
+        except HOperatorError as e:  # name the tool's setting, not the operator it calls
+            raise HOperatorError(e.error_code, f"Locator detection_param (with the dataset's classes and image size): "
+                                               f"{e.extended_error_message}", op) from None
         s["instance_type"] = dataset.instance_type
         return model
 

@@ -30,6 +30,8 @@ How a tool trains (``train``):
 - ``stop_training`` takes effect before the next step; the model returns to the end of the last completed
   iteration (a partly done iteration is discarded), so the tool is consistent and can be continued.
 - Errors inside the training thread are raised by the next ``wait_for_*``, ``apply`` or ``train`` call.
+  A first training that fails (in ``train`` or in the thread) or is stopped before its first iteration
+  completes leaves the tool untrained: classes, image size, automatic batch size and split stay unfixed.
 
 Automatic batch size (the default until ``batch_size`` is set): before the first step, batch sizes 1, 2,
 4, ... up to N / 8 for N training images (at least 2, at most 256; so that an iteration has about 8 steps or
@@ -409,9 +411,17 @@ class _Tool:
             if iterations is None and self._auto_run_done:
                 raise HOperatorError(1304, "continuing after an early-stopping run needs an explicit iterations "
                                            "count", op)
+        untrained = None
         if self._lock is None:
-            self._check_dataset(dataset, op)
-            self._create_model(dataset, op)
+            # The first training fixes the classes, image size, model and split; if it fails (here, or in the
+            # thread before its first iteration completes) the tool returns to this untrained state.
+            untrained = self._untrained_state()
+            try:
+                self._check_dataset(dataset, op)
+                self._create_model(dataset, op)
+            except BaseException:
+                self._restore_untrained(untrained)
+                raise
             self._lock = {"dataset": dataset.fingerprint, "split": split.fingerprint,
                           "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
         self._stop.clear()
@@ -419,17 +429,40 @@ class _Tool:
             self._run = {"target": int(iterations) if iterations else 0, "done": 0, "steps": 0,
                          "progress": 0.0, "finished": False}
         self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training", daemon=True,
-                                        args=(dataset, split, augmentation, iterations))
+                                        args=(dataset, split, augmentation, iterations, untrained))
         _LIVE.add(self)
         self._thread.start()
+
+    # Settings the first training fills in (image size and channels where None, the automatic batch size, a
+    # Locator's instance type).
+    _SET_BY_TRAINING = ("image_size", "image_num_channels", "batch_size", "optimize_batch_size", "instance_type")
+
+    def _untrained_state(self) -> dict:
+        state = {k: getattr(self, k) for k in ("_class_names", "_class_ids", "_train_bytes", "_stream_seed", "_pp")}
+        state["settings"] = {k: self._settings[k] for k in self._SET_BY_TRAINING if k in self._settings}
+        return state
+
+    def _restore_untrained(self, state: dict) -> None:
+        for k, v in state.items():
+            if k != "settings":
+                setattr(self, k, v)
+        self._settings.update(state["settings"])
+        self._lock = None
 
     def _create_model(self, dataset: Dataset, op: str) -> None:
         from ..model import set_dl_model_param
         s = self._settings
-        shapes = set()
+        shapes, first = set(), {}
         for i in range(min(len(dataset), 64)):
             im = dataset.image(i)
-            shapes.add((im.shape[1], im.shape[0], 1 if im.ndim == 2 else im.shape[2]))
+            shape = (im.shape[1], im.shape[0], 1 if im.ndim == 2 else im.shape[2])
+            shapes.add(shape)
+            first.setdefault(shape[2], i)
+        channels = s["image_num_channels"] or (1 if set(first) == {1} else 3)
+        for c, i in sorted(first.items()):
+            if c != channels and not (c in (1, 3) and channels in (1, 3)):
+                raise HOperatorError(1301, f"dataset image {i} has {c} channels; the tool takes images of "
+                                           f"{channels} channels (1 and 3 are converted into each other)", op)
         prev_seed = _core.get_seed()
         seed = s["seed"] if s["deterministic"] else int(np.random.SeedSequence().entropy % (2 ** 31))
         _core.set_seed(seed)
@@ -529,7 +562,7 @@ class _Tool:
         """'validation_error' (lower is better), 'validation_loss' (breaks ties) and the task's measures."""
         raise NotImplementedError
 
-    def _train_thread(self, dataset, split, augmentation, iterations) -> None:
+    def _train_thread(self, dataset, split, augmentation, iterations, untrained) -> None:
         deterministic = self._settings["deterministic"]
         _core.set_deterministic(deterministic)
         try:
@@ -550,6 +583,9 @@ class _Tool:
                 self._error = e
         finally:
             _core.set_deterministic(False)
+            if untrained is not None and not self._metrics:  # a first training that completed no iteration
+                with self._state_lock:
+                    self._restore_untrained(untrained)
             with self._cond:
                 self._run["finished"] = True
                 if self._error is None and not self._stop.is_set():
