@@ -517,7 +517,10 @@ def test_damaged_tool_files_and_untrained_tools_raise_clear_errors(data, tmp_pat
                 "setting_key": dict(meta, settings=dict(meta["settings"], colour=1)),
                 "batch": dict(meta, settings=dict(meta["settings"], batch_size=0)),
                 "names": dict(meta, class_names=5), "best": dict(meta, best=[1]), "metrics": dict(meta, metrics=5),
-                "inference_batch": dict(meta, inference_batch="x")}
+                "inference_batch": dict(meta, inference_batch="x"),
+                # loaded before and failed later: KeyError at train, KeyError at apply, best iteration 100 of 1
+                "lock": dict(meta, lock={}), "best_beyond": dict(meta, best=[99, 0.1, 0.2]),
+                "one_class": dict(meta, class_names=meta["class_names"][:1], class_ids=meta["class_ids"][:1])}
     for name, m in variants.items():
         path = tmp_path / f"{name}.odt"
         with zipfile.ZipFile(path, "w") as z:
@@ -526,6 +529,17 @@ def test_damaged_tool_files_and_untrained_tools_raise_clear_errors(data, tmp_pat
         with pytest.raises(HOperatorError) as e:
             Classifier.load(path)
         assert e.value.error_code == 5238 and "tool.json" in str(e.value), (name, str(e.value))
+    # a damaged deflate stream (was a raw zlib.error)
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as z:
+        info = z.getinfo("tool.json")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for k in range(start + 5, start + 40):
+        data[k] ^= 0x5A
+    (tmp_path / "deflate.odt").write_bytes(bytes(data))
+    with pytest.raises(HOperatorError) as e:
+        Classifier.load(tmp_path / "deflate.odt")
+    assert e.value.error_code == 5238
     assert len(Classifier.load(good).apply(np.zeros((32, 32), np.float32))) == 1
 
 
@@ -629,3 +643,28 @@ def test_dataset_builders_refuse_bad_input_with_halcon_errors(tmp_path):
         with pytest.raises(HOperatorError) as e:
             fn()
         assert (e.value.error_code, text in str(e.value)) == (code, True), str(e.value)
+
+
+def test_settings_waits_queue_and_augmentation_dicts_check_their_arguments(data):
+    ds, split = data
+    tool = Classifier()
+    for fn, code, text in (
+            (lambda: setattr(tool, "enable_deterministic_training", "false"), 1302, "True or False"),
+            (lambda: tool.optimize_batch_size("false"), 1201, "True or False"),
+            (lambda: tool.wait_for_iteration_completion("x"), 1201, "timeout"),
+            (lambda: tool.wait_for_training_completion(float("nan")), 1201, "timeout"),
+            (lambda: TrainingQueue().wait("x"), 1201, "timeout"),
+            (lambda: TrainingQueue().add(tool, 5, split), 1201, "dataset"),
+            (lambda: TrainingQueue().add(tool, ds, split, iterations=0), 1304, "iterations"),
+            (lambda: TrainingQueue().add(object(), ds, split), 1201, "tool"),
+            (lambda: DataAugmentation.from_dict({"foo": 1}), 1301, "'foo'"),
+            (lambda: DataAugmentation.from_dict(None), 1201, "dict"),
+            (lambda: DataAugmentation.from_dict({"rotation": "x"}), 1302, "rotation")):
+        with pytest.raises(HOperatorError) as e:
+            fn()
+        assert (e.value.error_code, text in str(e.value)) == (code, True), str(e.value)
+    # the settings are unchanged, and a valid dict round-trips (a scalar scale as the constructor takes it)
+    assert tool.enable_deterministic_training is False and tool.is_batch_size_optimized is True
+    aug = DataAugmentation(rotation=10, scale=(0.9, 1.1))
+    assert DataAugmentation.from_dict(aug.as_dict()) == aug
+    assert DataAugmentation.from_dict({"scale": 2}).scale == (2.0, 2.0)

@@ -81,8 +81,16 @@ class DataAugmentation:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataAugmentation":
+        """The augmentation of ``as_dict``'s keys (any subset; the others keep their defaults)."""
+        op = "DataAugmentation.from_dict"
+        if not isinstance(d, dict):
+            raise HOperatorError(1201, f"d must be a dict of augmentation settings, got {type(d).__name__}", op)
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in d if k not in known]
+        if unknown:
+            raise HOperatorError(1301, f"unknown augmentation key {unknown[0]!r}; the keys are {known}", op)
         d = dict(d)
-        if "scale" in d:
+        if isinstance(d.get("scale"), list):
             d["scale"] = tuple(d["scale"])
         return cls(**d)
 

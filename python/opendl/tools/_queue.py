@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import threading
 
+from .. import _proc
 from ..errors import HOperatorError
+from ._tool import _Tool, _timeout
 
 _ids = itertools.count(1)
 
@@ -57,9 +59,14 @@ class TrainingQueue:
             return list(self._finished)
 
     def add(self, tool, dataset, split, augmentation=None, iterations=None) -> TrainingJob:
-        if not hasattr(tool, "train") or not hasattr(tool, "wait_for_training_completion"):
-            raise HOperatorError(1201, f"tool must be an opendl.tools tool, got {type(tool).__name__}",
-                                 "TrainingQueue.add")
+        """Queues ``tool.train(dataset, split, augmentation, iterations)``; the arguments are checked as train
+        checks them, now (what depends on the jobs before it, such as the split a new tool locks to, is checked
+        again when the job starts)."""
+        op = "TrainingQueue.add"
+        if not isinstance(tool, _Tool):
+            raise HOperatorError(1201, f"tool must be an opendl.tools tool (Classifier, Segmenter, Locator), got "
+                                       f"{type(tool).__name__}", op)
+        tool._check_training(dataset, split, augmentation, iterations, op)
         job = TrainingJob(tool, dataset, split, augmentation, iterations)
         with self._cond:
             self._pending.append(job)
@@ -81,7 +88,7 @@ class TrainingQueue:
         with self._cond:
             if job not in self._pending:
                 raise HOperatorError(1301, f"{job} is not pending (only pending jobs can be moved)", op)
-            if not isinstance(position, int) or not 0 <= position < len(self._pending):
+            if not _proc.is_int(position) or not 0 <= position < len(self._pending):
                 raise HOperatorError(1302, f"position must be in 0..{len(self._pending) - 1}, got {position!r}", op)
             self._pending.remove(job)
             self._pending.insert(position, job)
@@ -107,9 +114,9 @@ class TrainingQueue:
 
     def wait(self, timeout: float = -1) -> bool:
         """Blocks until no job is pending or running; False on timeout (seconds; -1: no limit)."""
+        timeout = _timeout(timeout, "TrainingQueue.wait")
         with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and self._running is None,
-                                       None if timeout is None or timeout < 0 else timeout)
+            return self._cond.wait_for(lambda: not self._pending and self._running is None, timeout)
 
     def _work(self) -> None:
         while True:

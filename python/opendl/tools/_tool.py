@@ -60,6 +60,7 @@ import threading
 import time
 import weakref
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -130,6 +131,21 @@ def _int_at_least(value, minimum: int, name: str, op: str, code: int = 1302) -> 
     if not _proc.is_int(value) or value < minimum:
         raise HOperatorError(code, f"{name} must be an integer >= {minimum}, got {value!r}", op)
     return int(value)
+
+
+def _bool(value, name: str, op: str, code: int = 1302) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise HOperatorError(code, f"{name} must be True or False, got {value!r}", op)
+    return bool(value)
+
+
+def _timeout(value, op: str):
+    """A wait's timeout in seconds (None or < 0: no limit) as threading takes it."""
+    if value is None:
+        return None
+    if not _proc.is_number(value) or math.isnan(value):
+        raise HOperatorError(1201, f"timeout must be a number of seconds (-1: no limit), got {value!r}", op)
+    return None if value < 0 else float(value)
 
 
 def _fastest_batch_size(step_for, cap: int, min_seconds: float, stop) -> int:
@@ -243,7 +259,8 @@ class _Tool:
     def optimize_batch_size(self, enable: bool = True) -> None:
         """True: choose the batch size automatically at the next training (the default); False: keep the
         current one."""
-        self._settings["optimize_batch_size"] = bool(enable)
+        self._settings["optimize_batch_size"] = _bool(enable, "enable", f"{type(self).__name__}.optimize_batch_size",
+                                                      1201)
 
     @property
     def is_batch_size_optimized(self) -> bool:
@@ -255,7 +272,8 @@ class _Tool:
 
     @enable_deterministic_training.setter
     def enable_deterministic_training(self, value: bool):
-        self._settings["deterministic"] = bool(value)
+        self._settings["deterministic"] = _bool(value, "enable_deterministic_training",
+                                                f"{type(self).__name__}.enable_deterministic_training")
 
     @property
     def deterministic_training_random_seed(self) -> int:
@@ -342,24 +360,26 @@ class _Tool:
     def wait_for_iteration_completion(self, timeout: float = -1) -> bool:
         """Blocks until the running training completes its next iteration or ends. Returns False on timeout
         (seconds; -1: no limit)."""
+        timeout = _timeout(timeout, f"{type(self).__name__}.wait_for_iteration_completion")
         with self._cond:
             start = self._run["done"]
-            ok = self._cond.wait_for(lambda: self._run["done"] > start or not self._running(),
-                                     None if timeout is None or timeout < 0 else timeout)
+            ok = self._cond.wait_for(lambda: self._run["done"] > start or not self._running(), timeout)
         self._raise_pending()
         return bool(ok)
 
     def wait_for_training_completion(self, timeout: float = -1) -> int:
         """Blocks until the training ends (timeout in seconds; -1: no limit) and returns the number of
         iterations the current train() call has completed. ``is_training`` tells whether it ended."""
+        timeout = _timeout(timeout, f"{type(self).__name__}.wait_for_training_completion")
         t = self._thread
         if t is not None:
-            t.join(None if timeout is None or timeout < 0 else timeout)
+            t.join(timeout)
         self._raise_pending()
         return self.current_training_finished_iterations
 
     def stop_training(self, wait: bool = True) -> None:
         """Asks the training to stop before its next step; with ``wait`` returns when it has stopped."""
+        _bool(wait, "wait", f"{type(self).__name__}.stop_training", 1201)
         self._stop.set()
         if wait and self._thread is not None:
             self._thread.join()
@@ -381,6 +401,31 @@ class _Tool:
         if self.is_training:
             raise HOperatorError(7720, "this tool is already training; wait for it or stop it first", op)
         self._raise_pending()
+        self._check_training(dataset, split, augmentation, iterations, op)
+        untrained = None
+        if self._lock is None:
+            # The first training fixes the classes, image size, model and split; if it fails (here, or in the
+            # thread before its first iteration completes) the tool returns to this untrained state.
+            untrained = self._untrained_state()
+            try:
+                self._check_dataset(dataset, op)
+                self._create_model(dataset, op)
+            except BaseException:
+                self._restore_untrained(untrained)
+                raise
+            self._lock = {"dataset": dataset.fingerprint, "split": split.fingerprint,
+                          "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
+        self._stop.clear()
+        with self._cond:
+            self._run = {"target": int(iterations) if iterations else 0, "done": 0, "steps": 0,
+                         "progress": 0.0, "finished": False}
+        self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training", daemon=True,
+                                        args=(dataset, split, augmentation, iterations, untrained))
+        _LIVE.add(self)
+        self._thread.start()
+
+    def _check_training(self, dataset, split, augmentation, iterations, op: str) -> None:
+        """The checks of train()'s arguments against each other and the tool (also run by TrainingQueue.add)."""
         if not isinstance(dataset, Dataset):
             raise HOperatorError(1201, f"dataset must be an opendl.tools.Dataset, got {type(dataset).__name__}", op)
         if not isinstance(split, DatasetSplit):
@@ -411,27 +456,6 @@ class _Tool:
             if iterations is None and self._auto_run_done:
                 raise HOperatorError(1304, "continuing after an early-stopping run needs an explicit iterations "
                                            "count", op)
-        untrained = None
-        if self._lock is None:
-            # The first training fixes the classes, image size, model and split; if it fails (here, or in the
-            # thread before its first iteration completes) the tool returns to this untrained state.
-            untrained = self._untrained_state()
-            try:
-                self._check_dataset(dataset, op)
-                self._create_model(dataset, op)
-            except BaseException:
-                self._restore_untrained(untrained)
-                raise
-            self._lock = {"dataset": dataset.fingerprint, "split": split.fingerprint,
-                          "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
-        self._stop.clear()
-        with self._cond:
-            self._run = {"target": int(iterations) if iterations else 0, "done": 0, "steps": 0,
-                         "progress": 0.0, "finished": False}
-        self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training", daemon=True,
-                                        args=(dataset, split, augmentation, iterations, untrained))
-        _LIVE.add(self)
-        self._thread.start()
 
     # Settings the first training fills in (image size and channels where None, the automatic batch size, a
     # Locator's instance type).
@@ -848,9 +872,11 @@ class _Tool:
                 if include_training_model and self._train_bytes is not None:
                     z.writestr("training_model.hdl", self._train_bytes)
             os.replace(tmp, path)
-        except OSError as e:
+        except BaseException as e:  # the target is untouched and no temporary file is left
             os.unlink(tmp)
-            raise HOperatorError(3142, f"cannot write {path!r}: {e}", op) from None
+            if isinstance(e, OSError):
+                raise HOperatorError(3142, f"cannot write {path!r}: {e}", op) from None
+            raise
 
     @classmethod
     def load(cls, path) -> "_Tool":
@@ -866,8 +892,10 @@ class _Tool:
                 meta = json.loads(z.read("tool.json"))
                 best = z.read("model.hdl")
                 train = z.read("training_model.hdl") if "training_model.hdl" in z.namelist() else None
-        except (zipfile.BadZipFile, KeyError, ValueError) as e:
-            raise HOperatorError(H_ERR_WFF, f"{path!r} is not an opendl tool file ({e})", op) from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, ValueError, zlib.error, EOFError,
+                NotImplementedError, RuntimeError, OSError) as e:  # damaged, encrypted or unreadable
+            raise HOperatorError(H_ERR_WFF, f"{path!r} is not an opendl tool file or is damaged "
+                                            f"({type(e).__name__}: {e})", op) from None
         if not isinstance(meta, dict):
             raise HOperatorError(H_ERR_WFF, f"{path!r}: tool.json holds a {type(meta).__name__}, not an object", op)
         if meta.get("format") != _FORMAT or meta.get("type") != cls.TYPE:
@@ -880,11 +908,16 @@ class _Tool:
             raise HOperatorError(H_ERR_WFF, f"{path!r} has format version {meta['version']}, newer than this opendl "
                                             f"reads ({_FORMAT_VERSION})", op)
         try:
-            _core.deserialize_model(best)
-            if train is not None:
-                _core.deserialize_model(train)
+            models = [_core.deserialize_model(best)] + ([_core.deserialize_model(train)] if train is not None else [])
         except Exception as e:
             raise HOperatorError(H_ERR_WFF, f"{path!r}: a model in it is damaged ({e})", op) from None
+        for name, m in zip(("model.hdl", "training_model.hdl"), models):
+            kind, ids, names = (m.get_param(k) for k in ("type", "class_ids", "class_names"))
+            if (kind[0], ids, names) != (cls.TYPE, meta.get("class_ids"), meta.get("class_names")):
+                raise HOperatorError(H_ERR_WFF, f"{path!r}: {name} is a {kind[0]!r} model of class_ids {ids} "
+                                                f"(class_names {names}), but tool.json says a {cls.TYPE!r} tool of "
+                                                f"class_ids {meta.get('class_ids')} (class_names "
+                                                f"{meta.get('class_names')})", op)
         tool = cls._from_meta(meta, path, op)
         tool._class_names, tool._class_ids = meta["class_names"], meta["class_ids"]
         tool._metrics = meta["metrics"]
@@ -941,8 +974,14 @@ class _Tool:
         if best is not None and (not isinstance(best, list) or len(best) != 3 or not is_int(best[0]) or
                                  not all(_proc.is_number(v) for v in best[1:])):
             bad("'best'", best)
-        if meta["lock"] is not None and not isinstance(meta["lock"], dict):
-            bad("'lock'", meta["lock"])
+        lock, metrics = meta["lock"], meta["metrics"]
+        if not (isinstance(lock, dict) and sorted(lock) == ["counts", "dataset", "split"] and
+                all(isinstance(lock[k], str) for k in ("dataset", "split")) and isinstance(lock["counts"], list)
+                and len(lock["counts"]) == 3 and all(is_int(c) and c >= 0 for c in lock["counts"])):
+            bad("'lock' (the split a trained tool is locked to)", lock)
+        if not metrics or best is None or not 0 <= best[0] < len(metrics) or names is None:
+            bad("'metrics' / 'best' / 'class_names' (a saved tool has trained iterations, the best among them, "
+                "and its classes)", {"iterations": len(metrics), "best": best, "class_names": names})
         if meta["stream_seed"] is not None and not is_int(meta["stream_seed"]):
             bad("'stream_seed'", meta["stream_seed"])
         if not isinstance(meta["auto_run_done"], bool):
