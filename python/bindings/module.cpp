@@ -22,7 +22,9 @@ using namespace opendl;
 
 namespace {
 
-Value to_value(const py::handle& o) {
+// `pos`: the operator parameter the value belongs to (1-based); HALCON's codes name it (1302/1202 for the
+// second parameter, 1303/1203 for the third, ...).
+Value to_value(const py::handle& o, int pos = 2) {
   if (py::isinstance<py::str>(o)) return o.cast<std::string>();
   if (py::isinstance<py::bool_>(o)) return int64_t(o.cast<bool>() ? 1 : 0);
   if (PyLong_Check(o.ptr()) || (PyIndex_Check(o.ptr()) && !PyFloat_Check(o.ptr()))) {
@@ -32,30 +34,31 @@ Value to_value(const py::handle& o) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
     if (overflow)
-      throw Error(err::kWrongValue2, "", "the integer " + py::str(i).cast<std::string>().substr(0, 40) +
+      throw Error(1300 + pos, "", "the integer " + py::str(i).cast<std::string>().substr(0, 40) +
                                              " does not fit in 64 bits");
     if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
     return int64_t(v);
   }
   if (PyFloat_Check(o.ptr()) || py::hasattr(o, "__float__")) return o.cast<double>();
-  throw Error(err::kWrongType2, "", std::string("cannot convert a Python ") + py::str(o.get_type().attr("__name__")).cast<std::string>() +
+  throw Error(1200 + pos, "", std::string("cannot convert a Python ") + py::str(o.get_type().attr("__name__")).cast<std::string>() +
                                         " to a tuple element (int, float or str)");
 }
 
-// HALCON's tuple conversion: a scalar (also a str) is a 1-element tuple, a sequence becomes a tuple.
-Tuple to_tuple(const py::handle& o) {
+// HALCON's tuple conversion: a scalar (also a str) is a 1-element tuple, a sequence becomes a tuple. A dict is
+// one element (a dict handle in HALCON), never the tuple of its keys; it is refused as a tuple element.
+Tuple to_tuple(const py::handle& o, int pos = 2) {
   Tuple t;
   if (o.is_none()) return t;
-  if (py::isinstance<py::str>(o) || !py::hasattr(o, "__iter__")) {
-    t.push_back(to_value(o));
+  if (py::isinstance<py::str>(o) || py::isinstance<py::dict>(o) || !py::hasattr(o, "__iter__")) {
+    t.push_back(to_value(o, pos));
     return t;
   }
   if (py::isinstance<py::array>(o)) {
     py::array a = py::array::ensure(o);
-    for (auto item : a.attr("ravel")().attr("tolist")()) t.push_back(to_value(item));
+    for (auto item : a.attr("ravel")().attr("tolist")()) t.push_back(to_value(item, pos));
     return t;
   }
-  for (auto item : o) t.push_back(to_value(item));
+  for (auto item : o) t.push_back(to_value(item, pos));
   return t;
 }
 
@@ -284,7 +287,7 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<HDlModel>(m, "Model")
       .def_property_readonly("key", [](const HDlModel& h) { return reinterpret_cast<uintptr_t>(h.ptr.get()); })
-      .def("set_param", [](const HDlModel& h, const std::string& n, const py::object& v) { SetDlModelParam(h, n, to_tuple(v)); })
+      .def("set_param", [](const HDlModel& h, const std::string& n, const py::object& v) { SetDlModelParam(h, n, to_tuple(v, 3)); })
       .def("get_param", [](const HDlModel& h, const std::string& n) { return from_tuple(GetDlModelParam(h, n)); })
       .def("train_batch",
            [](const HDlModel& h, const py::object& batch) {

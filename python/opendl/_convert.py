@@ -7,10 +7,11 @@ from .errors import HOperatorError, HTupleConversionError
 
 
 def as_list(value) -> list:
-    """HALCON's tuple rule: a scalar (also a str) is a 1-element tuple, any sized iterable a tuple."""
+    """HALCON's tuple rule: a scalar (also a str) is a 1-element tuple, any sized iterable a tuple. A dict is one
+    element (HALCON's dict handle), never the tuple of its keys."""
     if value is None:
         return []
-    if isinstance(value, (str, bytes)) or not (hasattr(value, "__iter__") and hasattr(value, "__len__")):
+    if isinstance(value, (str, bytes, dict)) or not (hasattr(value, "__iter__") and hasattr(value, "__len__")):
         return [value]
     return list(value)
 

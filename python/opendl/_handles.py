@@ -3,7 +3,7 @@ object; a cleared handle raises HOperatorError 2450 when used."""
 
 from __future__ import annotations
 
-from .errors import HOperatorError, H_ERR_WHDL
+from .errors import H_ERR_HANDLE_NOSER, HOperatorError, H_ERR_WHDL
 
 
 class HHandle:
@@ -36,6 +36,28 @@ class HHandle:
 
     def __repr__(self) -> str:
         return f"HHandle{{type: {self._sem_type}, id: {self._id}}}"
+
+    def __copy__(self) -> "HHandle":
+        """A copy of a handle refers to the same resource (clearing either clears it), as in HALCON."""
+        return self
+
+    def __reduce_ex__(self, protocol):
+        """pickle and copy.deepcopy: a model travels as its serialized file content (deepcopy gives an independent
+        model, as serialize_dl_model / deserialize_dl_model do), a serialized item as its bytes; other handles
+        (layers, dicts, devices) cannot be serialized this way."""
+        op = "pickle"
+        obj = self.core(op)
+        if self._sem_type == "dl_model":
+            return _model_handle, (bytes(obj.serialize()),)
+        if self._sem_type == "serialized_item":
+            return HHandle, (bytes(obj), "serialized_item")
+        raise HOperatorError(H_ERR_HANDLE_NOSER, f"a {self._sem_type} handle cannot be pickled or deep-copied",
+                             op)
+
+
+def _model_handle(data: bytes) -> HHandle:
+    from . import _core
+    return HHandle(_core.deserialize_model(data), "dl_model")
 
 
 def expect_handle(h, sem_type: str, operator: str, param: str):

@@ -114,3 +114,29 @@ def test_bad_input(tmp_path):
     with pytest.raises(ha.HOperatorError) as e:
         op(cls, 64, 64, [])
     assert "bbox_label_id" in str(e.value)
+
+
+def test_detection_parameters_an_audit_found_ignored_or_unchecked():
+    B = "pretrained_dl_classifier_compact.hdl"
+    base = {"image_dimensions": [64, 64, 3], "min_level": 2, "max_level": 3}
+    m = ha.create_dl_model_detection(B, 2, base)
+    # num_classes follows class_ids; setting it was silently ignored
+    for value in (5, -1, "abc"):
+        assert code_of(ha.set_dl_model_param, m, "num_classes", value) == 1302
+    assert ha.get_dl_model_param(m, "num_classes") == [2]
+    # a backbone key that differs from the backbone argument was ignored
+    assert code_of(ha.create_dl_model_detection, B, 2, dict(base, backbone="pretrained_dl_classifier_resnet50.hdl")) \
+        == 1303
+    assert code_of(ha.create_dl_model_detection, B, 2, dict(base, backbone=12345)) == 1303
+    ha.create_dl_model_detection(B, 2, dict(base, backbone=B))
+    # NaN focal weights passed the range check; 200 aspect ratios failed in an internal layer operator
+    for bad in ([math.nan, 0.5], [0.5, math.nan]):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.create_dl_model_detection(B, 2, dict(base, class_weights=bad))
+        assert (e.value.error_code, e.value.operator_name) == (1303, "create_dl_model_detection")
+        assert "nan" in str(e.value) and "0.5, nan, 0.5" not in str(e.value)
+        assert code_of(ha.set_dl_model_param, m, "class_weights", bad) == 1303
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.create_dl_model_detection(B, 2, dict(base, anchor_aspect_ratios=[1.0] * 200))
+    assert (e.value.error_code, e.value.operator_name) == (1403, "create_dl_model_detection")
+    assert "at most 64" in str(e.value)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import opendl as ha
+from procedure_helpers import code_of
 
 
 def small_net(bn=True, classes=3):
@@ -382,7 +383,7 @@ def test_sizes_and_integers_beyond_64_bits_and_nul_in_file_names_are_refused(tmp
     assert e.value.error_code == 7735 and "2^56 values" in str(e.value) and "'image'" in str(e.value)
     with pytest.raises(ha.HOperatorError) as e:
         ha.set_dl_model_param(m, "batch_size", 2**63)
-    assert e.value.error_code == 1302 and "64 bits" in str(e.value)
+    assert e.value.error_code == 1303 and "64 bits" in str(e.value)  # gen_param_value is parameter 3
     assert ha.get_dl_model_param(m, "batch_size") == [1]
     assert_same(before, state(m))
     assert len(ha.apply_dl_model(m, samples(1), ["softmax"])) == 1
@@ -457,7 +458,7 @@ def test_values_an_audit_found_unchecked_are_refused_with_the_model_unchanged(tm
     ha.apply_dl_model(m, extra, [])
     with pytest.raises(ha.HOperatorError) as e:
         ha.set_dl_model_param(m, "learning_rate", [object()])
-    assert e.value.error_code == 1202 and e.value.operator_name == "set_dl_model_param"
+    assert e.value.error_code == 1203 and e.value.operator_name == "set_dl_model_param"
     assert_same(before, state(m))
     assert ha.get_dl_model_param(m, "batch_size") == [2]
     with pytest.raises(ha.HOperatorError) as e:
@@ -521,3 +522,39 @@ def test_clear_checks_every_handle_before_clearing_any():
         ha.clear_handle([d, 5])
     assert ha.get_dl_model_param(m, "type") == ["classification"]  # still usable
     assert ha.get_dict_param(d, "keys", []) == []
+
+
+def test_codes_follow_the_parameter_position_dicts_are_no_tuples_and_models_pickle():
+    import copy
+    import pickle
+    m = small_net()
+    before = state(m)
+    c = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
+    names = ha.get_dl_model_param(c, "class_names")
+    # gen_param_value is parameter 3 of set_dl_model_param: 1303 for a bad value, 1203 for a bad type
+    assert code_of(ha.set_dl_model_param, m, "learning_rate", 2 ** 64) == 1303
+    assert code_of(ha.set_dl_model_param, m, "learning_rate", b"x") == 1203
+    # a dict is one element (HALCON's dict handle), not the tuple of its keys (was class names 'x', 'y', 'z')
+    assert code_of(ha.set_dl_model_param, c, "class_names", {"x": 1, "y": 2, "z": 3}) == 1203
+    assert code_of(ha.set_dl_model_param, c, "class_weights", {0.5: "a"}) == 1203
+    assert ha.get_dl_model_param(c, "class_names") == names
+    # outputs is parameter 3 of apply_dl_model, layer_name 3 and weights_type 4 of set_dl_model_layer_weights
+    assert code_of(ha.apply_dl_model, m, samples(1), ["nope"]) == 1303
+    w = ha.get_dl_model_layer_weights(m, "conv", "weights")
+    assert code_of(ha.set_dl_model_layer_weights, w, m, "nope", "weights") == 1303
+    assert code_of(ha.set_dl_model_layer_weights, w, m, "conv", "nope") == 1304
+    assert_same(before, state(m))
+    # layer names are C strings in files and in HALCON
+    assert code_of(ha.create_dl_layer_input, "a\0b", [8, 8, 1], [], []) == 7785
+
+    # deepcopy and pickle carry the serialized model: an independent model with the same weights and state;
+    # copy.copy is the same handle (clearing one clears the other, as in HALCON)
+    for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert twin != m
+        assert_same(before, state(twin))
+        ha.set_dl_model_param(twin, "learning_rate", 0.5)
+        assert ha.get_dl_model_param(m, "learning_rate") != [0.5]
+    assert copy.copy(m) is m
+    with pytest.raises(ha.HOperatorError) as e:
+        pickle.dumps(ha.create_dl_layer_input("x", [8, 8, 1], [], []))
+    assert e.value.error_code == 2455

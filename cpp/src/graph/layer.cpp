@@ -185,6 +185,8 @@ void finish_layer(Layer& l) {
 
 void check_name(const std::string& name) {
   if (name.empty()) fail(err::kInvalidName, "layer_name must not be empty");
+  if (name.find('\0') != std::string::npos)  // files and HALCON store names as C strings
+    fail(err::kInvalidName, "layer_name must not contain a NUL character");
 }
 }  // namespace
 

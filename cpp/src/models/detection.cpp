@@ -411,7 +411,10 @@ class DetectionAdapter : public ClassAdapter {
       if (!ids.empty() && !rect2_)
         fail(7822, "'class_ids_no_orientation' applies to instance_type 'rectangle2' only; this model is 'rectangle1'");
       change(m, [&] { no_orient_ = ids; });
-    } else if (name == "class_ids" || name == "num_classes") {
+    } else if (name == "num_classes") {
+      fail(err::kWrongValue2, "model parameter 'num_classes' of a detection model can only be read; it follows "
+                              "'class_ids' (set those to change the classes)");
+    } else if (name == "class_ids") {
       // Classes without orientation that are no longer classes are dropped.
       ClassAdapter::set_param(m, name, v);
       std::vector<int64_t> keep;
@@ -422,7 +425,7 @@ class DetectionAdapter : public ClassAdapter {
     else if (name == "class_weights") {
       std::vector<double> w;
       for (auto& e : v) {
-        if (!is_number(e) || as_double(e) < 0 || as_double(e) > 1)
+        if (!is_number(e) || !(as_double(e) >= 0 && as_double(e) <= 1))  // NaN fails too
           fail(err::kWrongValue3, "'class_weights' (focal loss alpha) must lie in [0, 1], got " + to_string(e));
         w.push_back(as_double(e));
       }
@@ -561,6 +564,9 @@ struct Head {
   }
 };
 
+// At most this many anchor_aspect_ratios and anchor_angles (the anchors layer's limit).
+constexpr size_t kMaxAnchorValues = 64;
+
 std::vector<double> numbers(const Tuple& v, const std::string& what) {
   std::vector<double> out;
   for (auto& e : v) {
@@ -604,6 +610,10 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
   if (auto v = take("num_classes"))
     if (integer_of(*v, "num_classes", 1, 1 << 20) != num_classes)
       fail(err::kWrongValue3, "dlmodel_detection_param 'num_classes' differs from num_classes");
+  if (auto v = take("backbone"))
+    if (v->size() != 1 || !is_string((*v)[0]) || std::get<std::string>((*v)[0]) != backbone_name)
+      fail(err::kWrongValue3, "dlmodel_detection_param 'backbone' " + to_string(*v) + " differs from backbone '" +
+                                  backbone_name + "'");
   if (auto v = take("instance_type")) {
     const std::string t = v->size() == 1 && is_string((*v)[0]) ? std::get<std::string>((*v)[0]) : "";
     if (t != "rectangle1" && t != "rectangle2")
@@ -638,6 +648,10 @@ std::shared_ptr<Model> create_detection_model(const std::string& backbone_name, 
                    std::to_string(a.max_level_) + ")");
   if (auto v = take("anchor_num_subscales")) a.subscales_ = integer_of(*v, "anchor_num_subscales", 1, 16);
   if (auto v = take("anchor_aspect_ratios")) a.ratios_ = numbers(*v, "anchor_aspect_ratios");
+  if (a.ratios_.size() > kMaxAnchorValues || a.angles_.size() > kMaxAnchorValues)
+    fail(err::kWrongNumValues3, "anchor_aspect_ratios and anchor_angles take at most " +
+                                    std::to_string(kMaxAnchorValues) + " values each, got " +
+                                    std::to_string(a.ratios_.size()) + " and " + std::to_string(a.angles_.size()));
   if (auto v = take("capacity")) {
     const std::string c = v->size() == 1 && is_string((*v)[0]) ? std::get<std::string>((*v)[0]) : "";
     if (c != "high" && c != "medium" && c != "low")

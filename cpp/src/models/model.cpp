@@ -265,9 +265,9 @@ Tuple Model::get_param(const std::string& name) {
   unknown_param(*adapter_, name, false);
 }
 
-int Model::slot_of(const std::string& layer) const {
+int Model::slot_of(const std::string& layer, int code) const {
   int i = net_->find(layer);
-  if (i < 0) fail(err::kWrongValue2, "the model has no layer named '" + layer + "'");
+  if (i < 0) fail(code, "the model has no layer named '" + layer + "'");
   return i;
 }
 
@@ -536,7 +536,7 @@ std::vector<Result> Model::apply(const std::vector<Sample>& batch, const std::ve
           want.push_back(slots[o].inputs[0]);
     if (want.empty()) fail(err::kInvalidOutput, "the model has no default outputs; name them in 'outputs'");
   } else {
-    for (auto& n : outputs) want.push_back(slot_of(n));
+    for (auto& n : outputs) want.push_back(slot_of(n, err::kWrongValue3));  // apply_dl_model's outputs
   }
   // Only the ancestors of the wanted layers run.
   std::vector<bool> needed(slots.size(), false);
@@ -591,7 +591,7 @@ Tensor Model::to_images(size_t slot, bool gradient) {
   return t;
 }
 
-const BlobSlot& Model::blob(int slot, const std::string& type, bool& gradient) const {
+const BlobSlot& Model::blob(int slot, const std::string& type, bool& gradient, int code) const {
   const auto& s = net_->slots()[slot];
   gradient = false;
   std::string base = type;
@@ -612,7 +612,7 @@ const BlobSlot& Model::blob(int slot, const std::string& type, bool& gradient) c
     avail += (avail.empty() ? "'" : ", '") + n + "'";
     if (b.spec.role != BlobRole::kState) avail += ", '" + n + "_gradient'";
   }
-  fail(err::kWrongValue3, "layer '" + s.layer->name() + "' has no weights_type '" + type + "' (available: " +
+  fail(code, "layer '" + s.layer->name() + "' has no weights_type '" + type + "' (available: " +
                               (avail.empty() ? "none" : avail) + ")");
 }
 
@@ -628,7 +628,8 @@ Tensor Model::get_weights(const std::string& layer, const std::string& type) {
 void Model::set_weights(const Tensor& w, const std::string& layer, const std::string& type) {
   std::lock_guard<std::mutex> lock(mu_);
   bool grad;
-  const BlobSlot& b = blob(slot_of(layer), type, grad);
+  // set_dl_model_layer_weights(weights, dlmodel_handle, layer_name, weights_type)
+  const BlobSlot& b = blob(slot_of(layer, err::kWrongValue3), type, grad, err::kWrongValue4);
   if (grad) fail(err::kWrongValue4, "weights_type '" + type + "' can only be read");
   if (w.dtype() != DType::kFloat32) fail(err::kInputWrongType, "weights must be float32 ('real')");
   if (w.shape() != b.spec.shape) {

@@ -86,14 +86,15 @@ class Model {
 
  private:
   Model() = default;
-  int slot_of(const std::string& layer) const;
+  // `code`: the error code for an unknown layer (HALCON's codes name the parameter position: 1302, 1303, ...).
+  int slot_of(const std::string& layer, int code = 1302) const;
   // Validates the samples and packs input layer values into host staging arrays (N, C, H, W).
   std::vector<std::vector<float>> pack(const std::vector<Sample>& batch, const std::vector<int>& inputs,
                                        size_t padded) const;
   void reset_solver_state();
   void require_activations() const;
   void alloc_solver_state();
-  const BlobSlot& blob(int slot, const std::string& type, bool& gradient) const;
+  const BlobSlot& blob(int slot, const std::string& type, bool& gradient, int code = 1303) const;
   Tensor to_images(size_t slot, bool gradient);  // slot's output or gradient as (N, H, W, C)
   std::vector<std::string> output_names() const;
   // One micro-batch's forward and backward (`body`) through a recording of the backend, when it records: the
