@@ -365,11 +365,15 @@ PYBIND11_MODULE(_core, m) {
       });
 
   m.def("create_layer", [](const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& name,
-                           const py::list& positional, const py::object& gen_names, const py::object& gen_values) {
+                           const py::list& positional, const py::object& gen_names, const py::object& gen_values,
+                           int first_position) {
     std::vector<Tuple> pos;
-    for (auto p : positional) pos.push_back(to_tuple(p));
-    return CreateDlLayer(type, inputs, name, pos, to_tuple(gen_names), to_tuple(gen_values));
-  });
+    for (auto p : positional) pos.push_back(to_tuple(p, first_position + int(pos.size())));
+    const int gen_name_pos = first_position + int(pos.size());
+    return CreateDlLayer(type, inputs, name, pos, to_tuple(gen_names, gen_name_pos),
+                         to_tuple(gen_values, gen_name_pos + 1), first_position);
+  }, py::arg("type"), py::arg("inputs"), py::arg("name"), py::arg("positional"), py::arg("gen_names"),
+     py::arg("gen_values"), py::arg("first_position") = 3);
   m.def("create_box_targets", [](const std::vector<HDlLayer>& boxes, const HDlLayer& gt,
                                  const std::vector<HDlLayer>& gtmask, const py::object& names,
                                  const std::string& input_mode, const py::object& modes, int64_t num_classes,

@@ -4,14 +4,24 @@ layer's table and raises HOperatorError naming the one at fault."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from . import _core
 from ._convert import as_list, layer_list, layer_or_none, one_str, wrap_layer
+
+
+@functools.lru_cache(maxsize=None)
+def _first_position(op: str) -> int:
+    """The parameter (1-based) of operator ``op`` following layer_name: the first positional value, whose
+    position the error codes carry (1302/1202 for the second parameter, 1303/1203 for the third, ...)."""
+    return list(inspect.signature(globals()[op]).parameters).index("layer_name") + 2
 
 
 def _create(op, type_, inputs, layer_name, positional, gen_param_name, gen_param_value):
     name = one_str(layer_name, op, "layer_name")
     return wrap_layer(_core.create_layer(type_, inputs, name, positional, as_list(gen_param_name),
-                                         as_list(gen_param_value)))
+                                         as_list(gen_param_value), _first_position(op)))
 
 
 def _one(value, op, param):
@@ -138,10 +148,10 @@ def _depth_max(op, dllayer_input, layer_name, depth_max_mode, gen_param_name, ge
     names, values = as_list(gen_param_name), as_list(gen_param_value)
     arg, val = [], []
     if mode in ("argmax", "argmax_and_value"):
-        arg = [wrap_layer(_core.create_layer("depth_max", inp, name, [], names + ["output"], values + ["argmax"]))]
+        arg = [wrap_layer(_core.create_layer("depth_max", inp, name, [], names + ["output"], values + ["argmax"], 4))]
     if mode in ("value", "argmax_and_value"):
         vname = name if mode == "value" else name + "_value"
-        val = [wrap_layer(_core.create_layer("depth_max", inp, vname, [], names + ["output"], values + ["value"]))]
+        val = [wrap_layer(_core.create_layer("depth_max", inp, vname, [], names + ["output"], values + ["value"], 4))]
     return arg, val
 
 

@@ -95,17 +95,24 @@ def test_bad_batches_raise_and_change_nothing(mutate, code, word):
 
 
 def test_layer_errors():
+    """A value outside its parameter's table (range, choices, count) gets the code of its position
+    (create_dl_layer_convolution's activation is its 9th parameter: 1309); the checks a layer type makes itself
+    (padding forms, groups dividing the input depth) still raise 1303."""
     img = ha.create_dl_layer_input("image", [6, 5, 2], [], [])
     cases = [
         (lambda: ha.create_dl_layer_convolution(img, "c", 0, 1, 1, 4, 1, "none", "none", [], []), 1303, "kernel_size"),
         (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 3, "none", "none", [], []), 1303, "groups"),
         (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "same", "none", [], []), 1303, "padding"),
         (lambda: ha.create_dl_layer_convolution(img, "c", 9, 1, 1, 4, 1, "none", "none", [], []), 7735, "kernel"),
-        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "gelu", [], []), 1303, "activation"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "gelu", [], []), 1309, "activation"),
         (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "none", "nope", 1), 7911, "nope"),
         (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "none", "weight_filler", "bad"),
          7914, "weight_filler"),
-        (lambda: ha.create_dl_layer_pooling(img, "p", [2, 2], [2, 2], "none", "median", [], []), 1303, "mode"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 2 ** 70, 1, "none", "none", [], []), 1306,
+         "64 bits"),
+        (lambda: ha.create_dl_layer_convolution(img, "c", 3, 1, 1, 4, 1, "none", "none", [5], [1]), 1210, "strings"),
+        (lambda: ha.create_dl_layer_input("i", [0, 5, 2], [], []), 1302, "shape"),
+        (lambda: ha.create_dl_layer_pooling(img, "p", [2, 2], [2, 2], "none", "median", [], []), 1306, "mode"),
         (lambda: ha.create_dl_layer_dropout(img, "d", 1.5, [], []), 1303, "probability"),
         (lambda: ha.create_dl_layer_reshape(img, "r", [7, 7, 7], [], []), 7735, "shape"),
         (lambda: ha.create_dl_layer_elementwise([img, ha.create_dl_layer_input("o", [3, 5, 2], [], [])], "e", "sum",

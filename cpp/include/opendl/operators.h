@@ -13,8 +13,10 @@ namespace opendl {
 
 // Generic constructor behind every CreateDlLayer*: `positional` holds the operator's control parameters
 // between layer_name and the generic parameters, in operator order.
+// `first_position`: the operator parameter (1-based) of positional[0], for the error codes (see create_layer).
 HDlLayer CreateDlLayer(const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& layer_name,
-                       const std::vector<Tuple>& positional, const Tuple& gen_param_name, const Tuple& gen_param_value);
+                       const std::vector<Tuple>& positional, const Tuple& gen_param_name, const Tuple& gen_param_value,
+                       int first_position = 3);
 
 HDlLayer CreateDlLayerInput(const std::string& layer_name, const Tuple& shape, const Tuple& gen_param_name,
                             const Tuple& gen_param_value);

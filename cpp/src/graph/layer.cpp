@@ -191,8 +191,10 @@ void check_name(const std::string& name) {
 }  // namespace
 
 LayerPtr create_layer(const std::string& type, const std::vector<LayerPtr>& inputs, const std::string& name,
-                      const std::vector<Tuple>& positional, const Tuple& gen_names, const Tuple& gen_values) {
+                      const std::vector<Tuple>& positional, const Tuple& gen_names, const Tuple& gen_values,
+                      int first_position) {
   const auto& info = layer_type(type);
+  const int gen_name_pos = first_position + int(positional.size()), gen_value_pos = gen_name_pos + 1;
   check_name(name);
   if ((int)inputs.size() < info.min_inputs || (int)inputs.size() > info.max_inputs)
     fail(err::kWrongNumValues1, "layer type '" + type + "' takes " + std::to_string(info.min_inputs) +
@@ -209,15 +211,16 @@ LayerPtr create_layer(const std::string& type, const std::vector<LayerPtr>& inpu
   for (const auto& s : info.params) {
     if (!s.positional) { l->params_[s.name] = s.dflt; continue; }
     if (pi >= positional.size()) fail(err::kInternal, "missing positional parameter '" + s.name + "'");
-    l->params_[s.name] = validate(s, positional[pi++], err::kWrongValue3);
+    l->params_[s.name] = validate(s, positional[pi], 1300 + first_position + int(pi));
+    ++pi;
   }
   // Generic parameters: names must be strings known to the layer type; one value per name unless the
   // counts match a single name with a multi-value tuple.
   if (gen_names.size() != gen_values.size() && gen_names.size() != 1)
-    fail(err::kWrongNumValues2, "gen_param_name has " + std::to_string(gen_names.size()) +
+    fail(1400 + gen_value_pos, "gen_param_name has " + std::to_string(gen_names.size()) +
                                     " entries but gen_param_value has " + std::to_string(gen_values.size()));
   for (size_t i = 0; i < gen_names.size(); ++i) {
-    if (!is_string(gen_names[i])) fail(err::kWrongType2, "gen_param_name entries must be strings");
+    if (!is_string(gen_names[i])) fail(1200 + gen_name_pos, "gen_param_name entries must be strings");
     const std::string& gn = std::get<std::string>(gen_names[i]);
     auto it = std::find_if(info.params.begin(), info.params.end(),
                            [&](const ParamSpec& s) { return s.name == gn && !s.positional; });

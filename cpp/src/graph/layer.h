@@ -179,9 +179,12 @@ struct LayerTypeInfo {
 void register_layer_type(LayerTypeInfo info);
 const LayerTypeInfo& layer_type(const std::string& type);
 
-// Creates, validates and shape-infers a layer. Throws Error (1302.. codes) naming the bad parameter.
+// Creates, validates and shape-infers a layer. Throws Error naming the bad parameter, with HALCON's code for its
+// position: `first_position` is the (1-based) operator parameter of positional[0] (3 for create_dl_layer_* of one
+// input layer: input, layer_name, ...); gen_param_name and gen_param_value follow the positional ones.
 LayerPtr create_layer(const std::string& type, const std::vector<LayerPtr>& inputs, const std::string& name,
-                      const std::vector<Tuple>& positional, const Tuple& gen_names, const Tuple& gen_values);
+                      const std::vector<Tuple>& positional, const Tuple& gen_names, const Tuple& gen_values,
+                      int first_position = 3);
 // Re-creates a layer from its stored parameters (model files, architecture changes); every value is validated
 // against the type's table as at creation, so a damaged file cannot build an invalid layer.
 LayerPtr restore_layer(const std::string& type, const std::vector<LayerPtr>& inputs, const std::string& name,

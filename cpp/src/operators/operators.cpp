@@ -76,15 +76,17 @@ void SetDeterministic(bool on) { set_thread_deterministic(on); }
 bool GetDeterministic() { return thread_deterministic(); }
 
 HDlLayer CreateDlLayer(const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& layer_name,
-                       const std::vector<Tuple>& positional, const Tuple& gen_param_name, const Tuple& gen_param_value) {
+                       const std::vector<Tuple>& positional, const Tuple& gen_param_name, const Tuple& gen_param_value,
+                       int first_position) {
   std::string opname = "create_dl_layer_" + (type == "batchnorm" ? std::string("batch_normalization") : type);
   return op(opname.c_str(), [&] {
-    return HDlLayer{create_layer(type, ptrs(inputs), layer_name, positional, gen_param_name, gen_param_value)};
+    return HDlLayer{
+        create_layer(type, ptrs(inputs), layer_name, positional, gen_param_name, gen_param_value, first_position)};
   });
 }
 
 HDlLayer CreateDlLayerInput(const std::string& n, const Tuple& shape, const Tuple& gn, const Tuple& gv) {
-  return CreateDlLayer("input", {}, n, {shape}, gn, gv);
+  return CreateDlLayer("input", {}, n, {shape}, gn, gv, 2);
 }
 HDlLayer CreateDlLayerConvolution(const HDlLayer& in, const std::string& n, const Tuple& kernel_size,
                                   const Tuple& dilation, const Tuple& stride, int64_t num_kernel, int64_t groups,
@@ -133,12 +135,12 @@ HDlLayer CreateDlLayerReshape(const HDlLayer& in, const std::string& n, const Tu
 }
 HDlLayer CreateDlLayerLossCrossEntropy(const HDlLayer& in, const HDlLayer& target, const HDlLayer& weights,
                                        const std::string& n, double loss_weight, const Tuple& gn, const Tuple& gv) {
-  return CreateDlLayer("loss_cross_entropy", {in, target, weights}, n, {{loss_weight}}, gn, gv);
+  return CreateDlLayer("loss_cross_entropy", {in, target, weights}, n, {{loss_weight}}, gn, gv, 5);
 }
 
 HDlLayer CreateDlLayerAnchors(const HDlLayer& in, const HDlLayer& image, const std::string& n, const Tuple& ratios,
                               int64_t num_subscales, const Tuple& angles, const Tuple& gn, const Tuple& gv) {
-  return CreateDlLayer("anchors", {in, image}, n, {ratios, {num_subscales}, angles}, gn, gv);
+  return CreateDlLayer("anchors", {in, image}, n, {ratios, {num_subscales}, angles}, gn, gv, 4);
 }
 
 DlBoxTargetLayers CreateDlLayerBoxTargets(const std::vector<HDlLayer>& boxes, const HDlLayer& gt,
