@@ -653,6 +653,8 @@ def test_settings_waits_queue_and_augmentation_dicts_check_their_arguments(data)
             (lambda: tool.optimize_batch_size("false"), 1201, "True or False"),
             (lambda: tool.wait_for_iteration_completion("x"), 1201, "timeout"),
             (lambda: tool.wait_for_training_completion(float("nan")), 1201, "timeout"),
+            (lambda: Dataset.from_images([np.zeros((8, 8), np.uint8)], [dict.fromkeys(
+                ("bbox_label_id", "bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2"), [])]), 1303, "0 class_ids"),
             (lambda: TrainingQueue().wait("x"), 1201, "timeout"),
             (lambda: TrainingQueue().add(tool, 5, split), 1201, "dataset"),
             (lambda: TrainingQueue().add(tool, ds, split, iterations=0), 1304, "iterations"),
@@ -665,6 +667,7 @@ def test_settings_waits_queue_and_augmentation_dicts_check_their_arguments(data)
         assert (e.value.error_code, text in str(e.value)) == (code, True), str(e.value)
     # the settings are unchanged, and a valid dict round-trips (a scalar scale as the constructor takes it)
     assert tool.enable_deterministic_training is False and tool.is_batch_size_optimized is True
+    assert tool.wait_for_training_completion(float("inf")) == 0  # no limit, as -1 (threading refuses inf)
     aug = DataAugmentation(rotation=10, scale=(0.9, 1.1))
     assert DataAugmentation.from_dict(aug.as_dict()) == aug
     assert DataAugmentation.from_dict({"scale": 2}).scale == (2.0, 2.0)

@@ -306,10 +306,9 @@ class Dataset:
             if not all(isinstance(v, dict) for v in labels):
                 raise HOperatorError(1302, "labels mix box dicts and other labels", op)
             keys = RECT1 if "bbox_row1" in labels[0] else RECT2
-            given = class_ids
-            if given is None:  # the ids found; each box dict is checked against them below
+            if class_ids is None:  # the ids found; each box dict is checked against them below
                 class_ids = sorted({c for v in labels for c in _proc.as_tuple(v.get("bbox_label_id", []))
-                                    if _proc.is_int(c)}) or [0]
+                                    if _proc.is_int(c)})
             if class_names is None:
                 class_names = [str(c) for c in class_ids]
             class_names, class_ids = _checked_classes(class_names, class_ids, "detection", op)

@@ -140,12 +140,12 @@ def _bool(value, name: str, op: str, code: int = 1302) -> bool:
 
 
 def _timeout(value, op: str):
-    """A wait's timeout in seconds (None or < 0: no limit) as threading takes it."""
+    """A wait's timeout in seconds (None, < 0 or inf: no limit) as threading takes it."""
     if value is None:
         return None
     if not _proc.is_number(value) or math.isnan(value):
         raise HOperatorError(1201, f"timeout must be a number of seconds (-1: no limit), got {value!r}", op)
-    return None if value < 0 else float(value)
+    return None if value < 0 or math.isinf(value) else float(value)
 
 
 def _fastest_batch_size(step_for, cap: int, min_seconds: float, stop) -> int:
