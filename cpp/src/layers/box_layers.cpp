@@ -151,11 +151,11 @@ class Anchors : public BoxProducer {
 
 std::vector<ParamSpec> anchor_params() {
   ParamSpec ratios = pos_real("aspect_ratios", 0.0);
-  ratios.max_len = 64;
+  ratios.max_len = kMaxAnchorValues;
   ParamSpec sub = pos_int("num_subscales", 1, 1, 1, 64);
   ParamSpec angles = pos_real("angles");
   angles.min_len = 0;
-  angles.max_len = 64;
+  angles.max_len = kMaxAnchorValues;
   return {ratios, sub, angles,
           gen("instance_type", K::kString, {std::string("rectangle1")}, {"rectangle1", "rectangle2"}),
           gen("ignore_direction", K::kString, {std::string("false")}, {"true", "false"}),

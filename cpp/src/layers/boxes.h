@@ -12,6 +12,10 @@
 
 namespace opendl {
 
+// At most this many aspect ratios and angles per anchors layer (and a detection model's anchor_aspect_ratios /
+// anchor_angles).
+constexpr size_t kMaxAnchorValues = 64;
+
 double box_iou(const Box1& a, const Box1& b);
 // The anchors of one feature map of a `level` (the image downsampled by 2^level), in the order map row, map
 // column, subscale, aspect ratio. Cell (i, j) is centred at ((i + 0.5) * image_h / map_h, (j + 0.5) *

@@ -564,9 +564,6 @@ struct Head {
   }
 };
 
-// At most this many anchor_aspect_ratios and anchor_angles (the anchors layer's limit).
-constexpr size_t kMaxAnchorValues = 64;
-
 std::vector<double> numbers(const Tuple& v, const std::string& what) {
   std::vector<double> out;
   for (auto& e : v) {
