@@ -261,3 +261,7 @@ def create_dl_layer_box_proposals(dllayer_class_score, dllayer_box_delta, dllaye
     image = _one(dllayer_input_image, op, "dllayer_input_image")[0]
     return wrap_layer(_core.create_box_proposals(scores, deltas, boxes, image, one_str(layer_name, op, "layer_name"),
                                                  as_list(gen_param_name), as_list(gen_param_value)))
+
+
+# the layer constructors only: `from .layers import *` must not export the helpers and modules imported above
+__all__ = sorted(name for name in globals() if name.startswith("create_dl_layer_"))

@@ -79,3 +79,15 @@ def test_s_twins_return_scalars_and_lists_otherwise():
     m = ha.create_dl_model(ha.create_dl_layer_softmax(img, "sm", [], []))
     assert ha.get_dl_model_param(m, "batch_size") == [1]
     assert ha.get_dl_model_param_s(m, "batch_size") == 1
+
+
+def test_package_namespace_holds_no_stray_modules_or_helpers():
+    # `import opendl as ha; dir(ha)` is what users tab-complete: operators, procedures, error classes and the
+    # package's own submodules, never the standard-library modules or private helpers a submodule imported.
+    import types
+    stray_modules = [n for n, v in vars(ha).items() if isinstance(v, types.ModuleType)
+                     and not n.startswith("_") and not v.__name__.startswith("opendl.")]
+    assert stray_modules == []
+    for helper in ("annotations", "as_list", "layer_list", "layer_or_none", "one_str", "wrap_layer"):
+        assert not hasattr(ha, helper), helper
+    assert all(callable(getattr(ha, n)) for n in ha.layers.__all__)
