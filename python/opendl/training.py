@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 
@@ -96,23 +97,30 @@ def _dicts(v) -> list:
 # ---------------------------------------------------------------- create_dl_train_param
 
 
-def _comparison_keys(model_type: str, measures: list) -> tuple:
-    """The evaluation_comparison_keys for the measures asked for (spec C.6) and whether higher is better:
-    classification top1_error (lower is better) unless precision / recall / F-score are asked for;
-    segmentation mean_iou unless other scalar measures are asked for (all higher-is-better); detection mean_ap
-    (and mean_soap_tp when 'soap' is asked for), found under max_num_detections_all / area_all."""
+def _comparison_keys(model_type: str, measures: list, op: str) -> tuple:
+    """The evaluation_comparison_keys for the measures asked for (spec C.6) and whether higher is better. Every
+    key is one the evaluation computes, and all keys point the same way (their mean ranks the evaluations):
+    classification the precision / recall / F-score means when any of them is asked for (higher is better),
+    else the top-k errors (lower is better); segmentation the scalar measures asked for, else the per-class
+    ones (class_iou, class_pixel_accuracy; their mean counts); detection mean_ap (and mean_soap_tp when 'soap'
+    is asked for), found under max_num_detections_all / area_all. Measures that give no number to compare
+    (only confusion matrices) are refused: 'best' serialization and early stopping would never react."""
     if model_type == "detection":
         return ["mean_ap"] + (["mean_soap_tp"] if "soap" in measures else []), 1
+    if not measures or "all" in measures:
+        return (["mean_iou"], 1) if model_type == "segmentation" else (["top1_error"], 0)
     if model_type == "segmentation":
-        scalar = ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")
-        return [m for m in measures if m in scalar] or ["mean_iou"], 1
-    keys = []
-    for m in measures or ["top1_error"]:
-        if m == "all":
-            m = "top1_error"
-        keys.append(f"mean_{m}" if m in ("precision", "recall", "f_score") else m)
-    keys = [k for k in keys if "confusion_matrix" not in k] or ["top1_error"]
-    return keys, 0 if all(k.startswith("top") and k.endswith("_error") for k in keys) else 1
+        scalar = [m for m in measures if m in ("pixel_accuracy", "mean_accuracy", "mean_iou", "frequency_weighted_iou")]
+        keys, highest = scalar or [m for m in measures if m in ("class_iou", "class_pixel_accuracy")], 1
+    else:
+        rates = [f"mean_{m}" for m in measures if m in ("precision", "recall", "f_score")]
+        keys = rates or [m for m in measures if re.fullmatch(r"top\d+_error", m)]
+        highest = 1 if rates else 0
+    if not keys:
+        raise HOperatorError(1307, f"'evaluate' measures {measures!r} give no number to compare evaluations by "
+                                   "('best' serialization, early stopping): add a scalar measure such as "
+                                   f"{'mean_iou' if model_type == 'segmentation' else 'top1_error'}", op)
+    return keys, highest
 
 
 def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs, enable_display, random_seed,
@@ -138,8 +146,9 @@ def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs
                                    f"{evaluation_interval_epochs!r}", op)
     display = _proc.flag(enable_display, op, 1304, "enable_display")
     seed = as_list(random_seed)
-    if seed and (len(seed) != 1 or not _proc.is_int(seed[0]) or not 0 <= seed[0] < 2 ** 64):
-        raise HOperatorError(1305, f"random_seed must be one integer in [0, 2^64) or [], got {random_seed!r}", op)
+    if seed and (len(seed) != 1 or not _proc.is_int(seed[0]) or not 0 <= seed[0] < 2 ** 63):
+        # the TrainParam dict holds it as a 64-bit signed integer
+        raise HOperatorError(1305, f"random_seed must be one integer in [0, 2^63) or [], got {random_seed!r}", op)
     seed = int(seed[0]) if seed else int(time.time())
     names, values = as_list(gen_param_name), as_list(gen_param_value)
     if len(names) != len(values):
@@ -163,7 +172,7 @@ def create_dl_train_param(dlmodel_handle, num_epochs, evaluation_interval_epochs
             gp[n] = _plain(v)
     evaluation_param = gp.get("evaluate", {})
     keys, best_highest = _comparison_keys(model_type, [m for m in as_list(evaluation_param.get("measures", []))
-                                                       if isinstance(m, str)])
+                                                       if isinstance(m, str)], op)
     display_param = dict(gp.get("display", {}), enabled=[1 if display else 0])
     serialize = gp.get("serialize", [])
     if not _dict_list(serialize):
@@ -238,7 +247,7 @@ def _check_train_param(tp: dict, model, op: str, code: int) -> dict:
     out["num_epochs"] = [one("num_epochs", tp, lambda v: _finite(v) and v > 0, "one finite number > 0")]
     out["evaluation_interval_epochs"] = [one("evaluation_interval_epochs", tp, lambda v: _finite(v) and v >= 0,
                                              "one finite number >= 0", 0)]
-    out["seed_rand"] = [one("seed_rand", tp, lambda v: is_int(v) and 0 <= v < 2 ** 64, "one integer in [0, 2^64)",
+    out["seed_rand"] = [one("seed_rand", tp, lambda v: is_int(v) and 0 <= v < 2 ** 63, "one integer in [0, 2^63)",
                             0)]
     out["update_interval_seconds"] = [one("update_interval_seconds", tp, lambda v: _finite(v) and v >= 0,
                                           "one finite number >= 0", 2)]
@@ -294,12 +303,22 @@ def _check_display(d: dict, fail) -> dict:
               "num_images": (lambda v: _proc.is_int(v) and v >= 0, "an integer >= 0"),
               "change_plot_interval_seconds": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
               "update_images_interval_epochs": (lambda v: _finite(v) and v >= 0, "a number >= 0"),
-              "enabled": (lambda v: v in (0, 1, "true", "false"), "0 or 1")}
+              "enabled": (lambda v: v in (0, 1, "true", "false"), "0 or 1"),
+              "x_axis_label": (lambda v: v in ("epochs", "iterations"), "'epochs' or 'iterations'"),
+              "randomize_images": (lambda v: v in ("true", "false"), "'true' or 'false'"),
+              "tiled_param": (lambda v: isinstance(v, dict), "a dict")}
     for k, (check, what) in checks.items():
         if k in d:
             v = as_list(d[k])
             if len(v) != 1 or not check(v[0]):
                 fail(f"display key {k!r} must be {what}, got {d[k]!r}")
+    if "status_model_params" in d:
+        v = as_list(d["status_model_params"])
+        if not all(isinstance(x, str) and x in _MODEL_INFO_PARAMS for x in v):
+            fail(f"display key 'status_model_params' takes model parameter names "
+                 f"({', '.join(repr(a) for a in _MODEL_INFO_PARAMS)}), got {d['status_model_params']!r}")
+    if "plot_dir" in d:
+        _check_dir(as_list(d["plot_dir"])[0], "display key 'plot_dir'", fail)
     return d
 
 
@@ -316,11 +335,26 @@ def _check_loader(d: dict, fail) -> dict:
     return {"num_data_workers": [int(w[0])], "prefetch_batches": [int(p[0])]}
 
 
+def _check_dir(path: str, what: str, fail) -> None:
+    """A folder train_dl_model writes into, creating it if needed: refused now when that cannot work, not after
+    the training."""
+    p = os.path.abspath(path or ".")
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        fail(f"{what} {path!r}: {p!r} is a file, not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        fail(f"{what} {path!r}: the folder {p!r} is not writable")
+
+
 def _check_serialization(s: dict, fail) -> dict:
     for k in s:
         if k not in ("type", "basename", "epochs"):
             fail(f"unknown serialization strategy key {k!r} (accepted: 'type', 'basename', 'epochs')")
-    kind = _one(s.get("type"))
+    kind = as_list(s.get("type"))
+    if len(kind) != 1:
+        fail(f"serialization strategy 'type' takes one value (one strategy per dict), got {s.get('type')!r}")
+    kind = kind[0]
     if kind not in ("best", "final", "epochs", "current"):
         fail(f"serialization strategy type {kind!r} is unknown (accepted: 'best', 'final', 'epochs', 'current')")
     out = {"type": [kind]}
@@ -328,6 +362,10 @@ def _check_serialization(s: dict, fail) -> dict:
     for b in base:
         if not isinstance(b, str) or not b or "\0" in b:
             fail(f"serialization strategy {kind!r}: 'basename' must be non-empty file names, got {base!r}")
+    for b in base:
+        _check_dir(os.path.dirname(b), f"serialization strategy {kind!r}: 'basename'", fail)
+        if os.path.isdir(b + ".hdl") or os.path.isdir(b + "_info.hdict"):
+            fail(f"serialization strategy {kind!r}: 'basename' {b!r}: {b}.hdl or {b}_info.hdict is a folder")
     if kind == "epochs":
         epochs = as_list(s.get("epochs", []))
         if not epochs or not all(_finite(e) and e > 0 for e in epochs):
@@ -380,6 +418,12 @@ def _check_change(c: dict, model, fail) -> dict:
     name = name[0]
     if name in ("meta_data", "device", "runtime", "gpu", "type", "class_ids", "class_names"):
         fail(f"change strategy 'model_param' {name!r} cannot change during training")
+    if name in ("batch_size", "batch_size_multiplier", "image_width", "image_height", "image_num_channels",
+                "image_dimensions"):
+        # the batch stream (samples per iteration, iterations per epoch) and the preprocessed samples are fixed
+        # for the run; a later run (train_dl_model with start_epoch) may use other values
+        fail(f"change strategy 'model_param' {name!r} is not supported: train_dl_model keeps the batch size and "
+             "the image size of the preprocessed dataset for the whole run")
     epochs, values = as_list(c["epochs"]), as_list(c["values"])
     if not epochs or not all(_finite(e) and e >= 0 for e in epochs):
         fail(f"change strategy for {name!r}: 'epochs' must be finite numbers >= 0, got {epochs!r}")
@@ -432,14 +476,15 @@ def _measure(result: dict, key: str):
     for where in places:
         if key in where:
             v = where[key]
-            v = v[0] if isinstance(v, list) and len(v) == 1 else v
-            if _proc.is_number(v):
-                return float(v)
+            v = v if isinstance(v, list) else [v]
+            if v and all(_proc.is_number(x) for x in v):
+                return float(np.mean(v))  # a tuple (class_iou, per-class precision) counts by its mean, as HALCON's
     return None
 
 
 def reduce_dl_evaluation_result(evaluation_result, evaluation_comparison_keys):
-    """Mean of the comparison keys found in the EvaluationResult -> (value, valid_evaluation_keys)."""
+    """Mean of the comparison keys found in the EvaluationResult -> (value, valid_evaluation_keys); a key holding
+    a tuple (class_iou, precision per class) contributes the mean of its values; (-1, []) when none is found."""
     res = _plain(evaluation_result)
     vals, found = [], []
     for k in as_list(evaluation_comparison_keys):
@@ -546,18 +591,34 @@ def _apply_change_strategies(model, strategies: list, epoch: float, state: dict)
 
 
 def _write_snapshot(model, basename: str, train_infos, evaluation_infos, epoch: float) -> None:
+    """<basename>.hdl and <basename>_info.hdict, both or neither: each is written to a temporary file next to it,
+    and the two are renamed only when both are complete (a 'resume' reads the pair)."""
     from .dicts import from_python_dict
-    d = os.path.dirname(basename)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    write_dl_model(model, basename + ".hdl")
+    from .errors import H_ERR_FILE_WR
     info = from_python_dict({"train_infos": list(train_infos), "evaluation_infos": list(evaluation_infos),
                              "epoch": [float(epoch)]})
-    write_dict(info, basename + "_info.hdict", [], [])
+    paths = (basename + ".hdl", basename + "_info.hdict")
+    temps = tuple(f"{p}.opendl-{os.getpid()}.tmp" for p in paths)
+    try:
+        d = os.path.dirname(basename)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        write_dl_model(model, temps[0])
+        write_dict(info, temps[1], "file_type", "hdict")
+        for t, p in zip(temps, paths):
+            os.replace(t, p)
+    except (OSError, HOperatorError) as e:
+        for t in temps:
+            if os.path.isfile(t):
+                os.remove(t)
+        why = e.extended_error_message if isinstance(e, HOperatorError) else (e.strerror or str(e))
+        raise HOperatorError(H_ERR_FILE_WR, f"serialization strategy basename {basename!r}: cannot write "
+                                            f"{basename}.hdl / {basename}_info.hdict: {why}", "train_dl_model") from None
 
 
-def _resume_point(strategies: list, op: str):
-    """The state saved by the 'current' serialization strategy -> (epoch, train_infos, evaluation_infos)."""
+def _resume_point(strategies: list, num_epochs: float, op: str):
+    """The state saved by the 'current' serialization strategy -> (epoch, train_infos, evaluation_infos), checked
+    before anything trains: a damaged or hand-edited info file raises 5238 naming the key."""
     for s in strategies:
         if s["type"][0] == "current":
             path = s["basename"][0] + "_info.hdict"
@@ -565,7 +626,22 @@ def _resume_point(strategies: list, op: str):
                 raise HOperatorError(5200, f"start_epoch 'resume': {path} (written by the 'current' serialization "
                                            "strategy) does not exist", op)
             info = _plain(read_dict(path, [], []))
-            return float(_one(info.get("epoch"), 0.0)), info.get("train_infos", []), info.get("evaluation_infos", [])
+
+            def damaged(msg):
+                raise HOperatorError(5238, f"start_epoch 'resume': {path}: {msg}", op)
+            epoch = as_list(info.get("epoch"))
+            if len(epoch) != 1 or not _finite(epoch[0]) or epoch[0] < 0:
+                damaged(f"'epoch' must be one finite number >= 0, got {info.get('epoch')!r}")
+            if epoch[0] > num_epochs:
+                raise HOperatorError(1304, f"start_epoch 'resume': the saved run reached epoch {epoch[0]:g}, beyond "
+                                           f"num_epochs ({num_epochs:g}); raise num_epochs to continue it", op)
+            infos = []
+            for key in ("train_infos", "evaluation_infos"):
+                v = info.get(key, [])
+                if not _dict_list(v) or any(not _finite(_one(d.get("epoch"), math.nan)) for d in _dicts(v)):
+                    damaged(f"{key!r} must be dicts holding their 'epoch', got {v!r}")
+                infos.append(_dicts(v))
+            return float(epoch[0]), infos[0], infos[1]
     raise HOperatorError(1304, "start_epoch 'resume' needs a 'current' serialization strategy (its "
                                "<basename>_info.hdict holds the epoch to continue from)", op)
 
@@ -616,8 +692,7 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
     train_infos, evaluation_infos = [], []
     se = as_list(start_epoch)
     if se == ["resume"]:
-        epoch0, old_ti, old_ei = _resume_point(strategies, op)
-        train_infos, evaluation_infos = list(old_ti or []), list(old_ei or [])
+        epoch0, train_infos, evaluation_infos = _resume_point(strategies, num_epochs, op)
     elif len(se) == 1 and _proc.is_number(se[0]) and 0 <= se[0] <= num_epochs:
         epoch0 = float(se[0])
     else:
@@ -636,7 +711,7 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
 
     best_value, best_epoch, best_bytes, since_best = None, None, None, 0
     for info in evaluation_infos:  # a resumed run knows its best value so far
-        v, _ = reduce_dl_evaluation_result(info.get("result", {}), keys) if isinstance(info, dict) else (-1, [])
+        v, _ = reduce_dl_evaluation_result(_sub(info.get("result")), keys)
         if best_value is None or (v > best_value if highest else v < best_value):
             best_value, best_epoch = v, float(_one(info.get("epoch"), 0.0))
 
@@ -762,7 +837,12 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
         if s["type"][0] == "final":
             _write_snapshot(dlmodel_handle, s["basename"][0], train_infos, evaluation_infos, final_epoch)
     if show:
-        _plots(plot_dir, train_infos, evaluation_infos, results, ipe, first, keys[0])
+        try:
+            _plots(plot_dir, train_infos, evaluation_infos, results, ipe, first, keys[0])
+        except OSError as e:  # the folder was checked up front; losing a plot must not lose the trained run
+            import warnings
+            warnings.warn(f"train_dl_model: could not write the plots to {plot_dir or '.'!r}: {e}", RuntimeWarning,
+                          stacklevel=2)
     return (results, [from_python_dict(t) for t in train_infos], [from_python_dict(e) for e in evaluation_infos])
 
 
@@ -782,7 +862,7 @@ def _plots(plot_dir: str, train_infos, evaluation_infos, results, ipe: int, firs
         ax.plot(x[w - 1:], np.convolve(y, np.ones(w) / w, mode="valid"), color="tab:blue", label="loss (mean)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("total loss")
-    ev = [(float(_one(e.get("epoch"))), reduce_dl_evaluation_result(e.get("result", {}), [key])[0])
+    ev = [(float(_one(e.get("epoch"))), reduce_dl_evaluation_result(_sub(e.get("result")), [key])[0])
           for e in evaluation_infos]
     if ev:
         ax2 = ax.twinx()

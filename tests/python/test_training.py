@@ -110,6 +110,97 @@ def test_resume_continues_exactly(prepared, tmp_path):
     assert bytes(ha.serialize_dl_model(resumed).core("t")) == bytes(ha.serialize_dl_model(straight).core("t"))
 
 
+def test_resume_a_run_that_evaluated(prepared, tmp_path):
+    """Resuming reads the saved EvaluationInfos back (each 'result' a nested dict) to know the best value so far;
+    a run that had evaluated could not be resumed at all (AttributeError). It continues as the straight run."""
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    loss = lambda rs: [ha.get_dict_tuple_s(r, "total_loss") for r in rs]  # noqa: E731
+    straight = new_model(ds)
+    full, _, full_evals = ha.train_dl_model(ds, straight, ha.create_dl_train_param(
+        straight, 2, 1, "false", 5, ["serialize"], [[serialize("best", str(tmp_path / "b1"))]]), 0)
+    current = str(tmp_path / "current")
+    first = new_model(ds)
+    part1, _, _ = ha.train_dl_model(ds, first, ha.create_dl_train_param(
+        first, 1, 1, "false", 5, ["serialize"], [[serialize("current", current)]]), 0)
+    resumed = ha.read_dl_model(current + ".hdl")
+    part2, infos, evals = ha.train_dl_model(ds, resumed, ha.create_dl_train_param(
+        resumed, 2, 1, "false", 5, ["serialize"], [[serialize("current", current)]]), "resume")
+    assert loss(part1) + loss(part2) == loss(full)
+    assert len(evals) == len(full_evals) == 2
+    best = [ha.get_dict_tuple_s(i, "best_evaluation_value") for i in infos if
+            "best_evaluation_value" in ha.get_dict_param(i, "keys", [])][-1]
+    errors = [ha.get_dict_tuple_s(ha.get_dict_tuple(ha.get_dict_tuple(e, "result")[0], "global")[0], "top1_error")
+              for e in evals]
+    assert best == min(errors)  # the first run's evaluation counts
+
+
+def test_resume_refuses_a_damaged_info_file(prepared, tmp_path):
+    """The 'current' strategy's <basename>_info.hdict is read and checked before anything trains: a hand-edited
+    or damaged epoch or info list raises 5238 naming the key (before: ValueError, OverflowError, IndexError, or a
+    silent restart at epoch 0), an epoch beyond num_epochs 1304; the model stays as it was."""
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    current = str(tmp_path / "current")
+    m = new_model(ds)
+    tp = ha.create_dl_train_param(m, 1, 0, "false", 5, ["serialize"], [[serialize("current", current)]])
+    ha.train_dl_model(ds, m, tp, 0)
+    good = ha.as_python_dict(ha.read_dict(current + "_info.hdict", [], []))
+    before = bytes(ha.serialize_dl_model(m).core("t"))
+    for edit, code, words in [({"epoch": ["x"]}, 5238, "'epoch'"), ({"epoch": [float("nan")]}, 5238, "'epoch'"),
+                              ({"epoch": [-5.0]}, 5238, "'epoch'"), ({"epoch": []}, 5238, "'epoch'"),
+                              ({"train_infos": [1, 2]}, 5238, "'train_infos'"),
+                              ({"evaluation_infos": [{"result": {}}]}, 5238, "'evaluation_infos'"),
+                              ({"epoch": [100.0]}, 1304, "num_epochs")]:
+        ha.write_dict(ha.from_python_dict(dict(good, **edit)), current + "_info.hdict", [], [])
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.train_dl_model(ds, m, tp, "resume")
+        assert e.value.error_code == code and words in str(e.value), (edit, str(e.value))
+    assert bytes(ha.serialize_dl_model(m).core("t")) == before
+
+
+def test_unwritable_serialization_folders_are_refused_before_training(prepared, tmp_path, monkeypatch):
+    """A basename or plot_dir under a file used to pass create_dl_train_param and fail with a raw OSError after
+    the whole training; a snapshot whose info file cannot be written left a .hdl without its _info.hdict. Now
+    the folders are checked up front, and a snapshot is written as a pair or not at all (3142)."""
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    m = new_model(ds)
+    (tmp_path / "afile").write_text("x")
+    for name, value, words in [("serialize", [serialize("final", str(tmp_path / "afile" / "model"))], "is a file"),
+                               ("display", ha.from_python_dict({"plot_dir": str(tmp_path / "afile" / "p")}),
+                                "plot_dir")]:
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.create_dl_train_param(m, 1, 0, "false", 1, [name], [value])
+        assert e.value.error_code == 1307 and words in str(e.value), str(e.value)
+    from opendl import training
+
+    def failing_write_dict(*args):
+        raise ha.HOperatorError(3142, "disk full", "write_dict")
+    monkeypatch.setattr(training, "write_dict", failing_write_dict)
+    tp = ha.create_dl_train_param(m, 1, 0, "false", 1, ["serialize"], [[serialize("final", str(tmp_path / "f"))]])
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_model(ds, m, tp, 0)
+    assert e.value.error_code == 3142 and e.value.operator_name == "train_dl_model" and "disk full" in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ["afile"]  # neither f.hdl nor a temporary file
+
+
+def test_comparison_keys_point_one_way_and_tuples_count_by_their_mean(prepared):
+    """Classification keys never mix an error (lower is better) with a precision (higher is better): their mean
+    ranked a perfect and a useless model alike (0.5). A per-class tuple key (class_iou) counts by its mean, as in
+    HALCON's reduce_dl_evaluation_result; it used to be dropped, leaving -1 at every evaluation."""
+    path, _ = prepared
+    ds = ha.read_dict(path, [], [])
+    m = new_model(ds)
+    tp = ha.create_dl_train_param(m, 1, 1, "false", 1, ["evaluate"],
+                                  [ha.from_python_dict({"measures": ["top1_error", "precision"]})])
+    assert ha.get_dict_tuple(tp, "evaluation_comparison_keys") == ["mean_precision"]
+    assert ha.get_dict_tuple(tp, "evaluation_comparison_keys_best_highest") == [1]
+    value, keys = ha.reduce_dl_evaluation_result(ha.from_python_dict({"class_iou": [0.2, 0.4, 0.9],
+                                                                      "mean_iou": 0.5}), ["class_iou"])
+    assert value == pytest.approx(0.5) and keys == ["class_iou"]
+
+
 def test_data_workers_do_not_change_results(prepared):
     path, _ = prepared
     ds = ha.read_dict(path, [], [])
@@ -213,11 +304,23 @@ def test_every_train_param_value_is_checked_before_training(prepared):
         ("augment", d({"mirror": "x"}), "mirror"),
         ("display", d({"selected_percentage_train_samples": "x"}), "selected_percentage_train_samples"),
         ("augment", 5, "dict"),
+        # the batch stream and the preprocessed image size are fixed for a run: before, these failed halfway
+        ("change", [change(model_param="batch_size", initial_value=8, values=[4])], "'batch_size'"),
+        ("change", [change(model_param="image_width", initial_value=32, values=[24])], "'image_width'"),
+        ("serialize", [d({"type": ["best", "final"]})], "one value"),  # 'final' was dropped silently
+        ("display", d({"x_axis_label": "furlongs"}), "x_axis_label"),
+        ("display", d({"randomize_images": "maybe"}), "randomize_images"),
+        ("display", d({"status_model_params": [5]}), "status_model_params"),
+        # a measure set without a number to compare: 'best' and early stopping would never react
+        ("evaluate", d({"measures": ["absolute_confusion_matrix"]}), "no number to compare"),
     ]
     for name, value, words in cases:
         with pytest.raises(ha.HOperatorError) as e:
             ha.create_dl_train_param(m, 2, 1, "false", 1, [name], [value])
         assert e.value.error_code == 1307 and words in str(e.value), (name, str(e.value))
+    with pytest.raises(ha.HOperatorError) as e:  # the TrainParam dict holds the seed as int64
+        ha.create_dl_train_param(m, 2, 1, "false", 2 ** 63, [], [])
+    assert e.value.error_code == 1305
     for ne, ei, code in ((nan, 1, 1302), (inf, 1, 1302), (2, nan, 1303), (2, inf, 1303)):
         with pytest.raises(ha.HOperatorError) as e:
             ha.create_dl_train_param(m, ne, ei, "false", 1, [], [])
