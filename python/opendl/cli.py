@@ -105,6 +105,10 @@ def train(args) -> int:
     n = len(ha.get_dict_tuple(ds, "samples"))
     print(f"dataset: {n} images, classes {class_names}")
     ha.split_dl_dataset(ds, args.train_percent, args.validation_percent, [])
+    num_train = sum(ha.get_dict_tuple_s(s, "split") == "train" for s in ha.get_dict_tuple(ds, "samples"))
+    if int(num_train // args.batch_size * args.epochs) < 1:
+        raise _Usage(f"--epochs {args.epochs:g} with {num_train} training images and --batch-size {args.batch_size} "
+                     "gives no training iteration")
     class_ids = ha.get_dict_tuple(ds, "class_ids")
     if det:
         model = ha.create_dl_model_detection(args.model or "pretrained_dl_classifier_compact.hdl", len(class_ids), {
@@ -145,7 +149,9 @@ def train(args) -> int:
     results, infos, evals = ha.train_dl_model(ds, model, train_param, 0)
     train_s = time.perf_counter() - t0
     last_info = ha.as_python_dict(infos[-1])
-    best = ha.read_dl_model(os.path.join(run, "model_best.hdl"))
+    # without a validation split or evaluations there is no best model: the final one is evaluated
+    chosen = "model_best.hdl" if os.path.isfile(os.path.join(run, "model_best.hdl")) else "model_final.hdl"
+    best = ha.read_dl_model(os.path.join(run, chosen))
     test_split = "test" if any(ha.get_dict_tuple_s(s, "split") == "test"
                                for s in ha.get_dict_tuple(ds, "samples")) else "validation"
     measures = ["all"] if seg or det else ["top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix",
@@ -177,8 +183,9 @@ def train(args) -> int:
         f"training time        {train_s:.1f} s ({len(results) * args.batch_size / train_s:.0f} images/s)",
         f"data pipeline        {last_info['data_samples_per_second'][0]:.0f} samples/s in the background loader; "
         f"the step waited {last_info['data_wait_seconds'][0]:.2f} s for data in total",
-        f"best validation      {key} {last_info.get('best_evaluation_value', [-1])[0]:.4f} at epoch "
-        f"{last_info.get('best_epoch', [-1])[0]:.2f}",
+        (f"best validation      {key} {last_info['best_evaluation_value'][0]:.4f} at epoch "
+         f"{last_info['best_epoch'][0]:.2f}" if "best_evaluation_value" in last_info else
+         "best validation      none (no validation split or no evaluation): model_final.hdl is evaluated"),
         f"{test_split} split{' ' * (15 - len(test_split))}{test_line}",
         "files                " + ", ".join(f for f in ("model_best.hdl", "model_final.hdl", "training_progress.png",
                                                           "confusion_matrix.png", "evaluation.json")
@@ -268,9 +275,27 @@ def predict(args) -> int:
     return 0
 
 
+class _Usage(Exception):
+    """A command-line value that cannot work, found after argparse (printed like argparse's errors)."""
+
+
+def _number(kind, low, high=None, low_open=False):
+    """An argparse type: a number of `kind` in [low, high] (low excluded with low_open)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if v != v or (v <= low if low_open else v < low) or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"{text} is not {'>' if low_open else '>='} {low:g}"
+                                             + (f" and <= {high:g}" if high is not None else ""))
+        return v
+    return parse
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
+    if argv and argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
         p = argparse.ArgumentParser(prog="opendl", description=__doc__,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         g = p.add_mutually_exclusive_group(required=True)
@@ -294,20 +319,23 @@ def main(argv=None) -> int:
     t.add_argument("--run-dir", help="output directory (default: ./opendl_run_<date>_<time>)")
     t.add_argument("--label-source", default="last_folder", choices=["last_folder", "file_name",
                                                                      "file_name_remove_index"])
-    t.add_argument("--epochs", type=float, default=16)
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=_number(float, 0, 1e9, low_open=True), default=16)
+    t.add_argument("--batch-size", type=_number(int, 1, 65536), default=32)
     t.add_argument("--solver", default="adam", choices=["adam", "sgd"])
-    t.add_argument("--learning-rate", type=float, default=0.002)
-    t.add_argument("--weight-prior", type=float, default=0.0001)
-    t.add_argument("--image-size", type=int, help="square input size (default 64 for the demo, else 128)")
+    t.add_argument("--learning-rate", type=_number(float, 0, 1e6, low_open=True), default=0.002)
+    t.add_argument("--weight-prior", type=_number(float, 0, 1e6), default=0.0001)
+    t.add_argument("--image-size", type=_number(int, 1, 65536), help="square input size (default 64 for the demo, "
+                                                                     "else 128)")
     t.add_argument("--image-channels", type=int, choices=[1, 3], help="default 1 for the demo, else 3")
-    t.add_argument("--train-percent", type=float, default=70)
-    t.add_argument("--validation-percent", type=float, default=15)
-    t.add_argument("--evaluation-interval", type=float, default=1, help="epochs between evaluations")
-    t.add_argument("--patience", type=int, default=0, help="early stopping after this many evaluations "
-                                                            "without improvement (0: off)")
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--demo-images", type=int, default=1000, help="demo dataset size (all classes together)")
+    t.add_argument("--train-percent", type=_number(float, 0, 100, low_open=True), default=70)
+    t.add_argument("--validation-percent", type=_number(float, 0, 100), default=15)
+    t.add_argument("--evaluation-interval", type=_number(float, 0, 1e9), default=1,
+                   help="epochs between evaluations (0: none; model_final.hdl is then evaluated)")
+    t.add_argument("--patience", type=_number(int, 0), default=0, help="early stopping after this many evaluations "
+                                                                       "without improvement (0: off)")
+    t.add_argument("--seed", type=_number(int, 0, 2 ** 63 - 1), default=42)
+    t.add_argument("--demo-images", type=_number(int, 8, 10 ** 6), default=1000,
+                   help="demo dataset size (all classes together, at least 8)")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no training plot")
     e = sub.add_parser("evaluate", help="evaluate a classifier on a folder dataset, or a detector on a folder with "
                                          "annotations.json (COCO) and images/")
@@ -318,13 +346,21 @@ def main(argv=None) -> int:
     r = sub.add_parser("predict", help="classify image files, or find the objects in them")
     r.add_argument("model")
     r.add_argument("images", nargs="+")
-    r.add_argument("--top-k", type=int, default=3)
+    r.add_argument("--top-k", type=_number(int, 1), default=3)
+    if not argv:
+        p.print_help(sys.stderr)
+        return 2
     args = p.parse_args(argv)
+    if args.command == "train" and args.type == "segmentation" and args.data is not None and not args.class_names:
+        t.error("--type segmentation with DATA needs --class-names (the names of the label ids 0, 1, ...)")
     from .errors import HError
     try:
         return {"train": train, "evaluate": evaluate, "predict": predict}[args.command](args)
-    except HError as err:
+    except (HError, _Usage) as err:
         print(f"opendl {args.command}: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a run or work directory that cannot be created, an unreadable file
+        print(f"opendl {args.command}: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
         return 1
 
 

@@ -397,6 +397,27 @@ def test_opendl_command_trains_evaluates_and_predicts(tmp_path, capsys):
     assert line.startswith(image + ": ") and len(line.split(",")) == 3
 
 
+def test_opendl_command_reports_bad_arguments_without_a_traceback(tmp_path, capsys):
+    """Each used to end in a Python traceback (IndexError, FileExistsError, AttributeError) or, for a run
+    without validation, in 'model_best.hdl not found' after the whole training."""
+    small = ["--demo-images", "16", "--image-size", "32", "--batch-size", "2", "--quiet"]
+    assert cli.main([]) == 2 and "train" in capsys.readouterr().err  # the usage names the commands
+    for argv in (["predict", "m.hdl", "a.png", "--top-k", "0"], ["train", "--demo-images", "-4"],
+                 ["train", "--epochs", "nan"], ["train", str(tmp_path), "--type", "segmentation"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2, argv
+        assert "error:" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["train", *small, "--run-dir", str(tmp_path / "afile")]) == 1
+    assert "opendl train: " in capsys.readouterr().err
+    assert cli.main(["train", *small, "--epochs", "0.001", "--run-dir", str(tmp_path / "tiny")]) == 1
+    assert "gives no training iteration" in capsys.readouterr().err
+    run = tmp_path / "noval"
+    assert cli.main(["train", *small, "--epochs", "1", "--validation-percent", "0", "--run-dir", str(run)]) == 0
+    assert "model_final.hdl is evaluated" in capsys.readouterr().out and not os.path.exists(run / "model_best.hdl")
+
+
 def test_opendl_command_trains_evaluates_and_predicts_detection(tmp_path, capsys):
     run = tmp_path / "det"
     rc = cli.main(["train", "--type", "detection", "--run-dir", str(run), "--demo-images", "40", "--epochs", "2",
