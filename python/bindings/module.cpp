@@ -22,10 +22,25 @@ using namespace opendl;
 
 namespace {
 
+// A Python str as UTF-8. A str holding lone surrogates (a file name of another encoding read through
+// os.listdir, '\ud800' from JSON) has no UTF-8 form: `code` names the parameter, not pybind11's cast error.
+std::string utf8(const py::handle& o, int code, const char* what) {
+  Py_ssize_t n = 0;
+  const char* s = PyUnicode_AsUTF8AndSize(o.ptr(), &n);
+  if (!s) {
+    PyErr_Clear();
+    py::object shown = py::reinterpret_steal<py::object>(PyObject_Repr(o.ptr()));
+    throw Error(code, "", std::string(what) + " " + (shown ? py::str(shown).cast<std::string>().substr(0, 80) : "") +
+                              " is not valid Unicode text (it holds a lone surrogate, as a file name in another "
+                              "encoding read through os.listdir does)");
+  }
+  return std::string(s, size_t(n));
+}
+
 // `pos`: the operator parameter the value belongs to (1-based); HALCON's codes name it (1302/1202 for the
 // second parameter, 1303/1203 for the third, ...).
 Value to_value(const py::handle& o, int pos = 2) {
-  if (py::isinstance<py::str>(o)) return o.cast<std::string>();
+  if (py::isinstance<py::str>(o)) return utf8(o, 1300 + pos, "the string");
   if (py::isinstance<py::bool_>(o)) return int64_t(o.cast<bool>() ? 1 : 0);
   if (PyLong_Check(o.ptr()) || (PyIndex_Check(o.ptr()) && !PyFloat_Check(o.ptr()))) {
     // HALCON's integers are 64-bit: a larger one is refused, not wrapped or left to a cast error.
@@ -119,28 +134,35 @@ py::array to_numpy_any(const Tensor& t) {
 }
 
 // Dict trees: {key (str | int): list (tuple of int, float, str, nested tree) | ndarray (image object)}.
-DictKey to_key(const py::handle& k) {
-  if (py::isinstance<py::str>(k)) return k.cast<std::string>();
-  if (PyLong_Check(k.ptr()) && !py::isinstance<py::bool_>(k)) return k.cast<int64_t>();
-  throw Error(err::kWrongType2, "", "dict keys must be str or int, got " +
-                                        py::str(k.get_type().attr("__name__")).cast<std::string>());
+DictKey to_key(const py::handle& k, int pos) {
+  if (py::isinstance<py::str>(k)) return utf8(k, 1300 + pos, "the dict key");
+  if (PyLong_Check(k.ptr()) && !py::isinstance<py::bool_>(k)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(k.ptr(), &overflow);
+    if (overflow) throw Error(1300 + pos, "", "the dict key " + py::str(k).cast<std::string>().substr(0, 40) +
+                                                  " does not fit in 64 bits");
+    return int64_t(v);
+  }
+  throw Error(1200 + pos, "", "dict keys must be str or int, got " +
+                                  py::str(k.get_type().attr("__name__")).cast<std::string>());
 }
 
-DictPtr tree_to_dict(const py::handle& o, int depth) {
+// `pos`: the operator parameter holding the dict, named by the codes of values that do not convert.
+DictPtr tree_to_dict(const py::handle& o, int depth, int pos) {
   if (depth > 256) throw Error(2899, "", "the dict is nested more than 256 levels deep");
   if (!py::isinstance<py::dict>(o)) throw Error(err::kWrongType2, "", "a dict tree must be a Python dict");
   auto d = std::make_shared<Dict>();
   for (auto kv : py::reinterpret_borrow<py::dict>(o)) {
-    DictKey key = to_key(kv.first);
+    DictKey key = to_key(kv.first, pos);
     py::handle v = kv.second;
     if (py::isinstance<py::array>(v)) {
       d->set(key, to_tensor(py::reinterpret_borrow<py::array>(v), "dict key " + key_repr(key)));
     } else if (py::isinstance<py::list>(v) || py::isinstance<py::tuple>(v)) {
       DictTuple t;
       for (auto e : v) {
-        if (py::isinstance<py::dict>(e)) t.emplace_back(tree_to_dict(e, depth + 1));
+        if (py::isinstance<py::dict>(e)) t.emplace_back(tree_to_dict(e, depth + 1, pos));
         else
-          std::visit([&](auto&& x) { t.emplace_back(x); }, to_value(e));
+          std::visit([&](auto&& x) { t.emplace_back(x); }, to_value(e, pos));
       }
       d->set(key, std::move(t));
     } else {
@@ -361,7 +383,7 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("get_meta_data", [](const HDlModel& h) { return dict_to_tree(*GetDlModelMetaData(h).ptr); })
       .def("set_meta_data", [](const HDlModel& h, const py::object& tree) {
-        SetDlModelMetaData(h, HDict{tree_to_dict(tree, 0)});
+        SetDlModelMetaData(h, HDict{tree_to_dict(tree, 0, 3)});
       });
 
   m.def("create_layer", [](const std::string& type, const std::vector<HDlLayer>& inputs, const std::string& name,
@@ -390,7 +412,7 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("create_model", [](const std::vector<HDlLayer>& outputs) { return CreateDlModel(outputs); });
   m.def("create_model_detection", [](const std::string& backbone, int64_t num_classes, const py::object& param) {
-    HDict d{tree_to_dict(param, 0)};
+    HDict d{tree_to_dict(param, 0, 3)};
     py::gil_scoped_release nogil;
     return CreateDlModelDetection(backbone, num_classes, d);
   });
@@ -403,13 +425,13 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release nogil;
     return DeserializeDlModel(v);
   });
-  m.def("dict_serialize", [](const py::object& tree) { return to_bytes(serialize_dict(*tree_to_dict(tree, 0))); });
+  m.def("dict_serialize", [](const py::object& tree) { return to_bytes(serialize_dict(*tree_to_dict(tree, 0, 1))); });
   m.def("dict_deserialize", [](const py::bytes& b) {
     auto v = from_bytes(b);
     return dict_to_tree(*deserialize_dict(v.data(), v.size()));
   });
   m.def("dict_write_file", [](const std::string& path, const py::object& tree) {
-    DictPtr d = tree_to_dict(tree, 0);
+    DictPtr d = tree_to_dict(tree, 0, 1);
     py::gil_scoped_release nogil;
     write_dict_file(*d, path);
   });

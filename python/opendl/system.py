@@ -18,6 +18,10 @@ _NAMES = "'seed_rand', 'thread_num', 'cudnn_deterministic', 'gpu_tf32', 'gpu_gra
 _SETTERS = {"cudnn_deterministic": "set_cudnn_deterministic", "gpu_tf32": "set_gpu_tf32",
             "gpu_graphs": "set_gpu_graphs"}
 
+# The OpenMP team size the CPU backend accepts (the C++ SetThreadNum's limit): far beyond any machine's cores,
+# small enough that starting the team cannot exhaust memory (100000 threads crashed the process).
+_MAX_THREADS = 1024
+
 
 def set_system(system_parameter, value):
     """Every name and value is checked before any is applied: a bad pair changes nothing."""
@@ -32,8 +36,8 @@ def set_system(system_parameter, value):
             if not _is_int(v) or not 0 <= v < 2**64:
                 raise HOperatorError(1302, f"'seed_rand' needs an integer in [0, 2^64), got {v!r}", op)
         elif n == "thread_num":
-            if not _is_int(v) or not 1 <= v < 2**31:
-                raise HOperatorError(1302, f"'thread_num' needs an integer in [1, 2^31), got {v!r}", op)
+            if not _is_int(v) or not 1 <= v <= _MAX_THREADS:
+                raise HOperatorError(1302, f"'thread_num' needs an integer in [1, {_MAX_THREADS}], got {v!r}", op)
         elif n in _SETTERS:
             if v not in ("true", "false"):
                 raise HOperatorError(1302, f"{n!r} takes 'true' or 'false', got {v!r}", op)

@@ -429,3 +429,9 @@ def test_set_system_checks_every_pair_before_applying_any():
     with pytest.raises(ha.HOperatorError) as e:
         ha.get_system([["seed_rand"]])
     assert e.value.error_code == 1201
+    threads = ha.get_system("thread_num")
+    for n in (0, 1025, 100000, 2 ** 31 - 1):  # 100000 was accepted, and the next operator crashed the process
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.set_system("thread_num", n)
+        assert e.value.error_code == 1302 and "[1, 1024]" in str(e.value)
+    assert ha.get_system("thread_num") == threads

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -117,6 +118,30 @@ class Writer {
   }
 };
 
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF): every string opendl
+// writes is, and Python cannot hold any other as str.
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    const unsigned c = *p++;
+    if (c < 0x80) continue;
+    int more;
+    unsigned min, cp;
+    if ((c & 0xE0) == 0xC0) more = 1, min = 0x80, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0) more = 2, min = 0x800, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0) more = 3, min = 0x10000, cp = c & 0x07;
+    else return false;
+    if (end - p < more) return false;
+    for (int k = 0; k < more; ++k, ++p) {
+      if ((*p & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (*p & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+  }
+  return true;
+}
+
 class Reader {
  public:
   Reader(const uint8_t* p, size_t n, int code) : p_(p), end_(p + n), code_(code) {}
@@ -138,6 +163,7 @@ class Reader {
     need(n);
     std::string s(reinterpret_cast<const char*>(p_), size_t(n));
     p_ += n;
+    if (!valid_utf8(s)) corrupt("a key or string is not UTF-8 text");
     return s;
   }
   DictPtr dict(int depth) {
@@ -176,11 +202,13 @@ class Reader {
         uint8_t dt = u8(), nd = u8();
         if (dt > static_cast<uint8_t>(DType::kInt32) || nd > 8) corrupt("bad object type or rank");
         std::vector<int64_t> shape(nd);
-        uint64_t numel = 1;
+        uint64_t numel = 1, extent = dtype_size(static_cast<DType>(dt));  // extent: bytes without the zero sizes
         for (auto& s : shape) {
           s = pod<int64_t>();
           if (s < 0 || (s && numel > left() / uint64_t(s))) corrupt("object shape exceeds the file size");
+          if (s && extent > uint64_t(INT64_MAX) / uint64_t(s)) corrupt("object shape overflows 64 bits");
           numel *= uint64_t(s);
+          if (s) extent *= uint64_t(s);
         }
         size_t bytes = size_t(numel) * dtype_size(static_cast<DType>(dt));
         need(bytes);

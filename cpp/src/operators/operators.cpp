@@ -63,7 +63,8 @@ void SetSeed(uint64_t seed) { g_seed = seed; }
 uint64_t GetSeed() { return g_seed.load(); }
 void SetThreadNum(int n) {
   op("set_system", [&] {
-    if (n < 1) fail(err::kWrongValue2, "'thread_num' must be >= 1, got " + std::to_string(n));
+    // beyond any machine's cores, small enough that starting the OpenMP team cannot exhaust memory
+    if (n < 1 || n > 1024) fail(err::kWrongValue2, "'thread_num' must lie in [1, 1024], got " + std::to_string(n));
     g_threads = n;
     omp_set_num_threads(n);
   });
