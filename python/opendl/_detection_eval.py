@@ -1,11 +1,13 @@
 """Detection measures of evaluate_dl_model (spec C.9, C.10): average precision per class, IoU threshold,
-max_num_detections and area range, and the score of orientation (SoAP) of rectangle2 models.
+max_num_detections and area range, the score of orientation (SoAP) of rectangle2 models, and the detailed
+evaluation.
 
 The algorithm (COCO's, which HALCON's description follows):
-- Per image, class and IoU threshold t, the detections (at most max_num_detections per image over all its
-  classes, the most confident ones; -1 = all) are matched greedily by descending confidence, each to the
-  not yet matched ground-truth box of its class with the highest IoU >= t; ground truth inside the area range
-  is preferred to ground truth outside it.
+- Per image, class and IoU threshold t, the detections of that class (at most max_num_detections of them, the
+  most confident ones, per image and class as COCO's maxDets and HALCON's procedure count; -1 = all) are
+  matched greedily by descending confidence, each to the not yet matched ground-truth box of its class with
+  the highest IoU >= t (among equal IoUs the last box, as COCO); ground truth inside the area range is
+  preferred to ground truth outside it.
 - Area ranges: ground truth whose area lies outside [min, max] is ignored: it counts as no positive, and a
   detection matched to it counts as neither true nor false positive; an unmatched detection outside the range
   is ignored too. Areas: (row2 - row1) (col2 - col1) for rectangle1, 4 length1 length2 for rectangle2.
@@ -16,19 +18,23 @@ The algorithm (COCO's, which HALCON's description follows):
   AP -1 and is left out of the means.
 - SoAP (rectangle2): 1 - mean |angle difference| / pi over the true positives of a class (the difference of
   the headings taken into (-pi, pi]); -1 where a class has no true positive.
-- detailed_evaluation: per IoU threshold, with all detections and the whole area range, the counts of true
-  positives, false negatives and false positives, the false positives split by cause (checked in this order):
+- detailed_evaluation_iou_<t> (inside each max_num_detections_<N|all> / area_<name> dict, spec C.10): the
+  counts of that max_num_detections, area range and IoU threshold, taken from the very matching the AP uses:
+  a detection matched to non-ignored ground truth is a true positive, one the AP ignores (matched to ignored
+  ground truth, or unmatched and outside the area range) counts nowhere, every other one is a false positive;
+  the false negatives are the non-ignored ground-truth boxes left unmatched. The false positives are split by
+  cause (checked in this order, against every ground-truth box of the image, ignored ones included):
   'duplicate' (IoU >= t with a box of its class that another detection already matched), 'class' (IoU >= t
   with a box of another class only), 'localization' (0.1 <= IoU < t with a box of its class), 'multiple'
   (0.1 <= IoU < t with a box of another class only), 'background' (IoU < 0.1 with every box). Each false
   positive but a background one has a reference box: the box of the highest IoU among those that decided
   its cause (its own class for duplicate and localization, the other classes for class and multiple).
-- detection_confusion_matrix (per IoU threshold; HALCON's (n + 1) x (n + 4) shape, our layout, since
-  HALCON's is unpublished): int32, rows = predicted class in class_ids order plus a last row 'not detected',
-  columns = ground-truth class in class_ids order plus 'background', 'duplicate', 'localization' and
-  'multiple'. [p, p] counts the true positives of class p, [p, g] (g != p) its class-confusion false
-  positives by the class of the reference box, [p, n + k] its false positives of the other causes, and
-  [n, g] the missed ground-truth boxes of class g. Row p sums to num_tp + num_fp of class p; row n to num_fn.
+- detection_confusion_matrix (per IoU threshold, (n + 1) x (n + 4) as spec C.10), in opendl's layout: int32,
+  rows = predicted class in class_ids order plus a last row 'not detected', columns = ground-truth class in
+  class_ids order plus 'background', 'duplicate', 'localization' and 'multiple'. [p, p] counts the true
+  positives of class p, [p, g] (g != p) its class-confusion false positives by the class of the reference
+  box, [p, n + k] its false positives of the other causes, and [n, g] the missed ground-truth boxes of class
+  g. Row p sums to num_tp + num_fp of class p; row n to num_fn.
 - SoAP of the detailed evaluation (rectangle2 with 'soap'): soap_tp, soap_fp_class, soap_fp_duplicate,
   soap_fp_localization and soap_fp_multiple are 1 - mean |angle difference| / pi over the true positives
   (against their matched box) or the false positives of that cause (against their reference box), and
@@ -37,6 +43,8 @@ The algorithm (COCO's, which HALCON's description follows):
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -96,16 +104,30 @@ def _soap(errors) -> float:
     return 1 - float(np.mean(errors)) / np.pi if errors else -1.0
 
 
-def _match(img: Image, cls: int, t: float, max_num: int, lo: float, hi: float):
-    """(scores, kinds, angle errors of the true positives, number of non-ignored ground-truth boxes) of one
-    image and class; kinds: 1 true positive, 0 false positive, -1 ignored."""
-    n_det = len(img.ds) if max_num < 0 else min(max_num, len(img.ds))
-    dets = [d for d in range(n_det) if img.dc[d] == cls]
+class Matching(NamedTuple):
+    """The matching of one image's detections of one class at one IoU threshold, max_num_detections and area
+    range. Per kept detection (indices into the image's confidence-sorted detections): score, kind (1 true
+    positive, 0 false positive, -1 ignored) and the matched ground-truth box (-1 none); errors: the angle
+    errors of the true positives; gts: the class's ground-truth boxes, ignored: those outside the area range."""
+    scores: list
+    kinds: list
+    errors: list
+    n_gt: int
+    dets: list
+    matched: list
+    gts: list
+    ignored: set
+
+
+def _match(img: Image, cls: int, t: float, max_num: int, lo: float, hi: float) -> Matching:
+    dets = [d for d in range(len(img.ds)) if img.dc[d] == cls]
+    if max_num >= 0:
+        dets = dets[:max_num]  # the most confident ones of this image and class (COCO's maxDets)
     gts = [g for g in range(len(img.gc)) if img.gc[g] == cls]
     g_ign = {g: not (lo <= img.garea[g] <= hi) for g in gts}
     gts.sort(key=lambda g: g_ign[g])  # ground truth inside the range first
     used = set()
-    scores, kinds, errors = [], [], []
+    scores, kinds, errors, matched = [], [], [], []
     for d in dets:
         best, best_iou = -1, min(t, 1 - 1e-10)
         for g in gts:
@@ -113,9 +135,10 @@ def _match(img: Image, cls: int, t: float, max_num: int, lo: float, hi: float):
                 continue
             if best >= 0 and not g_ign[best] and g_ign[g]:
                 break
-            if img.iou[d, g] >= best_iou:
+            if img.iou[d, g] >= best_iou:  # '>=': among equal IoUs the last box wins, as in COCO
                 best, best_iou = g, img.iou[d, g]
         scores.append(img.ds[d])
+        matched.append(best)
         if best >= 0:
             used.add(best)
             kinds.append(-1 if g_ign[best] else 1)
@@ -123,7 +146,8 @@ def _match(img: Image, cls: int, t: float, max_num: int, lo: float, hi: float):
                 errors.append(_angle_error(img.db[d, 2], img.gb[best, 2]))
         else:
             kinds.append(-1 if not (lo <= img.darea[d] <= hi) else 0)
-    return scores, kinds, errors, sum(1 for g in gts if not g_ign[g])
+    return Matching(scores, kinds, errors, sum(1 for g in gts if not g_ign[g]), dets, matched, gts,
+                    {g for g in gts if g_ign[g]})
 
 
 def average_precision(scores, kinds, n_gt: int, interpolate: bool) -> float:
@@ -149,24 +173,30 @@ def _mean(values) -> float:
     return float(np.mean(v)) if v else -1.0
 
 
-def evaluate(images, class_ids, thresholds, max_nums, area_ranges, interpolate: bool, soap: bool) -> dict:
-    """The EvaluationResult of spec C.10 for detection (without the detailed part)."""
+def evaluate(images, class_ids, thresholds, max_nums, area_ranges, interpolate: bool, soap: bool,
+             detailed: bool = False, image_ids=None) -> dict:
+    """The EvaluationResult of spec C.10 for detection; with detailed, every max_num_detections_<N|all> /
+    area_<name> dict also holds detailed_evaluation_iou_<t> (image_ids name the images in its lists)."""
+    if image_ids is None:
+        image_ids = list(range(len(images)))
     out = {}
     for max_num in max_nums:
         per_area = {}
         for name, lo, hi in area_ranges:
-            res, ap, so = {}, {}, {}
+            res, ap, so, details = {}, {}, {}, {}
             for t in thresholds:
+                matchings = {c: [_match(img, c, t, max_num, lo, hi) for img in images] for c in class_ids}
                 for c in class_ids:
                     scores, kinds, errors, n_gt = [], [], [], 0
-                    for img in images:
-                        s, k, e, n = _match(img, c, t, max_num, lo, hi)
-                        scores += s
-                        kinds += k
-                        errors += e
-                        n_gt += n
+                    for m in matchings[c]:
+                        scores += m.scores
+                        kinds += m.kinds
+                        errors += m.errors
+                        n_gt += m.n_gt
                     ap[t, c] = average_precision(scores, kinds, n_gt, interpolate)
                     so[t, c] = _soap(errors)
+                if detailed:
+                    details[t] = _detailed_counts(images, image_ids, class_ids, t, matchings, soap)
             per_class = {c: _mean(ap[t, c] for t in thresholds) for c in class_ids}
             res["mean_ap"] = _mean(per_class.values())
             for t in thresholds:
@@ -182,6 +212,8 @@ def evaluate(images, class_ids, thresholds, max_nums, area_ranges, interpolate: 
                     d["mean_class_soap_tp"] = _mean(so[t, c] for c in class_ids)
                     res[f"soap_tp_iou_{threshold_key(t)}"] = d
                 res["mean_iou_soap_tp"] = {f"class_{c}": per_class_soap[c] for c in class_ids}
+            for t in details:
+                res[f"detailed_evaluation_iou_{threshold_key(t)}"] = details[t]
             per_area[f"area_{name}"] = res
         out[f"max_num_detections_{'all' if max_num < 0 else max_num}"] = per_area
     return out
@@ -190,77 +222,85 @@ def evaluate(images, class_ids, thresholds, max_nums, area_ranges, interpolate: 
 FP_CAUSES = ("background", "duplicate", "localization", "multiple")
 
 
-def detailed(images, class_ids, thresholds, image_ids, soap: bool = False) -> dict:
-    """detailed_evaluation_iou_<t>: counts of true and false positives by cause, per class and in total, the
-    detection confusion matrix, and with soap the SoAP of the true and false positives by cause."""
-    out = {}
+def detailed(images, class_ids, thresholds, image_ids, soap: bool = False, max_num: int = -1,
+             area_range=(0.0, float("inf"))) -> dict:
+    """detailed_evaluation_iou_<t> of one max_num_detections and area range (lo, hi): counts of true and false
+    positives by cause, per class and in total, the detection confusion matrix, and with soap the SoAP of the
+    true and false positives by cause."""
+    lo, hi = area_range
+    return {f"detailed_evaluation_iou_{threshold_key(t)}": _detailed_counts(
+        images, image_ids, class_ids, t, {c: [_match(img, c, t, max_num, lo, hi) for img in images]
+                                          for c in class_ids}, soap) for t in thresholds}
+
+
+def _fp_cause(img: Image, d: int, c: int, t: float):
+    """(cause, reference box) of a false positive d of class c (the order of the module docstring)."""
+    q = img.iou[d]
+    same = img.gc == c
+    best_same = int(np.flatnonzero(same)[np.argmax(q[same])]) if same.any() else -1
+    best_other = int(np.flatnonzero(~same)[np.argmax(q[~same])]) if (~same).any() else -1
+    if best_same >= 0 and q[best_same] >= t:
+        return "fp_duplicate", best_same
+    if best_other >= 0 and q[best_other] >= t:
+        return "fp_class", best_other
+    if best_same >= 0 and q[best_same] >= 0.1:
+        return "fp_localization", best_same
+    if best_other >= 0 and q[best_other] >= 0.1:
+        return "fp_multiple", best_other
+    return "fp_background", -1
+
+
+def _detailed_counts(images, image_ids, class_ids, t: float, matchings: dict, soap: bool) -> dict:
+    """One detailed_evaluation_iou_<t> from the AP's matchings (class -> one Matching per image)."""
     n = len(class_ids)
     col = {c: i for i, c in enumerate(class_ids)}
     kinds = ("tp",) + tuple(f"fp_{k}" for k in ("class",) + FP_CAUSES[1:])
-    for t in thresholds:
-        zero = {k: 0 for k in ("num_tp", "num_fn", "num_fp", "num_fp_class", "num_fp_background",
-                               "num_fp_duplicate", "num_fp_localization", "num_fp_multiple")}
-        per_class = {c: dict(zero) for c in class_ids}
-        errors = {c: {k: [] for k in kinds} for c in class_ids}
-        matrix = np.zeros((n + 1, n + 4), np.int32)
-        with_fn, with_fp = [], []
-        for img, image_id in zip(images, image_ids):
-            matched = set()
-            fn_before = sum(per_class[c]["num_fn"] for c in class_ids)
-            fp_before = sum(per_class[c]["num_fp"] for c in class_ids)
-            for d in range(len(img.ds)):
-                c = int(img.dc[d])
-                if c not in per_class:
-                    continue
-                q = img.iou[d]
-                same = img.gc == c
-                free = np.array([same[g] and g not in matched for g in range(len(img.gc))], bool)
-                k = per_class[c]
-                if free.any() and q[free].max() >= t:
-                    g = int(np.flatnonzero(free)[np.argmax(q[free])])
-                    matched.add(g)
+    zero = {k: 0 for k in ("num_tp", "num_fn", "num_fp", "num_fp_class", "num_fp_background",
+                           "num_fp_duplicate", "num_fp_localization", "num_fp_multiple")}
+    per_class = {c: dict(zero) for c in class_ids}
+    errors = {c: {k: [] for k in kinds} for c in class_ids}
+    matrix = np.zeros((n + 1, n + 4), np.int32)
+    with_fn, with_fp = [], []
+    thr = min(t, 1 - 1e-10)  # the matching's threshold, so that 'duplicate' means what the matching saw
+    for i, (img, image_id) in enumerate(zip(images, image_ids)):
+        fn = fp = 0
+        for c in class_ids:
+            m, k = matchings[c][i], per_class[c]
+            for d, kind, g in zip(m.dets, m.kinds, m.matched):
+                if kind < 0:
+                    continue  # ignored by the AP: no true, no false positive
+                if kind == 1:
                     k["num_tp"] += 1
                     matrix[col[c], col[c]] += 1
-                    kind, ref = "tp", g
+                    cause, ref = "tp", g
                 else:
+                    fp += 1
                     k["num_fp"] += 1
-                    best_same = int(np.flatnonzero(same)[np.argmax(q[same])]) if same.any() else -1
-                    best_other = int(np.flatnonzero(~same)[np.argmax(q[~same])]) if (~same).any() else -1
-                    if best_same >= 0 and q[best_same] >= t:
-                        kind, ref = "fp_duplicate", best_same
-                    elif best_other >= 0 and q[best_other] >= t:
-                        kind, ref = "fp_class", best_other
-                    elif best_same >= 0 and q[best_same] >= 0.1:
-                        kind, ref = "fp_localization", best_same
-                    elif best_other >= 0 and q[best_other] >= 0.1:
-                        kind, ref = "fp_multiple", best_other
-                    else:
-                        kind, ref = "fp_background", -1
-                    k["num_" + kind] += 1
+                    cause, ref = _fp_cause(img, d, c, thr)
+                    k["num_" + cause] += 1
                     # ground truth of classes outside class_ids cannot reach here (evaluate_dl_model refuses it)
-                    j = col[int(img.gc[ref])] if kind == "fp_class" else n + FP_CAUSES.index(kind[3:])
+                    j = col[int(img.gc[ref])] if cause == "fp_class" else n + FP_CAUSES.index(cause[3:])
                     matrix[col[c], j] += 1
                 if soap and ref >= 0 and img.db.shape[1] == 5:
-                    errors[c][kind].append(_angle_error(img.db[d, 2], img.gb[ref, 2]))
-            for g in range(len(img.gc)):
-                c = int(img.gc[g])
-                if g not in matched and c in per_class:
-                    per_class[c]["num_fn"] += 1
-                    matrix[n, col[c]] += 1
-            if sum(per_class[c]["num_fn"] for c in class_ids) > fn_before:
-                with_fn.append(image_id)
-            if sum(per_class[c]["num_fp"] for c in class_ids) > fp_before:
-                with_fp.append(image_id)
-        total = {k: sum(per_class[c][k] for c in class_ids) for k in zero}
-        if soap:
-            for c in class_ids:
-                per_class[c].update({f"soap_{k}": _soap(errors[c][k]) for k in kinds})
-                per_class[c]["mean_soap_all"] = _soap(sum(errors[c].values(), []))
-            total.update({f"soap_{k}": _soap(sum((errors[c][k] for c in class_ids), [])) for k in kinds})
-            total["mean_soap_all"] = _soap(sum((sum(errors[c].values(), []) for c in class_ids), []))
-        total.update({f"class_{c}": per_class[c] for c in class_ids})
-        total["detection_confusion_matrix"] = matrix
-        total["image_ids_with_false_negatives"] = with_fn
-        total["image_ids_with_false_positives"] = with_fp
-        out[f"detailed_evaluation_iou_{threshold_key(t)}"] = total
-    return out
+                    errors[c][cause].append(_angle_error(img.db[d, 2], img.gb[ref, 2]))
+            hit = {g for kind, g in zip(m.kinds, m.matched) if kind == 1}
+            missed = sum(1 for g in m.gts if g not in m.ignored and g not in hit)
+            k["num_fn"] += missed
+            matrix[n, col[c]] += missed
+            fn += missed
+        if fn:
+            with_fn.append(image_id)
+        if fp:
+            with_fp.append(image_id)
+    total = {k: sum(per_class[c][k] for c in class_ids) for k in zero}
+    if soap:
+        for c in class_ids:
+            per_class[c].update({f"soap_{k}": _soap(errors[c][k]) for k in kinds})
+            per_class[c]["mean_soap_all"] = _soap(sum(errors[c].values(), []))
+        total.update({f"soap_{k}": _soap(sum((errors[c][k] for c in class_ids), [])) for k in kinds})
+        total["mean_soap_all"] = _soap(sum((sum(errors[c].values(), []) for c in class_ids), []))
+    total.update({f"class_{c}": per_class[c] for c in class_ids})
+    total["detection_confusion_matrix"] = matrix
+    total["image_ids_with_false_negatives"] = with_fn
+    total["image_ids_with_false_positives"] = with_fp
+    return total

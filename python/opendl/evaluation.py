@@ -11,11 +11,12 @@ Decisions where the spec leaves the behaviour open or opendl has no HALCON count
   top1_predictions} and the requested confusion matrices at the top level, and one dict per entry of
   'class_ids_to_evaluate' (or 'class_names_to_evaluate'): 'global' with top<k>_error, mean_precision,
   precision_per_class, mean_recall, recall_per_class, mean_f_score, f_score_per_class (per-class tuples in the
-  order of the model's class_ids), 'class_id_<id>' with top<k>_error (over the samples of that class),
-  precision, recall, f_score. Precision of a class never predicted and recall of a class absent from the
-  ground truth are 0, and so is an F-score with P + R = 0; means are unweighted over all model classes.
-  The confusion matrices span the model's class_ids in ascending order and, as in HALCON, need every class
-  in the ground truth (1302 otherwise); precision, recall and F-score do not.
+  order of the model's class_ids), 'class_id_<id>' with top<k>_error (over the samples of that class; -1,
+  the spec's value for an undefined per-class measure, where no evaluated sample has that class), precision,
+  recall, f_score. Precision of a class never predicted and recall of a class absent from the ground truth
+  are 0, and so is an F-score with P + R = 0; means are unweighted over all model classes. The confusion
+  matrices span the class ids in ascending order (spec C.10), whatever the order of class_ids, and, as in
+  HALCON, need every class in the ground truth (1302 otherwise); precision, recall and F-score do not.
 - measures 'all' means top1_error, precision, recall, f_score, absolute_confusion_matrix and
   relative_confusion_matrix. 'show_progress' is accepted and ignored.
 - evaluate_dl_model (segmentation): the measures of spec C.10 at the top level of the result, from one pixel
@@ -23,14 +24,16 @@ Decisions where the spec leaves the behaviour open or opendl has no HALCON count
   model's, merged with the GenParam's) count nowhere. 'pixel_confusion_matrix' is an int32 array (rows =
   predicted class, columns = ground truth, in class_ids order); class_iou / class_pixel_accuracy are tuples in
   class_ids order with -1 for a class without ground-truth pixels, which the means leave out. 'all' means every
-  measure except the confusion matrix.
+  measure except the confusion matrix. A result image of another size than the sample's segmentation_image
+  raises 1301, a predicted id (negative ones included) that is no evaluated class id 1302.
 - evaluate_dl_model (detection): the nested result of spec C.10, max_num_detections_<N|all> / area_<name> /
   {mean_ap, ap_iou_<t>, mean_iou_ap} (+ mean_soap_tp, soap_tp_iou_<t>, mean_iou_soap_tp for rectangle2 models
-  with 'soap', which is added when the model's ignore_direction is 'false'), and with detailed_evaluation the
-  counts detailed_evaluation_iou_<t> with their detection_confusion_matrix (an int32 array) and, with 'soap',
-  soap_tp / soap_fp_<cause> / mean_soap_all; the algorithm and the matrix layout are described in
-  opendl._detection_eval. The DLSamples' boxes and the results are compared in the preprocessed image's
-  coordinates.
+  with 'soap', which is added when the model's ignore_direction is 'false'), and with detailed_evaluation, in
+  each of these area dicts as spec C.10 places it, detailed_evaluation_iou_<t> (the counts of that
+  max_num_detections and area range, from the AP's matching) with its detection_confusion_matrix (an int32
+  array) and, with 'soap', soap_tp / soap_fp_<cause> / mean_soap_all; max_num_detections counts per image and
+  class (COCO's maxDets). The algorithm and the matrix layout are described in opendl._detection_eval. The
+  DLSamples' boxes and the results are compared in the preprocessed image's coordinates.
 Error codes: see opendl._proc; other model types raise 7912.
 """
 
@@ -343,16 +346,18 @@ def _classification_result(labels: np.ndarray, ranked: list, class_ids: list, ta
             raise HOperatorError(1302, f"Not all classes are represented in the ground truth of the evaluated "
                                        f"samples (missing class ids {missing}); confusion matrices need them all",
                                  op)
+        ascending = np.argsort(class_ids, kind="stable")  # the matrices' order, whatever the order of class_ids
+        sorted_cm = cm[np.ix_(ascending, ascending)]
         if "absolute_confusion_matrix" in measures:
-            result["absolute_confusion_matrix"] = cm.astype(np.int32)
+            result["absolute_confusion_matrix"] = sorted_cm.astype(np.int32)
         if "relative_confusion_matrix" in measures:
-            result["relative_confusion_matrix"] = _relative(cm)
+            result["relative_confusion_matrix"] = _relative(sorted_cm)
     topk = [m for m in measures if _TOPK.match(m)]
 
     def topk_error(k, mask):
         n = int(mask.sum())
         if n == 0:
-            return 0.0
+            return -1.0  # no sample of this class: undefined, -1 as every undefined per-class value
         hits = sum(1 for ok, lab, r in zip(mask, labels, ranked) if ok and lab in r[:k])
         return 1.0 - hits / n
 
@@ -437,6 +442,12 @@ def _segmentation_settings(dlmodel_handle, ep, user, op):
     return class_ids, ignore, measures
 
 
+def _plane_shape(image) -> tuple:
+    """(height, width) of a one-channel image given as (H, W) or (H, W, 1); other shapes as they are."""
+    shape = np.shape(image)
+    return shape[:2] if len(shape) == 3 and shape[2] == 1 else shape
+
+
 def _evaluate_segmentation(dldataset, dlmodel_handle, selected, ep, settings, eval_params, op):
     class_ids, ignore, measures = settings
     k = len(class_ids)
@@ -455,8 +466,13 @@ def _evaluate_segmentation(dldataset, dlmodel_handle, selected, ep, settings, ev
                 raise HOperatorError(1301, f"sample {i}: segmentation_image holds ids {bad[:5]}, which are neither "
                                            f"evaluated class ids {class_ids} nor ignore_class_ids {ignore}", op)
             g = lut[gt.astype(np.int64)]
-            pred = np.asarray(get(content(r, op, "dlresult"), "segmentation_image")).reshape(-1).astype(np.int64)
-            p = np.where(pred < len(lut), lut[np.minimum(pred, len(lut) - 1)], -2)
+            pred_img = np.asarray(get(content(r, op, "dlresult"), "segmentation_image"))
+            if _plane_shape(pred_img) != _plane_shape(gt_img):
+                raise HOperatorError(1301, f"sample {i}: segmentation_image has the shape {np.shape(gt_img)}, the "
+                                           f"model's result {pred_img.shape}; they must be the same", op)
+            pred = pred_img.reshape(-1).astype(np.int64)
+            inside = (pred >= 0) & (pred < len(lut))  # other ids, negative ones included, are not evaluated
+            p = np.where(inside, lut[np.clip(pred, 0, len(lut) - 1)], -2)
             keep = g >= 0  # pixels of ignore classes count nowhere
             if np.any(p[keep] < 0):
                 raise HOperatorError(1302, f"sample {i}: the model predicts class ids that are not evaluated", op)
@@ -530,7 +546,5 @@ def _evaluate_detection(dldataset, dlmodel_handle, samples, selected, ep, cfg, e
                                    get(rd, "bbox_confidence", []), it))
             image_ids.append(get1(sd, "image_id", get1(samples[i], "image_id", i)))
     result = de.evaluate(images, class_ids, cfg["thresholds"], cfg["max_nums"], cfg["areas"], cfg["interpolate"],
-                         cfg["soap"])
-    if cfg["detailed"]:
-        result.update(de.detailed(images, class_ids, cfg["thresholds"], image_ids, cfg["soap"]))
+                         cfg["soap"], detailed=cfg["detailed"], image_ids=image_ids)
     return new_dict(result), eval_params

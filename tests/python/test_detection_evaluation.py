@@ -50,8 +50,28 @@ def test_thresholds_area_ranges_and_max_num_detections():
     small = res["max_num_detections_all"]["area_small"]
     assert small["ap_iou_05"]["class_1"] == pytest.approx(1.0)
     assert small["ap_iou_085"]["class_1"] == pytest.approx(0.0)
-    # one detection per image: the most confident is the class-2 false positive, so class 1 finds nothing
-    assert res["max_num_detections_1"]["area_all"]["ap_iou_05"]["class_1"] == 0.0
+    # one detection per image and class (COCO's maxDets): class 1 keeps 'shifted' (0.9), which finds A; D stays
+    # unfound -> precision 1 up to recall 0.5: the 51 recall points 0 .. 0.5. (The class-2 detection, the
+    # most confident of the image, does not take class 1's place.) Class 2 has no ground truth: -1.
+    one_per_class = res["max_num_detections_1"]["area_all"]
+    assert one_per_class["ap_iou_05"]["class_1"] == pytest.approx(51 / 101)
+    assert one_per_class["ap_iou_05"]["class_2"] == -1.0
+    # mean_ap: class 1's mean over both thresholds (at 0.85 'shifted' misses: AP 0); class 2 is left out
+    assert one_per_class["mean_ap"] == pytest.approx((51 / 101 + 0.0) / 2)
+
+
+def test_max_num_detections_counts_per_image_and_class():
+    # one box of each class, both found exactly; with max_num_detections 1 each class keeps its own most
+    # confident detection (COCO's maxDets, HALCON's procedure), so both APs are 1 (one kept detection over all
+    # classes would leave class 2 without any: AP 0)
+    img = de.Image([1, 2], [A, B], [1, 2], [A, B], [0.9, 0.8], "rectangle1")
+    r = de.evaluate([img], [1, 2], [0.5], [1], [("all", 0, 2e8)], True, False)["max_num_detections_1"]["area_all"]
+    assert (r["ap_iou_05"]["class_1"], r["ap_iou_05"]["class_2"], r["mean_ap"]) == (1.0, 1.0, 1.0)
+    # two class-1 detections of A: with max_num 1 the less confident duplicate is dropped, not a false positive
+    img = de.Image([1], [A], [1, 1], [A, A], [0.9, 0.8], "rectangle1")
+    d = de.evaluate([img], [1], [0.5], [1, -1], [("all", 0, 2e8)], True, False, detailed=True, image_ids=[3])
+    assert d["max_num_detections_1"]["area_all"]["detailed_evaluation_iou_05"]["num_fp"] == 0
+    assert d["max_num_detections_all"]["area_all"]["detailed_evaluation_iou_05"]["num_fp_duplicate"] == 1
 
 
 def test_soap_and_detailed_counts():
@@ -85,6 +105,80 @@ def test_soap_and_detailed_counts():
     np.testing.assert_array_equal(m05, [[1, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0]])
     np.testing.assert_array_equal(m06, [[1, 1, 0, 1, 0, 0], [0, 0, 1, 0, 0, 1], [0, 1, 0, 0, 0, 0]])
     assert "soap_tp" not in d["detailed_evaluation_iou_05"]          # rectangle1: no SoAP
+
+
+def test_detailed_counts_use_the_matching_of_the_ap_on_iou_ties():
+    # G0 = [0, 0, 10, 10], G1 = [0, 4, 10, 14] (class 1). d0 = [0, 2, 10, 12] (0.9) overlaps both by
+    # 80 / 120 = 2/3: a tie; the AP's matcher (COCO's) takes the last box, G1, which leaves G0 to
+    # d1 = [0, -2, 10, 8] (0.8; IoU 80 / 120 with G0, 40 / 160 with G1): two true positives, AP 1. The detailed
+    # counts come from that matching: 2 TP, no FN, no FP (the first best box, G0, would make d1 a duplicate
+    # and G1 a miss).
+    img = de.Image([1, 1], [[0, 0, 10, 10], [0, 4, 10, 14]], [1, 1], [[0, 2, 10, 12], [0, -2, 10, 8]], [0.9, 0.8],
+                   "rectangle1")
+    r = de.evaluate([img], [1], [0.5], [-1], [("all", 0, 2e8)], True, False)["max_num_detections_all"]["area_all"]
+    assert r["ap_iou_05"]["class_1"] == 1.0
+    d = de.detailed([img], [1], [0.5], [4])["detailed_evaluation_iou_05"]
+    assert (d["num_tp"], d["num_fn"], d["num_fp"], d["num_fp_duplicate"]) == (2, 0, 0, 0)
+    assert d["image_ids_with_false_negatives"] == [] and d["image_ids_with_false_positives"] == []
+    np.testing.assert_array_equal(d["detection_confusion_matrix"], [[2, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+
+
+# one image (id 7): a small class-1 box S (area 100) and a large one L (area 900); the model finds both and
+# adds a small background box (area 25)
+S, L, BG = [0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 80.0, 80.0], [200.0, 200.0, 205.0, 205.0]
+AREAS = [("all", 0, 2e8), ("small", 0, 200), ("large", 200, 2e8)]
+
+
+def test_detailed_evaluation_per_max_num_detections_and_area_range():
+    img = de.Image([1, 1], [S, L], [1, 1, 1], [S, L, BG], [0.9, 0.8, 0.7], "rectangle1")
+    res = de.evaluate([img], [1], [0.5], [-1, 1], AREAS, True, False, detailed=True, image_ids=[7])
+    assert set(res) == {"max_num_detections_all", "max_num_detections_1"}
+    counts = {(num, area): res[f"max_num_detections_{num}"][f"area_{area}"]["detailed_evaluation_iou_05"]
+              for num in ("all", 1) for area in ("all", "small", "large")}
+    tp_fn_fp = {k: (d["num_tp"], d["num_fn"], d["num_fp"]) for k, d in counts.items()}
+    # all detections, whole range: S and L found, BG a background false positive
+    assert tp_fn_fp["all", "all"] == (2, 0, 1) and counts["all", "all"]["num_fp_background"] == 1
+    # 'small': L is ignored, and so is its detection; BG (area 25) lies inside the range: still a false positive
+    assert tp_fn_fp["all", "small"] == (1, 0, 1)
+    # 'large': S is ignored with its detection, and the unmatched BG outside the range is ignored too
+    assert tp_fn_fp["all", "large"] == (1, 0, 0)
+    # one detection per image and class: only S's (0.9) is kept, so L is missed (not in 'small')
+    assert tp_fn_fp[1, "all"] == (1, 1, 0)
+    assert tp_fn_fp[1, "small"] == (1, 0, 0)
+    assert tp_fn_fp[1, "large"] == (0, 1, 0)
+    assert counts[1, "all"]["image_ids_with_false_negatives"] == [7]
+    assert counts[1, "all"]["image_ids_with_false_positives"] == []
+    assert counts["all", "small"]["image_ids_with_false_positives"] == [7]
+    # rows: class 1, not detected; columns: class 1, background, duplicate, localization, multiple
+    np.testing.assert_array_equal(counts["all", "small"]["detection_confusion_matrix"],
+                                  [[1, 1, 0, 0, 0], [0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(counts[1, "large"]["detection_confusion_matrix"],
+                                  [[0, 0, 0, 0, 0], [1, 0, 0, 0, 0]])
+
+
+def test_evaluate_dl_model_puts_the_detailed_evaluation_into_each_area_dict(monkeypatch):
+    # spec C.10: EvaluationResult['max_num_detections_<N|all>']['area_<name>']['detailed_evaluation_iou_<t>'];
+    # the model's results are replaced by the boxes above (apply_dl_model is not what is tested here)
+    import opendl.evaluation as ev
+    m = ha.create_dl_model_detection("pretrained_dl_classifier_compact.hdl", 1,
+                                     {"image_dimensions": [64, 64, 1], "class_ids": [1], "capacity": "low"})
+    corners = ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2")
+    sample = dict({"bbox_label_id": [1, 1], "image_id": [7]}, **{k: [S[j], L[j]] for j, k in enumerate(corners)})
+    result = dict({"bbox_class_id": [1, 1, 1], "bbox_confidence": [0.9, 0.8, 0.7]},
+                  **{k: [S[j], L[j], BG[j]] for j, k in enumerate(corners)})
+    monkeypatch.setattr(ev, "_batches", lambda ds, model, selected: iter([(selected, [sample], [result])]))
+    ds = {"samples": [{"image_id": [7]}], "preprocess_param": {}, "dlsample_dir": "unused"}
+    areas = {"name": [a[0] for a in AREAS], "min": [a[1] for a in AREAS], "max": [a[2] for a in AREAS]}
+    res, _ = ha.evaluate_dl_model(ds, m, "sample_indices", [0], {"iou_threshold": 0.5, "detailed_evaluation": 1,
+                                                                 "max_num_detections": [-1, 1], "area_ranges": areas})
+    res = py(res)
+    assert set(res) == {"max_num_detections_all", "max_num_detections_1"}  # nothing at the top level
+    d = res["max_num_detections_1"][0]["area_small"][0]["detailed_evaluation_iou_05"][0]
+    assert (d["num_tp"], d["num_fn"], d["num_fp"]) == ([1], [0], [0])       # as in the test above
+    d = res["max_num_detections_all"][0]["area_all"][0]["detailed_evaluation_iou_05"][0]
+    assert (d["num_tp"], d["num_fn"], d["num_fp"]) == ([2], [0], [1]) and d["image_ids_with_false_positives"] == [7]
+    without = py(ha.evaluate_dl_model(ds, m, "sample_indices", [0], {"iou_threshold": 0.5})[0])
+    assert "detailed_evaluation_iou_05" not in without["max_num_detections_all"][0]["area_all"][0]
 
 
 def test_detailed_soap_of_true_and_false_positives_by_cause():
@@ -158,7 +252,7 @@ def test_detection_workflow_trains_and_evaluates(workflow):
     assert py(ep)["measures"] == ["mean_ap"] and py(ep)["instance_type"] == ["rectangle1"]
     # the detailed evaluation's confusion matrix agrees with its counts
     res, _ = ha.evaluate_dl_model(ds, m, "split", "test", {"iou_threshold": 0.5, "detailed_evaluation": 1})
-    d = py(res)["detailed_evaluation_iou_05"][0]
+    d = py(res)["max_num_detections_all"][0]["area_all"][0]["detailed_evaluation_iou_05"][0]
     cm = np.asarray(d["detection_confusion_matrix"])
     assert cm.shape == (4, 7) and cm.dtype == np.int32
     for i, c in enumerate((1, 2, 3)):

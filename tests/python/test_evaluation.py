@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import opendl as ha
+from opendl import evaluation
 from procedure_helpers import code_of, py
 
 
@@ -138,6 +139,63 @@ def test_evaluate_matches_a_hand_computed_confusion_matrix(setup):
     params = py(params_h)
     assert params["class_ids"] == [0, 1, 2] and params["class_ids_to_evaluate"] == ["global", 2]
     assert params["measures"][:2] == ["top1_error", "precision"] and "top2_error" in params["measures"]
+    # class_ids in another order: the matrices still span the ids in ascending order (spec C.10), the
+    # per-class tuples follow class_ids
+    res = py(ha.evaluate_dl_model(ds, m, "split", ["validation", "test"],
+                                  {"measures": "all", "class_ids": [2, 0, 1]})[0])
+    np.testing.assert_array_equal(res["absolute_confusion_matrix"], cm)
+    np.testing.assert_allclose(res["relative_confusion_matrix"], cm / cm.sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(res["global"][0]["precision_per_class"], prec[[2, 0, 1]])
+
+
+def test_confusion_matrices_in_ascending_class_id_order():
+    # class_ids [7, 3, 5]; samples (label -> prediction): 3->3, 3->7, 5->5, 7->7, 7->7, 7->5. Ascending ids
+    # 3, 5, 7; rows predicted, columns ground truth: column 3 = {3: 1, 7: 1}, column 5 = {5: 1},
+    # column 7 = {5: 1, 7: 2}
+    labels = np.array([3, 3, 5, 7, 7, 7])
+    ranked = [[3, 5, 7], [7, 3, 5], [5, 3, 7], [7, 5, 3], [7, 3, 5], [5, 7, 3]]
+    r = evaluation._classification_result(labels, ranked, [7, 3, 5], ["global"], ["top1_error", "precision",
+                                          "absolute_confusion_matrix", "relative_confusion_matrix"], "t")
+    np.testing.assert_array_equal(r["absolute_confusion_matrix"], [[1, 0, 0], [0, 1, 1], [1, 0, 2]])
+    np.testing.assert_allclose(r["relative_confusion_matrix"], [[0.5, 0, 0], [0, 1, 1 / 3], [0.5, 0, 2 / 3]],
+                               rtol=1e-6)
+    # precision in class_ids order 7, 3, 5: 7 predicted 3 times (2 right), 3 once (right), 5 twice (1 right)
+    np.testing.assert_allclose(r["global"]["precision_per_class"], [2 / 3, 1.0, 0.5])
+
+
+def test_topk_error_of_a_class_without_samples_is_undefined():
+    # labels 0, 0, 1; every top-1 prediction wrong; the top-2 lists hold the label of both class-0 samples
+    # only. Class 2 has no sample: its top-k error is undefined, -1 (not 0, a perfect score)
+    labels = np.array([0, 0, 1])
+    ranked = [[1, 0, 2], [1, 0, 2], [0, 2, 1]]
+    r = evaluation._classification_result(labels, ranked, [0, 1, 2], ["global", 0, 2],
+                                          ["top1_error", "top2_error"], "t")
+    assert (r["global"]["top1_error"], r["global"]["top2_error"]) == (1.0, pytest.approx(1 / 3))
+    assert (r["class_id_0"]["top1_error"], r["class_id_0"]["top2_error"]) == (1.0, 0.0)
+    assert (r["class_id_2"]["top1_error"], r["class_id_2"]["top2_error"]) == (-1.0, -1.0)
+
+
+def test_segmentation_refuses_negative_ids_and_results_of_another_shape(monkeypatch):
+    m = ha.read_dl_model("pretrained_dl_segmentation_compact.hdl")  # classes 0, 1
+    gt = np.array([[0, 1], [1, 0]], np.uint8)
+    ds = {"samples": [{"image_id": [0]}], "preprocess_param": {}, "dlsample_dir": "unused"}
+
+    def evaluate(pred):
+        # the model's result replaced by pred (apply_dl_model is not what is tested here)
+        monkeypatch.setattr(evaluation, "_batches", lambda d, model, selected: iter(
+            [(selected, [{"segmentation_image": gt}], [{"segmentation_image": pred}])]))
+        return ha.evaluate_dl_model(ds, m, "sample_indices", [0], {"measures": "all"})[0]
+
+    # one pixel of class 1 predicted as 0: class 0 IoU 2 / 3, class 1 IoU 1 / 2, 3 of 4 pixels right;
+    # a one-channel result given as (2, 2, 1) is the same image
+    for pred in (np.array([[0, 1], [0, 0]], np.int32), np.array([[[0], [1]], [[0], [0]]], np.int32)):
+        r = py(evaluate(pred))
+        assert r["pixel_accuracy"] == [0.75] and r["mean_iou"][0] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # -1 is no evaluated class id (it used to wrap around to the last id, 1, and count as right)
+    assert code_of(evaluate, np.array([[0, -1], [-1, 0]], np.int32)) == 1302
+    # a result of another size, or of the same pixel count in another shape, cannot be compared pixel by pixel
+    assert code_of(evaluate, np.zeros((3, 3), np.int32)) == 1301
+    assert code_of(evaluate, np.array([[0, 1, 1, 0]], np.int32)) == 1301
 
 
 def test_evaluate_selection_methods_and_default_measure(setup):
