@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -306,6 +307,9 @@ def read_dl_dataset_from_coco(coco_file_name, image_dir, gen_param):
             coco = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
         raise HOperatorError(H_ERR_WFF, f"{path!r} is no COCO annotation file: {e}", op) from None
+    except RecursionError:  # Python's parser recurses per nesting level
+        raise HOperatorError(H_ERR_WFF, f"{path!r} is no COCO annotation file: its JSON is nested too deeply",
+                             op) from None
     categories, images, boxes = _coco_entries(coco, path, op)
     samples = [{"image_id": i, "image_file_name": name,
                 "bbox_label_id": [v[0] for v in boxes[i]], "bbox_row1": [v[1] for v in boxes[i]],
@@ -317,7 +321,8 @@ def read_dl_dataset_from_coco(coco_file_name, image_dir, gen_param):
 
 def _coco_entries(coco, path: str, op: str):
     """Checks a parsed COCO file and returns (sorted [(category id, name)], [(image id, file name)],
-    {image id: [(category id, row1, col1, row2, col2)]}); any malformed entry raises 5238 naming it."""
+    {image id: [(category id, row1, col1, row2, col2)]}); any malformed entry raises 5238 naming it. Ids are
+    64-bit integers (category ids, the class ids, >= 0 as models take them), annotation ids unique."""
     def bad(what: str):
         raise HOperatorError(H_ERR_WFF, f"{path!r} is no valid COCO annotation file: {what}", op)
 
@@ -331,17 +336,17 @@ def _coco_entries(coco, path: str, op: str):
             bad(f"{key!r} must be a list of objects")
         return v
 
-    def integer(entry: dict, key: str, where: str) -> int:
+    def integer(entry: dict, key: str, where: str, low: int = -2 ** 63) -> int:
         v = entry.get(key)
-        if not is_int(v):
-            bad(f"{where} needs an integer {key!r}, got {v!r}")
+        if not is_int(v) or not low <= v < 2 ** 63:
+            bad(f"{where} needs an integer {key!r} in [{'-2^63' if low else 0}, 2^63), got {v!r}")
         return int(v)
 
     def listed(section: str, singular: str, text_key: str) -> dict:
         """{id: text} of the entries of a section, each with an integer id (unique) and a non-empty string."""
         out = {}
         for k, e in enumerate(entries(section, True)):
-            eid = integer(e, "id", f"{section}[{k}]")
+            eid = integer(e, "id", f"{section}[{k}]", 0 if section == "categories" else -2 ** 63)
             if not isinstance(e.get(text_key), str) or not e[text_key]:
                 bad(f"{section}[{k}] (id {eid}) needs a non-empty string {text_key!r}, got {e.get(text_key)!r}")
             if eid in out:
@@ -356,8 +361,14 @@ def _coco_entries(coco, path: str, op: str):
         bad(f"category names must be unique, got {sorted(categories.values())}")
     images = list(listed("images", "image", "file_name").items())
     boxes: dict = {iid: [] for iid, _ in images}
+    annotation_ids: set = set()
     for k, a in enumerate(entries("annotations", False)):
         where = f"annotations[{k}]" + (f" (id {a['id']!r})" if "id" in a else "")
+        if "id" in a:  # optional here; when given, unique (a repeated annotation would add its box twice)
+            aid = integer(a, "id", where)
+            if aid in annotation_ids:
+                bad(f"annotation id {aid} appears twice (again in annotations[{k}])")
+            annotation_ids.add(aid)
         iid = integer(a, "image_id", where)
         cid = integer(a, "category_id", where)
         if iid not in boxes:
@@ -365,7 +376,9 @@ def _coco_entries(coco, path: str, op: str):
         if cid not in categories:
             bad(f"{where} refers to category id {cid}, which 'categories' does not list")
         bbox = a.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) and math.isfinite(v) for v in bbox)):
+        # abs(v) <= the largest float: NaN and inf fail, and ints of any size compare (math.isfinite overflows)
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) and abs(v) <= sys.float_info.max
+                                                                  for v in bbox)):
             bad(f"{where} needs a 'bbox' of four finite numbers [x, y, width, height], got {bbox!r}")
         crowd = a.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, float):
@@ -373,7 +386,10 @@ def _coco_entries(coco, path: str, op: str):
         x, y, w, h = (float(v) for v in bbox)
         if crowd or w <= 0 or h <= 0:
             continue
-        boxes[iid].append((cid, y - 0.5, x - 0.5, y - 0.5 + h, x - 0.5 + w))
+        corners = (y - 0.5, x - 0.5, y - 0.5 + h, x - 0.5 + w)
+        if not all(math.isfinite(c) for c in corners):  # finite numbers whose sums overflow ([1e308] * 4)
+            bad(f"{where} has a 'bbox' {bbox!r} whose corners are not finite numbers")
+        boxes[iid].append((cid,) + corners)
     return sorted(categories.items()), images, boxes
 
 

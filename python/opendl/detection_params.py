@@ -8,8 +8,8 @@ HALCON does not publish its rule; opendl's is the following, derived from how th
   2 length2 and 2 length1 (rectangle2, in the box's own axes).
 - Levels: an anchor at level l has the base size 4 * 2^l. min_level is the level whose base size lies nearest
   below the smallest box size sqrt(h w) (at least 1), max_level the level whose base size lies nearest (in
-  log scale) to the largest box size (at most the deepest level whose map is still 1 pixel or more), and
-  max_level >= min_level.
+  log scale) to the largest box size (at most the deepest level whose map is still 1 pixel or more, and at most
+  8, create_dl_model_detection's deepest level), and max_level >= min_level.
 - anchor_aspect_ratios (h / w) and anchor_num_subscales: the smallest set, by number of anchors per map cell,
   for which 99 % of the boxes find an anchor of IoU >= 0.6 when centred on them (margin above the 0.5 of the
   assignment, since centres fall on a grid). Candidate ratio sets are 1-D k-means centres of log(h / w)
@@ -19,7 +19,10 @@ HALCON does not publish its rule; opendl's is the following, derived from how th
   number n of 1, 2, 4, 6, 8, 12 for which 95 % of the boxes lie within 15 degrees (modulo pi) of an angle,
   starting at the most frequent orientation bin.
 GenParam: 'split' (only the samples of that split, e.g. 'train'; default all samples), 'coverage' (the
-share of boxes to cover, default 0.99), 'min_iou' (default 0.6). The result holds only keys of
+share of boxes to cover, default 0.99), 'min_iou' (default 0.6). image_width_target and image_height_target are
+integers in [8, 2^31 - 1] (HALCON's image sizes are 32-bit, as in create_dl_preprocess_param). A box value that is
+not a finite number, or a box key holding another number of values than 'bbox_label_id', raises 1301 naming the
+sample (its index in the dataset's 'samples') and the key. The result holds only keys of
 create_dl_model_detection's dlmodel_detection_param (it is passed on as it is): image_width, image_height,
 min_level, max_level, anchor_num_subscales, anchor_aspect_ratios, instance_type (+ anchor_angles,
 ignore_direction for rectangle2).
@@ -38,6 +41,15 @@ from .images import read_image
 
 _RECT1 = ("bbox_row1", "bbox_col1", "bbox_row2", "bbox_col2")
 _RECT2 = ("bbox_row", "bbox_col", "bbox_length1", "bbox_length2", "bbox_phi")
+_MAX_LEVEL = 8  # create_dl_model_detection's range of min_level and max_level is [1, 8]
+_MAX_SIZE = 2 ** 31 - 1
+
+
+def _finite(x) -> bool:
+    try:
+        return is_number(x) and math.isfinite(x)
+    except OverflowError:  # an int beyond the range of a float (a plain Python dict may hold one)
+        return False
 
 
 def _kmeans_1d(x: np.ndarray, k: int) -> np.ndarray:
@@ -72,8 +84,10 @@ def determine_dl_model_detection_param(dldataset, image_width_target, image_heig
     for value, what, pos in ((image_width_target, "image_width_target", 2), (image_height_target,
                                                                              "image_height_target", 3)):
         v = as_list(value)
-        if len(v) != 1 or not is_int(v[0]) or v[0] < 8:
-            raise HOperatorError(1200 + pos, f"{what} must be one integer >= 8, got {value!r}", op)
+        if len(v) != 1 or not is_int(v[0]):
+            raise HOperatorError(1200 + pos, f"{what} must be one integer, got {value!r}", op)
+        if not 8 <= v[0] <= _MAX_SIZE:
+            raise HOperatorError(1300 + pos, f"{what} must lie in [8, {_MAX_SIZE}], got {v[0]!r}", op)
     tw, th = int(as_list(image_width_target)[0]), int(as_list(image_height_target)[0])
     params = gen_params(gen_param, op, 4, ("split", "coverage", "min_iou"))
     share = params.get("coverage", [0.99])
@@ -82,20 +96,20 @@ def determine_dl_model_detection_param(dldataset, image_width_target, image_heig
         if len(v) != 1 or not is_number(v[0]) or not 0 < v[0] <= 1:
             raise HOperatorError(1304, f"GenParam {what!r} must be a number in (0, 1], got {v!r}", op)
     share, min_iou = float(share[0]), float(min_iou[0])
-    samples = samples_of(ds, op)
+    samples = list(enumerate(samples_of(ds, op)))  # with their index in 'samples', for the messages
     if "split" in params:
         wanted = set(params["split"])
-        samples = [s for s in samples if get1(s, "split") in wanted]
+        samples = [(i, s) for i, s in samples if get1(s, "split") in wanted]
         if not samples:
             raise HOperatorError(1304, f"no sample has split in {sorted(wanted)!r} (run split_dl_dataset)", op)
-    with_boxes = [s for s in samples if "bbox_label_id" in s]
+    with_boxes = [(i, s) for i, s in samples if "bbox_label_id" in s]
     if not with_boxes:
-        raise HOperatorError(1302, "dldataset holds no detection samples (no 'bbox_label_id')", op)
-    rect2 = "bbox_row" in with_boxes[0]
+        raise HOperatorError(1301, "dldataset holds no detection samples (no 'bbox_label_id')", op)
+    rect2 = "bbox_row" in with_boxes[0][1]
     keys = _RECT2 if rect2 else _RECT1
     image_dir = get1(ds, "image_dir", "") or ""
     hs, ws, phis = [], [], []
-    for i, s in enumerate(with_boxes):
+    for i, s in with_boxes:
         ids = get(s, "bbox_label_id", [])
         if not ids:
             continue
@@ -105,28 +119,42 @@ def determine_dl_model_detection_param(dldataset, image_width_target, image_heig
         name = get1(s, "image_file_name")
         if name is None:
             raise HOperatorError(2894, f"sample {i} has no 'image_file_name'", op)
+        v = {}
+        for k in keys:
+            t = get(s, k)
+            if isinstance(t, np.ndarray) or len(t) != len(ids) or not all(map(_finite, t)):
+                raise HOperatorError(1301, f"sample {i}: {k!r} must hold finite numbers, one per box ({len(ids)} "
+                                           f"in 'bbox_label_id'), got {t!r:.200}", op)
+            v[k] = np.asarray(t, np.float64)
         img = read_image(f"{image_dir}/{name}" if image_dir else name)
         fr, fc = th / img.shape[0], tw / img.shape[1]
-        v = {k: np.asarray(get(s, k), np.float64) for k in keys}
-        if rect2:
-            # the box axes scaled like preprocessing scales them (see preprocess._scale_boxes)
-            phi = v["bbox_phi"]
-            a1 = np.stack([-np.sin(phi) * v["bbox_length1"] * fr, np.cos(phi) * v["bbox_length1"] * fc])
-            a2 = np.stack([-np.cos(phi) * v["bbox_length2"] * fr, -np.sin(phi) * v["bbox_length2"] * fc])
-            n1 = np.hypot(a1[0], a1[1])
-            ws.append(2 * n1)
-            hs.append(2 * np.abs(a1[0] * a2[1] - a1[1] * a2[0]) / n1)
-            phis.append(np.arctan2(-a1[0], a1[1]))
-        else:
-            hs.append((v["bbox_row2"] - v["bbox_row1"]) * fr)
-            ws.append((v["bbox_col2"] - v["bbox_col1"]) * fc)
+        # Finite values can still overflow in the scaled sizes, their products and ratios (1e300-pixel boxes):
+        # computed without warnings, then refused.
+        with np.errstate(all="ignore"):
+            if rect2:
+                # the box axes scaled like preprocessing scales them (see preprocess._scale_boxes)
+                phi = v["bbox_phi"]
+                a1 = np.stack([-np.sin(phi) * v["bbox_length1"] * fr, np.cos(phi) * v["bbox_length1"] * fc])
+                a2 = np.stack([-np.cos(phi) * v["bbox_length2"] * fr, -np.sin(phi) * v["bbox_length2"] * fc])
+                n1 = np.hypot(a1[0], a1[1])
+                hh, ww = 2 * np.abs(a1[0] * a2[1] - a1[1] * a2[0]) / n1, 2 * n1
+                phis.append(np.arctan2(-a1[0], a1[1]))
+            else:
+                hh, ww = (v["bbox_row2"] - v["bbox_row1"]) * fr, (v["bbox_col2"] - v["bbox_col1"]) * fc
+            if np.any(hh <= 0) or np.any(ww <= 0):
+                raise HOperatorError(1301, f"sample {i}: a box has no area (row2 <= row1, col2 <= col1 or a length "
+                                           "<= 0)", op)
+            finite = np.isfinite(hh) & np.isfinite(ww) & np.isfinite(hh * ww) & np.isfinite(hh / ww) & \
+                np.isfinite(ww / hh)
+        if not np.all(finite):
+            raise HOperatorError(1301, f"sample {i}: a box's size at the target image size is out of range", op)
+        hs.append(hh)
+        ws.append(ww)
     if not hs:
-        raise HOperatorError(1302, "the selected samples hold no boxes", op)
+        raise HOperatorError(1301, "the selected samples hold no boxes", op)
     h, w = np.concatenate(hs), np.concatenate(ws)
-    if np.any(h <= 0) or np.any(w <= 0):
-        raise HOperatorError(1302, "a box has no area (row2 <= row1, col2 <= col1 or a length <= 0)", op)
     size = np.sqrt(h * w)
-    deepest = max(1, int(math.floor(math.log2(min(tw, th)))))
+    deepest = min(_MAX_LEVEL, max(1, int(math.floor(math.log2(min(tw, th))))))
     min_level = int(min(max(1, math.floor(math.log2(size.min() / 4.0))), deepest))
     max_level = int(min(max(min_level, math.ceil(math.log2(size.max() / 4.0) - 0.5)), deepest))
     logr = np.log(h / w)
@@ -141,7 +169,8 @@ def determine_dl_model_detection_param(dldataset, image_width_target, image_heig
                 best = (key, ratios, sub, cov)
     _, ratios, sub, _ = best
     out = {"image_width": tw, "image_height": th, "min_level": min_level, "max_level": max_level,
-           "anchor_num_subscales": sub, "anchor_aspect_ratios": [round(r, 4) for r in ratios],
+           # 4 significant digits: rounding to decimals made the ratios of very flat boxes 0.0
+           "anchor_aspect_ratios": [float(f"{r:.4g}") for r in ratios], "anchor_num_subscales": sub,
            "instance_type": "rectangle2" if rect2 else "rectangle1"}
     if rect2:
         phi = np.mod(np.concatenate(phis), math.pi)

@@ -1,11 +1,17 @@
 """Deep-learning devices (spec A.3): query_available_dl_devices, get_dl_device_param, set_dl_device_param.
 The CPU is always device 0 of runtime 'cpu'; GPUs appear when the CUDA plugin, its libraries and a driver are
-present (libopendl_cuda is loaded on the first query). A device handle is an HHandle of type 'dl_device'."""
+present (libopendl_cuda is loaded on the first query). A device handle is an HHandle of type 'dl_device'.
+
+Each query (and get_dl_model_param 'device') returns new handle objects on one read-only info mapping per
+device. Handles on one device compare equal (the device is one object), but clear_handle empties only the
+handle object it is given: with one shared object, clearing it made every later query and every model's
+'device' raise 2450 for the rest of the process."""
 
 from __future__ import annotations
 
 import os
 import platform
+from types import MappingProxyType
 
 from . import _core
 from ._convert import as_list, one_str, single
@@ -27,7 +33,8 @@ def _cpu_name() -> str:
 
 
 def _devices() -> list:
-    """One info dict per device, created once per process so that handles compare equal across queries."""
+    """One handle per device, created once per process and never handed out: it gives the info mapping and the
+    id that the handles of _handle share."""
     if "all" not in _cache:
         infos = [{"type": "cpu", "runtime": "cpu", "id": 0, "name": _cpu_name(), "num_threads": os.cpu_count() or 1,
                   "precisions": ["float32"], "inference_only": "false"}]
@@ -40,15 +47,24 @@ def _devices() -> list:
             # optimize_dl_model_for_inference converts for either (float32, batch normalisations folded).
             d.update({"ai_accelerator_interface": "none", "calibration_precisions": [],
                       "conversion_supported": "true", "settable_device_params": []})
-        _cache["all"] = [HHandle(d, "dl_device") for d in infos]
+        _cache["all"] = [HHandle(MappingProxyType({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}),
+                                 "dl_device") for d in infos]
     return _cache["all"]
 
 
+def _handle(proto: HHandle) -> HHandle:
+    """A new handle on the device of ``proto``: equal to every other handle on it, cleared on its own."""
+    h = HHandle(proto._obj, "dl_device")
+    h._id = proto._id
+    return h
+
+
 def device_for(runtime: str, gpu_id: int = 0):
-    for h in _devices():
-        info = h.core("get_dl_model_param")
+    """A new handle on the device of the runtime (and GPU id), or None."""
+    for proto in _devices():
+        info = proto._obj
         if info["runtime"] == runtime and (runtime == "cpu" or info["id"] == gpu_id):
-            return h
+            return _handle(proto)
     return None
 
 
@@ -64,12 +80,7 @@ def query_available_dl_devices(gen_param_name, gen_param_value):
         if n not in ("runtime", "type", "id", "name"):
             raise HOperatorError(1301, f"unknown filter {n!r} (available: 'runtime', 'type', 'id', 'name')", op)
         wanted.setdefault(n, []).append(v)
-    out = []
-    for h in _devices():
-        info = h.core(op)
-        if all(info[n] in vs for n, vs in wanted.items()):
-            out.append(h)
-    return out
+    return [_handle(proto) for proto in _devices() if all(proto._obj[n] in vs for n, vs in wanted.items())]
 
 
 def query_available_dl_devices_s(gen_param_name, gen_param_value):
@@ -92,7 +103,9 @@ def get_dl_device_param_s(dldevice_handle, gen_param_name):
 def set_dl_device_param(dldevice_handle, gen_param_name, gen_param_value):
     op = "set_dl_device_param"
     info = expect_handle(dldevice_handle, "dl_device", op, "dldevice_handle")
-    names = as_list(gen_param_name)
+    names, values = as_list(gen_param_name), as_list(gen_param_value)
+    if len(names) != len(values):  # as the other gen_param operators: 140n of gen_param_value
+        raise HOperatorError(1403, f"{len(names)} gen_param_name(s) but {len(values)} gen_param_value(s)", op)
     if names:
         raise HOperatorError(1302, f"device parameter {names[0]!r} cannot be set: the {info['type']} device has "
                                    "no settable parameters", op)

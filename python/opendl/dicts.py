@@ -24,9 +24,11 @@ Decisions where HALCON's reference leaves the behaviour open or opendl has no HA
   value that cannot be written (a handle other than a dict, a cleared dict handle; for JSON also an image);
   'false'/'low_level' leave that key out (HALCON writes an empty handle in its place, which the container
   cannot hold). Reference cycles between dicts raise 2456 (H_ERR_HANDLE_CYCLES) in every mode.
-- read_dict tries FileName, then FileName + '.hdict', then FileName + '.json' (as HALCON does). A name ending in
-  '.json', or an unknown ending with text starting with '{' or '[', is read as JSON; everything else as the
-  binary container. JSON that does not parse raises 5238 (H_ERR_WFF).
+- read_dict tries FileName, then FileName + '.hdict', then FileName + '.json' (as HALCON does). The content
+  decides the format, whatever the name's ending (so that every write_dict 'file_type' reads back): a file
+  starting with the container's magic bytes is a container, one whose text starts with '{' or '[' JSON; any
+  other file is read as JSON when its name ends in '.json', else as a container. A file that does not parse
+  raises 5238 (H_ERR_WFF).
 - JSON mapping (dict_to_json, write_dict): a dict becomes an object, except that a non-empty dict whose keys are
   exactly 0, 1, ..., n-1 in that order becomes an array (the inverse of json_to_dict's default for arrays); int
   keys become their decimal text. A 1-element tuple becomes the bare value, any other tuple an array. Strings,
@@ -34,12 +36,19 @@ Decisions where HALCON's reference leaves the behaviour open or opendl has no HA
   numbers); images and handles other than dicts are not serialisable (see above). Keys 1 and '1' in one dict
   would collide in JSON and raise 1301. Output is compact UTF-8 text.
 - JSON mapping (json_to_dict, read_dict): an object becomes a dict with str keys; a string or number becomes a
-  1-element tuple (integers beyond 64 bits become reals); true/false/null become the values of the generic
-  parameters 'json_value_true' (default 1), 'json_value_false' (default 0) and 'json_value_null' (default: the
-  empty tuple, since opendl has no HNULL). 'convert_json_arrays_to' 'dict' (default, as in HALCON) turns an array
-  into a dict with keys 0..n-1; 'tuple' turns it into one tuple (objects inside become dict handles, arrays
-  inside become dicts with keys 0..n-1, a null element adds the null value). A top-level array becomes a dict
-  either way. Text that does not parse raises 1301 naming the position.
+  1-element tuple. Integers beyond 64 bits and numbers beyond the range of a double (1e999) raise 1301 (5238 in
+  read_dict) naming the number: opendl's integers are 64-bit, and turning them into reals would silently change ids
+  and counts. true/false/null become the values of the generic parameters 'json_value_true' (default 1),
+  'json_value_false' (default 0) and 'json_value_null' (default: the empty tuple, since opendl has no HNULL).
+  'convert_json_arrays_to' 'dict' (default, as in HALCON) turns an array into a dict with keys 0..n-1; 'tuple' turns
+  it into one tuple (objects inside become dict handles, arrays inside become dicts with keys 0..n-1, a null element
+  adds the null value). A top-level array becomes a dict either way. Text that does not parse raises 1301 naming the
+  position.
+- Strings are Unicode text with a UTF-8 form. A str holding lone surrogates (os.listdir's stand-in for the bytes
+  of a file name in another encoding, or JSON's "\\ud800") can be neither written nor passed to the C++ layer, so
+  set_dict_tuple, json_to_dict and from_python_dict refuse it as a key or value (130n of the parameter), and so
+  do write_dict and dict_to_json for content stored by other means (1301), before a file is touched.
+- Nesting: at most MAX_DEPTH (256) levels of dicts, in every reader and writer (2899 beyond).
 - Error codes follow HALCON's numbering by parameter position: 120n wrong type, 130n wrong value, 140n wrong
   number of values of the n-th control parameter (get_dict_param's key is parameter 3, so 1203 there).
 """
@@ -49,7 +58,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
@@ -96,8 +104,27 @@ def _is_live_dict(e) -> bool:
     return isinstance(e, HHandle) and e.sem_type == "dict" and e._obj is not None
 
 
+def _is_utf8(s: str) -> bool:
+    """False for a str holding lone surrogates, which has no UTF-8 form (see the module notes)."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_utf8(what: str, s: str, op: str, code: int) -> HOperatorError:
+    return HOperatorError(code, f"{what} {s!r}: not valid Unicode text (it holds a lone surrogate, as os.listdir "
+                                "gives for a file name in another encoding)", op)
+
+
 def _key(k, op: str, code: int):
+    """``code``: the key parameter's wrong-type code; a str without a UTF-8 form is a wrong value (code + 100)."""
     if isinstance(k, str):
+        if not _is_utf8(k):
+            raise _not_utf8("key", k, op, code + 100)
         return str(k)
     if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
         v = int(k)
@@ -122,9 +149,14 @@ def _one_key(key, op: str):
 
 def _element(v, op: str, where: str, code: int = H_ERR_WIPT1):
     """One tuple element: int (64-bit), float, str or HHandle; numpy scalars become Python numbers, bools ints,
-    and a plain Python dict becomes a new dict handle."""
-    if isinstance(v, (str, HHandle)):
-        return str(v) if isinstance(v, str) else v
+    and a plain Python dict becomes a new dict handle. ``code``: the parameter's wrong-type code; values of the
+    right type that cannot be stored raise its wrong-value code (code + 100)."""
+    if isinstance(v, str):
+        if not _is_utf8(v):
+            raise _not_utf8(f"{where} holds the string", v, op, code + 100)
+        return str(v)
+    if isinstance(v, HHandle):
+        return v
     if isinstance(v, (bool, np.bool_)):
         return int(v)
     if isinstance(v, (int, np.integer)):
@@ -205,7 +237,11 @@ def _gen_params(names, values, op: str, pos: int, allowed: dict) -> dict:
                                  op)
         if choices is None and not isinstance(v, (int, float, str)):
             raise HOperatorError(1300 + pos + 1, f"{n!r} takes an int, float or str, got {v!r}", op)
-        out[n] = v
+        if choices is None and isinstance(v, int) and not _INT64_MIN <= v <= _INT64_MAX:
+            raise HOperatorError(1300 + pos + 1, f"{n!r} must fit 64 bits, got {v}", op)
+        if isinstance(v, str) and not _is_utf8(v):
+            raise _not_utf8(f"the value of {n!r}", v, op, 1300 + pos + 1)
+        out[n] = int(v) if isinstance(v, bool) else v
     return out
 
 
@@ -410,6 +446,8 @@ def _file_name(file_name, op: str, code: int) -> str:
     # The C++ layer would end the name at a NUL and so read or overwrite another file.
     if "\0" in (path if isinstance(path, str) else path.decode("utf-8", "replace")):
         raise HOperatorError(code, f"file_name must not contain a NUL character, got {path!r}", op)
+    if isinstance(path, str) and not _is_utf8(path):  # the C++ layer takes UTF-8 names
+        raise _not_utf8("file_name", path, op, code + 100)
     return path
 
 
@@ -419,6 +457,7 @@ def _to_tree(h: HHandle, op: str, strict: bool, path: set) -> dict:
     _enter(h, path, op)
     tree = {}
     for k, v in d.items():
+        _check_text_key(k, op)
         if isinstance(v, np.ndarray):
             tree[k] = np.ascontiguousarray(v)
             continue
@@ -431,6 +470,7 @@ def _to_tree(h: HHandle, op: str, strict: bool, path: set) -> dict:
                     raise _not_serializable(e, k, "cannot be written to a file", op)
                 break
             else:
+                _check_text(e, k, op)
                 out.append(e)
         else:
             tree[k] = out
@@ -438,7 +478,22 @@ def _to_tree(h: HHandle, op: str, strict: bool, path: set) -> dict:
     return tree
 
 
-def _from_tree(tree: dict) -> HHandle:
+def _check_text_key(k, op: str) -> None:
+    """Content stored by other means than the checked operators (a dataset reader's file names) is checked when
+    written: dict_handle is parameter 1, so a key or string without a UTF-8 form raises 1301 naming it."""
+    if isinstance(k, str) and not _is_utf8(k):
+        raise _not_utf8("key", k, op, H_ERR_WIPV1)
+
+
+def _check_text(e, k, op: str) -> None:
+    if isinstance(e, str) and not _is_utf8(e):
+        raise _not_utf8(f"key {k!r} holds the string", e, op, H_ERR_WIPV1)
+
+
+def _from_tree(tree: dict, op: str = "", depth: int = 1) -> HHandle:
+    # The C++ container reads one level more than the writers here write: the limit is MAX_DEPTH for all.
+    if depth > MAX_DEPTH:
+        raise HOperatorError(H_ERR_DICT_NESTED_TOO_DEEP, f"dicts are nested more than {MAX_DEPTH} levels deep", op)
     content = {}
     for k, v in tree.items():
         if isinstance(v, np.ndarray):
@@ -446,7 +501,7 @@ def _from_tree(tree: dict) -> HHandle:
             view.flags.writeable = False
             content[k] = view
         else:
-            content[k] = [_from_tree(e) if isinstance(e, dict) else e for e in v]
+            content[k] = [_from_tree(e, op, depth + 1) if isinstance(e, dict) else e for e in v]
     return _new_handle(content)
 
 
@@ -461,36 +516,59 @@ def write_dict(dict_handle, file_name, gen_param_name, gen_param_value):
     strict = params.get(_NOSER, "true") == "true"
     file_type = params.get("file_type", "json" if path.lower().endswith(".json") else "hdict")
     if file_type == "json":
-        _write_text_atomic(path, _dict_to_json_text(h, op, strict), op)
+        text = _dict_to_json_text(h, op, strict).encode("utf-8")
+        _write_atomically(path, lambda f: f.write(text), op)
     else:
         _call_core("dict_write_file", op, path, _to_tree(h, op, strict, set()))
 
 
-def _write_text_atomic(path: str, text: str, op: str) -> None:
+def _write_atomically(path: str, write, op: str) -> None:
+    """Writes a file through ``write(binary_file)`` into a new file in the target's directory and renames it over
+    ``path`` only when all went well: a failure at any point (a full disk, an encoder refusing the data) leaves an
+    existing file as it was and no temporary file behind, and maps to 3142. The new file gets the permissions
+    open() gives (0666 less the umask), as the C++ container's files do; mkstemp's would be 0600."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".opendl-", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        while tmp is None:
+            name = os.path.join(directory, f".opendl-{os.urandom(6).hex()}.tmp")
+            try:
+                f = open(name, "xb")  # a named file object: tifffile needs the name
+            except FileExistsError:
+                continue
+            tmp = name
+        with f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise HOperatorError(H_ERR_FILE_WR, f"cannot write {path!r}: {e.strerror or e}", op) from e
+        tmp = None
+    except HOperatorError:
+        raise
+    except Exception as e:  # OSError, and whatever an encoder raises (imagecodecs' Jpeg8Error is a RuntimeError)
+        raise HOperatorError(H_ERR_FILE_WR, f"cannot write {path!r}: {getattr(e, 'strerror', None) or e}", op) \
+            from e
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+_CONTAINER_MAGIC = b"OPENDLC\0"  # the first bytes of every container (cpp/src/io/container.cpp)
 
 
 def _looks_like_json(path: str) -> bool:
-    lower = path.lower()
-    if lower.endswith(".json"):
-        return True
-    if lower.endswith(".hdict"):
-        return False
+    """The content decides, whatever the extension, so that write_dict's 'file_type' output always reads back;
+    the name only decides for a file that is neither (and so gets that format's error message)."""
     with open(path, "rb") as f:
-        head = f.read(64).lstrip()
-    return head[:1] in (b"{", b"[")
+        head = f.read(64)
+    if head.startswith(_CONTAINER_MAGIC):
+        return False
+    if head.lstrip()[:1] in (b"{", b"["):
+        return True
+    return path.lower().endswith(".json")
 
 
 def read_dict(file_name, gen_param_name, gen_param_value):
@@ -502,6 +580,8 @@ def read_dict(file_name, gen_param_name, gen_param_value):
         if os.path.isfile(candidate):
             break
     else:
+        if os.path.isdir(path):  # as read_dl_model says
+            raise HOperatorError(H_ERR_FNF, f"{path!r} is a directory, not a file", op)
         raise HOperatorError(H_ERR_FNF, f"file {path!r} not found", op)
     try:
         is_json = _looks_like_json(candidate)
@@ -518,7 +598,7 @@ def read_dict(file_name, gen_param_name, gen_param_value):
     if isinstance(tree, dict) and list(tree.get("format", [])) == ["opendl_model"] and "format_version" in tree:
         raise HOperatorError(H_ERR_WFF, f"{candidate!r} is a deep-learning model file (write_dl_model); read it "
                                         "with read_dl_model", op)
-    return _from_tree(tree)
+    return _from_tree(tree, op)
 
 
 # ---------------------------------------------------------------- JSON
@@ -530,6 +610,7 @@ def _to_json_value(h: HHandle, op: str, strict: bool, path: set):
     keys = list(d)
     items = []
     for k, v in d.items():
+        _check_text_key(k, op)
         if isinstance(v, np.ndarray):
             if strict:
                 raise _not_serializable(v, k, "JSON cannot represent", op)
@@ -545,6 +626,7 @@ def _to_json_value(h: HHandle, op: str, strict: bool, path: set):
             elif isinstance(e, float) and not math.isfinite(e):
                 raise HOperatorError(H_ERR_WIPV1, f"key {k!r} holds {e}, which JSON cannot represent", op)
             else:
+                _check_text(e, k, op)
                 conv.append(e)
         else:
             items.append((k, conv[0] if len(conv) == 1 else conv))
@@ -584,39 +666,45 @@ _JSON_READ_PARAMS = {"json_value_true": None, "json_value_false": None, "json_va
 
 
 class _JsonReader:
-    def __init__(self, params: dict, op: str):
+    def __init__(self, params: dict, op: str, bad_code: int):
         self.true = [params.get("json_value_true", 1)]
         self.false = [params.get("json_value_false", 0)]
         self.null = [params["json_value_null"]] if "json_value_null" in params else []
         self.arrays_as_dict = params.get("convert_json_arrays_to", "dict") == "dict"
         self.op = op
+        self.bad_code = bad_code
 
     def handle(self, node, depth: int) -> HHandle:
-        if depth > MAX_DEPTH:
+        if depth >= MAX_DEPTH:  # depth 0 is the top level: MAX_DEPTH levels in all, as the writers allow
             raise HOperatorError(H_ERR_DICT_NESTED_TOO_DEEP, f"the JSON is nested more than {MAX_DEPTH} levels "
                                                              "deep", self.op)
         items = node.items() if isinstance(node, dict) else enumerate(node)
-        return _new_handle({k: self.tuple(v, depth) for k, v in items})
+        content = {}
+        for k, v in items:
+            if isinstance(k, str) and not _is_utf8(k):  # JSON's "\ud800" escape gives a lone surrogate
+                raise _not_utf8("the JSON name", k, self.op, self.bad_code)
+            content[k] = self.tuple(v, depth, k)
+        return _new_handle(content)
 
-    def tuple(self, v, depth: int) -> list:
+    def tuple(self, v, depth: int, key) -> list:
         if isinstance(v, list) and not self.arrays_as_dict:
             out = []
             for e in v:
-                out.extend([self.handle(e, depth + 1)] if isinstance(e, (dict, list)) else self.scalar(e))
+                out.extend([self.handle(e, depth + 1)] if isinstance(e, (dict, list)) else self.scalar(e, key))
             return out
         if isinstance(v, (dict, list)):
             return [self.handle(v, depth + 1)]
-        return self.scalar(v)
+        return self.scalar(v, key)
 
-    def scalar(self, v) -> list:
+    def scalar(self, v, key) -> list:
         if v is True:
             return list(self.true)
         if v is False:
             return list(self.false)
         if v is None:
             return list(self.null)
-        if isinstance(v, int) and not _INT64_MIN <= v <= _INT64_MAX:
-            return [float(v)]
+        if isinstance(v, str) and not _is_utf8(v):
+            raise _not_utf8(f"the JSON value of {key!r}", v, self.op, self.bad_code)
         return [v]
 
 
@@ -626,25 +714,32 @@ class _JsonValueError(ValueError):
 
 def _json_text_to_handle(text: str, op: str, params: dict, bad_code: int) -> HHandle:
     def integer(digits: str) -> int:
-        v = int(digits)
-        if not -2 ** 63 <= v < 2 ** 63:
+        v = int(digits) if len(digits) <= 20 else None  # longer: beyond 64 bits (and maybe Python's digit limit)
+        if v is None or not _INT64_MIN <= v <= _INT64_MAX:
             raise _JsonValueError(f"the integer {digits[:20]}{'...' if len(digits) > 20 else ''} does not fit "
-                                  "64 bits")
+                                  "64 bits (opendl's integers are 64-bit; write it as a real, e.g. 1.8e19)")
+        return v
+
+    def real(digits: str) -> float:
+        v = float(digits)
+        if not math.isfinite(v):
+            raise _JsonValueError(f"the number {digits[:20]}{'...' if len(digits) > 20 else ''} is out of range "
+                                  "(beyond the largest double)")
         return v
 
     def constant(name: str):
-        raise _JsonValueError(f"{name} is not a JSON value (JSON has no NaN or infinity)")
+        raise ValueError(f"{name} is not a JSON value (JSON has no NaN or infinity)")
 
     try:
-        node = json.loads(text, parse_int=integer, parse_constant=constant)
-    except _JsonValueError as e:
-        raise HOperatorError(bad_code, f"the text is no valid JSON: {e}", op) from None
+        node = json.loads(text, parse_int=integer, parse_float=real, parse_constant=constant)
+    except _JsonValueError as e:  # valid JSON that opendl's values cannot hold
+        raise HOperatorError(bad_code, f"the JSON text holds a value opendl cannot store: {e}", op) from None
     except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError, as is Python's digit limit
         raise HOperatorError(bad_code, f"the text is no valid JSON: {e}", op) from None
     if not isinstance(node, (dict, list)):
         raise HOperatorError(bad_code, f"the JSON text must hold an object or an array, not {type(node).__name__}",
                              op)
-    return _JsonReader(params, op).handle(node, 0)
+    return _JsonReader(params, op, bad_code).handle(node, 0)
 
 
 def json_to_dict(json_string, gen_param_name, gen_param_value):

@@ -14,9 +14,10 @@ Decisions where HALCON's reference leaves the behaviour open or opendl has no HA
   keeps the alpha channel as a fourth channel; palette images become RGB (RGBA with transparency); bilevel
   images become 0/255 bytes; CMYK and YCbCr JPEGs become RGB; 16-bit gray -> uint16; 16-bit colour PNGs
   (also interlaced ones) -> uint16 (H, W, C). TIFF: the first page; gray and RGB TIFFs keep their sample type
-  (uint8, uint16, int16, int32, float32; uint32 becomes int32, float64 float32) and all their samples as
+  (uint8, uint16, int16, int32, float32; uint32 becomes int32 and float64 float32 when every value fits, since
+  opendl's images have no wider types; otherwise 5238 names the file and the values) and all their samples as
   channels, whether stored chunky or planar; palette, CMYK and min-is-white TIFFs are converted like the other
-  formats.
+  formats. A file that decodes to no pixels (a 0 x N TIFF) raises 5238.
 - write_image: formats 'png' (optional zlib level 'png 0'..'png 9', or 'png best' / 'png fastest' / 'png none'),
   'jpeg' (optional quality 'jpeg 90'; Pillow's default 75 otherwise), 'tiff' (optional compression 'tiff none'
   (default) / 'tiff deflate' / 'tiff deflate 9' / 'tiff lzw' / 'tiff packbits' / 'tiff jpeg' (quality 75) /
@@ -24,12 +25,16 @@ Decisions where HALCON's reference leaves the behaviour open or opendl has no HA
   ends in one of that format's extensions. PNG stores byte and uint2 images with 1 to 4 channels, JPEG byte images
   with 1 or 3 channels, BMP byte images with 1 or 3 channels, TIFF byte, uint2, int2, int4 and real images with any
   number of channels and every compression except 'tiff jpeg', which takes byte images with 1 or 3 channels; other
-  combinations raise 1301 naming the format and the image type. TIFFs with 3 or 4 channels of byte or uint2 are
-  written as RGB (the fourth channel as alpha), all others as gray with extra samples.
+  combinations raise 1301 naming the format and the image type. JPEG (also inside TIFF) stores at most 65500
+  pixels per side (libjpeg's limit); larger images raise 1301. TIFFs with 3 or 4 channels of byte or uint2 are
+  written as RGB (the fourth channel as alpha), all others as gray with extra samples. The file is written next
+  to its final name and renamed over it only when the encoder succeeded, so a failed write_image leaves an
+  existing file as it was.
   fill_color (the value of pixels outside the domain in HALCON) must be one number; numpy images have no
   domain, so it has no effect.
 - Errors: a missing file 5200 naming it, a file that cannot be decoded 5238 (H_ERR_WFF), a file that cannot be
-  written 3142 (H_ERR_FILE_WR); bad parameter types 120n, bad values 130n (n = control parameter position).
+  written or an encoder failure 3142 (H_ERR_FILE_WR); bad parameter types 120n, bad values 130n (n = control
+  parameter position; a NUL in file_name is a bad value, 1303).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import os
 import numpy as np
 
 from ._convert import as_list
-from .errors import H_ERR_FILE_WR, H_ERR_FNF, H_ERR_WFF, HOperatorError
+from .dicts import _write_atomically
+from .errors import H_ERR_FNF, H_ERR_WFF, HOperatorError
 
 __all__ = ["read_image", "write_image"]
 
@@ -49,6 +55,7 @@ WRITE_EXTENSIONS = {"png": (".png",), "jpeg": (".jpg", ".jpeg", ".jpe"), "tiff":
                     "bmp": (".bmp",)}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic TIFF and BigTIFF, both byte orders
+_JPEG_MAX_SIDE = 65500  # libjpeg's JPEG_MAX_DIMENSION, checked first: the encoders say "broken data stream"
 
 
 def _pil():
@@ -101,7 +108,24 @@ def _read_tiff(path: str):
         arr = page.asarray()
         if arr.ndim == 3 and int(page.planarconfig) == 2:
             arr = np.moveaxis(arr, 0, -1)
-    return arr.astype({np.uint32: np.int32, np.float64: np.float32}.get(arr.dtype.type, arr.dtype), copy=False)
+    return arr
+
+
+def _narrowed(arr: np.ndarray, path: str, op: str) -> np.ndarray:
+    """uint32 and float64 samples (TIFF) as opendl's int4 and real images; refused where a value does not fit,
+    instead of wrapping to a negative number or overflowing to infinity."""
+    if arr.dtype == np.uint32:
+        if arr.size and int(arr.max()) > np.iinfo(np.int32).max:
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: uint32 values above 2^31-1 (here {int(arr.max())}) do not fit "
+                                            "int4 (int32), the widest integer image type", op)
+        return arr.astype(np.int32)
+    if arr.dtype == np.float64:
+        finite = np.abs(arr[np.isfinite(arr)])
+        if finite.size and finite.max() > np.finfo(np.float32).max:
+            raise HOperatorError(H_ERR_WFF, f"{path!r}: float64 values outside the float32 range (here "
+                                            f"{finite.max():g}) do not fit real (float32) images", op)
+        return arr.astype(np.float32)
+    return arr
 
 
 _CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
@@ -143,6 +167,11 @@ def _read_one(name, op: str) -> np.ndarray:
         raise
     except Exception as e:  # the decoders raise many types for undecodable files
         raise HOperatorError(H_ERR_WFF, f"{path!r} cannot be read as an image: {e}", op) from None
+    if arr.size == 0:
+        raise HOperatorError(H_ERR_WFF, f"{path!r}: the image has no pixels (size {arr.shape})", op)
+    if arr.ndim not in (2, 3):
+        raise HOperatorError(H_ERR_WFF, f"{path!r} decodes to an array of shape {arr.shape}, not to an image", op)
+    arr = _narrowed(arr, path, op)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     if arr.dtype not in (np.uint8, np.uint16, np.int16, np.int32, np.float32):
@@ -239,26 +268,31 @@ def _check_image(image, kind: str, save: dict, op: str) -> np.ndarray:
                                    "byte images with 1 or 3 channels", op)
     if not ok:
         raise HOperatorError(1301, f"format '{kind}' cannot store a {channels}-channel {dt} image", op)
+    if kind == "jpeg" or save.get("compression") == "jpeg":
+        for size, side in ((arr.shape[1], "wide"), (arr.shape[0], "high")):
+            if size > _JPEG_MAX_SIDE:
+                name = "jpeg" if kind == "jpeg" else "tiff jpeg"
+                raise HOperatorError(1301, f"format '{name}' cannot store an image {size} pixels {side} (max "
+                                           f"{_JPEG_MAX_SIDE})", op)
     return np.ascontiguousarray(arr)
 
 
-def _write_png16_color(arr: np.ndarray, path: str, level: int | None) -> None:
+def _write_png16_color(arr: np.ndarray, f, level: int | None) -> None:
     import png
 
     height, width, channels = arr.shape
     writer = png.Writer(width, height, greyscale=channels == 2, alpha=channels in (2, 4), bitdepth=16,
                         compression=level)
     rows = arr.astype(">u2").reshape(height, width * channels)
-    with open(path, "wb") as f:
-        writer.write_packed(f, (row.tobytes() for row in rows))  # packed rows: big-endian 16-bit samples
+    writer.write_packed(f, (row.tobytes() for row in rows))  # packed rows: big-endian 16-bit samples
 
 
-def _write_tiff(arr: np.ndarray, path: str, save: dict) -> None:
+def _write_tiff(arr: np.ndarray, f, save: dict) -> None:
     import tifffile
 
     channels = 1 if arr.ndim == 2 else arr.shape[2]
     rgb = channels in (3, 4) and arr.dtype in (np.uint8, np.uint16)
-    tifffile.imwrite(path, arr, photometric="rgb" if rgb else "minisblack",
+    tifffile.imwrite(f, arr, photometric="rgb" if rgb else "minisblack",
                      planarconfig="contig" if channels > 1 else None,
                      extrasamples=("unassalpha",) if rgb and channels == 4 else None,
                      metadata=None, **save)
@@ -275,18 +309,19 @@ def write_image(image, format, fill_color, file_name):  # noqa: A002 (HALCON's p
     if len(names) != 1 or not isinstance(names[0], (str, os.PathLike)) or not os.fspath(names[0]):
         raise HOperatorError(1203, f"file_name must be one file name, got {file_name!r}", op)
     path = os.fspath(names[0])
+    if "\0" in path:  # a file name of the right type with a wrong value
+        raise HOperatorError(1303, f"file_name must not contain a NUL character, got {path!r}", op)
     if not path.lower().endswith(WRITE_EXTENSIONS[kind]):
         path += WRITE_EXTENSIONS[kind][0]
     arr = _check_image(image, kind, save, op)
-    try:
+
+    def encode(f):
         if kind == "tiff":
-            _write_tiff(arr, path, save)
+            _write_tiff(arr, f, save)
         elif kind == "png" and arr.dtype == np.uint16 and arr.ndim == 3:
-            _write_png16_color(arr, path, save.get("level"))
+            _write_png16_color(arr, f, save.get("level"))
         else:
-            pil = _pil().fromarray(arr)
-            if kind == "png" and "level" in save:
-                save = {"compress_level": save["level"]}
-            pil.save(path, format={"jpeg": "JPEG", "png": "PNG", "bmp": "BMP"}[kind], **save)
-    except OSError as e:
-        raise HOperatorError(H_ERR_FILE_WR, f"cannot write {path!r}: {e.strerror or e}", op) from None
+            options = {"compress_level": save["level"]} if kind == "png" and "level" in save else save
+            _pil().fromarray(arr).save(f, format={"jpeg": "JPEG", "png": "PNG", "bmp": "BMP"}[kind], **options)
+
+    _write_atomically(path, encode, op)

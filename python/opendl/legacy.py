@@ -26,9 +26,14 @@ Decisions where HALCON's reference leaves the behaviour open:
 - get_dl_classifier_train_result: 'loss' is the total loss of the step (data term plus regularisation),
   'multinomial_logistic_loss' the data term and 'regularization_loss' the weight_prior term (alpha/2 * sum of
   squared weights, biases excluded). Per-image losses are not provided.
+- Errors of the model engine beneath an operator keep their code but name the legacy operator and speak of its
+  parameters ('batch_images', 'classes'), not of the model operator's ('dlsample_batch', 'class_names').
 """
 
 from __future__ import annotations
+
+import contextlib
+import re
 
 import numpy as np
 
@@ -36,7 +41,7 @@ from . import _core
 from ._convert import as_list, single
 from ._handles import HHandle, expect_handle
 from .dicts import _file_name
-from .errors import HOperatorError
+from .errors import HOperatorError, HTupleConversionError
 
 H_ERR_CNN_WGPN = 7713
 H_ERR_CNN_INVALID_LABELS = 7714
@@ -70,6 +75,30 @@ def _classifier(h, op: str):
     return expect_handle(h, "dl_classifier", op, "dlclassifier_handle")
 
 
+def _images_terms(param: str) -> dict:
+    """The sample batch of the model operators, in terms of the legacy image parameter ``param``."""
+    return {r"dlsample_batch holds (\d+) samples": rf"{param} holds \1 images",
+            r"\bsample (\d+), key 'image'": rf"{param}[\1]", r"\bdlsample_batch\b": param}
+
+
+@contextlib.contextmanager
+def _engine(op: str, renames: dict | None = None):
+    """Errors of the operators beneath a legacy operator or procedure (the model engine names read_dl_model,
+    set_dl_model_param, train_dl_model_batch ...) as errors of ``op``: same code, ``op`` as operator name, and
+    their terms in the message replaced by the legacy ones (``renames``: regular expression -> replacement)."""
+    try:
+        yield
+    except HOperatorError as e:
+        if e.operator_name == op:
+            raise
+        message = e.extended_error_message
+        for old, new in (renames or {}).items():
+            message = re.sub(old, new, message)
+        if isinstance(e, HTupleConversionError):
+            raise HTupleConversionError(message, op, e.error_code) from e
+        raise HOperatorError(e.error_code, message, op) from e
+
+
 def _adopt(core_model, op: str, what: str) -> HHandle:
     """Wraps a core model as a classifier handle; only classification models qualify. The legacy solver is SGD."""
     kind = core_model.get_param("type")[0]
@@ -85,29 +114,39 @@ def read_dl_classifier(file_name):
     such as 'pretrained_dl_classifier_compact.hdl'."""
     op = "read_dl_classifier"
     path = _file_name(file_name, op, 1201)
-    return _adopt(_core.read_model(path), op, f"file '{path}'")
+    with _engine(op):
+        return _adopt(_core.read_model(path), op, f"file '{path}'")
 
 
 def write_dl_classifier(dlclassifier_handle, file_name):
     """Writes the classifier atomically in opendl's model format (read_dl_model reads it too)."""
     op = "write_dl_classifier"
-    _classifier(dlclassifier_handle, op).write(_file_name(file_name, op, 1202))
+    m, path = _classifier(dlclassifier_handle, op), _file_name(file_name, op, 1202)
+    with _engine(op):
+        m.write(path)
 
 
 def serialize_dl_classifier(dlclassifier_handle):
     op = "serialize_dl_classifier"
-    return HHandle(_classifier(dlclassifier_handle, op).serialize(), "serialized_item")
+    m = _classifier(dlclassifier_handle, op)
+    with _engine(op):
+        return HHandle(m.serialize(), "serialized_item")
 
 
 def deserialize_dl_classifier(serialized_item_handle):
     op = "deserialize_dl_classifier"
     from .model import serialized_bytes
-    return _adopt(_core.deserialize_model(serialized_bytes(serialized_item_handle, op)), op, "serialized_item_handle")
+    data = serialized_bytes(serialized_item_handle, op)
+    with _engine(op):
+        return _adopt(_core.deserialize_model(data), op, "serialized_item_handle")
 
 
 def _clear(handles, sem_type: str, op: str, param: str) -> None:
-    for h in as_list(handles):
+    """Every handle is checked first, so a bad one clears none."""
+    handles = as_list(handles)
+    for h in handles:
         expect_handle(h, sem_type, op, param)
+    for h in handles:
         h.clear()
 
 
@@ -148,8 +187,10 @@ def _set_one(m, name: str, values: list, op: str) -> None:
             seen.add(v)
         ids = list(range(len(values)))
         if m.get_param("class_ids") != ids:
-            m.set_param("class_ids", ids)
-    m.set_param(model_name, values)
+            with _engine(op, {"'class_ids'": "'classes'"}):
+                m.set_param("class_ids", ids)
+    with _engine(op, {f"'{model_name}'": f"'{name}'"}):
+        m.set_param(model_name, values)
 
 
 def set_dl_classifier_param(dlclassifier_handle, gen_param_name, gen_param_value):
@@ -187,7 +228,8 @@ def get_dl_classifier_param(dlclassifier_handle, gen_param_name):
         name = _param_name(n, op)
         if name == "runtime_init":
             raise HOperatorError(H_ERR_CNN_WGPN, "classifier parameter 'runtime_init' can only be set", op)
-        out.extend(m.get_param(_PARAMS[name][1]))
+        with _engine(op, {f"'{_PARAMS[name][1]}'": f"'{name}'"}):
+            out.extend(m.get_param(_PARAMS[name][1]))
     return out
 
 
@@ -262,7 +304,8 @@ def train_dl_classifier_batch(batch_images, dlclassifier_handle, batch_labels):
                                                         "batch_labels needs one label per image", op)
     idx = _label_indices(labels, m.get_param("class_names"), op)
     ids = m.get_param("class_ids")
-    res = m.train_batch([{"image": img, "image_label_id": ids[k]} for img, k in zip(images, idx)])
+    with _engine(op, _images_terms("batch_images")):
+        res = m.train_batch([{"image": img, "image_label_id": ids[k]} for img, k in zip(images, idx)])
     reg = float(res.get("regularization", 0.0))
     return HHandle({"loss": float(res["total_loss"]), "multinomial_logistic_loss": float(res["total_loss"]) - reg,
                     "regularization_loss": reg}, "dl_classifier_train_result")
@@ -298,7 +341,9 @@ def apply_dl_classifier(images, dlclassifier_handle):
     bs = m.get_param("batch_size")[0]
     per_image = []
     for start in range(0, len(imgs), bs):
-        for r in m.apply([{"image": img} for img in imgs[start:start + bs]], []):
+        with _engine(op, _images_terms("images")):
+            results = m.apply([{"image": img} for img in imgs[start:start + bs]], [])
+        for r in results:
             order = [position[cid] for cid in r["classification_class_ids"]]
             per_image.append((order, [names[k] for k in order], list(r["classification_confidences"])))
     return HHandle(per_image, "dl_classifier_result")

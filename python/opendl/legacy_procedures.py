@@ -34,7 +34,8 @@ from . import _proc
 from ._convert import as_list
 from ._handles import expect_handle
 from .errors import HOperatorError
-from .legacy import _classifier, apply_dl_classifier, get_dl_classifier_param, get_dl_classifier_result
+from .legacy import (_classifier, _engine, _images_terms, apply_dl_classifier, get_dl_classifier_param,
+                     get_dl_classifier_result)
 
 _MEASURES = ("top1_error", "precision", "recall", "f_score", "absolute_confusion_matrix", "relative_confusion_matrix")
 
@@ -42,8 +43,9 @@ _MEASURES = ("top1_error", "precision", "recall", "f_score", "absolute_confusion
 def read_dl_classifier_data_set(image_folder, label_source):
     """Image files below the folder(s) and their labels -> (image_files, labels, label_indices, classes)."""
     from .datasets import read_dl_dataset_classification
-    ds = _proc.content(read_dl_dataset_classification(image_folder, label_source), "read_dl_classifier_data_set",
-                       "dataset")
+    with _engine("read_dl_classifier_data_set", {"raw_image_folder": "image_folder"}):
+        dataset = read_dl_dataset_classification(image_folder, label_source)
+    ds = _proc.content(dataset, "read_dl_classifier_data_set", "dataset")
     image_dir = _proc.get1(ds, "image_dir", "")
     classes = list(_proc.get(ds, "class_names"))
     files, labels, indices = [], [], []
@@ -119,9 +121,10 @@ def preprocess_dl_classifier_images(images, gen_param_name, gen_param_value, dlc
     items = [images] if single else (list(images) if isinstance(images, np.ndarray) else as_list(images))
     if not items:
         raise HOperatorError(1201, "images is empty", op)
-    samples = gen_dl_samples_from_images(items)
-    preprocess_dl_samples(samples, _preprocess_param(dlclassifier_handle,
-                                                     "all_channels" if contrast else "none", op))
+    with _engine(op, _images_terms("images")):  # the samples hold the images, in order
+        samples = gen_dl_samples_from_images(items)
+        preprocess_dl_samples(samples, _preprocess_param(dlclassifier_handle,
+                                                         "all_channels" if contrast else "none", op))
     out = [np.asarray(_proc.content(s, op, "sample")["image"]) for s in samples]
     out = [o if o.ndim == 3 else o[:, :, None] for o in out]
     return out[0] if single else out

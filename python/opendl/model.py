@@ -139,8 +139,9 @@ def get_dl_model_param_s(dlmodel_handle, gen_param_name):
     return single(get_dl_model_param(dlmodel_handle, gen_param_name), "get_dl_model_param")
 
 
-def _samples(dlsample_batch, op):
-    """DLSample dict handles or plain dicts -> plain {key: value} dicts for the core (no copies of images)."""
+def _samples(dlsample_batch, op, param="dlsample_batch", pos=2):
+    """DLSample dict handles or plain dicts -> plain {key: value} dicts for the core (no copies of images).
+    ``param`` and ``pos``: name and position of the operator's samples parameter, for messages and codes."""
     if isinstance(dlsample_batch, (dict, HHandle)):
         items = [dlsample_batch]
     else:
@@ -148,9 +149,9 @@ def _samples(dlsample_batch, op):
     out = []
     for i, s in enumerate(items):
         if isinstance(s, HHandle):
-            s = expect_handle(s, "dict", op, f"dlsample_batch[{i}]")
+            s = expect_handle(s, "dict", op, f"{param}[{i}]")
         elif not isinstance(s, dict):
-            raise HOperatorError(1202, f"dlsample_batch entry {i} is a {type(s).__name__}, not a dict", op)
+            raise HOperatorError(1200 + pos, f"{param} entry {i} is a {type(s).__name__}, not a dict", op)
         out.append(s)
     return out
 
@@ -189,12 +190,18 @@ def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, 
     (calibration samples, needed by HALCON for 'int8' only) may be empty; gen_param must be an empty dict or
     []. Other precisions raise: this build has no float16 / int8 kernels."""
     op = "optimize_dl_model_for_inference"
+    # Codes carry the parameter positions: dldevice_handle 2, precision 3, dlsamples 4, gen_param 5.
     m = _model(dlmodel_handle, op)
     devices = as_list(dldevice_handle)
     if len(devices) != 1:
         raise HOperatorError(1402, f"dldevice_handle must be one device handle, got {len(devices)}", op)
+    if not isinstance(devices[0], HHandle):
+        raise HOperatorError(1202, f"dldevice_handle must be a dl_device handle, got {type(devices[0]).__name__}", op)
     info = expect_handle(devices[0], "dl_device", op, "dldevice_handle")
-    prec = one_str(precision, op, "precision")
+    precs = as_list(precision)
+    if len(precs) != 1 or not isinstance(precs[0], str):
+        raise HOperatorError(1203, f"precision must be one string, got {precision!r}", op)
+    prec = precs[0]
     if prec not in info["precisions"]:
         avail = ", ".join(f"'{p}'" for p in info["precisions"])
         raise HOperatorError(1303, f"precision '{prec}' is not available on device '{info['name']}' "
@@ -203,8 +210,11 @@ def optimize_dl_model_for_inference(dlmodel_handle, dldevice_handle, precision, 
         raise HOperatorError(1302, f"device '{info['name']}' (runtime '{info['runtime']}') supports no conversion "
                                    "in this build", op)
     if not (isinstance(dlsamples, (list, tuple)) and len(dlsamples) == 0):
-        _samples(dlsamples, op)
+        _samples(dlsamples, op, "dlsamples", 4)
     if not (isinstance(gen_param, (list, tuple)) and len(gen_param) == 0):
+        if not isinstance(gen_param, (dict, HHandle)):
+            raise HOperatorError(1205, f"gen_param must be a dict handle, a Python dict or [], got "
+                                       f"{type(gen_param).__name__}", op)
         tree = _to_tree(as_dict_handle(gen_param, op, "gen_param"), op, True, set())
         if tree:
             raise HOperatorError(7911, f"gen_param key '{next(iter(tree))}' is not supported (no key is)", op)

@@ -193,6 +193,48 @@ def test_coco_reader_names_the_malformed_entry(tmp_path):
     assert code_of(ha.read_dl_dataset_from_coco, str(tmp_path / "c.json"), "", []) == 5238
 
 
+def test_coco_reader_refuses_what_no_dataset_can_hold(tmp_path):
+    """A deeply nested file raised a raw RecursionError; ids beyond 64 bits, negative category ids (no model
+    takes them as class ids), boxes whose corners overflow to inf and repeated annotations were accepted."""
+    base = {"images": [{"id": 7, "file_name": "a.png"}], "categories": [{"id": 3, "name": "nut"}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [2, 4, 10, 5]}]}
+
+    def error(fix=None, text=None):
+        coco = json.loads(json.dumps(base))
+        if fix:
+            fix(coco)
+        (tmp_path / "c.json").write_text(text if text is not None else json.dumps(coco))
+        try:
+            ha.read_dl_dataset_from_coco(str(tmp_path / "c.json"), str(tmp_path), [])
+        except ha.HOperatorError as e:
+            return e.error_code, e.operator_name, str(e)
+        return None
+
+    def ids(section, value, *refs):
+        def fix(c):
+            c[section][0]["id"] = value
+            for key in refs:
+                c["annotations"][0][key] = value
+        return fix
+
+    for fix, text, words in (
+            (None, '{"info": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
+            (ids("images", 2**70, "image_id"), None, "images[0] needs an integer 'id'"),
+            (ids("images", -2**63 - 1, "image_id"), None, "images[0] needs an integer 'id'"),
+            (ids("categories", 2**63, "category_id"), None, "categories[0] needs an integer 'id' in [0"),
+            (ids("categories", -3, "category_id"), None, "categories[0] needs an integer 'id' in [0"),
+            (ids("annotations", 2**64), None, "annotations[0]"),
+            (lambda c: c["annotations"][0].__setitem__("bbox", [1e308] * 4), None, "not finite"),
+            (lambda c: c["annotations"][0].__setitem__("bbox", [10**400, 1, 2, 3]), None, "finite numbers"),
+            (lambda c: c["annotations"].append(dict(c["annotations"][0])), None, "annotation id 1 appears twice")):
+        code, op, message = error(fix, text)
+        assert (code, op) == (5238, "read_dl_dataset_from_coco") and words in message, message
+    ok = error(ids("images", -2**63, "image_id"))  # the 64-bit extremes are ids
+    assert ok is None, ok
+    assert error(ids("categories", 2**63 - 1, "category_id")) is None
+    assert error(lambda c: c["annotations"].append(dict(c["annotations"][0], id=2))) is None
+
+
 def test_readers_refuse_bad_class_tables_and_names(tmp_path):
     for bad in (5, float("nan"), [str(tmp_path), None]):
         assert code_of(ha.read_dl_dataset_classification, bad, "last_folder") == 1201

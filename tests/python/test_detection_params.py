@@ -104,7 +104,7 @@ def test_rectangle2_angles(tmp_path):
 def test_bad_input(tmp_path):
     ds = coco_dataset(tmp_path, [[(2, 2, 20, 30, 1)]])
     op = ha.determine_dl_model_detection_param
-    assert code_of(op, ds, 4, 64, []) == 1202
+    assert code_of(op, ds, 4, 64, []) == 1302  # an integer of a wrong value
     assert code_of(op, ds, 64, "x", []) == 1203
     assert code_of(op, ds, 64, 64, {"colour": 1}) == 1304
     assert code_of(op, ds, 64, 64, {"split": "test"}) == 1304
@@ -140,3 +140,42 @@ def test_detection_parameters_an_audit_found_ignored_or_unchecked():
         ha.create_dl_model_detection(B, 2, dict(base, anchor_aspect_ratios=[1.0] * 200))
     assert (e.value.error_code, e.value.operator_name) == (1403, "create_dl_model_detection")
     assert "at most 64" in str(e.value)
+
+
+def test_bad_box_values_name_the_sample_and_key(tmp_path):
+    """Non-finite, non-numeric or missing box values escaped as OverflowError / ValueError from numpy."""
+    ds = coco_dataset(tmp_path, [[(2, 2, 20, 30, 1)], [(4, 4, 12, 40, 2), (1, 1, 9, 9, 1)]])
+    samples = ha.get_dict_tuple(ds, "samples")
+    for value in ([math.inf, 9.0], [math.nan, 9.0], ["x", 9.0], [], [9.0], [10**400, 9.0]):
+        # 10**400 (beyond a float) no operator stores: set directly, as a plain-dict dataset may hold it
+        samples[1].core("test")["bbox_row2"] = value
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.determine_dl_model_detection_param(ds, 64, 64, [])
+        assert (e.value.error_code, e.value.operator_name) == (1301, "determine_dl_model_detection_param")
+        assert "sample 1" in str(e.value) and "'bbox_row2'" in str(e.value), value
+    # finite values whose scaled size overflows, and boxes without area, name the sample too
+    ha.set_dict_tuple(samples[1], "bbox_row2", [1e308, 9.0])
+    ha.set_dict_tuple(samples[1], "bbox_row1", [-1e308, 1.0])
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.determine_dl_model_detection_param(ds, 64, 64, [])
+    assert e.value.error_code == 1301 and "sample 1" in str(e.value) and "out of range" in str(e.value)
+    ha.set_dict_tuple(samples[1], "bbox_row2", [4.0, 9.0])
+    ha.set_dict_tuple(samples[1], "bbox_row1", [4.0, 1.0])
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.determine_dl_model_detection_param(ds, 64, 64, [])
+    assert e.value.error_code == 1301 and "sample 1" in str(e.value) and "no area" in str(e.value)
+
+
+def test_target_size_and_levels_stay_within_create_dl_model_detection_limits(tmp_path):
+    """image_width_target 2^40 gave anchor_aspect_ratios [0.0]; large targets gave levels beyond 8, which
+    create_dl_model_detection refuses."""
+    ds = coco_dataset(tmp_path, [[(2, 2, 20, 30, 1)]])
+    op = ha.determine_dl_model_detection_param
+    assert code_of(op, ds, 2**40, 64, []) == 1302
+    assert code_of(op, ds, 64, 2**31, []) == 1303
+    p = py(op(ds, 2**31 - 1, 64, []))
+    assert all(r > 0 for r in p["anchor_aspect_ratios"]), p  # 4 significant digits, not 4 decimals
+    (tmp_path / "big").mkdir()
+    big = coco_dataset(tmp_path / "big", [[(0, 0, 120, 120, 1)]])
+    p = py(op(big, 4096, 4096, []))  # boxes of about 3840 pixels: base size 4 * 2^10
+    assert p["min_level"] == [8] and p["max_level"] == [8]

@@ -847,3 +847,140 @@ def test_json_without_nan_or_oversized_integers_and_model_files_are_not_dicts(tm
     with pytest.raises(ha.HOperatorError) as e:
         ha.read_dict(str(tmp_path / "m.hdl"), [], [])
     assert e.value.error_code == 5238 and "read_dl_model" in str(e.value)
+
+
+# ---------------------------------------------------------------- audit 6: bad input
+
+
+LONE = "caf\udce9"  # os.listdir's str for the Latin-1 file name b'caf\xe9' (a lone surrogate, no UTF-8 form)
+
+
+def listing(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_strings_without_a_utf8_form_are_refused_before_anything_is_written(tmp_path):
+    """Lone surrogates got into dicts (set_dict_tuple, json_to_dict's "\\ud800", a dataset reader's file
+    names); writing them raised raw pybind11 / Unicode errors and left a temporary file behind."""
+    h = ha.create_dict()
+    for call, code in ((lambda: ha.set_dict_tuple(h, LONE, 1), 1302), (lambda: ha.set_dict_tuple(h, "k", LONE), 1303),
+                       (lambda: ha.set_dict_tuple(h, "k", [1, LONE]), 1303),
+                       (lambda: ha.set_dict_tuple_at(h, "k", 0, LONE), 1304),
+                       (lambda: ha.from_python_dict({"k": [LONE]}), 1301)):
+        with pytest.raises(ha.HOperatorError) as e:
+            call()
+        assert code_of(e) == code and "Unicode" in str(e.value)
+    assert ha.get_dict_param(h, "keys", []) == []
+    for text, words in (('{"a":"\\ud800"}', "'a'"), ('{"\\udce9":1}', "name"), ('{"a":["x","\\ud800"]}', "'a'")):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.json_to_dict(text, "convert_json_arrays_to", "tuple")
+        assert (code_of(e), e.value.operator_name) == (1301, "json_to_dict") and words in str(e.value)
+        (tmp_path / "in.json").write_text(text)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.read_dict(str(tmp_path / "in.json"), [], [])
+        assert (code_of(e), e.value.operator_name) == (5238, "read_dict")
+    assert ha.get_dict_tuple(ha.json_to_dict_s('{"a":"\\ud83d\\ude00"}', [], []), "a") == ["\U0001F600"]  # a pair
+
+    # content stored without the checked operators, as read_dl_dataset_classification stores file names
+    sample = dicts._new_handle({"image_file_name": [LONE + ".png"]})
+    ds = dicts._new_handle({"samples": [sample], LONE: [1]})
+    (tmp_path / "old.hdict").write_bytes(b"precious")
+    before = listing(tmp_path)
+    for name in ("old.hdict", "new.hdict", "new.json"):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.write_dict(ds, str(tmp_path / name), [], [])
+        assert (code_of(e), e.value.operator_name) == (1301, "write_dict") and "Unicode" in str(e.value)
+        assert listing(tmp_path) == before and (tmp_path / "old.hdict").read_bytes() == b"precious"
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.dict_to_json(sample, [], [])
+    assert code_of(e) == 1301 and "'image_file_name'" in str(e.value)
+    # file names: a clear error instead of pybind11's TypeError
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_dict(ha.create_dict(), str(tmp_path / LONE) + ".hdict", [], [])
+    assert (code_of(e), e.value.operator_name) == (1302, "write_dict")
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dict(str(tmp_path / LONE), [], [])
+    assert (code_of(e), e.value.operator_name) == (1301, "read_dict")
+    assert listing(tmp_path) == before
+
+
+def test_the_json_writer_removes_its_temporary_file_on_any_failure(tmp_path, monkeypatch):
+    path = tmp_path / "x.json"
+    path.write_text('{"old":1}')
+
+    def fail(fd):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(dicts.os, "fsync", fail)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_dict(ha.from_python_dict({"new": 2}), str(path), [], [])
+    assert (code_of(e), e.value.operator_name) == (3142, "write_dict") and "disk on fire" in str(e.value)
+    assert listing(tmp_path) == ["x.json"] and path.read_text() == '{"old":1}'
+
+
+def test_generic_values_beyond_64_bits_are_refused():
+    # they were stored and failed only in write_dict, with a code blaming its file_name
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.json_to_dict('{"a":true}', "json_value_true", 2**70)
+    assert (code_of(e), e.value.operator_name) == (1303, "json_to_dict") and "'json_value_true'" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dict("any", "json_value_null", -2**63 - 1)
+    assert (code_of(e), e.value.operator_name) == (1303, "read_dict") and "64 bits" in str(e.value)
+    h = ha.json_to_dict_s('{"a":true,"b":null}', ["json_value_true", "json_value_null"], [2**63 - 1, -2**63])
+    assert ha.get_dict_tuple(h, ["a", "b"]) == [2**63 - 1, -2**63]
+
+
+@needs_container
+def test_read_dict_takes_the_format_from_the_content(tmp_path):
+    """write_dict's 'file_type' wrote files read_dict could not read back: it chose the parser by extension."""
+    h = ha.from_python_dict({"a": 1, "b": ["x", 2.5]})
+    for name, file_type in (("j.hdict", "json"), ("c.json", "hdict"), ("c.dat", "hdict"), ("j.dat", "json")):
+        ha.write_dict(h, str(tmp_path / name), "file_type", file_type)
+        assert (tmp_path / name).read_bytes().startswith(b"{" if file_type == "json" else b"OPENDLC\0")
+        assert_same_dict(ha.read_dict(str(tmp_path / name), "convert_json_arrays_to", "tuple"), h)
+    (tmp_path / "junk.json").write_bytes(b"\x00\x01")  # neither: the name decides which error
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dict(str(tmp_path / "junk.json"), [], [])
+    assert code_of(e) == 5238 and "JSON" in str(e.value)
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ha.HOperatorError) as e:  # "not found" before
+        ha.read_dict(str(tmp_path / "adir"), [], [])
+    assert (code_of(e), e.value.operator_name) == (5200, "read_dict") and "is a directory" in str(e.value)
+
+
+def test_json_numbers_out_of_range_are_refused_naming_the_number(tmp_path):
+    """1e999 was stored as inf, which dict_to_json then refused; an integer beyond 64 bits was reported as
+    invalid JSON (and the module notes promised a real)."""
+    for text, words in (('{"a":1e999}', "1e999"), ('{"a":[1,-1e999]}', "-1e999"),
+                        ('{"a":18446744073709551616}', "18446744073709551616 does not fit 64 bits")):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.json_to_dict(text, [], [])
+        assert (code_of(e), e.value.operator_name) == (1301, "json_to_dict") and words in str(e.value)
+        assert "no valid JSON" not in str(e.value)
+        (tmp_path / "n.json").write_text(text)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.read_dict(str(tmp_path / "n.json"), [], [])
+        assert code_of(e) == 5238 and words in str(e.value)
+    assert ha.get_dict_tuple(ha.json_to_dict_s('{"a":1e308,"b":1e-999}', [], []), ["a", "b"]) == [1e308, 0.0]
+
+
+def test_every_reader_and_writer_takes_the_same_nesting_depth(tmp_path):
+    """json_to_dict took 257 levels, which dict_to_json, write_dict and copy_dict refuse; so did read_dict of a
+    container (the C++ reader takes one level more than the writers write)."""
+    deepest = ha.json_to_dict_s("[" * 256 + "]" * 256, [], [])
+    ha.dict_to_json(deepest, [], [])
+    ha.copy_dict(deepest, [], [])
+    for text in ("[" * 257 + "]" * 257, '{"a":' * 257 + "1" + "}" * 257):
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.json_to_dict(text, [], [])
+        assert code_of(e) == 2899
+    if HAS_CONTAINER:
+        tree = {}
+        for _ in range(256):  # 257 levels, written with the container directly
+            tree = {"c": [tree]}
+        ha._core.dict_write_file(str(tmp_path / "deep.hdict"), tree)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.read_dict(str(tmp_path / "deep.hdict"), [], [])
+        assert (code_of(e), e.value.operator_name) == (2899, "read_dict")
+        ha._core.dict_write_file(str(tmp_path / "ok.hdict"), tree["c"][0])
+        ha.write_dict(ha.read_dict(str(tmp_path / "ok.hdict"), [], []), str(tmp_path / "again.hdict"), [], [])

@@ -207,3 +207,76 @@ def test_errors(tmp_path):
     with pytest.raises(ha.HOperatorError) as e:
         ha.read_image([])
     assert _code(e) == 1401
+
+
+def test_a_failed_write_leaves_the_existing_file_as_it_was(tmp_path, monkeypatch):
+    """write_image wrote straight into the destination: a JPEG wider than libjpeg's 65500 pixels failed after
+    the file was truncated (0 bytes left), a raw imagecodecs error left a TIFF of 8 bytes. Now the limit is
+    checked first (1301), any encoder failure is 3142, and the old file and no temporary file remain."""
+    old = _img(np.uint8, 1)
+    for fmt, name in (("jpeg", "photo.jpg"), ("tiff jpeg", "photo.tif")):
+        path = tmp_path / name
+        ha.write_image(old, fmt, 0, str(path))
+        before = path.read_bytes()
+        for shape, side in (((1, 65501), "65501 pixels wide"), ((70000, 1), "70000 pixels high")):
+            with pytest.raises(ha.HOperatorError) as e:
+                ha.write_image(np.zeros(shape, np.uint8), fmt, 0, str(path))
+            assert (_code(e), e.value.operator_name) == (1301, "write_image")
+            assert f"'{fmt}'" in str(e.value) and side in str(e.value) and "65500" in str(e.value)
+            assert path.read_bytes() == before
+    ha.write_image(np.zeros((1, 65500), np.uint8), "jpeg", 0, str(tmp_path / "edge"))  # the limit itself is fine
+
+    import imagecodecs
+
+    def broken(arr, f, save):  # an encoder failing halfway, as imagecodecs' JPEG encoder did
+        f.write(b"II*\0partial")
+        raise imagecodecs.Jpeg8Error("encoder failed")
+
+    monkeypatch.setattr("opendl.images._write_tiff", broken)
+    before = (tmp_path / "photo.tif").read_bytes()
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image(old, "tiff", 0, str(tmp_path / "photo.tif"))
+    assert (_code(e), e.value.operator_name) == (3142, "write_image") and "encoder failed" in str(e.value)
+    assert (tmp_path / "photo.tif").read_bytes() == before
+    (tmp_path / "dir.png").mkdir()  # the rename fails: 3142, the temporary file is removed
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.write_image(old, "png", 0, str(tmp_path / "dir.png"))
+    assert _code(e) == 3142
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "edge.jpg", "photo.jpg", "photo.tif"]
+    with pytest.raises(ha.HOperatorError) as e:  # a raw ValueError before
+        ha.write_image(old, "png", 0, str(tmp_path / "photo.tif") + "\0.png")
+    assert (_code(e), e.value.operator_name) == (1303, "write_image") and "NUL" in str(e.value)
+    assert (tmp_path / "photo.tif").read_bytes() == before
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    # the temporary file is renamed into place: it must not keep mkstemp's 0600
+    umask = os.umask(0o022)
+    try:
+        ha.write_image(_img(np.uint8, 1), "png", 0, str(tmp_path / "x"))
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "x.png").st_mode & 0o777 == 0o644
+
+
+@pytest.mark.filterwarnings("ignore:.*zero-size array")  # tifffile warns when writing the 0 x 5 TIFF
+def test_tiff_values_without_an_image_type_and_images_without_pixels_are_refused(tmp_path):
+    """uint32 values above 2^31-1 were wrapped to negative int32, float64 values beyond float32 became +-inf,
+    and a 0 x 5 TIFF came back as a 1-D array; values that fit still convert exactly."""
+    import tifffile
+
+    for name, data, words in (("u32", np.array([[3_000_000_000, 1]], np.uint32), "uint32"),
+                              ("f64", np.array([[1e300, -1.0]], np.float64), "float32 range"),
+                              ("empty", np.zeros((0, 5), np.uint8), "no pixels")):
+        tifffile.imwrite(tmp_path / f"{name}.tif", data)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha.read_image(str(tmp_path / f"{name}.tif"))
+        assert (_code(e), e.value.operator_name) == (5238, "read_image")
+        assert words in str(e.value) and f"{name}.tif" in str(e.value)
+    fits = np.array([[2**31 - 1, 0]], np.uint32)
+    tifffile.imwrite(tmp_path / "fits.tif", fits)
+    back = ha.read_image(str(tmp_path / "fits.tif"))
+    assert back.dtype == np.int32 and back.tolist() == [[2**31 - 1, 0]]
+    tifffile.imwrite(tmp_path / "f64ok.tif", np.array([[np.inf, -3.4e38, np.nan]], np.float64))
+    back = ha.read_image(str(tmp_path / "f64ok.tif"))  # infinities and NaN are values float32 holds
+    assert back.dtype == np.float32 and np.isposinf(back[0, 0]) and back[0, 1] == np.float32(-3.4e38)

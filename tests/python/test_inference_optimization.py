@@ -253,6 +253,61 @@ GPUS = ha.query_available_dl_devices(["runtime"], ["gpu"])
 
 
 @pytest.mark.skipif(bool(GPUS), reason="a GPU is present")
+def test_error_codes_carry_the_parameter_positions():
+    """dlsamples is parameter 4 and gen_param 5: a bad dlsamples entry gave 1202 naming 'dlsample_batch' (the
+    parameter of train_dl_model_batch), a gen_param of None 1201."""
+    model = build()
+    for args, code, words in ((("x", "float32", [], []), 1202, "dldevice_handle"),
+                              ((cpu(), 5, [], []), 1203, "precision"),
+                              ((cpu(), "float32", 5, []), 1204, "dlsamples entry 0"),
+                              ((cpu(), "float32", [{"image": 0}, "s"], []), 1204, "dlsamples entry 1"),
+                              ((cpu(), "float32", [], None), 1205, "gen_param"),
+                              ((cpu(), "float32", [], "x"), 1205, "gen_param")):
+        with pytest.raises(HOperatorError) as e:
+            ha.optimize_dl_model_for_inference(model, *args)
+        assert (e.value.error_code, e.value.operator_name) == (code, "optimize_dl_model_for_inference"), args
+        assert words in str(e.value) and "dlsample_batch" not in str(e.value)
+    assert ha.get_dl_model_param(model, "optimize_for_inference") == ["false"]
+
+
+def test_clearing_a_device_handle_clears_only_that_handle():
+    """Every query handed out one shared handle per device, so clear_handle on it made every later
+    query_available_dl_devices, every model's 'device' and optimize_dl_model_for_inference raise 2450."""
+    model = build()
+    dev = ha.query_available_dl_devices("runtime", "cpu")
+    ha.clear_handle(dev)
+    with pytest.raises(HOperatorError) as e:
+        ha.get_dl_device_param(dev[0], "name")
+    assert e.value.error_code == 2450
+    again = cpu()
+    assert again == dev[0]  # handles on one device compare equal, as the device is one object
+    assert ha.get_dl_device_param(again, "runtime") == ["cpu"]
+    mine = ha.get_dl_model_param_s(model, "device")
+    assert mine == again and ha.get_dl_device_param(mine, "type") == ["cpu"]
+    ha.clear_handle(mine)
+    assert ha.get_dl_device_param(ha.get_dl_model_param_s(model, "device"), "type") == ["cpu"]
+    ha.set_dl_model_param(model, "device", again)
+    ha.optimize_dl_model_for_inference(model, again, "float32", [], [])
+    with pytest.raises(HOperatorError) as e:  # a cleared handle still raises where it is used
+        ha.optimize_dl_model_for_inference(model, dev, "float32", [], [])
+    assert e.value.error_code == 2450
+    precisions = ha.get_dl_device_param(again, "precisions")
+    precisions.append("int8")  # a copy: the device's information cannot be changed through it
+    assert ha.get_dl_device_param(cpu(), "precisions") == ["float32"]
+
+
+def test_set_dl_device_param_checks_the_counts():
+    # values without names were accepted silently; a count mismatch is 1403 as in the other gen_param operators
+    for names, values in (([], ["junk", 1]), (["a"], []), (["a", "b"], [1])):
+        with pytest.raises(HOperatorError) as e:
+            ha.set_dl_device_param(cpu(), names, values)
+        assert (e.value.error_code, e.value.operator_name) == (1403, "set_dl_device_param")
+    ha.set_dl_device_param(cpu(), [], [])
+    with pytest.raises(HOperatorError) as e:
+        ha.set_dl_device_param(cpu(), "junk", 1)
+    assert e.value.error_code == 1302
+
+
 def test_a_gpu_conversion_without_a_gpu_says_why_and_changes_nothing():
     """Every device handle offers the conversion; the GPU copy moves to its device, so without a usable GPU the
     conversion fails with the device's code (plugin 4204, no GPU 7708, no driver 7709, cuBLAS / cuDNN 7717 /

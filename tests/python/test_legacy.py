@@ -244,7 +244,8 @@ def test_parameter_errors_leave_the_classifier_unchanged():
     for name, value, code in cases:
         with pytest.raises(ha.HOperatorError) as e:
             ha.set_dl_classifier_param(c, name, value)
-        assert e.value.error_code == code, (name, value, e.value)
+        # errors of the model engine beneath named set_dl_model_param
+        assert (e.value.error_code, e.value.operator_name) == (code, "set_dl_classifier_param"), (name, value, e.value)
         assert state(c) == before, (name, value)
     assert ha.get_dl_classifier_param_s(c, "learning_rate") == 0.01
     with pytest.raises(ha.HOperatorError) as e:
@@ -288,7 +289,10 @@ def test_serialize_round_trip_gives_identical_results():
 def test_file_errors(tmp_path):
     with pytest.raises(ha.HOperatorError) as e:
         ha.read_dl_classifier(str(tmp_path / "missing.hdl"))
-    assert e.value.error_code == 5200
+    assert (e.value.error_code, e.value.operator_name) == (5200, "read_dl_classifier")  # was read_dl_model
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.deserialize_dl_classifier(b"no model")
+    assert e.value.operator_name == "deserialize_dl_classifier"
     # A model that is not a classifier cannot become a legacy classifier.
     inp = ha.create_dl_layer_input("image", [4, 4, 1], [], [])
     t = ha.create_dl_layer_input("target", [1, 1, 1], [], [])
@@ -298,7 +302,7 @@ def test_file_errors(tmp_path):
     ha.write_dl_model(ha.create_dl_model(loss), str(tmp_path / "generic.hdl"))
     with pytest.raises(ha.HOperatorError) as e:
         ha.read_dl_classifier(str(tmp_path / "generic.hdl"))
-    assert e.value.error_code == 7912
+    assert (e.value.error_code, e.value.operator_name) == (7912, "read_dl_classifier")
     c = classifier()
     ha.clear_dl_classifier(c)
     with pytest.raises(ha.HOperatorError) as e:
@@ -328,9 +332,58 @@ def test_bad_training_input_raises_and_changes_nothing(make_bad, code):
     im, lab = make_bad(images, labels)
     with pytest.raises(ha.HOperatorError) as e:
         ha.train_dl_classifier_batch(im, c, lab)
-    assert e.value.error_code == code, e.value
+    # the model engine's errors named train_dl_model_batch and its parameter dlsample_batch
+    assert (e.value.error_code, e.value.operator_name) == (code, "train_dl_classifier_batch"), e.value
+    assert "dlsample_batch" not in str(e.value) and "sample " not in str(e.value)
     assert state(c) == before
     ha.train_dl_classifier_batch(images, c, labels)  # still usable
+
+
+def test_engine_errors_speak_of_the_legacy_parameters():
+    images, labels = data(4, 12)
+    c = classifier()
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.train_dl_classifier_batch(images[:3], c, labels[:3])
+    assert (e.value.error_code, e.value.operator_name) == (7800, "train_dl_classifier_batch")
+    assert "batch_images holds 3 images" in str(e.value)
+    bad = images.copy()
+    bad[2, 0, 0, 0] = np.nan
+    for call, op, param in ((lambda: ha.train_dl_classifier_batch(bad, c, labels), "train_dl_classifier_batch",
+                             "batch_images[2]"), (lambda: ha.apply_dl_classifier(bad, c), "apply_dl_classifier",
+                                                  "images[2]")):
+        with pytest.raises(ha.HOperatorError) as e:
+            call()
+        assert (e.value.error_code, e.value.operator_name) == (7791, op) and param in str(e.value), e.value
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.preprocess_dl_classifier_images([np.zeros((8, 8, 2), np.uint8)], [], [], c)
+    assert e.value.operator_name == "preprocess_dl_classifier_images" and "images[0]" in str(e.value)
+    assert "dlsample_batch" not in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.read_dl_classifier_data_set(5, "last_folder")
+    assert (e.value.error_code, e.value.operator_name) == (1201, "read_dl_classifier_data_set")
+    assert "image_folder" in str(e.value) and "raw_image_folder" not in str(e.value)
+
+
+@pytest.mark.parametrize("clear, make, use", [
+    (ha.clear_dl_classifier, lambda c, im: c, lambda h: ha.get_dl_classifier_param(h, "batch_size")),
+    (ha.clear_dl_classifier_result, lambda c, im: ha.apply_dl_classifier(im, c),
+     lambda h: ha.get_dl_classifier_result(h, "all", "confidences")),
+    (ha.clear_dl_classifier_train_result, lambda c, im: ha.train_dl_classifier_batch(im, c, [0, 1, 2, 0]),
+     lambda h: ha.get_dl_classifier_train_result(h, "loss")),
+])
+def test_clear_operators_check_every_handle_before_clearing_any(clear, make, use):
+    """clear_dl_classifier([good, 'x']) cleared good, then raised."""
+    images, _ = data(4, 13)
+    good = make(classifier(), images)
+    for bad, code in (("x", 1201), (ha.create_dict(), 2450)):
+        with pytest.raises(ha.HOperatorError) as e:
+            clear([good, bad])
+        assert (e.value.error_code, e.value.operator_name) == (code, clear.__name__)
+        use(good)  # not cleared
+    clear([good])
+    with pytest.raises(ha.HOperatorError) as e:
+        use(good)
+    assert e.value.error_code == 2450
 
 
 # ------------------------------------------------------------------ legacy helper procedures
