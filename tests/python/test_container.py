@@ -49,22 +49,21 @@ def test_damaged_container_content_is_refused(tmp_path, payload, words):
 
 
 def test_strings_without_utf8_form_are_refused_by_the_parameter_holding_them(tmp_path):
-    # '\udce9' is what os.listdir gives for the byte 0xE9 of a Latin-1 file name; it has no UTF-8 form
+    # '\udce9' is what os.listdir gives for the byte 0xE9 of a Latin-1 file name; it has no UTF-8 form. The Python
+    # operators check dict content themselves; the C++ conversions are the backstop for every other path.
+    from opendl import _core
     bad = "caf\udce9.png"
-    d = ha.create_dict()
-    ha.set_dict_tuple(d, "file_name", bad)
-    with pytest.raises(ha.HOperatorError) as e:  # the dict is write_dict's parameter 1
-        ha.write_dict(d, str(tmp_path / "d.hdict"), [], [])
-    assert e.value.error_code == 1301 and "surrogate" in str(e.value)
+    for tree, words in (({"file_name": [bad]}, "the string"), ({bad: [1]}, "the dict key")):
+        with pytest.raises(ha.HOperatorError) as e:  # the dict is parameter 1 of the operators writing it
+            _core.dict_write_file(str(tmp_path / "d.hdict"), tree)
+        assert e.value.error_code == 1301 and words in str(e.value) and "surrogate" in str(e.value)
+    with pytest.raises(ha.HOperatorError) as e:
+        _core.dict_write_file(str(tmp_path / "d.hdict"), {2 ** 70: [1]})
+    assert e.value.error_code == 1301 and "64 bits" in str(e.value)
     assert os.listdir(tmp_path) == []
     m = ha.read_dl_model("pretrained_dl_classifier_compact.hdl")
     names = ha.get_dl_model_param(m, "class_names")
     with pytest.raises(ha.HOperatorError) as e:  # set_dl_model_param's value is parameter 3
         ha.set_dl_model_param(m, "class_names", [bad] + names[1:])
     assert e.value.error_code == 1303
-    meta = ha.create_dict()
-    ha.set_dict_tuple(meta, bad, 1)
-    with pytest.raises(ha.HOperatorError) as e:  # a key, inside the meta_data dict
-        ha.set_dl_model_param(m, "meta_data", meta)
-    assert e.value.error_code == 1303 and "dict key" in str(e.value)
     assert ha.get_dl_model_param(m, "class_names") == names
