@@ -457,7 +457,7 @@ def _to_tree(h: HHandle, op: str, strict: bool, path: set) -> dict:
     _enter(h, path, op)
     tree = {}
     for k, v in d.items():
-        _check_text_key(k, op)
+        _check_text(k, op)
         if isinstance(v, np.ndarray):
             tree[k] = np.ascontiguousarray(v)
             continue
@@ -470,7 +470,7 @@ def _to_tree(h: HHandle, op: str, strict: bool, path: set) -> dict:
                     raise _not_serializable(e, k, "cannot be written to a file", op)
                 break
             else:
-                _check_text(e, k, op)
+                _check_text(e, op, k)
                 out.append(e)
         else:
             tree[k] = out
@@ -478,16 +478,12 @@ def _to_tree(h: HHandle, op: str, strict: bool, path: set) -> dict:
     return tree
 
 
-def _check_text_key(k, op: str) -> None:
+def _check_text(s, op: str, key=None) -> None:
     """Content stored by other means than the checked operators (a dataset reader's file names) is checked when
-    written: dict_handle is parameter 1, so a key or string without a UTF-8 form raises 1301 naming it."""
-    if isinstance(k, str) and not _is_utf8(k):
-        raise _not_utf8("key", k, op, H_ERR_WIPV1)
-
-
-def _check_text(e, k, op: str) -> None:
-    if isinstance(e, str) and not _is_utf8(e):
-        raise _not_utf8(f"key {k!r} holds the string", e, op, H_ERR_WIPV1)
+    written: dict_handle is parameter 1, so a key (``key`` None) or a string under ``key`` without a UTF-8 form
+    raises 1301 naming it."""
+    if isinstance(s, str) and not _is_utf8(s):
+        raise _not_utf8("key" if key is None else f"key {key!r} holds the string", s, op, H_ERR_WIPV1)
 
 
 def _from_tree(tree: dict, op: str = "", depth: int = 1) -> HHandle:
@@ -610,7 +606,7 @@ def _to_json_value(h: HHandle, op: str, strict: bool, path: set):
     keys = list(d)
     items = []
     for k, v in d.items():
-        _check_text_key(k, op)
+        _check_text(k, op)
         if isinstance(v, np.ndarray):
             if strict:
                 raise _not_serializable(v, k, "JSON cannot represent", op)
@@ -626,7 +622,7 @@ def _to_json_value(h: HHandle, op: str, strict: bool, path: set):
             elif isinstance(e, float) and not math.isfinite(e):
                 raise HOperatorError(H_ERR_WIPV1, f"key {k!r} holds {e}, which JSON cannot represent", op)
             else:
-                _check_text(e, k, op)
+                _check_text(e, op, k)
                 conv.append(e)
         else:
             items.append((k, conv[0] if len(conv) == 1 else conv))
