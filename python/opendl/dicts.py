@@ -487,7 +487,7 @@ def _check_text(s, op: str, key=None) -> None:
 
 
 def _from_tree(tree: dict, op: str = "", depth: int = 1) -> HHandle:
-    # The C++ container reads one level more than the writers here write: the limit is MAX_DEPTH for all.
+    # The C++ container's reader and writer have the same limit (kMaxDepth in cpp/src/io/container.cpp).
     if depth > MAX_DEPTH:
         raise HOperatorError(H_ERR_DICT_NESTED_TOO_DEEP, f"dicts are nested more than {MAX_DEPTH} levels deep", op)
     content = {}

@@ -61,7 +61,7 @@ def read_dl_model(file_name):
 def write_dl_model(dlmodel_handle, file_name):
     """Writes architecture, weights, solver state, parameters and RNG state atomically to one checksummed file."""
     op = "write_dl_model"
-    _model(dlmodel_handle, op).write(_file_name(file_name, op, 1201))
+    _model(dlmodel_handle, op).write(_file_name(file_name, op, 1202))
 
 
 def serialize_dl_model(dlmodel_handle):

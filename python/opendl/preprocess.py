@@ -56,7 +56,7 @@ from ._convert import as_list
 from ._handles import HHandle
 from ._proc import (content, flag, gen_params, get, get1, is_int, is_number, new_dict, put, rng, samples_of)
 from .datasets import gen_dl_samples, write_dl_samples
-from .dicts import copy_dict, write_dict
+from .dicts import _is_utf8, _not_utf8, copy_dict, write_dict
 from .errors import H_ERR_DICT_KEY, HOperatorError
 
 __all__ = ["augment_dl_samples", "check_dl_preprocess_param", "create_dl_preprocess_param",
@@ -538,6 +538,8 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
     if len(items) != 1 or not isinstance(items[0], (str, os.PathLike)) or not os.fspath(items[0]):
         raise HOperatorError(1202, f"data_directory must be one directory name, got {data_directory!r}", op)
     directory = os.fspath(items[0])
+    if isinstance(directory, str) and not _is_utf8(directory):  # refused before anything is created on disk
+        raise _not_utf8("data_directory", directory, op, 1302)
     pd = content(dlpreprocess_param, op, "dlpreprocess_param", 1203)
     check_dl_preprocess_param(dlpreprocess_param)
     p = _param_values(pd)
@@ -609,12 +611,20 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
                         w = np.array([weights.get(int(v), 0.0) for v in values], np.float32)
                         put(sd, "weight_image", w[where].reshape(sd["segmentation_image"].shape))
             write_dl_samples(dldataset, idx, batch, [], [])
+        # The dataset file is written (to the staging folder) before the old samples are replaced, so a dataset
+        # that cannot be written leaves the directory as it was.
+        put(ds, "dlsample_dir", sample_dir)
+        ds["preprocess_param"] = [new_dict(stored)]
+        staged_dataset = os.path.join(staging, ".dl_dataset.hdict")
+        write_dict(dldataset if isinstance(dldataset, HHandle) else new_dict(dldataset), staged_dataset, [], [])
         os.makedirs(sample_dir, exist_ok=True)
         for f in os.listdir(sample_dir):
             if f.endswith("_dlsample.hdict"):
                 os.remove(os.path.join(sample_dir, f))
         for f in os.listdir(staging):
-            os.replace(os.path.join(staging, f), os.path.join(sample_dir, f))
+            if f.endswith("_dlsample.hdict"):
+                os.replace(os.path.join(staging, f), os.path.join(sample_dir, f))
+        os.replace(staged_dataset, dataset_file)
     except BaseException:
         for k in ("dlsample_dir", "preprocess_param"):
             ds.pop(k, None)
@@ -627,9 +637,6 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
         shutil.rmtree(directory if created else staging, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    put(ds, "dlsample_dir", sample_dir)
-    ds["preprocess_param"] = [new_dict(stored)]
-    write_dict(dldataset if isinstance(dldataset, HHandle) else new_dict(dldataset), dataset_file, [], [])
     return dataset_file
 
 

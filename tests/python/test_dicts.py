@@ -5,6 +5,8 @@ tree-level tests check what the Python side hands to and takes from the containe
 
 import json
 import math
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -966,7 +968,7 @@ def test_json_numbers_out_of_range_are_refused_naming_the_number(tmp_path):
 
 def test_every_reader_and_writer_takes_the_same_nesting_depth(tmp_path):
     """json_to_dict took 257 levels, which dict_to_json, write_dict and copy_dict refuse; so did read_dict of a
-    container (the C++ reader takes one level more than the writers write)."""
+    container; the C++ container wrote and read one level more than the Python writers write."""
     deepest = ha.json_to_dict_s("[" * 256 + "]" * 256, [], [])
     ha.dict_to_json(deepest, [], [])
     ha.copy_dict(deepest, [], [])
@@ -976,9 +978,17 @@ def test_every_reader_and_writer_takes_the_same_nesting_depth(tmp_path):
         assert code_of(e) == 2899
     if HAS_CONTAINER:
         tree = {}
-        for _ in range(256):  # 257 levels, written with the container directly
+        for _ in range(256):  # 257 levels: the C++ writer took them and its reader read them
             tree = {"c": [tree]}
-        ha._core.dict_write_file(str(tmp_path / "deep.hdict"), tree)
+        with pytest.raises(ha.HOperatorError) as e:
+            ha._core.dict_write_file(str(tmp_path / "deep.hdict"), tree)
+        assert code_of(e) == 2899
+        payload = b"D" + struct.pack("<Q", 0)
+        for _ in range(256):  # the same 257 levels as a file, in the container's layout (see test_container.py)
+            payload = b"D" + struct.pack("<Q", 1) + b"s" + struct.pack("<Q", 1) + b"c" + b"T" + \
+                struct.pack("<Q", 1) + payload
+        head = b"OPENDLC\0" + struct.pack("<IIQI", 1, 0, len(payload), zlib.crc32(payload))
+        (tmp_path / "deep.hdict").write_bytes(head + struct.pack("<I", zlib.crc32(head)) + payload)
         with pytest.raises(ha.HOperatorError) as e:
             ha.read_dict(str(tmp_path / "deep.hdict"), [], [])
         assert (code_of(e), e.value.operator_name) == (2899, "read_dict")

@@ -311,6 +311,27 @@ def test_a_failing_preprocess_dl_dataset_leaves_the_dataset_and_the_folder_as_th
     assert py(fresh) == clean and not (tmp_path / "new").exists()
 
 
+def test_preprocess_dl_dataset_refuses_what_it_cannot_write_before_replacing_the_samples(tmp_path):
+    """A dataset holding a handle that cannot be written used to fail only after the old samples had been
+    replaced by the new ones; a directory name without a UTF-8 form was refused after folders were created."""
+    ds = make_dataset(str(tmp_path / "raw"))
+    bad = str(tmp_path / "bad\udcff\ud800")
+    assert code_of(ha.preprocess_dl_dataset, ds, bad, param(w=5, h=6, c=1), []) == 1302
+    assert sorted(os.listdir(tmp_path)) == ["raw"]
+    out = str(tmp_path / "prep")
+    ha.preprocess_dl_dataset(ds, out, param(w=5, h=6, c=1), [])
+    sample_file = os.path.join(out, "samples", "0_dlsample.hdict")
+    on_disk = {f: open(os.path.join(out, f), "rb").read() for f in ("dl_dataset.hdict", sample_file)}
+    ha.set_dict_tuple(ds, "extra", ha.create_dl_layer_input("image", [8, 8, 1], [], []))
+    before = py(ds)
+    with pytest.raises(ha.HOperatorError) as e:
+        ha.preprocess_dl_dataset(ds, out, param(w=4, h=4, c=1), {"overwrite_files": "true"})
+    assert e.value.error_code == 2455 and "'extra'" in str(e.value)
+    assert {f: open(os.path.join(out, f), "rb").read() for f in on_disk} == on_disk
+    assert sorted(os.listdir(out)) == ["dl_dataset.hdict", "samples"]
+    assert py(ds).keys() == before.keys() and py(ds)["dlsample_dir"] == before["dlsample_dir"]
+
+
 # ---------------------------------------------------------------- augment_dl_samples
 
 

@@ -167,7 +167,8 @@ class Reader {
     return s;
   }
   DictPtr dict(int depth) {
-    if (depth > kMaxDepth) corrupt("dicts nested too deep");
+    if (depth > kMaxDepth)
+      fail(2899, "the file holds dicts nested more than " + std::to_string(kMaxDepth) + " levels deep");
     if (u8() != 'D') corrupt("expected a dict");
     uint64_t n = pod<uint64_t>();
     if (n > left()) corrupt("item count exceeds the file size");
@@ -243,7 +244,7 @@ class Reader {
 std::vector<uint8_t> serialize_dict(const Dict& d) {
   Writer w;
   w.buf.resize(kHeaderSize);
-  w.dict(d, 0);
+  w.dict(d, 1);
   uint8_t* h = w.buf.data();
   std::memcpy(h, kMagic, 8);
   uint32_t version = kFormatVersion, flags = 0;
@@ -276,7 +277,7 @@ DictPtr deserialize_dict(const uint8_t* data, size_t n, const ContainerCodes& co
                             std::to_string(size) + " (truncated file?)");
   if (crc32(data + kHeaderSize, size_t(size)) != crc) fail(codes.corrupt, "corrupt container: payload checksum mismatch");
   Reader r(data + kHeaderSize, size_t(size), codes.corrupt);
-  DictPtr d = r.dict(0);
+  DictPtr d = r.dict(1);
   if (!r.done()) fail(codes.corrupt, "corrupt container: trailing bytes after the dict");
   return d;
 }
