@@ -21,9 +21,10 @@ Decisions where the spec leaves the behaviour open or numpy images differ from H
   Channel adaptation comes last: 1 -> 3 replicates, 3 -> 1 is HALCON's rgb1_to_gray
   (0.299 R + 0.587 G + 0.114 B). A one-channel result is a (H, W) array, as HALCON's numpy interop gives.
 - Boxes: rows and columns are pixel-centred, so a coordinate x becomes (x + 0.5) * factor - 0.5 (factor =
-  new size / raw size along that axis). A rectangle2 with unequal row and column factors gets the mapped
-  half-axis along phi as its length1 and angle, and the component of the mapped second half-axis perpendicular
-  to it as length2. A box with no area, a coordinate that is not a finite number, or box tuples of different
+  new size / raw size along that axis). With unequal row and column factors a rectangle2 becomes a
+  parallelogram; the box that replaces it keeps its area, its longer mapped half-axis exactly (the other
+  length is the parallelogram's height over that axis) and its heading: phi points to the side the mapped
+  length1 axis points to (rectangle2_of). A box with no area, a coordinate that is not a finite number, or box tuples of different
   lengths raise 1301; a missing coordinate key 2894.
 - preprocess_dl_dataset writes every sample (not only 'train'); for segmentation it adds a weight_image to
   every sample. Class weights (when GenParam 'class_weights' is not given) are
@@ -35,10 +36,14 @@ Decisions where the spec leaves the behaviour open or numpy images differ from H
   counter-clockwise; 'brightness_variation' adds one offset uniform in [-v, v] to all channels;
   'brightness_variation_spot' adds an offset uniform in [-v, v] that falls off as a Gaussian (sigma a quarter
   of the smaller side) around a uniformly drawn centre; 'contrast_variation' (0..1) scales the deviation from
-  the image mean by a factor uniform in [1 - v, 1 + v]; 'crop_percentage' / 'crop_pixel' crop a random
+  the image mean by a factor uniform in [1 - v, 1 + v]; 'saturation_variation' (0..1) scales each pixel's
+  deviation from its channel mean (its grey value) by a factor uniform in [1 - v, 1 + v] (three-channel images;
+  others stay as they are); 'crop_percentage' / 'crop_pixel' crop a random
   window (that percentage of each side, or that many pixels) and zoom it back to the original size;
   'rotate_range' rotates by a random integer angle in [-r, r] degrees about the centre (bilinear, uncovered
-  pixels 0). Integer images are rounded and clipped to their type, real ones are not clipped. Random draws
+  pixels 0). Mirroring and rotating keep a rectangle2's phi in (-pi, pi], and in (-pi/2, pi/2] with
+  'ignore_direction' true or for a class in 'class_ids_no_orientation'. Integer images are rounded and
+  clipped to their type, real ones are not clipped. Random draws
   come from the procedures' random source (set_system('seed_rand', ...)).
 Error codes: see opendl._proc.
 """
@@ -205,12 +210,13 @@ def _check_param(d: dict, op: str, code) -> None:
             fail(k, f"{k!r} must be a finite number, got {v!r}")
     if not lo < hi:
         fail("image_range_max", f"'image_range_min' ({lo!r}) must be below 'image_range_max' ({hi!r})")
-    if model_type in ("classification", "detection") and (lo != -127 or hi != 128):
-        fail("image_range_min", f"{model_type} models need the image range -127 .. 128, got {lo} .. {hi}")
     norm = one("normalization_type")
     if norm not in NORMALIZATION_TYPES:
         fail("normalization_type", f"'normalization_type' {norm!r} is not one of "
                                    f"{', '.join(map(repr, NORMALIZATION_TYPES))}")
+    # 'constant_values' does not use the range (preprocess_dl_dataset stores -2 .. 2 for it, spec C.1)
+    if model_type in ("classification", "detection") and norm != "constant_values" and (lo != -127 or hi != 128):
+        fail("image_range_min", f"{model_type} models need the image range -127 .. 128, got {lo} .. {hi}")
     domains = ("full_domain", "crop_domain") + (("keep_domain",) if model_type == "anomaly_detection" else ())
     dom = one("domain_handling")
     if dom not in domains:
@@ -404,6 +410,20 @@ def _box_geometry(d: dict, op: str, where: str) -> tuple:
     return ()
 
 
+def rectangle2_of(a: np.ndarray, b: np.ndarray) -> tuple:
+    """(phi, length1, length2) of the rectangle2 that stands for the parallelogram with the half-axes ``a`` (the
+    mapped length1 axis) and ``b`` (the mapped length2 axis), each a (2, n) array of (x, y) = (column, row)
+    vectors: it keeps the parallelogram's area and its longer half-axis exactly, and phi points to the side
+    ``a`` points to (the heading). A map that keeps right angles gives the exact rectangle."""
+    na, nb = np.hypot(a[0], a[1]), np.hypot(b[0], b[1])
+    area = np.abs(a[0] * b[1] - a[1] * b[0])
+    on_b = nb > na  # anchoring on the shorter axis would turn the long side away from the object
+    side = np.where(a[0] * b[1] - a[1] * b[0] >= 0, 1.0, -1.0)  # the normal of b on a's side
+    dx = np.where(on_b, side * b[1] / nb, a[0] / na)
+    dy = np.where(on_b, -side * b[0] / nb, a[1] / na)
+    return (np.arctan2(-dy, dx), np.where(on_b, area / nb, na), np.where(on_b, nb, area / na))
+
+
 def _scale_boxes(d: dict, raw_hw, p: dict, op: str, where: str) -> None:
     fr = p["image_height"] / raw_hw[0]
     fc = p["image_width"] / raw_hw[1]
@@ -414,15 +434,13 @@ def _scale_boxes(d: dict, raw_hw, p: dict, op: str, where: str) -> None:
             put(d, k, [float(x) for x in (v + 0.5) * f - 0.5])
     elif "bbox_row" in d:
         row, col, l1, l2, phi = values
-        # half-axes as (row, col) vectors; phi counter-clockwise from the column axis, rows point down
-        a1 = np.stack([-np.sin(phi) * l1 * fr, np.cos(phi) * l1 * fc])
-        a2 = np.stack([-np.cos(phi) * l2 * fr, -np.sin(phi) * l2 * fc])
-        n1 = np.hypot(a1[0], a1[1])
-        new_phi = np.arctan2(-a1[0], a1[1])
-        new_l2 = np.abs(a1[0] * a2[1] - a1[1] * a2[0]) / n1
+        # half-axes as (x, y) = (column, row) vectors; phi counter-clockwise from the column axis, rows point down
+        a1 = np.stack([np.cos(phi) * l1 * fc, -np.sin(phi) * l1 * fr])
+        a2 = np.stack([-np.sin(phi) * l2 * fc, -np.cos(phi) * l2 * fr])
+        new_phi, new_l1, new_l2 = rectangle2_of(a1, a2)
         put(d, "bbox_row", [float(x) for x in (row + 0.5) * fr - 0.5])
         put(d, "bbox_col", [float(x) for x in (col + 0.5) * fc - 0.5])
-        put(d, "bbox_length1", [float(x) for x in n1])
+        put(d, "bbox_length1", [float(x) for x in new_l1])
         put(d, "bbox_length2", [float(x) for x in new_l2])
         put(d, "bbox_phi", [float(x) for x in new_phi])
 
@@ -463,6 +481,16 @@ def _physical_memory() -> int:
         return 2 ** 62  # unknown (not POSIX): only MemoryError itself stops it
 
 
+def _preprocess_label(label: np.ndarray, p: dict, segmentation: bool) -> np.ndarray:
+    """A label image (segmentation, weight or anomaly image) zoomed to the model's size by nearest neighbour, as
+    float32; a segmentation image's class_ids_background become set_background_id."""
+    lab = label if label.ndim == 2 else label[:, :, 0]
+    lab = zoom_nearest(lab, p["image_width"], p["image_height"]).astype(np.float32)
+    if segmentation and p["set_background_id"]:
+        lab = np.where(np.isin(lab, p["class_ids_background"]), np.float32(p["set_background_id"][0]), lab)
+    return np.ascontiguousarray(lab)
+
+
 def _preprocess_samples(dlsample_batch, p: dict, op: str) -> None:
     # Every sample is preprocessed into a copy of its entries; the samples change only when all succeeded.
     done = []
@@ -483,11 +511,10 @@ def _preprocess_samples(dlsample_batch, p: dict, op: str) -> None:
             if d[key].ndim not in (2, 3) or min(d[key].shape) < 1:
                 raise HOperatorError(1301, f"{where}: '{key}' must be an image (height, width[, 1]), got shape "
                                            f"{d[key].shape}", op)
-            lab = d[key] if d[key].ndim == 2 else d[key][:, :, 0]
-            lab = zoom_nearest(lab, p["image_width"], p["image_height"]).astype(np.float32)
-            if key == "segmentation_image" and p["set_background_id"]:
-                lab = np.where(np.isin(lab, p["class_ids_background"]), np.float32(p["set_background_id"][0]), lab)
-            put(d, key, np.ascontiguousarray(lab))
+            if d[key].shape[:2] != raw.shape[:2]:  # zooming it would move its labels off their pixels
+                raise HOperatorError(1301, f"{where}: '{key}' has the size {d[key].shape[:2]} (height, width), the "
+                                           f"image {raw.shape[:2]}; they must be equal", op)
+            put(d, key, _preprocess_label(d[key], p, key == "segmentation_image"))
     for original, d in done:
         original.update(d)
 
@@ -495,8 +522,9 @@ def _preprocess_samples(dlsample_batch, p: dict, op: str) -> None:
 # ---------------------------------------------------------------- dataset
 
 
-def _segmentation_class_weights(ds: dict, samples: list, class_ids: list, ignore: list, max_weight: float,
-                                op: str) -> dict:
+def _segmentation_class_weights(ds: dict, samples: list, class_ids: list, p: dict, max_weight: float) -> dict:
+    """The class weights of the training samples' (all samples' without a split) labels as the model will see
+    them: zoomed to the model's size, with class_ids_background mapped to set_background_id."""
     from .images import read_image
     seg_dir = get1(ds, "segmentation_dir", "")
     chosen = [s for s in samples if get1(s, "split") == "train"] or samples
@@ -504,12 +532,11 @@ def _segmentation_class_weights(ds: dict, samples: list, class_ids: list, ignore
     for s in chosen:
         lab = read_image(os.path.join(seg_dir, get1(s, "segmentation_file_name")) if seg_dir else
                          get1(s, "segmentation_file_name"))
-        lab = lab if lab.ndim == 2 else lab[:, :, 0]
-        values, n = np.unique(lab, return_counts=True)
+        values, n = np.unique(_preprocess_label(lab, p, True), return_counts=True)
         for v, k in zip(values, n):
             if int(v) in counts:
                 counts[int(v)] += int(k)
-    return inverse_frequency_class_weights(counts, class_ids, ignore, max_weight)
+    return inverse_frequency_class_weights(counts, class_ids, [int(c) for c in p["ignore_class_ids"]], max_weight)
 
 
 def inverse_frequency_class_weights(counts: dict, class_ids: list, ignore: list, max_weight: float) -> dict:
@@ -575,13 +602,14 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
                     len(given) not in (1, len(class_ids)):
                 raise HOperatorError(1304, f"'class_weights' must be one finite number >= 0 or one per class, got "
                                            f"{given!r}", op)
-            weights = {c: float(given[0] if len(given) == 1 else given[k]) for k, c in enumerate(class_ids)}
+            ignore = [int(c) for c in p["ignore_class_ids"]]  # their pixels weigh nothing, as computed weights
+            weights = {c: 0.0 if c in ignore else float(given[0] if len(given) == 1 else given[k])
+                       for k, c in enumerate(class_ids)}
         else:
             mw = params.get("max_weight", [1000])
             if len(mw) != 1 or not is_number(mw[0]) or not 0 < mw[0] < math.inf:
                 raise HOperatorError(1304, f"'max_weight' must be a finite number > 0, got {mw!r}", op)
-            weights = _segmentation_class_weights(ds, samples, class_ids, [int(c) for c in p["ignore_class_ids"]],
-                                                  float(mw[0]), op)
+            weights = _segmentation_class_weights(ds, samples, class_ids, p, float(mw[0]))
     stored = {k: (get(pd, k)) for k in pd if k != "check_params"}
     if p["normalization_type"] == "constant_values":
         stored["image_range_min"], stored["image_range_max"] = [-2.0], [2.0]
@@ -643,8 +671,8 @@ def preprocess_dl_dataset(dldataset, data_directory, dlpreprocess_param, gen_par
 # ---------------------------------------------------------------- augmentation
 
 _AUG_KEYS = ("augmentation_percentage", "rotate", "mirror", "brightness_variation", "brightness_variation_spot",
-             "contrast_variation", "crop_percentage", "crop_pixel", "rotate_range", "ignore_direction",
-             "class_ids_no_orientation")
+             "contrast_variation", "saturation_variation", "crop_percentage", "crop_pixel", "rotate_range",
+             "ignore_direction", "class_ids_no_orientation")
 _GEOMETRY_KEYS = ("bbox_row1", "bbox_row", "segmentation_image", "weight_image", "anomaly_ground_truth")
 
 
@@ -677,6 +705,7 @@ def _aug_params(gen_param, op: str) -> dict:
          "brightness": number("brightness_variation", 0, 0, 255),
          "spot": number("brightness_variation_spot", 0, 0, 255),
          "contrast": number("contrast_variation", 0, 0, 1),
+         "saturation": number("saturation_variation", 0, 0, 1),
          "rotate_range": number("rotate_range", 0, 0, 180, integer=True),
          "crop_percentage": off_or("crop_percentage", 1, 100),
          "crop_pixel": off_or("crop_pixel", 1, 2 ** 31 - 1, integer=True)}
@@ -722,7 +751,7 @@ def _geometry(d: dict, fn_image, fn_points, fn_phi, new_hw) -> None:
         put(d, "bbox_row", [float(x) for x in r])
         put(d, "bbox_col", [float(x) for x in c])
         phi = fn_phi(np.array(get(d, "bbox_phi", []), np.float64))
-        put(d, "bbox_phi", [float(x) for x in np.angle(np.exp(1j * phi))])
+        put(d, "bbox_phi", [float(x) for x in math.pi - np.mod(math.pi - phi, 2 * math.pi)])  # in (-pi, pi]
 
 
 def _mirror(d: dict, rows: bool, cols: bool) -> None:
@@ -765,8 +794,8 @@ def _rotate_free(image: np.ndarray, degrees: float) -> np.ndarray:
     rr, cc_ = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     # inverse map: output pixel -> source pixel (rotation counter-clockwise on screen, rows pointing down)
     dr, dc = rr - cr, cc_ - cc
-    sr = cr + math.cos(a) * dr - math.sin(a) * dc
-    sc = cc + math.sin(a) * dr + math.cos(a) * dc
+    sr = cr + math.cos(a) * dr + math.sin(a) * dc
+    sc = cc - math.sin(a) * dr + math.cos(a) * dc
     img = image.astype(np.float64) if image.ndim == 3 else image.astype(np.float64)[:, :, None]
     r0, c0 = np.floor(sr).astype(int), np.floor(sc).astype(int)
     fr, fc = (sr - r0)[..., None], (sc - c0)[..., None]
@@ -809,7 +838,7 @@ def _augment_batch(dlsample_batch, gen_param, gen, op: str) -> None:
         enabled.append("mirror")
     if p["rotate"]:
         enabled.append("rotate")
-    for k in ("brightness", "spot", "contrast", "rotate_range"):
+    for k in ("brightness", "spot", "contrast", "saturation", "rotate_range"):
         if p[k]:
             enabled.append(k)
     if p["crop_percentage"] is not None:
@@ -841,6 +870,20 @@ def _augment_batch(dlsample_batch, gen_param, gen, op: str) -> None:
         original.update(d)
 
 
+def _fold_headings(d: dict, p: dict) -> None:
+    """Boxes without a heading ('ignore_direction', or a class in 'class_ids_no_orientation') keep phi in
+    (-pi/2, pi/2], the range HALCON gives them: such a box turned by pi is the same box."""
+    if "bbox_phi" not in d:
+        return
+    phi = np.array(get(d, "bbox_phi", []), np.float64)
+    labels = np.array(get(d, "bbox_label_id", []), np.float64)
+    fold = np.full(phi.shape, bool(p["ignore_direction"]))
+    if p["no_orientation"] and labels.shape == phi.shape:
+        fold |= np.isin(labels, p["no_orientation"])
+    if fold.any():
+        put(d, "bbox_phi", [float(x) for x in np.where(fold, math.pi / 2 - np.mod(math.pi / 2 - phi, math.pi), phi)])
+
+
 def _augment_one(d: dict, p: dict, enabled: list, gen) -> None:
     """One distortion, chosen uniformly from the enabled ones, applied to the sample entries ``d``."""
     kind = enabled[int(gen.integers(len(enabled)))]
@@ -849,11 +892,13 @@ def _augment_one(d: dict, p: dict, enabled: list, gen) -> None:
     if kind == "mirror":
         choice = p["mirror"] if p["mirror"] in ("r", "c") else ("r", "c", "rc")[int(gen.integers(3))]
         _mirror(d, "r" in choice, "c" in choice)
+        _fold_headings(d, p)
     elif kind == "rotate":
         step = p["rotate"] // 90
         ks = [k for k in range(step, 4, step) if h == w or k % 2 == 0]
         if ks:
             _rotate90(d, ks[int(gen.integers(len(ks)))])
+            _fold_headings(d, p)
     elif kind == "brightness":
         offset = gen.uniform(-p["brightness"], p["brightness"])
         put(d, "image", _finish(image.astype(np.float64) + offset, image.dtype))
@@ -870,6 +915,12 @@ def _augment_one(d: dict, p: dict, enabled: list, gen) -> None:
         f = gen.uniform(1 - p["contrast"], 1 + p["contrast"])
         v = image.astype(np.float64)
         put(d, "image", _finish((v - v.mean()) * f + v.mean(), image.dtype))
+    elif kind == "saturation":
+        f = gen.uniform(1 - p["saturation"], 1 + p["saturation"])
+        if image.ndim == 3 and image.shape[2] == 3:
+            v = image.astype(np.float64)
+            grey = v.mean(axis=2, keepdims=True)
+            put(d, "image", _finish(grey + (v - grey) * f, image.dtype))
     elif kind == "rotate_range":
         angle = int(gen.integers(-int(p["rotate_range"]), int(p["rotate_range"]) + 1))
         put(d, "image", _finish(_rotate_free(image, angle), image.dtype))

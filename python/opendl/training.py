@@ -708,6 +708,12 @@ def train_dl_model(dldataset, dlmodel_handle, train_param, start_epoch):
     stream = _Stream(seed, train_idx)
     gen = np.random.Generator(np.random.PCG64([seed, 1]))
     aug = _sub(tp.get("augmentation_param"))
+    if aug and get_dl_model_param(dlmodel_handle, "type")[0] == "detection" and \
+            get_dl_model_param(dlmodel_handle, "instance_type")[0] == "rectangle2":
+        # As HALCON's train_dl_model: the model's boxes without a heading stay without one when augmented.
+        aug = dict(aug)
+        aug.setdefault("ignore_direction", get_dl_model_param(dlmodel_handle, "ignore_direction")[0])
+        aug.setdefault("class_ids_no_orientation", get_dl_model_param(dlmodel_handle, "class_ids_no_orientation"))
 
     best_value, best_epoch, best_bytes, since_best = None, None, None, 0
     for info in evaluation_infos:  # a resumed run knows its best value so far

@@ -456,3 +456,155 @@ def test_set_system_checks_every_pair_before_applying_any():
             ha.set_system("thread_num", n)
         assert e.value.error_code == 1302 and "[1, 1024]" in str(e.value)
     assert ha.get_system("thread_num") == threads
+
+
+# ---------------------------------------------------------------- what a numerics audit found (audit 7)
+
+
+def seg_dataset(root, lab, names):
+    os.makedirs(os.path.join(root, "img"))
+    os.makedirs(os.path.join(root, "seg"))
+    ha.write_image(np.full(lab.shape, 77, np.uint8), "png", 0, os.path.join(root, "img", "a"))
+    ha.write_image(lab, "png", 0, os.path.join(root, "seg", "a"))
+    return ha.read_dl_dataset_segmentation(os.path.join(root, "img"), os.path.join(root, "seg"), names,
+                                           list(range(len(names))), [], [], [])
+
+
+def weights_by_class(ds):
+    s = py(ha.read_dl_samples(ds, [0])[0])
+    seg, w = s["segmentation_image"], s["weight_image"]
+    return {int(c): sorted(set(w[seg == c].tolist())) for c in np.unique(seg)}
+
+
+def test_segmentation_class_weights_count_the_labels_the_model_sees(tmp_path):
+    """Pixels were counted in the raw label files, before class_ids_background became set_background_id: two
+    classes of 100 pixels each got weights 6.67 and 0.67. Explicit class_weights put weight on ignore classes."""
+    lab = np.zeros((10, 20), np.uint8)
+    lab[:, 10:] = 1   # 100 px
+    lab[:, :9] = 2    # 90 px, merged into class 0 (10 px of its own)
+    ds = seg_dataset(str(tmp_path / "raw"), lab, ["bg", "one", "two"])
+    p = param(w=20, h=10, c=1, model="segmentation", lo=-127, hi=128, bg=[0], bgs=[2])
+    ha.preprocess_dl_dataset(ds, str(tmp_path / "prep"), p, [])
+    # N / (K n_c) with N = 200 counted pixels, K = 3 classes, n = 100 for both classes present
+    assert weights_by_class(ds) == {0: [pytest.approx(200 / 300)], 1: [pytest.approx(200 / 300)]}
+    ignore = param(w=20, h=10, c=1, model="segmentation", lo=-127, hi=128, ignore=[2])
+    for given in ([1.5], [1.0, 2.0, 3.0]):
+        ha.preprocess_dl_dataset(ds, str(tmp_path / "prep"), ignore, {"class_weights": given,
+                                                                      "overwrite_files": "true"})
+        w = weights_by_class(ds)
+        assert w[2] == [0.0] and w[1] == [given[-2] if len(given) > 1 else 1.5]
+
+
+def test_label_images_must_have_the_size_of_the_image():
+    # a 10 x 20 label image of a 10 x 10 image was zoomed to the target, moving half the labels off their pixels
+    p = param(w=8, h=8, c=1, model="segmentation", lo=0, hi=1)
+    for key in ("segmentation_image", "weight_image"):
+        e = code_of(run, np.zeros((10, 10), np.uint8), p, **{key: np.zeros((10, 20), np.uint8)})
+        assert e == 1301, key
+
+
+def test_the_dataset_preprocess_param_of_constant_values_preprocesses_further_images(tmp_path):
+    """preprocess_dl_dataset stores the range -2 .. 2 for 'constant_values' (spec C.1); opendl's own checks then
+    refused that stored param for classification."""
+    ds = make_dataset(str(tmp_path / "raw"))
+    ha.preprocess_dl_dataset(ds, str(tmp_path / "prep"), param(w=5, h=6, c=1, norm="constant_values"), [])
+    stored = ha.get_dict_tuple(ds, "preprocess_param")[0]
+    ha.check_dl_preprocess_param(stored)
+    image = np.arange(60, dtype=np.uint8).reshape(6, 10)
+    np.testing.assert_array_equal(run(image, stored)["image"],
+                                  run(image, param(w=5, h=6, c=1, norm="constant_values"))["image"])
+    # other normalisations still need the byte range for classification
+    assert code_of(ha.create_dl_preprocess_param, "classification", 5, 6, 1, -2, 2, "none", "full_domain", [], [],
+                   [], []) == 1305
+
+
+def parallelogram_fit(a, b, phi, l1, l2):
+    """How a rectangle2 (phi, l1, l2) stands for the parallelogram of half-axes a, b ((x, y) vectors): its
+    area, its longer half-axis and the heading must be kept."""
+    direction = np.array([math.cos(phi), -math.sin(phi)])  # phi counter-clockwise, rows point down
+    assert 4 * l1 * l2 == pytest.approx(4 * abs(a[0] * b[1] - a[1] * b[0]))
+    longer = a if np.hypot(*a) >= np.hypot(*b) else b
+    assert max(l1, l2) == pytest.approx(np.hypot(*longer))
+    # the longer half-axis lies along one side of the rectangle, and phi points to the side a points to
+    side = direction if longer is a else np.array([-direction[1], direction[0]])
+    assert abs(side @ longer) == pytest.approx(np.hypot(*longer))
+    assert direction @ a > 0
+
+
+@pytest.mark.parametrize("l1, l2", [(5.0, 50.0), (50.0, 5.0), (4.0, 4.5)])
+def test_rectangle2_scaled_unequally_keeps_its_long_side(l1, l2):
+    """The box was anchored on the length1 axis: with length1 < length2 and a 720 x 1280 -> 512 x 512 resize its
+    long side turned 35 degrees away from the object (IoU 0.11 with the scaled box)."""
+    img = np.zeros((720, 1280), np.uint8)
+    phi = math.radians(45)
+    s = run(img, param(w=512, h=512, c=1, model="detection", gen={"instance_type": "rectangle2"}),
+            bbox_label_id=[1], bbox_row=[300.0], bbox_col=[600.0], bbox_phi=[phi], bbox_length1=[l1],
+            bbox_length2=[l2])
+    fr, fc = 512 / 720, 512 / 1280
+    a = np.array([math.cos(phi) * l1 * fc, -math.sin(phi) * l1 * fr])
+    b = np.array([-math.sin(phi) * l2 * fc, -math.cos(phi) * l2 * fr])
+    parallelogram_fit(a, b, s["bbox_phi"][0], s["bbox_length1"][0], s["bbox_length2"][0])
+
+
+def test_the_tool_augmentation_keeps_the_long_side_of_sheared_boxes():
+    from opendl.tools import DataAugmentation
+    aug = DataAugmentation(shear=30)
+    boxes = {"bbox_label_id": [0], "bbox_row": [16.0], "bbox_col": [16.0], "bbox_phi": [0.0],
+             "bbox_length1": [2.0], "bbox_length2": [10.0]}
+    for seed in range(10):
+        u = np.random.default_rng(seed).random(16)
+        fwd = aug._forward(32, 32, u)[0]
+        _, out = aug.apply(np.zeros((32, 32), np.float32), np.random.default_rng(seed), -127, 128, boxes=boxes)
+        if out["bbox_label_id"]:
+            a, b = fwd @ np.array([2.0, 0.0]), fwd @ np.array([0.0, 10.0])
+            parallelogram_fit(a, b, out["bbox_phi"][0], out["bbox_length1"][0], out["bbox_length2"][0])
+
+
+def box_sample(phi, label=0):
+    return {"image": np.zeros((10, 10), np.float32), "bbox_row": [4.0], "bbox_col": [4.0], "bbox_phi": [phi],
+            "bbox_length1": [3.0], "bbox_length2": [1.0], "bbox_label_id": [label]}
+
+
+def test_boxes_without_a_heading_keep_phi_in_half_a_turn():
+    """'ignore_direction' and 'class_ids_no_orientation' were accepted and had no effect."""
+    for gen, phi0, heading, no_heading in (({"mirror": "c"}, 0.3, math.pi - 0.3, -0.3),
+                                           ({"rotate": 180}, 1.2, 1.2 - math.pi, 1.2),
+                                           ({"mirror": "r"}, math.pi / 2, -math.pi / 2, math.pi / 2)):
+        for key, value, label in (("ignore_direction", "false", 0), ("ignore_direction", "true", 0),
+                                  ("class_ids_no_orientation", [2], 2), ("class_ids_no_orientation", [2], 0)):
+            s = box_sample(phi0, label)
+            ha.augment_dl_samples([s], {**gen, "augmentation_percentage": 100, key: value})
+            folded = value == "true" or label == 2
+            assert s["bbox_phi"][0] == pytest.approx(no_heading if folded else heading), (gen, key, value, label)
+    s = box_sample(math.pi / 2)
+    ha.augment_dl_samples([s], {"rotate": 90, "augmentation_percentage": 100, "ignore_direction": "false"})
+    assert -math.pi < s["bbox_phi"][0] <= math.pi  # (-pi, pi], never -pi
+
+
+def test_rotate_range_turns_counter_clockwise():
+    from opendl.preprocess import _rotate_free
+    img = np.zeros((9, 9), np.float32)
+    img[4, 8] = 1.0  # right of the centre
+    np.testing.assert_allclose(_rotate_free(img, 90), np.rot90(img), atol=1e-12)  # np.rot90: counter-clockwise
+    np.testing.assert_allclose(_rotate_free(img, -90), np.rot90(img, -1), atol=1e-12)
+
+
+def test_saturation_variation_scales_the_colour_around_each_pixels_grey():
+    rng = np.random.default_rng(3)
+    colour = rng.uniform(0, 200, (6, 7, 3)).astype(np.float32)
+    grey = colour.astype(np.float64).mean(axis=2, keepdims=True)
+    b = [ha.from_python_dict({"image": colour.copy(), "image_label_id": 0}) for _ in range(6)]
+    ha.set_system("seed_rand", 11)
+    ha.augment_dl_samples(b, {"saturation_variation": 0.5, "augmentation_percentage": 100})
+    factors = []
+    for s in b:
+        out = py(s)["image"].astype(np.float64)
+        np.testing.assert_allclose(out.mean(axis=2, keepdims=True), grey, rtol=1e-5)  # the grey value stays
+        f = (out - grey) / (colour - grey)  # one factor per sample, in [0.5, 1.5]
+        assert 0.5 - 1e-4 <= f.min() and f.max() <= 1.5 + 1e-4 and np.ptp(f) < 1e-3
+        factors.append(f.mean())
+    assert np.ptp(factors) > 0.05  # drawn per sample
+    gray = ha.from_python_dict({"image": colour[:, :, 0].copy(), "image_label_id": 0})
+    ha.augment_dl_samples([gray], {"saturation_variation": 0.5, "augmentation_percentage": 100})
+    np.testing.assert_array_equal(py(gray)["image"], colour[:, :, 0])
+    assert code_of(ha.augment_dl_samples, b, {"saturation_variation": 1.5}) == 1302

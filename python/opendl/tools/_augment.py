@@ -2,8 +2,10 @@
 
 Every range is symmetric around "no change" and every draw is uniform within it, from a generator the tool
 seeds per sample (seed, iteration, position in the pass), so augmentation is reproducible and independent of
-threads. Images are the preprocessed float arrays (H, W, C) whose value range is [lo, hi] (the model's
-image_range_min / image_range_max).
+threads. Images are the preprocessed float arrays (H, W, C). A byte image's values lie in [lo, hi] (the model's
+image_range_min / image_range_max); other images keep their own values (normalization 'none'), so the range
+used below is [lo, hi] widened to the image's own minimum and maximum: a 16-bit or real image is never cut to
+the byte range, and an augmentation without intensity changes leaves every value as it was.
 
 Geometry: one affine map about the image centre, composed of (in this order, from output to input) shift,
 rotation, shear along x and isotropic scale, plus flips; pixels are sampled bilinearly and positions outside
@@ -11,7 +13,7 @@ the image take the nearest border pixel (no black corners that a classifier coul
 - flip_horizontal / flip_vertical: flip with probability 0.5.
 - rotation r (degrees): angle in [-r, r].   scale (lo, hi): factor in [lo, hi] (> 1 zooms in).
 - shift s: translation in [-s, s] times the image width / height.   shear h (degrees): shear angle in [-h, h].
-Intensity, with R = hi - lo:
+Intensity, with [lo, hi] the range above and R = hi - lo:
 - brightness b: offset in [-b, b] * R.   contrast c: deviation from the image mean scaled by [1 - c, 1 + c].
 - hue h (degrees): RGB rotated about the grey axis by [-h, h] (3-channel images only).
 - saturation s: deviation from the per-pixel grey value scaled by [1 - s, 1 + s] (3-channel images only).
@@ -22,9 +24,10 @@ Results are clipped to [lo, hi].
 
 Boxes (detection) move with the geometric map: a rectangle1 box becomes the axis-aligned box enclosing its
 four mapped corners, clipped to the image, and is dropped when less than half of it stays inside; a rectangle2
-box keeps its centre mapped, its length1 axis mapped (new length1 its length, phi its direction, so flips
-turn the heading too) and length2 such that the area of the mapped parallelogram is kept, and is dropped when
-its centre leaves the image.
+box keeps its centre mapped and becomes the rectangle that stands for its mapped parallelogram (exact without
+shear): the area and the longer mapped half-axis are kept, and phi points to the side the mapped length1 axis
+points to, so flips turn the heading too (opendl.preprocess.rectangle2_of). It is dropped when its centre
+leaves the image.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 
 from .. import _proc
 from ..errors import HOperatorError
+from ..preprocess import rectangle2_of
 
 
 @dataclass
@@ -115,6 +119,8 @@ class DataAugmentation:
         # Draw every value in a fixed order, whether used or not, so that one setting does not shift another's
         # random numbers.
         u = gen.random(16)
+        if x.size:
+            lo, hi = min(float(lo), float(x.min())), max(float(hi), float(x.max()))
         rng = float(hi - lo)
         if self.geometric:
             sx, sy = self._source_coordinates(x.shape[0], x.shape[1], u)
@@ -199,9 +205,9 @@ class DataAugmentation:
             nx, ny = move(col, r)
             a1 = fwd @ np.stack([np.cos(phi) * l1, -np.sin(phi) * l1])     # length1 axis as (x, y)
             a2 = fwd @ np.stack([np.sin(phi) * l2, np.cos(phi) * l2])
-            n1 = np.hypot(a1[0], a1[1])
-            new = {"bbox_row": ny, "bbox_col": nx, "bbox_phi": np.arctan2(-a1[1], a1[0]), "bbox_length1": n1,
-                   "bbox_length2": np.abs(a1[0] * a2[1] - a1[1] * a2[0]) / n1}
+            new_phi, new_l1, new_l2 = rectangle2_of(a1, a2)
+            new = {"bbox_row": ny, "bbox_col": nx, "bbox_phi": new_phi, "bbox_length1": new_l1,
+                   "bbox_length2": new_l2}
             keep = (ny >= -0.5) & (ny <= h - 0.5) & (nx >= -0.5) & (nx <= w - 0.5)
             for k, v in new.items():
                 out[k] = [float(x) for x in v[keep]]
