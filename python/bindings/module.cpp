@@ -491,6 +491,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("builtin_model_names", [] { return builtin_model_names(); });
   m.def("set_seed", [](uint64_t s) { SetSeed(s); });
   m.def("get_seed", [] { return GetSeed(); });
+  m.def("set_thread_seed", [](uint64_t s) { SetThreadSeed(s); });
+  m.def("clear_thread_seed", [] { ClearThreadSeed(); });
   m.def("set_thread_num", [](int n) { SetThreadNum(n); });
   m.def("get_thread_num", [] { return GetThreadNum(); });
   m.def("set_deterministic", [](bool on) { SetDeterministic(on); });

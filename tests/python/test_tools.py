@@ -2,6 +2,8 @@
 and continued training, the training queue, data augmentation, datasets and splits, files and errors."""
 
 import json
+import os
+import sys
 import threading
 import zipfile
 
@@ -390,6 +392,20 @@ def test_augmentation_ranges_and_reproducibility():
     assert everything.apply(grey, np.random.default_rng(7), -127, 128).shape == grey.shape
 
 
+def test_augmentation_keeps_the_values_of_images_outside_the_byte_range():
+    """The tools preprocess with normalization 'none', which leaves 16-bit and real images at their own values;
+    the augmentation cut every result to [lo, hi], so a flip alone turned a uint16 image into a constant 128."""
+    rng = np.random.default_rng(2)
+    wide = rng.integers(1000, 4000, (12, 10)).astype(np.float32)
+    flipped = DataAugmentation(flip_horizontal=True).apply(wide, np.random.default_rng(0), -127, 128)
+    assert any(np.array_equal(flipped, w) for w in (wide, wide[:, ::-1]))
+    out = DataAugmentation(brightness=0.1).apply(wide, np.random.default_rng(3), -127, 128)
+    offset = out - wide  # R = the range widened to the image's values: 3999 - (-127) at most
+    assert np.allclose(offset, offset.flat[0], atol=1e-2) and 1 < abs(offset.flat[0]) <= 0.1 * (4000 + 127)
+    noisy = DataAugmentation(salt_and_pepper=0.5).apply(wide, np.random.default_rng(4), -127, 128)
+    assert set(np.unique(noisy[noisy != wide])) <= {-127.0, float(wide.max())}
+
+
 def test_augmentation_geometry_against_numpy():
     image = np.arange(7 * 9, dtype=np.float32).reshape(7, 9)
     # A shift of exactly one pixel to the right: draw u[4] so that (2u - 1) * shift * w == 1.
@@ -671,3 +687,256 @@ def test_settings_waits_queue_and_augmentation_dicts_check_their_arguments(data)
     aug = DataAugmentation(rotation=10, scale=(0.9, 1.1))
     assert DataAugmentation.from_dict(aug.as_dict()) == aug
     assert DataAugmentation.from_dict({"scale": 2}).scale == (2.0, 2.0)
+
+
+# ---------------------------------------------------------------- what an audit of the tools found (audit 7)
+
+
+class SlowStart(Classifier):
+    """A Classifier whose model building (the first train() call's slow part) waits until ``proceed`` is set."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.entered, self.proceed = threading.Event(), threading.Event()
+        self.batch_size = 8
+        self.enable_deterministic_training = True
+
+    def _create_model(self, dataset, op):
+        self.entered.set()
+        assert self.proceed.wait(60)
+        super()._create_model(dataset, op)
+
+
+def test_a_training_counts_from_train_and_a_stop_while_the_model_is_built_is_kept(data):
+    """train() checked 'already training' by the thread, which starts only after the model is built: a second
+    train() in that time started a second training, and a stop (a queue's cancel) was cleared by the first."""
+    ds, split = data
+    tool = SlowStart()
+    first = threading.Thread(target=tool.train, args=(ds, split), kwargs={"iterations": 2})
+    first.start()
+    assert tool.entered.wait(60)
+    assert tool.is_training
+    with pytest.raises(HOperatorError) as e:
+        tool.train(ds, split, iterations=2)
+    assert e.value.error_code == 7720
+    tool.stop_training(wait=False)
+    tool.proceed.set()
+    first.join(60)
+    tool.wait_for_training_completion()
+    assert not tool.is_training and tool.num_trained_iterations == 0
+
+
+def test_a_queue_job_cancelled_while_it_starts_does_not_train(data):
+    ds, split = data
+    tool = SlowStart()
+    queue = TrainingQueue()
+    job = queue.add(tool, ds, split, iterations=3)
+    assert tool.entered.wait(60)
+    queue.cancel(job)
+    tool.proceed.set()
+    assert queue.wait(120)
+    assert job.state == "cancelled" and job.iterations_trained == 0 and tool.num_trained_iterations == 0
+
+
+class FailAfter(DataAugmentation):
+    """Changes nothing for ``n`` images, then fails."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def apply(self, image, gen, lo, hi):
+        self.n -= 1
+        if self.n < 0:
+            raise RuntimeError("augmentation failed on purpose")
+        return image
+
+
+def test_a_failed_queue_job_counts_the_iterations_it_completed(data):
+    ds, split = data
+    tool = tool_for(batch_size=8)
+    per_iteration = (split.train.size // 8) * 8
+    queue = TrainingQueue()
+    job = queue.add(tool, ds, split, FailAfter(2 * per_iteration), iterations=5)
+    assert queue.wait(300)
+    assert job.state == "failed" and "on purpose" in str(job.error)
+    assert job.iterations_trained == 2 == tool.num_trained_iterations
+
+
+def test_a_wait_longer_than_threading_takes_means_no_limit(data):
+    """A timeout beyond threading.TIMEOUT_MAX raised OverflowError inside Thread.join, which also marked the
+    running training as ended."""
+    ds, split = data
+    tool = tool_for()
+    gate = Gate()
+    tool.train(ds, split, gate, iterations=1)
+    assert gate.wait_blocked()
+    threading.Timer(0.2, gate.release).start()
+    assert tool.wait_for_iteration_completion(1e10)
+    assert tool.wait_for_training_completion(sys.maxsize) == 1 and not tool.is_training
+
+
+def test_model_building_seeds_only_its_own_thread():
+    """The tools seeded a new model through the process-wide 'seed_rand': two tools starting at once got each
+    other's seeds, and the user's seed_rand could be left changed."""
+    def weights(m):
+        return np.concatenate([np.ravel(w) for name in ha.get_dl_model_param(m, "layer_names")[:3]
+                               for w in _layer_weights(m, name)])
+
+    ha.set_system("seed_rand", 5)
+    with_5 = weights(ha.read_dl_model("pretrained_dl_classifier_compact.hdl"))
+    ha.set_system("seed_rand", 77)
+    with_77 = weights(ha.read_dl_model("pretrained_dl_classifier_compact.hdl"))
+    assert not np.array_equal(with_5, with_77)
+    seen = {}
+
+    def build():
+        ha._core.set_thread_seed(5)
+        try:
+            seen["thread"] = weights(ha.read_dl_model("pretrained_dl_classifier_compact.hdl"))
+        finally:
+            ha._core.clear_thread_seed()
+        seen["after"] = weights(ha.read_dl_model("pretrained_dl_classifier_compact.hdl"))
+
+    t = threading.Thread(target=build)
+    t.start()
+    t.join()
+    np.testing.assert_array_equal(seen["thread"], with_5)
+    np.testing.assert_array_equal(seen["after"], with_77)
+    assert ha.get_system("seed_rand") == [77]
+    np.testing.assert_array_equal(weights(ha.read_dl_model("pretrained_dl_classifier_compact.hdl")), with_77)
+
+
+def _layer_weights(model, name):
+    out = []
+    for kind in ("weights", "bias"):
+        try:
+            out.append(np.asarray(ha.get_dl_model_layer_weights(model, name, kind)))
+        except HOperatorError:
+            pass
+    return out
+
+
+def test_apply_from_two_threads_at_once(data):
+    """Both calls set the batch size of one shared inference model: one of them failed with 7784."""
+    ds, split = data
+    tool = tool_for()
+    tool.train(ds, split, iterations=1)
+    tool.wait_for_training_completion()
+    images = [ds.image(i) for i in range(12)]
+    errors = []
+
+    def run(n):
+        try:
+            for _ in range(15):
+                assert len(tool.apply(images[:n])) == n
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (12, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_dataset_fingerprints_do_not_depend_on_how_the_folder_is_named(tmp_path, monkeypatch):
+    """'images', './images' and the absolute path gave three fingerprints, so a saved tool could not continue
+    after a change of working directory or a moved folder ('trained with another split')."""
+    import shutil
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            ha.write_image(rng.integers(0, 255, (8, 8), dtype=np.uint8), "png", 0, str(root / c / str(i)))
+    monkeypatch.chdir(tmp_path)
+    prints = {Dataset.from_folder(p).fingerprint for p in (str(root), "images", "./images", "images/")}
+    shutil.copytree(root, tmp_path / "moved" / "elsewhere")
+    prints.add(Dataset.from_folder(str(tmp_path / "moved" / "elsewhere")).fingerprint)
+    assert len(prints) == 1
+    (root / "b" / "2.png").rename(root / "b" / "3.png")  # other files: another dataset
+    assert Dataset.from_folder("images").fingerprint not in prints
+
+
+def test_save_gives_the_file_the_usual_permissions_and_arguments_are_checked(data, tmp_path):
+    import stat
+    ds, split = data
+    tool = tool_for()
+    tool.train(ds, split, iterations=1)
+    tool.wait_for_training_completion()
+    umask = os.umask(0o022)
+    try:
+        tool.save(str(tmp_path / "t.odt"))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "t.odt").st_mode) == 0o644  # was 0600 (mkstemp)
+    with pytest.raises(HOperatorError) as e:
+        tool.save(str(tmp_path / "u.odt"), include_training_model="no")  # was taken as True
+    assert e.value.error_code == 1202 and not (tmp_path / "u.odt").exists()
+    with pytest.raises(HOperatorError) as e:
+        Classifier(image_num_channels=True)
+    assert e.value.error_code == 1303
+    from opendl.tools import Locator
+    Locator(detection_param={"max_num_detections": np.int64(50), "min_confidence": np.float32(0.25)})
+
+
+def test_ctrl_c_in_a_wait_keeps_the_training_counted_and_the_exit_clean(tmp_path):
+    """Ctrl-C inside wait_for_training_completion (a Thread.join) marked the running thread as ended: is_training
+    read False while it trained on, and at exit nothing stopped it (SIGABRT). A queue starting a job at exit
+    aborted the same way."""
+    import subprocess
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        "import os, signal, threading, time\n"
+        "import numpy as np\n"
+        "from opendl.tools import Classifier, Dataset, DatasetSplit, TrainingQueue\n"
+        "rng = np.random.default_rng(0)\n"
+        "ds = Dataset.from_images([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(16)],\n"
+        "                         [i % 2 for i in range(16)])\n"
+        "split = DatasetSplit(ds, 0.5, 0.5)\n"
+        "tool = Classifier()\n"
+        "tool.batch_size = 2\n"
+        "tool.train(ds, split, iterations=1000)\n"
+        "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        "try:\n"
+        "    tool.wait_for_training_completion()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted, training', tool.is_training, flush=True)\n"
+        "other = Classifier()\n"
+        "other.batch_size = 2\n"
+        "TrainingQueue().add(other, ds, split, iterations=1000)\n"
+        "time.sleep(0.03)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "interrupted, training True" in done.stdout and "terminate" not in done.stderr
+
+
+def test_the_automatic_batch_size_is_chosen_once_and_kept_by_continued_trainings(data, tmp_path):
+    """Every train() timed the batch sizes again, so a continued training could take another batch size than
+    the run it continues."""
+    ds, split = data
+    tool = Classifier()
+    probes = []
+    original = tool._probe_training_batch
+
+    def probe(x, y, cap):
+        probes.append(cap)
+        return original(x, y, cap)
+
+    tool._probe_training_batch = probe
+    tool.train(ds, split, iterations=1)
+    tool.wait_for_training_completion()
+    chosen = tool.batch_size
+    tool.train(ds, split, iterations=1)
+    tool.wait_for_training_completion()
+    assert len(probes) == 1 and tool.batch_size == chosen and tool.is_batch_size_optimized
+    tool.save(str(tmp_path / "t.odt"))
+    loaded = Classifier.load(str(tmp_path / "t.odt"))
+    assert loaded._settings["batch_size_chosen"] and loaded.batch_size == chosen
+    tool.optimize_batch_size(True)  # asked for again: the next training times the sizes again
+    tool.train(ds, split, iterations=1)
+    tool.wait_for_training_completion()
+    assert len(probes) == 2 and tool.num_trained_iterations == 3

@@ -116,6 +116,10 @@ void WriteDict(const HDict& dict, const std::string& file_name);
 // System.
 void SetSeed(uint64_t seed);      // seed for models created afterwards ('seed_rand')
 uint64_t GetSeed();
+// A seed for the models the calling thread creates until ClearThreadSeed, in place of 'seed_rand' (which
+// other threads and GetSeed keep seeing): seeded model creation without touching process-wide state.
+void SetThreadSeed(uint64_t seed);
+void ClearThreadSeed();
 void SetThreadNum(int n);         // OpenMP threads of the CPU backend ('thread_num')
 int GetThreadNum();
 // Deterministic training for the calling thread (opendl extra, used by opendl.tools): bit-identical weights

@@ -56,11 +56,18 @@ Model& model_of(const HDlModel& m) {
 }
 
 std::atomic<uint64_t> g_seed{42};
+thread_local bool t_has_seed = false;  // SetThreadSeed: this thread's models take t_seed, not g_seed
+thread_local uint64_t t_seed = 0;
 }  // namespace
 
-uint64_t global_seed() { return g_seed.load(); }
+uint64_t global_seed() { return t_has_seed ? t_seed : g_seed.load(); }
 void SetSeed(uint64_t seed) { g_seed = seed; }
 uint64_t GetSeed() { return g_seed.load(); }
+void SetThreadSeed(uint64_t seed) {
+  t_seed = seed;
+  t_has_seed = true;
+}
+void ClearThreadSeed() { t_has_seed = false; }
 void SetThreadNum(int n) {
   op("set_system", [&] {
     // beyond any machine's cores, small enough that starting the OpenMP team cannot exhaust memory

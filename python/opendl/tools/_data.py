@@ -69,6 +69,18 @@ def _hash_arrays(h, arrays) -> None:
         h.update(np.ascontiguousarray(im).tobytes())
 
 
+def _relative_names(files: list) -> list:
+    """The file names relative to the folder holding them all, so that a dataset's fingerprint does not depend
+    on how its folder was named (absolute, relative, './'), the working directory or where the folder lies."""
+    absolute = [os.path.abspath(os.fspath(f)) for f in files]
+    if not absolute:
+        return []
+    root = os.path.commonpath(absolute)
+    if root in absolute:  # one file (or one file named again and again): its folder
+        root = os.path.dirname(root)
+    return [os.path.relpath(a, root) for a in absolute]
+
+
 class Dataset:
     """Images with one class label each (classification) or one label image each (segmentation). Build it with
     ``from_folder``, ``from_segmentation_folders``, ``from_dldataset`` or ``from_images``.
@@ -97,11 +109,11 @@ class Dataset:
         if self.labels is not None:
             h.update(self.labels.tobytes())
         if self._files is not None:
-            h.update("\0".join(self._files).encode())
+            h.update("\0".join(_relative_names(self._files)).encode())
         else:
             _hash_arrays(h, self._images)
         if self._label_files is not None:
-            h.update(b"|labels|" + "\0".join(self._label_files).encode())
+            h.update(b"|labels|" + "\0".join(_relative_names(self._label_files)).encode())
         elif self._label_images is not None:
             h.update(b"|labels|")
             _hash_arrays(h, self._label_images)

@@ -68,10 +68,10 @@ class Locator(_Tool):
         plain = {}
         for k, v in param.items():
             v = list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
-            if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool)
-                       for x in (v if isinstance(v, list) else [v])):
+            items = [x.item() if isinstance(x, np.generic) else x for x in (v if isinstance(v, list) else [v])]
+            if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in items):
                 raise HOperatorError(1309, f"detection_param[{k!r}] must be numbers or strings, got {v!r}", op)
-            plain[k] = [x.item() if isinstance(x, np.generic) else x for x in v] if isinstance(v, list) else v
+            plain[k] = items if isinstance(v, list) else items[0]
         self._settings.update({"capacity": capacity, "detection_param": plain})
 
     @property

@@ -127,12 +127,20 @@ class TrainingQueue:
                 job = self._pending.pop(0)
                 job.state = "running"
                 self._running = job
+            started = False
             try:
                 job.tool.train(job.dataset, job.split, job.augmentation, job.iterations)
+                started = True
+                with self._cond:
+                    cancelled = job.state == "cancelled"  # by a cancel that came before train() took it
+                if cancelled:
+                    job.tool.stop_training(wait=False)
                 job.iterations_trained = job.tool.wait_for_training_completion()
                 if job.state == "running":
                     job.state = "done"
             except Exception as e:  # the job fails, the queue goes on
+                if started:  # the iterations it completed before failing
+                    job.iterations_trained = job.tool.current_training_finished_iterations
                 job.error = e
                 job.state = "failed"
             with self._cond:

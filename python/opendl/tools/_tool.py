@@ -14,7 +14,8 @@ How a tool trains (``train``):
   DLPreprocessParam) and kept in memory as float32.
 - Iteration i (0-based, counted over the tool's life) shuffles the training images with a generator seeded by
   (seed, i) and augments image j of the pass with one seeded by (seed, i, j). Batches of ``batch_size`` are drawn
-  from the shuffled order; floor(N / batch_size) steps per iteration. The learning rate is constant. Since the
+  from the shuffled order; floor(N / batch_size) steps per iteration. The learning rate drops 10x after
+  max(2, early_stopping_patience // 2) iterations without a new best one (_scheduled_learning_rate). Since the
   data stream depends only on the seed and the iteration number, and the model file holds weights, solver
   moments and the dropout generator, saving after k iterations, loading and training m more gives the same
   weights as training k + m at once.
@@ -33,7 +34,8 @@ How a tool trains (``train``):
   A first training that fails (in ``train`` or in the thread) or is stopped before its first iteration
   completes leaves the tool untrained: classes, image size, automatic batch size and split stay unfixed.
 
-Automatic batch size (the default until ``batch_size`` is set): before the first step, batch sizes 1, 2,
+Automatic batch size (the default until ``batch_size`` is set): before the first step of the first training
+(and of the next one after ``optimize_batch_size(True)``; continued trainings keep the size), batch sizes 1, 2,
 4, ... up to N / 8 for N training images (at least 2, at most 256; so that an iteration has about 8 steps or
 more: fewer, larger steps gain images/s but learn less per iteration) are timed on a copy of the model (one warm-up step, then
 steps for at least 0.25 s); the probe stops at a size whose predicted memory (twice the resident memory growth
@@ -55,7 +57,6 @@ import atexit
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 import weakref
@@ -66,6 +67,7 @@ import numpy as np
 
 from .. import _core, _proc
 from .._handles import HHandle
+from ..dicts import _write_atomically
 from ..errors import H_ERR_FNF, H_ERR_MEM, H_ERR_WFF, HOperatorError
 from ._augment import DataAugmentation
 from ._data import Dataset, DatasetSplit
@@ -73,20 +75,27 @@ from ._data import Dataset, DatasetSplit
 # Tools whose training thread may run, and the interpreter's exit: a training thread still inside the C++ core
 # when Python finalises is killed while it waits for the GIL, which aborts the whole process. At exit every
 # training is asked to stop after its current step and joined; no new training starts.
+# A tool counts as training (``_active``) from the moment train() admits a call until its thread has ended, so
+# a training whose model is still being built (by a TrainingQueue's worker, say) is waited for too; _START makes
+# the exit check and the start of a thread one step.
 _LIVE: "weakref.WeakSet" = weakref.WeakSet()
 _EXITING = threading.Event()
+_START = threading.Lock()
 
 
 def _stop_trainings_at_exit() -> None:
-    _EXITING.set()
-    while True:  # again, for a training a queue started while the first ones were joined
-        running = [tool for tool in list(_LIVE) if tool._thread is not None and tool._thread.is_alive()]
+    with _START:
+        _EXITING.set()
+    while True:  # again, for a training admitted while the first ones were waited for
+        running = [tool for tool in list(_LIVE) if tool._active]
         if not running:
             return
         for tool in running:
             tool._stop.set()
         for tool in running:
-            tool._thread.join()
+            tool._wait_inactive(None)
+            if tool._thread is not None:
+                tool._thread.join()
 
 
 atexit.register(_stop_trainings_at_exit)
@@ -145,7 +154,8 @@ def _timeout(value, op: str):
         return None
     if not _proc.is_number(value) or math.isnan(value):
         raise HOperatorError(1201, f"timeout must be a number of seconds (-1: no limit), got {value!r}", op)
-    return None if value < 0 or math.isinf(value) else float(value)
+    # beyond threading.TIMEOUT_MAX (about 292 years) threading raises OverflowError: that is no limit too
+    return None if value < 0 or value > threading.TIMEOUT_MAX else float(value)
 
 
 def _fastest_batch_size(step_for, cap: int, min_seconds: float, stop) -> int:
@@ -205,7 +215,8 @@ class _Tool:
         if image_size is not None and (not isinstance(image_size, (list, tuple)) or len(image_size) != 2 or
                                        not all(_proc.is_int(v) and 8 <= v <= 65535 for v in image_size)):
             raise HOperatorError(1302, f"image_size must be (width, height) with values >= 8, got {image_size!r}", op)
-        if image_num_channels not in (None, 1, 3):
+        if image_num_channels is not None and (not _proc.is_int(image_num_channels) or
+                                               image_num_channels not in (1, 3)):
             raise HOperatorError(1303, f"image_num_channels must be 1 or 3, got {image_num_channels!r}", op)
         if solver_type not in ("adam", "sgd"):
             raise HOperatorError(1304, f"solver_type must be 'adam' or 'sgd', got {solver_type!r}", op)
@@ -218,7 +229,8 @@ class _Tool:
             "image_num_channels": image_num_channels, "solver_type": solver_type,
             "learning_rate": float(learning_rate) if learning_rate else (0.001 if solver_type == "adam" else 0.01),
             "early_stopping_patience": int(early_stopping_patience), "max_iterations": int(max_iterations),
-            "batch_size": None, "optimize_batch_size": True, "deterministic": False, "seed": 42,
+            "batch_size": None, "optimize_batch_size": True, "batch_size_chosen": False, "deterministic": False,
+            "seed": 42,
         }
         self._class_names, self._class_ids = None, None
         self._train_bytes = None      # training model at the end of the last completed iteration
@@ -234,6 +246,8 @@ class _Tool:
         self._pp = None
         self._cache = {}
         self._thread = None
+        self._active = False          # admitted by train() and not yet ended (guarded by _cond)
+        self._infer_lock = threading.Lock()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._error = None
@@ -257,10 +271,13 @@ class _Tool:
         self._settings["optimize_batch_size"] = False
 
     def optimize_batch_size(self, enable: bool = True) -> None:
-        """True: choose the batch size automatically at the next training (the default); False: keep the
-        current one."""
-        self._settings["optimize_batch_size"] = _bool(enable, "enable", f"{type(self).__name__}.optimize_batch_size",
-                                                      1201)
+        """True: choose the batch size automatically at the next training (the default; later trainings keep
+        the size it chose, so that a continued training goes on as one longer run); False: keep the current
+        one."""
+        enable = _bool(enable, "enable", f"{type(self).__name__}.optimize_batch_size", 1201)
+        self._settings["optimize_batch_size"] = enable
+        if enable:
+            self._settings["batch_size_chosen"] = False
 
     @property
     def is_batch_size_optimized(self) -> bool:
@@ -313,8 +330,8 @@ class _Tool:
 
     @property
     def is_training(self) -> bool:
-        t = self._thread
-        return t is not None and t.is_alive()
+        """True from train() until the training has ended (also while train() builds the model)."""
+        return self._active
 
     @property
     def current_training_progression(self) -> float:
@@ -371,9 +388,7 @@ class _Tool:
         """Blocks until the training ends (timeout in seconds; -1: no limit) and returns the number of
         iterations the current train() call has completed. ``is_training`` tells whether it ended."""
         timeout = _timeout(timeout, f"{type(self).__name__}.wait_for_training_completion")
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
+        self._wait_inactive(timeout)
         self._raise_pending()
         return self.current_training_finished_iterations
 
@@ -381,13 +396,18 @@ class _Tool:
         """Asks the training to stop before its next step; with ``wait`` returns when it has stopped."""
         _bool(wait, "wait", f"{type(self).__name__}.stop_training", 1201)
         self._stop.set()
-        if wait and self._thread is not None:
-            self._thread.join()
         if wait:
+            self._wait_inactive(None)
             self._raise_pending()
 
+    def _wait_inactive(self, timeout) -> bool:
+        # A wait on the tool's condition, not Thread.join: an exception (Ctrl-C) inside join can leave the
+        # thread marked as ended while it still trains (CPython 3.11), and then nothing stops it at exit.
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._active, timeout)
+
     def _running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._run.get("finished", False)
+        return self._active and not self._run.get("finished", False)
 
     # ------------------------------------------------------------------ training
 
@@ -396,33 +416,45 @@ class _Tool:
         """Starts training in the background and returns at once. ``iterations``: the number of iterations
         (passes over the training images) to run; None: early stopping decides (see the module notes)."""
         op = f"{type(self).__name__}.train"
-        if _EXITING.is_set():
-            raise HOperatorError(7720, "the interpreter is exiting; no training starts", op)
-        if self.is_training:
-            raise HOperatorError(7720, "this tool is already training; wait for it or stop it first", op)
-        self._raise_pending()
-        self._check_training(dataset, split, augmentation, iterations, op)
-        untrained = None
-        if self._lock is None:
-            # The first training fixes the classes, image size, model and split; if it fails (here, or in the
-            # thread before its first iteration completes) the tool returns to this untrained state.
-            untrained = self._untrained_state()
-            try:
-                self._check_dataset(dataset, op)
-                self._create_model(dataset, op)
-            except BaseException:
-                self._restore_untrained(untrained)
-                raise
-            self._lock = {"dataset": dataset.fingerprint, "split": split.fingerprint,
-                          "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
-        self._stop.clear()
-        with self._cond:
+        with _START, self._cond:  # admission: one training per tool, none once the interpreter exits
+            if _EXITING.is_set():
+                raise HOperatorError(7720, "the interpreter is exiting; no training starts", op)
+            if self._active:
+                raise HOperatorError(7720, "this tool is already training; wait for it or stop it first", op)
+            self._active = True
+            # From here a stop_training (a TrainingQueue's cancel) stops this training.
+            self._stop.clear()
+            previous_run = self._run
             self._run = {"target": int(iterations) if iterations else 0, "done": 0, "steps": 0,
                          "progress": 0.0, "finished": False}
-        self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training", daemon=True,
-                                        args=(dataset, split, augmentation, iterations, untrained))
         _LIVE.add(self)
-        self._thread.start()
+        untrained = None
+        try:
+            self._raise_pending()
+            self._check_training(dataset, split, augmentation, iterations, op)
+            if self._lock is None:
+                # The first training fixes the classes, image size, model and split; if it fails (here, or in
+                # the thread before its first iteration completes) the tool returns to this untrained state.
+                untrained = self._untrained_state()
+                self._check_dataset(dataset, op)
+                self._create_model(dataset, op)
+                self._lock = {"dataset": dataset.fingerprint, "split": split.fingerprint,
+                              "counts": [int(split.train.size), int(split.validation.size), int(split.test.size)]}
+            with _START:
+                if _EXITING.is_set():
+                    raise HOperatorError(7720, "the interpreter is exiting; no training starts", op)
+                self._thread = threading.Thread(target=self._train_thread, name="opendl-tool-training",
+                                                daemon=True, args=(dataset, split, augmentation, iterations,
+                                                                   untrained))
+                self._thread.start()
+        except BaseException:
+            if untrained is not None:
+                self._restore_untrained(untrained)
+            with self._cond:
+                self._active = False
+                self._run = previous_run
+                self._cond.notify_all()
+            raise
 
     def _check_training(self, dataset, split, augmentation, iterations, op: str) -> None:
         """The checks of train()'s arguments against each other and the tool (also run by TrainingQueue.add)."""
@@ -447,9 +479,13 @@ class _Tool:
             raise HOperatorError(1302, "early stopping (iterations=None) needs validation images in the split; "
                                        "give iterations, or a split with a validation fraction", op)
         if self._lock is not None:
+            if self._lock["dataset"] != dataset.fingerprint:
+                raise HOperatorError(1302, "this tool was trained with another dataset (other images, labels or "
+                                           "classes); a trained tool is locked to its dataset and split: use "
+                                           "them, or a new tool", op)
             if self._lock["split"] != split.fingerprint:
-                raise HOperatorError(1302, "this tool was trained with another split (or dataset); a trained tool's "
-                                           "split is locked to it: use the same split, or a new tool", op)
+                raise HOperatorError(1302, "this tool was trained with another split of this dataset; a trained "
+                                           "tool's split is locked to it: use the same split, or a new tool", op)
             if self._train_bytes is None:
                 raise HOperatorError(1301, "this tool was saved without its training model "
                                            "(include_training_model=False) and cannot be trained further", op)
@@ -459,7 +495,8 @@ class _Tool:
 
     # Settings the first training fills in (image size and channels where None, the automatic batch size, a
     # Locator's instance type).
-    _SET_BY_TRAINING = ("image_size", "image_num_channels", "batch_size", "optimize_batch_size", "instance_type")
+    _SET_BY_TRAINING = ("image_size", "image_num_channels", "batch_size", "optimize_batch_size", "batch_size_chosen",
+                        "instance_type")
 
     def _untrained_state(self) -> dict:
         state = {k: getattr(self, k) for k in ("_class_names", "_class_ids", "_train_bytes", "_stream_seed", "_pp")}
@@ -487,13 +524,12 @@ class _Tool:
             if c != channels and not (c in (1, 3) and channels in (1, 3)):
                 raise HOperatorError(1301, f"dataset image {i} has {c} channels; the tool takes images of "
                                            f"{channels} channels (1 and 3 are converted into each other)", op)
-        prev_seed = _core.get_seed()
         seed = s["seed"] if s["deterministic"] else int(np.random.SeedSequence().entropy % (2 ** 31))
-        _core.set_seed(seed)
+        _core.set_thread_seed(seed)  # this thread's models only: set_system('seed_rand') and other tools keep theirs
         try:
             model = self._new_model(dataset, shapes, op)
         finally:
-            _core.set_seed(prev_seed)
+            _core.clear_thread_seed()
         set_dl_model_param(model, "class_ids", dataset.class_ids)
         set_dl_model_param(model, "class_names", dataset.class_names)
         set_dl_model_param(model, "solver_type", s["solver_type"])
@@ -614,13 +650,14 @@ class _Tool:
                 self._run["finished"] = True
                 if self._error is None and not self._stop.is_set():
                     self._run["progress"] = 1.0
+                self._active = False
                 self._cond.notify_all()
 
     def _training_batch_size(self, model, x, y) -> int:
         from ..model import set_dl_model_param
         n = len(x)
         s = self._settings
-        if s["optimize_batch_size"] or s["batch_size"] is None:
+        if s["batch_size"] is None or s["optimize_batch_size"] and not s.get("batch_size_chosen"):
             cap = min(n, max(2, min(256, n // 8)))
             if s["deterministic"]:
                 b = 1
@@ -628,7 +665,7 @@ class _Tool:
                     b *= 2
             else:
                 b = self._probe_training_batch(x, y, cap)
-            s["batch_size"] = b
+            s["batch_size"], s["batch_size_chosen"] = b, True
         b = min(s["batch_size"], n)
         set_dl_model_param(model, "batch_size", b)
         return b
@@ -805,8 +842,9 @@ class _Tool:
             return []
         x = self._preprocess(images, op)
         batch = self._inference_batch or min(len(x), 32)
-        model = self._inference_model(batch)
-        return self._results(model, x, images)
+        with self._infer_lock:  # one shared inference model, whose batch size each call sets
+            model = self._inference_model(batch)
+            return self._results(model, x, images)
 
     def _results(self, model, x, images) -> list:
         """The DLResult dicts of the preprocessed images ``x`` (``images``: the images as given)."""
@@ -847,6 +885,7 @@ class _Tool:
         state, needed to train further). model.hdl is an ordinary opendl model file (read_dl_model). The file
         is written atomically."""
         op = f"{type(self).__name__}.save"
+        _bool(include_training_model, "include_training_model", op, 1202)
         self._raise_pending()
         if self.is_training:
             raise HOperatorError(7720, "cannot save while the tool trains; wait for it or stop it first", op)
@@ -860,23 +899,17 @@ class _Tool:
                 "best": list(self._best) if self._best else None, "lock": self._lock,
                 "stream_seed": self._stream_seed, "auto_run_done": self._auto_run_done,
                 "inference_batch": self._inference_batch}
-        directory = os.path.dirname(os.path.abspath(path))
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".opendl_tool_", dir=directory)
-        except OSError as e:
-            raise HOperatorError(3142, f"cannot write {path!r}: {e}", op) from None
-        try:
-            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+        train_bytes = self._train_bytes if include_training_model else None
+
+        def write(f):
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
                 z.writestr("tool.json", json.dumps(meta, indent=1))
                 z.writestr("model.hdl", self._best_bytes)
-                if include_training_model and self._train_bytes is not None:
-                    z.writestr("training_model.hdl", self._train_bytes)
-            os.replace(tmp, path)
-        except BaseException as e:  # the target is untouched and no temporary file is left
-            os.unlink(tmp)
-            if isinstance(e, OSError):
-                raise HOperatorError(3142, f"cannot write {path!r}: {e}", op) from None
-            raise
+                if train_bytes is not None:
+                    z.writestr("training_model.hdl", train_bytes)
+
+        # atomically: the target is untouched and no temporary file is left on failure; permissions 0666 & ~umask
+        _write_atomically(path, write, op)
 
     @classmethod
     def load(cls, path) -> "_Tool":
@@ -957,6 +990,7 @@ class _Tool:
         is_int = _proc.is_int
         checks = {"batch_size": lambda v: v is None or (is_int(v) and v >= 1),
                   "optimize_batch_size": lambda v: isinstance(v, bool),
+                  "batch_size_chosen": lambda v: isinstance(v, bool),
                   "deterministic": lambda v: isinstance(v, bool),
                   "seed": lambda v: is_int(v) and v >= 0,
                   "instance_type": lambda v: v in (None, "rectangle1", "rectangle2")}
