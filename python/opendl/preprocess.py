@@ -24,8 +24,8 @@ Decisions where the spec leaves the behaviour open or numpy images differ from H
   new size / raw size along that axis). With unequal row and column factors a rectangle2 becomes a
   parallelogram; the box that replaces it keeps its area, its longer mapped half-axis exactly (the other
   length is the parallelogram's height over that axis) and its heading: phi points to the side the mapped
-  length1 axis points to (rectangle2_of). A box with no area, a coordinate that is not a finite number, or box tuples of different
-  lengths raise 1301; a missing coordinate key 2894.
+  length1 axis points to (rectangle2_of). A box with no area, a coordinate that is not a finite number, or
+  box tuples of different lengths raise 1301; a missing coordinate key 2894.
 - preprocess_dl_dataset writes every sample (not only 'train'); for segmentation it adds a weight_image to
   every sample. Class weights (when GenParam 'class_weights' is not given) are
   total / (number of classes * pixels of the class) over the samples of split 'train' (all samples when the

@@ -37,8 +37,8 @@ How a tool trains (``train``):
 Automatic batch size (the default until ``batch_size`` is set): before the first step of the first training
 (and of the next one after ``optimize_batch_size(True)``; continued trainings keep the size), batch sizes 1, 2,
 4, ... up to N / 8 for N training images (at least 2, at most 256; so that an iteration has about 8 steps or
-more: fewer, larger steps gain images/s but learn less per iteration) are timed on a copy of the model (one warm-up step, then
-steps for at least 0.25 s); the probe stops at a size whose predicted memory (twice the resident memory growth
+more: fewer, larger steps gain images/s but learn less per iteration) are timed on a copy of the model (one
+warm-up step, then steps for at least 0.25 s); the probe stops at a size whose predicted memory (twice the resident memory growth
 of the previous size) exceeds half the available memory, at one that fails for lack of memory, or when one step
 takes over 3 s. The smallest size reaching 95 % of the best images/s wins. With deterministic training the
 choice must not depend on timing, so the automatic size is then the largest power of two <= min(32, that
