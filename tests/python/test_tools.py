@@ -588,27 +588,39 @@ def test_thread_num_applies_in_every_thread():
     assert seen == [[1]]
 
 
-def test_interpreter_exit_while_a_tool_trains_stops_the_training_cleanly(tmp_path):
-    # a training thread left inside the C++ core at interpreter shutdown used to abort the process (SIGABRT)
+_SCRIPT_START = (
+    "import os, signal, threading, time\n"
+    "import numpy as np\n"
+    "from opendl.tools import Classifier, Dataset, DatasetSplit, TrainingQueue\n"
+    "rng = np.random.default_rng(0)\n"
+    "ds = Dataset.from_images([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(16)],\n"
+    "                         [i % 2 for i in range(16)])\n"
+    "split = DatasetSplit(ds, 0.5, 0.5)\n"
+    "tool = Classifier()\n"
+    "tool.batch_size = 2\n"
+    "tool.train(ds, split, iterations=1000)\n")
+
+
+def run_training_script(tmp_path, body: str):
+    """Runs a script that starts a long training (tool, ds, split) and then ``body``, in a fresh interpreter;
+    its exit must be clean (no SIGABRT from a training thread left inside the core)."""
     import subprocess
-    import sys
-    script = tmp_path / "exit_while_training.py"
-    script.write_text(
-        "import numpy as np\n"
-        "from opendl.tools import Classifier, Dataset, DatasetSplit\n"
-        "rng = np.random.default_rng(0)\n"
-        "ds = Dataset.from_images([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(16)],\n"
-        "                         [i % 2 for i in range(16)])\n"
-        "tool = Classifier()\n"
-        "tool.batch_size = 2\n"
-        "tool.train(ds, DatasetSplit(ds, 0.5, 0.5), iterations=1000)\n"
-        "while tool.current_training_finished_iterations < 1:\n"
-        "    tool.wait_for_iteration_completion(60)\n"
-        "print('leaving', flush=True)\n")
+    script = tmp_path / "training_script.py"
+    script.write_text(_SCRIPT_START + body)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
                           cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "leaving" in done.stdout and "terminate" not in done.stderr
+    assert "terminate" not in done.stderr
+    return done
+
+
+def test_interpreter_exit_while_a_tool_trains_stops_the_training_cleanly(tmp_path):
+    # a training thread left inside the C++ core at interpreter shutdown used to abort the process (SIGABRT)
+    done = run_training_script(tmp_path,
+                               "while tool.current_training_finished_iterations < 1:\n"
+                               "    tool.wait_for_iteration_completion(60)\n"
+                               "print('leaving', flush=True)\n")
+    assert "leaving" in done.stdout
 
 
 def test_tool_inputs_are_checked_when_given(data, tmp_path):
@@ -886,32 +898,17 @@ def test_ctrl_c_in_a_wait_keeps_the_training_counted_and_the_exit_clean(tmp_path
     """Ctrl-C inside wait_for_training_completion (a Thread.join) marked the running thread as ended: is_training
     read False while it trained on, and at exit nothing stopped it (SIGABRT). A queue starting a job at exit
     aborted the same way."""
-    import subprocess
-    script = tmp_path / "interrupted.py"
-    script.write_text(
-        "import os, signal, threading, time\n"
-        "import numpy as np\n"
-        "from opendl.tools import Classifier, Dataset, DatasetSplit, TrainingQueue\n"
-        "rng = np.random.default_rng(0)\n"
-        "ds = Dataset.from_images([rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(16)],\n"
-        "                         [i % 2 for i in range(16)])\n"
-        "split = DatasetSplit(ds, 0.5, 0.5)\n"
-        "tool = Classifier()\n"
-        "tool.batch_size = 2\n"
-        "tool.train(ds, split, iterations=1000)\n"
-        "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
-        "try:\n"
-        "    tool.wait_for_training_completion()\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted, training', tool.is_training, flush=True)\n"
-        "other = Classifier()\n"
-        "other.batch_size = 2\n"
-        "TrainingQueue().add(other, ds, split, iterations=1000)\n"
-        "time.sleep(0.03)\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
-                          cwd=str(tmp_path))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "interrupted, training True" in done.stdout and "terminate" not in done.stderr
+    done = run_training_script(tmp_path,
+                               "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+                               "try:\n"
+                               "    tool.wait_for_training_completion()\n"
+                               "except KeyboardInterrupt:\n"
+                               "    print('interrupted, training', tool.is_training, flush=True)\n"
+                               "other = Classifier()\n"
+                               "other.batch_size = 2\n"
+                               "TrainingQueue().add(other, ds, split, iterations=1000)\n"
+                               "time.sleep(0.03)\n")
+    assert "interrupted, training True" in done.stdout
 
 
 def test_the_automatic_batch_size_is_chosen_once_and_kept_by_continued_trainings(data, tmp_path):
